@@ -1,0 +1,59 @@
+//! Packet I/O: the one interface every backend (in-memory, AF_PACKET, DPDK)
+//! implements, and that the worker loop is generic over.
+//!
+//! A backend hands the worker *owned* buffers. The worker may rewrite a
+//! received buffer in place and put it on the transmit list (zero-copy
+//! forwarding), allocate a fresh one for a packet it originates (SYN/ACK, THOP,
+//! ARP), or simply drop it (which returns it to the backend's pool).
+
+use std::time::Duration;
+
+/// One packet buffer owned by the worker. Dropping it returns it to its pool.
+pub trait PacketBuf {
+    /// The frame bytes (Ethernet header first).
+    fn data(&self) -> &[u8];
+    /// The frame bytes, writable.
+    fn data_mut(&mut self) -> &mut [u8];
+    /// Sets the frame length; false (and no change) when `len` exceeds capacity.
+    fn set_len(&mut self, len: usize) -> bool;
+    /// The largest frame this buffer can hold.
+    fn capacity(&self) -> usize;
+}
+
+/// Counters a backend keeps about its own port/queue.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct IoStats {
+    pub rx_packets: u64,
+    pub rx_bytes: u64,
+    pub tx_packets: u64,
+    pub tx_bytes: u64,
+    /// Frames the backend could not hand over (ring full, no buffers).
+    pub rx_dropped: u64,
+    /// Frames the worker gave that were not sent.
+    pub tx_dropped: u64,
+}
+
+/// One worker's queue pair on a port.
+pub trait PacketIo {
+    type Buf: PacketBuf;
+
+    /// Appends up to `max` received frames to `out`; returns how many.
+    fn rx_burst(&mut self, out: &mut Vec<Self::Buf>, max: usize) -> usize;
+
+    /// A fresh buffer for a frame the worker originates; `None` when the pool
+    /// is empty (the caller counts a drop).
+    fn alloc(&mut self) -> Option<Self::Buf>;
+
+    /// Sends frames from the front of `pkts`, removing those it took; frames
+    /// left in `pkts` were not sent (queue full) and stay the caller's.
+    fn tx_burst(&mut self, pkts: &mut Vec<Self::Buf>) -> usize;
+
+    /// Blocks for at most `timeout` until a frame may be ready (adaptive
+    /// polling when idle). Backends without a blocking primitive just sleep.
+    fn wait(&mut self, timeout: Duration) {
+        std::thread::sleep(timeout);
+    }
+
+    /// Port/queue counters.
+    fn stats(&self) -> IoStats;
+}

@@ -1,0 +1,2 @@
+//! THOP, the TCP handoff protocol. Specification: `docs/thop.md`.
+#![forbid(unsafe_code)]

@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Installs every system package and cargo tool the build, the suite, the demo
+# and the benchmarks need, on a fresh Debian 12 machine with Rust. Idempotent:
+# installs only what is missing. Needs root (CI and the test bed run as root).
+set -euo pipefail
+
+PKGS=(
+  # build: DPDK bindings (bindgen needs libclang), C shim
+  pkg-config clang libclang-dev libdpdk-dev dpdk
+  # test bed: namespaces, veths, loss injection, offload switches
+  iproute2 iptables ethtool procps
+  # real servers, proxies and clients
+  nginx-light haproxy wrk curl python3 chromium
+  # promtool, to check the metrics exposition format
+  prometheus
+  # benchmarks
+  valgrind hyperfine
+)
+
+missing=()
+for p in "${PKGS[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  echo "install-deps: installing ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  # Debian starts the packaged daemons; the test bed runs its own instances.
+  for svc in nginx haproxy prometheus prometheus-node-exporter; do
+    systemctl disable --now "$svc" >/dev/null 2>&1 || service "$svc" stop >/dev/null 2>&1 || true
+  done
+fi
+
+command -v cargo-nextest >/dev/null || cargo install --locked cargo-nextest
