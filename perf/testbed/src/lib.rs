@@ -1,0 +1,1 @@
+//! The namespace test bed.
