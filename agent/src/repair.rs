@@ -1,0 +1,443 @@
+//! Adoption of a handed-off connection with Linux `TCP_REPAIR`.
+//!
+//! The switch completed the handshake and read the request; this module
+//! rebuilds that connection on the backend as an ESTABLISHED socket without
+//! any packet exchange: the mechanism CRIU uses for checkpoint/restore.
+//!
+//! The order below is the one verified on the target kernel (see
+//! `docs/agent.md` and DESIGN.md):
+//!
+//! `socket` → `TCP_REPAIR`=1 → `bind(VIP, port)` → send queue seq → recv queue
+//! seq → `connect(client)` (no SYN is sent in repair mode) →
+//! `TCP_REPAIR_OPTIONS` (options are accepted only once the socket is
+//! ESTABLISHED) → `TCP_TIMESTAMP` → request bytes into the receive queue →
+//! `TCP_REPAIR_WINDOW` → `TCP_REPAIR`=0 (which sends a window probe, i.e. an
+//! ACK the client can use).
+//!
+//! Two kernel lessons are encoded here:
+//! - never set `SO_REUSEADDR`: repair mode forces address reuse, and setting
+//!   the option afterwards overwrites that, so a second adopted connection on
+//!   the same VIP:port would fail with `EADDRINUSE`;
+//! - `TCP_QUEUE_SEQ` and `TCP_TIMESTAMP` take `u32`; passing a sign-extended
+//!   `i32` fails for half of all sequence numbers.
+//!
+//! On any error the partly built socket is closed while still in repair mode,
+//! which the kernel does silently (no RST, no FIN): nothing reaches the client
+//! and the switch may re-dispatch.
+
+use std::io;
+use std::mem::size_of;
+use std::net::{SocketAddr, TcpStream};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+
+/// `TCP_REPAIR_QUEUE` selectors (linux/tcp.h).
+const TCP_RECV_QUEUE: libc::c_int = 1;
+const TCP_SEND_QUEUE: libc::c_int = 2;
+/// `TCP_REPAIR` values (linux/tcp.h).
+const TCP_REPAIR_ON: libc::c_int = 1;
+const TCP_REPAIR_OFF: libc::c_int = 0;
+/// TCP option kinds accepted by `TCP_REPAIR_OPTIONS` (RFC 9293, RFC 7323, RFC 2018).
+const TCPOPT_MSS: u32 = 2;
+const TCPOPT_WINDOW: u32 = 3;
+const TCPOPT_SACK_PERM: u32 = 4;
+const TCPOPT_TIMESTAMP: u32 = 8;
+/// Largest window scale shift (RFC 7323 §2.3).
+pub const MAX_WSCALE: u8 = 14;
+/// Largest chunk written into the receive queue per call (one skb each).
+const RCVQ_CHUNK: usize = 16 * 1024;
+
+/// `struct tcp_repair_opt` (linux/tcp.h).
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+struct TcpRepairOpt {
+    opt_code: u32,
+    opt_val: u32,
+}
+
+/// `struct tcp_repair_window` (linux/tcp.h).
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TcpRepairWindow {
+    /// Sequence number of the segment that last updated the send window.
+    pub snd_wl1: u32,
+    /// The peer's window, already scaled, in bytes.
+    pub snd_wnd: u32,
+    /// Largest window the peer has offered.
+    pub max_window: u32,
+    /// The window we last advertised, in bytes.
+    pub rcv_wnd: u32,
+    /// `rcv_nxt` at the time of our last window update.
+    pub rcv_wup: u32,
+}
+
+/// The state of one connection as the switch hands it over; everything the
+/// kernel needs to resume it. All sequence numbers are in the client's view.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TcpState {
+    /// The client's address (the peer).
+    pub client: SocketAddr,
+    /// The service address (VIP:port) the client connected to.
+    pub vip: SocketAddr,
+    /// The client's initial sequence number (its SYN).
+    pub client_isn: u32,
+    /// The switch's initial sequence number (its SYN/ACK); we continue at +1.
+    pub server_isn: u32,
+    /// MSS the client announced.
+    pub mss: u16,
+    /// Window scale shift the client announced (applies to its windows);
+    /// `None` when window scaling was not negotiated.
+    pub snd_wscale: Option<u8>,
+    /// Window scale shift the switch announced (applies to ours).
+    pub rcv_wscale: u8,
+    /// SACK permitted on both sides.
+    pub sack: bool,
+    /// Timestamps negotiated: the TSval the switch would send next.
+    pub ts_val: Option<u32>,
+    /// The client's last advertised window, unscaled (as on the wire).
+    pub client_window: u16,
+    /// The window the switch last advertised, in bytes (scaled).
+    pub server_window: u32,
+    /// The request bytes the switch received and acknowledged.
+    pub request: Vec<u8>,
+}
+
+/// Why an adoption failed, mapped one-to-one to a NACK reason and a counter.
+#[derive(Debug, thiserror::Error)]
+pub enum AdoptError {
+    /// A field of the state cannot be honoured by this kernel.
+    #[error("invalid state: {0}")]
+    InvalidState(&'static str),
+    /// The VIP/client address families differ or the family is unsupported.
+    #[error("address family mismatch between VIP and client")]
+    Family,
+    /// Missing privilege (CAP_NET_ADMIN) for TCP_REPAIR.
+    #[error("TCP_REPAIR not permitted (CAP_NET_ADMIN missing): {0}")]
+    Permission(io::Error),
+    /// The VIP:port + client 4-tuple exists already.
+    #[error("connection already exists: {0}")]
+    Exists(io::Error),
+    /// Any other system call failure, naming the step.
+    #[error("{step}: {err}")]
+    Sys {
+        /// The step that failed.
+        step: &'static str,
+        /// The OS error.
+        err: io::Error,
+    },
+}
+
+impl AdoptError {
+    /// A short stable label for counters and logs.
+    pub fn label(&self) -> &'static str {
+        match self {
+            AdoptError::InvalidState(_) => "invalid_state",
+            AdoptError::Family => "family",
+            AdoptError::Permission(_) => "permission",
+            AdoptError::Exists(_) => "exists",
+            AdoptError::Sys { .. } => "syscall",
+        }
+    }
+}
+
+fn sys(step: &'static str) -> impl FnOnce(io::Error) -> AdoptError {
+    move |err| match err.raw_os_error() {
+        Some(libc::EPERM) | Some(libc::EACCES) => AdoptError::Permission(err),
+        Some(libc::EADDRINUSE) | Some(libc::EISCONN) => AdoptError::Exists(err),
+        _ => AdoptError::Sys { step, err },
+    }
+}
+
+/// Sets an integer-like socket option, any plain-old-data value.
+fn setsockopt<T: Copy>(
+    fd: RawFd,
+    level: libc::c_int,
+    name: libc::c_int,
+    val: &T,
+) -> io::Result<()> {
+    // SAFETY: `val` points to a live `T` of the size passed; the kernel only reads it.
+    let rc = unsafe {
+        libc::setsockopt(
+            fd,
+            level,
+            name,
+            val as *const T as *const libc::c_void,
+            size_of::<T>() as libc::socklen_t,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// Reads a plain-old-data socket option.
+pub(crate) fn getsockopt<T: Copy + Default>(
+    fd: RawFd,
+    level: libc::c_int,
+    name: libc::c_int,
+) -> io::Result<T> {
+    let mut val = T::default();
+    let mut len = size_of::<T>() as libc::socklen_t;
+    // SAFETY: `val` is a writable `T` and `len` its size; the kernel writes at most `len` bytes.
+    let rc = unsafe {
+        libc::getsockopt(
+            fd,
+            level,
+            name,
+            &mut val as *mut T as *mut libc::c_void,
+            &mut len,
+        )
+    };
+    if rc == 0 {
+        Ok(val)
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// A `sockaddr_storage` plus its length, for bind/connect.
+pub(crate) fn sockaddr(addr: &SocketAddr) -> (libc::sockaddr_storage, libc::socklen_t) {
+    // SAFETY: an all-zero sockaddr_storage is a valid value.
+    let mut ss: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
+    let len = match addr {
+        SocketAddr::V4(a) => {
+            let sin = libc::sockaddr_in {
+                sin_family: libc::AF_INET as libc::sa_family_t,
+                sin_port: a.port().to_be(),
+                sin_addr: libc::in_addr {
+                    s_addr: u32::from(*a.ip()).to_be(),
+                },
+                sin_zero: [0; 8],
+            };
+            // SAFETY: sockaddr_storage is larger than and aligned for sockaddr_in.
+            unsafe { std::ptr::write(&mut ss as *mut _ as *mut libc::sockaddr_in, sin) };
+            size_of::<libc::sockaddr_in>()
+        }
+        SocketAddr::V6(a) => {
+            let sin6 = libc::sockaddr_in6 {
+                sin6_family: libc::AF_INET6 as libc::sa_family_t,
+                sin6_port: a.port().to_be(),
+                sin6_flowinfo: a.flowinfo(),
+                sin6_addr: libc::in6_addr {
+                    s6_addr: a.ip().octets(),
+                },
+                sin6_scope_id: a.scope_id(),
+            };
+            // SAFETY: sockaddr_storage is larger than and aligned for sockaddr_in6.
+            unsafe { std::ptr::write(&mut ss as *mut _ as *mut libc::sockaddr_in6, sin6) };
+            size_of::<libc::sockaddr_in6>()
+        }
+    };
+    (ss, len as libc::socklen_t)
+}
+
+fn check(rc: libc::c_int) -> io::Result<()> {
+    if rc < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(())
+    }
+}
+
+impl TcpState {
+    /// Checks the fields the kernel would reject, before touching a socket.
+    pub fn validate(&self) -> Result<(), AdoptError> {
+        if self.client.is_ipv4() != self.vip.is_ipv4() {
+            return Err(AdoptError::Family);
+        }
+        if self.mss < 64 {
+            return Err(AdoptError::InvalidState("mss below 64"));
+        }
+        if self.snd_wscale.is_some_and(|s| s > MAX_WSCALE) || self.rcv_wscale > MAX_WSCALE {
+            return Err(AdoptError::InvalidState("window scale above 14"));
+        }
+        if self.client.port() == 0 || self.vip.port() == 0 {
+            return Err(AdoptError::InvalidState("port 0"));
+        }
+        if self.client.ip().is_unspecified() || self.client.ip().is_multicast() {
+            return Err(AdoptError::InvalidState("client address not unicast"));
+        }
+        Ok(())
+    }
+
+    /// The client's window in bytes, scaled by its announced shift.
+    pub fn client_window_bytes(&self) -> u32 {
+        u32::from(self.client_window) << self.snd_wscale.unwrap_or(0).min(MAX_WSCALE)
+    }
+}
+
+/// Rebuilds the connection described by `st` as an ESTABLISHED socket.
+///
+/// The socket is returned blocking, with the request bytes readable. On
+/// failure nothing is left behind and nothing was sent to the client.
+pub fn adopt(st: &TcpState) -> Result<TcpStream, AdoptError> {
+    st.validate()?;
+    let family = if st.vip.is_ipv4() {
+        libc::AF_INET
+    } else {
+        libc::AF_INET6
+    };
+    // SAFETY: plain socket(2) call; the result is checked before use.
+    let raw = unsafe { libc::socket(family, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0) };
+    if raw < 0 {
+        return Err(sys("socket")(io::Error::last_os_error()));
+    }
+    // SAFETY: `raw` is a fresh descriptor we own. Dropping `fd` on an error path
+    // closes a socket still in repair mode: the kernel sends nothing.
+    let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+    build(fd.as_raw_fd(), st)?;
+    Ok(TcpStream::from(fd))
+}
+
+fn build(fd: RawFd, st: &TcpState) -> Result<(), AdoptError> {
+    let tcp = libc::IPPROTO_TCP;
+    setsockopt(fd, tcp, libc::TCP_REPAIR, &TCP_REPAIR_ON).map_err(sys("TCP_REPAIR on"))?;
+
+    let (vip, vip_len) = sockaddr(&st.vip);
+    // SAFETY: `vip` is a valid sockaddr of `vip_len` bytes.
+    check(unsafe { libc::bind(fd, &vip as *const _ as *const libc::sockaddr, vip_len) })
+        .map_err(sys("bind VIP"))?;
+
+    let snd_seq: u32 = st.server_isn.wrapping_add(1);
+    let rcv_seq: u32 = st.client_isn.wrapping_add(1);
+    setsockopt(fd, tcp, libc::TCP_REPAIR_QUEUE, &TCP_SEND_QUEUE)
+        .map_err(sys("select send queue"))?;
+    setsockopt(fd, tcp, libc::TCP_QUEUE_SEQ, &snd_seq).map_err(sys("send queue seq"))?;
+    setsockopt(fd, tcp, libc::TCP_REPAIR_QUEUE, &TCP_RECV_QUEUE)
+        .map_err(sys("select recv queue"))?;
+    setsockopt(fd, tcp, libc::TCP_QUEUE_SEQ, &rcv_seq).map_err(sys("recv queue seq"))?;
+
+    let (peer, peer_len) = sockaddr(&st.client);
+    // SAFETY: `peer` is a valid sockaddr of `peer_len` bytes. In repair mode
+    // connect(2) only moves the socket to ESTABLISHED; no SYN leaves.
+    check(unsafe { libc::connect(fd, &peer as *const _ as *const libc::sockaddr, peer_len) })
+        .map_err(sys("connect (repair)"))?;
+
+    let mut opts = Vec::with_capacity(4);
+    opts.push(TcpRepairOpt {
+        opt_code: TCPOPT_MSS,
+        opt_val: u32::from(st.mss),
+    });
+    if let Some(snd) = st.snd_wscale {
+        opts.push(TcpRepairOpt {
+            opt_code: TCPOPT_WINDOW,
+            opt_val: u32::from(snd) | (u32::from(st.rcv_wscale) << 16),
+        });
+    }
+    if st.sack {
+        opts.push(TcpRepairOpt {
+            opt_code: TCPOPT_SACK_PERM,
+            opt_val: 0,
+        });
+    }
+    if st.ts_val.is_some() {
+        opts.push(TcpRepairOpt {
+            opt_code: TCPOPT_TIMESTAMP,
+            opt_val: 0,
+        });
+    }
+    // SAFETY: `opts` is a contiguous array of repr(C) tcp_repair_opt.
+    let rc = unsafe {
+        libc::setsockopt(
+            fd,
+            tcp,
+            libc::TCP_REPAIR_OPTIONS,
+            opts.as_ptr() as *const libc::c_void,
+            (opts.len() * size_of::<TcpRepairOpt>()) as libc::socklen_t,
+        )
+    };
+    check(rc).map_err(sys("TCP_REPAIR_OPTIONS"))?;
+
+    if let Some(ts) = st.ts_val {
+        let ts: u32 = ts;
+        setsockopt(fd, tcp, libc::TCP_TIMESTAMP, &ts).map_err(sys("TCP_TIMESTAMP"))?;
+    }
+
+    // The receive queue is still selected: writes land there, as if received.
+    for chunk in st.request.chunks(RCVQ_CHUNK) {
+        let mut off = 0;
+        while off < chunk.len() {
+            // SAFETY: the pointer/length pair stays inside `chunk`.
+            let n = unsafe {
+                libc::send(
+                    fd,
+                    chunk[off..].as_ptr() as *const libc::c_void,
+                    chunk.len() - off,
+                    libc::MSG_NOSIGNAL,
+                )
+            };
+            if n <= 0 {
+                let err = if n == 0 {
+                    io::Error::new(io::ErrorKind::WriteZero, "receive queue refused bytes")
+                } else {
+                    io::Error::last_os_error()
+                };
+                return Err(sys("request into receive queue")(err));
+            }
+            off += n as usize;
+        }
+    }
+
+    let rcv_nxt = rcv_seq.wrapping_add(st.request.len() as u32);
+    let snd_wnd = st.client_window_bytes();
+    let win = TcpRepairWindow {
+        snd_wl1: rcv_nxt,
+        snd_wnd,
+        max_window: snd_wnd,
+        rcv_wnd: st.server_window,
+        rcv_wup: rcv_nxt,
+    };
+    setsockopt(fd, tcp, libc::TCP_REPAIR_WINDOW, &win).map_err(sys("TCP_REPAIR_WINDOW"))?;
+
+    setsockopt(fd, tcp, libc::TCP_REPAIR, &TCP_REPAIR_OFF).map_err(sys("TCP_REPAIR off"))?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn state() -> TcpState {
+        TcpState {
+            client: "198.18.0.101:40000".parse().unwrap(),
+            vip: "198.18.0.10:80".parse().unwrap(),
+            client_isn: 0xffff_fff0,
+            server_isn: 0x8000_0001,
+            mss: 1460,
+            snd_wscale: Some(7),
+            rcv_wscale: 7,
+            sack: true,
+            ts_val: Some(0xdead_beef),
+            client_window: 502,
+            server_window: 65535,
+            request: b"GET / HTTP/1.1\r\n\r\n".to_vec(),
+        }
+    }
+
+    #[test]
+    fn validate_rejects_what_the_kernel_would() {
+        assert!(state().validate().is_ok());
+        let mut s = state();
+        s.snd_wscale = Some(15);
+        assert!(matches!(s.validate(), Err(AdoptError::InvalidState(_))));
+        let mut s = state();
+        s.mss = 10;
+        assert!(s.validate().is_err());
+        let mut s = state();
+        s.client = "[2001:db8::1]:4000".parse().unwrap();
+        assert!(matches!(s.validate(), Err(AdoptError::Family)));
+        let mut s = state();
+        s.client = "0.0.0.0:4000".parse().unwrap();
+        assert!(s.validate().is_err());
+    }
+
+    #[test]
+    fn window_is_scaled_by_the_clients_shift() {
+        let s = state();
+        assert_eq!(s.client_window_bytes(), 502 << 7);
+        let mut s = state();
+        s.snd_wscale = None;
+        assert_eq!(s.client_window_bytes(), 502);
+    }
+}

@@ -1,0 +1,132 @@
+//! Client-side helpers: unmodified curl / Python http.client in the client
+//! namespace, and the switch's accept-read-freeze step.
+
+use super::freeze::freeze;
+use super::netns::{Bed, VIP};
+use agent::repair::TcpState;
+use std::io::Read;
+use std::net::{TcpListener, TcpStream};
+use std::os::fd::AsRawFd;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A deterministic body of `len` bytes.
+pub fn body(len: usize) -> Vec<u8> {
+    (0..len)
+        .map(|i| b"abcdefghijklmnopqrstuvwxyz0123456789\n"[i % 37])
+        .collect()
+}
+
+/// Starts curl in the client namespace; its stdout is the body.
+pub fn curl(bed: &Bed, path: &str, extra: &[&str]) -> Child {
+    let url = format!("http://{VIP}{path}");
+    let mut args = vec![
+        "netns",
+        "exec",
+        &bed.client,
+        "curl",
+        "-sS",
+        "--fail",
+        "--max-time",
+        "20",
+    ];
+    args.extend_from_slice(extra);
+    args.push(&url);
+    Command::new("ip")
+        .args(&args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+/// Starts a Python `http.client` request in the client namespace.
+///
+/// With `rcvbuf`, the socket's receive buffer is fixed before connecting,
+/// which bounds the window scale Linux announces (small buffer → shift 0).
+pub fn python_get(bed: &Bed, path: &str, rcvbuf: Option<u32>) -> Child {
+    let sock = match rcvbuf {
+        Some(n) => format!("s=socket.socket()\ns.setsockopt(socket.SOL_SOCKET,socket.SO_RCVBUF,{n})\ns.settimeout(20)\ns.connect(('{VIP}',80))\nc.sock=s\n"),
+        None => String::new(),
+    };
+    let script = format!(
+        "import http.client,sys,socket\nc=http.client.HTTPConnection('{VIP}',80,timeout=20)\n{sock}c.request('GET','{path}')\nr=c.getresponse()\nsys.stdout.buffer.write(r.read())\nsys.exit(0 if r.status==200 else 3)\n"
+    );
+    Command::new("ip")
+        .args(["netns", "exec", &bed.client, "python3", "-c", &script])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+/// Waits for a client and returns its stdout, asserting success.
+pub fn finish(child: Child) -> Vec<u8> {
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "client failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
+}
+
+/// Binds the switch's listener on VIP:80 inside the switch namespace.
+pub fn switch_listener(bed: &Bed, rcvbuf: Option<u32>) -> TcpListener {
+    let l = bed.in_ns(&bed.switch, || {
+        TcpListener::bind((VIP, 80)).expect("bind VIP:80 in switch ns")
+    });
+    if let Some(n) = rcvbuf {
+        let v = n as libc::c_int;
+        // SAFETY: v is a live c_int; accepted sockets inherit the buffer lock.
+        let rc = unsafe {
+            libc::setsockopt(
+                l.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_RCVBUF,
+                &v as *const _ as *const _,
+                4,
+            )
+        };
+        assert_eq!(rc, 0);
+    }
+    l
+}
+
+/// Accepts one connection, reads until the header is complete (plus
+/// `extra_body` bytes), holds the flow and freezes the socket.
+pub fn accept_and_freeze(bed: &Bed, l: &TcpListener, extra_body: usize) -> TcpState {
+    l.set_nonblocking(true).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let s: TcpStream = loop {
+        match l.accept() {
+            Ok((s, _)) => break s,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                assert!(Instant::now() < deadline, "no client connected");
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            Err(e) => panic!("accept: {e}"),
+        }
+    };
+    s.set_nonblocking(false).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
+    let mut req = Vec::new();
+    let mut buf = [0u8; 65536];
+    loop {
+        if let Some(end) = find(&req, b"\r\n\r\n") {
+            if req.len() >= end + 4 + extra_body {
+                break;
+            }
+        }
+        let n = (&s).read(&mut buf).expect("read request");
+        assert!(n > 0, "client closed before the request was complete");
+        req.extend_from_slice(&buf[..n]);
+    }
+    bed.hold_flow(s.peer_addr().unwrap().port());
+    freeze(s, &req)
+}
+
+/// Position of `needle` in `hay`.
+pub fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len()).position(|w| w == needle)
+}
