@@ -1,0 +1,90 @@
+//! `baton-testbed`: brings the namespace test bed up by hand and keeps it
+//! until Ctrl-C, printing how to reach every host. `cleanup` removes beds
+//! left by processes that were killed.
+
+use clap::{Parser, Subcommand};
+use std::time::Duration;
+use testbed::{addr, nginx, Bed, BedSpec};
+
+#[derive(Parser)]
+#[command(about = "Baton's namespace test bed")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Build the bed with nginx on every backend and wait for Ctrl-C.
+    Up {
+        #[arg(long, default_value_t = 2)]
+        clients: usize,
+        #[arg(long, default_value_t = 3)]
+        backends: usize,
+        /// Also build the proxy host (198.18.0.3).
+        #[arg(long)]
+        proxy: bool,
+    },
+    /// Remove namespaces left by test-bed processes that no longer exist.
+    Cleanup,
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let res = match cli.cmd {
+        Cmd::Up {
+            clients,
+            backends,
+            proxy,
+        } => up(BedSpec {
+            clients,
+            backends,
+            switch: true,
+            proxy,
+        }),
+        Cmd::Cleanup => {
+            for ns in testbed::cleanup::sweep_stale() {
+                println!("removed {ns}");
+            }
+            Ok(())
+        }
+    };
+    if let Err(e) = res {
+        eprintln!("baton-testbed: {e}");
+        std::process::exit(1);
+    }
+}
+
+fn up(spec: BedSpec) -> testbed::Result<()> {
+    let bed = Bed::up(&spec)?;
+    let _nginx = nginx::start_all(&bed)?;
+    println!("test bed {} is up (Ctrl-C removes it)", bed.id());
+    println!(
+        "  hub      {}  (198.19.0.1 on the management bridge)",
+        bed.hub()
+    );
+    for h in bed
+        .clients
+        .iter()
+        .chain(&bed.switch)
+        .chain(&bed.proxy)
+        .chain(&bed.backends)
+    {
+        println!(
+            "  {:<4} {}  data {}  mgmt {}",
+            h.name,
+            h.ns,
+            h.data_ip.map_or("-".into(), |i| i.to_string()),
+            h.mgmt_ip.map_or("-".into(), |i| i.to_string())
+        );
+    }
+    println!(
+        "  try: ip netns exec {} curl -si http://{}:{}/",
+        bed.clients[0].ns,
+        addr::backend_data(0),
+        addr::WEB_PORT
+    );
+    loop {
+        std::thread::sleep(Duration::from_secs(3600));
+    }
+}

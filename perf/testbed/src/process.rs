@@ -1,0 +1,210 @@
+//! Long-running processes of the bed (nginx, HAProxy, `baton`, `baton-agent`).
+//!
+//! Each is started in its namespace with stdout and stderr appended to one log
+//! file, and is stopped when its handle drops: SIGTERM first (so `baton` and
+//! the agents exercise their graceful stop), SIGKILL after a grace period.
+
+use crate::error::{BedError, Result};
+use crate::netns;
+use std::fs::OpenOptions;
+use std::io::{Read, Seek, SeekFrom};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+/// A process running in a namespace; killed on drop.
+#[derive(Debug)]
+pub struct Proc {
+    name: String,
+    ns: String,
+    child: Option<Child>,
+    log: PathBuf,
+}
+
+impl Proc {
+    /// Starts `prog args…` in `ns`, logging to `log` (appended).
+    pub fn spawn(name: &str, ns: &str, prog: &str, args: &[&str], log: &Path) -> Result<Proc> {
+        Self::spawn_env(name, ns, prog, args, &[], log)
+    }
+
+    /// Like [`Proc::spawn`] with extra environment variables.
+    pub fn spawn_env(
+        name: &str,
+        ns: &str,
+        prog: &str,
+        args: &[&str],
+        env: &[(&str, &str)],
+        log: &Path,
+    ) -> Result<Proc> {
+        let file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)
+            .map_err(|e| BedError::file(log, e))?;
+        let err = file.try_clone().map_err(|e| BedError::file(log, e))?;
+        let mut cmd = netns::command(Some(ns), prog, args);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let child = cmd
+            .stdin(Stdio::null())
+            .stdout(file)
+            .stderr(err)
+            .spawn()
+            .map_err(|source| BedError::Spawn {
+                cmd: format!("[{ns}] {prog} {}", args.join(" ")),
+                source,
+            })?;
+        Ok(Proc {
+            name: name.to_string(),
+            ns: ns.to_string(),
+            child: Some(child),
+            log: log.to_path_buf(),
+        })
+    }
+
+    /// The process id (`ip netns exec` execs the program, so this is its pid).
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(|c| c.id())
+    }
+
+    /// The name given at start (for messages).
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The namespace it runs in.
+    pub fn ns(&self) -> &str {
+        &self.ns
+    }
+
+    /// The log file.
+    pub fn log_path(&self) -> &Path {
+        &self.log
+    }
+
+    /// True while the process has not exited.
+    pub fn is_running(&mut self) -> bool {
+        match self.child.as_mut() {
+            Some(c) => matches!(c.try_wait(), Ok(None)),
+            None => false,
+        }
+    }
+
+    /// Sends a signal (e.g. `libc::SIGHUP` to reload).
+    pub fn signal(&self, sig: i32) {
+        if let Some(pid) = self.pid() {
+            // SAFETY: kill(2) on our own child's pid.
+            unsafe { libc::kill(pid as i32, sig) };
+        }
+    }
+
+    /// Kills it at once (SIGKILL) and reaps it: the "agent dies" fault.
+    pub fn kill_now(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// SIGTERM, then SIGKILL after `grace`; returns the exit status text.
+    pub fn stop(&mut self, grace: Duration) -> Option<String> {
+        let mut c = self.child.take()?;
+        // SAFETY: kill(2) on our own child's pid.
+        unsafe { libc::kill(c.id() as i32, libc::SIGTERM) };
+        let deadline = Instant::now() + grace;
+        loop {
+            if let Ok(Some(st)) = c.try_wait() {
+                return Some(st.to_string());
+            }
+            if Instant::now() >= deadline {
+                let _ = c.kill();
+                return c.wait().ok().map(|s| format!("{s} (killed after grace)"));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// The last `max` bytes of the log, for failure messages.
+    pub fn log_tail(&self, max: u64) -> String {
+        log_tail(&self.log, max)
+    }
+
+    /// Fails with the log tail if the process has exited.
+    pub fn ensure_running(&mut self) -> Result<()> {
+        if self.is_running() {
+            return Ok(());
+        }
+        Err(BedError::Setup(format!(
+            "{} exited; log {}:\n{}",
+            self.name,
+            self.log.display(),
+            self.log_tail(4000)
+        )))
+    }
+
+    /// Waits until a TCP connect to `addr` from inside the process's namespace
+    /// succeeds (the server is listening), or the process dies, or `timeout`.
+    pub fn wait_tcp(&mut self, addr: SocketAddr, timeout: Duration) -> Result<()> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            self.ensure_running()?;
+            if tcp_ready(&self.ns, addr)? {
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                return Err(BedError::Timeout(format!(
+                    "{} to listen on {addr}; log:\n{}",
+                    self.name,
+                    self.log_tail(4000)
+                )));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Waits until `needle` appears in the log (or the process dies / timeout).
+    pub fn wait_log(&mut self, needle: &str, timeout: Duration) -> Result<()> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if log_tail(&self.log, 1 << 20).contains(needle) {
+                return Ok(());
+            }
+            self.ensure_running()?;
+            if Instant::now() >= deadline {
+                return Err(BedError::Timeout(format!(
+                    "`{needle}` in the log of {}:\n{}",
+                    self.name,
+                    self.log_tail(4000)
+                )));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        self.stop(Duration::from_secs(3));
+    }
+}
+
+/// One connect attempt from inside `ns`.
+pub fn tcp_ready(ns: &str, addr: SocketAddr) -> Result<bool> {
+    netns::in_ns(ns, move || {
+        TcpStream::connect_timeout(&addr, Duration::from_millis(300)).is_ok()
+    })
+}
+
+/// The last `max` bytes of a file ("" when unreadable).
+pub fn log_tail(path: &Path, max: u64) -> String {
+    let Ok(mut f) = std::fs::File::open(path) else {
+        return String::new();
+    };
+    let len = f.metadata().map(|m| m.len()).unwrap_or(0);
+    let _ = f.seek(SeekFrom::Start(len.saturating_sub(max)));
+    let mut buf = Vec::new();
+    let _ = f.read_to_end(&mut buf);
+    String::from_utf8_lossy(&buf).into_owned()
+}
