@@ -108,7 +108,10 @@ pub enum WorkerEvent {
     /// A FORWARDING connection to this backend ended (CLOSE, RST, timeout).
     Closed { backend: BackendId },
     /// A LOAD frame from the agent at this THOP address.
-    Load { from: SocketAddr, report: LoadReport },
+    Load {
+        from: SocketAddr,
+        report: LoadReport,
+    },
 }
 
 /// What the control plane tells workers.
@@ -118,4 +121,101 @@ pub enum WorkerCommand {
     Drain,
     /// Exit the loop once the table is empty or at once if `now` is set.
     Stop { now: bool },
+}
+
+// ---------------------------------------------------------------------------
+// Queue set between N workers and the control plane.
+// ---------------------------------------------------------------------------
+
+use std::sync::Arc;
+
+use crossbeam_channel::{Receiver, Sender, TrySendError};
+
+use crate::peer::PeerQueues;
+
+/// One worker's end of the queues.
+#[derive(Debug)]
+pub struct WorkerQueues {
+    /// This worker's index (also its `ConnToken::worker`).
+    pub index: u16,
+    /// Complete request heads to the control plane (shared by all workers).
+    pub requests: Sender<DispatchRequest>,
+    /// Handoff outcomes, closes and LOAD reports to the control plane.
+    pub events: Sender<WorkerEvent>,
+    /// Decisions for this worker's connections.
+    pub decisions: Receiver<Decision>,
+    /// Commands for this worker.
+    pub commands: Receiver<WorkerCommand>,
+    /// THOP replies relayed between workers (the connection id names the owner).
+    pub peers: Arc<PeerQueues>,
+}
+
+/// The control plane's end of the queues.
+#[derive(Debug)]
+pub struct ControlQueues {
+    /// Requests from every worker.
+    pub requests: Receiver<DispatchRequest>,
+    /// Events from every worker.
+    pub events: Receiver<WorkerEvent>,
+    /// Decision queue per worker, indexed by `ConnToken::worker`.
+    pub decisions: Vec<Sender<Decision>>,
+    /// Command queue per worker.
+    pub commands: Vec<Sender<WorkerCommand>>,
+}
+
+impl ControlQueues {
+    /// Sends a decision to the worker that owns `d.token`; gives it back when
+    /// that queue is full or the worker is gone.
+    pub fn decide(&self, d: Decision) -> Result<(), Decision> {
+        let Some(q) = self.decisions.get(d.token.worker as usize) else {
+            return Err(d);
+        };
+        q.try_send(d).map_err(|e| match e {
+            TrySendError::Full(d) | TrySendError::Disconnected(d) => d,
+        })
+    }
+
+    /// Sends a command to every worker (blocking only if a queue is full).
+    pub fn broadcast(&self, c: WorkerCommand) {
+        for q in &self.commands {
+            let _ = q.send(c.clone());
+        }
+    }
+}
+
+/// Builds the queues for `n_workers` workers, each bounded to `capacity`.
+/// A full queue never blocks a worker: it counts a `queue_full` drop and, for
+/// a request, answers the client 503.
+pub fn channels(n_workers: usize, capacity: usize) -> (Vec<WorkerQueues>, ControlQueues) {
+    let n = n_workers.clamp(1, u16::MAX as usize);
+    let cap = capacity.max(1);
+    let (req_tx, req_rx) = crossbeam_channel::bounded(cap * n);
+    let (ev_tx, ev_rx) = crossbeam_channel::bounded(cap * n);
+    let peers = Arc::new(PeerQueues::new(n, cap));
+    let mut workers = Vec::with_capacity(n);
+    let mut decisions = Vec::with_capacity(n);
+    let mut commands = Vec::with_capacity(n);
+    for i in 0..n {
+        let (d_tx, d_rx) = crossbeam_channel::bounded(cap);
+        let (c_tx, c_rx) = crossbeam_channel::bounded(64);
+        decisions.push(d_tx);
+        commands.push(c_tx);
+        workers.push(WorkerQueues {
+            index: i as u16,
+            requests: req_tx.clone(),
+            events: ev_tx.clone(),
+            decisions: d_rx,
+            commands: c_rx,
+            peers: peers.clone(),
+        });
+    }
+    (
+        workers,
+        ControlQueues {
+            requests: req_rx,
+            events: ev_rx,
+            decisions,
+            commands,
+        },
+    )
 }

@@ -5,5 +5,10 @@
 //! FORWARDING). The dataplane knows nothing of YAML or Prometheus: it takes
 //! plain config structs and exposes counters that an exporter reads.
 
+pub mod config;
+pub mod counters;
 pub mod dispatch;
+pub mod http;
 pub mod io;
+pub mod peer;
+pub mod wire;

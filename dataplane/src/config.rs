@@ -1,0 +1,324 @@
+//! Plain configuration for the dataplane workers.
+//!
+//! The control plane builds a [`WorkerConfig`] from its YAML profile; the
+//! dataplane never parses YAML. Every limit and timeout of the state machine is
+//! here, with a default an operator would accept for a first deployment.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::time::Duration;
+
+/// One load-balanced service: the switch's LISTEN state for `vip:port`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Service {
+    pub vip: IpAddr,
+    pub port: u16,
+}
+
+impl Service {
+    /// The service as a socket address.
+    pub fn addr(&self) -> SocketAddr {
+        SocketAddr::new(self.vip, self.port)
+    }
+}
+
+/// When the switch answers a SYN with a SYN cookie instead of an entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SynCookieMode {
+    /// Never: a SYN that finds the SYN_RCVD budget full is dropped.
+    Off,
+    /// Above `syncookie_threshold` entries in SYN_RCVD (the Linux default).
+    OnOverload,
+    /// Always: no state is kept before the handshake completes.
+    Always,
+}
+
+/// How a worker waits when its queues are empty.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PollMode {
+    /// Spin on the queues (lowest latency, one core at 100%).
+    Busy,
+    /// Spin while there is work; after `idle_polls` empty polls, block in the
+    /// backend for at most `max_sleep`.
+    Adaptive {
+        idle_polls: u32,
+        max_sleep: Duration,
+    },
+}
+
+/// TCP options the switch offers in its SYN/ACK. The backend continues the
+/// connection with exactly these (TCP_REPAIR), so they must be ones a stock
+/// Linux backend honours.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TcpOptionsConfig {
+    /// Our MSS (IPv4, Ethernet MTU 1500: 1460).
+    pub mss: u16,
+    /// Our receive window scale shift (0..=14); Linux uses 7 for default buffers.
+    pub window_scale: u8,
+    /// Offer SACK when the client does.
+    pub sack: bool,
+    /// Offer timestamps when the client does.
+    pub timestamps: bool,
+}
+
+impl Default for TcpOptionsConfig {
+    fn default() -> Self {
+        TcpOptionsConfig {
+            mss: 1460,
+            window_scale: 7,
+            sack: true,
+            timestamps: true,
+        }
+    }
+}
+
+/// THOP endpoint and keys (authenticated, see `docs/thop.md`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ThopConfig {
+    /// UDP port on the switch's data address (and the agents' default).
+    pub port: u16,
+    /// Key id used for frames we send.
+    pub key_id: u32,
+    /// All keys accepted on receipt (id, 32-byte key); must contain `key_id`.
+    pub keys: Vec<(u32, [u8; 32])>,
+}
+
+impl Default for ThopConfig {
+    fn default() -> Self {
+        ThopConfig {
+            port: 9199,
+            key_id: 0,
+            keys: vec![(0, [0u8; 32])],
+        }
+    }
+}
+
+/// Everything one worker needs; identical for all workers of a switch.
+#[derive(Debug, Clone)]
+pub struct WorkerConfig {
+    /// Load-balanced services (LISTEN entries).
+    pub services: Vec<Service>,
+    /// The switch's data MAC (source of every frame it sends).
+    pub mac: [u8; 6],
+    /// The switch's data address (THOP source, answers ARP and ping).
+    pub ip: IpAddr,
+    pub thop: ThopConfig,
+    pub tcp: TcpOptionsConfig,
+
+    /// Largest request header accepted (request line to blank line); above: 431.
+    pub header_max: usize,
+    /// Request bytes buffered per connection in WAITHEADER (header plus any
+    /// body/pipelined bytes); also the window we advertise. At least
+    /// `header_max + 1`.
+    pub request_buffer: usize,
+    /// Most header fields parsed; more: 431.
+    pub max_headers: usize,
+    /// Client packets held per connection while HANDOFF is pending.
+    pub handoff_hold: usize,
+
+    /// First SYN/ACK retransmission timeout (doubles each time).
+    pub synack_rto: Duration,
+    /// SYN/ACK retransmissions before the entry is dropped (Linux: 5).
+    pub synack_retries: u32,
+    /// Time from the end of the handshake to a complete header; then 408.
+    pub header_timeout: Duration,
+    /// Time a dispatch decision may take; then 503.
+    pub decision_timeout: Duration,
+    /// THOP_CREATE retransmission timeout (doubles each time).
+    pub handoff_rto: Duration,
+    /// THOP_CREATE retransmissions before another backend is asked for.
+    pub handoff_retries: u32,
+    /// Backends tried per request before answering 503.
+    pub dispatch_attempts: u32,
+    /// Retransmission timeout of the switch's own 4xx/5xx response.
+    pub response_rto: Duration,
+    /// Retransmissions of that response before the connection is reset.
+    pub response_retries: u32,
+    /// FORWARDING entry kept after the client's FIN.
+    pub fin_timeout: Duration,
+    /// FORWARDING entry without client packets for this long is freed.
+    pub idle_timeout: Duration,
+    /// After the switch closed a connection itself, retransmitted FINs are
+    /// answered for this long (a short TIME_WAIT).
+    pub time_wait: Duration,
+
+    /// Connection table capacity per worker (all states).
+    pub table_capacity: usize,
+    /// Connections per worker that may be in WAITHEADER/HANDOFF at once (each
+    /// holds a `request_buffer`).
+    pub pending_capacity: usize,
+    pub syncookie_mode: SynCookieMode,
+    /// SYN_RCVD entries per worker above which cookies are used (OnOverload).
+    pub syncookie_threshold: usize,
+    /// Frames received per poll.
+    pub burst: usize,
+    pub poll: PollMode,
+
+    /// Backend data MACs known in advance (skip ARP for them).
+    pub static_macs: Vec<(IpAddr, [u8; 6])>,
+    /// Re-resolve a backend MAC when its entry is older than this.
+    pub arp_refresh: Duration,
+    /// Forget a MAC that was not confirmed for this long.
+    pub arp_timeout: Duration,
+    /// Announce the VIPs and the data address with gratuitous ARP at start.
+    pub gratuitous_arp: bool,
+
+    /// Secret for ISNs, SYN cookies and table hashing. Every worker of one
+    /// switch gets the same one.
+    pub secret: [u8; 16],
+}
+
+impl Default for WorkerConfig {
+    fn default() -> Self {
+        WorkerConfig {
+            services: vec![Service {
+                vip: IpAddr::V4(Ipv4Addr::new(198, 18, 0, 10)),
+                port: 80,
+            }],
+            mac: [0x02, 0xba, 0x70, 0x00, 0x00, 0x02],
+            ip: IpAddr::V4(Ipv4Addr::new(198, 18, 0, 2)),
+            thop: ThopConfig::default(),
+            tcp: TcpOptionsConfig::default(),
+            header_max: 16 * 1024,
+            request_buffer: 24 * 1024,
+            max_headers: 100,
+            handoff_hold: 4,
+            synack_rto: Duration::from_secs(1),
+            synack_retries: 5,
+            header_timeout: Duration::from_secs(10),
+            decision_timeout: Duration::from_secs(1),
+            handoff_rto: Duration::from_millis(100),
+            handoff_retries: 3,
+            dispatch_attempts: 3,
+            response_rto: Duration::from_millis(500),
+            response_retries: 3,
+            fin_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(300),
+            time_wait: Duration::from_secs(2),
+            table_capacity: 1 << 18,
+            pending_capacity: 4096,
+            syncookie_mode: SynCookieMode::OnOverload,
+            syncookie_threshold: 1024,
+            burst: 32,
+            poll: PollMode::Adaptive {
+                idle_polls: 64,
+                max_sleep: Duration::from_millis(1),
+            },
+            static_macs: Vec::new(),
+            arp_refresh: Duration::from_secs(30),
+            arp_timeout: Duration::from_secs(120),
+            gratuitous_arp: true,
+            secret: random_secret(),
+        }
+    }
+}
+
+/// Why a configuration cannot run.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigError {
+    #[error("no services configured")]
+    NoServices,
+    #[error("request_buffer ({buffer}) must exceed header_max ({header_max})")]
+    BufferTooSmall { buffer: usize, header_max: usize },
+    #[error("request_buffer must be at most 1 MiB")]
+    BufferTooLarge,
+    #[error("{0} must be at least 1")]
+    Zero(&'static str),
+    #[error("table_capacity must be at most 2^31 - 1")]
+    TableTooLarge,
+    #[error("window_scale must be at most 14")]
+    WindowScale,
+    #[error("mss must be between 88 and 65495")]
+    Mss,
+    #[error("THOP key id {0} is not among the keys")]
+    MissingKey(u32),
+    #[error("only IPv4 data addresses are supported so far ({0})")]
+    Ipv6(IpAddr),
+}
+
+impl WorkerConfig {
+    /// Checks the limits the state machine relies on.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.services.is_empty() {
+            return Err(ConfigError::NoServices);
+        }
+        if self.request_buffer <= self.header_max {
+            return Err(ConfigError::BufferTooSmall {
+                buffer: self.request_buffer,
+                header_max: self.header_max,
+            });
+        }
+        if self.request_buffer > 1 << 20 {
+            return Err(ConfigError::BufferTooLarge);
+        }
+        for (v, name) in [
+            (self.table_capacity, "table_capacity"),
+            (self.pending_capacity, "pending_capacity"),
+            (self.burst, "burst"),
+            (self.max_headers, "max_headers"),
+            (self.dispatch_attempts as usize, "dispatch_attempts"),
+        ] {
+            if v == 0 {
+                return Err(ConfigError::Zero(name));
+            }
+        }
+        if self.table_capacity >= (1 << 31) {
+            return Err(ConfigError::TableTooLarge);
+        }
+        if self.tcp.window_scale > 14 {
+            return Err(ConfigError::WindowScale);
+        }
+        if !(88..=65495).contains(&self.tcp.mss) {
+            return Err(ConfigError::Mss);
+        }
+        if !self.thop.keys.iter().any(|(id, _)| *id == self.thop.key_id) {
+            return Err(ConfigError::MissingKey(self.thop.key_id));
+        }
+        for ip in std::iter::once(self.ip).chain(self.services.iter().map(|s| s.vip)) {
+            if ip.is_ipv6() {
+                return Err(ConfigError::Ipv6(ip));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// 16 random bytes from the kernel; falls back to the process' hash seed.
+pub fn random_secret() -> [u8; 16] {
+    use std::io::Read;
+    let mut s = [0u8; 16];
+    if let Ok(mut f) = std::fs::File::open("/dev/urandom") {
+        if f.read_exact(&mut s).is_ok() {
+            return s;
+        }
+    }
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u64(std::process::id() as u64);
+    let a = h.finish();
+    s[..8].copy_from_slice(&a.to_le_bytes());
+    s[8..].copy_from_slice(&a.rotate_left(17).to_le_bytes());
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_is_valid() {
+        WorkerConfig::default().validate().unwrap();
+    }
+
+    #[test]
+    fn small_buffer_is_rejected() {
+        let c = WorkerConfig {
+            request_buffer: 100,
+            header_max: 100,
+            ..Default::default()
+        };
+        assert!(matches!(
+            c.validate(),
+            Err(ConfigError::BufferTooSmall { .. })
+        ));
+    }
+}

@@ -1,0 +1,338 @@
+//! Per-worker counters, readable by the exporter without stopping workers.
+//!
+//! Each worker owns one [`Counters`] behind an `Arc`. The worker is the only
+//! writer, so an increment is a relaxed load plus store (a plain `add` on x86,
+//! no locked instruction on the packet path); readers see each counter
+//! atomically, and a [`Counters::snapshot`] is a consistent-enough copy for
+//! Prometheus. Every drop and every abort has a named reason.
+
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+macro_rules! reasons {
+    ($(#[$m:meta])* $name:ident { $($(#[$vm:meta])* $v:ident => $s:literal,)* }) => {
+        $(#[$m])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        pub enum $name { $($(#[$vm])* $v,)* }
+        impl $name {
+            /// Every variant, in counter order.
+            pub const ALL: &'static [$name] = &[$($name::$v,)*];
+            /// Number of variants.
+            pub const COUNT: usize = Self::ALL.len();
+            /// The label value used by the exporter.
+            pub fn as_str(self) -> &'static str {
+                match self { $($name::$v => $s,)* }
+            }
+        }
+    };
+}
+
+reasons! {
+    /// Why a received frame was dropped.
+    DropReason {
+        /// Truncated or inconsistent Ethernet/IPv4/TCP/UDP/ARP header.
+        Malformed => "malformed",
+        /// IPv4 header or TCP/UDP/ICMP checksum wrong.
+        BadChecksum => "bad_checksum",
+        /// Not addressed to a VIP, the data address or a service port.
+        NotForUs => "not_for_us",
+        /// EtherType or IP protocol the switch does not serve.
+        Unsupported => "unsupported",
+        /// IPv4 fragments are not reassembled by the switch.
+        Fragment => "fragment",
+        /// Non-SYN TCP segment for no known connection.
+        NoFlow => "no_flow",
+        /// Connection table full: a new SYN was refused.
+        TableFull => "table_full",
+        /// No request buffer free: a completed handshake was refused.
+        PendingFull => "pending_full",
+        /// SYN_RCVD budget full and SYN cookies off.
+        SynBacklog => "syn_backlog",
+        /// Segment outside the receive window or with an unacceptable ACK.
+        OutOfWindow => "out_of_window",
+        /// Client data after the request was frozen for dispatch, beyond the hold budget.
+        HoldFull => "hold_full",
+        /// New connection refused while draining.
+        Draining => "draining",
+        /// ACK carrying an invalid or expired SYN cookie.
+        BadCookie => "bad_cookie",
+        /// THOP frame that did not decode or authenticate.
+        ThopInvalid => "thop_invalid",
+        /// THOP reply for a connection that no longer exists (or another generation).
+        ThopStale => "thop_stale",
+        /// Frame the backend transmit queue would not take.
+        TxFull => "tx_full",
+        /// No buffer to build a frame the switch originates.
+        NoBuffer => "no_buffer",
+        /// No MAC known for a backend or client yet.
+        ArpUnresolved => "arp_unresolved",
+        /// A queue to the control plane or another worker was full.
+        QueueFull => "queue_full",
+        /// Decision for a connection that is gone or in another state.
+        StaleDecision => "stale_decision",
+        /// Segment arriving in a state that takes no such segment.
+        BadState => "bad_state",
+        /// ARP or ICMP message the switch does not answer.
+        Ignored => "ignored",
+    }
+}
+
+reasons! {
+    /// Why the switch ended a connection itself.
+    AbortReason {
+        /// No ACK to the SYN/ACK after all retransmissions.
+        SynAckTimeout => "synack_timeout",
+        /// Malformed request header: 400.
+        BadRequest => "bad_request_400",
+        /// Header beyond the limit: 431.
+        HeaderTooLarge => "header_too_large_431",
+        /// Header not complete in time (slowloris): 408.
+        HeaderTimeout => "header_timeout_408",
+        /// The control plane found no backend: 503.
+        NoBackend => "no_backend_503",
+        /// No decision in time: 503.
+        DecisionTimeout => "decision_timeout_503",
+        /// Every dispatch attempt refused or timed out: 503.
+        HandoffFailed => "handoff_failed_503",
+        /// Client RST before FORWARDING.
+        ClientReset => "client_reset",
+        /// Client FIN before a complete header.
+        ClientClosed => "client_closed",
+        /// Our response was never acknowledged.
+        ResponseTimeout => "response_timeout",
+        /// Control plane asked to stop at once.
+        Stopped => "stopped",
+    }
+}
+
+reasons! {
+    /// How a FORWARDING entry ended.
+    CloseReason {
+        /// THOP_CLOSE from the agent.
+        ThopClose => "thop_close",
+        /// Client RST forwarded.
+        ClientReset => "client_reset",
+        /// Timer after the client's FIN.
+        Fin => "fin_timeout",
+        /// No client packet for `idle_timeout`.
+        Idle => "idle_timeout",
+    }
+}
+
+reasons! {
+    /// Connection states, as named in the seed paper (plus the switch's own closing states).
+    StateGauge {
+        SynRcvd => "SYN_RCVD",
+        WaitHeader => "WAITHEADER",
+        Dispatch => "DISPATCH",
+        Handoff => "HANDOFF",
+        Forwarding => "FORWARDING",
+        FinWait => "FORWARDING_FIN",
+        Closing => "CLOSING",
+        TimeWait => "TIME_WAIT",
+    }
+}
+
+/// One worker's counters. All fields are monotonic except `state`, a gauge.
+#[derive(Debug, Default)]
+pub struct Counters {
+    pub rx_packets: AtomicU64,
+    pub rx_bytes: AtomicU64,
+    pub tx_packets: AtomicU64,
+    pub tx_bytes: AtomicU64,
+    /// Client packets relayed to a backend (FORWARDING).
+    pub forwarded: AtomicU64,
+    pub syn_received: AtomicU64,
+    pub synack_sent: AtomicU64,
+    pub synack_retransmits: AtomicU64,
+    /// Handshakes completed (entries entering WAITHEADER).
+    pub new_connections: AtomicU64,
+    pub syncookies_sent: AtomicU64,
+    pub syncookies_validated: AtomicU64,
+    pub syncookies_failed: AtomicU64,
+    pub requests_dispatched: AtomicU64,
+    pub decisions: AtomicU64,
+    pub thop_create_sent: AtomicU64,
+    pub thop_retransmits: AtomicU64,
+    pub handoff_acked: AtomicU64,
+    pub handoff_nacked: AtomicU64,
+    pub handoff_timed_out: AtomicU64,
+    pub handoff_aborted: AtomicU64,
+    pub redispatches: AtomicU64,
+    pub held_packets: AtomicU64,
+    pub responses_4xx: AtomicU64,
+    pub responses_5xx: AtomicU64,
+    pub arp_replies_sent: AtomicU64,
+    pub arp_requests_sent: AtomicU64,
+    pub icmp_echo_replies: AtomicU64,
+    pub thop_peer_relayed: AtomicU64,
+    pub load_reports: AtomicU64,
+    pub drops: [AtomicU64; DropReason::COUNT],
+    pub aborts: [AtomicU64; AbortReason::COUNT],
+    pub closes: [AtomicU64; CloseReason::COUNT],
+    /// Gauge: connections per state now.
+    pub state: [AtomicU64; StateGauge::COUNT],
+}
+
+/// Single-writer increment: a relaxed load and store (no locked add).
+#[inline]
+pub(crate) fn bump(c: &AtomicU64, n: u64) {
+    c.store(c.load(Relaxed).wrapping_add(n), Relaxed);
+}
+
+impl Counters {
+    /// Counts a dropped frame.
+    #[inline]
+    pub fn drop(&self, r: DropReason) {
+        bump(&self.drops[r as usize], 1);
+    }
+    /// Counts an abort.
+    #[inline]
+    pub fn abort(&self, r: AbortReason) {
+        bump(&self.aborts[r as usize], 1);
+    }
+    /// Reads one drop counter.
+    pub fn dropped(&self, r: DropReason) -> u64 {
+        self.drops[r as usize].load(Relaxed)
+    }
+    /// Reads one abort counter.
+    pub fn aborted(&self, r: AbortReason) -> u64 {
+        self.aborts[r as usize].load(Relaxed)
+    }
+    /// Reads one state gauge.
+    pub fn in_state(&self, s: StateGauge) -> u64 {
+        self.state[s as usize].load(Relaxed)
+    }
+    /// Moves one connection between state gauges.
+    #[inline]
+    pub(crate) fn transition(&self, from: Option<StateGauge>, to: Option<StateGauge>) {
+        if let Some(f) = from {
+            let c = &self.state[f as usize];
+            c.store(c.load(Relaxed).saturating_sub(1), Relaxed);
+        }
+        if let Some(t) = to {
+            bump(&self.state[t as usize], 1);
+        }
+    }
+
+    /// A copy of every counter as (name, value) pairs, labelled ones as
+    /// `drops{reason}` etc. Cheap enough for every scrape.
+    pub fn snapshot(&self) -> Snapshot {
+        let l = |a: &AtomicU64| a.load(Relaxed);
+        let mut scalars = vec![
+            ("rx_packets", l(&self.rx_packets)),
+            ("rx_bytes", l(&self.rx_bytes)),
+            ("tx_packets", l(&self.tx_packets)),
+            ("tx_bytes", l(&self.tx_bytes)),
+            ("forwarded", l(&self.forwarded)),
+            ("syn_received", l(&self.syn_received)),
+            ("synack_sent", l(&self.synack_sent)),
+            ("synack_retransmits", l(&self.synack_retransmits)),
+            ("new_connections", l(&self.new_connections)),
+            ("syncookies_sent", l(&self.syncookies_sent)),
+            ("syncookies_validated", l(&self.syncookies_validated)),
+            ("syncookies_failed", l(&self.syncookies_failed)),
+            ("requests_dispatched", l(&self.requests_dispatched)),
+            ("decisions", l(&self.decisions)),
+            ("thop_create_sent", l(&self.thop_create_sent)),
+            ("thop_retransmits", l(&self.thop_retransmits)),
+            ("handoff_acked", l(&self.handoff_acked)),
+            ("handoff_nacked", l(&self.handoff_nacked)),
+            ("handoff_timed_out", l(&self.handoff_timed_out)),
+            ("handoff_aborted", l(&self.handoff_aborted)),
+            ("redispatches", l(&self.redispatches)),
+            ("held_packets", l(&self.held_packets)),
+            ("responses_4xx", l(&self.responses_4xx)),
+            ("responses_5xx", l(&self.responses_5xx)),
+            ("arp_replies_sent", l(&self.arp_replies_sent)),
+            ("arp_requests_sent", l(&self.arp_requests_sent)),
+            ("icmp_echo_replies", l(&self.icmp_echo_replies)),
+            ("thop_peer_relayed", l(&self.thop_peer_relayed)),
+            ("load_reports", l(&self.load_reports)),
+        ];
+        scalars.shrink_to_fit();
+        Snapshot {
+            scalars,
+            drops: DropReason::ALL
+                .iter()
+                .map(|r| (r.as_str(), self.dropped(*r)))
+                .collect(),
+            aborts: AbortReason::ALL
+                .iter()
+                .map(|r| (r.as_str(), self.aborted(*r)))
+                .collect(),
+            closes: CloseReason::ALL
+                .iter()
+                .map(|r| (r.as_str(), l(&self.closes[*r as usize])))
+                .collect(),
+            states: StateGauge::ALL
+                .iter()
+                .map(|s| (s.as_str(), self.in_state(*s)))
+                .collect(),
+        }
+    }
+}
+
+/// A point-in-time copy of a worker's [`Counters`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Snapshot {
+    /// Monotonic counters by name.
+    pub scalars: Vec<(&'static str, u64)>,
+    /// Drops by [`DropReason::as_str`].
+    pub drops: Vec<(&'static str, u64)>,
+    /// Aborts by [`AbortReason::as_str`].
+    pub aborts: Vec<(&'static str, u64)>,
+    /// FORWARDING ends by [`CloseReason::as_str`].
+    pub closes: Vec<(&'static str, u64)>,
+    /// Gauge: connections by [`StateGauge::as_str`].
+    pub states: Vec<(&'static str, u64)>,
+}
+
+impl Snapshot {
+    /// One scalar by name (0 when unknown).
+    pub fn get(&self, name: &str) -> u64 {
+        self.scalars
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map_or(0, |(_, v)| *v)
+    }
+    /// Adds another worker's snapshot into this one (switch-wide totals).
+    pub fn add(&mut self, other: &Snapshot) {
+        if self.scalars.is_empty() {
+            *self = other.clone();
+            return;
+        }
+        for (a, b) in [
+            (&mut self.scalars, &other.scalars),
+            (&mut self.drops, &other.drops),
+            (&mut self.aborts, &other.aborts),
+            (&mut self.closes, &other.closes),
+            (&mut self.states, &other.states),
+        ] {
+            for (x, y) in a.iter_mut().zip(b.iter()) {
+                x.1 += y.1;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_unique_and_snapshot_sees_bumps() {
+        let c = Counters::default();
+        c.drop(DropReason::NoFlow);
+        c.drop(DropReason::NoFlow);
+        c.abort(AbortReason::BadRequest);
+        bump(&c.forwarded, 5);
+        let s = c.snapshot();
+        assert_eq!(s.get("forwarded"), 5);
+        assert!(s.drops.contains(&("no_flow", 2)));
+        assert!(s.aborts.contains(&("bad_request_400", 1)));
+        let mut names: Vec<_> = DropReason::ALL.iter().map(|r| r.as_str()).collect();
+        names.sort();
+        names.dedup();
+        assert_eq!(names.len(), DropReason::COUNT);
+    }
+}
