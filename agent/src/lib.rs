@@ -5,4 +5,5 @@
 //!
 //! Module map: [`repair`] rebuilds a socket from a connection's state.
 
+pub mod relay;
 pub mod repair;
