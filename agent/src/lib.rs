@@ -5,5 +5,6 @@
 //!
 //! Module map: [`repair`] rebuilds a socket from a connection's state.
 
+pub mod config;
 pub mod relay;
 pub mod repair;

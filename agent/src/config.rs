@@ -1,0 +1,453 @@
+//! The agent's YAML configuration (`configs/agent*.yaml`, documented in
+//! `docs/agent.md`).
+//!
+//! Same conventions as the switch's profiles: serde-saphyr, unknown fields
+//! rejected (`deny_unknown_fields`), every error names the field and the line;
+//! semantic checks run after parsing and name the field path too.
+
+use std::collections::HashSet;
+use std::net::{IpAddr, SocketAddr};
+use std::path::Path;
+
+use serde::Deserialize;
+
+/// The whole configuration file.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// A name for this backend in logs (default: the host name).
+    #[serde(default)]
+    pub name: Option<String>,
+    /// THOP reception.
+    pub thop: ThopConfig,
+    /// The services this backend adopts connections for.
+    pub services: Vec<Service>,
+    /// LOAD reports to the switch.
+    #[serde(default)]
+    pub load: LoadConfig,
+    /// Capacity and timeouts.
+    #[serde(default)]
+    pub limits: Limits,
+    /// Prometheus metrics endpoint.
+    #[serde(default)]
+    pub metrics: MetricsConfig,
+    /// Logging.
+    #[serde(default)]
+    pub log: LogConfig,
+}
+
+/// THOP reception: address, allowed switches, keys.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ThopConfig {
+    /// UDP address to receive THOP on (the backend's data address, port 9199).
+    pub listen: SocketAddr,
+    /// Switches allowed to send THOP: an address (any port) or address:port.
+    pub switches: Vec<String>,
+    /// Shared keys (id + 32-byte key as 64 hex digits).
+    pub keys: Vec<KeyConfig>,
+    /// The key id used to sign frames this agent sends (default: the first).
+    #[serde(default)]
+    pub send_key: Option<u32>,
+    /// Largest request a CREATE may carry, in bytes.
+    #[serde(default = "default_max_request")]
+    pub max_request_bytes: u32,
+    /// CREATEs being reassembled at once (across all switches).
+    #[serde(default = "default_max_pending")]
+    pub max_pending_creates: u32,
+    /// A partial CREATE is dropped after this many milliseconds.
+    #[serde(default = "default_reassembly_ms")]
+    pub reassembly_timeout_ms: u64,
+    /// Frames whose timestamp is further than this from our clock are refused.
+    #[serde(default = "default_skew_ms")]
+    pub max_clock_skew_ms: u64,
+}
+
+/// One shared key.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct KeyConfig {
+    /// Key id, carried in every frame's header.
+    pub id: u32,
+    /// The 32-byte key as 64 hex digits.
+    pub key: String,
+}
+
+/// How adopted connections reach the application.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Mode {
+    /// Relay to an unmodified local server with splice(2).
+    Relay,
+    /// Yield sockets through the `HandoffListener` API.
+    Listener,
+}
+
+/// One service: the VIP:port clients connect to, and where its connections go.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Service {
+    /// The virtual address and port (the VIP must be on `lo`).
+    pub vip: SocketAddr,
+    /// `relay` or `listener`.
+    pub mode: Mode,
+    /// The local server (relay mode only), e.g. 127.0.0.1:8080.
+    #[serde(default)]
+    pub upstream: Option<SocketAddr>,
+}
+
+/// LOAD reports.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct LoadConfig {
+    /// Period in milliseconds (0 disables LOAD).
+    #[serde(default = "default_load_ms")]
+    pub period_ms: u64,
+    /// Where to send LOAD (default: every switch address given with a port,
+    /// else that address at port 9199).
+    #[serde(default)]
+    pub to: Vec<SocketAddr>,
+}
+
+/// Capacity and timeouts.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Limits {
+    /// Connections adopted at once; beyond it CREATE is refused (`overloaded`).
+    #[serde(default = "default_max_active")]
+    pub max_active: u32,
+    /// Adopted connections waiting in a listener's accept queue; beyond it
+    /// CREATE is refused (`backlog_full`).
+    #[serde(default = "default_backlog")]
+    pub backlog: u32,
+    /// A relayed connection idle this long (seconds) is reset.
+    #[serde(default = "default_idle_s")]
+    pub idle_timeout_s: u64,
+    /// On SIGTERM, adopted connections get this long (seconds) to finish.
+    #[serde(default = "default_drain_s")]
+    pub drain_timeout_s: u64,
+}
+
+/// Metrics endpoint.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsConfig {
+    /// Address of `/metrics` (the management address); `null` disables it.
+    #[serde(default = "default_metrics")]
+    pub listen: Option<SocketAddr>,
+}
+
+/// Log output.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct LogConfig {
+    /// `text` or `json`.
+    #[serde(default)]
+    pub format: LogFormat,
+    /// A tracing filter (`info`, `agent=debug`, …); `RUST_LOG` overrides it.
+    #[serde(default = "default_level")]
+    pub level: String,
+}
+
+/// Log line format.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+fn default_max_request() -> u32 {
+    1 << 20
+}
+fn default_max_pending() -> u32 {
+    1024
+}
+fn default_reassembly_ms() -> u64 {
+    2000
+}
+fn default_skew_ms() -> u64 {
+    30_000
+}
+fn default_load_ms() -> u64 {
+    1000
+}
+fn default_max_active() -> u32 {
+    50_000
+}
+fn default_backlog() -> u32 {
+    1024
+}
+fn default_idle_s() -> u64 {
+    300
+}
+fn default_drain_s() -> u64 {
+    30
+}
+fn default_metrics() -> Option<SocketAddr> {
+    Some(SocketAddr::from(([0, 0, 0, 0], 9101)))
+}
+fn default_level() -> String {
+    "info".into()
+}
+
+impl Default for LoadConfig {
+    fn default() -> Self {
+        LoadConfig { period_ms: default_load_ms(), to: Vec::new() }
+    }
+}
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_active: default_max_active(),
+            backlog: default_backlog(),
+            idle_timeout_s: default_idle_s(),
+            drain_timeout_s: default_drain_s(),
+        }
+    }
+}
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        MetricsConfig { listen: default_metrics() }
+    }
+}
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig { format: LogFormat::Text, level: default_level() }
+    }
+}
+
+/// A configuration problem, naming the file and the field.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("{path}: {err}")]
+    Io {
+        /// The file.
+        path: String,
+        /// The error.
+        err: std::io::Error,
+    },
+    /// YAML syntax, a wrong type or an unknown field (message has line/column).
+    #[error("{0}")]
+    Parse(String),
+    /// A value parsed but makes no sense.
+    #[error("{field}: {msg}")]
+    Invalid {
+        /// Field path, e.g. `services[1].upstream`.
+        field: String,
+        /// What is wrong.
+        msg: String,
+    },
+}
+
+fn invalid(field: impl Into<String>, msg: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid { field: field.into(), msg: msg.into() }
+}
+
+/// One allowed switch: an address, and optionally the only port allowed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SwitchAddr {
+    /// The switch's data address.
+    pub ip: IpAddr,
+    /// Its THOP port when given.
+    pub port: Option<u16>,
+}
+
+impl SwitchAddr {
+    /// Parses `ip` or `ip:port` (`[v6]:port` for IPv6).
+    pub fn parse(s: &str) -> Option<SwitchAddr> {
+        if let Ok(sa) = s.parse::<SocketAddr>() {
+            return Some(SwitchAddr { ip: sa.ip(), port: Some(sa.port()) });
+        }
+        s.parse::<IpAddr>().ok().map(|ip| SwitchAddr { ip, port: None })
+    }
+
+    /// Whether a datagram from `from` comes from this switch.
+    pub fn matches(&self, from: SocketAddr) -> bool {
+        self.ip == from.ip() && self.port.is_none_or(|p| p == from.port())
+    }
+
+    /// Where LOAD goes by default.
+    pub fn thop_addr(&self) -> SocketAddr {
+        SocketAddr::new(self.ip, self.port.unwrap_or(9199))
+    }
+}
+
+impl Config {
+    /// Reads, parses and validates a file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|err| ConfigError::Io { path: path.display().to_string(), err })?;
+        Config::parse(&text).map_err(|e| match e {
+            ConfigError::Parse(m) => ConfigError::Parse(format!("{}: {m}", path.display())),
+            other => other,
+        })
+    }
+
+    /// Parses and validates YAML text.
+    pub fn parse(text: &str) -> Result<Config, ConfigError> {
+        // serde-saphyr reports the line and column; serde_path_to_error adds the
+        // field path (`services[1].mode`), which serde-saphyr gives only for
+        // validation errors.
+        let mut path = String::new();
+        let parsed = serde_saphyr::with_deserializer_from_str(text, |de| {
+            serde_path_to_error::deserialize::<_, Config>(de).map_err(|e| {
+                path = e.path().to_string();
+                e.into_inner()
+            })
+        });
+        let cfg = parsed.map_err(|e| match path.as_str() {
+            "" | "." => ConfigError::Parse(e.to_string()),
+            p => ConfigError::Parse(format!("{p}: {e}")),
+        })?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// The allowed switches, parsed.
+    pub fn switches(&self) -> Vec<SwitchAddr> {
+        self.thop.switches.iter().filter_map(|s| SwitchAddr::parse(s)).collect()
+    }
+
+    /// Where LOAD reports go.
+    pub fn load_targets(&self) -> Vec<SocketAddr> {
+        if !self.load.to.is_empty() {
+            return self.load.to.clone();
+        }
+        self.switches().iter().map(SwitchAddr::thop_addr).collect()
+    }
+
+    /// Semantic checks, each naming its field.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.thop.switches.is_empty() {
+            return Err(invalid("thop.switches", "at least one switch address is required"));
+        }
+        for (i, s) in self.thop.switches.iter().enumerate() {
+            if SwitchAddr::parse(s).is_none() {
+                return Err(invalid(format!("thop.switches[{i}]"), format!("{s:?} is not an address or address:port")));
+            }
+        }
+        if self.thop.keys.is_empty() {
+            return Err(invalid("thop.keys", "at least one key is required"));
+        }
+        let mut ids = HashSet::new();
+        for (i, k) in self.thop.keys.iter().enumerate() {
+            if !ids.insert(k.id) {
+                return Err(invalid(format!("thop.keys[{i}].id"), format!("key id {} appears twice", k.id)));
+            }
+            let ok = k.key.len() == 64 && k.key.bytes().all(|b| b.is_ascii_hexdigit());
+            if !ok {
+                return Err(invalid(format!("thop.keys[{i}].key"), "must be 64 hex digits (32 bytes)"));
+            }
+        }
+        if let Some(id) = self.thop.send_key {
+            if !ids.contains(&id) {
+                return Err(invalid("thop.send_key", format!("no key with id {id} in thop.keys")));
+            }
+        }
+        if self.thop.max_request_bytes == 0 || self.thop.max_request_bytes > (16 << 20) {
+            return Err(invalid("thop.max_request_bytes", "must be between 1 and 16777216"));
+        }
+        if self.thop.max_pending_creates == 0 {
+            return Err(invalid("thop.max_pending_creates", "must be at least 1"));
+        }
+        if self.services.is_empty() {
+            return Err(invalid("services", "at least one service is required"));
+        }
+        let mut vips = HashSet::new();
+        for (i, s) in self.services.iter().enumerate() {
+            if !vips.insert(s.vip) {
+                return Err(invalid(format!("services[{i}].vip"), format!("{} is listed twice", s.vip)));
+            }
+            if s.vip.port() == 0 || s.vip.ip().is_unspecified() {
+                return Err(invalid(format!("services[{i}].vip"), "needs a concrete address and a port"));
+            }
+            match (s.mode, s.upstream) {
+                (Mode::Relay, None) => {
+                    return Err(invalid(format!("services[{i}].upstream"), "relay mode needs an upstream address"))
+                }
+                (Mode::Listener, Some(_)) => {
+                    return Err(invalid(format!("services[{i}].upstream"), "listener mode takes no upstream"))
+                }
+                _ => {}
+            }
+        }
+        if self.limits.max_active == 0 {
+            return Err(invalid("limits.max_active", "must be at least 1"));
+        }
+        if self.limits.backlog == 0 {
+            return Err(invalid("limits.backlog", "must be at least 1"));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+name: backend-1
+thop:
+  listen: 198.18.0.11:9199
+  switches: [198.18.0.2]
+  keys:
+    - id: 1
+      key: "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f"
+services:
+  - vip: 198.18.0.10:80
+    mode: relay
+    upstream: 127.0.0.1:8080
+  - vip: 198.18.0.10:81
+    mode: listener
+metrics:
+  listen: 198.19.0.11:9101
+"#;
+
+    #[test]
+    fn parses_and_fills_defaults() {
+        let c = Config::parse(GOOD).unwrap();
+        assert_eq!(c.services.len(), 2);
+        assert_eq!(c.limits, Limits::default());
+        assert_eq!(c.load_targets(), vec!["198.18.0.2:9199".parse::<SocketAddr>().unwrap()]);
+        assert!(c.switches()[0].matches("198.18.0.2:5555".parse().unwrap()));
+    }
+
+    #[test]
+    fn unknown_field_names_field_and_line() {
+        let bad = GOOD.replace("    mode: listener", "    mode: listener\n    colour: red");
+        let e = Config::parse(&bad).unwrap_err().to_string();
+        assert!(e.contains("colour"), "{e}");
+        assert!(e.starts_with("services[1]"), "{e}");
+        assert!(e.contains("line 15"), "{e}");
+    }
+
+    #[test]
+    fn wrong_type_names_line() {
+        let bad = GOOD.replace("listen: 198.18.0.11:9199", "listen: not-an-address");
+        let e = Config::parse(&bad).unwrap_err().to_string();
+        assert!(e.starts_with("thop.listen"), "{e}");
+        assert!(e.contains("line 4"), "{e}");
+    }
+
+    #[test]
+    fn semantic_errors_name_the_path() {
+        let bad = GOOD.replace("    upstream: 127.0.0.1:8080\n", "");
+        let e = Config::parse(&bad).unwrap_err().to_string();
+        assert!(e.starts_with("services[0].upstream"), "{e}");
+        let bad = GOOD.replace("0e0f101112", "0e0f1011");
+        let e = Config::parse(&bad).unwrap_err().to_string();
+        assert!(e.starts_with("thop.keys[0].key"), "{e}");
+    }
+
+    #[test]
+    fn garbage_never_panics() {
+        for s in ["", "[", "thop: 3", "services: {a: b}", "\u{0}\u{1}", "thop:\n  listen: [1,2]"] {
+            assert!(Config::parse(s).is_err());
+        }
+    }
+}
