@@ -12,6 +12,8 @@
 //! (for a run that was SIGKILLed) by a sweep before the next bed comes up.
 
 pub mod addr;
+pub mod baton;
+pub mod bench;
 pub mod cleanup;
 pub mod content;
 pub mod cpu;
@@ -20,6 +22,8 @@ pub mod netns;
 pub mod nginx;
 pub mod peers;
 pub mod process;
+pub mod report;
+pub mod timefmt;
 pub mod topology;
 pub mod wrk;
 
