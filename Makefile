@@ -29,11 +29,19 @@ lint:
 fmt:
 	$(CARGO) fmt --all
 
+## Builds Baton, brings the namespace test bed up (clients, switch, three
+## backends), drives bounded curl and wrk traffic, prints a summary and writes
+## target/demo/summary.json; removes everything on exit. DEMO_ARGS=--help.
 demo: deps
-	@echo "make demo arrives with the end-to-end test bed"
+	$(CARGO) build --release $(FEATURES) -p controlplane -p agent -p testbed --bins --examples
+	"$${CARGO_TARGET_DIR:-target}/release/baton-demo" $(DEMO_ARGS)
 
+## Baton (AF_PACKET and DPDK) against nginx, HAProxy and direct access, one
+## run: perf/results/*.json, an SVG chart, the table in docs/performance.md.
+## BENCH_ARGS=--quick for a smoke run.
 bench: deps
-	@echo "make bench arrives with the benchmark harness"
+	$(CARGO) build --release $(FEATURES) -p controlplane -p agent -p testbed --bins --examples
+	"$${CARGO_TARGET_DIR:-target}/release/baton-bench" $(BENCH_ARGS)
 
 fuzz-build:
 	@echo "fuzz targets arrive with handoff-proto"
