@@ -1,1 +1,15 @@
-//! Baton control plane.
+//! Baton's control plane: YAML profiles, routing rules and dispatch policies,
+//! the backend registry with health checks, the Prometheus exporter and admin
+//! endpoint, and the process wiring of the `baton` binary (worker threads
+//! pinned to cores, signals, reload).
+//!
+//! The control plane never sits on the packet path: workers send it complete
+//! request headers over bounded queues and go on; it answers with a decision.
+
+pub mod config;
+pub mod cli;
+pub mod compile;
+pub mod policy;
+pub mod request;
+pub mod routing;
+pub mod run;

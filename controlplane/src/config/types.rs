@@ -1,0 +1,1042 @@
+//! The profile: every knob of the appliance, as the YAML file spells it.
+//!
+//! These types are the single source of truth: the loader deserializes them
+//! (unknown fields rejected), the JSON Schema in `docs/config.schema.json` and
+//! the field reference in `docs/configuration.md` are generated from them, and
+//! `check-config` prints them back resolved. Doc comments are user-facing.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::units::{DurationStr, MacAddr};
+
+/// A complete, self-describing tuning of the appliance.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Profile {
+    /// Short name of this profile (shown in logs, `/healthz` and metrics labels).
+    pub name: String,
+    /// Free text for operators: what this profile is for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// Packet I/O backend of the data port and its settings.
+    pub io: IoSection,
+    /// Worker threads (one per core) that run the packet path.
+    #[serde(default)]
+    pub workers: Workers,
+    /// The switch's own identity on the data segment and the forwarding mode.
+    pub switch: SwitchSection,
+    /// Virtual services (VIP and port) with their routing rules.
+    pub services: Vec<Service>,
+    /// Real servers. Each runs `baton-agent`.
+    pub backends: Vec<Backend>,
+    /// Groups of backends, each with a dispatch policy.
+    pub pools: Vec<Pool>,
+    /// Default health checking; a backend may override it.
+    #[serde(default)]
+    pub health: Health,
+    /// Limits on what clients may send.
+    #[serde(default)]
+    pub limits: Limits,
+    /// TCP options the switch offers in its SYN/ACK (the backend continues with them).
+    #[serde(default)]
+    pub tcp: TcpOptions,
+    /// Timers of the switch's TCP state machine and handoff.
+    #[serde(default)]
+    pub timeouts: Timeouts,
+    /// Dataplane tuning knobs: burst size, table capacity, polling, SYN cookies.
+    #[serde(default)]
+    pub tuning: Tuning,
+    /// TCP handoff protocol (THOP) port and keys.
+    pub thop: Thop,
+    /// Management endpoint: Prometheus metrics and admin API.
+    #[serde(default)]
+    pub admin: Admin,
+    /// Logging and access log.
+    #[serde(default)]
+    pub logging: Logging,
+}
+
+// ---------------------------------------------------------------- I/O
+
+/// Packet I/O backend: exactly one of the keys below.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum IoSection {
+    /// Linux AF_PACKET (TPACKET_V3 ring, fanout across workers). Runs anywhere.
+    AfPacket(AfPacketIo),
+    /// DPDK poll-mode driver (the `dpdk` build feature).
+    Dpdk(DpdkIo),
+    /// In-memory loopback backend, for tests and dry runs; no traffic leaves the process.
+    Memory(MemoryIo),
+}
+
+/// AF_PACKET settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AfPacketIo {
+    /// Data interface. It must carry no kernel address the switch serves.
+    pub interface: String,
+    /// PACKET_FANOUT group id; default derived from the process id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fanout_group: Option<u16>,
+    /// TPACKET_V3 block size in bytes (power of two, multiple of the page size).
+    #[serde(default = "d_block_size")]
+    pub block_size: u32,
+    /// Number of blocks in each worker's RX ring.
+    #[serde(default = "d_block_count")]
+    pub block_count: u32,
+    /// Largest frame in bytes.
+    #[serde(default = "d_frame_size")]
+    pub frame_size: u32,
+    /// Bypass the kernel qdisc layer on transmit (PACKET_QDISC_BYPASS).
+    #[serde(default = "d_true")]
+    pub qdisc_bypass: bool,
+}
+
+/// DPDK settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DpdkIo {
+    /// EAL arguments, exactly as for a DPDK application (e.g. `-l 0-1`, `--no-huge`, `--vdev=...`).
+    pub eal_args: Vec<String>,
+    /// Ethernet port id (default 0: the first port the EAL probed).
+    #[serde(default)]
+    pub port: u16,
+    /// Port by device name instead of id (e.g. `0000:03:00.0` or `net_af_packet0`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device: Option<String>,
+    /// RX descriptors per queue.
+    #[serde(default = "d_ring")]
+    pub rx_ring: u16,
+    /// TX descriptors per queue.
+    #[serde(default = "d_ring")]
+    pub tx_ring: u16,
+    /// Mbufs in the packet pool (total over all workers).
+    #[serde(default = "d_mempool")]
+    pub mempool_size: u32,
+    /// Per-worker mempool cache size.
+    #[serde(default = "d_mempool_cache")]
+    pub mempool_cache: u32,
+}
+
+/// In-memory backend settings.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MemoryIo {
+    /// Frames each in-memory queue can hold.
+    #[serde(default = "d_memory_capacity")]
+    pub capacity: u32,
+}
+
+// ---------------------------------------------------------------- workers
+
+/// Worker threads.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Workers {
+    /// Number of worker threads; each owns a shard of the connection table.
+    #[serde(default = "d_one")]
+    pub count: u16,
+    /// CPU cores to pin the workers to, one per worker (empty: no pinning).
+    #[serde(default)]
+    pub cores: Vec<u16>,
+    /// CPU core for the control-plane thread (absent: not pinned).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub control_core: Option<u16>,
+}
+
+impl Default for Workers {
+    fn default() -> Self {
+        Self { count: 1, cores: Vec::new(), control_core: None }
+    }
+}
+
+// ---------------------------------------------------------------- switch
+
+/// The switch on the data segment.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SwitchSection {
+    /// The switch's own data address: source of THOP, answered in ARP.
+    pub data_ip: Ipv4Addr,
+    /// The data port's MAC; default: the interface's or port's own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data_mac: Option<MacAddr>,
+    /// How client packets reach the backend after handoff.
+    #[serde(default)]
+    pub forwarding: Forwarding,
+}
+
+/// Forwarding mode after handoff.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Forwarding {
+    /// L2 direct routing: rewrite source and destination MAC (backends on the same segment).
+    #[default]
+    MacRewrite,
+}
+
+// ---------------------------------------------------------------- services and routing
+
+/// A virtual service: clients connect to `vip:port`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Service {
+    /// Service name (metrics label).
+    pub name: String,
+    /// Virtual IP the switch answers ARP for.
+    pub vip: Ipv4Addr,
+    /// TCP port.
+    #[serde(default = "d_http_port")]
+    pub port: u16,
+    /// Ordered routing rules; the first rule whose conditions all match chooses the pool.
+    #[serde(default)]
+    pub rules: Vec<Rule>,
+    /// Pool for requests that match no rule.
+    pub default_pool: String,
+}
+
+/// One routing rule: all given conditions must hold.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Rule {
+    /// Rule name (access log and metrics); default `rule<N>`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// Conditions.
+    #[serde(rename = "match")]
+    pub matches: Match,
+    /// Pool the request goes to.
+    pub pool: String,
+}
+
+/// Conditions of a rule. Absent conditions always hold; an empty `match` matches everything.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Match {
+    /// Host header (port stripped, case-insensitive); `*.example.com` matches subdomains.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub host: Vec<String>,
+    /// Path starts with one of these (query string excluded).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub path_prefix: Vec<String>,
+    /// Path equals one of these (query string excluded).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub path_exact: Vec<String>,
+    /// Path (query excluded) matches this regular expression (Rust `regex` syntax).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path_regex: Option<String>,
+    /// File extension of the path's last segment, without the dot, case-insensitive.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub extension: Vec<String>,
+    /// Request method, one of these (e.g. `GET`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub method: Vec<String>,
+    /// Request headers that must be present, with a required value or regex.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub header: Vec<HeaderMatch>,
+    /// Cookies that must be present, with a required value.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub cookie: Vec<CookieMatch>,
+}
+
+/// A header condition.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct HeaderMatch {
+    /// Header name (case-insensitive).
+    pub name: String,
+    /// Exact value required (absent: presence suffices).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value: Option<String>,
+    /// Regular expression the value must match.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub regex: Option<String>,
+}
+
+/// A cookie condition.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CookieMatch {
+    /// Cookie name (case-sensitive, as browsers send it).
+    pub name: String,
+    /// Exact value required (absent: presence suffices).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value: Option<String>,
+}
+
+// ---------------------------------------------------------------- backends and pools
+
+/// A real server.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Backend {
+    /// Unique name; say what it serves (`static-1`, `app-1`). Stable across reloads.
+    pub name: String,
+    /// Data address on the switch's segment (holds the VIP on `lo`).
+    pub address: Ipv4Addr,
+    /// Static MAC; absent: resolved by ARP.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mac: Option<MacAddr>,
+    /// The agent's THOP address; default `address:thop.port`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub thop: Option<SocketAddr>,
+    /// Management address for health checks (kernel stack); default `address`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub management: Option<IpAddr>,
+    /// Relative weight (WRR, Maglev share); 0 keeps it configured but unused.
+    #[serde(default = "d_weight")]
+    pub weight: u32,
+    /// Connections this server is sized for (LARD thresholds, least-connections ties); 0: unknown.
+    #[serde(default)]
+    pub capacity: u32,
+    /// Start drained: no new requests, established ones finish.
+    #[serde(default)]
+    pub drain: bool,
+    /// Health checking for this backend instead of the profile default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health: Option<Health>,
+}
+
+/// A group of backends sharing a dispatch policy.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Pool {
+    /// Pool name (referred to by rules; metrics label).
+    pub name: String,
+    /// Backend names in this pool.
+    pub backends: Vec<String>,
+    /// Dispatch policy and its parameters.
+    #[serde(default)]
+    pub policy: Policy,
+    /// Status the switch answers when no backend of this pool can take the request.
+    #[serde(default = "d_503")]
+    pub unavailable_status: u16,
+}
+
+/// Dispatch policy of a pool: exactly one key.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum Policy {
+    /// Weighted round-robin (smooth, as nginx: no bursts to the heavy server).
+    WeightedRoundRobin(WrrParams),
+    /// Fewest active connections relative to weight; the switch's counts, corrected by agents' LOAD reports.
+    LeastConnections(LeastConnParams),
+    /// Locality-aware request distribution (Pai et al., ASPLOS 1998).
+    Lard(LardParams),
+    /// LARD with replication: a URL maps to a server set (Pai et al., ASPLOS 1998).
+    LardR(LardRParams),
+    /// Client-aware policy (Casalicchio and Colajanni): URL classes, round-robin per class.
+    Cap(CapParams),
+    /// Consistent hashing on a request key with a Maglev lookup table.
+    Maglev(MaglevParams),
+    /// Sticky sessions by cookie, another policy for the first request.
+    Sticky(StickyParams),
+}
+
+impl Default for Policy {
+    fn default() -> Self {
+        Policy::WeightedRoundRobin(WrrParams::default())
+    }
+}
+
+/// Weighted round-robin parameters (none yet).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct WrrParams {}
+
+/// Least-connections parameters.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LeastConnParams {
+    /// Use agents' LOAD reports (active connections) when fresh.
+    #[serde(default = "d_true")]
+    pub use_load_reports: bool,
+    /// A LOAD report older than this is ignored (the switch's own count is used).
+    #[serde(default = "d_load_age")]
+    pub load_report_max_age: DurationStr,
+}
+
+impl Default for LeastConnParams {
+    fn default() -> Self {
+        Self { use_load_reports: true, load_report_max_age: d_load_age() }
+    }
+}
+
+/// LARD parameters (loads are active connections per server).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LardParams {
+    /// T_low: a server below this load is considered lightly loaded.
+    #[serde(default = "d_t_low")]
+    pub t_low: u32,
+    /// T_high: a URL moves off a server above this load if another is under T_low (or any above 2·T_high).
+    #[serde(default = "d_t_high")]
+    pub t_high: u32,
+    /// Number of URL targets remembered; the least recently used is forgotten.
+    #[serde(default = "d_url_table")]
+    pub max_targets: u32,
+}
+
+impl Default for LardParams {
+    fn default() -> Self {
+        Self { t_low: d_t_low(), t_high: d_t_high(), max_targets: d_url_table() }
+    }
+}
+
+/// LARD/R parameters.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LardRParams {
+    /// T_low (see LARD).
+    #[serde(default = "d_t_low")]
+    pub t_low: u32,
+    /// T_high (see LARD).
+    #[serde(default = "d_t_high")]
+    pub t_high: u32,
+    /// A server set that has not grown for this long loses its most loaded member.
+    #[serde(default = "d_lardr_k")]
+    pub shrink_after: DurationStr,
+    /// Number of URL targets remembered.
+    #[serde(default = "d_url_table")]
+    pub max_targets: u32,
+}
+
+impl Default for LardRParams {
+    fn default() -> Self {
+        Self { t_low: d_t_low(), t_high: d_t_high(), shrink_after: d_lardr_k(), max_targets: d_url_table() }
+    }
+}
+
+/// CAP parameters: URL patterns per class; a URL that matches none is `static`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CapParams {
+    /// Regexes (on the path) for static content.
+    #[serde(default)]
+    pub static_patterns: Vec<String>,
+    /// Regexes for CPU-bound (dynamic) requests.
+    #[serde(default)]
+    pub cpu_bound: Vec<String>,
+    /// Regexes for disk-bound (database, large files) requests.
+    #[serde(default)]
+    pub disk_bound: Vec<String>,
+}
+
+/// Maglev parameters.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MaglevParams {
+    /// What is hashed.
+    #[serde(default)]
+    pub key: HashKey,
+    /// Lookup table size; a prime well above 100 × backends.
+    #[serde(default = "d_maglev_size")]
+    pub table_size: u32,
+}
+
+impl Default for MaglevParams {
+    fn default() -> Self {
+        Self { key: HashKey::Url, table_size: d_maglev_size() }
+    }
+}
+
+/// Consistent-hash key.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum HashKey {
+    /// Path and query.
+    #[default]
+    Url,
+    /// Host header.
+    Host,
+    /// Client IP address.
+    ClientIp,
+}
+
+/// Sticky-session parameters.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StickyParams {
+    /// Cookie whose value names the backend (the application sets it, e.g. `BATON=app-1`).
+    #[serde(default = "d_cookie")]
+    pub cookie: String,
+    /// Policy for requests without a valid cookie (any but `sticky`).
+    #[serde(default = "d_fallback")]
+    pub fallback: Box<Policy>,
+}
+
+impl Default for StickyParams {
+    fn default() -> Self {
+        Self { cookie: d_cookie(), fallback: d_fallback() }
+    }
+}
+
+// ---------------------------------------------------------------- health
+
+/// Health checking of a backend.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Health {
+    /// Active check.
+    #[serde(default)]
+    pub check: Check,
+    /// Time between checks.
+    #[serde(default = "d_interval")]
+    pub interval: DurationStr,
+    /// A check that takes longer fails.
+    #[serde(default = "d_check_timeout")]
+    pub timeout: DurationStr,
+    /// Consecutive successes that bring a down backend up.
+    #[serde(default = "d_rise")]
+    pub rise: u32,
+    /// Consecutive failures that take an up backend down.
+    #[serde(default = "d_fall")]
+    pub fall: u32,
+    /// Passive signals from the packet path.
+    #[serde(default)]
+    pub passive: Passive,
+}
+
+impl Default for Health {
+    fn default() -> Self {
+        Self {
+            check: Check::default(),
+            interval: d_interval(),
+            timeout: d_check_timeout(),
+            rise: d_rise(),
+            fall: d_fall(),
+            passive: Passive::default(),
+        }
+    }
+}
+
+/// Active check kind: exactly one key.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum Check {
+    /// HTTP/1.1 GET of a path on the management address.
+    Http(HttpCheck),
+    /// TCP connect to a port on the management address.
+    Tcp(TcpCheck),
+    /// No active check: passive signals only.
+    None(NoCheck),
+}
+
+impl Default for Check {
+    fn default() -> Self {
+        Check::Tcp(TcpCheck { port: d_agent_port() })
+    }
+}
+
+/// HTTP check.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct HttpCheck {
+    /// Port on the backend's management address.
+    #[serde(default = "d_agent_port")]
+    pub port: u16,
+    /// Path requested.
+    #[serde(default = "d_health_path")]
+    pub path: String,
+    /// Host header sent (default: the management address).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
+    /// Status codes that count as healthy (default 200–399).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub expect_status: Vec<u16>,
+}
+
+/// TCP connect check.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TcpCheck {
+    /// Port on the backend's management address.
+    #[serde(default = "d_agent_port")]
+    pub port: u16,
+}
+
+/// Placeholder for `check: {none: {}}`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NoCheck {}
+
+/// Passive health: signals from handoffs and LOAD reports.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Passive {
+    /// Consecutive failed handoffs (THOP NACK or timeout) that take a backend down (0: never).
+    #[serde(default = "d_passive_fall")]
+    pub handoff_failures: u32,
+    /// A backend that sent LOAD reports and then none for this long is taken down (absent: not used).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub load_report_timeout: Option<DurationStr>,
+    /// How long a passively failed backend stays out before checks may bring it back.
+    #[serde(default = "d_passive_hold")]
+    pub hold_down: DurationStr,
+}
+
+impl Default for Passive {
+    fn default() -> Self {
+        Self { handoff_failures: d_passive_fall(), load_report_timeout: None, hold_down: d_passive_hold() }
+    }
+}
+
+// ---------------------------------------------------------------- limits, timeouts, tuning
+
+/// Limits on client input.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Limits {
+    /// Largest request header in bytes; larger gets `431`.
+    #[serde(default = "d_max_header")]
+    pub max_header_bytes: u32,
+    /// Client packets held per connection while the handoff is in flight.
+    #[serde(default = "d_held")]
+    pub held_packets: u32,
+    /// Dispatch requests in flight per worker; beyond it the worker answers `503`.
+    #[serde(default = "d_dispatch_queue")]
+    pub dispatch_queue: u32,
+    /// Connections per worker that may wait for a header or a handoff at once (each holds a request buffer).
+    #[serde(default = "d_pending")]
+    pub pending_per_worker: u32,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_header_bytes: d_max_header(),
+            held_packets: d_held(),
+            dispatch_queue: d_dispatch_queue(),
+            pending_per_worker: d_pending(),
+        }
+    }
+}
+
+/// Timers.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Timeouts {
+    /// Whole request header must arrive within this (slowloris defence; `408`).
+    #[serde(default = "d_header_timeout")]
+    pub header: DurationStr,
+    /// A dispatch decision not received within this is answered `503`.
+    #[serde(default = "d_decision")]
+    pub decision: DurationStr,
+    /// First SYN/ACK retransmission timeout (doubles each time).
+    #[serde(default = "d_syn_rto")]
+    pub syn_ack_rto: DurationStr,
+    /// SYN/ACK retransmissions before giving up.
+    #[serde(default = "d_syn_retries")]
+    pub syn_ack_retries: u32,
+    /// THOP_CREATE retransmission timeout.
+    #[serde(default = "d_handoff_rto")]
+    pub handoff_rto: DurationStr,
+    /// THOP_CREATE retransmissions before another backend is tried.
+    #[serde(default = "d_handoff_retries")]
+    pub handoff_retries: u32,
+    /// Backends tried per request before answering `503`.
+    #[serde(default = "d_redispatch")]
+    pub max_redispatch: u32,
+    /// After a client FIN in FORWARDING, the entry lives this long.
+    #[serde(default = "d_fin_timeout")]
+    pub fin: DurationStr,
+    /// A FORWARDING entry with no client packet for this long is freed.
+    #[serde(default = "d_idle_timeout")]
+    pub idle: DurationStr,
+    /// Graceful stop: how long to wait for handoffs in flight on SIGTERM.
+    #[serde(default = "d_drain_timeout")]
+    pub shutdown_grace: DurationStr,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Self {
+            header: d_header_timeout(),
+            decision: d_decision(),
+            syn_ack_rto: d_syn_rto(),
+            syn_ack_retries: d_syn_retries(),
+            handoff_rto: d_handoff_rto(),
+            handoff_retries: d_handoff_retries(),
+            max_redispatch: d_redispatch(),
+            fin: d_fin_timeout(),
+            idle: d_idle_timeout(),
+            shutdown_grace: d_drain_timeout(),
+        }
+    }
+}
+
+/// TCP options offered in the SYN/ACK; a stock Linux backend must honour them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TcpOptions {
+    /// MSS the switch announces (1460 for a 1500-byte MTU).
+    #[serde(default = "d_mss")]
+    pub mss: u16,
+    /// Receive window scale shift (0–14).
+    #[serde(default = "d_wscale")]
+    pub window_scale: u8,
+    /// Offer SACK when the client does.
+    #[serde(default = "d_true")]
+    pub sack: bool,
+    /// Offer timestamps when the client does.
+    #[serde(default = "d_true")]
+    pub timestamps: bool,
+}
+
+impl Default for TcpOptions {
+    fn default() -> Self {
+        Self { mss: d_mss(), window_scale: d_wscale(), sack: true, timestamps: true }
+    }
+}
+
+/// Dataplane tuning.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Tuning {
+    /// Packets per RX/TX burst.
+    #[serde(default = "d_burst")]
+    pub burst_size: u32,
+    /// Connection-table entries per worker (fixed at start-up).
+    #[serde(default = "d_table")]
+    pub table_capacity: u32,
+    /// Polling of the data port.
+    #[serde(default)]
+    pub polling: Polling,
+    /// SYN cookies.
+    #[serde(default)]
+    pub syn_cookies: SynCookies,
+}
+
+impl Default for Tuning {
+    fn default() -> Self {
+        Self { burst_size: d_burst(), table_capacity: d_table(), polling: Polling::default(), syn_cookies: SynCookies::default() }
+    }
+}
+
+/// Polling mode.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Polling {
+    /// `busy` spins on the port (lowest latency, a full core); `adaptive` sleeps when idle.
+    #[serde(default)]
+    pub mode: PollMode,
+    /// Adaptive: empty polls before sleeping.
+    #[serde(default = "d_spin")]
+    pub idle_spins: u32,
+    /// Adaptive: longest sleep when idle.
+    #[serde(default = "d_max_sleep")]
+    pub max_sleep: DurationStr,
+}
+
+impl Default for Polling {
+    fn default() -> Self {
+        Self { mode: PollMode::Adaptive, idle_spins: d_spin(), max_sleep: d_max_sleep() }
+    }
+}
+
+/// Polling mode.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum PollMode {
+    /// Spin.
+    Busy,
+    /// Spin, then sleep in bounded steps.
+    #[default]
+    Adaptive,
+}
+
+/// SYN cookies.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SynCookies {
+    /// `auto`: above the threshold; `always`; `never`.
+    #[serde(default)]
+    pub mode: SynCookieMode,
+    /// Auto mode: fraction (0–1) of a worker's table in SYN_RCVD above which cookies are used.
+    #[serde(default = "d_syn_threshold")]
+    pub threshold: f64,
+}
+
+impl Default for SynCookies {
+    fn default() -> Self {
+        Self { mode: SynCookieMode::Auto, threshold: d_syn_threshold() }
+    }
+}
+
+/// SYN cookie mode.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum SynCookieMode {
+    /// Cookies above the threshold.
+    #[default]
+    Auto,
+    /// Always cookies (no SYN_RCVD state kept).
+    Always,
+    /// Never (a full table drops SYNs).
+    Never,
+}
+
+// ---------------------------------------------------------------- THOP, admin, logging
+
+/// THOP settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Thop {
+    /// UDP port on the switch's data address (and the agents' default).
+    #[serde(default = "d_thop_port")]
+    pub port: u16,
+    /// Keys shared with the agents; frames are authenticated with one of them.
+    pub keys: Vec<ThopKey>,
+    /// Key id used to sign outgoing frames (default: the first key).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub active_key: Option<u32>,
+}
+
+/// A THOP key.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ThopKey {
+    /// Key id carried in each frame (rotation: add the new key to agents first).
+    pub id: u32,
+    /// 32-byte key as 64 hex digits.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_hex: Option<String>,
+    /// File holding the 64 hex digits (kept out of the profile).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_file: Option<String>,
+}
+
+/// Management endpoint.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Admin {
+    /// Address of `/metrics` and the admin API (kernel stack, management network).
+    #[serde(default = "d_admin")]
+    pub listen: SocketAddr,
+    /// Allow state-changing admin calls (`/reload`, drain) from these addresses only (empty: any).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allow: Vec<IpAddr>,
+}
+
+impl Default for Admin {
+    fn default() -> Self {
+        Self { listen: d_admin(), allow: Vec::new() }
+    }
+}
+
+/// Logging.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Logging {
+    /// `human` or `json`.
+    #[serde(default)]
+    pub format: LogFormat,
+    /// Filter in `tracing` env-filter syntax (e.g. `info`, `controlplane=debug`); `RUST_LOG` wins.
+    #[serde(default = "d_level")]
+    pub level: String,
+    /// Access log of dispatched requests.
+    #[serde(default)]
+    pub access_log: AccessLog,
+}
+
+impl Default for Logging {
+    fn default() -> Self {
+        Self { format: LogFormat::Human, level: d_level(), access_log: AccessLog::default() }
+    }
+}
+
+/// Log format.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum LogFormat {
+    /// Readable lines.
+    #[default]
+    Human,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Access log.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AccessLog {
+    /// Write a line per dispatched request (target `baton::access`).
+    #[serde(default = "d_true")]
+    pub enabled: bool,
+    /// Log one request in N (1: all).
+    #[serde(default = "d_one_u32")]
+    pub sample_every: u32,
+}
+
+impl Default for AccessLog {
+    fn default() -> Self {
+        Self { enabled: true, sample_every: 1 }
+    }
+}
+
+
+// ---------------------------------------------------------------- defaults
+
+fn d_true() -> bool {
+    true
+}
+fn d_one() -> u16 {
+    1
+}
+fn d_one_u32() -> u32 {
+    1
+}
+fn d_block_size() -> u32 {
+    1 << 18
+}
+fn d_block_count() -> u32 {
+    64
+}
+fn d_frame_size() -> u32 {
+    2048
+}
+fn d_ring() -> u16 {
+    1024
+}
+fn d_mempool() -> u32 {
+    8191
+}
+fn d_mempool_cache() -> u32 {
+    256
+}
+fn d_memory_capacity() -> u32 {
+    4096
+}
+fn d_http_port() -> u16 {
+    80
+}
+fn d_weight() -> u32 {
+    1
+}
+fn d_503() -> u16 {
+    503
+}
+fn d_load_age() -> DurationStr {
+    DurationStr::secs(3)
+}
+fn d_t_low() -> u32 {
+    25
+}
+fn d_t_high() -> u32 {
+    65
+}
+fn d_url_table() -> u32 {
+    100_000
+}
+fn d_lardr_k() -> DurationStr {
+    DurationStr::secs(20)
+}
+fn d_maglev_size() -> u32 {
+    65_537
+}
+fn d_cookie() -> String {
+    "BATON_BACKEND".to_string()
+}
+fn d_fallback() -> Box<Policy> {
+    Box::new(Policy::WeightedRoundRobin(WrrParams {}))
+}
+fn d_interval() -> DurationStr {
+    DurationStr::secs(2)
+}
+fn d_check_timeout() -> DurationStr {
+    DurationStr::millis(1000)
+}
+fn d_rise() -> u32 {
+    2
+}
+fn d_fall() -> u32 {
+    3
+}
+fn d_agent_port() -> u16 {
+    9101
+}
+fn d_health_path() -> String {
+    "/healthz".to_string()
+}
+fn d_passive_fall() -> u32 {
+    3
+}
+fn d_passive_hold() -> DurationStr {
+    DurationStr::secs(5)
+}
+fn d_max_header() -> u32 {
+    16 * 1024
+}
+fn d_held() -> u32 {
+    8
+}
+fn d_dispatch_queue() -> u32 {
+    4096
+}
+fn d_header_timeout() -> DurationStr {
+    DurationStr::secs(10)
+}
+fn d_syn_rto() -> DurationStr {
+    DurationStr::secs(1)
+}
+fn d_syn_retries() -> u32 {
+    5
+}
+fn d_handoff_rto() -> DurationStr {
+    DurationStr::millis(100)
+}
+fn d_handoff_retries() -> u32 {
+    3
+}
+fn d_redispatch() -> u32 {
+    3
+}
+fn d_fin_timeout() -> DurationStr {
+    DurationStr::secs(10)
+}
+fn d_idle_timeout() -> DurationStr {
+    DurationStr::secs(300)
+}
+fn d_drain_timeout() -> DurationStr {
+    DurationStr::secs(10)
+}
+fn d_burst() -> u32 {
+    32
+}
+fn d_table() -> u32 {
+    65_536
+}
+fn d_spin() -> u32 {
+    256
+}
+fn d_max_sleep() -> DurationStr {
+    DurationStr::millis(1)
+}
+fn d_syn_threshold() -> f64 {
+    0.5
+}
+fn d_thop_port() -> u16 {
+    9199
+}
+fn d_admin() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 9100))
+}
+fn d_level() -> String {
+    "info".to_string()
+}
+fn d_pending() -> u32 {
+    4096
+}
+fn d_decision() -> DurationStr {
+    DurationStr::secs(1)
+}
+fn d_mss() -> u16 {
+    1460
+}
+fn d_wscale() -> u8 {
+    7
+}

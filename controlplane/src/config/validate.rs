@@ -1,0 +1,409 @@
+//! Semantic checks of a parsed profile: references resolve, names are unique,
+//! numbers are in range, regexes compile. Each problem names the field path
+//! (the loader adds the line), and all problems are reported at once.
+
+use std::collections::HashSet;
+
+use super::types::*;
+
+/// One semantic problem.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    /// Field path, e.g. `pools[0].backends[2]`.
+    pub path: String,
+    pub message: String,
+}
+
+struct Checker {
+    out: Vec<Problem>,
+}
+
+impl Checker {
+    fn err(&mut self, path: impl Into<String>, message: impl Into<String>) {
+        self.out.push(Problem { path: path.into(), message: message.into() });
+    }
+
+    fn regex(&mut self, path: String, re: &str) {
+        if let Err(e) = regex::Regex::new(re) {
+            self.err(path, format!("invalid regular expression: {e}"));
+        }
+    }
+}
+
+/// Checks everything the types alone cannot.
+pub fn validate(p: &Profile) -> Vec<Problem> {
+    let mut c = Checker { out: Vec::new() };
+    if p.name.trim().is_empty() {
+        c.err("name", "must not be empty");
+    }
+    check_io(&mut c, &p.io);
+    check_workers(&mut c, &p.workers);
+    let backends = check_backends(&mut c, p);
+    let pools = check_pools(&mut c, p, &backends);
+    check_services(&mut c, p, &pools);
+    check_health(&mut c, "health", &p.health);
+    check_limits(&mut c, p);
+    check_thop(&mut c, &p.thop);
+    if p.logging.access_log.sample_every == 0 {
+        c.err("logging.access_log.sample_every", "must be at least 1");
+    }
+    if let Err(e) = tracing_subscriber::EnvFilter::try_new(&p.logging.level) {
+        c.err("logging.level", format!("invalid filter: {e}"));
+    }
+    c.out
+}
+
+fn check_io(c: &mut Checker, io: &IoSection) {
+    match io {
+        IoSection::AfPacket(a) => {
+            if a.interface.is_empty() || a.interface.len() > 15 {
+                c.err("io.af_packet.interface", "must be an interface name of 1 to 15 characters");
+            }
+            if !a.block_size.is_power_of_two() || a.block_size < 4096 {
+                c.err("io.af_packet.block_size", "must be a power of two of at least 4096");
+            }
+            if a.frame_size < 128 || a.frame_size > a.block_size || a.frame_size % 16 != 0 {
+                c.err("io.af_packet.frame_size", "must be a multiple of 16, at least 128 and at most block_size");
+            }
+            if a.block_count == 0 {
+                c.err("io.af_packet.block_count", "must be at least 1");
+            }
+        }
+        IoSection::Dpdk(d) => {
+            if d.eal_args.is_empty() {
+                c.err("io.dpdk.eal_args", "must not be empty (at least the core list, e.g. `-l 0-1`)");
+            }
+            for (name, v) in [("rx_ring", d.rx_ring), ("tx_ring", d.tx_ring)] {
+                if !v.is_power_of_two() || v < 64 {
+                    c.err(format!("io.dpdk.{name}"), "must be a power of two of at least 64");
+                }
+            }
+            if d.mempool_size < 1024 {
+                c.err("io.dpdk.mempool_size", "must be at least 1024 mbufs");
+            }
+            if d.mempool_cache > 512 {
+                c.err("io.dpdk.mempool_cache", "must be at most 512 (RTE_MEMPOOL_CACHE_MAX_SIZE)");
+            }
+        }
+        IoSection::Memory(m) => {
+            if m.capacity == 0 {
+                c.err("io.memory.capacity", "must be at least 1");
+            }
+        }
+    }
+}
+
+fn check_workers(c: &mut Checker, w: &Workers) {
+    if w.count == 0 || w.count > 256 {
+        c.err("workers.count", "must be between 1 and 256");
+    }
+    if !w.cores.is_empty() && w.cores.len() != usize::from(w.count) {
+        c.err("workers.cores", format!("lists {} cores for {} workers (one core per worker, or none)", w.cores.len(), w.count));
+    }
+    let mut seen = HashSet::new();
+    for (i, core) in w.cores.iter().enumerate() {
+        if !seen.insert(core) {
+            c.err(format!("workers.cores[{i}]"), format!("core {core} is listed twice"));
+        }
+    }
+}
+
+fn check_backends(c: &mut Checker, p: &Profile) -> HashSet<String> {
+    let mut names = HashSet::new();
+    let mut addrs = HashSet::new();
+    if p.backends.is_empty() {
+        c.err("backends", "at least one backend is needed");
+    }
+    for (i, b) in p.backends.iter().enumerate() {
+        let at = format!("backends[{i}]");
+        if b.name.is_empty() || !b.name.chars().all(|ch| ch.is_ascii_alphanumeric() || "-_.".contains(ch)) {
+            c.err(format!("{at}.name"), "must be non-empty letters, digits, `-`, `_` or `.`");
+        }
+        if !names.insert(b.name.clone()) {
+            c.err(format!("{at}.name"), format!("backend `{}` is defined twice", b.name));
+        }
+        if !addrs.insert(b.address) {
+            c.err(format!("{at}.address"), format!("address {} is used by another backend", b.address));
+        }
+        if b.address == p.switch.data_ip {
+            c.err(format!("{at}.address"), "is the switch's own data address");
+        }
+        if let Some(h) = &b.health {
+            check_health(c, &format!("{at}.health"), h);
+        }
+    }
+    names
+}
+
+fn check_pools(c: &mut Checker, p: &Profile, backends: &HashSet<String>) -> HashSet<String> {
+    let mut names = HashSet::new();
+    if p.pools.is_empty() {
+        c.err("pools", "at least one pool is needed");
+    }
+    for (i, pool) in p.pools.iter().enumerate() {
+        let at = format!("pools[{i}]");
+        if !names.insert(pool.name.clone()) {
+            c.err(format!("{at}.name"), format!("pool `{}` is defined twice", pool.name));
+        }
+        if pool.backends.is_empty() {
+            c.err(format!("{at}.backends"), "a pool needs at least one backend");
+        }
+        let mut seen = HashSet::new();
+        for (j, b) in pool.backends.iter().enumerate() {
+            if !backends.contains(b) {
+                c.err(format!("{at}.backends[{j}]"), format!("no backend named `{b}`"));
+            }
+            if !seen.insert(b) {
+                c.err(format!("{at}.backends[{j}]"), format!("backend `{b}` is listed twice"));
+            }
+        }
+        if !(500..=599).contains(&pool.unavailable_status) {
+            c.err(format!("{at}.unavailable_status"), "must be a 5xx status");
+        }
+        check_policy(c, &format!("{at}.policy"), &pool.policy, pool.backends.len(), false);
+    }
+    names
+}
+
+fn check_policy(c: &mut Checker, at: &str, policy: &Policy, n_backends: usize, nested: bool) {
+    match policy {
+        Policy::WeightedRoundRobin(_) => {}
+        Policy::LeastConnections(p) => {
+            if p.load_report_max_age.0.is_zero() {
+                c.err(format!("{at}.least_connections.load_report_max_age"), "must be positive");
+            }
+        }
+        Policy::Lard(p) => lard_thresholds(c, &format!("{at}.lard"), p.t_low, p.t_high, p.max_targets),
+        Policy::LardR(p) => {
+            lard_thresholds(c, &format!("{at}.lard_r"), p.t_low, p.t_high, p.max_targets);
+            if p.shrink_after.0.is_zero() {
+                c.err(format!("{at}.lard_r.shrink_after"), "must be positive");
+            }
+        }
+        Policy::Cap(p) => {
+            for (field, list) in [("static_patterns", &p.static_patterns), ("cpu_bound", &p.cpu_bound), ("disk_bound", &p.disk_bound)] {
+                for (k, re) in list.iter().enumerate() {
+                    c.regex(format!("{at}.cap.{field}[{k}]"), re);
+                }
+            }
+        }
+        Policy::Maglev(p) => {
+            if !is_prime(p.table_size) {
+                c.err(format!("{at}.maglev.table_size"), format!("{} is not prime (try 65537 or 655373)", p.table_size));
+            } else if (p.table_size as usize) < 100 * n_backends.max(1) {
+                c.err(format!("{at}.maglev.table_size"), "must be at least 100 × the pool's backends for an even spread");
+            }
+        }
+        Policy::Sticky(p) => {
+            if nested {
+                c.err(format!("{at}.sticky"), "sticky cannot be nested");
+            }
+            if p.cookie.is_empty() || p.cookie.contains([';', '=', ' ']) {
+                c.err(format!("{at}.sticky.cookie"), "must be a cookie name");
+            }
+            check_policy(c, &format!("{at}.sticky.fallback"), &p.fallback, n_backends, true);
+        }
+    }
+}
+
+fn lard_thresholds(c: &mut Checker, at: &str, t_low: u32, t_high: u32, max_targets: u32) {
+    if t_low == 0 || t_low >= t_high {
+        c.err(format!("{at}.t_low"), format!("must satisfy 0 < t_low < t_high (got {t_low} and {t_high})"));
+    }
+    if max_targets == 0 {
+        c.err(format!("{at}.max_targets"), "must be at least 1");
+    }
+}
+
+fn check_services(c: &mut Checker, p: &Profile, pools: &HashSet<String>) {
+    if p.services.is_empty() {
+        c.err("services", "at least one service is needed");
+    }
+    let mut names = HashSet::new();
+    let mut eps = HashSet::new();
+    for (i, s) in p.services.iter().enumerate() {
+        let at = format!("services[{i}]");
+        if !names.insert(s.name.clone()) {
+            c.err(format!("{at}.name"), format!("service `{}` is defined twice", s.name));
+        }
+        if !eps.insert((s.vip, s.port)) {
+            c.err(format!("{at}.port"), format!("{}:{} is used by another service", s.vip, s.port));
+        }
+        if s.vip == p.switch.data_ip {
+            c.err(format!("{at}.vip"), "must differ from switch.data_ip");
+        }
+        if s.port == 0 {
+            c.err(format!("{at}.port"), "must not be 0");
+        }
+        if !pools.contains(&s.default_pool) {
+            c.err(format!("{at}.default_pool"), format!("no pool named `{}`", s.default_pool));
+        }
+        for (j, r) in s.rules.iter().enumerate() {
+            let rat = format!("{at}.rules[{j}]");
+            if !pools.contains(&r.pool) {
+                c.err(format!("{rat}.pool"), format!("no pool named `{}`", r.pool));
+            }
+            check_match(c, &format!("{rat}.match"), &r.matches);
+        }
+    }
+}
+
+fn check_match(c: &mut Checker, at: &str, m: &Match) {
+    for (k, p) in m.path_prefix.iter().chain(&m.path_exact).enumerate() {
+        if !p.starts_with('/') {
+            let field = if k < m.path_prefix.len() { format!("path_prefix[{k}]") } else { format!("path_exact[{}]", k - m.path_prefix.len()) };
+            c.err(format!("{at}.{field}"), "a path starts with `/`");
+        }
+    }
+    if let Some(re) = &m.path_regex {
+        c.regex(format!("{at}.path_regex"), re);
+    }
+    for (k, e) in m.extension.iter().enumerate() {
+        if e.is_empty() || e.contains(['.', '/']) {
+            c.err(format!("{at}.extension[{k}]"), "an extension without the dot, e.g. `png`");
+        }
+    }
+    for (k, meth) in m.method.iter().enumerate() {
+        if meth.is_empty() || !meth.bytes().all(|b| b.is_ascii_uppercase()) {
+            c.err(format!("{at}.method[{k}]"), "a method in capitals, e.g. `GET`");
+        }
+    }
+    for (k, h) in m.header.iter().enumerate() {
+        if h.name.is_empty() || !h.name.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_".contains(&b)) {
+            c.err(format!("{at}.header[{k}].name"), "must be a header name");
+        }
+        if h.value.is_some() && h.regex.is_some() {
+            c.err(format!("{at}.header[{k}]"), "give `value` or `regex`, not both");
+        }
+        if let Some(re) = &h.regex {
+            c.regex(format!("{at}.header[{k}].regex"), re);
+        }
+    }
+    for (k, ck) in m.cookie.iter().enumerate() {
+        if ck.name.is_empty() || ck.name.contains([';', '=', ' ']) {
+            c.err(format!("{at}.cookie[{k}].name"), "must be a cookie name");
+        }
+    }
+}
+
+fn check_health(c: &mut Checker, at: &str, h: &Health) {
+    if h.interval.0.is_zero() {
+        c.err(format!("{at}.interval"), "must be positive");
+    }
+    if h.timeout.0.is_zero() || h.timeout.0 > h.interval.0 {
+        c.err(format!("{at}.timeout"), "must be positive and at most the interval");
+    }
+    if h.rise == 0 {
+        c.err(format!("{at}.rise"), "must be at least 1");
+    }
+    if h.fall == 0 {
+        c.err(format!("{at}.fall"), "must be at least 1");
+    }
+    match &h.check {
+        Check::Http(hc) => {
+            if !hc.path.starts_with('/') {
+                c.err(format!("{at}.check.http.path"), "a path starts with `/`");
+            }
+            for (k, s) in hc.expect_status.iter().enumerate() {
+                if !(100..=599).contains(s) {
+                    c.err(format!("{at}.check.http.expect_status[{k}]"), "must be an HTTP status");
+                }
+            }
+            if hc.port == 0 {
+                c.err(format!("{at}.check.http.port"), "must not be 0");
+            }
+        }
+        Check::Tcp(t) => {
+            if t.port == 0 {
+                c.err(format!("{at}.check.tcp.port"), "must not be 0");
+            }
+        }
+        Check::None(_) => {}
+    }
+}
+
+fn check_limits(c: &mut Checker, p: &Profile) {
+    let l = &p.limits;
+    if !(512..=1 << 20).contains(&l.max_header_bytes) {
+        c.err("limits.max_header_bytes", "must be between 512 and 1048576");
+    }
+    if l.pending_per_worker == 0 || l.pending_per_worker > t_cap(p) {
+        c.err("limits.pending_per_worker", "must be between 1 and tuning.table_capacity");
+    }
+    if !(536..=9000).contains(&p.tcp.mss) {
+        c.err("tcp.mss", "must be between 536 and 9000");
+    }
+    if p.tcp.window_scale > 14 {
+        c.err("tcp.window_scale", "must be at most 14 (RFC 7323)");
+    }
+    if l.dispatch_queue == 0 {
+        c.err("limits.dispatch_queue", "must be at least 1");
+    }
+    let t = &p.tuning;
+    if t.burst_size == 0 || t.burst_size > 1024 {
+        c.err("tuning.burst_size", "must be between 1 and 1024");
+    }
+    if t.table_capacity < 16 {
+        c.err("tuning.table_capacity", "must be at least 16");
+    }
+    if !(0.0..=1.0).contains(&t.syn_cookies.threshold) {
+        c.err("tuning.syn_cookies.threshold", "must be between 0 and 1");
+    }
+    let to = &p.timeouts;
+    for (name, d) in [("header", to.header), ("decision", to.decision), ("syn_ack_rto", to.syn_ack_rto), ("handoff_rto", to.handoff_rto), ("fin", to.fin), ("idle", to.idle)] {
+        if d.0.is_zero() {
+            c.err(format!("timeouts.{name}"), "must be positive");
+        }
+    }
+    if to.max_redispatch == 0 {
+        c.err("timeouts.max_redispatch", "must be at least 1");
+    }
+}
+
+fn check_thop(c: &mut Checker, t: &Thop) {
+    if t.port == 0 {
+        c.err("thop.port", "must not be 0");
+    }
+    if t.keys.is_empty() {
+        c.err("thop.keys", "at least one key is needed (agents reject unauthenticated frames)");
+    }
+    let mut ids = HashSet::new();
+    for (i, k) in t.keys.iter().enumerate() {
+        let at = format!("thop.keys[{i}]");
+        if !ids.insert(k.id) {
+            c.err(format!("{at}.id"), format!("key id {} is used twice", k.id));
+        }
+        match (&k.secret_hex, &k.secret_file) {
+            (Some(h), None) => {
+                if h.len() != 64 || hex::decode(h).is_err() {
+                    c.err(format!("{at}.secret_hex"), "must be 64 hex digits (32 bytes)");
+                }
+            }
+            (None, Some(_)) => {}
+            _ => c.err(at, "give exactly one of `secret_hex` and `secret_file`"),
+        }
+    }
+    if let Some(a) = t.active_key {
+        if !ids.contains(&a) {
+            c.err("thop.active_key", format!("no key with id {a}"));
+        }
+    }
+}
+
+fn is_prime(n: u32) -> bool {
+    if n < 2 {
+        return false;
+    }
+    let mut d = 2u64;
+    while d * d <= u64::from(n) {
+        if u64::from(n) % d == 0 {
+            return false;
+        }
+        d += 1;
+    }
+    true
+}
+
+fn t_cap(p: &Profile) -> u32 {
+    p.tuning.table_capacity
+}

@@ -1,0 +1,178 @@
+//! The parts of a request header that routing rules and policies look at,
+//! parsed from the raw bytes a worker sends with `httparse`.
+//!
+//! The worker already parsed the header once to know it was complete and
+//! well-formed; the control plane parses again rather than receive a parsed
+//! structure, so the dispatch queue carries one plain buffer and the worker
+//! allocates nothing per request.
+
+use std::borrow::Cow;
+
+/// Most header fields considered (the dataplane rejects more with 431).
+pub const MAX_HEADERS: usize = 128;
+
+/// Why a header could not be used for routing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum RequestError {
+    #[error("request header is incomplete")]
+    Incomplete,
+    #[error("request header is malformed: {0}")]
+    Malformed(&'static str),
+}
+
+impl RequestError {
+    /// Short label for the `reason` of a metric.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            RequestError::Incomplete => "incomplete",
+            RequestError::Malformed(_) => "malformed",
+        }
+    }
+}
+
+/// A parsed request header, borrowing from the raw bytes.
+#[derive(Debug)]
+pub struct Request<'a> {
+    pub method: &'a str,
+    /// Path without the query string (absolute-form URIs reduced to their path).
+    pub path: &'a str,
+    /// Path and query as sent (the URL that LARD and hashing use).
+    pub target: &'a str,
+    /// Host header (or the authority of an absolute-form URI), lower-cased, port removed.
+    pub host: Cow<'a, str>,
+    headers: Vec<(&'a str, &'a [u8])>,
+}
+
+impl<'a> Request<'a> {
+    /// Parses `raw` (request line to the blank line).
+    pub fn parse(raw: &'a [u8]) -> Result<Self, RequestError> {
+        let mut storage = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        let mut req = httparse::Request::new(&mut storage);
+        match req.parse(raw) {
+            Ok(httparse::Status::Complete(_)) => {}
+            Ok(httparse::Status::Partial) => return Err(RequestError::Incomplete),
+            Err(httparse::Error::TooManyHeaders) => return Err(RequestError::Malformed("too many headers")),
+            Err(_) => return Err(RequestError::Malformed("not an HTTP/1.x request")),
+        }
+        let method = req.method.ok_or(RequestError::Incomplete)?;
+        let target = req.path.ok_or(RequestError::Incomplete)?;
+        let headers: Vec<(&'a str, &'a [u8])> = req.headers.iter().map(|h| (h.name, h.value)).collect();
+
+        // Absolute-form (`GET http://host/path`) carries the authority in the URI.
+        let (authority, origin) = match target.split_once("://") {
+            Some((_, rest)) => match rest.find('/') {
+                Some(i) => (Some(&rest[..i]), &rest[i..]),
+                None => (Some(rest), "/"),
+            },
+            None => (None, target),
+        };
+        let path = origin.split(['?', '#']).next().unwrap_or(origin);
+        let host_raw = authority.or_else(|| {
+            headers
+                .iter()
+                .find(|(n, _)| n.eq_ignore_ascii_case("host"))
+                .and_then(|(_, v)| std::str::from_utf8(v).ok())
+        });
+        let host = host_raw.map(normalize_host).unwrap_or(Cow::Borrowed(""));
+        Ok(Request { method, path, target: origin, host, headers })
+    }
+
+    /// First value of header `name` (case-insensitive), if it is valid UTF-8.
+    pub fn header(&self, name: &str) -> Option<&'a str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .and_then(|(_, v)| std::str::from_utf8(v).ok())
+            .map(str::trim)
+    }
+
+    /// Value of cookie `name` from any `Cookie` header (RFC 6265 `a=b; c=d`).
+    pub fn cookie(&self, name: &str) -> Option<&'a str> {
+        self.headers
+            .iter()
+            .filter(|(n, _)| n.eq_ignore_ascii_case("cookie"))
+            .filter_map(|(_, v)| std::str::from_utf8(v).ok())
+            .flat_map(|v| v.split(';'))
+            .filter_map(|pair| pair.trim().split_once('='))
+            .find(|(k, _)| *k == name)
+            .map(|(_, v)| v.trim().trim_matches('"'))
+    }
+
+    /// Extension of the last path segment, without the dot (`/a/b.PNG` → `PNG`).
+    pub fn extension(&self) -> Option<&'a str> {
+        let last = self.path.rsplit('/').next()?;
+        let (stem, ext) = last.rsplit_once('.')?;
+        if stem.is_empty() || ext.is_empty() {
+            return None;
+        }
+        Some(ext)
+    }
+}
+
+fn normalize_host(h: &str) -> Cow<'_, str> {
+    let h = h.trim();
+    // Strip a port, but not the colons of a bracketed IPv6 literal.
+    let h = if let Some(rest) = h.strip_prefix('[') {
+        rest.split(']').next().unwrap_or(rest)
+    } else {
+        h.rsplit_once(':').map(|(a, _)| a).unwrap_or(h)
+    };
+    let h = h.trim_end_matches('.');
+    if h.bytes().any(|b| b.is_ascii_uppercase()) {
+        Cow::Owned(h.to_ascii_lowercase())
+    } else {
+        Cow::Borrowed(h)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_origin_form_with_host_and_cookies() {
+        let raw = b"GET /img/Logo.PNG?v=3 HTTP/1.1\r\nHost: WWW.Example.com:8080\r\nCookie: a=1; BATON_BACKEND=app-2\r\nX-Tier: gold\r\n\r\n";
+        let r = Request::parse(raw).unwrap();
+        assert_eq!(r.method, "GET");
+        assert_eq!(r.path, "/img/Logo.PNG");
+        assert_eq!(r.target, "/img/Logo.PNG?v=3");
+        assert_eq!(r.host, "www.example.com");
+        assert_eq!(r.extension(), Some("PNG"));
+        assert_eq!(r.cookie("BATON_BACKEND"), Some("app-2"));
+        assert_eq!(r.cookie("a"), Some("1"));
+        assert_eq!(r.cookie("b"), None);
+        assert_eq!(r.header("x-tier"), Some("gold"));
+    }
+
+    #[test]
+    fn absolute_form_uses_the_uri_authority() {
+        let r = Request::parse(b"GET http://Shop.example/api/x HTTP/1.1\r\nHost: other\r\n\r\n").unwrap();
+        assert_eq!(r.host, "shop.example");
+        assert_eq!(r.path, "/api/x");
+    }
+
+    #[test]
+    fn http10_without_host_and_ipv6_hosts() {
+        let r = Request::parse(b"GET / HTTP/1.0\r\n\r\n").unwrap();
+        assert_eq!(r.host, "");
+        assert_eq!(r.extension(), None);
+        let r = Request::parse(b"GET /.hidden HTTP/1.1\r\nHost: [2001:db8::1]:80\r\n\r\n").unwrap();
+        assert_eq!(r.host, "2001:db8::1");
+        assert_eq!(r.extension(), None);
+    }
+
+    #[test]
+    fn garbage_is_a_typed_error() {
+        assert_eq!(Request::parse(b"GET / HTTP/1.1\r\nHost: a\r\n").unwrap_err(), RequestError::Incomplete);
+        assert!(matches!(Request::parse(b"\x00\x01\x02 nonsense\r\n\r\n"), Err(RequestError::Malformed(_))));
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn never_panics(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..512)) {
+            if let Ok(r) = Request::parse(&bytes) {
+                let _ = (r.extension(), r.cookie("x"), r.header("host"));
+            }
+        }
+    }
+}
