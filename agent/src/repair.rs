@@ -28,6 +28,8 @@
 use std::io;
 use std::mem::size_of;
 use std::net::{SocketAddr, TcpStream};
+
+pub use handoff_proto::TcpState;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 
 /// `TCP_REPAIR_QUEUE` selectors (linux/tcp.h).
@@ -68,37 +70,6 @@ pub struct TcpRepairWindow {
     pub rcv_wnd: u32,
     /// `rcv_nxt` at the time of our last window update.
     pub rcv_wup: u32,
-}
-
-/// The state of one connection as the switch hands it over; everything the
-/// kernel needs to resume it. All sequence numbers are in the client's view.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TcpState {
-    /// The client's address (the peer).
-    pub client: SocketAddr,
-    /// The service address (VIP:port) the client connected to.
-    pub vip: SocketAddr,
-    /// The client's initial sequence number (its SYN).
-    pub client_isn: u32,
-    /// The switch's initial sequence number (its SYN/ACK); we continue at +1.
-    pub server_isn: u32,
-    /// MSS the client announced.
-    pub mss: u16,
-    /// Window scale shift the client announced (applies to its windows);
-    /// `None` when window scaling was not negotiated.
-    pub snd_wscale: Option<u8>,
-    /// Window scale shift the switch announced (applies to ours).
-    pub rcv_wscale: u8,
-    /// SACK permitted on both sides.
-    pub sack: bool,
-    /// Timestamps negotiated: the TSval the switch would send next.
-    pub ts_val: Option<u32>,
-    /// The client's last advertised window, unscaled (as on the wire).
-    pub client_window: u16,
-    /// The window the switch last advertised, in bytes (scaled).
-    pub server_window: u32,
-    /// The request bytes the switch received and acknowledged.
-    pub request: Vec<u8>,
 }
 
 /// Why an adoption failed, mapped one-to-one to a NACK reason and a counter.
@@ -240,40 +211,48 @@ fn check(rc: libc::c_int) -> io::Result<()> {
     }
 }
 
-impl TcpState {
-    /// Checks the fields the kernel would reject, before touching a socket.
-    pub fn validate(&self) -> Result<(), AdoptError> {
-        if self.client.is_ipv4() != self.vip.is_ipv4() {
-            return Err(AdoptError::Family);
-        }
-        if self.mss < 64 {
-            return Err(AdoptError::InvalidState("mss below 64"));
-        }
-        if self.snd_wscale.is_some_and(|s| s > MAX_WSCALE) || self.rcv_wscale > MAX_WSCALE {
-            return Err(AdoptError::InvalidState("window scale above 14"));
-        }
-        if self.client.port() == 0 || self.vip.port() == 0 {
-            return Err(AdoptError::InvalidState("port 0"));
-        }
-        if self.client.ip().is_unspecified() || self.client.ip().is_multicast() {
-            return Err(AdoptError::InvalidState("client address not unicast"));
-        }
-        Ok(())
+/// Checks the fields this kernel would reject, before touching a socket
+/// (the codec has checked the wire-level invariants already).
+pub fn validate(st: &TcpState) -> Result<(), AdoptError> {
+    if st.mss < 64 {
+        return Err(AdoptError::InvalidState("mss below 64"));
     }
+    if st.window_scale.is_some_and(|w| w.client > MAX_WSCALE || w.server > MAX_WSCALE) {
+        return Err(AdoptError::InvalidState("window scale above 14"));
+    }
+    if st.client().port() == 0 || st.vip().port() == 0 {
+        return Err(AdoptError::InvalidState("port 0"));
+    }
+    let ip = st.client().ip();
+    if ip.is_unspecified() || ip.is_multicast() || ip.is_loopback() {
+        return Err(AdoptError::InvalidState("client address not a remote unicast address"));
+    }
+    if st.max_window_ok().is_none() {
+        return Err(AdoptError::InvalidState("window larger than the scale allows"));
+    }
+    Ok(())
+}
 
-    /// The client's window in bytes, scaled by its announced shift.
-    pub fn client_window_bytes(&self) -> u32 {
-        u32::from(self.client_window) << self.snd_wscale.unwrap_or(0).min(MAX_WSCALE)
+trait WindowCheck {
+    fn max_window_ok(&self) -> Option<()>;
+}
+
+impl WindowCheck for TcpState {
+    /// A window must fit 16 bits after the negotiated shift (RFC 7323 §2.3).
+    fn max_window_ok(&self) -> Option<()> {
+        let shift = self.window_scale.map_or(0, |w| w.client);
+        (u64::from(self.client_window) <= (65535u64 << shift)).then_some(())
     }
 }
 
-/// Rebuilds the connection described by `st` as an ESTABLISHED socket.
+/// Rebuilds the connection described by `st` as an ESTABLISHED socket, with
+/// `request` (the bytes the switch acknowledged) waiting in its receive queue.
 ///
-/// The socket is returned blocking, with the request bytes readable. On
-/// failure nothing is left behind and nothing was sent to the client.
-pub fn adopt(st: &TcpState) -> Result<TcpStream, AdoptError> {
-    st.validate()?;
-    let family = if st.vip.is_ipv4() {
+/// The socket is returned blocking. On failure nothing is left behind and
+/// nothing was sent to the client.
+pub fn adopt(st: &TcpState, request: &[u8]) -> Result<TcpStream, AdoptError> {
+    validate(st)?;
+    let family = if st.vip().is_ipv4() {
         libc::AF_INET
     } else {
         libc::AF_INET6
@@ -286,20 +265,20 @@ pub fn adopt(st: &TcpState) -> Result<TcpStream, AdoptError> {
     // SAFETY: `raw` is a fresh descriptor we own. Dropping `fd` on an error path
     // closes a socket still in repair mode: the kernel sends nothing.
     let fd = unsafe { OwnedFd::from_raw_fd(raw) };
-    build(fd.as_raw_fd(), st)?;
+    build(fd.as_raw_fd(), st, request)?;
     Ok(TcpStream::from(fd))
 }
 
-fn build(fd: RawFd, st: &TcpState) -> Result<(), AdoptError> {
+fn build(fd: RawFd, st: &TcpState, request: &[u8]) -> Result<(), AdoptError> {
     let tcp = libc::IPPROTO_TCP;
     setsockopt(fd, tcp, libc::TCP_REPAIR, &TCP_REPAIR_ON).map_err(sys("TCP_REPAIR on"))?;
 
-    let (vip, vip_len) = sockaddr(&st.vip);
+    let (vip, vip_len) = sockaddr(&st.vip());
     // SAFETY: `vip` is a valid sockaddr of `vip_len` bytes.
     check(unsafe { libc::bind(fd, &vip as *const _ as *const libc::sockaddr, vip_len) })
         .map_err(sys("bind VIP"))?;
 
-    let snd_seq: u32 = st.server_isn.wrapping_add(1);
+    let snd_seq: u32 = st.server_next;
     let rcv_seq: u32 = st.client_isn.wrapping_add(1);
     setsockopt(fd, tcp, libc::TCP_REPAIR_QUEUE, &TCP_SEND_QUEUE)
         .map_err(sys("select send queue"))?;
@@ -308,7 +287,7 @@ fn build(fd: RawFd, st: &TcpState) -> Result<(), AdoptError> {
         .map_err(sys("select recv queue"))?;
     setsockopt(fd, tcp, libc::TCP_QUEUE_SEQ, &rcv_seq).map_err(sys("recv queue seq"))?;
 
-    let (peer, peer_len) = sockaddr(&st.client);
+    let (peer, peer_len) = sockaddr(&st.client());
     // SAFETY: `peer` is a valid sockaddr of `peer_len` bytes. In repair mode
     // connect(2) only moves the socket to ESTABLISHED; no SYN leaves.
     check(unsafe { libc::connect(fd, &peer as *const _ as *const libc::sockaddr, peer_len) })
@@ -319,19 +298,20 @@ fn build(fd: RawFd, st: &TcpState) -> Result<(), AdoptError> {
         opt_code: TCPOPT_MSS,
         opt_val: u32::from(st.mss),
     });
-    if let Some(snd) = st.snd_wscale {
+    if let Some(ws) = st.window_scale {
+        // snd_wscale (the client's shift) in the low half, rcv_wscale (ours) high.
         opts.push(TcpRepairOpt {
             opt_code: TCPOPT_WINDOW,
-            opt_val: u32::from(snd) | (u32::from(st.rcv_wscale) << 16),
+            opt_val: u32::from(ws.client) | (u32::from(ws.server) << 16),
         });
     }
-    if st.sack {
+    if st.sack_permitted {
         opts.push(TcpRepairOpt {
             opt_code: TCPOPT_SACK_PERM,
             opt_val: 0,
         });
     }
-    if st.ts_val.is_some() {
+    if st.timestamps.is_some() {
         opts.push(TcpRepairOpt {
             opt_code: TCPOPT_TIMESTAMP,
             opt_val: 0,
@@ -349,13 +329,13 @@ fn build(fd: RawFd, st: &TcpState) -> Result<(), AdoptError> {
     };
     check(rc).map_err(sys("TCP_REPAIR_OPTIONS"))?;
 
-    if let Some(ts) = st.ts_val {
-        let ts: u32 = ts;
+    if let Some(ts) = st.timestamps {
+        let ts: u32 = ts.next_val;
         setsockopt(fd, tcp, libc::TCP_TIMESTAMP, &ts).map_err(sys("TCP_TIMESTAMP"))?;
     }
 
     // The receive queue is still selected: writes land there, as if received.
-    for chunk in st.request.chunks(RCVQ_CHUNK) {
+    for chunk in request.chunks(RCVQ_CHUNK) {
         let mut off = 0;
         while off < chunk.len() {
             // SAFETY: the pointer/length pair stays inside `chunk`.
@@ -379,8 +359,11 @@ fn build(fd: RawFd, st: &TcpState) -> Result<(), AdoptError> {
         }
     }
 
-    let rcv_nxt = rcv_seq.wrapping_add(st.request.len() as u32);
-    let snd_wnd = st.client_window_bytes();
+    let rcv_nxt = rcv_seq.wrapping_add(request.len() as u32);
+    if rcv_nxt != st.client_next {
+        return Err(AdoptError::InvalidState("request length disagrees with client_next"));
+    }
+    let snd_wnd = st.client_window;
     let win = TcpRepairWindow {
         snd_wl1: rcv_nxt,
         snd_wnd,
@@ -397,47 +380,40 @@ fn build(fd: RawFd, st: &TcpState) -> Result<(), AdoptError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use handoff_proto::{Endpoints, Timestamps, WindowScale};
 
     fn state() -> TcpState {
         TcpState {
-            client: "198.18.0.101:40000".parse().unwrap(),
-            vip: "198.18.0.10:80".parse().unwrap(),
+            endpoints: Endpoints::new("198.18.0.101:40000".parse().unwrap(), "198.18.0.10:80".parse().unwrap())
+                .unwrap(),
             client_isn: 0xffff_fff0,
+            client_next: 0xffff_fff0u32.wrapping_add(19),
             server_isn: 0x8000_0001,
-            mss: 1460,
-            snd_wscale: Some(7),
-            rcv_wscale: 7,
-            sack: true,
-            ts_val: Some(0xdead_beef),
-            client_window: 502,
+            server_next: 0x8000_0002,
+            client_window: 502 << 7,
             server_window: 65535,
-            request: b"GET / HTTP/1.1\r\n\r\n".to_vec(),
+            mss: 1460,
+            window_scale: Some(WindowScale { client: 7, server: 7 }),
+            sack_permitted: true,
+            timestamps: Some(Timestamps { recent: 1, next_val: 0xdead_beef }),
         }
     }
 
     #[test]
     fn validate_rejects_what_the_kernel_would() {
-        assert!(state().validate().is_ok());
+        assert!(validate(&state()).is_ok());
         let mut s = state();
-        s.snd_wscale = Some(15);
-        assert!(matches!(s.validate(), Err(AdoptError::InvalidState(_))));
+        s.window_scale = Some(WindowScale { client: 15, server: 0 });
+        assert!(matches!(validate(&s), Err(AdoptError::InvalidState(_))));
         let mut s = state();
         s.mss = 10;
-        assert!(s.validate().is_err());
+        assert!(validate(&s).is_err());
         let mut s = state();
-        s.client = "[2001:db8::1]:4000".parse().unwrap();
-        assert!(matches!(s.validate(), Err(AdoptError::Family)));
+        s.endpoints = Endpoints::new("0.0.0.0:4000".parse().unwrap(), "198.18.0.10:80".parse().unwrap()).unwrap();
+        assert!(validate(&s).is_err());
         let mut s = state();
-        s.client = "0.0.0.0:4000".parse().unwrap();
-        assert!(s.validate().is_err());
-    }
-
-    #[test]
-    fn window_is_scaled_by_the_clients_shift() {
-        let s = state();
-        assert_eq!(s.client_window_bytes(), 502 << 7);
-        let mut s = state();
-        s.snd_wscale = None;
-        assert_eq!(s.client_window_bytes(), 502);
+        s.window_scale = None;
+        s.client_window = 1 << 20;
+        assert!(validate(&s).is_err(), "a scaled window without scaling");
     }
 }

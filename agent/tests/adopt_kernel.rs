@@ -50,26 +50,22 @@ fn run(case: Case) {
     } else {
         curl(&bed, "/x", &[])
     };
-    let st = accept_and_freeze(&bed, &l, 0);
-    assert_eq!(
-        st.ts_val.is_some(),
-        case.expect_ts,
-        "timestamps negotiated: {st:?}"
-    );
-    assert_eq!(st.sack, case.expect_sack, "sack negotiated: {st:?}");
+    let (st, req) = accept_and_freeze(&bed, &l, 0);
+    assert_eq!(st.timestamps.is_some(), case.expect_ts, "timestamps negotiated: {st:?}");
+    assert_eq!(st.sack_permitted, case.expect_sack, "sack negotiated: {st:?}");
     if let Some(ws) = case.expect_wscale {
-        assert_eq!(st.snd_wscale, Some(ws), "client window scale: {st:?}");
-        assert_eq!(st.rcv_wscale, ws, "switch window scale: {st:?}");
+        let got = st.window_scale.expect("window scaling negotiated");
+        assert_eq!((got.client, got.server), (ws, ws), "window scales: {st:?}");
     }
     if let Some(mss) = case.mss {
         assert_eq!(st.mss, mss, "client MSS: {st:?}");
     }
-    let port = st.client.port();
+    let port = st.client().port();
     let body = body(case.body_len);
     let want = body.clone();
-    let req = st.request.clone();
     let backend = bed.backend.clone();
-    let server = common::netns::spawn_in_ns(&backend, move || adopt(&st).expect("adopt"));
+    let r = req.clone();
+    let server = common::netns::spawn_in_ns(&backend, move || adopt(&st, &r).expect("adopt"));
     let mut s = server.join().unwrap();
     bed.forward_flow(port);
     let mut got = vec![0u8; req.len()];

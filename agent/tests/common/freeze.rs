@@ -3,7 +3,8 @@
 //! (sequence numbers, options, windows, timestamp clock) and the socket closed
 //! silently, exactly what a THOP_CREATE needs.
 
-use agent::repair::{TcpRepairWindow, TcpState};
+use agent::repair::TcpRepairWindow;
+use handoff_proto::{Endpoints, TcpState, Timestamps, WindowScale};
 use std::io;
 use std::mem::size_of;
 use std::net::TcpStream;
@@ -41,6 +42,9 @@ fn get<T: Copy + Default>(fd: i32, name: i32) -> T {
 
 /// Freezes `stream` (whose `request` bytes have been read) and returns its
 /// state; the socket is closed in repair mode, so the client sees nothing.
+///
+/// The client's last TSval is not in TCP_INFO, so `recent` is 0; the agent's
+/// kernel has no way to take it anyway and learns it from the next segment.
 pub fn freeze(stream: TcpStream, request: &[u8]) -> TcpState {
     let fd = stream.as_raw_fd();
     let client = stream.peer_addr().unwrap();
@@ -71,20 +75,18 @@ pub fn freeze(stream: TcpStream, request: &[u8]) -> TcpState {
     let snd_wscale = info.tcpi_snd_rcv_wscale & 0x0f;
     let rcv_wscale = info.tcpi_snd_rcv_wscale >> 4;
     let wscale = opts & TCPI_OPT_WSCALE != 0;
-    let shift = if wscale { snd_wscale } else { 0 };
     let st = TcpState {
-        client,
-        vip,
+        endpoints: Endpoints::new(client, vip).unwrap(),
         client_isn: rcv_nxt.wrapping_sub(request.len() as u32).wrapping_sub(1),
+        client_next: rcv_nxt,
         server_isn: snd_seq.wrapping_sub(1),
-        mss: mss as u16,
-        snd_wscale: wscale.then_some(snd_wscale),
-        rcv_wscale: if wscale { rcv_wscale } else { 0 },
-        sack: opts & TCPI_OPT_SACK != 0,
-        ts_val: (opts & TCPI_OPT_TIMESTAMPS != 0).then_some(ts),
-        client_window: (win.snd_wnd >> shift).min(65535) as u16,
+        server_next: snd_seq,
+        client_window: win.snd_wnd,
         server_window: win.rcv_wnd,
-        request: request.to_vec(),
+        mss: mss as u16,
+        window_scale: wscale.then_some(WindowScale { client: snd_wscale, server: rcv_wscale }),
+        sack_permitted: opts & TCPI_OPT_SACK != 0,
+        timestamps: (opts & TCPI_OPT_TIMESTAMPS != 0).then_some(Timestamps { recent: 0, next_val: ts }),
     };
     drop(stream); // closed in repair mode: no FIN, no RST
     st

@@ -3,7 +3,7 @@
 
 use super::freeze::freeze;
 use super::netns::{Bed, VIP};
-use agent::repair::TcpState;
+use handoff_proto::TcpState;
 use std::io::Read;
 use std::net::{TcpListener, TcpStream};
 use std::os::fd::AsRawFd;
@@ -94,8 +94,9 @@ pub fn switch_listener(bed: &Bed, rcvbuf: Option<u32>) -> TcpListener {
 }
 
 /// Accepts one connection, reads until the header is complete (plus
-/// `extra_body` bytes), holds the flow and freezes the socket.
-pub fn accept_and_freeze(bed: &Bed, l: &TcpListener, extra_body: usize) -> TcpState {
+/// `extra_body` bytes), holds the flow and freezes the socket; returns the
+/// state and the request bytes.
+pub fn accept_and_freeze(bed: &Bed, l: &TcpListener, extra_body: usize) -> (TcpState, Vec<u8>) {
     l.set_nonblocking(true).unwrap();
     let deadline = Instant::now() + Duration::from_secs(15);
     let s: TcpStream = loop {
@@ -123,7 +124,8 @@ pub fn accept_and_freeze(bed: &Bed, l: &TcpListener, extra_body: usize) -> TcpSt
         req.extend_from_slice(&buf[..n]);
     }
     bed.hold_flow(s.peer_addr().unwrap().port());
-    freeze(s, &req)
+    let st = freeze(s, &req);
+    (st, req)
 }
 
 /// Position of `needle` in `hay`.
