@@ -1,0 +1,117 @@
+//! Replay protection (spec §7.4): timestamp window and sliding sequence
+//! bitmap, per sender.
+
+mod common;
+
+use common::*;
+use handoff_proto::*;
+
+#[test]
+fn replayed_frame_is_rejected() {
+    let f = seal_vec(&header(5, 100), &Body::Abort(Abort { reason: AbortReason::ClientReset }), &key());
+    let mut guards = ReplayGuards::default();
+    let (frame, _) = open(&keyring(), AGENT, &f).unwrap();
+    assert_eq!(guards.accept(&frame.header, NOW_MS), Ok(()));
+    // The very same datagram again, a moment later.
+    let (frame, _) = open(&keyring(), AGENT, &f).unwrap();
+    assert_eq!(guards.accept(&frame.header, NOW_MS + 5), Err(ReplayError::Duplicate(100)));
+}
+
+#[test]
+fn timestamp_window_is_enforced_both_ways() {
+    let g = ReplayGuard::new(30_000);
+    assert_eq!(g.check(1, NOW_MS - 30_000, NOW_MS), Ok(()));
+    assert_eq!(g.check(1, NOW_MS + 30_000, NOW_MS), Ok(()));
+    assert_eq!(g.check(1, NOW_MS - 30_001, NOW_MS), Err(ReplayError::TooOld { behind_ms: 30_001 }));
+    assert_eq!(g.check(1, NOW_MS + 30_001, NOW_MS), Err(ReplayError::TooNew { ahead_ms: 30_001 }));
+    assert_eq!(g.check(1, 0, NOW_MS).unwrap_err().label(), "timestamp_too_old");
+    assert_eq!(g.check(1, u64::MAX, NOW_MS).unwrap_err().label(), "timestamp_too_new");
+}
+
+#[test]
+fn sliding_window_accepts_reordering_and_rejects_duplicates() {
+    let mut g = ReplayGuard::default();
+    for s in [10, 12, 11, 15, 13, 14] {
+        assert_eq!(g.accept(s, NOW_MS, NOW_MS), Ok(()), "seq {s}");
+    }
+    for s in 10..=15 {
+        assert_eq!(g.accept(s, NOW_MS, NOW_MS), Err(ReplayError::Duplicate(s)));
+    }
+    assert_eq!(g.highest(), Some(15));
+    // Far ahead: the window slides; the old ones fall behind it.
+    let far = 15 + REPLAY_WINDOW + 3;
+    assert_eq!(g.accept(far, NOW_MS, NOW_MS), Ok(()));
+    assert_eq!(g.accept(15, NOW_MS, NOW_MS), Err(ReplayError::BehindWindow(15)));
+    // Just inside the window and unseen: accepted once.
+    let inside = far - REPLAY_WINDOW + 1;
+    assert_eq!(g.accept(inside, NOW_MS, NOW_MS), Ok(()));
+    assert_eq!(g.accept(inside, NOW_MS, NOW_MS), Err(ReplayError::Duplicate(inside)));
+    assert_eq!(g.accept(far - REPLAY_WINDOW, NOW_MS, NOW_MS), Err(ReplayError::BehindWindow(far - REPLAY_WINDOW)));
+}
+
+#[test]
+fn sliding_by_less_than_the_window_clears_reused_slots() {
+    let mut g = ReplayGuard::default();
+    for s in 0..REPLAY_WINDOW {
+        g.accept(s, NOW_MS, NOW_MS).unwrap();
+    }
+    // s + WINDOW reuses s's bit; it must be treated as new.
+    for s in REPLAY_WINDOW..REPLAY_WINDOW + 100 {
+        assert_eq!(g.accept(s, NOW_MS, NOW_MS), Ok(()), "seq {s}");
+    }
+    for s in 100..REPLAY_WINDOW + 100 {
+        assert_eq!(g.accept(s, NOW_MS, NOW_MS), Err(ReplayError::Duplicate(s)), "seq {s}");
+    }
+}
+
+#[test]
+fn restarted_sender_is_accepted_by_clock_seeded_sequence() {
+    let mut g = ReplayGuard::default();
+    let before = SeqCounter::new(NOW_MS);
+    for _ in 0..5000 {
+        g.accept(before.next(), NOW_MS, NOW_MS).unwrap();
+    }
+    // The sender restarts one second later: its new sequence numbers are above
+    // everything it sent before, so the receiver accepts them.
+    let after = SeqCounter::new(NOW_MS + 1000);
+    assert_eq!(g.accept(after.next(), NOW_MS + 1000, NOW_MS + 1000), Ok(()));
+}
+
+#[test]
+fn retransmitted_create_with_fresh_seq_is_not_a_replay() {
+    let split = CreateSplitter::new(state_v4(REQUEST.len() as u32), REQUEST, MAX_FRAME_LEN_V4).unwrap();
+    let mut guards = ReplayGuards::default();
+    let mut buf = [0u8; MAX_FRAME_LEN_V4];
+    for (seq, flags) in [(1, 0), (2, flags::RETRANSMIT)] {
+        let mut h = header(7, seq);
+        h.flags = flags;
+        let n = split.write(0, &h, &key(), &mut buf);
+        let (frame, _) = open(&keyring(), AGENT, &buf[..n]).unwrap();
+        assert_eq!(frame.header.flags, flags);
+        assert_eq!(guards.accept(&frame.header, NOW_MS), Ok(()));
+    }
+}
+
+#[test]
+fn senders_are_tracked_separately_and_bounded() {
+    let mut guards = ReplayGuards::new(30_000, 2);
+    let mut h = header(1, 1);
+    assert_eq!(guards.accept(&h, NOW_MS), Ok(()));
+    h.sender = SWITCH + 1;
+    assert_eq!(guards.accept(&h, NOW_MS), Ok(()), "same seq from another sender is fine");
+    h.sender = SWITCH + 2;
+    assert_eq!(guards.accept(&h, NOW_MS), Err(ReplayError::TooManyPeers));
+    guards.forget(SWITCH + 1);
+    assert_eq!(guards.accept(&h, NOW_MS), Ok(()));
+    assert_eq!(guards.len(), 2);
+}
+
+#[test]
+fn rejected_frames_do_not_move_the_window() {
+    let mut g = ReplayGuard::default();
+    g.accept(10, NOW_MS, NOW_MS).unwrap();
+    // A far-ahead sequence with a stale timestamp is refused and not recorded.
+    assert!(g.accept(10_000, NOW_MS - 60_000, NOW_MS).is_err());
+    assert_eq!(g.highest(), Some(10));
+    assert_eq!(g.accept(9, NOW_MS, NOW_MS), Ok(()));
+}
