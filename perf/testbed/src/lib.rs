@@ -15,6 +15,7 @@ pub mod addr;
 pub mod baton;
 pub mod bench;
 pub mod cleanup;
+pub mod client;
 pub mod content;
 pub mod cpu;
 pub mod error;

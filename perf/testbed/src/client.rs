@@ -1,0 +1,224 @@
+//! A small blocking HTTP/1.1 client over std `TcpStream`, for the cases the
+//! ready-made clients cannot express: many requests on one connection,
+//! a request dribbled out in tiny segments, thousands of concurrent
+//! connections, scraping `/metrics`. Call it inside [`crate::netns::in_ns`].
+
+use std::io::{self, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::Duration;
+
+/// A parsed response.
+#[derive(Debug, Clone, Default)]
+pub struct Response {
+    /// Status code.
+    pub status: u16,
+    /// Header fields (names lower-cased).
+    pub headers: Vec<(String, String)>,
+    /// The body.
+    pub body: Vec<u8>,
+}
+
+impl Response {
+    /// The first value of a header (name case-insensitive).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        let n = name.to_ascii_lowercase();
+        self.headers.iter().find(|(k, _)| *k == n).map(|(_, v)| v.as_str())
+    }
+
+    /// The `X-Backend` header: who served it.
+    pub fn backend(&self) -> Option<&str> {
+        self.header("x-backend")
+    }
+
+    /// The body as text (lossy).
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+fn invalid(msg: impl Into<String>) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, msg.into())
+}
+
+/// Connects with a timeout and sets read/write timeouts.
+pub fn connect(addr: SocketAddr, timeout: Duration) -> io::Result<TcpStream> {
+    let s = TcpStream::connect_timeout(&addr, timeout)?;
+    s.set_read_timeout(Some(timeout))?;
+    s.set_write_timeout(Some(timeout))?;
+    Ok(s)
+}
+
+/// A GET request's bytes.
+pub fn get_request(host: &str, path: &str, keep_alive: bool, extra: &[(&str, &str)]) -> Vec<u8> {
+    let mut r = format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: baton-testbed\r\n");
+    if !keep_alive {
+        r.push_str("Connection: close\r\n");
+    }
+    for (k, v) in extra {
+        r.push_str(&format!("{k}: {v}\r\n"));
+    }
+    r.push_str("\r\n");
+    r.into_bytes()
+}
+
+/// Reads one response from a stream (Content-Length, chunked, or until EOF),
+/// keeping any bytes beyond it in `buf` for the next call.
+pub fn read_response(s: &mut TcpStream, buf: &mut Vec<u8>) -> io::Result<Response> {
+    let mut chunk = [0u8; 65536];
+    let head_end = loop {
+        if let Some(p) = find(buf, b"\r\n\r\n") {
+            break p + 4;
+        }
+        let n = s.read(&mut chunk)?;
+        if n == 0 {
+            return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "closed before a response header"));
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    };
+    let head = String::from_utf8_lossy(&buf[..head_end]).into_owned();
+    let mut lines = head.split("\r\n");
+    let status_line = lines.next().unwrap_or_default();
+    let status: u16 = status_line
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .ok_or_else(|| invalid(format!("bad status line `{status_line}`")))?;
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
+        .collect();
+    buf.drain(..head_end);
+    let mut resp = Response { status, headers, body: Vec::new() };
+    let chunked = resp
+        .header("transfer-encoding")
+        .is_some_and(|v| v.eq_ignore_ascii_case("chunked"));
+    if let Some(len) = resp.header("content-length") {
+        let len: usize = len.parse().map_err(|_| invalid("bad content-length"))?;
+        while buf.len() < len {
+            let n = s.read(&mut chunk)?;
+            if n == 0 {
+                return Err(io::Error::new(io::ErrorKind::UnexpectedEof, format!("body cut at {} of {len}", buf.len())));
+            }
+            buf.extend_from_slice(&chunk[..n]);
+        }
+        resp.body = buf.drain(..len).collect();
+    } else if chunked {
+        loop {
+            let line_end = loop {
+                if let Some(p) = find(buf, b"\r\n") {
+                    break p;
+                }
+                let n = s.read(&mut chunk)?;
+                if n == 0 {
+                    return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "chunked body cut"));
+                }
+                buf.extend_from_slice(&chunk[..n]);
+            };
+            let size_txt = String::from_utf8_lossy(&buf[..line_end]).into_owned();
+            let size = usize::from_str_radix(size_txt.split(';').next().unwrap_or("").trim(), 16)
+                .map_err(|_| invalid(format!("bad chunk size `{size_txt}`")))?;
+            while buf.len() < line_end + 2 + size + 2 {
+                let n = s.read(&mut chunk)?;
+                if n == 0 {
+                    return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "chunk cut"));
+                }
+                buf.extend_from_slice(&chunk[..n]);
+            }
+            resp.body.extend_from_slice(&buf[line_end + 2..line_end + 2 + size]);
+            buf.drain(..line_end + 2 + size + 2);
+            if size == 0 {
+                break;
+            }
+        }
+    } else if status >= 200 && status != 204 && status != 304 {
+        s.read_to_end(buf)?;
+        resp.body = std::mem::take(buf);
+    }
+    Ok(resp)
+}
+
+fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len()).position(|w| w == needle)
+}
+
+/// One GET on a new connection (`Connection: close`).
+pub fn get(addr: SocketAddr, path: &str, extra: &[(&str, &str)], timeout: Duration) -> io::Result<Response> {
+    let mut s = connect(addr, timeout)?;
+    s.write_all(&get_request(&addr.ip().to_string(), path, false, extra))?;
+    read_response(&mut s, &mut Vec::new())
+}
+
+/// `n` GETs of `path` on one keep-alive connection; every response.
+pub fn keep_alive(addr: SocketAddr, path: &str, n: usize, timeout: Duration) -> io::Result<Vec<Response>> {
+    let mut s = connect(addr, timeout)?;
+    let mut buf = Vec::new();
+    let mut out = Vec::with_capacity(n);
+    for _ in 0..n {
+        s.write_all(&get_request(&addr.ip().to_string(), path, true, &[]))?;
+        out.push(read_response(&mut s, &mut buf)?);
+    }
+    Ok(out)
+}
+
+/// Sends `request` in segments of `seg` bytes (TCP_NODELAY, a pause between
+/// them so each leaves as its own segment), then reads the response.
+pub fn dribble(addr: SocketAddr, request: &[u8], seg: usize, pause: Duration, timeout: Duration) -> io::Result<Response> {
+    let mut s = connect(addr, timeout)?;
+    s.set_nodelay(true)?;
+    for part in request.chunks(seg.max(1)) {
+        s.write_all(part)?;
+        std::thread::sleep(pause);
+    }
+    read_response(&mut s, &mut Vec::new())
+}
+
+/// Sums the samples of a Prometheus text exposition whose name is `name`
+/// and whose labels include every `k="v"` in `labels`.
+pub fn metric_sum(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    let mut found = false;
+    let mut sum = 0.0;
+    for line in text.lines() {
+        if line.starts_with('#') {
+            continue;
+        }
+        let (series, value) = match line.rsplit_once(' ') {
+            Some(x) => x,
+            None => continue,
+        };
+        let (n, lbl) = match series.split_once('{') {
+            Some((n, l)) => (n, l.trim_end_matches('}')),
+            None => (series, ""),
+        };
+        if n != name {
+            continue;
+        }
+        if !labels.iter().all(|(k, v)| lbl.split(',').any(|p| p == format!("{k}=\"{v}\""))) {
+            continue;
+        }
+        if let Ok(v) = value.parse::<f64>() {
+            sum += v;
+            found = true;
+        }
+    }
+    found.then_some(sum)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sums_metrics_by_label() {
+        let t = "# HELP x y\nbaton_handoffs_total{outcome=\"acked\",worker=\"0\"} 5\nbaton_handoffs_total{outcome=\"acked\",worker=\"1\"} 7\nbaton_handoffs_total{outcome=\"nacked\",worker=\"0\"} 1\nbaton_up 1\n";
+        assert_eq!(metric_sum(t, "baton_handoffs_total", &[("outcome", "acked")]), Some(12.0));
+        assert_eq!(metric_sum(t, "baton_handoffs_total", &[]), Some(13.0));
+        assert_eq!(metric_sum(t, "baton_up", &[]), Some(1.0));
+        assert_eq!(metric_sum(t, "baton_missing", &[]), None);
+    }
+
+    #[test]
+    fn request_bytes() {
+        let r = String::from_utf8(get_request("h", "/p", false, &[("X-A", "1")])).unwrap();
+        assert_eq!(r, "GET /p HTTP/1.1\r\nHost: h\r\nUser-Agent: baton-testbed\r\nConnection: close\r\nX-A: 1\r\n\r\n");
+    }
+}
