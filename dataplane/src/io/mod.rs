@@ -8,6 +8,16 @@
 
 use std::time::Duration;
 
+pub mod afpacket;
+pub mod any;
+pub mod config;
+#[cfg(feature = "dpdk")]
+pub mod dpdk;
+pub mod poll;
+
+pub use any::{open, AnyBuf, AnyQueue, IoError, LinkStatus, PortMonitor, PortStats};
+pub use config::{AfPacketConfig, DpdkConfig, DpdkPort, IoConfig, PollMode};
+
 /// One packet buffer owned by the worker. Dropping it returns it to its pool.
 pub trait PacketBuf {
     /// The frame bytes (Ethernet header first).

@@ -1,0 +1,544 @@
+//! AF_PACKET backend: the data port through Linux packet sockets, for hosts
+//! without DPDK (a laptop, a VM, the namespace test bed).
+//!
+//! One socket per worker, each with a TPACKET_V3 receive ring and a transmit
+//! ring mapped into the process. The sockets join one `PACKET_FANOUT_HASH`
+//! group, so the kernel spreads flows over the workers by its symmetric flow
+//! hash (`__skb_get_hash_symmetric`): every packet of a TCP connection lands
+//! on the same worker. The kernel's hash is seeded at boot and cannot be
+//! recomputed in user space, so the owning worker of a connection is "the one
+//! that received its SYN"; replies that arrive elsewhere (THOP) find their
+//! owner by the worker index in the connection token.
+//!
+//! Transmit writes frames into ring slots and flushes a whole burst with one
+//! `send()`; with `PACKET_QDISC_BYPASS` the frames go straight to the driver.
+//! `PACKET_FANOUT_FLAG_IGNORE_OUTGOING` keeps our own transmissions out of
+//! the receive rings.
+
+mod pool;
+mod ring;
+mod socket;
+
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+pub use pool::{AfPacketBuf, FramePool};
+use ring::{RingLayout, Rings, TX_DATA_OFFSET};
+
+use crate::io::any::{IoError, LinkStatus, PortMonitor, PortStats};
+use crate::io::config::AfPacketConfig;
+use crate::io::{IoStats, PacketBuf, PacketIo};
+
+/// Transmit ring block size: 64 KiB holds 32 two-KiB slots.
+const TX_BLOCK_SIZE: u32 = 1 << 16;
+
+/// Counters of one queue, readable from the monitor's thread.
+#[derive(Debug, Default)]
+struct QueueCounters {
+    rx_packets: AtomicU64,
+    rx_bytes: AtomicU64,
+    tx_packets: AtomicU64,
+    tx_bytes: AtomicU64,
+    /// No pool buffer for a received frame.
+    rx_nobuf: AtomicU64,
+    /// Frames longer than a frame slot (truncated by the kernel).
+    rx_truncated: AtomicU64,
+    /// VLAN-tagged frames (the kernel stripped the tag; we drop them).
+    rx_vlan: AtomicU64,
+    /// Frames the ring dropped because it was full (kernel counter).
+    rx_ring_drops: AtomicU64,
+    /// Times the kernel froze the ring for want of a free block.
+    rx_ring_freezes: AtomicU64,
+    tx_dropped: AtomicU64,
+    /// Failed transmit flushes (`send()` errors other than "try again").
+    tx_errors: AtomicU64,
+}
+
+/// The port shared by every queue: monitor and kernel statistics.
+struct AfPacketPort {
+    iface: String,
+    mac: [u8; 6],
+    fanout_group: u16,
+    fds: Vec<Arc<OwnedFd>>,
+    queues: Vec<Arc<QueueCounters>>,
+    /// Serialises PACKET_STATISTICS reads (each read resets the kernel's
+    /// counters, so they are accumulated into `QueueCounters`).
+    stats_lock: Mutex<()>,
+}
+
+impl AfPacketPort {
+    fn refresh_kernel_stats(&self, queue: usize) {
+        let Ok(_guard) = self.stats_lock.lock() else {
+            return;
+        };
+        if let (Some(fd), Some(c)) = (self.fds.get(queue), self.queues.get(queue)) {
+            if let Some((_, drops, freezes)) = socket::take_stats(fd.as_raw_fd()) {
+                c.rx_ring_drops.fetch_add(drops, Ordering::Relaxed);
+                c.rx_ring_freezes.fetch_add(freezes, Ordering::Relaxed);
+            }
+        }
+    }
+}
+
+impl PortMonitor for AfPacketPort {
+    fn name(&self) -> String {
+        format!("af_packet:{}", self.iface)
+    }
+
+    fn mac(&self) -> [u8; 6] {
+        self.mac
+    }
+
+    fn link(&self) -> LinkStatus {
+        let Some(fd) = self.fds.first() else {
+            return LinkStatus::default();
+        };
+        let flags = socket::if_flags(fd.as_raw_fd(), &self.iface).unwrap_or(0);
+        let up = flags & libc::IFF_UP as u32 != 0 && flags & libc::IFF_RUNNING as u32 != 0;
+        LinkStatus {
+            up,
+            speed_mbps: socket::link_speed(fd.as_raw_fd(), &self.iface),
+            full_duplex: None,
+        }
+    }
+
+    fn stats(&self) -> PortStats {
+        let mut s = PortStats::default();
+        for (i, c) in self.queues.iter().enumerate() {
+            self.refresh_kernel_stats(i);
+            s.rx_packets += c.rx_packets.load(Ordering::Relaxed);
+            s.rx_bytes += c.rx_bytes.load(Ordering::Relaxed);
+            s.tx_packets += c.tx_packets.load(Ordering::Relaxed);
+            s.tx_bytes += c.tx_bytes.load(Ordering::Relaxed);
+            s.rx_missed += c.rx_ring_drops.load(Ordering::Relaxed);
+            s.rx_errors +=
+                c.rx_truncated.load(Ordering::Relaxed) + c.rx_vlan.load(Ordering::Relaxed);
+            s.tx_errors +=
+                c.tx_errors.load(Ordering::Relaxed) + c.tx_dropped.load(Ordering::Relaxed);
+            s.rx_nombuf += c.rx_nobuf.load(Ordering::Relaxed);
+        }
+        s
+    }
+
+    fn xstats(&self) -> Vec<(String, u64)> {
+        let mut out = vec![("fanout_group".to_owned(), self.fanout_group as u64)];
+        for (i, c) in self.queues.iter().enumerate() {
+            self.refresh_kernel_stats(i);
+            let fields: [(&str, &AtomicU64); 11] = [
+                ("rx_packets", &c.rx_packets),
+                ("rx_bytes", &c.rx_bytes),
+                ("tx_packets", &c.tx_packets),
+                ("tx_bytes", &c.tx_bytes),
+                ("rx_nobuf", &c.rx_nobuf),
+                ("rx_truncated", &c.rx_truncated),
+                ("rx_vlan_dropped", &c.rx_vlan),
+                ("rx_ring_drops", &c.rx_ring_drops),
+                ("rx_ring_freezes", &c.rx_ring_freezes),
+                ("tx_dropped", &c.tx_dropped),
+                ("tx_flush_errors", &c.tx_errors),
+            ];
+            for (name, v) in fields {
+                out.push((format!("q{i}_{name}"), v.load(Ordering::Relaxed)));
+            }
+        }
+        out
+    }
+
+    fn steering(&self) -> &'static str {
+        if self.fds.len() > 1 {
+            "fanout-hash"
+        } else {
+            "single"
+        }
+    }
+}
+
+/// One worker's AF_PACKET socket with its rings and buffer pool.
+pub struct AfPacketQueue {
+    index: usize,
+    fd: Arc<OwnedFd>,
+    rings: Rings,
+    pool: Arc<FramePool>,
+    port: Arc<AfPacketPort>,
+    counters: Arc<QueueCounters>,
+    stats: IoStats,
+    /// Frames written to the transmit ring but not yet flushed by `send()`.
+    tx_unflushed: bool,
+    /// Scratch for [`crate::io::any::AnyQueue`]'s transmit path.
+    pub(crate) any_scratch: Vec<AfPacketBuf>,
+}
+
+fn validate(cfg: &AfPacketConfig) -> Result<(), IoError> {
+    // SAFETY: sysconf has no preconditions.
+    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) }.max(4096) as u32;
+    let bad = |m: String| Err(IoError::Config(format!("af_packet on {}: {m}", cfg.iface)));
+    let min_frame = (TX_DATA_OFFSET + 64) as u32;
+    if cfg.frame_size < min_frame || cfg.frame_size % libc::TPACKET_ALIGNMENT as u32 != 0 {
+        return bad(format!(
+            "frame_size {} must be a multiple of 16 and at least {min_frame}",
+            cfg.frame_size
+        ));
+    }
+    if cfg.frame_size > TX_BLOCK_SIZE {
+        return bad(format!(
+            "frame_size {} above {TX_BLOCK_SIZE}",
+            cfg.frame_size
+        ));
+    }
+    if cfg.block_size % page != 0 || cfg.block_size < cfg.frame_size {
+        return bad(format!(
+            "block_size {} must be a multiple of the page size ({page}) and hold a frame",
+            cfg.block_size
+        ));
+    }
+    if cfg.block_count == 0 || cfg.tx_frames == 0 || cfg.pool_size == 0 {
+        return bad("block_count, tx_frames and pool_size must be at least 1".into());
+    }
+    if cfg.block_timeout_ms == 0 {
+        return bad("block_timeout_ms must be at least 1".into());
+    }
+    Ok(())
+}
+
+/// Creates one configured, bound socket with mapped rings.
+fn open_one(
+    cfg: &AfPacketConfig,
+    ifindex: i32,
+    layout: RingLayout,
+) -> Result<(OwnedFd, Rings), IoError> {
+    let iface = cfg.iface.as_str();
+    let fd = socket::open_socket(iface)?;
+    let raw = fd.as_raw_fd();
+    let v3 = libc::tpacket_versions::TPACKET_V3 as libc::c_int;
+    socket::set_opt(
+        raw,
+        libc::PACKET_VERSION,
+        &v3,
+        "setsockopt(PACKET_VERSION=V3)",
+        iface,
+    )?;
+    // Malformed transmit frames are skipped rather than stopping the ring.
+    socket::set_opt(
+        raw,
+        libc::PACKET_LOSS,
+        &1i32,
+        "setsockopt(PACKET_LOSS)",
+        iface,
+    )?;
+    if cfg.qdisc_bypass {
+        socket::set_opt(
+            raw,
+            libc::PACKET_QDISC_BYPASS,
+            &1i32,
+            "setsockopt(PACKET_QDISC_BYPASS)",
+            iface,
+        )?;
+    }
+    let rx = libc::tpacket_req3 {
+        tp_block_size: layout.rx_block_size,
+        tp_block_nr: layout.rx_block_count,
+        tp_frame_size: layout.frame_size,
+        tp_frame_nr: (layout.rx_block_size / layout.frame_size) * layout.rx_block_count,
+        tp_retire_blk_tov: cfg.block_timeout_ms,
+        tp_sizeof_priv: 0,
+        tp_feature_req_word: 0,
+    };
+    socket::set_opt(
+        raw,
+        libc::PACKET_RX_RING,
+        &rx,
+        "setsockopt(PACKET_RX_RING)",
+        iface,
+    )?;
+    let tx = libc::tpacket_req3 {
+        tp_block_size: layout.tx_block_size,
+        tp_block_nr: layout.tx_block_count,
+        tp_frame_size: layout.frame_size,
+        tp_frame_nr: layout.tx_frames(),
+        tp_retire_blk_tov: 0,
+        tp_sizeof_priv: 0,
+        tp_feature_req_word: 0,
+    };
+    socket::set_opt(
+        raw,
+        libc::PACKET_TX_RING,
+        &tx,
+        "setsockopt(PACKET_TX_RING)",
+        iface,
+    )?;
+    let rings = Rings::map(raw, layout, iface)?;
+    socket::bind(&fd, ifindex, iface)?;
+    if cfg.promiscuous {
+        socket::add_promiscuous(&fd, ifindex, iface)?;
+    }
+    Ok((fd, rings))
+}
+
+/// Joins the fanout group; with `id == None` asks the kernel for a fresh id
+/// and returns it.
+fn join_fanout(fd: &OwnedFd, id: Option<u16>, iface: &str) -> Result<u16, IoError> {
+    let flags = libc::PACKET_FANOUT_FLAG_IGNORE_OUTGOING;
+    let arg: u32 = match id {
+        Some(id) => id as u32 | (libc::PACKET_FANOUT_HASH | flags) << 16,
+        None => (libc::PACKET_FANOUT_HASH | flags | libc::PACKET_FANOUT_FLAG_UNIQUEID) << 16,
+    };
+    socket::set_opt(
+        fd.as_raw_fd(),
+        libc::PACKET_FANOUT,
+        &arg,
+        "setsockopt(PACKET_FANOUT)",
+        iface,
+    )?;
+    let got = socket::get_opt_int(
+        fd.as_raw_fd(),
+        libc::PACKET_FANOUT,
+        "getsockopt(PACKET_FANOUT)",
+        iface,
+    )?;
+    Ok(got as u16)
+}
+
+/// Opens `workers` queues on `cfg.iface` (in the calling thread's network
+/// namespace).
+pub fn open(cfg: &AfPacketConfig, workers: usize) -> Result<Vec<AfPacketQueue>, IoError> {
+    validate(cfg)?;
+    let ifindex = socket::ifindex(&cfg.iface)?;
+    let per_block = TX_BLOCK_SIZE / cfg.frame_size;
+    let layout = RingLayout {
+        rx_block_size: cfg.block_size,
+        rx_block_count: cfg.block_count,
+        frame_size: cfg.frame_size,
+        // Whole 64 KiB blocks of slots (a block size must be a multiple of
+        // the page size).
+        tx_block_size: TX_BLOCK_SIZE,
+        tx_block_count: cfg.tx_frames.div_ceil(per_block).max(1),
+    };
+    let mut socks = Vec::with_capacity(workers);
+    for _ in 0..workers {
+        socks.push(open_one(cfg, ifindex, layout)?);
+    }
+    let mac = socket::hw_addr(&socks[0].0, &cfg.iface)?;
+    let mut group = cfg.fanout_group;
+    for (fd, _) in &socks {
+        group = Some(join_fanout(fd, group, &cfg.iface)?);
+    }
+    let fanout_group = group.unwrap_or(0);
+    // Frames that arrived while the group was filling were hashed over fewer
+    // sockets; drop them so that no worker sees another's flow.
+    for (_, rings) in &mut socks {
+        rings.discard_rx();
+    }
+    let fds: Vec<Arc<OwnedFd>> = Vec::new();
+    let mut port = AfPacketPort {
+        iface: cfg.iface.clone(),
+        mac,
+        fanout_group,
+        fds,
+        queues: Vec::with_capacity(workers),
+        stats_lock: Mutex::new(()),
+    };
+    let mut parts = Vec::with_capacity(workers);
+    for (fd, rings) in socks {
+        let fd = Arc::new(fd);
+        let counters = Arc::new(QueueCounters::default());
+        port.fds.push(Arc::clone(&fd));
+        port.queues.push(Arc::clone(&counters));
+        let pool = FramePool::new(cfg.pool_size, cfg.frame_size).ok_or_else(|| {
+            IoError::Config(format!(
+                "cannot allocate a pool of {} frames",
+                cfg.pool_size
+            ))
+        })?;
+        parts.push((fd, rings, counters, pool));
+    }
+    let port = Arc::new(port);
+    Ok(parts
+        .into_iter()
+        .enumerate()
+        .map(|(index, (fd, rings, counters, pool))| AfPacketQueue {
+            index,
+            fd,
+            rings,
+            pool,
+            port: Arc::clone(&port),
+            counters,
+            stats: IoStats::default(),
+            tx_unflushed: false,
+            any_scratch: Vec::new(),
+        })
+        .collect())
+}
+
+impl AfPacketQueue {
+    /// The port monitor shared by all queues.
+    pub fn monitor(&self) -> Arc<dyn PortMonitor> {
+        Arc::clone(&self.port) as Arc<dyn PortMonitor>
+    }
+
+    /// The interface's MAC address.
+    pub fn mac(&self) -> [u8; 6] {
+        self.port.mac
+    }
+
+    /// This queue's worker index.
+    pub fn index(&self) -> usize {
+        self.index
+    }
+
+    /// The fanout group the sockets joined.
+    pub fn fanout_group(&self) -> u16 {
+        self.port.fanout_group
+    }
+
+    /// Hands up to `max` received frames to `push`; returns how many.
+    pub fn rx_burst_with(&mut self, max: usize, mut push: impl FnMut(AfPacketBuf)) -> usize {
+        let mut n = 0;
+        let (mut bytes, mut nobuf, mut trunc, mut vlan) = (0u64, 0u64, 0u64, 0u64);
+        while n < max {
+            let Some(frame) = self.rings.next_rx() else {
+                break;
+            };
+            if frame.status & libc::TP_STATUS_VLAN_VALID != 0 {
+                vlan += 1;
+                continue;
+            }
+            if (frame.data.len() as u32) < frame.wire_len
+                || frame.data.len() > self.pool.frame_size()
+            {
+                trunc += 1;
+                continue;
+            }
+            let Some(mut buf) = self.pool.alloc() else {
+                nobuf += 1;
+                continue;
+            };
+            buf.fill(frame.data);
+            bytes += frame.data.len() as u64;
+            push(buf);
+            n += 1;
+        }
+        self.note_rx(n as u64, bytes, nobuf, trunc, vlan);
+        n
+    }
+
+    fn note_rx(&mut self, n: u64, bytes: u64, nobuf: u64, trunc: u64, vlan: u64) {
+        if n > 0 {
+            self.stats.rx_packets += n;
+            self.stats.rx_bytes += bytes;
+            self.counters
+                .rx_packets
+                .store(self.stats.rx_packets, Ordering::Relaxed);
+            self.counters
+                .rx_bytes
+                .store(self.stats.rx_bytes, Ordering::Relaxed);
+        }
+        if nobuf + trunc + vlan > 0 {
+            self.stats.rx_dropped += nobuf + trunc + vlan;
+            self.counters.rx_nobuf.fetch_add(nobuf, Ordering::Relaxed);
+            self.counters
+                .rx_truncated
+                .fetch_add(trunc, Ordering::Relaxed);
+            self.counters.rx_vlan.fetch_add(vlan, Ordering::Relaxed);
+        }
+    }
+
+    /// Asks the kernel to send every frame marked in the transmit ring.
+    fn flush_tx(&mut self) {
+        // SAFETY: a zero-length send on our own socket; the kernel reads
+        // only the ring.
+        let rc =
+            unsafe { libc::send(self.fd.as_raw_fd(), std::ptr::null(), 0, libc::MSG_DONTWAIT) };
+        if rc >= 0 {
+            self.tx_unflushed = false;
+            return;
+        }
+        match std::io::Error::last_os_error().raw_os_error() {
+            // The driver is busy: the frames stay marked; flush again later.
+            Some(libc::EAGAIN) | Some(libc::ENOBUFS) | Some(libc::EINTR) => {}
+            _ => {
+                self.tx_unflushed = false;
+                self.counters.tx_errors.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+}
+
+impl PacketIo for AfPacketQueue {
+    type Buf = AfPacketBuf;
+
+    fn rx_burst(&mut self, out: &mut Vec<AfPacketBuf>, max: usize) -> usize {
+        self.rx_burst_with(max, |b| out.push(b))
+    }
+
+    fn alloc(&mut self) -> Option<AfPacketBuf> {
+        self.pool.alloc()
+    }
+
+    fn tx_burst(&mut self, pkts: &mut Vec<AfPacketBuf>) -> usize {
+        let cap = self.rings.tx_capacity();
+        let (mut taken, mut sent, mut bytes, mut dropped) = (0usize, 0u64, 0u64, 0u64);
+        for b in pkts.iter() {
+            let data = b.data();
+            if data.len() > cap || data.is_empty() {
+                dropped += 1;
+            } else if self.rings.push_tx(data) {
+                sent += 1;
+                bytes += data.len() as u64;
+            } else {
+                break; // ring full: the rest stay the caller's
+            }
+            taken += 1;
+        }
+        pkts.drain(..taken);
+        if sent > 0 {
+            self.tx_unflushed = true;
+            self.stats.tx_packets += sent;
+            self.stats.tx_bytes += bytes;
+            self.counters
+                .tx_packets
+                .store(self.stats.tx_packets, Ordering::Relaxed);
+            self.counters
+                .tx_bytes
+                .store(self.stats.tx_bytes, Ordering::Relaxed);
+        }
+        if dropped > 0 {
+            self.stats.tx_dropped += dropped;
+            self.counters
+                .tx_dropped
+                .store(self.stats.tx_dropped, Ordering::Relaxed);
+        }
+        if self.tx_unflushed {
+            self.flush_tx();
+        }
+        taken
+    }
+
+    fn wait(&mut self, timeout: Duration) {
+        if self.tx_unflushed {
+            self.flush_tx();
+        }
+        if self.rings.rx_ready() {
+            return;
+        }
+        let mut pfd = libc::pollfd {
+            fd: self.fd.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        let ts = libc::timespec {
+            tv_sec: timeout.as_secs() as libc::time_t,
+            tv_nsec: timeout.subsec_nanos() as libc::c_long,
+        };
+        // SAFETY: one valid pollfd, a valid timespec, no signal mask.
+        unsafe { libc::ppoll(&mut pfd, 1, &ts, std::ptr::null()) };
+    }
+
+    fn stats(&self) -> IoStats {
+        self.port.refresh_kernel_stats(self.index);
+        let mut s = self.stats;
+        s.rx_dropped += self.counters.rx_ring_drops.load(Ordering::Relaxed);
+        s
+    }
+}

@@ -1,0 +1,527 @@
+//! Backend-level conformance: the same scenarios over AF_PACKET and DPDK
+//! (the af_packet PMD on a veth), through [`dataplane::io::open`] and
+//! [`AnyQueue`], exactly as the `baton` binary opens the data port.
+//!
+//! Each test builds its own namespace with a veth pair `io0` ↔ `peer0`; the
+//! backend opens `io0`, a raw socket on `peer0` plays the wire. DPDK's EAL
+//! starts once per process, so every DPDK test runs in its own process
+//! (nextest does this; under plain `cargo test` the test re-executes itself).
+
+mod conformance_net;
+
+use std::collections::{HashMap, HashSet};
+use std::time::{Duration, Instant};
+
+use conformance_net::{can_netns, test_frame, test_seq, Netns, RawSock};
+use dataplane::io::{
+    open, AfPacketConfig, AnyBuf, AnyQueue, IoConfig, IoError, PacketBuf, PacketIo,
+};
+
+const IFC: &str = "io0";
+const PEER: &str = "peer0";
+
+/// One test's world: a namespace with the veth pair, entered by this thread.
+struct Bed {
+    ns: Netns,
+    peer: RawSock,
+    io_mac: [u8; 6],
+    peer_mac: [u8; 6],
+    /// DPDK `--file-prefix` of this test (its run-time folder is removed on drop).
+    prefix: String,
+}
+
+impl Drop for Bed {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(format!("/var/run/dpdk/{}", self.prefix));
+    }
+}
+
+impl Bed {
+    fn new() -> Bed {
+        let ns = Netns::new("io");
+        ns.veth(IFC, &ns, PEER);
+        ns.enter();
+        let peer = RawSock::open(PEER);
+        let (io_mac, peer_mac) = (ns.mac(IFC), ns.mac(PEER));
+        Bed {
+            ns,
+            peer,
+            io_mac,
+            peer_mac,
+            prefix: conformance_net::unique("e"),
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Backend {
+    AfPacket,
+    #[allow(dead_code)]
+    Dpdk,
+}
+
+fn config(backend: Backend, bed: &Bed, workers: usize) -> IoConfig {
+    config_with(backend, bed, workers, workers)
+}
+
+/// `qpairs`: the af_packet PMD's queue pairs (DPDK only).
+fn config_with(backend: Backend, bed: &Bed, workers: usize, qpairs: usize) -> IoConfig {
+    let _ = workers;
+    match backend {
+        Backend::AfPacket => IoConfig::AfPacket(AfPacketConfig::new(IFC)),
+        Backend::Dpdk => {
+            let mut vdev =
+                format!("--vdev=net_af_packet0,iface={IFC},framecnt=512,blocksz=4096,framesz=2048");
+            if qpairs > 1 {
+                vdev.push_str(&format!(",qpairs={qpairs}"));
+            }
+            let prefix = format!("--file-prefix={}", bed.prefix);
+            let args = [
+                "--no-huge",
+                "--no-pci",
+                "-m",
+                "512",
+                "-l",
+                "0",
+                "--no-telemetry",
+                "--log-level=lib.eal:error",
+                &vdev,
+                &prefix,
+            ];
+            let mut c = dataplane::io::DpdkConfig::new(
+                args.iter().map(|s| s.to_string()).collect(),
+                dataplane::io::DpdkPort::Name("net_af_packet0".into()),
+            );
+            c.rx_ring_size = 512;
+            c.tx_ring_size = 512;
+            IoConfig::Dpdk(c)
+        }
+    }
+}
+
+/// Polls `q` until `want` frames matching `keep` arrived or 5 s passed.
+fn receive(q: &mut AnyQueue, want: usize, keep: impl Fn(&[u8]) -> bool) -> Vec<AnyBuf> {
+    receive_for(q, want, keep, Duration::from_secs(5))
+}
+
+fn receive_for(
+    q: &mut AnyQueue,
+    want: usize,
+    keep: impl Fn(&[u8]) -> bool,
+    window: Duration,
+) -> Vec<AnyBuf> {
+    let deadline = Instant::now() + window;
+    let mut got = Vec::new();
+    let mut burst = Vec::with_capacity(64);
+    while got.len() < want && Instant::now() < deadline {
+        if q.rx_burst(&mut burst, 64) == 0 {
+            q.wait(Duration::from_millis(5));
+        }
+        got.extend(burst.drain(..).filter(|b| keep(b.data())));
+    }
+    got
+}
+
+/// Sends everything in `pkts`, retrying while the ring is full.
+fn send_all(q: &mut AnyQueue, mut pkts: Vec<AnyBuf>) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !pkts.is_empty() && Instant::now() < deadline {
+        if q.tx_burst(&mut pkts) == 0 {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+    assert!(pkts.is_empty(), "{} frames never left", pkts.len());
+}
+
+fn is_test(f: &[u8]) -> bool {
+    test_seq(f).is_some()
+}
+
+/// Frames from the wire reach the worker intact and in order, at every size
+/// up to a full 1,514-byte Ethernet frame.
+fn rx_intact(backend: Backend) {
+    let bed = Bed::new();
+    let mut qs = open(&config(backend, &bed, 1), 1).expect("open");
+    let q = &mut qs[0];
+    assert_eq!(q.mac(), bed.io_mac);
+    let sizes = [60usize, 64, 128, 500, 1000, 1514];
+    let frames: Vec<Vec<u8>> = (0..300u32)
+        .map(|i| test_frame(bed.io_mac, bed.peer_mac, i, sizes[i as usize % sizes.len()]))
+        .collect();
+    for f in &frames {
+        assert!(bed.peer.send(f));
+    }
+    let got = receive(q, frames.len(), is_test);
+    assert_eq!(got.len(), frames.len(), "all frames received");
+    for (g, f) in got.iter().zip(&frames) {
+        assert_eq!(g.data(), &f[..], "frame {:?} intact", test_seq(f));
+    }
+    let s = q.stats();
+    assert!(s.rx_packets >= frames.len() as u64, "{s:?}");
+}
+
+/// Frames the worker originates reach the wire intact, and the worker does
+/// not see its own transmissions.
+fn tx_intact(backend: Backend) {
+    let bed = Bed::new();
+    let mut qs = open(&config(backend, &bed, 1), 1).expect("open");
+    let q = &mut qs[0];
+    let mut pkts = Vec::new();
+    for i in 0..300u32 {
+        let f = test_frame(bed.peer_mac, bed.io_mac, i, 60 + (i as usize * 37) % 1454);
+        let mut b = q.alloc().expect("a buffer");
+        assert!(b.capacity() >= 1514);
+        assert!(b.set_len(f.len()));
+        b.data_mut().copy_from_slice(&f);
+        pkts.push((b, f));
+    }
+    let (bufs, frames): (Vec<AnyBuf>, Vec<Vec<u8>>) = pkts.into_iter().unzip();
+    send_all(q, bufs);
+    for f in &frames {
+        let g = loop {
+            let g = bed
+                .peer
+                .recv(Duration::from_secs(5))
+                .expect("frame on the wire");
+            if is_test(&g) {
+                break g;
+            }
+        };
+        assert_eq!(&g, f);
+    }
+    assert_eq!(q.stats().tx_packets, frames.len() as u64);
+    // Our own frames must not come back to us.
+    let echo = receive_for(q, 1, is_test, Duration::from_millis(300));
+    assert!(echo.is_empty(), "saw {} of our own frames", echo.len());
+}
+
+/// The forwarding path: a received buffer rewritten in place (new
+/// destination MAC) and sent back out, without a copy by the worker.
+fn forward_in_place(backend: Backend) {
+    let bed = Bed::new();
+    let mut qs = open(&config(backend, &bed, 1), 1).expect("open");
+    let q = &mut qs[0];
+    let target = [0x02, 0, 0, 0, 0, 0x42];
+    for i in 0..100u32 {
+        assert!(bed.peer.send(&test_frame(bed.io_mac, bed.peer_mac, i, 200)));
+    }
+    let mut got = receive(q, 100, is_test);
+    assert_eq!(got.len(), 100);
+    for b in &mut got {
+        let d = b.data_mut();
+        d[0..6].copy_from_slice(&target);
+        d[6..12].copy_from_slice(&bed.io_mac);
+    }
+    send_all(q, got);
+    let mut seen = 0;
+    while seen < 100 {
+        let g = bed
+            .peer
+            .recv(Duration::from_secs(5))
+            .expect("forwarded frame");
+        if test_seq(&g) == Some(seen) {
+            assert_eq!(&g[0..6], &target);
+            assert_eq!(g.len(), 200);
+            seen += 1;
+        }
+    }
+}
+
+/// An IPv4/UDP frame of the flow `src:sport → dst:dport`.
+fn udp_frame(
+    dst_mac: [u8; 6],
+    src_mac: [u8; 6],
+    src: [u8; 4],
+    sport: u16,
+    dst: [u8; 4],
+    dport: u16,
+) -> Vec<u8> {
+    let mut f = Vec::new();
+    f.extend_from_slice(&dst_mac);
+    f.extend_from_slice(&src_mac);
+    f.extend_from_slice(&0x0800u16.to_be_bytes());
+    let total = 20 + 8 + 18u16;
+    let mut ip = vec![0x45, 0, 0, 0, 0, 0, 0x40, 0, 64, 17, 0, 0];
+    ip[2..4].copy_from_slice(&total.to_be_bytes());
+    ip.extend_from_slice(&src);
+    ip.extend_from_slice(&dst);
+    let ck = ipv4_checksum(&ip);
+    ip[10..12].copy_from_slice(&ck.to_be_bytes());
+    f.extend_from_slice(&ip);
+    f.extend_from_slice(&sport.to_be_bytes());
+    f.extend_from_slice(&dport.to_be_bytes());
+    f.extend_from_slice(&(8 + 18u16).to_be_bytes());
+    f.extend_from_slice(&[0, 0]);
+    f.extend_from_slice(b"baton-fanout-probe");
+    f
+}
+
+fn ipv4_checksum(h: &[u8]) -> u16 {
+    let mut sum = 0u32;
+    for c in h.chunks(2) {
+        sum += u32::from(u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)]));
+    }
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    !(sum as u16)
+}
+
+fn flow_of(f: &[u8]) -> Option<(u16, u16)> {
+    if f.len() < 42 || f[12..14] != [8, 0] || f[23] != 17 {
+        return None;
+    }
+    Some((
+        u16::from_be_bytes([f[34], f[35]]),
+        u16::from_be_bytes([f[36], f[37]]),
+    ))
+}
+
+/// With two workers every packet of a flow, in both directions, reaches one
+/// worker, and flows are spread over both.
+fn flows_stay_on_one_worker(backend: Backend) {
+    flows_stay_on_one_worker_with(backend, 2);
+}
+
+fn flows_stay_on_one_worker_with(backend: Backend, qpairs: usize) {
+    let bed = Bed::new();
+    let mut qs = open(&config_with(backend, &bed, 2, qpairs), 2).expect("open");
+    assert_eq!(qs.len(), 2);
+    let (a, b) = ([198, 18, 0, 101], [198, 18, 0, 10]);
+    let flows: Vec<u16> = (0..64).map(|i| 20_000 + i * 7).collect();
+    for round in 0..3 {
+        for &p in &flows {
+            // Alternate directions: (a:p → b:80) and (b:80 → a:p).
+            let f = if round % 2 == 0 {
+                udp_frame(bed.io_mac, bed.peer_mac, a, p, b, 80)
+            } else {
+                udp_frame(bed.io_mac, bed.peer_mac, b, 80, a, p)
+            };
+            assert!(bed.peer.send(&f));
+        }
+    }
+    let want = flows.len() * 3;
+    let mut owner: HashMap<u16, HashSet<usize>> = HashMap::new();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut total = 0;
+    let mut burst = Vec::new();
+    while total < want && Instant::now() < deadline {
+        let mut idle = true;
+        for (i, q) in qs.iter_mut().enumerate() {
+            if q.rx_burst(&mut burst, 64) > 0 {
+                idle = false;
+            }
+            for buf in burst.drain(..) {
+                if let Some((s, d)) = flow_of(buf.data()) {
+                    let port = if s == 80 { d } else { s };
+                    owner.entry(port).or_default().insert(i);
+                    total += 1;
+                }
+            }
+        }
+        if idle {
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
+    assert_eq!(total, want, "every probe received once");
+    for (p, w) in &owner {
+        assert_eq!(w.len(), 1, "flow {p} reached workers {w:?}");
+    }
+    let used: HashSet<usize> = owner.values().flat_map(|w| w.iter().copied()).collect();
+    assert_eq!(used.len(), 2, "64 flows spread over both workers");
+    let mon = qs[0].monitor();
+    assert_ne!(mon.steering(), "single");
+}
+
+/// The monitor reports the port: MAC, link up, counters, extended stats.
+fn monitor_reports_port(backend: Backend) {
+    let bed = Bed::new();
+    let mut qs = open(&config(backend, &bed, 1), 1).expect("open");
+    let mon = qs[0].monitor();
+    assert_eq!(mon.mac(), bed.io_mac);
+    assert!(mon.link().up, "{:?}", mon.link());
+    for i in 0..10 {
+        assert!(bed.peer.send(&test_frame(bed.io_mac, bed.peer_mac, i, 100)));
+    }
+    assert_eq!(receive(&mut qs[0], 10, is_test).len(), 10);
+    let s = mon.stats();
+    assert!(s.rx_packets >= 10, "{s:?}");
+    assert!(s.rx_bytes >= 1000, "{s:?}");
+    assert!(!mon.xstats().is_empty());
+    assert!(
+        mon.name().contains(IFC) || mon.name().contains("net_af_packet0"),
+        "{}",
+        mon.name()
+    );
+}
+
+// ---- AF_PACKET ----
+
+#[test]
+fn afpacket_rx_intact() {
+    if !can_netns() {
+        return eprintln!("skipped: needs root");
+    }
+    rx_intact(Backend::AfPacket);
+}
+
+#[test]
+fn afpacket_tx_intact() {
+    if !can_netns() {
+        return eprintln!("skipped: needs root");
+    }
+    tx_intact(Backend::AfPacket);
+}
+
+#[test]
+fn afpacket_forward_in_place() {
+    if !can_netns() {
+        return eprintln!("skipped: needs root");
+    }
+    forward_in_place(Backend::AfPacket);
+}
+
+#[test]
+fn afpacket_flows_stay_on_one_worker() {
+    if !can_netns() {
+        return eprintln!("skipped: needs root");
+    }
+    flows_stay_on_one_worker(Backend::AfPacket);
+}
+
+#[test]
+fn afpacket_monitor_reports_port() {
+    if !can_netns() {
+        return eprintln!("skipped: needs root");
+    }
+    monitor_reports_port(Backend::AfPacket);
+}
+
+#[test]
+fn afpacket_missing_interface_is_a_clear_error() {
+    let e = open(&IoConfig::AfPacket(AfPacketConfig::new("bpk-nope0")), 1)
+        .err()
+        .expect("must fail");
+    assert!(
+        matches!(e, IoError::NoSuchInterface(ref n) if n == "bpk-nope0"),
+        "{e}"
+    );
+    let mut bad = AfPacketConfig::new("lo");
+    bad.frame_size = 1000;
+    let e = open(&IoConfig::AfPacket(bad), 1).err().expect("must fail");
+    assert!(matches!(e, IoError::Config(_)), "{e}");
+    let e = open(&IoConfig::AfPacket(AfPacketConfig::new("lo")), 0)
+        .err()
+        .expect("must fail");
+    assert!(matches!(e, IoError::Config(_)), "{e}");
+}
+
+// ---- DPDK (the af_packet PMD on the veth) ----
+
+/// Runs `body` in a process of its own: DPDK's EAL starts once per process.
+/// Under nextest (a process per test) it runs in place; under `cargo test`
+/// the test binary re-executes itself for just this test.
+#[cfg(feature = "dpdk")]
+fn isolated(name: &str, body: fn()) {
+    if !can_netns() {
+        return eprintln!("skipped: needs root");
+    }
+    if std::env::var_os("NEXTEST").is_some() || std::env::var_os("BATON_ISOLATED").is_some() {
+        return body();
+    }
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([name, "--exact", "--nocapture", "--test-threads=1"])
+        .env("BATON_ISOLATED", "1")
+        .output()
+        .expect("re-exec test binary");
+    assert!(
+        out.status.success(),
+        "{name} failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[cfg(feature = "dpdk")]
+#[test]
+fn dpdk_rx_intact() {
+    isolated("dpdk_rx_intact", || rx_intact(Backend::Dpdk));
+}
+
+#[cfg(feature = "dpdk")]
+#[test]
+fn dpdk_tx_intact() {
+    isolated("dpdk_tx_intact", || tx_intact(Backend::Dpdk));
+}
+
+#[cfg(feature = "dpdk")]
+#[test]
+fn dpdk_forward_in_place() {
+    isolated("dpdk_forward_in_place", || forward_in_place(Backend::Dpdk));
+}
+
+#[cfg(feature = "dpdk")]
+#[test]
+fn dpdk_flows_stay_on_one_worker_pmd_fanout() {
+    isolated("dpdk_flows_stay_on_one_worker_pmd_fanout", || {
+        flows_stay_on_one_worker_with(Backend::Dpdk, 2)
+    });
+}
+
+#[cfg(feature = "dpdk")]
+#[test]
+fn dpdk_flows_stay_on_one_worker_software_steering() {
+    // One PMD queue pair for two workers: the backend steers in software.
+    isolated("dpdk_flows_stay_on_one_worker_software_steering", || {
+        flows_stay_on_one_worker_with(Backend::Dpdk, 1)
+    });
+}
+
+#[cfg(feature = "dpdk")]
+#[test]
+fn dpdk_monitor_reports_port() {
+    isolated("dpdk_monitor_reports_port", || {
+        monitor_reports_port(Backend::Dpdk)
+    });
+}
+
+#[cfg(feature = "dpdk")]
+#[test]
+fn dpdk_errors_are_clear_and_eal_starts_once() {
+    isolated("dpdk_errors_are_clear_and_eal_starts_once", || {
+        let bed = Bed::new();
+        let IoConfig::Dpdk(good) = config(Backend::Dpdk, &bed, 1) else {
+            unreachable!()
+        };
+        // A port EAL does not know.
+        let mut bad_port = good.clone();
+        bad_port.port = dataplane::io::DpdkPort::Name("net_nonexistent9".into());
+        let e = open(&IoConfig::Dpdk(bad_port), 1)
+            .err()
+            .expect("unknown port");
+        assert!(matches!(e, IoError::Dpdk { .. }), "{e}");
+        // EAL is up now; other arguments cannot restart it.
+        let mut other = good.clone();
+        other.eal_args.push("--log-level=lib.eal:debug".into());
+        let e = open(&IoConfig::Dpdk(other), 1).err().expect("second EAL");
+        assert!(matches!(e, IoError::EalAlreadyInitialised), "{e}");
+        // A pool too small for the rings is refused before DPDK sees it.
+        let mut small = good.clone();
+        small.mempool_size = 100;
+        let e = open(&IoConfig::Dpdk(small), 1).err().expect("small pool");
+        assert!(e.to_string().contains("mempool_size"), "{e}");
+        // The same arguments share the running EAL.
+        let qs = open(&IoConfig::Dpdk(good), 1).expect("open with the same EAL arguments");
+        assert_eq!(qs[0].mac(), bed.io_mac);
+    });
+}
+
+#[cfg(not(feature = "dpdk"))]
+#[test]
+fn dpdk_without_the_feature_is_a_clear_error() {
+    let c = dataplane::io::DpdkConfig::new(vec![], dataplane::io::DpdkPort::Id(0));
+    let e = open(&IoConfig::Dpdk(c), 1)
+        .err()
+        .expect("no DPDK in this build");
+    assert!(matches!(e, IoError::DpdkNotBuilt), "{e}");
+}
