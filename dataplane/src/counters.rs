@@ -182,7 +182,7 @@ pub(crate) fn bump(c: &AtomicU64, n: u64) {
 impl Counters {
     /// Counts a dropped frame.
     #[inline]
-    pub fn drop(&self, r: DropReason) {
+    pub fn count_drop(&self, r: DropReason) {
         bump(&self.drops[r as usize], 1);
     }
     /// Counts an abort.
@@ -322,8 +322,8 @@ mod tests {
     #[test]
     fn names_are_unique_and_snapshot_sees_bumps() {
         let c = Counters::default();
-        c.drop(DropReason::NoFlow);
-        c.drop(DropReason::NoFlow);
+        c.count_drop(DropReason::NoFlow);
+        c.count_drop(DropReason::NoFlow);
         c.abort(AbortReason::BadRequest);
         bump(&c.forwarded, 5);
         let s = c.snapshot();

@@ -131,7 +131,7 @@ use std::sync::Arc;
 
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 
-use crate::peer::PeerQueues;
+use crate::shared::Shared;
 
 /// One worker's end of the queues.
 #[derive(Debug)]
@@ -146,8 +146,8 @@ pub struct WorkerQueues {
     pub decisions: Receiver<Decision>,
     /// Commands for this worker.
     pub commands: Receiver<WorkerCommand>,
-    /// THOP replies relayed between workers (the connection id names the owner).
-    pub peers: Arc<PeerQueues>,
+    /// State shared by all workers (THOP reply relay, ARP cache, clock).
+    pub shared: Arc<Shared>,
 }
 
 /// The control plane's end of the queues.
@@ -191,7 +191,7 @@ pub fn channels(n_workers: usize, capacity: usize) -> (Vec<WorkerQueues>, Contro
     let cap = capacity.max(1);
     let (req_tx, req_rx) = crossbeam_channel::bounded(cap * n);
     let (ev_tx, ev_rx) = crossbeam_channel::bounded(cap * n);
-    let peers = Arc::new(PeerQueues::new(n, cap));
+    let shared = Arc::new(Shared::new(n, cap));
     let mut workers = Vec::with_capacity(n);
     let mut decisions = Vec::with_capacity(n);
     let mut commands = Vec::with_capacity(n);
@@ -206,7 +206,7 @@ pub fn channels(n_workers: usize, capacity: usize) -> (Vec<WorkerQueues>, Contro
             events: ev_tx.clone(),
             decisions: d_rx,
             commands: c_rx,
-            peers: peers.clone(),
+            shared: shared.clone(),
         });
     }
     (

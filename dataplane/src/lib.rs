@@ -5,10 +5,17 @@
 //! FORWARDING). The dataplane knows nothing of YAML or Prometheus: it takes
 //! plain config structs and exposes counters that an exporter reads.
 
+pub mod arp;
 pub mod config;
 pub mod counters;
 pub mod dispatch;
+pub mod engine;
 pub mod http;
 pub mod io;
 pub mod peer;
+pub mod reassembly;
+pub mod shared;
+pub mod state;
+pub mod syncookie;
+pub mod table;
 pub mod wire;

@@ -27,6 +27,10 @@ pub enum PeerReply {
 pub struct PeerMsg {
     pub token: ConnToken,
     pub reply: PeerReply,
+    /// THOP node id of the agent that sent it.
+    pub sender: u32,
+    /// For ACK/NACK: the `msg_seq` of the CREATE fragment answered.
+    pub echo_seq: u64,
 }
 
 /// One bounded queue per worker.

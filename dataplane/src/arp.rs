@@ -1,0 +1,244 @@
+//! The switch's ARP cache for backend data addresses, shared by all workers.
+//!
+//! ARP replies reach whichever worker the NIC picks, while the MAC is needed
+//! by the worker that hands a connection off; so the cache is one fixed array
+//! shared through an `Arc`, each slot guarded by a seqlock (readers never
+//! block; writers are rare: one ARP reply per backend per refresh interval).
+//! It is consulted once per handoff, never per forwarded packet: a FORWARDING
+//! entry stores its backend's MAC.
+//!
+//! To resist cache poisoning and flooding, a MAC is learned only for an
+//! address the switch asked about (or one already cached), and static
+//! entries from the config are never overwritten.
+
+use std::net::Ipv4Addr;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+
+use crate::wire::Mac;
+
+/// Slots in the cache (backends per switch are far fewer).
+pub const SLOTS: usize = 1024;
+const PROBE: usize = 16;
+const VALID: u64 = 1 << 63;
+const STATIC: u64 = 1 << 62;
+const PENDING: u64 = 1 << 61;
+
+#[derive(Default)]
+struct Slot {
+    seq: AtomicU32,
+    ip: AtomicU32,
+    /// MAC in the low 48 bits, flags above.
+    mac: AtomicU64,
+    /// Last confirmation (ms on the workers' clock).
+    updated: AtomicU64,
+    /// Last request sent (ms).
+    requested: AtomicU64,
+}
+
+/// What the cache knows about an address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lookup {
+    /// A confirmed MAC.
+    Fresh(Mac),
+    /// A MAC older than the refresh interval: use it, and send a request.
+    Stale(Mac),
+    /// No usable MAC.
+    Missing,
+}
+
+/// The shared cache.
+pub struct ArpCache {
+    slots: Box<[Slot]>,
+}
+
+impl std::fmt::Debug for ArpCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ArpCache").finish_non_exhaustive()
+    }
+}
+
+impl Default for ArpCache {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+fn pack(m: Mac) -> u64 {
+    u64::from_be_bytes([0, 0, m[0], m[1], m[2], m[3], m[4], m[5]])
+}
+
+fn unpack(v: u64) -> Mac {
+    let b = v.to_be_bytes();
+    [b[2], b[3], b[4], b[5], b[6], b[7]]
+}
+
+fn home(ip: u32) -> usize {
+    (ip.wrapping_mul(0x9e37_79b1) >> 16) as usize % SLOTS
+}
+
+impl ArpCache {
+    /// An empty cache.
+    pub fn new() -> ArpCache {
+        ArpCache {
+            slots: (0..SLOTS).map(|_| Slot::default()).collect(),
+        }
+    }
+
+    fn read(&self, s: &Slot) -> (u32, u64, u64, u64) {
+        loop {
+            let a = s.seq.load(Ordering::Acquire);
+            if a & 1 == 1 {
+                std::hint::spin_loop();
+                continue;
+            }
+            let v = (
+                s.ip.load(Ordering::Relaxed),
+                s.mac.load(Ordering::Relaxed),
+                s.updated.load(Ordering::Relaxed),
+                s.requested.load(Ordering::Relaxed),
+            );
+            std::sync::atomic::fence(Ordering::Acquire);
+            if s.seq.load(Ordering::Relaxed) == a {
+                return v;
+            }
+        }
+    }
+
+    fn write(&self, s: &Slot, f: impl FnOnce(&Slot)) {
+        loop {
+            let a = s.seq.load(Ordering::Relaxed);
+            if a & 1 == 0
+                && s.seq
+                    .compare_exchange_weak(a, a + 1, Ordering::Acquire, Ordering::Relaxed)
+                    .is_ok()
+            {
+                f(s);
+                s.seq.store(a + 2, Ordering::Release);
+                return;
+            }
+            std::hint::spin_loop();
+        }
+    }
+
+    fn find(&self, ip: u32) -> Option<&Slot> {
+        let h = home(ip);
+        (0..PROBE).map(|k| &self.slots[(h + k) % SLOTS]).find(|s| {
+            let (sip, flags, _, _) = self.read(s);
+            sip == ip && flags & (VALID | PENDING) != 0
+        })
+    }
+
+    fn find_or_claim(&self, ip: u32) -> Option<&Slot> {
+        if let Some(s) = self.find(ip) {
+            return Some(s);
+        }
+        let h = home(ip);
+        (0..PROBE).map(|k| &self.slots[(h + k) % SLOTS]).find(|s| {
+            let (_, flags, _, _) = self.read(s);
+            flags & (VALID | PENDING) == 0
+        })
+    }
+
+    /// Records a static MAC (never expires, never overwritten by ARP).
+    pub fn set_static(&self, ip: Ipv4Addr, mac: Mac) -> bool {
+        let ip = u32::from(ip);
+        let Some(s) = self.find_or_claim(ip) else {
+            return false;
+        };
+        self.write(s, |s| {
+            s.ip.store(ip, Ordering::Relaxed);
+            s.mac.store(pack(mac) | VALID | STATIC, Ordering::Relaxed);
+        });
+        true
+    }
+
+    /// What is known about `ip` at `now_ms`.
+    pub fn lookup(&self, ip: Ipv4Addr, now_ms: u64, refresh_ms: u64, timeout_ms: u64) -> Lookup {
+        let Some(s) = self.find(u32::from(ip)) else {
+            return Lookup::Missing;
+        };
+        let (_, v, updated, _) = self.read(s);
+        if v & VALID == 0 {
+            return Lookup::Missing;
+        }
+        let age = now_ms.saturating_sub(updated);
+        if v & STATIC != 0 || age < refresh_ms {
+            Lookup::Fresh(unpack(v))
+        } else if age < timeout_ms {
+            Lookup::Stale(unpack(v))
+        } else {
+            Lookup::Missing
+        }
+    }
+
+    /// Notes that the switch wants `ip`; true when a request should go out
+    /// now (at most one per `retry_ms` per address across all workers).
+    pub fn want(&self, ip: Ipv4Addr, now_ms: u64, retry_ms: u64) -> bool {
+        let ip = u32::from(ip);
+        let Some(s) = self.find_or_claim(ip) else {
+            return false;
+        };
+        let mut send = false;
+        self.write(s, |s| {
+            let v = s.mac.load(Ordering::Relaxed);
+            if s.ip.load(Ordering::Relaxed) != ip || v & (VALID | PENDING) == 0 {
+                s.ip.store(ip, Ordering::Relaxed);
+                s.mac.store(PENDING, Ordering::Relaxed);
+                s.requested.store(now_ms, Ordering::Relaxed);
+                send = true;
+                return;
+            }
+            if v & STATIC != 0 {
+                return;
+            }
+            let last = s.requested.load(Ordering::Relaxed);
+            if now_ms.saturating_sub(last) >= retry_ms || last > now_ms {
+                s.requested.store(now_ms, Ordering::Relaxed);
+                send = true;
+            }
+        });
+        send
+    }
+
+    /// Learns `ip → mac` from an ARP packet, if the switch asked about `ip`
+    /// or already knows it. Returns whether the cache changed.
+    pub fn learn(&self, ip: Ipv4Addr, mac: Mac, now_ms: u64) -> bool {
+        let ip = u32::from(ip);
+        let Some(s) = self.find(ip) else { return false };
+        let mut changed = false;
+        self.write(s, |s| {
+            let v = s.mac.load(Ordering::Relaxed);
+            if s.ip.load(Ordering::Relaxed) != ip || v & STATIC != 0 {
+                return;
+            }
+            s.mac.store(pack(mac) | VALID, Ordering::Relaxed);
+            s.updated.store(now_ms, Ordering::Relaxed);
+            changed = true;
+        });
+        changed
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn learns_only_what_it_asked_for_and_ages() {
+        let c = ArpCache::new();
+        let ip = Ipv4Addr::new(198, 18, 0, 11);
+        let mac = [2, 0, 0, 0, 0, 11];
+        assert!(!c.learn(ip, mac, 0), "unsolicited");
+        assert_eq!(c.lookup(ip, 0, 1000, 5000), Lookup::Missing);
+        assert!(c.want(ip, 0, 100));
+        assert!(!c.want(ip, 50, 100), "rate limited");
+        assert!(c.learn(ip, mac, 60));
+        assert_eq!(c.lookup(ip, 100, 1000, 5000), Lookup::Fresh(mac));
+        assert_eq!(c.lookup(ip, 2000, 1000, 5000), Lookup::Stale(mac));
+        assert_eq!(c.lookup(ip, 9000, 1000, 5000), Lookup::Missing);
+        let s = Ipv4Addr::new(198, 18, 0, 12);
+        assert!(c.set_static(s, [9; 6]));
+        assert!(!c.learn(s, [1; 6], 10));
+        assert_eq!(c.lookup(s, 1 << 40, 1, 1), Lookup::Fresh([9; 6]));
+    }
+}

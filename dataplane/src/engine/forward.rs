@@ -1,0 +1,127 @@
+//! FORWARDING: relaying client packets to the backend that adopted the
+//! connection.
+//!
+//! The default step is L2 direct routing, as in the paper's cluster: the
+//! backend holds the VIP on `lo`, so the switch only rewrites the Ethernet
+//! source (itself) and destination (the backend) and transmits the very
+//! buffer it received (zero copy; IP and TCP are untouched, so no checksum
+//! changes). The step sits behind [`Forwarder`] so an encapsulating mode
+//! (IP-in-IP, GUE) can be added without touching the state machine.
+//!
+//! Connection end is tracked from the client side only (responses never pass
+//! the switch): a client RST is forwarded and frees the entry; a client FIN
+//! starts `fin_timeout`; THOP_CLOSE frees; `idle_timeout` is the backstop.
+
+use crate::counters::{bump, CloseReason, DropReason};
+use crate::dispatch::WorkerEvent;
+use crate::engine::{dur_ms, Engine, Sink};
+use crate::io::PacketBuf;
+use crate::state::{Event, State};
+use crate::table::{ms_le, Slot};
+use crate::wire::{self, flags::*, Mac, TcpSeg};
+
+/// The forwarding step: turn a received client frame into the frame the
+/// backend must get, in place. False drops it.
+pub trait Forwarder {
+    /// Rewrites `pkt` for the backend whose data MAC is `backend`.
+    fn forward<B: PacketBuf>(&self, pkt: &mut B, backend: Mac) -> bool;
+}
+
+/// L2 direct routing (MAC rewrite).
+#[derive(Debug, Clone, Copy)]
+pub struct DirectRouting {
+    mac: Mac,
+}
+
+impl DirectRouting {
+    /// Direct routing from the switch's data MAC.
+    pub fn new(mac: Mac) -> Self {
+        DirectRouting { mac }
+    }
+}
+
+impl Forwarder for DirectRouting {
+    #[inline]
+    fn forward<B: PacketBuf>(&self, pkt: &mut B, backend: Mac) -> bool {
+        wire::rewrite_macs(pkt.data_mut(), self.mac, backend)
+    }
+}
+
+impl<B: PacketBuf, F: Forwarder> Engine<B, F> {
+    /// The hot path: one client packet of a FORWARDING connection.
+    #[inline]
+    pub(crate) fn on_forwarding<S: Sink<B>>(
+        &mut self,
+        i: u32,
+        mut pkt: B,
+        seg: TcpSeg,
+        out: &mut S,
+    ) {
+        let now = self.now_ms;
+        let (mac, backend, fin) = match self.table.get(i).slot {
+            Slot::Forwarding { mac, backend, fin } => (mac, backend, fin),
+            _ => return,
+        };
+        if seg.flags & (SYN | RST | FIN) != 0 {
+            if seg.has(SYN) && !seg.has(ACK) && fin {
+                // The client reuses the 4-tuple after closing: a new connection.
+                self.free_entry(i, Event::Reuse);
+                let key = self.table.get(i).key;
+                let _ = key;
+                return self.reopen(pkt, seg, out);
+            }
+            if seg.has(RST) {
+                if self.fwd.forward(&mut pkt, mac) {
+                    bump(&self.counters.forwarded, 1);
+                    self.transmit(out, pkt);
+                }
+                bump(&self.counters.closes[CloseReason::ClientReset as usize], 1);
+                if !out.event(WorkerEvent::Closed { backend }) {
+                    self.counters.count_drop(DropReason::QueueFull);
+                }
+                return self.free_entry(i, Event::ClientRst);
+            }
+            if seg.has(FIN) && !fin {
+                self.mark_fin(i);
+            }
+        }
+        self.table.get_mut(i).last_seen = now;
+        if self.fwd.forward(&mut pkt, mac) {
+            bump(&self.counters.forwarded, 1);
+            self.transmit(out, pkt);
+        } else {
+            self.counters.count_drop(DropReason::Malformed);
+        }
+    }
+
+    /// FORWARDING → FORWARDING_FIN: the entry now lives `fin_timeout` at most.
+    pub(crate) fn mark_fin(&mut self, i: u32) {
+        if let Slot::Forwarding {
+            mac,
+            backend,
+            fin: false,
+        } = self.table.get(i).slot
+        {
+            self.go(State::Forwarding, Event::ClientFin);
+            self.table.get_mut(i).slot = Slot::Forwarding {
+                mac,
+                backend,
+                fin: true,
+            };
+            let due = self.now_ms.wrapping_add(dur_ms(self.cfg.fin_timeout));
+            let earlier = self.table.deadline(i).is_none_or(|d| !ms_le(d, due));
+            if earlier {
+                self.table.arm(i, due);
+            }
+        }
+    }
+
+    fn reopen<S: Sink<B>>(&mut self, pkt: B, seg: TcpSeg, out: &mut S) {
+        let Some(svc) = self.service_index(seg.dst, seg.dst_port) else {
+            return;
+        };
+        let key = crate::table::FlowKey::new(seg.src, seg.src_port, svc);
+        let h = self.table.hash(&key);
+        self.on_listen(0, key, h, pkt, seg, out);
+    }
+}

@@ -1,0 +1,689 @@
+//! DISPATCH and HANDOFF: waiting for the control plane's decision, sending
+//! THOP_CREATE (`docs/thop.md` §6) to the chosen agent until THOP_ACK, and
+//! asking for another backend on THOP_NACK (the paper's THOP_NOTIFYDROP) or
+//! timeout. The request bytes stay in the session until the ACK, so no
+//! accepted request is lost before handoff.
+//!
+//! Client packets arriving meanwhile are held (at most `handoff_hold`) and
+//! relayed after the ACK, so none reaches the backend before its socket
+//! exists; beyond that they are dropped and the client retransmits.
+
+use std::net::{IpAddr, SocketAddr};
+
+use handoff_proto::{Body, CreateSplitter, Endpoints, Header, TcpState, Timestamps, WindowScale};
+
+use crate::arp::Lookup;
+use crate::counters::{bump, AbortReason, CloseReason, DropReason};
+use crate::dispatch::{
+    BackendTarget, ConnToken, Decision, HandoffOutcome, LoadReport, Verdict, WorkerEvent,
+};
+use crate::engine::session::Phase;
+use crate::engine::{dur_ms, Engine, Forwarder, Sink};
+use crate::io::PacketBuf;
+use crate::peer::{PeerMsg, PeerReply};
+use crate::state::{Event, State};
+use crate::table::Slot;
+use crate::wire::{self, flags::*, Mac, TcpSeg, UdpDgram};
+
+/// ARP retry while a backend MAC is unknown.
+const ARP_RETRY_MS: u64 = 100;
+
+/// THOP connection id for a connection: the top bit set (never 0), then the
+/// worker (15 bits), the slot generation (16 bits) and the slot (32 bits).
+pub fn conn_id(t: ConnToken) -> u64 {
+    (1 << 63)
+        | ((t.worker as u64 & 0x7fff) << 48)
+        | ((t.generation as u64 & 0xffff) << 32)
+        | t.slot as u64
+}
+
+/// The connection a THOP connection id names.
+pub fn token_of(id: u64) -> Option<ConnToken> {
+    if id >> 63 != 1 {
+        return None;
+    }
+    Some(ConnToken {
+        worker: ((id >> 48) & 0x7fff) as u16,
+        generation: ((id >> 32) & 0xffff) as u32,
+        slot: id as u32,
+    })
+}
+
+fn ipv4(ip: IpAddr) -> Option<std::net::Ipv4Addr> {
+    match ip {
+        IpAddr::V4(a) => Some(a),
+        IpAddr::V6(_) => None,
+    }
+}
+
+impl<B: PacketBuf, F: Forwarder> Engine<B, F> {
+    fn token(&self, i: u32) -> ConnToken {
+        ConnToken {
+            worker: self.index,
+            slot: i,
+            generation: self.table.get(i).generation as u32,
+        }
+    }
+
+    fn unix_ms(&self) -> u64 {
+        self.shared.epoch_unix_ms + self.now_ms as u64
+    }
+
+    /// A client segment while DISPATCH or HANDOFF is pending.
+    pub(crate) fn on_pending<S: Sink<B>>(
+        &mut self,
+        i: u32,
+        s: u32,
+        pkt: B,
+        seg: TcpSeg,
+        out: &mut S,
+    ) {
+        if seg.has(RST) {
+            self.counters.abort(AbortReason::ClientReset);
+            if self.sessions[s as usize].phase == Phase::Handoff {
+                self.abort_handoff(
+                    i,
+                    s,
+                    HandoffOutcome::Aborted,
+                    handoff_proto::AbortReason::ClientReset,
+                    out,
+                );
+            }
+            return self.free_entry(i, Event::ClientRst);
+        }
+        let sess = &mut self.sessions[s as usize];
+        if sess.held.len() < self.cfg.handoff_hold {
+            sess.held.push(pkt);
+            bump(&self.counters.held_packets, 1);
+        } else {
+            self.counters.count_drop(DropReason::HoldFull);
+        }
+    }
+
+    /// Takes the control plane's answer for one of this worker's connections.
+    pub fn handle_decision<S: Sink<B>>(&mut self, now: u64, d: Decision, out: &mut S) {
+        self.now_ms = super::ms_of(now);
+        bump(&self.counters.decisions, 1);
+        let Decision {
+            token,
+            verdict,
+            header,
+            ..
+        } = d;
+        self.recycle_header(header);
+        let live = token.worker == self.index
+            && self
+                .table
+                .get_checked(token.slot, token.generation as u16)
+                .is_some();
+        let s = match live.then(|| self.table.get(token.slot).slot) {
+            Some(Slot::Session(s)) if self.sessions[s as usize].phase == Phase::Dispatch => s,
+            _ => return self.counters.count_drop(DropReason::StaleDecision),
+        };
+        let i = token.slot;
+        match verdict {
+            Verdict::Reject(status) => {
+                let reason = if status == 503 {
+                    AbortReason::NoBackend
+                } else {
+                    AbortReason::BadRequest
+                };
+                self.counters.abort(reason);
+                self.respond(i, s, status, Event::Reject, out);
+            }
+            Verdict::Backend(t) => {
+                self.go(State::Dispatch, Event::Decision);
+                let mac = self.resolve(t.mac, t.ip, out);
+                let sess = &mut self.sessions[s as usize];
+                sess.phase = Phase::Handoff;
+                sess.target = Some(t);
+                sess.target_mac = mac;
+                sess.creates_sent = 0;
+                self.table.get_mut(i).retries = 0;
+                if mac.is_some() {
+                    self.send_create(i, s, out);
+                    self.table
+                        .arm(i, self.now_ms.wrapping_add(dur_ms(self.cfg.handoff_rto)));
+                } else {
+                    self.table
+                        .arm(i, self.now_ms.wrapping_add(ARP_RETRY_MS as u32));
+                }
+            }
+        }
+    }
+
+    /// A backend's MAC: given, cached, or asked for (None until it answers).
+    fn resolve<S: Sink<B>>(&self, given: Option<Mac>, ip: IpAddr, out: &mut S) -> Option<Mac> {
+        if given.is_some() {
+            return given;
+        }
+        let a = ipv4(ip)?;
+        let now = self.now_ms as u64;
+        let cfg_refresh = self.cfg.arp_refresh.as_millis() as u64;
+        let cfg_timeout = self.cfg.arp_timeout.as_millis() as u64;
+        match self.shared.arp.lookup(a, now, cfg_refresh, cfg_timeout) {
+            Lookup::Fresh(m) => Some(m),
+            Lookup::Stale(m) => {
+                if self.shared.arp.want(a, now, ARP_RETRY_MS) {
+                    self.request_arp(a, out);
+                }
+                Some(m)
+            }
+            Lookup::Missing => {
+                if self.shared.arp.want(a, now, ARP_RETRY_MS) {
+                    self.request_arp(a, out);
+                }
+                None
+            }
+        }
+    }
+
+    fn request_arp<S: Sink<B>>(&self, a: std::net::Ipv4Addr, out: &mut S) {
+        let Some(src) = ipv4(self.cfg.ip) else { return };
+        self.send_arp(out, true, [0; 6], src, a);
+    }
+
+    /// A MAC became known: send the CREATEs that waited for it.
+    pub(crate) fn arp_learned<S: Sink<B>>(
+        &mut self,
+        ip: std::net::Ipv4Addr,
+        mac: Mac,
+        out: &mut S,
+    ) {
+        for s in 0..self.sessions.len() as u32 {
+            let sess = &mut self.sessions[s as usize];
+            let waiting = sess.phase == Phase::Handoff
+                && sess.target_mac.is_none()
+                && sess.target.as_ref().is_some_and(|t| t.ip == IpAddr::V4(ip));
+            if !waiting {
+                continue;
+            }
+            let i = sess.entry;
+            if !matches!(self.table.get(i).slot, Slot::Session(x) if x == s) {
+                continue;
+            }
+            self.sessions[s as usize].target_mac = Some(mac);
+            self.send_create(i, s, out);
+            self.table
+                .arm(i, self.now_ms.wrapping_add(dur_ms(self.cfg.handoff_rto)));
+        }
+    }
+
+    /// The TCP state the backend continues from.
+    fn tcp_state(&self, i: u32, s: u32) -> Option<TcpState> {
+        let e = self.table.get(i);
+        let svc = self.svcs[e.key.service as usize];
+        let sess = &self.sessions[s as usize];
+        let endpoints = Endpoints::new(
+            SocketAddr::new(e.key.client_ip(), e.key.client_port),
+            SocketAddr::new(svc.vip, svc.port),
+        )?;
+        let ours = self.cfg.tcp.window_scale;
+        let adv = self.adv_window(sess) as u32;
+        Some(TcpState {
+            endpoints,
+            client_isn: sess.irs,
+            client_next: sess.irs.wrapping_add(1).wrapping_add(sess.frozen as u32),
+            server_isn: sess.iss,
+            server_next: sess.iss.wrapping_add(1),
+            client_window: sess.client_window,
+            server_window: if sess.client_ws.is_some() {
+                adv << ours
+            } else {
+                adv
+            },
+            mss: sess.mss,
+            window_scale: sess.client_ws.map(|c| WindowScale {
+                client: c,
+                server: ours,
+            }),
+            sack_permitted: sess.sack,
+            timestamps: sess.ts.then(|| Timestamps {
+                recent: sess.ts_recent,
+                next_val: self.tsval(&e.key),
+            }),
+        })
+    }
+
+    /// Sends (or resends) every CREATE fragment of session `s`.
+    pub(crate) fn send_create<S: Sink<B>>(&mut self, i: u32, s: u32, out: &mut S) {
+        let Some(target) = self.sessions[s as usize].target.clone() else {
+            return;
+        };
+        let Some(state) = self.tcp_state(i, s) else {
+            return self.counters.count_drop(DropReason::Unsupported);
+        };
+        let agent_mac = if target.thop.ip() == target.ip {
+            self.sessions[s as usize].target_mac
+        } else {
+            self.resolve(None, target.thop.ip(), out)
+        };
+        let Some(agent_mac) = agent_mac else {
+            return self.counters.count_drop(DropReason::ArpUnresolved);
+        };
+        let frozen = self.sessions[s as usize].frozen;
+        let retransmit = self.sessions[s as usize].creates_sent > 0;
+        let split = match CreateSplitter::new(
+            state,
+            &self.sessions[s as usize].reasm.data()[..frozen],
+            handoff_proto::MAX_FRAME_LEN_V4,
+        ) {
+            Ok(x) => x,
+            Err(_) => return self.counters.count_drop(DropReason::Unsupported),
+        };
+        let cid = conn_id(self.token(i));
+        let receiver = handoff_proto::node_id(target.thop.ip());
+        let mut first_seq = None;
+        for k in 0..split.fragment_count() {
+            let msg_seq = self.shared.thop_seq.next();
+            first_seq.get_or_insert(msg_seq);
+            let hdr = Header {
+                flags: if retransmit {
+                    handoff_proto::flags::RETRANSMIT
+                } else {
+                    0
+                },
+                sender: self.node,
+                receiver,
+                conn_id: cid,
+                msg_seq,
+                timestamp_ms: self.unix_ms(),
+            };
+            let Some(mut b) = out.alloc() else {
+                return self.counters.count_drop(DropReason::NoBuffer);
+            };
+            let flen = split.frame_len(k);
+            let total = wire::udp_payload_offset() + flen;
+            if !b.set_len(total) {
+                return self.counters.count_drop(DropReason::NoBuffer);
+            }
+            split.write(
+                k,
+                &hdr,
+                &self.key,
+                &mut b.data_mut()[wire::udp_payload_offset()..total],
+            );
+            let port = self.cfg.thop.port;
+            if wire::emit_udp(
+                b.data_mut(),
+                self.cfg.mac,
+                agent_mac,
+                self.cfg.ip,
+                target.thop.ip(),
+                port,
+                target.thop.port(),
+                flen,
+            )
+            .is_none()
+            {
+                return self.counters.count_drop(DropReason::NoBuffer);
+            }
+            self.transmit(out, b);
+        }
+        let sess = &mut self.sessions[s as usize];
+        if sess.creates_sent == 0 {
+            sess.create_seq_lo = first_seq.unwrap_or(0);
+            bump(&self.counters.thop_create_sent, 1);
+        } else {
+            bump(&self.counters.thop_retransmits, 1);
+        }
+        sess.creates_sent += 1;
+    }
+
+    /// Sends a small THOP frame (ABORT, ACK of CLOSE) to `to`.
+    fn send_thop<S: Sink<B>>(
+        &self,
+        out: &mut S,
+        to: SocketAddr,
+        mac: Mac,
+        cid: u64,
+        body: Body<'_>,
+    ) {
+        let hdr = Header {
+            flags: 0,
+            sender: self.node,
+            receiver: handoff_proto::node_id(to.ip()),
+            conn_id: cid,
+            msg_seq: self.shared.thop_seq.next(),
+            timestamp_ms: self.unix_ms(),
+        };
+        let Some(mut b) = out.alloc() else {
+            return self.counters.count_drop(DropReason::NoBuffer);
+        };
+        let flen = handoff_proto::frame_len(&body);
+        let total = wire::udp_payload_offset() + flen;
+        if !b.set_len(total) {
+            return self.counters.count_drop(DropReason::NoBuffer);
+        }
+        handoff_proto::seal(
+            &hdr,
+            &body,
+            &self.key,
+            &mut b.data_mut()[wire::udp_payload_offset()..total],
+        );
+        if wire::emit_udp(
+            b.data_mut(),
+            self.cfg.mac,
+            mac,
+            self.cfg.ip,
+            to.ip(),
+            self.cfg.thop.port,
+            to.port(),
+            flen,
+        )
+        .is_some()
+        {
+            self.transmit(out, b);
+        }
+    }
+
+    /// Tells the agent to forget a CREATE and reports the outcome.
+    fn abort_handoff<S: Sink<B>>(
+        &mut self,
+        i: u32,
+        s: u32,
+        outcome: HandoffOutcome,
+        why: handoff_proto::AbortReason,
+        out: &mut S,
+    ) {
+        let sess = &self.sessions[s as usize];
+        let Some(t) = sess.target.clone() else { return };
+        let latency = (self.now_ms as u64 * 1_000_000).saturating_sub(sess.header_done_ns);
+        if let Some(mac) = sess.target_mac {
+            let cid = conn_id(self.token(i));
+            self.send_thop(
+                out,
+                t.thop,
+                mac,
+                cid,
+                Body::Abort(handoff_proto::Abort { reason: why }),
+            );
+        }
+        match outcome {
+            HandoffOutcome::TimedOut => bump(&self.counters.handoff_timed_out, 1),
+            HandoffOutcome::Aborted => bump(&self.counters.handoff_aborted, 1),
+            HandoffOutcome::Nacked(_) => bump(&self.counters.handoff_nacked, 1),
+            HandoffOutcome::Acked => {}
+        }
+        if !out.event(WorkerEvent::Handoff {
+            backend: t.id,
+            outcome,
+            latency_ns: latency,
+        }) {
+            self.counters.count_drop(DropReason::QueueFull);
+        }
+    }
+
+    /// NACK or timeout: ask for another backend, or answer 503.
+    fn redispatch_or_fail<S: Sink<B>>(&mut self, i: u32, s: u32, out: &mut S) {
+        let sess = &mut self.sessions[s as usize];
+        if let Some(t) = sess.target.take() {
+            sess.exclude.push(t.id);
+        }
+        sess.target_mac = None;
+        if sess.attempts < self.cfg.dispatch_attempts {
+            self.go(State::Handoff, Event::Redispatch);
+            self.sessions[s as usize].phase = Phase::Dispatch;
+            bump(&self.counters.redispatches, 1);
+            self.request_dispatch(i, s, out);
+        } else {
+            self.counters.abort(AbortReason::HandoffFailed);
+            self.respond(i, s, 503, Event::HandoffFailed, out);
+        }
+    }
+
+    pub(crate) fn decision_timer<S: Sink<B>>(&mut self, i: u32, s: u32, out: &mut S) {
+        self.counters.abort(AbortReason::DecisionTimeout);
+        self.respond(i, s, 503, Event::Reject, out);
+    }
+
+    pub(crate) fn handoff_timer<S: Sink<B>>(&mut self, _now: u64, i: u32, s: u32, out: &mut S) {
+        let retries = self.table.get(i).retries as u32;
+        if retries < self.cfg.handoff_retries {
+            self.table.get_mut(i).retries += 1;
+            let sess = &self.sessions[s as usize];
+            if sess.target_mac.is_none() {
+                // Still resolving: ask again.
+                let t = sess.target.clone();
+                if let Some(t) = t {
+                    let mac = self.resolve(t.mac, t.ip, out);
+                    self.sessions[s as usize].target_mac = mac;
+                }
+            }
+            if self.sessions[s as usize].target_mac.is_some() {
+                self.send_create(i, s, out);
+            }
+            let rto = dur_ms(self.cfg.handoff_rto).saturating_mul(1 << (retries + 1).min(10));
+            self.table.arm(i, self.now_ms.wrapping_add(rto));
+            return;
+        }
+        self.abort_handoff(
+            i,
+            s,
+            HandoffOutcome::TimedOut,
+            handoff_proto::AbortReason::HandoffTimeout,
+            out,
+        );
+        self.redispatch_or_fail(i, s, out);
+    }
+
+    /// A UDP datagram: THOP from an agent, or not for us.
+    pub(crate) fn on_udp<S: Sink<B>>(&mut self, now: u64, pkt: B, d: UdpDgram, out: &mut S) {
+        if d.dst != self.cfg.ip || d.dst_port != self.cfg.thop.port {
+            return self.counters.count_drop(DropReason::NotForUs);
+        }
+        if !wire::verify_l4(pkt.data()) {
+            return self.counters.count_drop(DropReason::BadChecksum);
+        }
+        let data = pkt.data();
+        let Some(payload) = data.get(d.payload.0..d.payload.0 + d.payload.1) else {
+            return self.counters.count_drop(DropReason::Malformed);
+        };
+        let (frame, _) = match handoff_proto::open(&self.keys, self.node, payload) {
+            Ok(f) => f,
+            Err(_) => return self.counters.count_drop(DropReason::ThopInvalid),
+        };
+        if self.replay.accept(&frame.header, self.unix_ms()).is_err() {
+            return self.counters.count_drop(DropReason::ThopInvalid);
+        }
+        let h = frame.header;
+        let (reply, echo) = match frame.body {
+            Body::Ack(a) => (PeerReply::Ack, a.echo_seq),
+            Body::Nack(n) => (PeerReply::Nack(n.reason.to_u16()), n.echo_seq),
+            Body::Close(_) => {
+                let from = SocketAddr::new(d.src, d.src_port);
+                self.send_thop(
+                    out,
+                    from,
+                    d.src_mac,
+                    h.conn_id,
+                    Body::Ack(handoff_proto::Ack {
+                        echo_seq: h.msg_seq,
+                    }),
+                );
+                (PeerReply::Close, 0)
+            }
+            Body::Load(l) => {
+                bump(&self.counters.load_reports, 1);
+                let ev = WorkerEvent::Load {
+                    from: SocketAddr::new(d.src, d.src_port),
+                    report: LoadReport {
+                        active: l.active_conns,
+                        adopted_per_sec: l.adopted_per_sec,
+                        capacity_hint: l.capacity_hint,
+                    },
+                };
+                if !out.event(ev) {
+                    self.counters.count_drop(DropReason::QueueFull);
+                }
+                return;
+            }
+            Body::Create(_) | Body::Abort(_) => {
+                return self.counters.count_drop(DropReason::Ignored)
+            }
+        };
+        let Some(token) = token_of(h.conn_id) else {
+            return self.counters.count_drop(DropReason::ThopStale);
+        };
+        let msg = PeerMsg {
+            token,
+            reply,
+            sender: h.sender,
+            echo_seq: echo,
+        };
+        if token.worker == self.index {
+            self.handle_peer(now, msg, out);
+        } else if out.relay(token.worker, msg) {
+            bump(&self.counters.thop_peer_relayed, 1);
+        } else {
+            self.counters.count_drop(DropReason::QueueFull);
+        }
+    }
+
+    /// Applies a THOP reply for one of this worker's connections.
+    pub fn handle_peer<S: Sink<B>>(&mut self, now: u64, msg: PeerMsg, out: &mut S) {
+        self.now_ms = super::ms_of(now);
+        let i = msg.token.slot;
+        if self
+            .table
+            .get_checked(i, msg.token.generation as u16)
+            .is_none()
+        {
+            return self.counters.count_drop(DropReason::ThopStale);
+        }
+        match (self.table.get(i).slot, msg.reply) {
+            (Slot::Session(s), reply) if self.sessions[s as usize].phase == Phase::Handoff => {
+                let sess = &self.sessions[s as usize];
+                let from_target = sess
+                    .target
+                    .as_ref()
+                    .is_some_and(|t| handoff_proto::node_id(t.thop.ip()) == msg.sender);
+                if !from_target {
+                    return self.counters.count_drop(DropReason::ThopStale);
+                }
+                match reply {
+                    PeerReply::Ack
+                        if msg.echo_seq >= sess.create_seq_lo && sess.creates_sent > 0 =>
+                    {
+                        self.to_forwarding(now, i, s, out)
+                    }
+                    PeerReply::Ack => self.counters.count_drop(DropReason::ThopStale),
+                    PeerReply::Nack(code) => {
+                        if msg.echo_seq < sess.create_seq_lo {
+                            return self.counters.count_drop(DropReason::ThopStale);
+                        }
+                        self.abort_handoff_nack(i, s, code, out);
+                        self.redispatch_or_fail(i, s, out);
+                    }
+                    PeerReply::Close => {
+                        // Adopted and already closed (our ACK was lost): done.
+                        let backend = sess.target.as_ref().map_or(0, |t| t.id);
+                        bump(&self.counters.closes[CloseReason::ThopClose as usize], 1);
+                        let _ = out.event(WorkerEvent::Closed { backend });
+                        self.free_entry(i, Event::ThopClose);
+                    }
+                }
+            }
+            (Slot::Forwarding { backend, .. }, PeerReply::Close) => {
+                bump(&self.counters.closes[CloseReason::ThopClose as usize], 1);
+                if !out.event(WorkerEvent::Closed { backend }) {
+                    self.counters.count_drop(DropReason::QueueFull);
+                }
+                self.free_entry(i, Event::ThopClose);
+            }
+            _ => self.counters.count_drop(DropReason::ThopStale),
+        }
+    }
+
+    fn abort_handoff_nack<S: Sink<B>>(&mut self, _i: u32, s: u32, code: u16, out: &mut S) {
+        let sess = &self.sessions[s as usize];
+        let Some(t) = sess.target.as_ref() else {
+            return;
+        };
+        let latency = (self.now_ms as u64 * 1_000_000).saturating_sub(sess.header_done_ns);
+        bump(&self.counters.handoff_nacked, 1);
+        if !out.event(WorkerEvent::Handoff {
+            backend: t.id,
+            outcome: HandoffOutcome::Nacked(code),
+            latency_ns: latency,
+        }) {
+            self.counters.count_drop(DropReason::QueueFull);
+        }
+    }
+
+    /// HANDOFF → FORWARDING: relay the held packets, free the session.
+    fn to_forwarding<S: Sink<B>>(&mut self, now: u64, i: u32, s: u32, out: &mut S) {
+        let sess = &mut self.sessions[s as usize];
+        let (Some(t), Some(mac)) = (sess.target.clone(), sess.target_mac) else {
+            return;
+        };
+        let mut held = std::mem::take(&mut sess.held);
+        let latency = now.saturating_sub(sess.header_done_ns);
+        bump(&self.counters.handoff_acked, 1);
+        if !out.event(WorkerEvent::Handoff {
+            backend: t.id,
+            outcome: HandoffOutcome::Acked,
+            latency_ns: latency,
+        }) {
+            self.counters.count_drop(DropReason::QueueFull);
+        }
+        self.go(State::Handoff, Event::ThopAck);
+        let BackendTarget { id, .. } = t;
+        let mut fin = false;
+        for mut p in held.drain(..) {
+            if let Ok(wire::Frame::Tcp(seg)) = wire::parse(p.data(), wire::Verify::Header) {
+                fin |= seg.has(FIN);
+            }
+            if self.fwd.forward(&mut p, mac) {
+                bump(&self.counters.forwarded, 1);
+                self.transmit(out, p);
+            }
+        }
+        self.sessions[s as usize].held = held;
+        self.release_session(s);
+        let e = self.table.get_mut(i);
+        e.slot = Slot::Forwarding {
+            mac,
+            backend: id,
+            fin: false,
+        };
+        e.last_seen = self.now_ms;
+        e.retries = 0;
+        self.table
+            .arm(i, self.now_ms.wrapping_add(dur_ms(self.cfg.idle_timeout)));
+        if fin {
+            self.mark_fin(i);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn conn_id_round_trips() {
+        for t in [
+            ConnToken {
+                worker: 0,
+                slot: 0,
+                generation: 0,
+            },
+            ConnToken {
+                worker: 7,
+                slot: 123_456,
+                generation: 65535,
+            },
+            ConnToken {
+                worker: 0x7fff,
+                slot: u32::MAX,
+                generation: 1,
+            },
+        ] {
+            let id = conn_id(t);
+            assert_ne!(id, 0);
+            assert_eq!(token_of(id), Some(t));
+        }
+        assert_eq!(token_of(42), None);
+    }
+}

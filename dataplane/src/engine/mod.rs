@@ -1,0 +1,569 @@
+//! The sans-IO core of one worker: the modified TCP state machine over the
+//! worker's connection table.
+//!
+//! Inputs are `handle_*(now, …)` calls; outputs go to a [`Sink`] (frames to
+//! transmit, dispatch requests, events, replies relayed to other workers).
+//! The engine never reads a clock, never touches a socket or a queue; `now`
+//! is monotonic nanoseconds. [`Engine::poll_timeout`] says when to call
+//! [`Engine::handle_timeout`] next. This is what the scenario tests, the fuzz
+//! target and the benchmarks drive directly.
+//!
+//! Route before you process: every TCP segment is first mapped to its service
+//! and table slot; the slot's state decides which file handles it —
+//! `handshake.rs` (LISTEN, SYN_RCVD, SYN cookies), `request.rs` (WAITHEADER,
+//! the switch's own responses, CLOSING, TIME_WAIT), `handoff.rs` (DISPATCH,
+//! HANDOFF, THOP), `forward.rs` (FORWARDING).
+
+mod forward;
+mod handoff;
+mod handshake;
+mod request;
+pub mod session;
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::sync::Arc;
+
+use handoff_proto::{Key, Keyring, ReplayGuards};
+
+use crate::config::{ConfigError, WorkerConfig};
+use crate::counters::{bump, CloseReason, Counters, DropReason};
+use crate::dispatch::{DispatchRequest, WorkerEvent};
+use crate::io::PacketBuf;
+use crate::peer::PeerMsg;
+use crate::shared::Shared;
+use crate::state::{transition, Event, State};
+use crate::syncookie::Secrets;
+use crate::table::{ConnTable, FlowKey, Ms, Slot};
+use crate::wire::{self, Frame, Mac, TcpOpts, TcpOut, TcpSeg, Verify};
+
+pub use forward::{DirectRouting, Forwarder};
+use session::{Phase, Session};
+
+/// Where the engine's outputs go. The worker loop implements it over its
+/// packet I/O and queues; tests implement it over vectors.
+pub trait Sink<B> {
+    /// A buffer for a frame the switch originates.
+    fn alloc(&mut self) -> Option<B>;
+    /// Queues a frame for transmission.
+    fn send(&mut self, pkt: B);
+    /// Queues a dispatch request; gives it back when the queue is full.
+    fn dispatch(&mut self, req: DispatchRequest) -> Result<(), DispatchRequest>;
+    /// Reports an event to the control plane; false when the queue is full.
+    fn event(&mut self, ev: WorkerEvent) -> bool;
+    /// Relays a THOP reply to the worker that owns the connection.
+    fn relay(&mut self, worker: u16, msg: PeerMsg) -> bool;
+}
+
+/// A configured service with its address in the forms the hot path needs.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Svc {
+    pub vip: IpAddr,
+    pub vip16: [u8; 16],
+    pub port: u16,
+}
+
+/// One worker's state machine.
+pub struct Engine<B: PacketBuf, F: Forwarder = DirectRouting> {
+    pub(crate) cfg: WorkerConfig,
+    pub(crate) index: u16,
+    pub(crate) svcs: Vec<Svc>,
+    pub(crate) table: ConnTable,
+    pub(crate) sessions: Vec<Session<B>>,
+    pub(crate) free_sessions: Vec<u32>,
+    pub(crate) secrets: Secrets,
+    pub(crate) keys: Keyring,
+    pub(crate) key: Key,
+    pub(crate) node: u32,
+    pub(crate) replay: ReplayGuards,
+    pub(crate) counters: Arc<Counters>,
+    pub(crate) shared: Arc<Shared>,
+    pub(crate) fwd: F,
+    pub(crate) syn_rcvd: usize,
+    pub(crate) draining: bool,
+    /// Minute of the last SYN cookie sent (cookie ACKs are checked only then).
+    pub(crate) last_cookie_min: Option<u64>,
+    pub(crate) header_pool: Vec<Vec<u8>>,
+    pub(crate) expired: Vec<u32>,
+    pub(crate) now_ms: Ms,
+    pub(crate) started: bool,
+}
+
+#[inline]
+pub(crate) fn ms_of(now: u64) -> Ms {
+    (now / 1_000_000) as Ms
+}
+
+#[inline]
+pub(crate) fn dur_ms(d: std::time::Duration) -> u32 {
+    d.as_millis().clamp(1, (i32::MAX / 2) as u128) as u32
+}
+
+impl<B: PacketBuf> Engine<B, DirectRouting> {
+    /// An engine for worker `index` with L2 direct-routing forwarding.
+    pub fn new(
+        index: u16,
+        cfg: &WorkerConfig,
+        counters: Arc<Counters>,
+        shared: Arc<Shared>,
+    ) -> Result<Self, ConfigError> {
+        let fwd = DirectRouting::new(cfg.mac);
+        Self::with_forwarder(index, cfg, counters, shared, fwd)
+    }
+}
+
+impl<B: PacketBuf, F: Forwarder> Engine<B, F> {
+    /// An engine with a custom forwarding step.
+    pub fn with_forwarder(
+        index: u16,
+        cfg: &WorkerConfig,
+        counters: Arc<Counters>,
+        shared: Arc<Shared>,
+        fwd: F,
+    ) -> Result<Self, ConfigError> {
+        cfg.validate()?;
+        let svcs = cfg
+            .services
+            .iter()
+            .map(|s| Svc {
+                vip: s.vip,
+                vip16: FlowKey::new(s.vip, 0, 0).client,
+                port: s.port,
+            })
+            .collect();
+        let secrets = Secrets::new(cfg.secret);
+        let mut keys = None::<Keyring>;
+        for (id, k) in &cfg.thop.keys {
+            let key = Key::new(*id, *k);
+            match keys.as_mut() {
+                None => keys = Some(Keyring::new(key)),
+                Some(r) => r.insert(key),
+            }
+        }
+        let mut keys = keys.ok_or(ConfigError::MissingKey(cfg.thop.key_id))?;
+        keys.set_current(cfg.thop.key_id);
+        let key = keys.current().clone();
+        for (ip, mac) in &cfg.static_macs {
+            if let IpAddr::V4(a) = ip {
+                shared.arp.set_static(*a, *mac);
+            }
+        }
+        Ok(Engine {
+            table: ConnTable::new(cfg.table_capacity, secrets.table_seed(), 0),
+            sessions: Vec::with_capacity(cfg.pending_capacity),
+            free_sessions: Vec::with_capacity(cfg.pending_capacity),
+            node: handoff_proto::node_id(cfg.ip),
+            replay: ReplayGuards::new(handoff_proto::DEFAULT_MAX_SKEW_MS, 4096),
+            header_pool: Vec::new(),
+            expired: Vec::with_capacity(1024),
+            cfg: cfg.clone(),
+            index,
+            svcs,
+            secrets,
+            keys,
+            key,
+            counters,
+            shared,
+            fwd,
+            syn_rcvd: 0,
+            draining: false,
+            last_cookie_min: None,
+            now_ms: 0,
+            started: false,
+        })
+    }
+
+    /// This worker's counters.
+    pub fn counters(&self) -> &Arc<Counters> {
+        &self.counters
+    }
+
+    /// Connections in the table.
+    pub fn connections(&self) -> usize {
+        self.table.len()
+    }
+
+    /// Bytes of memory per table entry (bucket array included).
+    pub fn bytes_per_entry(&self) -> f64 {
+        self.table.bytes_per_entry()
+    }
+
+    /// Stop accepting new connections (a SYN is answered with RST).
+    pub fn drain(&mut self) {
+        self.draining = true;
+    }
+
+    /// The state of the connection from `client` to service `svc`, if any.
+    pub fn state_of(&self, client: IpAddr, port: u16, svc: u16) -> Option<State> {
+        let key = FlowKey::new(client, port, svc);
+        let i = self.table.lookup(&key, self.table.hash(&key))?;
+        Some(self.state_at(i))
+    }
+
+    pub(crate) fn state_at(&self, i: u32) -> State {
+        match self.table.get(i).slot {
+            Slot::Free => State::Closed,
+            Slot::SynRcvd { .. } => State::SynRcvd,
+            Slot::Forwarding { fin: false, .. } => State::Forwarding,
+            Slot::Forwarding { fin: true, .. } => State::FinWait,
+            Slot::TimeWait { .. } => State::TimeWait,
+            Slot::Session(s) => match self.sessions[s as usize].phase {
+                Phase::WaitHeader => State::WaitHeader,
+                Phase::Dispatch => State::Dispatch,
+                Phase::Handoff => State::Handoff,
+                Phase::Closing => State::Closing,
+            },
+        }
+    }
+
+    /// Applies the declared transition for `ev` from `from`, keeping the state
+    /// gauges; returns the new state. The callers only make transitions the
+    /// table lists; an illegal one is a bug, caught in debug builds and
+    /// counted in release.
+    pub(crate) fn go(&self, from: State, ev: Event) -> State {
+        match transition(from, ev) {
+            Ok(to) => {
+                self.counters.transition(from.gauge(), to.gauge());
+                to
+            }
+            Err(e) => {
+                debug_assert!(false, "{e}");
+                self.counters.count_drop(DropReason::BadState);
+                from
+            }
+        }
+    }
+
+    /// Frees table slot `i` (and its session), counting the state change.
+    pub(crate) fn free_entry(&mut self, i: u32, ev: Event) {
+        let from = self.state_at(i);
+        self.go(from, ev);
+        if from == State::SynRcvd {
+            self.syn_rcvd = self.syn_rcvd.saturating_sub(1);
+        }
+        if let Slot::Session(s) = self.table.get(i).slot {
+            self.release_session(s);
+        }
+        self.table.remove(i);
+    }
+
+    pub(crate) fn release_session(&mut self, s: u32) {
+        let sess = &mut self.sessions[s as usize];
+        sess.held.clear();
+        sess.phase = Phase::WaitHeader;
+        self.free_sessions.push(s);
+    }
+
+    /// A session from the pool for table slot `entry`.
+    pub(crate) fn take_session(&mut self, entry: u32) -> Option<u32> {
+        let s = match self.free_sessions.pop() {
+            Some(s) => s,
+            None if self.sessions.len() < self.cfg.pending_capacity => {
+                self.sessions.push(Session::new(
+                    self.cfg.request_buffer,
+                    self.cfg.handoff_hold,
+                    self.cfg.dispatch_attempts as usize,
+                ));
+                (self.sessions.len() - 1) as u32
+            }
+            None => return None,
+        };
+        self.sessions[s as usize].reset(entry);
+        Some(s)
+    }
+
+    #[inline]
+    pub(crate) fn service_index(&self, ip: IpAddr, port: u16) -> Option<u16> {
+        self.svcs
+            .iter()
+            .position(|s| s.port == port && s.vip == ip)
+            .map(|i| i as u16)
+    }
+
+    fn is_ours(&self, ip: IpAddr) -> bool {
+        ip == self.cfg.ip || self.svcs.iter().any(|s| s.vip == ip)
+    }
+
+    /// Our TSval for `key` now (per-connection offset, 1 kHz).
+    pub(crate) fn tsval(&self, key: &FlowKey) -> u32 {
+        let s = &self.svcs[key.service as usize];
+        self.now_ms
+            .wrapping_add(self.secrets.ts_offset(key, &s.vip16, s.port))
+    }
+
+    /// The receive window we advertise for `sess` (scaled when negotiated).
+    pub(crate) fn adv_window(&self, sess: &Session<B>) -> u16 {
+        let w = sess.reasm.window();
+        let w = if sess.client_ws.is_some() {
+            w >> self.cfg.tcp.window_scale
+        } else {
+            w
+        };
+        w.min(65535) as u16
+    }
+
+    /// Builds and queues a TCP segment from service `key.service` to the client.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn send_tcp<S: Sink<B>>(
+        &self,
+        out: &mut S,
+        key: &FlowKey,
+        mac: Mac,
+        seq: u32,
+        ack: u32,
+        flags: u8,
+        window: u16,
+        opts: TcpOpts,
+        payload: &[u8],
+    ) -> bool {
+        let Some(mut b) = out.alloc() else {
+            self.counters.count_drop(DropReason::NoBuffer);
+            return false;
+        };
+        let svc = &self.svcs[key.service as usize];
+        let t = TcpOut {
+            src_mac: self.cfg.mac,
+            dst_mac: mac,
+            src: svc.vip,
+            dst: key.client_ip(),
+            src_port: svc.port,
+            dst_port: key.client_port,
+            seq,
+            ack,
+            flags,
+            window,
+            opts,
+            payload,
+        };
+        let need = wire::tcp_frame_len(&t);
+        if b.capacity() < need || !b.set_len(need) {
+            self.counters.count_drop(DropReason::NoBuffer);
+            return false;
+        }
+        match wire::emit_tcp(b.data_mut(), &t) {
+            Some(n) => {
+                b.set_len(n);
+                self.transmit(out, b);
+                true
+            }
+            None => {
+                self.counters.count_drop(DropReason::NoBuffer);
+                false
+            }
+        }
+    }
+
+    #[inline]
+    pub(crate) fn transmit<S: Sink<B>>(&self, out: &mut S, b: B) {
+        bump(&self.counters.tx_packets, 1);
+        bump(&self.counters.tx_bytes, b.data().len() as u64);
+        out.send(b);
+    }
+
+    /// Sends a RST for a segment that has no connection (RFC 9293 §3.10.7.1).
+    pub(crate) fn send_reset_for<S: Sink<B>>(&self, out: &mut S, key: &FlowKey, seg: &TcpSeg) {
+        use wire::flags::*;
+        if seg.has(ACK) {
+            self.send_tcp(
+                out,
+                key,
+                seg.src_mac,
+                seg.ack,
+                0,
+                RST,
+                0,
+                TcpOpts::default(),
+                &[],
+            );
+        } else {
+            let ack = seg.seq.wrapping_add(seg.seq_len());
+            self.send_tcp(
+                out,
+                key,
+                seg.src_mac,
+                0,
+                ack,
+                RST | ACK,
+                0,
+                TcpOpts::default(),
+                &[],
+            );
+        }
+    }
+
+    /// Announces the data address and every VIP (gratuitous ARP).
+    pub fn start<S: Sink<B>>(&mut self, now: u64, out: &mut S) {
+        self.now_ms = ms_of(now);
+        if self.started {
+            return;
+        }
+        self.started = true;
+        if !self.cfg.gratuitous_arp || self.index != 0 {
+            return;
+        }
+        let mut ips: Vec<Ipv4Addr> = Vec::new();
+        for ip in std::iter::once(self.cfg.ip).chain(self.svcs.iter().map(|s| s.vip)) {
+            if let IpAddr::V4(a) = ip {
+                if !ips.contains(&a) {
+                    ips.push(a);
+                }
+            }
+        }
+        for a in ips {
+            self.send_arp(out, true, wire::BROADCAST, a, a);
+        }
+    }
+
+    pub(crate) fn send_arp<S: Sink<B>>(
+        &self,
+        out: &mut S,
+        request: bool,
+        tha: Mac,
+        spa: Ipv4Addr,
+        tpa: Ipv4Addr,
+    ) {
+        let Some(mut b) = out.alloc() else {
+            self.counters.count_drop(DropReason::NoBuffer);
+            return;
+        };
+        if !b.set_len(60) {
+            self.counters.count_drop(DropReason::NoBuffer);
+            return;
+        }
+        if wire::emit_arp(b.data_mut(), request, self.cfg.mac, spa, tha, tpa).is_some() {
+            if request {
+                bump(&self.counters.arp_requests_sent, 1);
+            } else {
+                bump(&self.counters.arp_replies_sent, 1);
+            }
+            self.transmit(out, b);
+        }
+    }
+
+    /// Takes one received frame.
+    pub fn handle_packet<S: Sink<B>>(&mut self, now: u64, pkt: B, out: &mut S) {
+        self.now_ms = ms_of(now);
+        bump(&self.counters.rx_packets, 1);
+        bump(&self.counters.rx_bytes, pkt.data().len() as u64);
+        let frame = match wire::parse(pkt.data(), Verify::Header) {
+            Ok(f) => f,
+            Err(r) => return self.counters.count_drop(r),
+        };
+        match frame {
+            Frame::Tcp(seg) => self.on_tcp(now, pkt, seg, out),
+            Frame::Udp(d) => self.on_udp(now, pkt, d, out),
+            Frame::Arp(a) => self.on_arp(a, out),
+            Frame::IcmpEcho { dst } => self.on_echo(pkt, dst, out),
+        }
+    }
+
+    fn on_tcp<S: Sink<B>>(&mut self, now: u64, pkt: B, seg: TcpSeg, out: &mut S) {
+        let Some(svc) = self.service_index(seg.dst, seg.dst_port) else {
+            return self.counters.count_drop(DropReason::NotForUs);
+        };
+        let key = FlowKey::new(seg.src, seg.src_port, svc);
+        let h = self.table.hash(&key);
+        let Some(i) = self.table.lookup(&key, h) else {
+            return self.on_listen(now, key, h, pkt, seg, out);
+        };
+        if let Slot::Forwarding { .. } = self.table.get(i).slot {
+            return self.on_forwarding(i, pkt, seg, out);
+        }
+        // Everything the switch terminates itself is checksummed in full.
+        if !wire::verify_l4(pkt.data()) {
+            return self.counters.count_drop(DropReason::BadChecksum);
+        }
+        match self.table.get(i).slot {
+            Slot::SynRcvd { .. } => self.on_syn_rcvd(now, i, pkt, seg, out),
+            Slot::Session(s) => self.on_session(now, i, s, pkt, seg, out),
+            Slot::TimeWait { .. } => self.on_time_wait(now, i, key, h, pkt, seg, out),
+            Slot::Forwarding { .. } | Slot::Free => self.counters.count_drop(DropReason::BadState),
+        }
+    }
+
+    fn on_arp<S: Sink<B>>(&mut self, a: wire::Arp, out: &mut S) {
+        let now = self.now_ms as u64;
+        let learned = self.shared.arp.learn(a.sender_ip, a.sender_mac, now);
+        if learned {
+            self.arp_learned(a.sender_ip, a.sender_mac, out);
+        }
+        if a.request && self.is_ours(IpAddr::V4(a.target_ip)) && a.sender_ip != a.target_ip {
+            self.send_arp(out, false, a.sender_mac, a.target_ip, a.sender_ip);
+            return;
+        }
+        if !learned {
+            self.counters.count_drop(DropReason::Ignored);
+        }
+    }
+
+    fn on_echo<S: Sink<B>>(&mut self, mut pkt: B, dst: IpAddr, out: &mut S) {
+        if !self.is_ours(dst) {
+            return self.counters.count_drop(DropReason::NotForUs);
+        }
+        if wire::echo_reply_in_place(pkt.data_mut(), self.cfg.mac) {
+            bump(&self.counters.icmp_echo_replies, 1);
+            self.transmit(out, pkt);
+        } else {
+            self.counters.count_drop(DropReason::Malformed);
+        }
+    }
+
+    /// When the next timer may fire (ns), if any is armed.
+    pub fn poll_timeout(&self) -> Option<u64> {
+        self.table.next_expiry().map(|ms| {
+            // Map the wrapping ms clock back onto the caller's ns clock.
+            let ahead = ms.wrapping_sub(self.now_ms);
+            let ahead = if (ahead as i32) < 0 { 0 } else { ahead };
+            (self.now_ms as u64 + ahead as u64) * 1_000_000
+        })
+    }
+
+    /// Runs every timer due at `now`.
+    pub fn handle_timeout<S: Sink<B>>(&mut self, now: u64, out: &mut S) {
+        self.now_ms = ms_of(now);
+        let mut list = std::mem::take(&mut self.expired);
+        loop {
+            list.clear();
+            self.table.expire(self.now_ms, &mut list, 1024);
+            if list.is_empty() {
+                break;
+            }
+            for &i in &list {
+                self.on_timer(now, i, out);
+            }
+        }
+        self.expired = list;
+    }
+
+    fn on_timer<S: Sink<B>>(&mut self, now: u64, i: u32, out: &mut S) {
+        match self.table.get(i).slot {
+            Slot::Free => {}
+            Slot::SynRcvd { .. } => self.synack_timer(i, out),
+            Slot::Session(s) => match self.sessions[s as usize].phase {
+                Phase::WaitHeader => self.header_timer(i, s, out),
+                Phase::Dispatch => self.decision_timer(i, s, out),
+                Phase::Handoff => self.handoff_timer(now, i, s, out),
+                Phase::Closing => self.closing_timer(i, s, out),
+            },
+            Slot::Forwarding { fin, backend, .. } => {
+                let e = self.table.get(i);
+                let idle = dur_ms(self.cfg.idle_timeout);
+                let due = e.last_seen.wrapping_add(idle);
+                if !fin && !crate::table::ms_le(due, self.now_ms) {
+                    self.table.arm(i, due);
+                    return;
+                }
+                let reason = if fin {
+                    CloseReason::Fin
+                } else {
+                    CloseReason::Idle
+                };
+                bump(&self.counters.closes[reason as usize], 1);
+                if !out.event(WorkerEvent::Closed { backend }) {
+                    self.counters.count_drop(DropReason::QueueFull);
+                }
+                self.free_entry(i, Event::Expire);
+            }
+            Slot::TimeWait { .. } => self.free_entry(i, Event::Expire),
+        }
+    }
+}

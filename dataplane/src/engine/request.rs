@@ -1,0 +1,468 @@
+//! WAITHEADER: reading the request (reassembly, ACKs, window), parsing its
+//! head, and the switch's own answers (400, 408, 431, 503) with a clean close
+//! (CLOSING → TIME_WAIT).
+//!
+//! Sequence space is the client's view from the SYN on; the switch only ever
+//! sends its SYN/ACK, pure ACKs and, when it answers itself, one response
+//! segment with FIN. Every data segment is ACKed at once (no delayed ACK:
+//! the switch wants the header quickly, and the ACKs are tiny).
+
+use crate::counters::{bump, AbortReason, DropReason};
+use crate::dispatch::DispatchRequest;
+use crate::engine::session::Phase;
+use crate::engine::{dur_ms, Engine, Forwarder, Sink};
+use crate::http;
+use crate::io::PacketBuf;
+use crate::reassembly::Refused;
+use crate::state::{Event, State};
+use crate::table::{FlowKey, Slot};
+use crate::wire::{flags::*, TcpOpts, TcpSeg};
+
+/// Header fields parsed at most (stack array; `max_headers` may lower it).
+const HEADER_ARRAY: usize = 128;
+
+impl<B: PacketBuf, F: Forwarder> Engine<B, F> {
+    /// A segment for a connection with a session (any phase).
+    pub(crate) fn on_session<S: Sink<B>>(
+        &mut self,
+        now: u64,
+        i: u32,
+        s: u32,
+        pkt: B,
+        seg: TcpSeg,
+        out: &mut S,
+    ) {
+        match self.sessions[s as usize].phase {
+            Phase::WaitHeader => self.on_wait_header(now, i, s, pkt, seg, out),
+            Phase::Dispatch | Phase::Handoff => self.on_pending(i, s, pkt, seg, out),
+            Phase::Closing => self.on_closing(i, s, seg, out),
+        }
+    }
+
+    /// Timestamp option for a segment we send on `sess`'s connection.
+    fn ts_opt(&self, key: &FlowKey, s: u32) -> TcpOpts {
+        let sess = &self.sessions[s as usize];
+        TcpOpts {
+            timestamp: sess.ts.then(|| (self.tsval(key), sess.ts_recent)),
+            ..TcpOpts::default()
+        }
+    }
+
+    /// A pure ACK of everything received in order.
+    pub(crate) fn send_ack<S: Sink<B>>(&self, out: &mut S, i: u32, s: u32) {
+        let key = self.table.get(i).key;
+        let sess = &self.sessions[s as usize];
+        let ack = if sess.phase == Phase::Closing {
+            sess.rcv_nxt
+        } else {
+            sess.rcv_nxt_reasm()
+        };
+        let seq = if sess.phase == Phase::Closing {
+            sess.iss
+                .wrapping_add(1)
+                .wrapping_add(sess.response.len() as u32)
+                .wrapping_add(1)
+        } else {
+            sess.iss.wrapping_add(1)
+        };
+        let win = self.adv_window(sess);
+        self.send_tcp(
+            out,
+            &key,
+            sess.mac,
+            seq,
+            ack,
+            ACK,
+            win,
+            self.ts_opt(&key, s),
+            &[],
+        );
+    }
+
+    fn on_wait_header<S: Sink<B>>(
+        &mut self,
+        now: u64,
+        i: u32,
+        s: u32,
+        pkt: B,
+        seg: TcpSeg,
+        out: &mut S,
+    ) {
+        let (irs, iss, contig) = {
+            let sess = &self.sessions[s as usize];
+            (sess.irs, sess.iss, sess.reasm.contiguous())
+        };
+        let rcv_nxt = irs.wrapping_add(1).wrapping_add(contig as u32);
+        let wnd = self.sessions[s as usize].reasm.window() as u32;
+        if seg.has(RST) {
+            // RFC 5961 §3.2: accept a RST in the window; exact match not required
+            // here because nothing of value is lost by honouring it.
+            if seg.seq.wrapping_sub(rcv_nxt) <= wnd.max(1) {
+                self.counters.abort(AbortReason::ClientReset);
+                self.free_entry(i, Event::ClientRst);
+            } else {
+                self.counters.count_drop(DropReason::OutOfWindow);
+            }
+            return;
+        }
+        if seg.has(SYN) {
+            // A SYN on an established connection: challenge ACK (RFC 5961 §4).
+            self.counters.count_drop(DropReason::BadState);
+            return self.send_ack(out, i, s);
+        }
+        if !seg.has(ACK) {
+            return self.counters.count_drop(DropReason::BadState);
+        }
+        if seg.ack != iss.wrapping_add(1) {
+            // Nothing but the SYN was ever sent: this acknowledges the future.
+            self.counters.count_drop(DropReason::OutOfWindow);
+            return self.send_ack(out, i, s);
+        }
+        // Timestamps (RFC 7323 §4.3): remember the newest TSval from a
+        // segment that is not beyond what we acknowledged.
+        if self.sessions[s as usize].ts {
+            if let Ok(o) = seg.opts(pkt.data()) {
+                if let Some((val, _)) = o.timestamp {
+                    let sess = &mut self.sessions[s as usize];
+                    if (seg.seq.wrapping_sub(rcv_nxt) as i32) <= 0
+                        && (val.wrapping_sub(sess.ts_recent) as i32) >= 0
+                    {
+                        sess.ts_recent = val;
+                    }
+                }
+            }
+        }
+        {
+            let sess = &mut self.sessions[s as usize];
+            sess.client_window = (seg.window as u32) << sess.client_ws.unwrap_or(0);
+        }
+        let off = seg.seq.wrapping_sub(irs.wrapping_add(1));
+        let payload = seg.payload(pkt.data());
+        if !payload.is_empty() {
+            // Offsets are relative to the first data byte; anything more than
+            // the buffer away (before or after) is outside the window.
+            let (off, data) = if (off as i32) < 0 {
+                let skip = off.wrapping_neg() as usize;
+                if skip >= payload.len() {
+                    self.counters.count_drop(DropReason::OutOfWindow);
+                    return self.send_ack(out, i, s);
+                }
+                (0usize, &payload[skip..])
+            } else {
+                (off as usize, payload)
+            };
+            let cap = self.sessions[s as usize].reasm.capacity();
+            if off >= cap {
+                self.counters.count_drop(DropReason::OutOfWindow);
+                return self.send_ack(out, i, s);
+            }
+            if let Err(Refused::TooManyHoles) = self.sessions[s as usize].reasm.insert(off, data) {
+                self.counters.count_drop(DropReason::OutOfWindow);
+            }
+        }
+        let fin_in_order = seg.has(FIN)
+            && seg.seq.wrapping_add(seg.len() as u32) == self.sessions[s as usize].rcv_nxt_reasm();
+        let contig_now = self.sessions[s as usize].reasm.contiguous();
+        if contig_now > contig || fin_in_order {
+            if self.check_header(now, i, s, out) {
+                return;
+            }
+            if fin_in_order {
+                // The client closed before sending a whole request head.
+                self.counters.abort(AbortReason::ClientClosed);
+                let sess = &mut self.sessions[s as usize];
+                sess.fin_rcvd = true;
+                return self.respond(i, s, 0, Event::BadHeader, out);
+            }
+        }
+        if !payload.is_empty() || seg.has(FIN) {
+            self.send_ack(out, i, s);
+        }
+    }
+
+    /// Looks for a complete head; true when the connection left WAITHEADER.
+    fn check_header<S: Sink<B>>(&mut self, now: u64, i: u32, s: u32, out: &mut S) -> bool {
+        let header_max = self.cfg.header_max;
+        let end = {
+            let sess = &mut self.sessions[s as usize];
+            let (scanner, reasm) = (&mut sess.scanner, &sess.reasm);
+            scanner.find_end(reasm.data())
+        };
+        let Some(len) = end else {
+            if self.sessions[s as usize].reasm.contiguous() > header_max {
+                self.counters.abort(AbortReason::HeaderTooLarge);
+                self.respond(i, s, 431, Event::BadHeader, out);
+                return true;
+            }
+            return false;
+        };
+        if len > header_max {
+            self.counters.abort(AbortReason::HeaderTooLarge);
+            self.respond(i, s, 431, Event::BadHeader, out);
+            return true;
+        }
+        let max_headers = self.cfg.max_headers.min(HEADER_ARRAY);
+        let verdict = {
+            let mut fields = [httparse::EMPTY_HEADER; HEADER_ARRAY];
+            let data = &self.sessions[s as usize].reasm.data()[..len];
+            http::parse_request(data, &mut fields[..max_headers]).map(|_| ())
+        };
+        if let Err(e) = verdict {
+            let reason = if e.status() == 431 {
+                AbortReason::HeaderTooLarge
+            } else {
+                AbortReason::BadRequest
+            };
+            self.counters.abort(reason);
+            self.respond(i, s, e.status(), Event::BadHeader, out);
+            return true;
+        }
+        // Freeze: everything in order so far is the request handed off.
+        {
+            let sess = &mut self.sessions[s as usize];
+            sess.header_len = len;
+            sess.frozen = sess.reasm.contiguous();
+            sess.header_done_ns = now;
+        }
+        self.send_ack(out, i, s);
+        self.go(State::WaitHeader, Event::HeaderComplete);
+        self.sessions[s as usize].phase = Phase::Dispatch;
+        self.request_dispatch(i, s, out);
+        true
+    }
+
+    /// Queues a dispatch request for session `s` (first try or after a NACK).
+    pub(crate) fn request_dispatch<S: Sink<B>>(&mut self, i: u32, s: u32, out: &mut S) {
+        let e = *self.table.get(i);
+        let svc = self.svcs[e.key.service as usize];
+        let mut header = self.header_pool.pop().unwrap_or_default();
+        header.clear();
+        let (client_port, len) = (e.key.client_port, self.sessions[s as usize].header_len);
+        header.extend_from_slice(&self.sessions[s as usize].reasm.data()[..len]);
+        let sess = &mut self.sessions[s as usize];
+        sess.attempts += 1;
+        let req = DispatchRequest {
+            token: crate::dispatch::ConnToken {
+                worker: self.index,
+                slot: i,
+                generation: e.generation as u32,
+            },
+            client: std::net::SocketAddr::new(e.key.client_ip(), client_port),
+            vip: std::net::SocketAddr::new(svc.vip, svc.port),
+            header,
+            exclude: sess.exclude.clone(),
+            header_complete_ns: sess.header_done_ns,
+        };
+        match out.dispatch(req) {
+            Ok(()) => {
+                bump(&self.counters.requests_dispatched, 1);
+                self.table.arm(
+                    i,
+                    self.now_ms.wrapping_add(dur_ms(self.cfg.decision_timeout)),
+                );
+            }
+            Err(req) => {
+                self.recycle_header(req.header);
+                self.counters.count_drop(DropReason::QueueFull);
+                self.counters.abort(AbortReason::NoBackend);
+                self.respond(i, s, 503, Event::Reject, out);
+            }
+        }
+    }
+
+    pub(crate) fn recycle_header(&mut self, mut h: Vec<u8>) {
+        if self.header_pool.len() < self.cfg.pending_capacity {
+            h.clear();
+            self.header_pool.push(h);
+        }
+    }
+
+    /// Answers the client with `status` (0: no body, just close) and FIN;
+    /// the connection moves to CLOSING by `ev`.
+    pub(crate) fn respond<S: Sink<B>>(
+        &mut self,
+        i: u32,
+        s: u32,
+        status: u16,
+        ev: Event,
+        out: &mut S,
+    ) {
+        let from = self.state_at(i);
+        self.go(from, ev);
+        let response: &'static [u8] = if status == 0 {
+            b""
+        } else {
+            http::response(status)
+        };
+        if (400..500).contains(&status) {
+            bump(&self.counters.responses_4xx, 1);
+        } else if status >= 500 {
+            bump(&self.counters.responses_5xx, 1);
+        }
+        let sess = &mut self.sessions[s as usize];
+        let fin = sess.fin_rcvd as u32;
+        sess.rcv_nxt = sess.rcv_nxt_reasm().wrapping_add(fin);
+        sess.response = response;
+        sess.phase = Phase::Closing;
+        // Held packets would have gone to a backend; nobody takes them now.
+        sess.held.clear();
+        self.table.get_mut(i).retries = 0;
+        self.send_response(i, s, out);
+        self.table
+            .arm(i, self.now_ms.wrapping_add(dur_ms(self.cfg.response_rto)));
+    }
+
+    fn send_response<S: Sink<B>>(&self, i: u32, s: u32, out: &mut S) {
+        let key = self.table.get(i).key;
+        let sess = &self.sessions[s as usize];
+        let mut flags = ACK | FIN;
+        if !sess.response.is_empty() {
+            flags |= PSH;
+        }
+        let win = self.adv_window(sess);
+        self.send_tcp(
+            out,
+            &key,
+            sess.mac,
+            sess.iss.wrapping_add(1),
+            sess.rcv_nxt,
+            flags,
+            win,
+            self.ts_opt(&key, s),
+            sess.response,
+        );
+    }
+
+    fn on_closing<S: Sink<B>>(&mut self, i: u32, s: u32, seg: TcpSeg, out: &mut S) {
+        let (iss, rcv_nxt, rlen) = {
+            let sess = &self.sessions[s as usize];
+            (sess.iss, sess.rcv_nxt, sess.response.len() as u32)
+        };
+        if seg.has(RST) {
+            return self.free_entry(i, Event::ClientRst);
+        }
+        let fin_seq = iss.wrapping_add(1).wrapping_add(rlen);
+        if seg.has(ACK) && seg.ack == fin_seq.wrapping_add(1) {
+            self.sessions[s as usize].fin_acked = true;
+        }
+        // Data after the refused head is read and discarded (like a server's
+        // lingering close), so the client is not reset while it still sends.
+        let mut advance = 0u32;
+        if seg.seq == rcv_nxt {
+            advance = seg.len() as u32;
+            if seg.has(FIN) {
+                advance += 1;
+                self.sessions[s as usize].fin_rcvd = true;
+            }
+        }
+        if advance > 0 {
+            let sess = &mut self.sessions[s as usize];
+            sess.rcv_nxt = sess.rcv_nxt.wrapping_add(advance);
+        }
+        if advance > 0 || seg.has(FIN) {
+            self.send_ack(out, i, s);
+        }
+        let (fin_rcvd, fin_acked) = {
+            let sess = &self.sessions[s as usize];
+            (sess.fin_rcvd, sess.fin_acked)
+        };
+        if fin_rcvd && fin_acked {
+            self.enter_time_wait(i, s);
+        } else if fin_acked && self.table.get(i).retries < u8::MAX {
+            // Our side is done; give the client `fin_timeout` to close its side.
+            self.table.get_mut(i).retries = u8::MAX;
+            self.table
+                .arm(i, self.now_ms.wrapping_add(dur_ms(self.cfg.fin_timeout)));
+        }
+    }
+
+    fn enter_time_wait(&mut self, i: u32, s: u32) {
+        let sess = &self.sessions[s as usize];
+        let snd_nxt = sess
+            .iss
+            .wrapping_add(2)
+            .wrapping_add(sess.response.len() as u32);
+        let (rcv_nxt, mac, ts) = (sess.rcv_nxt, sess.mac, sess.ts.then_some(sess.ts_recent));
+        self.go(State::Closing, Event::Closed);
+        self.release_session(s);
+        let e = self.table.get_mut(i);
+        e.slot = Slot::TimeWait {
+            snd_nxt,
+            rcv_nxt,
+            ts_recent: ts.unwrap_or(0),
+            ts: ts.is_some(),
+            mac,
+        };
+        self.table
+            .arm(i, self.now_ms.wrapping_add(dur_ms(self.cfg.time_wait)));
+    }
+
+    /// TIME_WAIT: re-ACK a retransmitted FIN; a new SYN reuses the 4-tuple.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn on_time_wait<S: Sink<B>>(
+        &mut self,
+        now: u64,
+        i: u32,
+        key: FlowKey,
+        h: u64,
+        pkt: B,
+        seg: TcpSeg,
+        out: &mut S,
+    ) {
+        let Slot::TimeWait {
+            snd_nxt,
+            rcv_nxt,
+            ts_recent,
+            ts,
+            mac,
+        } = self.table.get(i).slot
+        else {
+            return;
+        };
+        if seg.has(SYN) && !seg.has(ACK) {
+            self.free_entry(i, Event::Reuse);
+            return self.on_listen(now, key, h, pkt, seg, out);
+        }
+        if seg.has(RST) {
+            return self.free_entry(i, Event::ClientRst);
+        }
+        if seg.has(FIN) {
+            let opts = TcpOpts {
+                timestamp: ts.then(|| (self.tsval(&key), ts_recent)),
+                ..TcpOpts::default()
+            };
+            self.send_tcp(out, &key, mac, snd_nxt, rcv_nxt, ACK, 0, opts, &[]);
+            return;
+        }
+        self.counters.count_drop(DropReason::BadState);
+    }
+
+    pub(crate) fn header_timer<S: Sink<B>>(&mut self, i: u32, s: u32, out: &mut S) {
+        self.counters.abort(AbortReason::HeaderTimeout);
+        self.respond(i, s, 408, Event::HeaderTimeout, out);
+    }
+
+    pub(crate) fn closing_timer<S: Sink<B>>(&mut self, i: u32, s: u32, out: &mut S) {
+        let retries = self.table.get(i).retries;
+        let fin_acked = self.sessions[s as usize].fin_acked;
+        if fin_acked || retries as u32 >= self.cfg.response_retries {
+            if !fin_acked {
+                self.counters.abort(AbortReason::ResponseTimeout);
+                let key = self.table.get(i).key;
+                let sess = &self.sessions[s as usize];
+                let seq = sess
+                    .iss
+                    .wrapping_add(2)
+                    .wrapping_add(sess.response.len() as u32);
+                self.send_tcp(out, &key, sess.mac, seq, 0, RST, 0, TcpOpts::default(), &[]);
+                return self.free_entry(i, Event::ResponseTimeout);
+            }
+            // Our FIN was acknowledged; the client never closed its side.
+            return self.free_entry(i, Event::Expire);
+        }
+        self.table.get_mut(i).retries = retries + 1;
+        self.send_response(i, s, out);
+        let rto = dur_ms(self.cfg.response_rto).saturating_mul(1 << (retries + 1).min(10));
+        self.table.arm(i, self.now_ms.wrapping_add(rto));
+    }
+}

@@ -1,0 +1,47 @@
+//! State shared by all workers of one switch: the inter-worker THOP reply
+//! queues, the ARP cache, the THOP message sequence counter and the clock
+//! epoch. Created once by [`crate::dispatch::channels`] and handed to every
+//! worker inside its [`crate::dispatch::WorkerQueues`].
+
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use handoff_proto::SeqCounter;
+
+use crate::arp::ArpCache;
+use crate::peer::PeerQueues;
+
+/// Everything workers share (read-mostly; no lock on the packet path).
+#[derive(Debug)]
+pub struct Shared {
+    /// THOP replies relayed to the owning worker.
+    pub peers: PeerQueues,
+    /// Backend MACs.
+    pub arp: ArpCache,
+    /// THOP `msg_seq` of this switch (one sender node, many threads).
+    pub thop_seq: SeqCounter,
+    /// Zero of the workers' monotonic clock.
+    pub epoch: Instant,
+    /// Wall-clock milliseconds at `epoch` (THOP timestamps are wall-clock).
+    pub epoch_unix_ms: u64,
+}
+
+impl Shared {
+    /// Shared state for `n` workers with peer queues of `capacity`.
+    pub fn new(n: usize, capacity: usize) -> Shared {
+        let unix = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        Shared {
+            peers: PeerQueues::new(n, capacity),
+            arp: ArpCache::new(),
+            thop_seq: SeqCounter::new(unix),
+            epoch: Instant::now(),
+            epoch_unix_ms: unix,
+        }
+    }
+
+    /// Nanoseconds since the epoch (the `now` workers pass to the engine).
+    pub fn now_ns(&self) -> u64 {
+        self.epoch.elapsed().as_nanos() as u64
+    }
+}
