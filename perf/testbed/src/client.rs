@@ -22,7 +22,10 @@ impl Response {
     /// The first value of a header (name case-insensitive).
     pub fn header(&self, name: &str) -> Option<&str> {
         let n = name.to_ascii_lowercase();
-        self.headers.iter().find(|(k, _)| *k == n).map(|(_, v)| v.as_str())
+        self.headers
+            .iter()
+            .find(|(k, _)| *k == n)
+            .map(|(_, v)| v.as_str())
     }
 
     /// The `X-Backend` header: who served it.
@@ -71,7 +74,10 @@ pub fn read_response(s: &mut TcpStream, buf: &mut Vec<u8>) -> io::Result<Respons
         }
         let n = s.read(&mut chunk)?;
         if n == 0 {
-            return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "closed before a response header"));
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "closed before a response header",
+            ));
         }
         buf.extend_from_slice(&chunk[..n]);
     };
@@ -88,7 +94,11 @@ pub fn read_response(s: &mut TcpStream, buf: &mut Vec<u8>) -> io::Result<Respons
         .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
         .collect();
     buf.drain(..head_end);
-    let mut resp = Response { status, headers, body: Vec::new() };
+    let mut resp = Response {
+        status,
+        headers,
+        body: Vec::new(),
+    };
     let chunked = resp
         .header("transfer-encoding")
         .is_some_and(|v| v.eq_ignore_ascii_case("chunked"));
@@ -97,7 +107,10 @@ pub fn read_response(s: &mut TcpStream, buf: &mut Vec<u8>) -> io::Result<Respons
         while buf.len() < len {
             let n = s.read(&mut chunk)?;
             if n == 0 {
-                return Err(io::Error::new(io::ErrorKind::UnexpectedEof, format!("body cut at {} of {len}", buf.len())));
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    format!("body cut at {} of {len}", buf.len()),
+                ));
             }
             buf.extend_from_slice(&chunk[..n]);
         }
@@ -110,7 +123,10 @@ pub fn read_response(s: &mut TcpStream, buf: &mut Vec<u8>) -> io::Result<Respons
                 }
                 let n = s.read(&mut chunk)?;
                 if n == 0 {
-                    return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "chunked body cut"));
+                    return Err(io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        "chunked body cut",
+                    ));
                 }
                 buf.extend_from_slice(&chunk[..n]);
             };
@@ -124,7 +140,8 @@ pub fn read_response(s: &mut TcpStream, buf: &mut Vec<u8>) -> io::Result<Respons
                 }
                 buf.extend_from_slice(&chunk[..n]);
             }
-            resp.body.extend_from_slice(&buf[line_end + 2..line_end + 2 + size]);
+            resp.body
+                .extend_from_slice(&buf[line_end + 2..line_end + 2 + size]);
             buf.drain(..line_end + 2 + size + 2);
             if size == 0 {
                 break;
@@ -142,14 +159,24 @@ fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
 }
 
 /// One GET on a new connection (`Connection: close`).
-pub fn get(addr: SocketAddr, path: &str, extra: &[(&str, &str)], timeout: Duration) -> io::Result<Response> {
+pub fn get(
+    addr: SocketAddr,
+    path: &str,
+    extra: &[(&str, &str)],
+    timeout: Duration,
+) -> io::Result<Response> {
     let mut s = connect(addr, timeout)?;
     s.write_all(&get_request(&addr.ip().to_string(), path, false, extra))?;
     read_response(&mut s, &mut Vec::new())
 }
 
 /// `n` GETs of `path` on one keep-alive connection; every response.
-pub fn keep_alive(addr: SocketAddr, path: &str, n: usize, timeout: Duration) -> io::Result<Vec<Response>> {
+pub fn keep_alive(
+    addr: SocketAddr,
+    path: &str,
+    n: usize,
+    timeout: Duration,
+) -> io::Result<Vec<Response>> {
     let mut s = connect(addr, timeout)?;
     let mut buf = Vec::new();
     let mut out = Vec::with_capacity(n);
@@ -162,7 +189,13 @@ pub fn keep_alive(addr: SocketAddr, path: &str, n: usize, timeout: Duration) -> 
 
 /// Sends `request` in segments of `seg` bytes (TCP_NODELAY, a pause between
 /// them so each leaves as its own segment), then reads the response.
-pub fn dribble(addr: SocketAddr, request: &[u8], seg: usize, pause: Duration, timeout: Duration) -> io::Result<Response> {
+pub fn dribble(
+    addr: SocketAddr,
+    request: &[u8],
+    seg: usize,
+    pause: Duration,
+    timeout: Duration,
+) -> io::Result<Response> {
     let mut s = connect(addr, timeout)?;
     s.set_nodelay(true)?;
     for part in request.chunks(seg.max(1)) {
@@ -192,7 +225,10 @@ pub fn metric_sum(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64
         if n != name {
             continue;
         }
-        if !labels.iter().all(|(k, v)| lbl.split(',').any(|p| p == format!("{k}=\"{v}\""))) {
+        if !labels
+            .iter()
+            .all(|(k, v)| lbl.split(',').any(|p| p == format!("{k}=\"{v}\"")))
+        {
             continue;
         }
         if let Ok(v) = value.parse::<f64>() {
@@ -210,7 +246,10 @@ mod tests {
     #[test]
     fn sums_metrics_by_label() {
         let t = "# HELP x y\nbaton_handoffs_total{outcome=\"acked\",worker=\"0\"} 5\nbaton_handoffs_total{outcome=\"acked\",worker=\"1\"} 7\nbaton_handoffs_total{outcome=\"nacked\",worker=\"0\"} 1\nbaton_up 1\n";
-        assert_eq!(metric_sum(t, "baton_handoffs_total", &[("outcome", "acked")]), Some(12.0));
+        assert_eq!(
+            metric_sum(t, "baton_handoffs_total", &[("outcome", "acked")]),
+            Some(12.0)
+        );
         assert_eq!(metric_sum(t, "baton_handoffs_total", &[]), Some(13.0));
         assert_eq!(metric_sum(t, "baton_up", &[]), Some(1.0));
         assert_eq!(metric_sum(t, "baton_missing", &[]), None);
