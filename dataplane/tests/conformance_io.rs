@@ -22,7 +22,7 @@ const PEER: &str = "peer0";
 
 /// One test's world: a namespace with the veth pair, entered by this thread.
 struct Bed {
-    ns: Netns,
+    _ns: Netns,
     peer: RawSock,
     io_mac: [u8; 6],
     peer_mac: [u8; 6],
@@ -44,7 +44,7 @@ impl Bed {
         let peer = RawSock::open(PEER);
         let (io_mac, peer_mac) = (ns.mac(IFC), ns.mac(PEER));
         Bed {
-            ns,
+            _ns: ns,
             peer,
             io_mac,
             peer_mac,

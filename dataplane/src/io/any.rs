@@ -108,7 +108,7 @@ pub fn open(cfg: &IoConfig, workers: usize) -> Result<Vec<AnyQueue>, IoError> {
         #[cfg(feature = "dpdk")]
         IoConfig::Dpdk(c) => Ok(crate::io::dpdk::open(c, workers)?
             .into_iter()
-            .map(AnyQueue::Dpdk)
+            .map(|q| AnyQueue::Dpdk(Box::new(q)))
             .collect()),
         #[cfg(not(feature = "dpdk"))]
         IoConfig::Dpdk(_) => Err(IoError::DpdkNotBuilt),
@@ -118,8 +118,9 @@ pub fn open(cfg: &IoConfig, workers: usize) -> Result<Vec<AnyQueue>, IoError> {
 /// One worker's queue on whichever backend [`open`] chose.
 pub enum AnyQueue {
     AfPacket(AfPacketQueue),
+    /// Boxed: the DPDK queue carries its burst arrays inline.
     #[cfg(feature = "dpdk")]
-    Dpdk(DpdkQueue),
+    Dpdk(Box<DpdkQueue>),
 }
 
 /// A packet buffer of an [`AnyQueue`].

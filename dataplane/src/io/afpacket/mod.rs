@@ -175,7 +175,11 @@ fn validate(cfg: &AfPacketConfig) -> Result<(), IoError> {
     let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) }.max(4096) as u32;
     let bad = |m: String| Err(IoError::Config(format!("af_packet on {}: {m}", cfg.iface)));
     let min_frame = (TX_DATA_OFFSET + 64) as u32;
-    if cfg.frame_size < min_frame || cfg.frame_size % libc::TPACKET_ALIGNMENT as u32 != 0 {
+    if cfg.frame_size < min_frame
+        || !cfg
+            .frame_size
+            .is_multiple_of(libc::TPACKET_ALIGNMENT as u32)
+    {
         return bad(format!(
             "frame_size {} must be a multiple of 16 and at least {min_frame}",
             cfg.frame_size
@@ -187,7 +191,7 @@ fn validate(cfg: &AfPacketConfig) -> Result<(), IoError> {
             cfg.frame_size
         ));
     }
-    if cfg.block_size % page != 0 || cfg.block_size < cfg.frame_size {
+    if !cfg.block_size.is_multiple_of(page) || cfg.block_size < cfg.frame_size {
         return bad(format!(
             "block_size {} must be a multiple of the page size ({page}) and hold a frame",
             cfg.block_size

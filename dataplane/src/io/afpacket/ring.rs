@@ -188,7 +188,7 @@ impl Rings {
             let bs = self.layout.rx_block_size as usize;
             let off = self.rx_off as usize;
             let hdr_len = std::mem::size_of::<libc::tpacket3_hdr>();
-            if off.checked_add(hdr_len).map_or(true, |end| end > bs) {
+            if off.checked_add(hdr_len).is_none_or(|end| end > bs) {
                 // A corrupt offset: give the block back rather than read
                 // outside it.
                 self.rx_left = 0;

@@ -1,0 +1,360 @@
+//! Packets per second through each packet I/O backend on a veth pair.
+//!
+//! `cargo bench -p dataplane --bench io_pps [--features dpdk] -- [--frames N] [--size B] [--json PATH]`
+//!
+//! Builds a namespace with a veth pair `io0` ↔ `peer0` (removed at the end),
+//! opens the backend under test on `io0` and an AF_PACKET generator/sink on
+//! `peer0`, and measures three paths, each bounded by a frame count and 5 s:
+//! - rx: generator → backend `rx_burst` (frames counted and dropped);
+//! - tx: backend `alloc` + `tx_burst` → sink;
+//! - fwd: generator → backend, destination MAC rewritten in place, `tx_burst`
+//!   back out → sink (the switch's FORWARDING path, zero copy on DPDK).
+//!
+//! Both ends share the machine's cores, and veth is a software link, so the
+//! figures compare backends on one host rather than predict NIC line rate.
+//! DPDK runs in a child process (its EAL starts once per process).
+
+#[path = "../tests/conformance_net/mod.rs"]
+mod net;
+
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use dataplane::io::{
+    open, AfPacketConfig, AnyBuf, AnyQueue, IoConfig, PacketBuf, PacketIo, PollMode,
+};
+
+const LIMIT: Duration = Duration::from_secs(5);
+const BURST: usize = 32;
+
+struct Opts {
+    frames: u64,
+    size: usize,
+    json: Option<String>,
+    child: Option<String>,
+}
+
+fn opts() -> Opts {
+    let mut o = Opts {
+        frames: 1_000_000,
+        size: 64,
+        json: None,
+        child: None,
+    };
+    let args: Vec<String> = std::env::args().collect();
+    let mut i = 1;
+    while i < args.len() {
+        let val = args.get(i + 1).cloned();
+        match args[i].as_str() {
+            "--frames" => o.frames = val.and_then(|v| v.parse().ok()).expect("--frames N"),
+            "--size" => o.size = val.and_then(|v| v.parse().ok()).expect("--size BYTES"),
+            "--json" => o.json = val,
+            "--child" => o.child = val,
+            _ => {
+                i += 1;
+                continue;
+            }
+        }
+        i += 2;
+    }
+    o.size = o.size.clamp(60, 1514);
+    o
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+struct Figure {
+    sent: u64,
+    received: u64,
+    secs: f64,
+}
+
+impl Figure {
+    fn mpps(&self) -> f64 {
+        if self.secs > 0.0 {
+            self.received as f64 / self.secs / 1e6
+        } else {
+            0.0
+        }
+    }
+}
+
+fn afpacket(ifc: &str) -> AnyQueue {
+    let mut c = AfPacketConfig::new(ifc);
+    c.poll = PollMode::Busy;
+    open(&IoConfig::AfPacket(c), 1)
+        .expect("open AF_PACKET")
+        .remove(0)
+}
+
+fn dpdk(ifc: &str, prefix: &str) -> AnyQueue {
+    let args = [
+        "--no-huge".to_string(),
+        "--no-pci".into(),
+        "-m".into(),
+        "512".into(),
+        "-l".into(),
+        "0".into(),
+        "--no-telemetry".into(),
+        "--log-level=lib.eal:error".into(),
+        format!("--vdev=net_af_packet0,iface={ifc},framecnt=4096,blocksz=4096,framesz=2048"),
+        format!("--file-prefix={prefix}"),
+    ];
+    let mut c = dataplane::io::DpdkConfig::new(
+        args.to_vec(),
+        dataplane::io::DpdkPort::Name("net_af_packet0".into()),
+    );
+    c.poll = PollMode::Busy;
+    open(&IoConfig::Dpdk(c), 1).expect("open DPDK").remove(0)
+}
+
+/// Sends `n` copies of `frame` (sequence-numbered) as fast as `q` takes them.
+fn generate(q: &mut AnyQueue, frame: &[u8], n: u64, stop: &AtomicBool) -> u64 {
+    let deadline = Instant::now() + LIMIT;
+    let mut sent = 0u64;
+    let mut batch: Vec<AnyBuf> = Vec::with_capacity(BURST);
+    while sent < n && Instant::now() < deadline && !stop.load(Ordering::Relaxed) {
+        while batch.len() < BURST && sent + (batch.len() as u64) < n {
+            let Some(mut b) = q.alloc() else { break };
+            b.set_len(frame.len());
+            b.data_mut().copy_from_slice(frame);
+            batch.push(b);
+        }
+        sent += q.tx_burst(&mut batch) as u64;
+    }
+    sent
+}
+
+/// Counts frames on `q` until `n` arrived or the line is quiet for 300 ms
+/// after `done` is set; returns (count, seconds from first to last).
+fn sink(q: &mut AnyQueue, n: u64, done: &AtomicBool) -> (u64, f64) {
+    let mut got = 0u64;
+    let mut buf = Vec::with_capacity(BURST);
+    let (mut first, mut last) = (None, Instant::now());
+    let deadline = Instant::now() + LIMIT + Duration::from_secs(1);
+    while got < n && Instant::now() < deadline {
+        let k = q.rx_burst(&mut buf, BURST);
+        if k > 0 {
+            let now = Instant::now();
+            first.get_or_insert(now);
+            last = now;
+            got += buf
+                .drain(..)
+                .filter(|b| net::test_seq(b.data()).is_some())
+                .count() as u64;
+        } else if done.load(Ordering::Relaxed) && last.elapsed() > Duration::from_millis(300) {
+            break;
+        }
+    }
+    let secs = first.map_or(0.0, |f| last.duration_since(f).as_secs_f64());
+    (got, secs)
+}
+
+fn measure(backend: &str, o: &Opts) -> Vec<(String, Figure)> {
+    let ns = net::Netns::new("bn");
+    ns.veth("io0", &ns, "peer0");
+    ns.enter();
+    let prefix = net::unique("b");
+    let (io_mac, peer_mac) = (ns.mac("io0"), ns.mac("peer0"));
+    let mut dut = match backend {
+        "dpdk" => dpdk("io0", &prefix),
+        _ => afpacket("io0"),
+    };
+    let mut peer = afpacket("peer0");
+    let mut out = Vec::new();
+
+    // rx: peer generates, the backend under test receives.
+    let frame = net::test_frame(io_mac, peer_mac, 1, o.size);
+    let done = Arc::new(AtomicBool::new(false));
+    let sent = Arc::new(AtomicU64::new(0));
+    let (d, s, f, n) = (done.clone(), sent.clone(), frame.clone(), o.frames);
+    let gen = std::thread::spawn(move || {
+        s.store(
+            generate(&mut peer, &f, n, &AtomicBool::new(false)),
+            Ordering::Relaxed,
+        );
+        d.store(true, Ordering::Relaxed);
+        peer
+    });
+    let (received, secs) = sink(&mut dut, o.frames, &done);
+    let mut peer = gen.join().unwrap();
+    out.push((
+        "rx".into(),
+        Figure {
+            sent: sent.load(Ordering::Relaxed),
+            received,
+            secs,
+        },
+    ));
+
+    // tx: the backend under test generates, peer receives.
+    let frame = net::test_frame(peer_mac, io_mac, 2, o.size);
+    let done = Arc::new(AtomicBool::new(false));
+    let (d, n) = (done.clone(), o.frames);
+    let rx = std::thread::spawn(move || {
+        let r = sink(&mut peer, n, &d);
+        (r, peer)
+    });
+    std::thread::sleep(Duration::from_millis(50));
+    let s = generate(&mut dut, &frame, o.frames, &AtomicBool::new(false));
+    done.store(true, Ordering::Relaxed);
+    let ((received, secs), mut peer) = rx.join().unwrap();
+    out.push((
+        "tx".into(),
+        Figure {
+            sent: s,
+            received,
+            secs,
+        },
+    ));
+
+    // fwd: peer → backend (rewrite in place) → peer.
+    let to_dut = net::test_frame(io_mac, peer_mac, 3, o.size);
+    let stop = Arc::new(AtomicBool::new(false));
+    let (st, n) = (stop.clone(), o.frames);
+    let fwd = std::thread::spawn(move || {
+        let mut buf: Vec<AnyBuf> = Vec::with_capacity(BURST);
+        let mut forwarded = 0u64;
+        let deadline = Instant::now() + LIMIT + Duration::from_secs(1);
+        while !st.load(Ordering::Relaxed) && Instant::now() < deadline {
+            if dut.rx_burst(&mut buf, BURST) == 0 {
+                continue;
+            }
+            for b in buf.iter_mut() {
+                let d = b.data_mut();
+                d[0..6].copy_from_slice(&peer_mac);
+                d[6..12].copy_from_slice(&io_mac);
+            }
+            forwarded += buf.len() as u64;
+            while !buf.is_empty() && !st.load(Ordering::Relaxed) {
+                dut.tx_burst(&mut buf);
+            }
+            buf.clear();
+            if forwarded >= n {
+                break;
+            }
+        }
+        forwarded
+    });
+    // The peer both generates and counts; alternate bursts on one thread.
+    let start = Instant::now();
+    let (mut sent, mut got) = (0u64, 0u64);
+    let mut batch: Vec<AnyBuf> = Vec::with_capacity(BURST);
+    let mut rxb = Vec::with_capacity(BURST);
+    let (mut first, mut last) = (None, Instant::now());
+    while start.elapsed() < LIMIT {
+        if sent < o.frames {
+            while batch.len() < BURST {
+                let Some(mut b) = peer.alloc() else { break };
+                b.set_len(to_dut.len());
+                b.data_mut().copy_from_slice(&to_dut);
+                batch.push(b);
+            }
+            sent += peer.tx_burst(&mut batch) as u64;
+        }
+        if peer.rx_burst(&mut rxb, BURST) > 0 {
+            let now = Instant::now();
+            first.get_or_insert(now);
+            last = now;
+            got += rxb
+                .drain(..)
+                .filter(|b| net::test_seq(b.data()).is_some())
+                .count() as u64;
+        } else if sent >= o.frames && last.elapsed() > Duration::from_millis(300) {
+            break;
+        }
+    }
+    stop.store(true, Ordering::Relaxed);
+    let _ = fwd.join();
+    let secs = first.map_or(0.0, |f| last.duration_since(f).as_secs_f64());
+    out.push((
+        "fwd".into(),
+        Figure {
+            sent,
+            received: got,
+            secs,
+        },
+    ));
+    let _ = std::fs::remove_dir_all(format!("/var/run/dpdk/{prefix}"));
+    out
+}
+
+fn main() {
+    let o = opts();
+    if !net::can_netns() {
+        eprintln!("io_pps: needs root (network namespaces); skipped");
+        return;
+    }
+    if let Some(backend) = &o.child {
+        // Child mode: one backend, results as lines on stdout.
+        for (path, f) in measure(backend, &o) {
+            println!("RESULT {path} {} {} {}", f.sent, f.received, f.secs);
+        }
+        return;
+    }
+    let mut backends = vec!["af_packet"];
+    if cfg!(feature = "dpdk") {
+        backends.push("dpdk");
+    }
+    println!(
+        "io_pps: {} frames of {} bytes per path, veth pair, ≤ {:?} each",
+        o.frames, o.size, LIMIT
+    );
+    println!(
+        "{:<10} {:<4} {:>10} {:>10} {:>8} {:>8}",
+        "backend", "path", "sent", "received", "Mpps", "loss%"
+    );
+    let mut json = Vec::new();
+    for b in backends {
+        let exe = std::env::current_exe().unwrap();
+        let out = Command::new(exe)
+            .args([
+                "--child",
+                b,
+                "--frames",
+                &o.frames.to_string(),
+                "--size",
+                &o.size.to_string(),
+            ])
+            .output()
+            .expect("run child");
+        if !out.status.success() {
+            eprintln!("{b}: failed: {}", String::from_utf8_lossy(&out.stderr));
+            continue;
+        }
+        for line in String::from_utf8_lossy(&out.stdout).lines() {
+            let p: Vec<&str> = line.split_whitespace().collect();
+            if p.len() != 5 || p[0] != "RESULT" {
+                continue;
+            }
+            let f = Figure {
+                sent: p[2].parse().unwrap_or(0),
+                received: p[3].parse().unwrap_or(0),
+                secs: p[4].parse().unwrap_or(0.0),
+            };
+            let loss = if f.sent > 0 {
+                100.0 * (f.sent.saturating_sub(f.received)) as f64 / f.sent as f64
+            } else {
+                0.0
+            };
+            println!(
+                "{:<10} {:<4} {:>10} {:>10} {:>8.3} {:>8.2}",
+                b,
+                p[1],
+                f.sent,
+                f.received,
+                f.mpps(),
+                loss
+            );
+            json.push(format!(
+                "{{\"backend\":\"{b}\",\"path\":\"{}\",\"frame_bytes\":{},\"sent\":{},\"received\":{},\"seconds\":{:.6},\"mpps\":{:.4}}}",
+                p[1], o.size, f.sent, f.received, f.secs, f.mpps()
+            ));
+        }
+    }
+    if let Some(path) = o.json {
+        std::fs::write(&path, format!("[{}]\n", json.join(",\n"))).expect("write JSON");
+        println!("wrote {path}");
+    }
+}
