@@ -32,18 +32,8 @@ pub enum SynCookieMode {
     Always,
 }
 
-/// How a worker waits when its queues are empty.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum PollMode {
-    /// Spin on the queues (lowest latency, one core at 100%).
-    Busy,
-    /// Spin while there is work; after `idle_polls` empty polls, block in the
-    /// backend for at most `max_sleep`.
-    Adaptive {
-        idle_polls: u32,
-        max_sleep: Duration,
-    },
-}
+/// How a worker waits when its queues are empty (shared with the packet I/O config).
+pub use crate::io::PollMode;
 
 /// TCP options the switch offers in its SYN/ACK. The backend continues the
 /// connection with exactly these (TCP_REPAIR), so they must be ones a stock
@@ -199,10 +189,7 @@ impl Default for WorkerConfig {
             syncookie_mode: SynCookieMode::OnOverload,
             syncookie_threshold: 1024,
             burst: 32,
-            poll: PollMode::Adaptive {
-                idle_polls: 64,
-                max_sleep: Duration::from_millis(1),
-            },
+            poll: PollMode::ADAPTIVE,
             static_macs: Vec::new(),
             arp_refresh: Duration::from_secs(30),
             arp_timeout: Duration::from_secs(120),

@@ -16,6 +16,13 @@ pub mod peer;
 pub mod reassembly;
 pub mod shared;
 pub mod state;
+pub mod steer;
 pub mod syncookie;
 pub mod table;
 pub mod wire;
+pub mod worker;
+
+pub use config::WorkerConfig;
+pub use counters::Counters;
+pub use engine::{Engine, Sink};
+pub use worker::Worker;

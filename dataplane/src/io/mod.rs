@@ -13,6 +13,8 @@ pub mod any;
 pub mod config;
 #[cfg(feature = "dpdk")]
 pub mod dpdk;
+pub mod faulty;
+pub mod memory;
 pub mod poll;
 
 pub use any::{open, AnyBuf, AnyQueue, IoError, LinkStatus, PortMonitor, PortStats};
