@@ -1,0 +1,211 @@
+//! Golden byte fixtures (spec Appendix A and the worked example of §10): the
+//! frames are built here from the documented field values and must equal,
+//! byte for byte, the hex blocks in `docs/thop.md`; each fixture must also
+//! decode back to those values. `THOP_PRINT_FIXTURES=1 cargo test -p
+//! handoff-proto --test golden -- --nocapture` prints them for the spec.
+
+mod common;
+
+use common::*;
+use handoff_proto::*;
+
+const SPEC: &str = include_str!("../../docs/thop.md");
+
+/// The worked example's request (spec §10).
+const EXAMPLE_CONN: u64 = 0x0001_0000_0000_002a;
+
+/// (name, frame) for every fixture, built from the values the spec lists.
+fn fixtures() -> Vec<(&'static str, Vec<u8>)> {
+    let mut out = Vec::new();
+    let seq0 = initial_msg_seq(NOW_MS);
+
+    // §10 worked example: one-fragment CREATE, IPv4, every option.
+    let split = CreateSplitter::new(state_v4(REQUEST.len() as u32), REQUEST, MAX_FRAME_LEN_V4).unwrap();
+    assert_eq!(split.fragment_count(), 1);
+    let mut h = header(EXAMPLE_CONN, seq0);
+    let mut buf = vec![0u8; split.frame_len(0)];
+    split.write(0, &h, &key(), &mut buf);
+    out.push(("worked-example", buf));
+
+    // A.1: CREATE over IPv6 without options, 300-byte request, 256-byte frames.
+    let req: Vec<u8> = (0..300u32).map(|i| i as u8).collect();
+    let split = CreateSplitter::new(state_v6(300), &req, MIN_FRAME_LEN).unwrap();
+    assert_eq!(split.fragment_count(), 3);
+    for (i, name) in [(0, "create-v6-fragment-0"), (1, "create-v6-fragment-1"), (2, "create-v6-fragment-2")] {
+        h = header(EXAMPLE_CONN + 1, seq0 + 1 + i as u64);
+        h.flags = flags::RETRANSMIT;
+        let mut buf = vec![0u8; split.frame_len(i)];
+        split.write(i, &h, &key(), &mut buf);
+        out.push((name, buf));
+    }
+
+    // A.2 – A.7: the control frames.
+    let mut r = reply_header(EXAMPLE_CONN, 0x0000_1a2b_3c4d_5e6f);
+    r.flags = flags::DUPLICATE;
+    out.push(("ack", seal_vec(&r, &Body::Ack(Ack { echo_seq: seq0 }), &key())));
+    let r = reply_header(EXAMPLE_CONN, 0x0000_1a2b_3c4d_5e70);
+    out.push((
+        "nack-backlog-full",
+        seal_vec(&r, &Body::Nack(Nack { echo_seq: seq0, reason: NackReason::BacklogFull, versions: &[] }), &key()),
+    ));
+    out.push((
+        "nack-unsupported-version",
+        seal_vec(
+            &r,
+            &Body::Nack(Nack { echo_seq: seq0, reason: NackReason::UnsupportedVersion, versions: SUPPORTED_VERSIONS }),
+            &key(),
+        ),
+    ));
+    let r = reply_header(EXAMPLE_CONN, 0x0000_1a2b_3c4d_5e71);
+    out.push((
+        "close",
+        seal_vec(
+            &r,
+            &Body::Close(Close { reason: CloseReason::ClientFin, bytes_from_client: 51, bytes_to_client: 1_048_832 }),
+            &key(),
+        ),
+    ));
+    out.push(("abort", seal_vec(&header(EXAMPLE_CONN, seq0 + 9), &Body::Abort(Abort { reason: AbortReason::ClientReset }), &key())));
+    let r = reply_header(0, 0x0000_1a2b_3c4d_5e72);
+    out.push((
+        "load",
+        seal_vec(
+            &r,
+            &Body::Load(Load { active_conns: 1200, adopted_per_sec: 350, capacity_hint: 8800, interval_ms: 1000 }),
+            &key(),
+        ),
+    ));
+    out
+}
+
+/// Extracts the bytes of the spec's ```` ```hex fixture=NAME ```` block:
+/// hex digits of each line, comments after `#` removed.
+fn spec_fixture(name: &str) -> Option<Vec<u8>> {
+    let open = format!("```hex fixture={name}\n");
+    let start = SPEC.find(&open)? + open.len();
+    let end = start + SPEC[start..].find("```")?;
+    let digits: String = SPEC[start..end]
+        .lines()
+        .map(|l| l.split('#').next().unwrap_or(""))
+        .flat_map(|l| l.chars())
+        .filter(|c| c.is_ascii_hexdigit())
+        .collect();
+    hex::decode(digits).ok()
+}
+
+/// Field boundaries of the worked example, for the annotated dump.
+const EXAMPLE_FIELDS: &[(usize, &str)] = &[
+    (2, "magic \"TH\""),
+    (1, "version 1"),
+    (1, "opcode 1 = CREATE"),
+    (2, "flags: none"),
+    (2, "body_len = 115"),
+    (4, "key_id = 1"),
+    (4, "sender = 198.18.0.2"),
+    (4, "receiver = 198.18.0.11"),
+    (4, "reserved"),
+    (8, "conn_id"),
+    (8, "msg_seq = timestamp_ms << 20"),
+    (8, "timestamp_ms = 1800000000000"),
+    (16, "tag = BLAKE3-keyed(key, bytes 0..48 || body)[0..16]"),
+    (4, "CREATE total_len = 51"),
+    (4, "offset = 0"),
+    (2, "state_len = 52"),
+    (2, "reserved"),
+    (1, "family = 4"),
+    (1, "options = WSCALE | SACK_PERMITTED | TIMESTAMPS"),
+    (1, "client_wscale = 7"),
+    (1, "server_wscale = 7"),
+    (2, "mss = 1460"),
+    (2, "reserved"),
+    (4, "client_isn"),
+    (4, "client_next = client_isn + 1 + 51"),
+    (4, "server_isn"),
+    (4, "server_next = server_isn + 1"),
+    (4, "client_window = 8222720 (64240 << 7)"),
+    (4, "server_window = 65535"),
+    (4, "ts_recent"),
+    (4, "ts_val"),
+    (2, "client_port = 40000"),
+    (2, "vip_port = 80"),
+    (4, "client address 198.18.0.101"),
+    (4, "vip address 198.18.0.10"),
+];
+
+fn dump(name: &str, f: &[u8]) {
+    println!("```hex fixture={name}");
+    if name == "worked-example" {
+        let mut at = 0;
+        for (len, what) in EXAMPLE_FIELDS {
+            let words: Vec<String> = f[at..at + len].chunks(8).map(hex::encode).collect();
+            println!("{:<40}# {at:3}: {what}", words.join(" "));
+            at += len;
+        }
+        for row in f[at..].chunks(16) {
+            let text: String = row.iter().map(|&b| if b.is_ascii_graphic() || b == b' ' { b as char } else { '.' }).collect();
+            println!("{:<40}# {at:3}: request \"{text}\"", hex::encode(row));
+            at += row.len();
+        }
+    } else {
+        for (i, row) in f.chunks(16).enumerate() {
+            let words: Vec<String> = row.chunks(2).map(hex::encode).collect();
+            println!("{:<40}# {:3}", words.join(" "), i * 16);
+        }
+    }
+    println!("```");
+}
+
+#[test]
+fn spec_fixtures_match_the_code_byte_for_byte() {
+    let print = std::env::var_os("THOP_PRINT_FIXTURES").is_some();
+    for (name, frame) in fixtures() {
+        if print {
+            dump(name, &frame);
+            continue;
+        }
+        let doc = spec_fixture(name).unwrap_or_else(|| panic!("docs/thop.md has no fixture {name}"));
+        assert_eq!(hex::encode(&doc), hex::encode(&frame), "fixture {name} differs from the code");
+    }
+}
+
+#[test]
+fn worked_example_decodes_to_the_documented_values() {
+    let bytes = spec_fixture("worked-example").expect("worked example in the spec");
+    assert_eq!(bytes.len(), 179);
+    let (frame, rest) = open(&keyring(), AGENT, &bytes).unwrap();
+    assert!(rest.is_empty());
+    assert_eq!(frame.version, 1);
+    assert_eq!(frame.key_id, 1);
+    assert_eq!(frame.header, header(EXAMPLE_CONN, initial_msg_seq(NOW_MS)));
+    let Body::Create(frag) = frame.body else { panic!("not a CREATE") };
+    assert_eq!(frag.state, Some(state_v4(REQUEST.len() as u32)));
+    assert_eq!(frag.data, REQUEST);
+    assert!(frag.is_whole());
+    let client = frag.state.unwrap().client();
+    assert_eq!(client.to_string(), "198.18.0.101:40000");
+    assert_eq!(node_id("198.18.0.11".parse().unwrap()), AGENT);
+    assert_eq!(node_id("198.18.0.2".parse().unwrap()), SWITCH);
+}
+
+#[test]
+fn every_fixture_opens_and_every_opcode_is_covered() {
+    let mut opcodes = std::collections::HashSet::new();
+    for (name, frame) in fixtures() {
+        let local = FrameView::parse(&frame).unwrap().0.receiver();
+        let (f, _) = open(&keyring(), local, &frame).unwrap_or_else(|e| panic!("{name}: {e}"));
+        opcodes.insert(f.body.opcode());
+    }
+    assert_eq!(opcodes.len(), Opcode::ALL.len());
+}
+
+/// Writes the fixtures as the fuzz seed corpus (run once when fixtures change:
+/// `THOP_WRITE_CORPUS=1 cargo test -p handoff-proto --test golden`).
+#[test]
+fn write_fuzz_corpus_on_request() {
+    let Some(_) = std::env::var_os("THOP_WRITE_CORPUS") else { return };
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../fuzz/corpus/thop_decode");
+    std::fs::create_dir_all(dir).unwrap();
+    for (name, frame) in fixtures() {
+        std::fs::write(format!("{dir}/{name}"), frame).unwrap();
+    }
+}
