@@ -1,10 +1,36 @@
 //! Baton backend agent: receives THOP from the switch, adopts handed-off TCP
 //! connections with Linux `TCP_REPAIR`, and hands them to the application,
-//! either by relaying to an unmodified local web server or through the
-//! [`listener::HandoffListener`] API.
+//! either by relaying to an unmodified local web server (splice) or through
+//! the [`HandoffListener`] API.
 //!
-//! Module map: [`repair`] rebuilds a socket from a connection's state.
+//! Module map:
+//! - [`repair`]: rebuilds an ESTABLISHED socket from a connection's state;
+//! - [`engine`]: the event loop (THOP in/out, adoption, CLOSE, LOAD);
+//! - [`relay`]: splice(2) relay to the local server on one mio loop;
+//! - [`listener`]: adopted sockets for Rust applications;
+//! - [`config`], [`metrics`], [`checks`]: operations.
+//!
+//! Embedding in a Rust server (listener mode):
+//! ```no_run
+//! let cfg = agent::config::Config::load("agent.yaml".as_ref()).unwrap();
+//! let vip = cfg.services[0].vip;
+//! let metrics = std::sync::Arc::new(agent::metrics::Metrics::new());
+//! let a = agent::Agent::new(cfg, metrics).unwrap();
+//! let listener = a.listener(vip).unwrap();
+//! let _loop = a.spawn().unwrap();
+//! for conn in listener {
+//!     let conn = conn.unwrap();
+//!     // serve conn.stream (request bytes are already readable); drop it with conn.ticket
+//! }
+//! ```
 
+pub mod checks;
 pub mod config;
+pub mod engine;
+pub mod listener;
+pub mod metrics;
 pub mod relay;
 pub mod repair;
+
+pub use engine::{Agent, AgentHandle, StartError};
+pub use listener::{Adopted, CloseTicket, HandoffListener};

@@ -345,14 +345,18 @@ impl Relay {
         let cfd = conn.client.as_raw_fd();
         let ufd = conn.upstream.as_raw_fd();
         let fault = match conn.c2u.pump(cfd, ufd) {
-            Err(Fault::Src(_)) => Some(End::ClientReset),
-            Err(Fault::Dst(_)) => Some(End::ServerReset),
+            Err(Fault::Src(e)) => Some((End::ClientReset, e)),
+            Err(Fault::Dst(e)) => Some((End::ServerReset, e)),
             Ok(_) => None,
         };
         let fault = fault.or(match conn.u2c.pump(ufd, cfd) {
-            Err(Fault::Src(_)) => Some(End::ServerReset),
-            Err(Fault::Dst(_)) => Some(End::ClientReset),
+            Err(Fault::Src(e)) => Some((End::ServerReset, e)),
+            Err(Fault::Dst(e)) => Some((End::ClientReset, e)),
             Ok(_) => None,
+        });
+        let fault = fault.map(|(end, e)| {
+            tracing::debug!(conn_id = conn.meta.conn_id, ?end, error = %e, "relay fault");
+            end
         });
         if conn.first_fin.is_none() {
             if conn.c2u.eof {

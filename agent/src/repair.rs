@@ -142,31 +142,6 @@ fn setsockopt<T: Copy>(
     }
 }
 
-/// Reads a plain-old-data socket option.
-pub(crate) fn getsockopt<T: Copy + Default>(
-    fd: RawFd,
-    level: libc::c_int,
-    name: libc::c_int,
-) -> io::Result<T> {
-    let mut val = T::default();
-    let mut len = size_of::<T>() as libc::socklen_t;
-    // SAFETY: `val` is a writable `T` and `len` its size; the kernel writes at most `len` bytes.
-    let rc = unsafe {
-        libc::getsockopt(
-            fd,
-            level,
-            name,
-            &mut val as *mut T as *mut libc::c_void,
-            &mut len,
-        )
-    };
-    if rc == 0 {
-        Ok(val)
-    } else {
-        Err(io::Error::last_os_error())
-    }
-}
-
 /// A `sockaddr_storage` plus its length, for bind/connect.
 pub(crate) fn sockaddr(addr: &SocketAddr) -> (libc::sockaddr_storage, libc::socklen_t) {
     // SAFETY: an all-zero sockaddr_storage is a valid value.

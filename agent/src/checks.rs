@@ -1,0 +1,158 @@
+//! Start-up checks that turn the two classic deployment mistakes into one
+//! clear message instead of a NACK storm: missing `CAP_NET_ADMIN` (TCP_REPAIR
+//! needs it) and a VIP that is not on `lo` (the LVS direct-routing
+//! arrangement: the backend owns the VIP locally but never answers ARP for it).
+
+use std::net::IpAddr;
+
+use crate::config::Config;
+
+/// `CAP_NET_ADMIN` (linux/capability.h).
+const CAP_NET_ADMIN: u32 = 12;
+
+/// A failed start-up check.
+#[derive(Debug, thiserror::Error)]
+pub enum CheckError {
+    /// The process lacks CAP_NET_ADMIN.
+    #[error(
+        "CAP_NET_ADMIN is missing: TCP_REPAIR needs it. Run as root, or grant it: \
+         `setcap cap_net_admin+ep $(command -v baton-agent)` or systemd `AmbientCapabilities=CAP_NET_ADMIN`"
+    )]
+    NoCapability,
+    /// The kernel refused TCP_REPAIR even with the capability.
+    #[error("TCP_REPAIR is not available on this kernel or is blocked (seccomp?): {0}")]
+    NoRepair(std::io::Error),
+    /// A service's VIP is not configured on the loopback interface.
+    #[error(
+        "services[{index}].vip: {vip} is not on lo. Add it with `ip addr add {vip}/{plen} dev lo` \
+         and set net.ipv4.conf.all.arp_ignore=1, arp_announce=2 (see docs/agent.md)"
+    )]
+    VipNotOnLo {
+        /// Index in `services`.
+        index: usize,
+        /// The address.
+        vip: IpAddr,
+        /// Host prefix length for the hint.
+        plen: u8,
+    },
+}
+
+/// Whether the effective capability set holds CAP_NET_ADMIN.
+pub fn has_net_admin() -> bool {
+    let Ok(status) = std::fs::read_to_string("/proc/self/status") else { return false };
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("CapEff:"))
+        .and_then(|hex| u64::from_str_radix(hex.trim(), 16).ok())
+        .is_some_and(|caps| caps & (1 << CAP_NET_ADMIN) != 0)
+}
+
+/// Tries TCP_REPAIR on a throw-away socket.
+pub fn repair_works() -> Result<(), std::io::Error> {
+    // SAFETY: plain socket/setsockopt/close on a descriptor we own.
+    unsafe {
+        let fd = libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0);
+        if fd < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        let on: libc::c_int = 1;
+        let rc = libc::setsockopt(fd, libc::IPPROTO_TCP, libc::TCP_REPAIR, &on as *const _ as *const _, 4);
+        let err = std::io::Error::last_os_error();
+        libc::close(fd);
+        if rc == 0 {
+            Ok(())
+        } else {
+            Err(err)
+        }
+    }
+}
+
+/// The addresses configured on interface `ifname`.
+pub fn addresses_on(ifname: &str) -> Vec<IpAddr> {
+    let mut out = Vec::new();
+    let mut ifap: *mut libc::ifaddrs = std::ptr::null_mut();
+    // SAFETY: getifaddrs fills a list we free below; we only read entries
+    // whose ifa_addr is non-null and of the family we cast to.
+    unsafe {
+        if libc::getifaddrs(&mut ifap) != 0 {
+            return out;
+        }
+        let mut p = ifap;
+        while !p.is_null() {
+            let ifa = &*p;
+            p = ifa.ifa_next;
+            if ifa.ifa_addr.is_null() || ifa.ifa_name.is_null() {
+                continue;
+            }
+            if std::ffi::CStr::from_ptr(ifa.ifa_name).to_bytes() != ifname.as_bytes() {
+                continue;
+            }
+            match i32::from((*ifa.ifa_addr).sa_family) {
+                libc::AF_INET => {
+                    let sin = &*(ifa.ifa_addr as *const libc::sockaddr_in);
+                    out.push(IpAddr::from(u32::from_be(sin.sin_addr.s_addr).to_be_bytes()));
+                }
+                libc::AF_INET6 => {
+                    let sin6 = &*(ifa.ifa_addr as *const libc::sockaddr_in6);
+                    out.push(IpAddr::from(sin6.sin6_addr.s6_addr));
+                }
+                _ => {}
+            }
+        }
+        libc::freeifaddrs(ifap);
+    }
+    out
+}
+
+/// Runs every check; the first failure is returned.
+pub fn run(cfg: &Config) -> Result<(), CheckError> {
+    if !has_net_admin() {
+        return Err(CheckError::NoCapability);
+    }
+    repair_works().map_err(CheckError::NoRepair)?;
+    let on_lo = addresses_on("lo");
+    for (index, s) in cfg.services.iter().enumerate() {
+        let vip = s.vip.ip();
+        if !on_lo.contains(&vip) {
+            let plen = if vip.is_ipv4() { 32 } else { 128 };
+            return Err(CheckError::VipNotOnLo { index, vip, plen });
+        }
+    }
+    Ok(())
+}
+
+/// Non-fatal advice about the ARP sysctls of the LVS-DR arrangement.
+pub fn warnings() -> Vec<String> {
+    let read = |k: &str| std::fs::read_to_string(format!("/proc/sys/net/ipv4/conf/all/{k}")).ok();
+    let mut w = Vec::new();
+    if read("arp_ignore").is_some_and(|v| v.trim() != "1" && v.trim() != "2") {
+        w.push("net.ipv4.conf.all.arp_ignore is not 1: this host may answer ARP for the VIP".into());
+    }
+    if read("arp_announce").is_some_and(|v| v.trim() != "2") {
+        w.push("net.ipv4.conf.all.arp_announce is not 2: ARP requests may carry the VIP as source".into());
+    }
+    w
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loopback_has_127_0_0_1() {
+        assert!(addresses_on("lo").contains(&IpAddr::from([127, 0, 0, 1])));
+    }
+
+    #[test]
+    fn vip_not_on_lo_is_named() {
+        let cfg = crate::config::Config::parse(
+            "thop: {listen: 127.0.0.1:9199, switches: [127.0.0.1], keys: [{id: 1, key: \"0000000000000000000000000000000000000000000000000000000000000000\"}]}\nservices:\n  - {vip: 198.51.100.77:80, mode: listener}\n",
+        )
+        .unwrap();
+        match run(&cfg) {
+            Err(CheckError::VipNotOnLo { index: 0, .. }) => {}
+            Err(CheckError::NoCapability) if !has_net_admin() => {}
+            other => panic!("unexpected: {other:?}"),
+        }
+    }
+}

@@ -1,0 +1,670 @@
+//! The agent's event loop: THOP in (authenticate, replay-check, reassemble),
+//! adoption, relay, and THOP out (ACK, NACK, CLOSE, LOAD).
+//!
+//! One thread, one mio poll: the THOP socket, a waker for messages from
+//! listener-mode applications and from [`AgentHandle`], and the relay's
+//! connections all share it. Adoption itself is a short burst of system calls
+//! (no blocking), so it runs inline.
+//!
+//! Receiver order (`docs/thop.md` §9): source address allowed → parse →
+//! tag → receiver node → decode → replay window → act. Nothing is answered
+//! before the tag verified; every drop is counted by reason.
+
+use std::collections::HashMap;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::mpsc::{channel, Receiver};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use handoff_proto::{
+    flags, node_id, open, seal, Abort, Ack, Assembled, Body, Close, CloseReason, DecodeError, FrameView, Header,
+    Key, Keyring, Load, Nack, NackReason, Opcode, Reassembler, ReassemblyConfig, ReplayGuards, SeqCounter,
+};
+use mio::net::UdpSocket;
+use mio::{Events, Interest, Poll, Token, Waker};
+
+use crate::config::{Config, Mode, SwitchAddr};
+use crate::listener::{HandoffListener, LoopMsg, LoopTx, Shared};
+use crate::metrics::Metrics;
+use crate::relay::{self, ConnMeta, End, Relay, RelayEvent};
+use crate::repair::{adopt, AdoptError};
+
+const UDP: Token = Token(0);
+const WAKER: Token = Token(1);
+/// Housekeeping period: reassembly expiry, idle sweep, CLOSE retransmission.
+const TICK: Duration = Duration::from_millis(100);
+/// A closed connection id is remembered this long, so a late duplicate CREATE
+/// is acknowledged again instead of adopted a second time.
+const RECENT_TTL: Duration = Duration::from_secs(120);
+/// CLOSE is retransmitted until ACKed, at most this many times.
+const CLOSE_TRIES: u32 = 6;
+const CLOSE_RTO: Duration = Duration::from_millis(200);
+/// Largest datagram read (CREATE fragments are at most one MTU; allow jumbo).
+const RX_BUF: usize = 65536;
+
+/// Why the agent could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The THOP socket could not be bound.
+    #[error("cannot bind THOP socket {addr}: {err}")]
+    Bind {
+        /// The configured address.
+        addr: SocketAddr,
+        /// The OS error.
+        err: io::Error,
+    },
+    /// A key in the configuration is unusable.
+    #[error("thop.keys: {0}")]
+    Key(String),
+    /// Any other resource failure.
+    #[error("{0}")]
+    Io(#[from] io::Error),
+}
+
+/// Where connections of one service go.
+enum Target {
+    Relay(SocketAddr),
+    Listener(Arc<Shared>),
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Phase {
+    /// Relay mode: adopted, connecting upstream; ACK when connected.
+    Connecting { echo_seq: u64, since: Instant },
+    /// Adopted and handed over.
+    Live,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Entry {
+    switch: SocketAddr,
+    mode: Mode,
+    phase: Phase,
+    request_len: u64,
+}
+
+struct PendingClose {
+    to: SocketAddr,
+    header: Header,
+    close: Close,
+    tries: u32,
+    next: Instant,
+}
+
+/// Stops a running agent from another thread.
+#[derive(Clone)]
+pub struct AgentHandle {
+    tx: LoopTx,
+}
+
+impl AgentHandle {
+    /// Graceful stop: refuse new CREATEs, let adopted connections finish
+    /// (up to `limits.drain_timeout_s`), then exit.
+    pub fn stop(&self) {
+        self.tx.send(LoopMsg::Stop { now: false });
+    }
+
+    /// Immediate stop: reset what is still open and exit.
+    pub fn stop_now(&self) {
+        self.tx.send(LoopMsg::Stop { now: true });
+    }
+}
+
+/// A configured agent, ready to run.
+pub struct Agent {
+    cfg: Config,
+    metrics: Arc<Metrics>,
+    poll: Poll,
+    udp: UdpSocket,
+    keys: Keyring,
+    send_key: Key,
+    local_node: u32,
+    switches: Vec<SwitchAddr>,
+    replay: ReplayGuards,
+    reasm: Reassembler,
+    seq: SeqCounter,
+    services: HashMap<SocketAddr, Target>,
+    conns: HashMap<(u32, u64), Entry>,
+    recent: HashMap<(u32, u64), Instant>,
+    relay: Relay,
+    rx: Receiver<LoopMsg>,
+    tx: LoopTx,
+    pending_close: HashMap<(u32, u64), PendingClose>,
+    adopted_in_period: u32,
+    draining: Option<Instant>,
+    stop_now: bool,
+    buf: Vec<u8>,
+    out: Vec<u8>,
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+}
+
+impl Agent {
+    /// Binds the THOP socket and prepares every service. Start-up checks
+    /// (capabilities, VIP on `lo`) are [`crate::checks`]' job, run before.
+    pub fn new(cfg: Config, metrics: Arc<Metrics>) -> Result<Agent, StartError> {
+        let poll = Poll::new()?;
+        let addr = cfg.thop.listen;
+        let mut udp = UdpSocket::bind(addr).map_err(|err| StartError::Bind { addr, err })?;
+        poll.registry().register(&mut udp, UDP, Interest::READABLE)?;
+        let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
+        let (tx, rx) = channel();
+        let tx = LoopTx { tx, waker };
+
+        let mut keys: Option<Keyring> = None;
+        for k in &cfg.thop.keys {
+            let key = Key::from_hex(k.id, &k.key).map_err(|e| StartError::Key(format!("key {}: {e}", k.id)))?;
+            match keys.as_mut() {
+                None => keys = Some(Keyring::new(key)),
+                Some(ring) => ring.insert(key),
+            }
+        }
+        let mut keys = keys.ok_or_else(|| StartError::Key("no key".into()))?;
+        if let Some(id) = cfg.thop.send_key {
+            keys.set_current(id);
+        }
+        let send_key = keys.current().clone();
+
+        let mut services = HashMap::new();
+        for s in &cfg.services {
+            let t = match (s.mode, s.upstream) {
+                (Mode::Relay, Some(up)) => Target::Relay(up),
+                _ => Target::Listener(Shared::new(s.vip, cfg.limits.backlog as usize)?),
+            };
+            services.insert(s.vip, t);
+        }
+        let reasm = Reassembler::new(ReassemblyConfig {
+            max_request_len: cfg.thop.max_request_bytes,
+            max_pending: cfg.thop.max_pending_creates as usize,
+            memory_limit: (cfg.thop.max_pending_creates as usize).saturating_mul(64 * 1024).max(1 << 20),
+            timeout_ms: cfg.thop.reassembly_timeout_ms,
+        });
+        Ok(Agent {
+            local_node: node_id(addr.ip()),
+            switches: cfg.switches(),
+            replay: ReplayGuards::new(cfg.thop.max_clock_skew_ms, 1024),
+            reasm,
+            seq: SeqCounter::new(now_ms()),
+            relay: Relay::new(Duration::from_secs(cfg.limits.idle_timeout_s.max(1))),
+            services,
+            conns: HashMap::new(),
+            recent: HashMap::new(),
+            pending_close: HashMap::new(),
+            adopted_in_period: 0,
+            draining: None,
+            stop_now: false,
+            buf: vec![0; RX_BUF],
+            out: vec![0; RX_BUF],
+            keys,
+            send_key,
+            cfg,
+            metrics,
+            poll,
+            udp,
+            rx,
+            tx,
+        })
+    }
+
+    /// The bound THOP address.
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.udp.local_addr()
+    }
+
+    /// The listener of a listener-mode service.
+    pub fn listener(&self, vip: SocketAddr) -> Option<HandoffListener> {
+        match self.services.get(&vip) {
+            Some(Target::Listener(s)) => Some(HandoffListener::new(Arc::clone(s))),
+            _ => None,
+        }
+    }
+
+    /// A handle to stop the loop.
+    pub fn handle(&self) -> AgentHandle {
+        AgentHandle { tx: self.tx.clone() }
+    }
+
+    /// Runs the loop on a new thread.
+    pub fn spawn(self) -> io::Result<std::thread::JoinHandle<io::Result<()>>> {
+        std::thread::Builder::new().name("baton-agent".into()).spawn(move || self.run())
+    }
+
+    /// Connections adopted and not yet ended.
+    fn active(&self) -> usize {
+        self.conns.len()
+    }
+
+    /// Runs until stopped; returns after a graceful drain.
+    pub fn run(mut self) -> io::Result<()> {
+        let mut events = Events::with_capacity(1024);
+        let mut relay_events = Vec::new();
+        let period = Duration::from_millis(self.cfg.load.period_ms);
+        let mut next_load = Instant::now();
+        let mut next_tick = Instant::now() + TICK;
+        tracing::info!(thop = %self.cfg.thop.listen, services = self.services.len(), "agent running");
+        loop {
+            let now = Instant::now();
+            let mut wake = next_tick;
+            if !period.is_zero() {
+                wake = wake.min(next_load);
+            }
+            let timeout = wake.saturating_duration_since(now);
+            if let Err(e) = self.poll.poll(&mut events, Some(timeout)) {
+                if e.kind() != io::ErrorKind::Interrupted {
+                    return Err(e);
+                }
+            }
+            for ev in events.iter() {
+                match ev.token() {
+                    UDP => self.receive(),
+                    WAKER => self.messages(),
+                    t => self.relay.handle(self.poll.registry(), t, &mut relay_events),
+                }
+            }
+            for ev in relay_events.drain(..) {
+                self.relay_event(ev);
+            }
+            let now = Instant::now();
+            if !period.is_zero() && now >= next_load {
+                self.send_load(period);
+                next_load = now + period;
+            }
+            if now >= next_tick {
+                self.tick(now, &mut relay_events);
+                for ev in relay_events.drain(..) {
+                    self.relay_event(ev);
+                }
+                next_tick = now + TICK;
+            }
+            if self.stop_now {
+                self.relay.shutdown(self.poll.registry(), &mut relay_events);
+                for ev in relay_events.drain(..) {
+                    self.relay_event(ev);
+                }
+            }
+            if let Some(deadline) = self.draining {
+                let pending = self.pending_close.values().any(|p| p.tries < CLOSE_TRIES);
+                if self.active() == 0 && (!pending || now >= deadline) {
+                    break;
+                }
+                if now >= deadline && self.active() > 0 {
+                    tracing::warn!(open = self.active(), "drain timeout: resetting what is left");
+                    self.stop_now = true;
+                    self.close_listeners();
+                    self.conns.retain(|_, e| e.mode == Mode::Relay);
+                }
+            }
+        }
+        self.close_listeners();
+        tracing::info!("agent stopped");
+        Ok(())
+    }
+
+    fn close_listeners(&self) {
+        for t in self.services.values() {
+            if let Target::Listener(s) = t {
+                s.close();
+            }
+        }
+    }
+
+    fn messages(&mut self) {
+        while let Ok(msg) = self.rx.try_recv() {
+            match msg {
+                LoopMsg::Closed { switch, sender, conn_id } => {
+                    if self.conns.remove(&(sender, conn_id)).is_some() {
+                        self.ended(switch, sender, conn_id, CloseReason::ServerClose, 0, 0);
+                    }
+                }
+                LoopMsg::Stop { now } => {
+                    if self.draining.is_none() {
+                        let grace = Duration::from_secs(self.cfg.limits.drain_timeout_s);
+                        tracing::info!(open = self.active(), grace_s = grace.as_secs(), "stopping: draining adopted connections");
+                        self.draining = Some(Instant::now() + grace);
+                    }
+                    if now {
+                        self.draining = Some(Instant::now());
+                    }
+                }
+            }
+        }
+    }
+
+    fn tick(&mut self, now: Instant, out: &mut Vec<RelayEvent>) {
+        self.reasm.expire(now_ms());
+        self.metrics.reassembly_pending.set(self.reasm.pending() as i64);
+        self.relay.sweep(self.poll.registry(), now, out);
+        self.recent.retain(|_, t| now.saturating_duration_since(*t) < RECENT_TTL);
+        let due: Vec<(u32, u64)> =
+            self.pending_close.iter().filter(|(_, p)| p.next <= now).map(|(k, _)| *k).collect();
+        for k in due {
+            let Some(mut p) = self.pending_close.remove(&k) else { continue };
+            if p.tries >= CLOSE_TRIES {
+                tracing::debug!(conn_id = k.1, "CLOSE never acknowledged");
+                continue;
+            }
+            p.tries += 1;
+            p.next = now + CLOSE_RTO * (1 << p.tries.min(5));
+            p.header.msg_seq = self.seq.next();
+            p.header.timestamp_ms = now_ms();
+            self.metrics.close_retransmits.inc();
+            self.send(p.to, &p.header, &Body::Close(p.close));
+            self.pending_close.insert(k, p);
+        }
+    }
+
+    fn receive(&mut self) {
+        loop {
+            let (n, from) = match self.udp.recv_from(&mut self.buf) {
+                Ok(x) => x,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    tracing::warn!(error = %e, "THOP receive failed");
+                    return;
+                }
+            };
+            let dgram = std::mem::take(&mut self.buf);
+            self.datagram(&dgram[..n], from);
+            self.buf = dgram;
+        }
+    }
+
+    fn drop_frame(&self, reason: &str, from: SocketAddr) {
+        self.metrics.thop_dropped.with_label_values(&[reason]).inc();
+        tracing::debug!(%from, reason, "THOP frame dropped");
+    }
+
+    fn datagram(&mut self, dgram: &[u8], from: SocketAddr) {
+        if !self.switches.iter().any(|s| s.matches(from)) {
+            return self.drop_frame("source_not_allowed", from);
+        }
+        let frame = match open(&self.keys, self.local_node, dgram) {
+            Ok((f, _)) => f,
+            Err(DecodeError::UnsupportedVersion(v)) => {
+                self.drop_frame("unsupported_version", from);
+                // Authenticated (open verifies the tag first): answer with our
+                // versions, unless it is a NACK itself.
+                if let Ok((view, _)) = FrameView::parse(dgram) {
+                    if view.opcode_raw() != Opcode::Nack as u8 {
+                        let (h, nack) = view.version_nack(self.seq.next(), now_ms());
+                        tracing::info!(%from, version = v, "THOP version not supported");
+                        self.send(from, &h, &Body::Nack(nack));
+                    }
+                }
+                return;
+            }
+            Err(e) => {
+                if e.is_auth_failure() {
+                    tracing::warn!(%from, reason = e.reason(), "THOP frame failed authentication");
+                }
+                return self.drop_frame(e.label(), from);
+            }
+        };
+        if let Err(e) = self.replay.accept(&frame.header, now_ms()) {
+            tracing::debug!(%from, error = %e, "THOP replay check failed");
+            return self.drop_frame(e.label(), from);
+        }
+        self.metrics.thop_rx.with_label_values(&[frame.body.opcode().name()]).inc();
+        let h = frame.header;
+        match frame.body {
+            Body::Create(frag) => {
+                let key = (h.sender, h.conn_id);
+                if self.duplicate(key, &h, from) {
+                    return;
+                }
+                if self.draining.is_some() {
+                    return self.nack(from, &h, NackReason::ShuttingDown, "draining");
+                }
+                match self.reasm.push(h.sender, h.conn_id, &frag, now_ms()) {
+                    Ok(None) => self.metrics.reassembly_pending.set(self.reasm.pending() as i64),
+                    Ok(Some(asm)) => self.create(asm, &h, from),
+                    Err(e) => self.nack(from, &h, e.nack_reason(), e.label()),
+                }
+            }
+            Body::Abort(a) => self.abort(a, &h, from),
+            Body::Ack(a) => self.acked(a, &h),
+            Body::Nack(_) | Body::Close(_) | Body::Load(_) => self.drop_frame("unexpected_opcode", from),
+        }
+    }
+
+    /// A CREATE for a connection adopted already: ACK again, never adopt twice.
+    fn duplicate(&mut self, key: (u32, u64), h: &Header, from: SocketAddr) -> bool {
+        let live = match self.conns.get(&key) {
+            Some(e) => matches!(e.phase, Phase::Live),
+            None if self.recent.contains_key(&key) => true,
+            None => return false,
+        };
+        self.metrics.duplicate_creates.inc();
+        if live {
+            let mut rh = h.reply(self.seq.next(), now_ms());
+            rh.flags = flags::DUPLICATE;
+            self.send(from, &rh, &Body::Ack(Ack { echo_seq: h.msg_seq }));
+        }
+        // Still connecting upstream: the ACK follows when it is up.
+        true
+    }
+
+    fn nack(&mut self, to: SocketAddr, h: &Header, reason: NackReason, why: &str) {
+        self.metrics.refused.with_label_values(&[reason.label()]).inc();
+        tracing::info!(conn_id = h.conn_id, %reason, why, "CREATE refused");
+        let rh = h.reply(self.seq.next(), now_ms());
+        self.send(to, &rh, &Body::Nack(Nack { echo_seq: h.msg_seq, reason, versions: &[] }));
+    }
+
+    fn create(&mut self, asm: Assembled, h: &Header, from: SocketAddr) {
+        self.metrics.reassembly_pending.set(self.reasm.pending() as i64);
+        let started = Instant::now();
+        let vip = asm.state.vip();
+        let (mode, upstream, shared) = match self.services.get(&vip) {
+            Some(Target::Relay(up)) => (Mode::Relay, Some(*up), None),
+            Some(Target::Listener(s)) => (Mode::Listener, None, Some(Arc::clone(s))),
+            None => return self.nack(from, h, NackReason::NoSuchService, "no service for this VIP:port"),
+        };
+        if self.active() >= self.cfg.limits.max_active as usize {
+            return self.nack(from, h, NackReason::Overloaded, "limits.max_active reached");
+        }
+        if let Some(s) = &shared {
+            if !s.has_room() {
+                return self.nack(from, h, NackReason::BacklogFull, "listener backlog full");
+            }
+        }
+        let stream = match adopt(&asm.state, &asm.request) {
+            Ok(s) => s,
+            Err(e) => {
+                let reason = match e {
+                    AdoptError::InvalidState(_) | AdoptError::Family => NackReason::BadState,
+                    AdoptError::Exists(_) => NackReason::AddressInUse,
+                    AdoptError::Permission(_) | AdoptError::Sys { .. } => NackReason::RepairFailed,
+                };
+                tracing::warn!(client = %asm.state.client(), error = %e, "adoption failed");
+                return self.nack(from, h, reason, e.label());
+            }
+        };
+        let key = (h.sender, h.conn_id);
+        let client = asm.state.client();
+        let request_len = asm.request.len() as u64;
+        match (upstream, shared) {
+            (Some(up), _) => {
+                let meta = ConnMeta { switch: from, conn_id: h.conn_id, client };
+                if let Err(e) = self.relay.add(self.poll.registry(), meta, stream, up) {
+                    tracing::warn!(upstream = %up, error = %e, "upstream unavailable");
+                    return self.nack(from, h, NackReason::Internal, "upstream connect failed");
+                }
+                let phase = Phase::Connecting { echo_seq: h.msg_seq, since: started };
+                self.conns.insert(key, Entry { switch: from, mode, phase, request_len });
+            }
+            (None, Some(shared)) => {
+                if let Err(stream) = shared.push(stream, client, self.tx.clone(), from, h.sender, h.conn_id) {
+                    relay::close_silently(std::os::fd::AsRawFd::as_raw_fd(&stream));
+                    return self.nack(from, h, NackReason::BacklogFull, "listener backlog full");
+                }
+                self.conns.insert(key, Entry { switch: from, mode, phase: Phase::Live, request_len });
+                self.adopted(mode, started);
+                let rh = h.reply(self.seq.next(), now_ms());
+                self.send(from, &rh, &Body::Ack(Ack { echo_seq: h.msg_seq }));
+            }
+            (None, None) => {}
+        }
+        tracing::debug!(conn_id = h.conn_id, %client, %vip, ?mode, "adopted");
+    }
+
+    fn adopted(&mut self, mode: Mode, since: Instant) {
+        let label = match mode {
+            Mode::Relay => "relay",
+            Mode::Listener => "listener",
+        };
+        self.metrics.adopted.with_label_values(&[label]).inc();
+        self.metrics.adopt_seconds.observe(since.elapsed().as_secs_f64());
+        self.metrics.active.set(self.active() as i64);
+        self.adopted_in_period = self.adopted_in_period.saturating_add(1);
+    }
+
+    fn abort(&mut self, a: Abort, h: &Header, from: SocketAddr) {
+        let key = (h.sender, h.conn_id);
+        let rh = h.reply(self.seq.next(), now_ms());
+        self.send(from, &rh, &Body::Ack(Ack { echo_seq: h.msg_seq }));
+        self.reasm.remove(h.sender, h.conn_id);
+        let Some(entry) = self.conns.get(&key).copied() else { return };
+        self.metrics.aborts.inc();
+        tracing::info!(conn_id = h.conn_id, reason = %a.reason, "ABORT from switch");
+        if entry.mode == Mode::Relay {
+            if let Some(RelayEvent::Finished { .. }) = self.relay.abort(self.poll.registry(), entry.switch, h.conn_id) {
+                self.conns.remove(&key);
+                self.recent.insert(key, Instant::now());
+                self.metrics.closed.with_label_values(&[CloseReason::Aborted.label()]).inc();
+                self.metrics.active.set(self.active() as i64);
+            }
+        }
+        // Listener mode: the application owns the socket; its close reports it.
+    }
+
+    fn acked(&mut self, a: Ack, h: &Header) {
+        let key = (h.sender, h.conn_id);
+        if self.pending_close.get(&key).is_some_and(|p| p.header.msg_seq == a.echo_seq || p.tries > 0) {
+            self.pending_close.remove(&key);
+        }
+    }
+
+    fn relay_event(&mut self, ev: RelayEvent) {
+        match ev {
+            RelayEvent::Connected(meta) => {
+                let Some(key) = self.key_of(&meta) else { return };
+                let Some(entry) = self.conns.get_mut(&key) else { return };
+                if let Phase::Connecting { echo_seq, since } = entry.phase {
+                    entry.phase = Phase::Live;
+                    let switch = entry.switch;
+                    self.adopted(Mode::Relay, since);
+                    let h = Header {
+                        flags: 0,
+                        sender: self.local_node,
+                        receiver: key.0,
+                        conn_id: key.1,
+                        msg_seq: self.seq.next(),
+                        timestamp_ms: now_ms(),
+                    };
+                    self.send(switch, &h, &Body::Ack(Ack { echo_seq }));
+                }
+            }
+            RelayEvent::ConnectFailed(meta, why) => {
+                let Some(key) = self.key_of(&meta) else { return };
+                let Some(entry) = self.conns.remove(&key) else { return };
+                if let Phase::Connecting { echo_seq, .. } = entry.phase {
+                    tracing::warn!(conn_id = key.1, error = %why, "upstream connect failed: NACK");
+                    let h = Header {
+                        flags: 0,
+                        sender: key.0,
+                        receiver: self.local_node,
+                        conn_id: key.1,
+                        msg_seq: echo_seq,
+                        timestamp_ms: 0,
+                    };
+                    self.nack(entry.switch, &h, NackReason::Internal, "upstream connect failed");
+                }
+            }
+            RelayEvent::Finished { meta, end, from_client, to_client } => {
+                let Some(key) = self.key_of(&meta) else { return };
+                let Some(entry) = self.conns.remove(&key) else { return };
+                self.metrics.relayed_bytes.with_label_values(&["from_client"]).inc_by(from_client);
+                self.metrics.relayed_bytes.with_label_values(&["to_client"]).inc_by(to_client);
+                let reason = match end {
+                    End::ClientFin => CloseReason::ClientFin,
+                    End::ServerClose => CloseReason::ServerClose,
+                    End::ClientReset => CloseReason::ClientReset,
+                    End::ServerReset => CloseReason::ServerReset,
+                    End::IdleTimeout => CloseReason::IdleTimeout,
+                    End::Aborted => CloseReason::Aborted,
+                    End::Shutdown => CloseReason::Shutdown,
+                };
+                let from_client = from_client.saturating_sub(entry.request_len);
+                self.ended(entry.switch, key.0, key.1, reason, from_client, to_client);
+            }
+        }
+    }
+
+    fn key_of(&self, meta: &ConnMeta) -> Option<(u32, u64)> {
+        self.conns.iter().find(|(k, e)| k.1 == meta.conn_id && e.switch == meta.switch).map(|(k, _)| *k)
+    }
+
+    /// An adopted connection ended: count it and tell the switch (CLOSE,
+    /// retransmitted until ACKed).
+    fn ended(&mut self, switch: SocketAddr, sender: u32, conn_id: u64, reason: CloseReason, from: u64, to: u64) {
+        self.metrics.closed.with_label_values(&[reason.label()]).inc();
+        self.metrics.active.set(self.active() as i64);
+        self.recent.insert((sender, conn_id), Instant::now());
+        let header = Header {
+            flags: 0,
+            sender: self.local_node,
+            receiver: sender,
+            conn_id,
+            msg_seq: self.seq.next(),
+            timestamp_ms: now_ms(),
+        };
+        let close = Close { reason, bytes_from_client: from, bytes_to_client: to };
+        self.send(switch, &header, &Body::Close(close));
+        let p = PendingClose { to: switch, header, close, tries: 0, next: Instant::now() + CLOSE_RTO };
+        self.pending_close.insert((sender, conn_id), p);
+    }
+
+    fn send_load(&mut self, period: Duration) {
+        let per_sec = (u64::from(self.adopted_in_period) * 1000 / (period.as_millis().max(1) as u64)) as u32;
+        self.adopted_in_period = 0;
+        let cap = if self.draining.is_some() {
+            0
+        } else {
+            (self.cfg.limits.max_active as usize).saturating_sub(self.active()) as u32
+        };
+        let load = Load {
+            active_conns: self.active() as u32,
+            adopted_per_sec: per_sec,
+            capacity_hint: cap,
+            interval_ms: period.as_millis().min(u32::MAX as u128) as u32,
+        };
+        for to in self.cfg.load_targets() {
+            let h = Header {
+                flags: 0,
+                sender: self.local_node,
+                receiver: node_id(to.ip()),
+                conn_id: 0,
+                msg_seq: self.seq.next(),
+                timestamp_ms: now_ms(),
+            };
+            self.send(to, &h, &Body::Load(load));
+        }
+    }
+
+    fn send(&mut self, to: SocketAddr, h: &Header, body: &Body<'_>) {
+        let len = handoff_proto::frame_len(body);
+        if len > self.out.len() {
+            return;
+        }
+        let n = seal(h, body, &self.send_key, &mut self.out);
+        match self.udp.send_to(&self.out[..n], to) {
+            Ok(_) => self.metrics.thop_tx.with_label_values(&[body.opcode().name()]).inc(),
+            Err(e) => tracing::warn!(%to, error = %e, opcode = body.opcode().name(), "THOP send failed"),
+        }
+    }
+}

@@ -1,0 +1,187 @@
+//! The agent's Prometheus metrics, and the tiny HTTP server exposing them on
+//! the management address (`/metrics`; `/healthz` for probes).
+//!
+//! Every refusal and every dropped frame is counted by a stable reason label,
+//! so an operator can tell a key mismatch from a full backlog at a glance.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use prometheus::{
+    Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry, TextEncoder,
+};
+
+/// All metrics of one agent.
+#[derive(Clone)]
+pub struct Metrics {
+    registry: Registry,
+    /// Connections adopted, by mode (`relay`, `listener`).
+    pub adopted: IntCounterVec,
+    /// CREATEs refused with a NACK, by NACK reason.
+    pub refused: IntCounterVec,
+    /// Received frames dropped without an answer, by reason (source not
+    /// allowed, bad tag, replay, malformed …).
+    pub thop_dropped: IntCounterVec,
+    /// Authenticated frames received, by opcode.
+    pub thop_rx: IntCounterVec,
+    /// Frames sent, by opcode.
+    pub thop_tx: IntCounterVec,
+    /// Duplicate CREATEs answered with ACK again.
+    pub duplicate_creates: IntCounter,
+    /// ABORTs honoured.
+    pub aborts: IntCounter,
+    /// Adopted connections currently open.
+    pub active: IntGauge,
+    /// CREATEs being reassembled.
+    pub reassembly_pending: IntGauge,
+    /// Connections ended, by CLOSE reason.
+    pub closed: IntCounterVec,
+    /// Bytes relayed, by direction (`from_client`, `to_client`).
+    pub relayed_bytes: IntCounterVec,
+    /// CLOSE frames retransmitted (no ACK from the switch in time).
+    pub close_retransmits: IntCounter,
+    /// Time from a complete CREATE to an adopted socket (relay: upstream connected).
+    pub adopt_seconds: Histogram,
+}
+
+fn counter_vec(reg: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+    let c = IntCounterVec::new(Opts::new(name, help), labels).expect("static metric definition is valid");
+    reg.register(Box::new(c.clone())).expect("metric names are unique");
+    c
+}
+
+fn counter(reg: &Registry, name: &str, help: &str) -> IntCounter {
+    let c = IntCounter::new(name, help).expect("static metric definition is valid");
+    reg.register(Box::new(c.clone())).expect("metric names are unique");
+    c
+}
+
+fn gauge(reg: &Registry, name: &str, help: &str) -> IntGauge {
+    let g = IntGauge::new(name, help).expect("static metric definition is valid");
+    reg.register(Box::new(g.clone())).expect("metric names are unique");
+    g
+}
+
+impl Metrics {
+    /// A fresh set of metrics in its own registry.
+    pub fn new() -> Metrics {
+        let reg = Registry::new();
+        let build = IntGauge::with_opts(
+            Opts::new("baton_agent_build_info", "Build information (always 1).")
+                .const_label("version", env!("CARGO_PKG_VERSION")),
+        )
+        .expect("static metric definition is valid");
+        build.set(1);
+        reg.register(Box::new(build)).expect("metric names are unique");
+        let adopt_seconds = Histogram::with_opts(
+            HistogramOpts::new(
+                "baton_agent_adopt_seconds",
+                "Time from a complete CREATE to an adopted connection ready for the application.",
+            )
+            .buckets(vec![0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.05, 0.25]),
+        )
+        .expect("static metric definition is valid");
+        reg.register(Box::new(adopt_seconds.clone())).expect("metric names are unique");
+        Metrics {
+            adopted: counter_vec(&reg, "baton_agent_adopted_total", "Connections adopted, by mode.", &["mode"]),
+            refused: counter_vec(&reg, "baton_agent_refused_total", "CREATEs refused with NACK, by reason.", &["reason"]),
+            thop_dropped: counter_vec(
+                &reg,
+                "baton_agent_thop_dropped_total",
+                "Received THOP datagrams dropped without an answer, by reason.",
+                &["reason"],
+            ),
+            thop_rx: counter_vec(&reg, "baton_agent_thop_rx_total", "Authenticated THOP frames received, by opcode.", &["opcode"]),
+            thop_tx: counter_vec(&reg, "baton_agent_thop_tx_total", "THOP frames sent, by opcode.", &["opcode"]),
+            duplicate_creates: counter(&reg, "baton_agent_duplicate_creates_total", "Duplicate CREATEs acknowledged again."),
+            aborts: counter(&reg, "baton_agent_aborts_total", "ABORTs from the switch honoured."),
+            active: gauge(&reg, "baton_agent_active_connections", "Adopted connections currently open."),
+            reassembly_pending: gauge(&reg, "baton_agent_reassembly_pending", "CREATEs being reassembled."),
+            closed: counter_vec(&reg, "baton_agent_closed_total", "Adopted connections ended, by reason.", &["reason"]),
+            relayed_bytes: counter_vec(
+                &reg,
+                "baton_agent_relayed_bytes_total",
+                "Bytes relayed between clients and the local server, by direction.",
+                &["direction"],
+            ),
+            close_retransmits: counter(&reg, "baton_agent_close_retransmits_total", "CLOSE frames retransmitted."),
+            adopt_seconds,
+            registry: reg,
+        }
+    }
+
+    /// The text exposition of every metric.
+    pub fn render(&self) -> Vec<u8> {
+        let mut buf = Vec::new();
+        // Encoding into a Vec cannot fail for the text format.
+        let _ = TextEncoder::new().encode(&self.registry.gather(), &mut buf);
+        buf
+    }
+
+    /// Serves `/metrics` and `/healthz` on `addr` from a background thread.
+    pub fn serve(self: &Arc<Self>, addr: SocketAddr) -> std::io::Result<MetricsServer> {
+        let server = tiny_http::Server::http(addr).map_err(|e| std::io::Error::other(format!("metrics on {addr}: {e}")))?;
+        let server = Arc::new(server);
+        let local = server.server_addr().to_ip().unwrap_or(addr);
+        let m = Arc::clone(self);
+        let srv = Arc::clone(&server);
+        let thread = std::thread::Builder::new().name("metrics".into()).spawn(move || {
+            for req in srv.incoming_requests() {
+                let (status, body, ctype) = match req.url() {
+                    "/metrics" => (200, m.render(), "text/plain; version=0.0.4"),
+                    "/healthz" => (200, b"ok\n".to_vec(), "text/plain"),
+                    _ => (404, b"not found\n".to_vec(), "text/plain"),
+                };
+                let header = tiny_http::Header::from_bytes("Content-Type", ctype).expect("static header is valid");
+                let resp = tiny_http::Response::from_data(body).with_status_code(status).with_header(header);
+                let _ = req.respond(resp);
+            }
+        })?;
+        Ok(MetricsServer { server, thread: Some(thread), addr: local })
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}
+
+/// A running metrics endpoint; stops when dropped.
+pub struct MetricsServer {
+    server: Arc<tiny_http::Server>,
+    thread: Option<std::thread::JoinHandle<()>>,
+    addr: SocketAddr,
+}
+
+impl MetricsServer {
+    /// The bound address.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+}
+
+impl Drop for MetricsServer {
+    fn drop(&mut self) {
+        self.server.unblock();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_text_exposition() {
+        let m = Metrics::new();
+        m.refused.with_label_values(&["backlog_full"]).inc();
+        m.adopted.with_label_values(&["relay"]).inc_by(3);
+        let text = String::from_utf8(m.render()).unwrap();
+        assert!(text.contains("baton_agent_refused_total{reason=\"backlog_full\"} 1"), "{text}");
+        assert!(text.contains("baton_agent_adopted_total{mode=\"relay\"} 3"), "{text}");
+        assert!(text.contains("baton_agent_build_info{version="), "{text}");
+    }
+}
