@@ -97,7 +97,8 @@ pub fn write_site(root: &Path, name: &str) -> Result<()> {
     write(
         root,
         "/static/app.js",
-        b"document.addEventListener('DOMContentLoaded',()=>{document.title='loaded';});\n",
+        b"window.addEventListener('load',()=>{const ok=[...document.images].filter(i=>i.complete&&i.naturalWidth>0).length;\
+document.body.setAttribute('data-images-ok',String(ok));document.title='loaded '+ok;});\n",
     )?;
     let mut page = String::from(
         "<!doctype html><html><head><title>many objects</title>\

@@ -27,6 +27,7 @@ pub mod peers;
 pub mod process;
 pub mod promtext;
 pub mod report;
+pub mod scenario;
 pub mod timefmt;
 pub mod topology;
 pub mod wrk;

@@ -106,6 +106,7 @@ impl Bed {
     /// Builds the bed. Needs root (CAP_SYS_ADMIN and CAP_NET_ADMIN).
     pub fn up(spec: &BedSpec) -> Result<Bed> {
         preflight()?;
+        raise_nofile();
         for ns in cleanup::sweep_stale() {
             eprintln!("testbed: removed stale namespace {ns}");
         }
@@ -278,6 +279,22 @@ impl Drop for Bed {
             eprintln!("testbed: logs and configs kept in {}", self.dir.display());
         } else {
             let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+}
+
+/// Raises this process's open-file limit to its hard limit: servers started
+/// by the bed inherit it, and tests open thousands of connections.
+pub fn raise_nofile() {
+    let mut r = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit with a valid pointer to a local struct.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut r) == 0 && r.rlim_cur < r.rlim_max {
+            r.rlim_cur = r.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &r);
         }
     }
 }

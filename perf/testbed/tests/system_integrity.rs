@@ -1,0 +1,183 @@
+//! What clients send arrives whole and what they get back is intact: a 10 MB
+//! download with its SHA-256 (while the switch sees only the client's side),
+//! a request dribbled in tiny segments, the header size limit, 100 requests
+//! on one connection, 1000 concurrent connections.
+
+use std::io::Write;
+use std::time::Duration;
+use testbed::baton::BatonIo;
+use testbed::client;
+use testbed::content::{self, OBJ_10M, OBJ_1K};
+use testbed::scenario::{Running, STATIC_POOL};
+use testbed::{addr, netns};
+
+testbed::both_backends!(
+    ten_megabytes_intact_while_the_switch_sends_little,
+    request_split_across_tiny_segments,
+    header_at_the_limit_passes_and_over_it_gets_431,
+    hundred_requests_on_one_keep_alive_connection,
+    thousand_concurrent_connections,
+);
+
+fn ten_megabytes_intact_while_the_switch_sends_little(io: BatonIo) {
+    let sys = Running::up(io).expect("system up");
+    let sw = sys.bed.switch().unwrap();
+    let c = &sys.bed.clients[0];
+    let sw0 = sw.data_counters().unwrap();
+    let c0 = c.data_counters().unwrap();
+    let url = format!("http://{}{}", addr::vip_service(), OBJ_10M.path);
+    let out = netns::run_stdout(
+        Some(&c.ns),
+        "sh",
+        &["-c", &format!("curl -sf --max-time 60 {url} | sha256sum")],
+    )
+    .expect("curl");
+    assert_eq!(
+        out.split_whitespace().next(),
+        Some(content::expected_sha256(OBJ_10M).as_str())
+    );
+    let sent = sw.data_counters().unwrap().since(&sw0).tx_bytes;
+    let got = c.data_counters().unwrap().since(&c0).rx_bytes;
+    assert!(got >= OBJ_10M.size as u64, "client received {got} bytes");
+    // Only the client's side (ACKs, handshake, THOP) crosses the switch.
+    assert!(
+        sent * 20 < got,
+        "switch transmitted {sent} bytes for a {got}-byte download (≥ 5%)"
+    );
+}
+
+fn request_split_across_tiny_segments(io: BatonIo) {
+    let sys = Running::up(io).expect("system up");
+    let req = client::get_request(
+        "198.18.0.10",
+        OBJ_1K.path,
+        false,
+        &[("X-Filler", &"f".repeat(300))],
+    );
+    let r = sys
+        .in_client(0, move || {
+            client::dribble(
+                addr::vip_service(),
+                &req,
+                7,
+                Duration::from_millis(3),
+                Duration::from_secs(20),
+            )
+        })
+        .unwrap()
+        .expect("dribbled request");
+    assert_eq!(r.status, 200);
+    assert_eq!(r.body.len(), OBJ_1K.size);
+    assert!(STATIC_POOL.contains(&r.backend().unwrap_or("")));
+}
+
+/// A GET whose header (request line to blank line inclusive) is `total` bytes.
+fn request_of_size(total: usize) -> Vec<u8> {
+    let head = format!(
+        "GET {} HTTP/1.1\r\nHost: 198.18.0.10\r\nConnection: close\r\nX-Pad: ",
+        OBJ_1K.path
+    );
+    let fixed = head.len() + "\r\n\r\n".len();
+    let mut r = head.into_bytes();
+    r.extend(std::iter::repeat_n(b'p', total - fixed));
+    r.extend_from_slice(b"\r\n\r\n");
+    assert_eq!(r.len(), total);
+    r
+}
+
+/// The test-bed profile's `limits.max_header_bytes` (configs/base.yaml).
+const MAX_HEADER: usize = 16384;
+
+fn header_at_the_limit_passes_and_over_it_gets_431(io: BatonIo) {
+    let sys = Running::up(io).expect("system up");
+    let send = |req: Vec<u8>| {
+        sys.in_client(0, move || {
+            client::dribble(
+                addr::vip_service(),
+                &req,
+                1448,
+                Duration::from_millis(1),
+                Duration::from_secs(10),
+            )
+        })
+        .unwrap()
+    };
+    let at = send(request_of_size(MAX_HEADER)).expect("request at the limit");
+    assert_eq!(at.status, 200, "a {MAX_HEADER}-byte header must pass");
+    let over = send(request_of_size(MAX_HEADER + 1)).expect("request over the limit");
+    assert_eq!(
+        over.status,
+        431,
+        "a {}-byte header must get 431",
+        MAX_HEADER + 1
+    );
+    assert_eq!(over.backend(), None, "the switch itself answers 431");
+    let answered = sys
+        .stack
+        .metric("baton_worker_local_responses_total", &[("class", "4xx")])
+        .unwrap();
+    assert!(answered >= 1.0, "4xx answered by the switch: {answered}");
+}
+
+fn hundred_requests_on_one_keep_alive_connection(io: BatonIo) {
+    let sys = Running::up(io).expect("system up");
+    let rs = sys
+        .in_client(0, || {
+            client::keep_alive(
+                addr::vip_service(),
+                OBJ_1K.path,
+                100,
+                Duration::from_secs(10),
+            )
+        })
+        .unwrap()
+        .expect("100 requests on one connection");
+    assert_eq!(rs.len(), 100);
+    let first = rs[0].backend().map(str::to_string);
+    for (i, r) in rs.iter().enumerate() {
+        assert_eq!(r.status, 200, "request {i}");
+        assert_eq!(r.body.len(), OBJ_1K.size, "request {i}");
+        // A handed-off connection stays on its backend.
+        assert_eq!(r.backend().map(str::to_string), first, "request {i}");
+    }
+}
+
+fn thousand_concurrent_connections(io: BatonIo) {
+    let sys = Running::up(io).expect("system up");
+    let (ok, errors) = sys
+        .in_client(0, || {
+            let vip = addr::vip_service();
+            let mut conns = Vec::with_capacity(1000);
+            let mut errors = Vec::new();
+            for _ in 0..1000 {
+                match client::connect(vip, Duration::from_secs(10)) {
+                    Ok(s) => conns.push(s),
+                    Err(e) => errors.push(format!("connect: {e}")),
+                }
+            }
+            // All 1000 are open at once before any request is sent.
+            let req = client::get_request("198.18.0.10", OBJ_1K.path, false, &[]);
+            for s in conns.iter_mut() {
+                if let Err(e) = s.write_all(&req) {
+                    errors.push(format!("write: {e}"));
+                }
+            }
+            let mut ok = 0;
+            for s in conns.iter_mut() {
+                match client::read_response(s, &mut Vec::new()) {
+                    Ok(r) if r.status == 200 && r.body.len() == OBJ_1K.size => ok += 1,
+                    Ok(r) => errors.push(format!("status {} len {}", r.status, r.body.len())),
+                    Err(e) => errors.push(format!("read: {e}")),
+                }
+            }
+            (ok, errors)
+        })
+        .unwrap();
+    assert_eq!(
+        ok,
+        1000,
+        "{} failures, first: {:?}",
+        errors.len(),
+        errors.iter().take(5).collect::<Vec<_>>()
+    );
+}

@@ -1,0 +1,101 @@
+//! Operations: a reload under load fails no request, and every connection
+//! entry is freed again, whether it ended with FIN or RST.
+
+use std::io::Write;
+use std::time::Duration;
+use testbed::addr;
+use testbed::baton::BatonIo;
+use testbed::client;
+use testbed::content::OBJ_1K;
+use testbed::scenario::Running;
+use testbed::wrk::WrkRun;
+
+testbed::both_backends!(
+    reload_under_load_fails_nothing,
+    fin_and_rst_free_every_entry
+);
+
+fn reload_under_load_fails_nothing(io: BatonIo) {
+    let sys = Running::up(io).expect("system up");
+    let gen0 = sys.stack.metric("baton_config_generation", &[]).unwrap();
+    let url = format!("http://{}{}", addr::vip_service(), OBJ_1K.path);
+    let loads: Vec<_> = [(0, false), (1, true)]
+        .into_iter()
+        .map(|(c, close)| {
+            let mut w = WrkRun::new(&url, 8, Duration::from_secs(5));
+            w.close = close;
+            let ns = sys.client(c).to_string();
+            std::thread::spawn(move || w.run_in(&ns))
+        })
+        .collect();
+    for _ in 0..3 {
+        std::thread::sleep(Duration::from_millis(1200));
+        sys.stack.reload();
+    }
+    for l in loads {
+        let r = l.join().unwrap().expect("wrk");
+        assert!(r.requests > 0);
+        assert_eq!(r.failures(), 0, "failed requests during reloads: {r:?}");
+    }
+    let gen1 = sys.stack.metric("baton_config_generation", &[]).unwrap();
+    assert!(gen1 >= gen0 + 3.0, "config generation {gen0} → {gen1}");
+    let ok = sys.stack.metric("baton_config_reloads_total", &[]).unwrap();
+    assert!(ok >= 3.0, "reloads counted: {ok}");
+}
+
+fn fin_and_rst_free_every_entry(io: BatonIo) {
+    let sys = Running::up(io).expect("system up");
+    sys.in_client(0, || {
+        let vip = addr::vip_service();
+        let req = client::get_request("198.18.0.10", OBJ_1K.path, false, &[]);
+        for i in 0..30 {
+            let mut s = client::connect(vip, Duration::from_secs(5)).expect("connect");
+            match i % 3 {
+                // FIN after a complete exchange.
+                0 => {
+                    s.write_all(&req).unwrap();
+                    client::read_response(&mut s, &mut Vec::new()).expect("response");
+                }
+                // RST in WAITHEADER: half a request, then an abortive close.
+                1 => {
+                    s.write_all(&req[..10]).unwrap();
+                    std::thread::sleep(Duration::from_millis(20));
+                    rst_close(s);
+                }
+                // RST in FORWARDING: after the response header arrived.
+                _ => {
+                    s.write_all(&req).unwrap();
+                    client::read_response(&mut s, &mut Vec::new()).expect("response");
+                    rst_close(s);
+                }
+            }
+        }
+    })
+    .unwrap();
+    sys.wait_until(
+        "the connection table to empty",
+        Duration::from_secs(40),
+        || Ok(sys.table_size()? == 0.0),
+    )
+    .unwrap_or_else(|e| panic!("{e}: {} entries left", sys.table_size().unwrap_or(-1.0)));
+}
+
+/// Closes with SO_LINGER {on, 0}: the kernel sends RST instead of FIN.
+fn rst_close(s: std::net::TcpStream) {
+    use std::os::fd::AsRawFd;
+    let l = libc::linger {
+        l_onoff: 1,
+        l_linger: 0,
+    };
+    // SAFETY: setsockopt on a socket we own, with a correctly sized struct.
+    unsafe {
+        libc::setsockopt(
+            s.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_LINGER,
+            &l as *const _ as *const libc::c_void,
+            std::mem::size_of::<libc::linger>() as u32,
+        );
+    }
+    drop(s);
+}
