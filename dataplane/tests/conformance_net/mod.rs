@@ -97,21 +97,7 @@ impl Netns {
     /// Moves the calling thread into this namespace (sockets it opens from
     /// now on, and threads it spawns, live there).
     pub fn enter(&self) {
-        let path = CString::new(format!("/var/run/netns/{}", self.name)).unwrap();
-        // SAFETY: valid C string; the result is checked.
-        let fd = unsafe { libc::open(path.as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC) };
-        assert!(
-            fd >= 0,
-            "open netns {}: {}",
-            self.name,
-            io::Error::last_os_error()
-        );
-        // SAFETY: fd is a namespace file we just opened.
-        let rc = unsafe { libc::setns(fd, libc::CLONE_NEWNET) };
-        let err = io::Error::last_os_error();
-        // SAFETY: closing our own fd.
-        unsafe { libc::close(fd) };
-        assert_eq!(rc, 0, "setns {}: {err}", self.name);
+        enter_named(&self.name);
     }
 
     /// Creates a veth pair `a` (here) ↔ `b` (in `peer`, which may be this
@@ -267,4 +253,23 @@ pub fn test_seq(f: &[u8]) -> Option<u32> {
         return None;
     }
     Some(u32::from_be_bytes([f[14], f[15], f[16], f[17]]))
+}
+
+/// Moves the calling thread into the named namespace.
+pub fn enter_named(name: &str) {
+    let path = CString::new(format!("/var/run/netns/{name}")).unwrap();
+    // SAFETY: valid C string; the result is checked.
+    let fd = unsafe { libc::open(path.as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC) };
+    assert!(
+        fd >= 0,
+        "open netns {}: {}",
+        name,
+        io::Error::last_os_error()
+    );
+    // SAFETY: fd is a namespace file we just opened.
+    let rc = unsafe { libc::setns(fd, libc::CLONE_NEWNET) };
+    let err = io::Error::last_os_error();
+    // SAFETY: closing our own fd.
+    unsafe { libc::close(fd) };
+    assert_eq!(rc, 0, "setns {}: {err}", name);
 }

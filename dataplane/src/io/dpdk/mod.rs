@@ -6,7 +6,7 @@
 //! EAL starts once per process ([`eal`]); the port gets one RX/TX queue pair
 //! per worker and spreads flows with RSS (symmetric key) where the PMD can,
 //! trusts the af_packet PMD's own kernel fanout, or else steers in software
-//! ([`steer`], [`port::Steering`]). One mbuf pool serves the port; each
+//! ([`crate::steer`], [`port::Steering`]). One mbuf pool serves the port; each
 //! worker thread registers with the EAL so it gets its own lcore mempool
 //! cache. Received mbufs are handed to the worker as [`DpdkBuf`]s and
 //! transmitted from the same mbuf after an in-place rewrite (zero copy).
@@ -15,7 +15,6 @@ pub mod buf;
 pub mod eal;
 mod ffi;
 pub mod port;
-pub mod steer;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -179,7 +178,7 @@ impl DpdkQueue {
         let workers = self.port.workers;
         for i in 0..k {
             let Some(b) = self.take_rx(i) else { continue };
-            let owner = steer::flow_worker(b.data(), workers);
+            let owner = crate::steer::worker_for(b.data(), workers);
             if owner == self.index && n < max {
                 push(b);
                 n += 1;
