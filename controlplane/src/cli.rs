@@ -9,15 +9,15 @@ use crate::config;
 /// print every problem with its file, line and field path.
 pub fn check_config(file: &Path, set: &[(String, String)], json: bool, quiet: bool) -> ExitCode {
     let props = config::properties_from_env(set);
-    match config::load_file_with(file, &props).and_then(|l| crate::compile::check_runtime(&l.profile).map(|_| l)) {
+    match config::load_file_with(file, &props) {
         Ok(loaded) => {
             if !quiet {
                 let files: Vec<String> = loaded.files.iter().map(|f| f.display().to_string()).collect();
                 if json {
-                    println!("{}", serde_json::to_string_pretty(&loaded.profile).unwrap_or_default());
+                    println!("{}", serde_json::to_string_pretty(&redacted(&loaded.profile)).unwrap_or_default());
                 } else {
                     println!("# {}: OK (read {})", file.display(), files.join(", "));
-                    print!("{}", serde_saphyr::to_string(&loaded.profile).unwrap_or_default());
+                    print!("{}", serde_saphyr::to_string(&redacted(&loaded.profile)).unwrap_or_default());
                 }
             }
             ExitCode::SUCCESS
@@ -26,7 +26,10 @@ pub fn check_config(file: &Path, set: &[(String, String)], json: bool, quiet: bo
             for e in &errs.0 {
                 eprintln!("error: {e}");
                 if let Some(s) = &e.snippet {
-                    eprintln!("{s}");
+                    // The first line repeats the message; keep the excerpt.
+                    for line in s.lines().skip(1) {
+                        eprintln!("{line}");
+                    }
                 }
             }
             eprintln!("{}: {} problem(s)", file.display(), errs.0.len());
@@ -39,4 +42,15 @@ pub fn check_config(file: &Path, set: &[(String, String)], json: bool, quiet: bo
 pub fn version_text() -> String {
     let dpdk = if cfg!(feature = "dpdk") { "+dpdk" } else { "-dpdk" };
     format!("baton {} ({dpdk}, af_packet, memory)", env!("CARGO_PKG_VERSION"))
+}
+
+/// The profile with THOP secrets replaced, for printing.
+pub fn redacted(p: &config::Profile) -> config::Profile {
+    let mut p = p.clone();
+    for k in &mut p.thop.keys {
+        if k.secret_hex.is_some() {
+            k.secret_hex = Some("<redacted>".into());
+        }
+    }
+    p
 }

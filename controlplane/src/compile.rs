@@ -4,23 +4,6 @@
 use std::path::PathBuf;
 
 use crate::config::{ConfigError, ConfigErrors, Profile};
-use crate::routing::Router;
-
-/// Secrets read and rules compiled: the checks `check-config` adds to validation.
-pub fn check_runtime(p: &Profile) -> Result<(), ConfigErrors> {
-    let mut errs = Vec::new();
-    if let Err(e) = Router::new(p) {
-        errs.push(err(e.path, e.message));
-    }
-    if let Err(e) = thop_keys(p) {
-        errs.extend(e.0);
-    }
-    if errs.is_empty() {
-        Ok(())
-    } else {
-        Err(ConfigErrors(errs))
-    }
-}
 
 fn err(path: String, message: String) -> ConfigError {
     ConfigError { file: PathBuf::new(), line: None, column: None, path, message, snippet: None }

@@ -13,3 +13,7 @@ pub mod policy;
 pub mod request;
 pub mod routing;
 pub mod run;
+pub mod control;
+pub mod health;
+pub mod metrics;
+pub mod registry;

@@ -218,7 +218,7 @@ impl CompiledRule {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::config::load_str;
     use std::collections::HashMap;

@@ -94,6 +94,18 @@ pub struct AfPacketIo {
     /// Bypass the kernel qdisc layer on transmit (PACKET_QDISC_BYPASS).
     #[serde(default = "d_true")]
     pub qdisc_bypass: bool,
+    /// Transmit ring slots per worker socket.
+    #[serde(default = "d_tx_frames")]
+    pub tx_frames: u32,
+    /// Buffers in each worker's pool (received copies and frames the worker originates or holds).
+    #[serde(default = "d_pool_size")]
+    pub pool_size: u32,
+    /// Longest wait before the kernel hands over a part-filled receive block (TPACKET_V3 retire timeout).
+    #[serde(default = "d_block_timeout")]
+    pub block_timeout: DurationStr,
+    /// Receive frames for any MAC (only when `switch.data_mac` differs from the interface's).
+    #[serde(default)]
+    pub promiscuous: bool,
 }
 
 /// DPDK settings.
@@ -120,6 +132,15 @@ pub struct DpdkIo {
     /// Per-worker mempool cache size.
     #[serde(default = "d_mempool_cache")]
     pub mempool_cache: u32,
+    /// Receive frames for any MAC.
+    #[serde(default)]
+    pub promiscuous: bool,
+    /// Port MTU (absent: the driver's default, 1500).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mtu: Option<u16>,
+    /// Steer flows to workers in software even where the NIC could do RSS.
+    #[serde(default)]
+    pub software_steering: bool,
 }
 
 /// In-memory backend settings.
@@ -290,9 +311,6 @@ pub struct Backend {
     /// Relative weight (WRR, Maglev share); 0 keeps it configured but unused.
     #[serde(default = "d_weight")]
     pub weight: u32,
-    /// Connections this server is sized for (LARD thresholds, least-connections ties); 0: unknown.
-    #[serde(default)]
-    pub capacity: u32,
     /// Start drained: no new requests, established ones finish.
     #[serde(default)]
     pub drain: bool,
@@ -1039,4 +1057,13 @@ fn d_mss() -> u16 {
 }
 fn d_wscale() -> u8 {
     7
+}
+fn d_tx_frames() -> u32 {
+    1024
+}
+fn d_pool_size() -> u32 {
+    4096
+}
+fn d_block_timeout() -> DurationStr {
+    DurationStr::millis(1)
 }

@@ -68,6 +68,12 @@ fn check_io(c: &mut Checker, io: &IoSection) {
             if a.block_count == 0 {
                 c.err("io.af_packet.block_count", "must be at least 1");
             }
+            if a.tx_frames == 0 || a.pool_size == 0 {
+                c.err("io.af_packet", "tx_frames and pool_size must be at least 1");
+            }
+            if a.block_timeout.0 < std::time::Duration::from_millis(1) {
+                c.err("io.af_packet.block_timeout", "must be at least 1ms");
+            }
         }
         IoSection::Dpdk(d) => {
             if d.eal_args.is_empty() {
@@ -379,7 +385,11 @@ fn check_thop(c: &mut Checker, t: &Thop) {
                     c.err(format!("{at}.secret_hex"), "must be 64 hex digits (32 bytes)");
                 }
             }
-            (None, Some(_)) => {}
+            (None, Some(f)) => match std::fs::read_to_string(f) {
+                Ok(t) if t.trim().len() == 64 && hex::decode(t.trim()).is_ok() => {}
+                Ok(_) => c.err(format!("{at}.secret_file"), format!("{f} must hold 64 hex digits (32 bytes)")),
+                Err(e) => c.err(format!("{at}.secret_file"), format!("cannot read {f}: {e}")),
+            },
             _ => c.err(at, "give exactly one of `secret_hex` and `secret_file`"),
         }
     }

@@ -1,0 +1,558 @@
+//! The control-plane thread: answers every worker's dispatch requests, keeps
+//! the backend registry current from worker events and health checks, and
+//! applies reloads and admin commands, all from one loop that owns the state
+//! (no locks around routing or policies).
+//!
+//! Workers are never blocked by it: they `try_send` on bounded queues and go
+//! on; the loop answers with `try_send` too, and a decision for a worker whose
+//! queue is momentarily full is kept and retried rather than waited on.
+//!
+//! A reload swaps routing, pools, policies and backends between two requests:
+//! a request is decided wholly by the old or wholly by the new profile, no
+//! connection is touched, and counters (in [`Metrics`]) and backend state (in
+//! the [`Registry`]) carry over.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{never, select, Receiver, Sender};
+use dataplane::dispatch::{BackendId, ControlQueues, Decision, DispatchRequest, HandoffOutcome, Verdict, WorkerEvent};
+use serde_json::json;
+
+use crate::config::{Policy as PolicyConfig, Profile};
+use crate::health::{CheckResult, Checker};
+use crate::metrics::Metrics;
+use crate::policy::{self, DispatchPolicy, MemberView, PickCtx};
+use crate::registry::{HealthChange, Registry};
+use crate::request::Request;
+use crate::routing::Router;
+
+/// Monotonic nanoseconds on the workers' clock (for decision time).
+pub type Clock = Arc<dyn Fn() -> u64 + Send + Sync>;
+
+/// What the admin endpoint and signal handlers ask of the loop.
+pub enum AdminRequest {
+    /// Swap in a validated profile; replies with the new generation and the
+    /// sections that only take effect after a restart.
+    Reload { profile: Box<Profile>, reply: Sender<Result<ReloadOutcome, String>> },
+    /// Drain (`true`) or restore a backend by name.
+    Drain { backend: String, drain: bool, reply: Sender<Result<(), String>> },
+    /// A JSON view of backends and pools.
+    Backends { reply: Sender<serde_json::Value> },
+}
+
+/// Result of a reload.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReloadOutcome {
+    pub generation: u64,
+    /// Sections that changed but are fixed at start-up (I/O, workers, services…).
+    pub restart_required: Vec<&'static str>,
+}
+
+struct PoolRt {
+    name: String,
+    members: Vec<BackendId>,
+    names: Vec<String>,
+    policy_cfg: PolicyConfig,
+    policy: Box<dyn DispatchPolicy>,
+    unavailable_status: u16,
+}
+
+/// The loop's state.
+pub struct ControlPlane {
+    profile: Arc<Profile>,
+    router: Router,
+    pools: Vec<PoolRt>,
+    registry: Registry,
+    checkers: HashMap<BackendId, Checker>,
+    check_epoch: u64,
+    check_tx: Sender<CheckResult>,
+    check_rx: Receiver<CheckResult>,
+    generation: Arc<AtomicU64>,
+    metrics: Arc<Metrics>,
+    clock: Clock,
+    deferred: Vec<Decision>,
+    access_seq: u64,
+    members_buf: Vec<MemberView>,
+}
+
+impl ControlPlane {
+    /// State for a validated profile (generation 1). Health checkers start now.
+    pub fn new(profile: Profile, metrics: Arc<Metrics>, clock: Clock) -> Result<Self, String> {
+        let router = Router::new(&profile).map_err(|e| e.to_string())?;
+        let registry = Registry::new(&profile);
+        let (check_tx, check_rx) = crossbeam_channel::bounded(1024);
+        let mut cp = ControlPlane {
+            pools: Vec::new(),
+            router,
+            registry,
+            checkers: HashMap::new(),
+            check_epoch: 0,
+            check_tx,
+            check_rx,
+            generation: Arc::new(AtomicU64::new(1)),
+            metrics,
+            clock,
+            deferred: Vec::new(),
+            access_seq: 0,
+            members_buf: Vec::new(),
+            profile: Arc::new(profile),
+        };
+        cp.pools = cp.build_pools(Vec::new());
+        cp.sync_checkers();
+        cp.metrics.config_generation.set(1);
+        cp.metrics.last_reload_success.set(Metrics::unix_now());
+        cp.export_backends(Instant::now());
+        Ok(cp)
+    }
+
+    /// The generation counter (shared with the admin endpoint).
+    pub fn generation(&self) -> Arc<AtomicU64> {
+        self.generation.clone()
+    }
+
+    /// The running profile.
+    pub fn profile(&self) -> &Profile {
+        &self.profile
+    }
+
+    /// The registry (for tests and views).
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
+    fn build_pools(&self, mut old: Vec<PoolRt>) -> Vec<PoolRt> {
+        self.profile
+            .pools
+            .iter()
+            .map(|p| {
+                let members: Vec<BackendId> = p.backends.iter().filter_map(|n| self.registry.id_of(n)).collect();
+                // Keep the policy's state (LARD tables, cursors) when nothing about the pool changed.
+                if let Some(i) = old.iter().position(|o| o.name == p.name && o.policy_cfg == p.policy && o.members == members) {
+                    let mut kept = old.swap_remove(i);
+                    kept.unavailable_status = p.unavailable_status;
+                    return kept;
+                }
+                PoolRt {
+                    name: p.name.clone(),
+                    names: p.backends.clone(),
+                    policy: policy::build(&p.policy, &p.backends),
+                    policy_cfg: p.policy.clone(),
+                    members,
+                    unavailable_status: p.unavailable_status,
+                }
+            })
+            .collect()
+    }
+
+    /// Starts, replaces or stops checker threads to match the registry.
+    fn sync_checkers(&mut self) {
+        let wanted: Vec<(BackendId, String, crate::config::Health, std::net::IpAddr)> = self
+            .registry
+            .all()
+            .iter()
+            .filter(|b| b.configured)
+            .map(|b| (b.id, b.name.clone(), b.health_cfg.clone(), b.management))
+            .collect();
+        self.checkers.retain(|id, _| wanted.iter().any(|w| w.0 == *id));
+        for (id, name, health, addr) in wanted {
+            let same = self.checkers.get(&id).is_some_and(|c| c.config == (health.clone(), addr));
+            if !same {
+                self.check_epoch += 1;
+                let c = Checker::start(id, &name, health, addr, self.check_epoch, self.check_tx.clone());
+                self.checkers.insert(id, c);
+            }
+        }
+    }
+
+    /// Decides one request (the heart of the loop; also called directly by tests).
+    pub fn decide(&mut self, req: DispatchRequest) -> Decision {
+        let now = Instant::now();
+        let DispatchRequest { token, client, vip, header, exclude, header_complete_ns } = req;
+        let (verdict, pool, log) = self.decide_inner(&header, client, vip, &exclude, now);
+        let waited = (self.clock)().saturating_sub(header_complete_ns);
+        self.metrics.decision_seconds.observe(waited as f64 / 1e9);
+        if let Some(line) = log {
+            self.access_log(client, &line, &verdict, waited);
+        }
+        Decision { token, verdict, pool, header }
+    }
+
+    fn decide_inner(
+        &mut self,
+        header: &[u8],
+        client: SocketAddr,
+        vip: SocketAddr,
+        exclude: &[BackendId],
+        now: Instant,
+    ) -> (Verdict, u16, Option<AccessLine>) {
+        let req = match Request::parse(header) {
+            Ok(r) => r,
+            Err(e) => {
+                self.metrics.rejections.with_label_values(&["", e.as_str()]).inc();
+                return (Verdict::Reject(400), u16::MAX, None);
+            }
+        };
+        let Some(route) = self.router.route(vip, &req) else {
+            self.metrics.rejections.with_label_values(&["", "no_service"]).inc();
+            return (Verdict::Reject(503), u16::MAX, None);
+        };
+        let pool = &mut self.pools[route.pool as usize];
+        self.members_buf.clear();
+        for &id in &pool.members {
+            let Some(b) = self.registry.get(id) else { continue };
+            let ok = b.usable(now);
+            let excluded = exclude.contains(&id);
+            self.members_buf.push(MemberView {
+                id,
+                weight: b.weight,
+                active: b.active,
+                report: b.report.map(|(r, at)| (r.active, now.saturating_duration_since(at))),
+                since_report: b.since_report,
+                usable: ok && !excluded,
+                excluded: ok && excluded,
+            });
+        }
+        let ctx = PickCtx { now, client: client.ip() };
+        let picked = pool.policy.pick(&self.members_buf, &req, &ctx).filter(|&i| self.members_buf.get(i).is_some_and(|m| m.usable));
+        let mut line = AccessLine {
+            method: req.method.to_string(),
+            host: req.host.to_string(),
+            path: req.target.to_string(),
+            pool: pool.name.clone(),
+            rule: self.router.rule_name(&route).to_string(),
+            backend: String::new(),
+        };
+        match picked {
+            Some(i) => {
+                let id = self.members_buf[i].id;
+                let Some(b) = self.registry.get(id) else {
+                    return (Verdict::Reject(pool.unavailable_status), route.pool, Some(line));
+                };
+                let target = b.target.clone();
+                line.backend = b.name.clone();
+                self.metrics.decisions.with_label_values(&[pool.name.as_str(), b.name.as_str()]).inc();
+                self.registry.on_dispatch(id);
+                (Verdict::Backend(target), route.pool, Some(line))
+            }
+            None => {
+                self.metrics.rejections.with_label_values(&[pool.name.as_str(), "no_backend"]).inc();
+                (Verdict::Reject(pool.unavailable_status), route.pool, Some(line))
+            }
+        }
+    }
+
+    fn access_log(&mut self, client: SocketAddr, l: &AccessLine, verdict: &Verdict, waited_ns: u64) {
+        let cfg = &self.profile.logging.access_log;
+        if !cfg.enabled {
+            return;
+        }
+        self.access_seq += 1;
+        if (self.access_seq - 1) % u64::from(cfg.sample_every.max(1)) != 0 {
+            return;
+        }
+        let status = match verdict {
+            Verdict::Backend(_) => 0,
+            Verdict::Reject(s) => *s,
+        };
+        tracing::info!(
+            target: "baton::access",
+            client = %client,
+            method = %l.method,
+            host = %l.host,
+            path = %l.path,
+            rule = %l.rule,
+            pool = %l.pool,
+            backend = %l.backend,
+            status,
+            decision_us = waited_ns / 1000,
+            "dispatch"
+        );
+    }
+
+    /// Applies one worker event.
+    pub fn on_event(&mut self, ev: WorkerEvent) {
+        let now = Instant::now();
+        match ev {
+            WorkerEvent::Handoff { backend, outcome, latency_ns } => {
+                let name = self.registry.get(backend).map(|b| b.name.clone()).unwrap_or_else(|| format!("#{backend}"));
+                let label = match outcome {
+                    HandoffOutcome::Acked => "acked",
+                    HandoffOutcome::Nacked(_) => "nacked",
+                    HandoffOutcome::TimedOut => "timed_out",
+                    HandoffOutcome::Aborted => "aborted",
+                };
+                self.metrics.handoffs.with_label_values(&[name.as_str(), label]).inc();
+                if outcome == HandoffOutcome::Acked {
+                    self.metrics.handoff_seconds.with_label_values(&[name.as_str()]).observe(latency_ns as f64 / 1e9);
+                }
+                if let HandoffOutcome::Nacked(code) = outcome {
+                    tracing::debug!(backend = %name, code, "handoff refused (THOP NACK)");
+                }
+                if let Some(change) = self.registry.on_handoff(backend, outcome, now) {
+                    self.note_change(change);
+                }
+            }
+            WorkerEvent::Closed { backend } => self.registry.on_closed(backend),
+            WorkerEvent::Load { from, report } => {
+                let matched = self.registry.on_load(from, report, now);
+                self.metrics.load_reports.with_label_values(&[if matched { "matched" } else { "unknown" }]).inc();
+            }
+        }
+    }
+
+    fn on_check(&mut self, r: CheckResult) {
+        if self.checkers.get(&r.backend).map(|c| c.config.clone()).is_none() {
+            return;
+        }
+        let name = self.registry.get(r.backend).map(|b| b.name.clone()).unwrap_or_default();
+        self.metrics.health_checks.with_label_values(&[name.as_str(), if r.result.is_ok() { "success" } else { "failure" }]).inc();
+        if let Some(change) = self.registry.on_check(r.backend, r.result, Instant::now()) {
+            self.note_change(change);
+        }
+    }
+
+    fn note_change(&self, change: HealthChange) {
+        match change {
+            HealthChange::Up { name } => {
+                tracing::info!(backend = %name, "backend up");
+                self.metrics.health_transitions.with_label_values(&[name.as_str(), "up"]).inc();
+            }
+            HealthChange::Down { name, reason } => {
+                tracing::warn!(backend = %name, %reason, "backend down");
+                self.metrics.health_transitions.with_label_values(&[name.as_str(), "down"]).inc();
+            }
+        }
+    }
+
+    /// Swaps in a new profile (already validated).
+    pub fn reload(&mut self, profile: Profile) -> Result<ReloadOutcome, String> {
+        let router = Router::new(&profile).map_err(|e| e.to_string())?;
+        let restart_required = restart_sections(&self.profile, &profile);
+        let drain_changed = self.profile.backends.iter().map(|b| (&b.name, b.drain)).collect::<Vec<_>>()
+            != profile.backends.iter().map(|b| (&b.name, b.drain)).collect::<Vec<_>>();
+        self.registry.apply(&profile);
+        if drain_changed {
+            self.registry.set_drain_from(&profile);
+        }
+        self.router = router;
+        self.profile = Arc::new(profile);
+        let old = std::mem::take(&mut self.pools);
+        self.pools = self.build_pools(old);
+        self.sync_checkers();
+        let generation = self.generation.fetch_add(1, Ordering::SeqCst) + 1;
+        self.metrics.config_generation.set(generation as i64);
+        self.metrics.reloads.with_label_values(&["success"]).inc();
+        self.metrics.last_reload_success.set(Metrics::unix_now());
+        self.export_backends(Instant::now());
+        for s in &restart_required {
+            tracing::warn!(section = s, "changed section takes effect only after a restart");
+        }
+        tracing::info!(generation, profile = %self.profile.name, "profile reloaded");
+        Ok(ReloadOutcome { generation, restart_required })
+    }
+
+    /// Counts a reload that failed before reaching the loop (bad file).
+    pub fn count_failed_reload(metrics: &Metrics) {
+        metrics.reloads.with_label_values(&["failure"]).inc();
+    }
+
+    fn export_backends(&self, now: Instant) {
+        for b in self.registry.all() {
+            let n = b.name.as_str();
+            self.metrics.backend_up.with_label_values(&[n]).set(i64::from(b.configured && b.down.is_none() && b.hold_until.map_or(true, |t| now >= t)));
+            self.metrics.backend_draining.with_label_values(&[n]).set(i64::from(b.draining));
+            self.metrics.backend_active.with_label_values(&[n]).set(i64::from(b.active));
+            self.metrics.backend_weight.with_label_values(&[n]).set(i64::from(if b.configured { b.weight } else { 0 }));
+            self.metrics.backend_reported.with_label_values(&[n]).set(b.report.map_or(0, |(r, _)| i64::from(r.active)));
+        }
+    }
+
+    /// The `/backends` view.
+    pub fn view(&self) -> serde_json::Value {
+        let now = Instant::now();
+        let backends: Vec<serde_json::Value> = self
+            .registry
+            .all()
+            .iter()
+            .map(|b| {
+                json!({
+                    "name": b.name,
+                    "status": b.status(now),
+                    "address": b.target.ip.to_string(),
+                    "thop": b.target.thop.to_string(),
+                    "weight": b.weight,
+                    "draining": b.draining,
+                    "down_reason": b.down.as_ref().map(|d| d.to_string()),
+                    "last_check": b.last_check,
+                    "active_connections": b.active,
+                    "reported_connections": b.report.map(|(r, _)| r.active),
+                    "report_age_ms": Registry::report_age(b, now).map(|d| d.as_millis() as u64),
+                    "pools": self.pools.iter().filter(|p| p.members.contains(&b.id)).map(|p| p.name.clone()).collect::<Vec<_>>(),
+                })
+            })
+            .collect();
+        let pools: Vec<serde_json::Value> = self
+            .pools
+            .iter()
+            .map(|p| json!({ "name": p.name, "policy": p.policy.kind(), "backends": p.names }))
+            .collect();
+        json!({
+            "profile": self.profile.name,
+            "generation": self.generation.load(Ordering::SeqCst),
+            "backends": backends,
+            "pools": pools,
+        })
+    }
+
+    fn on_admin(&mut self, a: AdminRequest) {
+        match a {
+            AdminRequest::Reload { profile, reply } => {
+                let r = self.reload(*profile);
+                if r.is_err() {
+                    Self::count_failed_reload(&self.metrics);
+                }
+                let _ = reply.send(r);
+            }
+            AdminRequest::Drain { backend, drain, reply } => {
+                let r = self.registry.set_draining(&backend, drain).ok_or_else(|| format!("no backend named `{backend}`"));
+                if r.is_ok() {
+                    tracing::info!(%backend, drain, "backend drain changed by admin");
+                    self.export_backends(Instant::now());
+                }
+                let _ = reply.send(r);
+            }
+            AdminRequest::Backends { reply } => {
+                let _ = reply.send(self.view());
+            }
+        }
+    }
+
+    /// Runs the loop until `stop` is set (and then a last pass).
+    pub fn run(mut self, q: ControlQueues, admin: Receiver<AdminRequest>, stop: Arc<AtomicBool>) {
+        let mut requests = q.requests.clone();
+        let mut events = q.events.clone();
+        let mut admin_rx = admin;
+        let check_rx = self.check_rx.clone();
+        let tick = Duration::from_millis(100);
+        let mut next_tick = Instant::now() + tick;
+        while !stop.load(Ordering::Relaxed) {
+            let timeout = next_tick.saturating_duration_since(Instant::now());
+            select! {
+                recv(requests) -> r => match r {
+                    Ok(req) => {
+                        self.answer(&q, req);
+                        // Take what else is queued before looking elsewhere.
+                        for _ in 0..256 {
+                            let Ok(req) = requests.try_recv() else { break };
+                            self.answer(&q, req);
+                        }
+                    }
+                    Err(_) => requests = never(),
+                },
+                recv(events) -> e => match e {
+                    Ok(ev) => self.on_event(ev),
+                    Err(_) => events = never(),
+                },
+                recv(check_rx) -> c => if let Ok(c) = c { self.on_check(c) },
+                recv(admin_rx) -> a => match a {
+                    Ok(a) => self.on_admin(a),
+                    Err(_) => admin_rx = never(),
+                },
+                default(timeout) => {}
+            }
+            if !self.deferred.is_empty() {
+                self.retry_deferred(&q);
+            }
+            let now = Instant::now();
+            if now >= next_tick {
+                next_tick = now + tick;
+                for change in self.registry.tick(now) {
+                    self.note_change(change);
+                }
+                self.export_backends(now);
+            }
+        }
+        // Last pass: answer what is queued so no worker waits for a decision timeout.
+        while let Ok(req) = q.requests.try_recv() {
+            self.answer(&q, req);
+        }
+        self.retry_deferred(&q);
+    }
+
+    fn answer(&mut self, q: &ControlQueues, req: DispatchRequest) {
+        let d = self.decide(req);
+        if let Err(d) = q.decide(d) {
+            let worker = d.token.worker as usize;
+            if worker < q.decisions.len() && q.decisions[worker].is_full() {
+                self.metrics.deferred_decisions.with_label_values(&[&worker.to_string()]).inc();
+                self.deferred.push(d);
+            }
+        }
+    }
+
+    fn retry_deferred(&mut self, q: &ControlQueues) {
+        let pending = std::mem::take(&mut self.deferred);
+        for d in pending {
+            if let Err(d) = q.decide(d) {
+                let worker = d.token.worker as usize;
+                // A full queue: try again later; a gone worker: drop it.
+                if worker < q.decisions.len() && q.decisions[worker].is_full() {
+                    self.deferred.push(d);
+                }
+            }
+        }
+    }
+}
+
+struct AccessLine {
+    method: String,
+    host: String,
+    path: String,
+    pool: String,
+    rule: String,
+    backend: String,
+}
+
+/// Sections fixed at start-up that differ between two profiles.
+pub fn restart_sections(old: &Profile, new: &Profile) -> Vec<&'static str> {
+    let mut out = Vec::new();
+    if old.io != new.io {
+        out.push("io");
+    }
+    if old.workers != new.workers {
+        out.push("workers");
+    }
+    if old.switch != new.switch {
+        out.push("switch");
+    }
+    let eps = |p: &Profile| p.services.iter().map(|s| (s.vip, s.port)).collect::<Vec<_>>();
+    if eps(old) != eps(new) {
+        out.push("services (VIP or port)");
+    }
+    if old.limits != new.limits {
+        out.push("limits");
+    }
+    if old.tcp != new.tcp {
+        out.push("tcp");
+    }
+    if old.timeouts != new.timeouts {
+        out.push("timeouts");
+    }
+    if old.tuning != new.tuning {
+        out.push("tuning");
+    }
+    if old.thop != new.thop {
+        out.push("thop");
+    }
+    if old.admin != new.admin {
+        out.push("admin");
+    }
+    if old.logging.format != new.logging.format || old.logging.level != new.logging.level {
+        out.push("logging (format, level)");
+    }
+    out
+}

@@ -1,0 +1,259 @@
+//! Prometheus metrics of the switch (`prometheus` crate, text format).
+//!
+//! Two sources: the control plane's own (decisions, handoff outcomes and
+//! latency, backend health, reloads), updated as events happen; and the
+//! workers' counters, which workers keep as plain atomics and the exporter
+//! copies at scrape time (as deltas into Prometheus counters, so the packet
+//! path never touches the `prometheus` crate). Names follow Prometheus
+//! conventions: `baton_` prefix, `_total` for counters, seconds and bytes.
+//! The full list is in `docs/metrics.md`.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use dataplane::counters::{Counters, Snapshot};
+use prometheus::{
+    Encoder, Gauge, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+    TextEncoder,
+};
+
+/// Latency buckets in seconds, 10 µs to 2.5 s.
+const LATENCY_BUCKETS: &[f64] =
+    &[1e-5, 2.5e-5, 5e-5, 1e-4, 2.5e-4, 5e-4, 1e-3, 2.5e-3, 5e-3, 1e-2, 2.5e-2, 5e-2, 0.1, 0.25, 0.5, 1.0, 2.5];
+
+/// Worker scalars with a better name or a label; the others become
+/// `baton_worker_<name>_total`.
+fn special_scalar(name: &str) -> Option<(&'static str, &'static str, &'static str)> {
+    // (metric, label name, label value)
+    Some(match name {
+        "rx_packets" => ("baton_worker_received_packets_total", "", ""),
+        "tx_packets" => ("baton_worker_sent_packets_total", "", ""),
+        "rx_bytes" => ("baton_worker_received_bytes_total", "", ""),
+        "tx_bytes" => ("baton_worker_sent_bytes_total", "", ""),
+        "handoff_acked" => ("baton_worker_handoffs_total", "outcome", "acked"),
+        "handoff_nacked" => ("baton_worker_handoffs_total", "outcome", "nacked"),
+        "handoff_timed_out" => ("baton_worker_handoffs_total", "outcome", "timed_out"),
+        "handoff_aborted" => ("baton_worker_handoffs_total", "outcome", "aborted"),
+        "syncookies_sent" => ("baton_worker_syn_cookies_total", "result", "sent"),
+        "syncookies_validated" => ("baton_worker_syn_cookies_total", "result", "validated"),
+        "syncookies_failed" => ("baton_worker_syn_cookies_total", "result", "failed"),
+        "responses_4xx" => ("baton_worker_local_responses_total", "class", "4xx"),
+        "responses_5xx" => ("baton_worker_local_responses_total", "class", "5xx"),
+        _ => return None,
+    })
+}
+
+fn help_for(metric: &str) -> String {
+    match metric {
+        "baton_worker_received_packets_total" => "Frames received on the data port, per worker.".into(),
+        "baton_worker_sent_packets_total" => "Frames sent on the data port, per worker.".into(),
+        "baton_worker_received_bytes_total" => "Bytes received on the data port, per worker.".into(),
+        "baton_worker_sent_bytes_total" => "Bytes sent on the data port, per worker.".into(),
+        "baton_worker_handoffs_total" => "Handoffs by outcome (THOP ACK, NACK, timeout, client gone), per worker.".into(),
+        "baton_worker_syn_cookies_total" => "SYN cookies sent, validated and rejected, per worker.".into(),
+        "baton_worker_local_responses_total" => "Error responses the switch answered itself, per worker.".into(),
+        "baton_worker_new_connections_total" => "Handshakes completed (connections entering WAITHEADER), per worker.".into(),
+        "baton_worker_thop_retransmits_total" => "THOP_CREATE retransmissions, per worker.".into(),
+        other => format!(
+            "Dataplane counter `{}`, per worker.",
+            other.trim_start_matches("baton_worker_").trim_end_matches("_total")
+        ),
+    }
+}
+
+/// The switch's metrics.
+pub struct Metrics {
+    registry: Registry,
+    pub config_generation: IntGauge,
+    pub reloads: IntCounterVec,
+    pub last_reload_success: Gauge,
+    pub decisions: IntCounterVec,
+    pub rejections: IntCounterVec,
+    pub decision_seconds: Histogram,
+    pub handoff_seconds: HistogramVec,
+    pub handoffs: IntCounterVec,
+    pub backend_up: IntGaugeVec,
+    pub backend_draining: IntGaugeVec,
+    pub backend_active: IntGaugeVec,
+    pub backend_reported: IntGaugeVec,
+    pub backend_weight: IntGaugeVec,
+    pub health_checks: IntCounterVec,
+    pub health_transitions: IntCounterVec,
+    pub load_reports: IntCounterVec,
+    pub deferred_decisions: IntCounterVec,
+    worker_scalars: HashMap<String, IntCounterVec>,
+    worker_drops: IntCounterVec,
+    worker_aborts: IntCounterVec,
+    worker_closes: IntCounterVec,
+    worker_states: IntGaugeVec,
+    workers: Mutex<WorkerSources>,
+}
+
+#[derive(Default)]
+struct WorkerSources {
+    counters: Vec<Arc<Counters>>,
+    /// Last value exported per (worker, family, label) to turn totals into increments.
+    last: HashMap<(usize, &'static str, &'static str), u64>,
+}
+
+fn counter_vec(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+    let c = IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric");
+    r.register(Box::new(c.clone())).expect("unique metric");
+    c
+}
+
+fn gauge_vec(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
+    let g = IntGaugeVec::new(Opts::new(name, help), labels).expect("valid metric");
+    r.register(Box::new(g.clone())).expect("unique metric");
+    g
+}
+
+impl Metrics {
+    /// All metrics, registered; worker counters are attached with [`Metrics::set_workers`].
+    pub fn new(profile_name: &str) -> Self {
+        let r = Registry::new();
+        let info = GaugeVec::new(
+            Opts::new("baton_build_info", "Build and profile of this switch (value 1)."),
+            &["version", "profile", "dpdk"],
+        )
+        .expect("valid metric");
+        r.register(Box::new(info.clone())).expect("unique metric");
+        info.with_label_values(&[env!("CARGO_PKG_VERSION"), profile_name, if cfg!(feature = "dpdk") { "yes" } else { "no" }])
+            .set(1.0);
+        let config_generation = IntGauge::new("baton_config_generation", "Generation of the running profile (1 at start, +1 per successful reload).")
+            .expect("valid metric");
+        r.register(Box::new(config_generation.clone())).expect("unique metric");
+        let last_reload_success = Gauge::new(
+            "baton_config_last_reload_success_timestamp_seconds",
+            "Unix time of the last successful profile load or reload.",
+        )
+        .expect("valid metric");
+        r.register(Box::new(last_reload_success.clone())).expect("unique metric");
+        let decision_seconds = Histogram::with_opts(
+            HistogramOpts::new("baton_dispatch_decision_seconds", "Time from a complete request header to the control plane's decision.")
+                .buckets(LATENCY_BUCKETS.to_vec()),
+        )
+        .expect("valid metric");
+        r.register(Box::new(decision_seconds.clone())).expect("unique metric");
+        let handoff_seconds = HistogramVec::new(
+            HistogramOpts::new("baton_handoff_latency_seconds", "Time from a complete request header to the agent's THOP ACK.")
+                .buckets(LATENCY_BUCKETS.to_vec()),
+            &["backend"],
+        )
+        .expect("valid metric");
+        r.register(Box::new(handoff_seconds.clone())).expect("unique metric");
+
+        let mut worker_scalars = HashMap::new();
+        for (name, _) in Counters::default().snapshot().scalars {
+            let (metric, label) = match special_scalar(name) {
+                Some((m, l, _)) => (m.to_string(), l),
+                None => (format!("baton_worker_{name}_total"), ""),
+            };
+            if worker_scalars.contains_key(&metric) {
+                continue;
+            }
+            let labels: Vec<&str> = if label.is_empty() { vec!["worker"] } else { vec!["worker", label] };
+            let c = counter_vec(&r, &metric, &help_for(&metric), &labels);
+            worker_scalars.insert(metric, c);
+        }
+
+        Metrics {
+            config_generation,
+            reloads: counter_vec(&r, "baton_config_reloads_total", "Profile reloads by result.", &["result"]),
+            last_reload_success,
+            decisions: counter_vec(&r, "baton_dispatch_decisions_total", "Requests dispatched, by pool and backend.", &["pool", "backend"]),
+            rejections: counter_vec(
+                &r,
+                "baton_dispatch_rejections_total",
+                "Requests the control plane answered with an error status, by pool and reason.",
+                &["pool", "reason"],
+            ),
+            decision_seconds,
+            handoff_seconds,
+            handoffs: counter_vec(&r, "baton_handoffs_total", "Handoff outcomes reported by workers, by backend.", &["backend", "outcome"]),
+            backend_up: gauge_vec(&r, "baton_backend_up", "1 when the backend is healthy (checks and passive signals), else 0.", &["backend"]),
+            backend_draining: gauge_vec(&r, "baton_backend_draining", "1 when the backend is drained (no new requests).", &["backend"]),
+            backend_active: gauge_vec(&r, "baton_backend_active_connections", "Connections handed to the backend and not yet closed.", &["backend"]),
+            backend_reported: gauge_vec(&r, "baton_backend_reported_connections", "Active connections in the agent's last LOAD report.", &["backend"]),
+            backend_weight: gauge_vec(&r, "baton_backend_weight", "Configured weight of the backend.", &["backend"]),
+            health_checks: counter_vec(&r, "baton_health_checks_total", "Active health checks by result.", &["backend", "result"]),
+            health_transitions: counter_vec(&r, "baton_backend_transitions_total", "Backend health changes, by new state.", &["backend", "to"]),
+            load_reports: counter_vec(&r, "baton_load_reports_total", "THOP LOAD reports received, by whether they matched a backend.", &["result"]),
+            deferred_decisions: counter_vec(
+                &r,
+                "baton_dispatch_deferred_total",
+                "Decisions held back because a worker's decision queue was full.",
+                &["worker"],
+            ),
+            worker_drops: counter_vec(&r, "baton_worker_dropped_packets_total", "Frames dropped by the dataplane, by reason, per worker.", &["worker", "reason"]),
+            worker_aborts: counter_vec(
+                &r,
+                "baton_worker_aborted_connections_total",
+                "Connections the switch ended itself, by reason, per worker.",
+                &["worker", "reason"],
+            ),
+            worker_closes: counter_vec(&r, "baton_worker_closed_connections_total", "FORWARDING connections ended, by reason, per worker.", &["worker", "reason"]),
+            worker_states: gauge_vec(&r, "baton_worker_connections", "Connections by state, per worker.", &["worker", "state"]),
+            worker_scalars,
+            workers: Mutex::new(WorkerSources::default()),
+            registry: r,
+        }
+    }
+
+    /// The workers whose counters are exported.
+    pub fn set_workers(&self, counters: Vec<Arc<Counters>>) {
+        let mut w = self.workers.lock().unwrap_or_else(|e| e.into_inner());
+        w.counters = counters;
+    }
+
+    /// Copies worker counters into the registry (called at each scrape).
+    pub fn refresh_workers(&self) {
+        let mut w = self.workers.lock().unwrap_or_else(|e| e.into_inner());
+        let snaps: Vec<Snapshot> = w.counters.iter().map(|c| c.snapshot()).collect();
+        for (i, s) in snaps.iter().enumerate() {
+            let worker = i.to_string();
+            for (name, v) in &s.scalars {
+                let (metric, lv) = match special_scalar(name) {
+                    Some((m, _, lv)) => (m.to_string(), lv),
+                    None => (format!("baton_worker_{name}_total"), ""),
+                };
+                let delta = bump_last(&mut w.last, (i, name, ""), *v);
+                if let Some(c) = self.worker_scalars.get(&metric) {
+                    if lv.is_empty() {
+                        c.with_label_values(&[worker.as_str()]).inc_by(delta);
+                    } else {
+                        c.with_label_values(&[worker.as_str(), lv]).inc_by(delta);
+                    }
+                }
+            }
+            for (fam, list, vec) in [("drops", &s.drops, &self.worker_drops), ("aborts", &s.aborts, &self.worker_aborts), ("closes", &s.closes, &self.worker_closes)] {
+                for (reason, v) in list {
+                    let delta = bump_last(&mut w.last, (i, fam, reason), *v);
+                    vec.with_label_values(&[worker.as_str(), reason]).inc_by(delta);
+                }
+            }
+            for (state, v) in &s.states {
+                self.worker_states.with_label_values(&[worker.as_str(), state]).set(*v as i64);
+            }
+        }
+    }
+
+    /// The text exposition of every metric.
+    pub fn render(&self) -> String {
+        self.refresh_workers();
+        let mut buf = Vec::new();
+        let _ = TextEncoder::new().encode(&self.registry.gather(), &mut buf);
+        String::from_utf8(buf).unwrap_or_default()
+    }
+
+    /// Unix time now, in seconds.
+    pub fn unix_now() -> f64 {
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64())
+    }
+}
+
+/// Stores `v` as the last value of `key`; returns the increase since the last call.
+fn bump_last(last: &mut HashMap<(usize, &'static str, &'static str), u64>, key: (usize, &'static str, &'static str), v: u64) -> u64 {
+    let prev = last.insert(key, v).unwrap_or(0);
+    v.saturating_sub(prev)
+}
