@@ -60,16 +60,28 @@ pub fn backend_mac(b: u32) -> Mac {
     [0x02, 0, 0, 0, 0, 10 + b as u8]
 }
 pub fn target(b: u32) -> BackendTarget {
-    BackendTarget { id: b, ip: backend_ip(b), mac: None, thop: SocketAddr::new(backend_ip(b), 9199) }
+    BackendTarget {
+        id: b,
+        ip: backend_ip(b),
+        mac: None,
+        thop: SocketAddr::new(backend_ip(b), 9199),
+    }
 }
 
 /// The configuration scenario scripts run with (small, deterministic).
 pub fn test_config() -> WorkerConfig {
     WorkerConfig {
-        services: vec![Service { vip: vip(), port: 80 }],
+        services: vec![Service {
+            vip: vip(),
+            port: 80,
+        }],
         mac: SWITCH_MAC,
         ip: switch_ip(),
-        thop: ThopConfig { port: 9199, key_id: 1, keys: vec![(1, KEY)] },
+        thop: ThopConfig {
+            port: 9199,
+            key_id: 1,
+            keys: vec![(1, KEY)],
+        },
         header_max: 1024,
         request_buffer: 4096,
         table_capacity: 64,
@@ -188,7 +200,15 @@ impl Bed {
 
     /// A client→VIP TCP frame.
     #[allow(clippy::too_many_arguments)]
-    pub fn client_frame(&self, fl: u8, seq: u32, ack: u32, win: u16, opts: TcpOpts, payload: &[u8]) -> Vec<u8> {
+    pub fn client_frame(
+        &self,
+        fl: u8,
+        seq: u32,
+        ack: u32,
+        win: u16,
+        opts: TcpOpts,
+        payload: &[u8],
+    ) -> Vec<u8> {
         let t = TcpOut {
             src_mac: CLIENT_MAC,
             dst_mac: SWITCH_MAC,
@@ -223,7 +243,17 @@ impl Bed {
         let flen = handoff_proto::frame_len(&body);
         let mut f = vec![0u8; wire::udp_payload_offset() + flen];
         handoff_proto::seal(&hdr, &body, &key, &mut f[wire::udp_payload_offset()..]);
-        wire::emit_udp(&mut f, backend_mac(b), SWITCH_MAC, backend_ip(b), switch_ip(), 9199, 9199, flen).unwrap();
+        wire::emit_udp(
+            &mut f,
+            backend_mac(b),
+            SWITCH_MAC,
+            backend_ip(b),
+            switch_ip(),
+            9199,
+            9199,
+            flen,
+        )
+        .unwrap();
         f
     }
 
@@ -238,7 +268,12 @@ impl Bed {
 
     /// Describes the emitted frames not yet matched (for failures).
     pub fn pending_desc(&self) -> String {
-        self.sink.out.iter().map(|b| describe(b.data())).collect::<Vec<_>>().join("\n  ")
+        self.sink
+            .out
+            .iter()
+            .map(|b| describe(b.data()))
+            .collect::<Vec<_>>()
+            .join("\n  ")
     }
 
     /// Decodes THOP CREATE fragments emitted for backend `b`; returns
@@ -253,12 +288,26 @@ impl Bed {
                 panic!("expected CREATE to backend {b}, nothing emitted");
             };
             let d = f.data();
-            assert_eq!(&d[0..6], &backend_mac(b), "CREATE to backend {b}'s MAC: {}", describe(d));
-            let Ok(Frame::Udp(u)) = wire::parse(d, Verify::Full) else { panic!("not UDP: {}", describe(d)) };
-            assert_eq!((u.dst, u.dst_port, u.src, u.src_port), (backend_ip(b), 9199, switch_ip(), 9199));
+            assert_eq!(
+                &d[0..6],
+                &backend_mac(b),
+                "CREATE to backend {b}'s MAC: {}",
+                describe(d)
+            );
+            let Ok(Frame::Udp(u)) = wire::parse(d, Verify::Full) else {
+                panic!("not UDP: {}", describe(d))
+            };
+            assert_eq!(
+                (u.dst, u.dst_port, u.src, u.src_port),
+                (backend_ip(b), 9199, switch_ip(), 9199)
+            );
             let payload = &d[u.payload.0..u.payload.0 + u.payload.1];
-            let (frame, _) = handoff_proto::open(&keys, handoff_proto::node_id(backend_ip(b)), payload).expect("valid THOP");
-            let Body::Create(c) = frame.body else { panic!("not CREATE: {:?}", frame.body) };
+            let (frame, _) =
+                handoff_proto::open(&keys, handoff_proto::node_id(backend_ip(b)), payload)
+                    .expect("valid THOP");
+            let Body::Create(c) = frame.body else {
+                panic!("not CREATE: {:?}", frame.body)
+            };
             if let Some(st) = c.state {
                 assert_eq!(st.client(), SocketAddr::new(client_ip(), self.client_port));
                 assert_eq!(st.vip(), SocketAddr::new(vip(), 80));
@@ -287,17 +336,36 @@ pub fn describe(f: &[u8]) -> String {
     match wire::parse(f, Verify::Header) {
         Ok(Frame::Tcp(s)) => {
             let mut fl = String::new();
-            for (b, c) in [(flags::SYN, 'S'), (flags::FIN, 'F'), (flags::RST, 'R'), (flags::PSH, 'P'), (flags::ACK, '.')] {
+            for (b, c) in [
+                (flags::SYN, 'S'),
+                (flags::FIN, 'F'),
+                (flags::RST, 'R'),
+                (flags::PSH, 'P'),
+                (flags::ACK, '.'),
+            ] {
                 if s.flags & b != 0 {
                     fl.push(c);
                 }
             }
             format!(
                 "tcp {}:{} > {}:{} [{}] seq {} ack {} win {} len {} opts {:?} dst_mac {:02x?}",
-                s.src, s.src_port, s.dst, s.dst_port, fl, s.seq, s.ack, s.window, s.len(), s.opts(f), &f[0..6]
+                s.src,
+                s.src_port,
+                s.dst,
+                s.dst_port,
+                fl,
+                s.seq,
+                s.ack,
+                s.window,
+                s.len(),
+                s.opts(f),
+                &f[0..6]
             )
         }
-        Ok(Frame::Udp(u)) => format!("udp {}:{} > {}:{} len {}", u.src, u.src_port, u.dst, u.dst_port, u.payload.1),
+        Ok(Frame::Udp(u)) => format!(
+            "udp {}:{} > {}:{} len {}",
+            u.src, u.src_port, u.dst, u.dst_port, u.payload.1
+        ),
         Ok(Frame::Arp(a)) => format!("arp {:?}", a),
         Ok(other) => format!("{other:?}"),
         Err(e) => format!("unparsable ({e:?}) {} bytes", f.len()),
@@ -406,14 +474,21 @@ fn tokens(line: &str) -> Vec<String> {
 }
 
 fn parse_tcp(t: &[String]) -> TcpLine {
-    let mut l = TcpLine { flags: parse_flags(&t[0]), ..Default::default() };
+    let mut l = TcpLine {
+        flags: parse_flags(&t[0]),
+        ..Default::default()
+    };
     // seq:end(len)
     let (range, len) = t[1].split_once('(').expect("seq:end(len)");
     let (a, b) = range.split_once(':').expect("seq:end");
     l.seq = a.parse().expect("seq");
     l.end = b.parse().expect("end");
     let len = len.trim_end_matches(')');
-    l.len = if len == "*" { None } else { Some(len.parse().expect("len")) };
+    l.len = if len == "*" {
+        None
+    } else {
+        Some(len.parse().expect("len"))
+    };
     let mut i = 2;
     while i < t.len() {
         match t[i].as_str() {
@@ -422,7 +497,11 @@ fn parse_tcp(t: &[String]) -> TcpLine {
                 i += 2;
             }
             "win" => {
-                l.win = if t[i + 1] == "*" { None } else { Some(t[i + 1].parse().expect("win")) };
+                l.win = if t[i + 1] == "*" {
+                    None
+                } else {
+                    Some(t[i + 1].parse().expect("win"))
+                };
                 i += 2;
             }
             s if s.starts_with('<') => {
@@ -472,7 +551,10 @@ impl Bed {
 
     fn check_drained(&self, line: &str) {
         if !self.sink.out.is_empty() {
-            self.fail(line, "the switch emitted frames the script does not expect".into());
+            self.fail(
+                line,
+                "the switch emitted frames the script does not expect".into(),
+            );
         }
     }
 
@@ -485,7 +567,10 @@ impl Bed {
             if line.is_empty() || line.starts_with('#') {
                 continue;
             }
-            let t = tokens(line);
+            let mut t = tokens(line);
+            if t[0].parse::<f64>().is_err() && !t[0].starts_with('+') {
+                t.insert(0, "+0".to_string());
+            }
             let time: f64 = if let Some(r) = t[0].strip_prefix('+') {
                 last + r.parse::<f64>().expect("time")
             } else {
@@ -501,14 +586,17 @@ impl Bed {
                 ("<", Some("ack" | "nack" | "close")) => {
                     self.check_drained(line);
                     let b: u32 = t[3].parse().unwrap();
-                    let Some(&(_, cid, seq, _)) = self.creates.iter().rev().find(|c| c.0 == b) else {
+                    let Some(&(_, cid, seq, _)) = self.creates.iter().rev().find(|c| c.0 == b)
+                    else {
                         self.fail(line, format!("no CREATE was sent to backend {b}"));
                     };
                     let body = match t[2].as_str() {
                         "ack" => Body::Ack(handoff_proto::Ack { echo_seq: seq }),
                         "nack" => Body::Nack(handoff_proto::Nack {
                             echo_seq: seq,
-                            reason: handoff_proto::NackReason::from_u16(t.get(4).map_or(1, |c| c.parse().unwrap())),
+                            reason: handoff_proto::NackReason::from_u16(
+                                t.get(4).map_or(1, |c| c.parse().unwrap()),
+                            ),
                             versions: &[],
                         }),
                         _ => Body::Close(handoff_proto::Close {
@@ -535,7 +623,14 @@ impl Bed {
                     let iss = self.iss.unwrap_or(0);
                     let seq = self.client_isn.wrapping_add(l.seq);
                     let ack = l.ack.map_or(0, |a| iss.wrapping_add(a));
-                    let f = self.client_frame(l.flags, seq, ack, l.win.unwrap_or(65535), opts, &payload);
+                    let f = self.client_frame(
+                        l.flags,
+                        seq,
+                        ack,
+                        l.win.unwrap_or(65535),
+                        opts,
+                        &payload,
+                    );
                     self.inject(&f);
                 }
                 (">", Some("none")) => self.check_drained(line),
@@ -546,10 +641,14 @@ impl Bed {
                     let want = t.get(3).map(|s| unescape(&s[1..])).unwrap_or_default();
                     let r = &self.sink.requests[self.sink.requests.len() - 1];
                     if !r.header.starts_with(&want) {
-                        self.fail(line, format!("header {:?}", String::from_utf8_lossy(&r.header)));
+                        self.fail(
+                            line,
+                            format!("header {:?}", String::from_utf8_lossy(&r.header)),
+                        );
                     }
                     if let Some(x) = t.iter().position(|s| s == "exclude") {
-                        let want: Vec<u32> = t[x + 1..].iter().map(|s| s.parse().unwrap()).collect();
+                        let want: Vec<u32> =
+                            t[x + 1..].iter().map(|s| s.parse().unwrap()).collect();
                         if r.exclude != want {
                             self.fail(line, format!("exclude {:?}", r.exclude));
                         }
@@ -570,24 +669,40 @@ impl Bed {
                 }
                 (">", Some("abort")) => {
                     let b: u32 = t[3].parse().unwrap();
-                    let Some(f) = self.next_out() else { self.fail(line, "nothing emitted".into()) };
+                    let Some(f) = self.next_out() else {
+                        self.fail(line, "nothing emitted".into())
+                    };
                     let d = f.data().to_vec();
-                    let Ok(Frame::Udp(u)) = wire::parse(&d, Verify::Full) else { self.fail(line, describe(&d)) };
+                    let Ok(Frame::Udp(u)) = wire::parse(&d, Verify::Full) else {
+                        self.fail(line, describe(&d))
+                    };
                     let keys = Keyring::new(Key::new(1, KEY));
-                    let (fr, _) = handoff_proto::open(&keys, handoff_proto::node_id(backend_ip(b)), &d[u.payload.0..u.payload.0 + u.payload.1])
-                        .unwrap_or_else(|e| self.fail(line, format!("{e:?}")));
+                    let (fr, _) = handoff_proto::open(
+                        &keys,
+                        handoff_proto::node_id(backend_ip(b)),
+                        &d[u.payload.0..u.payload.0 + u.payload.1],
+                    )
+                    .unwrap_or_else(|e| self.fail(line, format!("{e:?}")));
                     if !matches!(fr.body, Body::Abort(_)) {
                         self.fail(line, format!("{:?}", fr.body));
                     }
                 }
                 (">", Some("thopack")) => {
                     let b: u32 = t[3].parse().unwrap();
-                    let Some(f) = self.next_out() else { self.fail(line, "nothing emitted".into()) };
+                    let Some(f) = self.next_out() else {
+                        self.fail(line, "nothing emitted".into())
+                    };
                     let d = f.data().to_vec();
-                    let Ok(Frame::Udp(u)) = wire::parse(&d, Verify::Full) else { self.fail(line, describe(&d)) };
+                    let Ok(Frame::Udp(u)) = wire::parse(&d, Verify::Full) else {
+                        self.fail(line, describe(&d))
+                    };
                     let keys = Keyring::new(Key::new(1, KEY));
-                    let (fr, _) = handoff_proto::open(&keys, handoff_proto::node_id(backend_ip(b)), &d[u.payload.0..u.payload.0 + u.payload.1])
-                        .unwrap_or_else(|e| self.fail(line, format!("{e:?}")));
+                    let (fr, _) = handoff_proto::open(
+                        &keys,
+                        handoff_proto::node_id(backend_ip(b)),
+                        &d[u.payload.0..u.payload.0 + u.payload.1],
+                    )
+                    .unwrap_or_else(|e| self.fail(line, format!("{e:?}")));
                     if !matches!(fr.body, Body::Ack(_)) {
                         self.fail(line, format!("{:?}", fr.body));
                     }
@@ -595,12 +710,16 @@ impl Bed {
                 (">", Some("fwd")) => {
                     let b: u32 = t[3].parse().unwrap();
                     let l = parse_tcp(&t[4..]);
-                    let Some(f) = self.next_out() else { self.fail(line, "nothing emitted".into()) };
+                    let Some(f) = self.next_out() else {
+                        self.fail(line, "nothing emitted".into())
+                    };
                     let d = f.data().to_vec();
                     if d[0..6] != backend_mac(b) || d[6..12] != SWITCH_MAC {
                         self.fail(line, format!("MACs {:02x?} > {:02x?}", &d[6..12], &d[0..6]));
                     }
-                    let Ok(Frame::Tcp(s)) = wire::parse(&d, Verify::Full) else { self.fail(line, describe(&d)) };
+                    let Ok(Frame::Tcp(s)) = wire::parse(&d, Verify::Full) else {
+                        self.fail(line, describe(&d))
+                    };
                     let iss = self.iss.unwrap_or(0);
                     let ok = s.flags == l.flags
                         && s.src == client_ip()
@@ -614,7 +733,9 @@ impl Bed {
                 }
                 (">", _) => {
                     let l = parse_tcp(&t[2..]);
-                    let Some(f) = self.next_out() else { self.fail(line, "nothing emitted".into()) };
+                    let Some(f) = self.next_out() else {
+                        self.fail(line, "nothing emitted".into())
+                    };
                     let d = f.data().to_vec();
                     self.match_out(line, &l, &d);
                 }
@@ -644,18 +765,26 @@ impl Bed {
                     }
                 }
                 ("state", _) => {
-                    let got = self.engine.state_of(client_ip(), self.client_port, 0).map_or("CLOSED", |s| s.name());
+                    let got = self
+                        .engine
+                        .state_of(client_ip(), self.client_port, 0)
+                        .map_or("CLOSED", |s| s.name());
                     if got != t[2] {
                         self.fail(line, format!("state is {got}"));
                     }
                 }
                 ("event", _) => {
                     let want = t[2..].join(" ");
-                    let found = self.sink.events.iter().any(|e| format!("{e:?}").contains(&want));
+                    let found = self
+                        .sink
+                        .events
+                        .iter()
+                        .any(|e| format!("{e:?}").contains(&want));
                     if !found {
                         self.fail(line, format!("events: {:?}", self.sink.events));
                     }
                 }
+                ("drain", _) => self.engine.drain(),
                 ("port", _) => {
                     self.client_port = t[2].parse().unwrap();
                     self.iss = None;
@@ -671,16 +800,27 @@ impl Bed {
             self.fail(line, "no dispatch request to answer".into());
         }
         let r = self.sink.requests.remove(self.sink.requests.len() - 1);
-        let d = Decision { token: r.token, verdict, pool: 0, header: r.header };
+        let d = Decision {
+            token: r.token,
+            verdict,
+            pool: 0,
+            header: r.header,
+        };
         self.engine.handle_decision(self.now, d, &mut self.sink);
     }
 
     fn match_out(&mut self, line: &str, l: &TcpLine, d: &[u8]) {
-        let Ok(Frame::Tcp(s)) = wire::parse(d, Verify::Full) else { self.fail(line, format!("not TCP: {}", describe(d))) };
+        let Ok(Frame::Tcp(s)) = wire::parse(d, Verify::Full) else {
+            self.fail(line, format!("not TCP: {}", describe(d)))
+        };
         if d[0..6] != CLIENT_MAC || d[6..12] != SWITCH_MAC {
             self.fail(line, format!("MACs {:02x?} > {:02x?}", &d[6..12], &d[0..6]));
         }
-        if s.src != vip() || s.dst != client_ip() || s.src_port != 80 || s.dst_port != self.client_port {
+        if s.src != vip()
+            || s.dst != client_ip()
+            || s.src_port != 80
+            || s.dst_port != self.client_port
+        {
             self.fail(line, format!("addresses: {}", describe(d)));
         }
         if s.flags != l.flags {
@@ -691,11 +831,26 @@ impl Bed {
         }
         let iss = self.iss.unwrap_or(0);
         if s.seq != iss.wrapping_add(l.seq) {
-            self.fail(line, format!("seq {} (relative {}): {}", s.seq, s.seq.wrapping_sub(iss), describe(d)));
+            self.fail(
+                line,
+                format!(
+                    "seq {} (relative {}): {}",
+                    s.seq,
+                    s.seq.wrapping_sub(iss),
+                    describe(d)
+                ),
+            );
         }
         if let Some(a) = l.ack {
             if s.ack != self.client_isn.wrapping_add(a) {
-                self.fail(line, format!("ack relative {}: {}", s.ack.wrapping_sub(self.client_isn), describe(d)));
+                self.fail(
+                    line,
+                    format!(
+                        "ack relative {}: {}",
+                        s.ack.wrapping_sub(self.client_isn),
+                        describe(d)
+                    ),
+                );
             }
         }
         if let Some(n) = l.len {
@@ -726,7 +881,10 @@ impl Bed {
         }
         if let Some(p) = &l.payload {
             if !s.payload(d).starts_with(p) {
-                self.fail(line, format!("payload {:?}", String::from_utf8_lossy(s.payload(d))));
+                self.fail(
+                    line,
+                    format!("payload {:?}", String::from_utf8_lossy(s.payload(d))),
+                );
             }
         }
     }
