@@ -32,7 +32,8 @@ fuzz_target!(|data: &[u8]| {
             if let Ok(frame) = view.decode() {
                 let mut out = vec![0u8; frame_len(&frame.body)];
                 seal(&frame.header, &frame.body, &key(), &mut out);
-                let (again, _) = open(&keys, frame.header.receiver, &out).expect("re-encoded frame opens");
+                let (again, _) =
+                    open(&keys, frame.header.receiver, &out).expect("re-encoded frame opens");
                 assert_eq!(again.body, frame.body);
                 assert_eq!(again.header, frame.header);
             }
@@ -43,9 +44,19 @@ fuzz_target!(|data: &[u8]| {
         if let Ok(body) = Body::decode(op, data) {
             assert_eq!(body.opcode(), op);
             let mut out = vec![0u8; frame_len(&body)];
-            let h = Header { conn_id: 1, receiver: AGENT, ..Header::default() };
+            let h = Header {
+                conn_id: 1,
+                receiver: AGENT,
+                ..Header::default()
+            };
             seal(&h, &body, &key(), &mut out);
-            assert_eq!(open(&keys, AGENT, &out).expect("re-encoded body opens").0.body, body);
+            assert_eq!(
+                open(&keys, AGENT, &out)
+                    .expect("re-encoded body opens")
+                    .0
+                    .body,
+                body
+            );
         }
     }
 });

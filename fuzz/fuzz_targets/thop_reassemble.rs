@@ -7,7 +7,12 @@ use handoff_proto::*;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    let cfg = ReassemblyConfig { max_request_len: 8192, max_pending: 4, memory_limit: 16384, timeout_ms: 50 };
+    let cfg = ReassemblyConfig {
+        max_request_len: 8192,
+        max_pending: 4,
+        memory_limit: 16384,
+        timeout_ms: 50,
+    };
     let mut r = Reassembler::new(cfg);
     let mut now = 0u64;
     // Records: [conn u8][clock step u8][len u16 BE][body bytes...].

@@ -171,6 +171,7 @@ impl ReplayGuard {
 pub struct ReplayGuards {
     max_skew_ms: u64,
     max_peers: usize,
+    not_before_ms: u64,
     peers: HashMap<u32, ReplayGuard>,
 }
 
@@ -186,12 +187,27 @@ impl ReplayGuards {
         ReplayGuards {
             max_skew_ms,
             max_peers,
+            not_before_ms: 0,
             peers: HashMap::new(),
         }
     }
 
+    /// Also refuses frames stamped before `start_ms` (the receiver's start
+    /// time): a restarted receiver has lost its sequence windows, and this
+    /// keeps frames captured before the restart from being replayed to it
+    /// (spec §11).
+    pub fn with_not_before(mut self, start_ms: u64) -> ReplayGuards {
+        self.not_before_ms = start_ms;
+        self
+    }
+
     /// Checks and records an authenticated frame's header.
     pub fn accept(&mut self, header: &Header, now_ms: u64) -> Result<(), ReplayError> {
+        if header.timestamp_ms < self.not_before_ms {
+            return Err(ReplayError::TooOld {
+                behind_ms: now_ms.saturating_sub(header.timestamp_ms),
+            });
+        }
         let n = self.peers.len();
         let guard = match self.peers.get_mut(&header.sender) {
             Some(g) => g,

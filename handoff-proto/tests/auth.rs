@@ -8,7 +8,8 @@ use handoff_proto::*;
 
 fn sample_frames() -> Vec<Vec<u8>> {
     let k = key();
-    let split = CreateSplitter::new(state_v4(REQUEST.len() as u32), REQUEST, MAX_FRAME_LEN_V4).unwrap();
+    let split =
+        CreateSplitter::new(state_v4(REQUEST.len() as u32), REQUEST, MAX_FRAME_LEN_V4).unwrap();
     let mut create = vec![0u8; split.frame_len(0)];
     split.write(0, &header(42, 1), &k, &mut create);
     vec![
@@ -16,18 +17,37 @@ fn sample_frames() -> Vec<Vec<u8>> {
         seal_vec(&reply_header(42, 2), &Body::Ack(Ack { echo_seq: 1 }), &k),
         seal_vec(
             &reply_header(42, 3),
-            &Body::Nack(Nack { echo_seq: 1, reason: NackReason::BacklogFull, versions: &[] }),
+            &Body::Nack(Nack {
+                echo_seq: 1,
+                reason: NackReason::BacklogFull,
+                versions: &[],
+            }),
             &k,
         ),
         seal_vec(
             &reply_header(42, 4),
-            &Body::Close(Close { reason: CloseReason::ClientFin, bytes_from_client: 10, bytes_to_client: 20 }),
+            &Body::Close(Close {
+                reason: CloseReason::ClientFin,
+                bytes_from_client: 10,
+                bytes_to_client: 20,
+            }),
             &k,
         ),
-        seal_vec(&header(42, 5), &Body::Abort(Abort { reason: AbortReason::ClientReset }), &k),
+        seal_vec(
+            &header(42, 5),
+            &Body::Abort(Abort {
+                reason: AbortReason::ClientReset,
+            }),
+            &k,
+        ),
         seal_vec(
             &reply_header(0, 6),
-            &Body::Load(Load { active_conns: 1, adopted_per_sec: 2, capacity_hint: 3, interval_ms: 1000 }),
+            &Body::Load(Load {
+                active_conns: 1,
+                adopted_per_sec: 2,
+                capacity_hint: 3,
+                interval_ms: 1000,
+            }),
             &k,
         ),
     ]
@@ -60,15 +80,29 @@ fn every_single_bit_flip_is_rejected() {
             // an unknown key; everything else must fail the tag check.
             match bit / 8 {
                 0 | 1 => assert!(matches!(err, DecodeError::BadMagic(_)), "bit {bit}: {err}"),
-                2 => assert!(matches!(err, DecodeError::BadVersion(_) | DecodeError::BadTag), "bit {bit}: {err}"),
-                6 | 7 => assert!(matches!(err, DecodeError::Truncated(_) | DecodeError::BadTag), "bit {bit}: {err}"),
+                2 => assert!(
+                    matches!(err, DecodeError::BadVersion(_) | DecodeError::BadTag),
+                    "bit {bit}: {err}"
+                ),
+                6 | 7 => assert!(
+                    matches!(err, DecodeError::Truncated(_) | DecodeError::BadTag),
+                    "bit {bit}: {err}"
+                ),
                 8..=11 => {
                     let shift = (11 - bit / 8) * 8 + bit % 8;
                     assert_eq!(err, DecodeError::UnknownKey(1 ^ (1 << shift)), "bit {bit}")
                 }
                 _ => assert_eq!(err, DecodeError::BadTag, "bit {bit}"),
             }
-            assert!(err.is_auth_failure() || matches!(err, DecodeError::BadMagic(_) | DecodeError::BadVersion(_) | DecodeError::Truncated(_)));
+            assert!(
+                err.is_auth_failure()
+                    || matches!(
+                        err,
+                        DecodeError::BadMagic(_)
+                            | DecodeError::BadVersion(_)
+                            | DecodeError::Truncated(_)
+                    )
+            );
         }
     }
 }
@@ -87,12 +121,19 @@ fn wrong_keys_are_rejected() {
             let mut b = base;
             b[byte] ^= 1 << bit;
             let keys = Keyring::new(Key::new(1, b));
-            assert_eq!(open(&keys, AGENT, f).unwrap_err(), DecodeError::BadTag, "key byte {byte} bit {bit}");
+            assert_eq!(
+                open(&keys, AGENT, f).unwrap_err(),
+                DecodeError::BadTag,
+                "key byte {byte} bit {bit}"
+            );
         }
     }
     // A keyring without the frame's key id.
     let keys = Keyring::new(Key::new(2, base));
-    assert_eq!(open(&keys, AGENT, f).unwrap_err(), DecodeError::UnknownKey(1));
+    assert_eq!(
+        open(&keys, AGENT, f).unwrap_err(),
+        DecodeError::UnknownKey(1)
+    );
     // The right key verifies.
     assert!(open(&Keyring::new(good), AGENT, f).is_ok());
 }
@@ -102,7 +143,10 @@ fn frame_for_another_node_is_rejected_after_auth() {
     let f = &sample_frames()[0];
     assert_eq!(
         open(&keyring(), SWITCH, f).unwrap_err(),
-        DecodeError::WrongReceiver { expected: SWITCH, got: AGENT }
+        DecodeError::WrongReceiver {
+            expected: SWITCH,
+            got: AGENT
+        }
     );
 }
 
@@ -115,7 +159,9 @@ fn keyring_rotation() {
     agent.insert(new.clone());
     let mut switch = Keyring::new(old.clone());
     switch.insert(new.clone());
-    let body = Body::Abort(Abort { reason: AbortReason::Shutdown });
+    let body = Body::Abort(Abort {
+        reason: AbortReason::Shutdown,
+    });
     let f1 = seal_vec(&header(1, 1), &body, switch.current());
     assert_eq!(open(&agent, AGENT, &f1).unwrap().0.key_id, 1);
     // Step 2: senders switch to the new key.
@@ -126,7 +172,10 @@ fn keyring_rotation() {
     assert!(!agent.remove(1), "the current key cannot be removed");
     assert!(agent.set_current(2));
     assert!(agent.remove(1));
-    assert_eq!(open(&agent, AGENT, &f1).unwrap_err(), DecodeError::UnknownKey(1));
+    assert_eq!(
+        open(&agent, AGENT, &f1).unwrap_err(),
+        DecodeError::UnknownKey(1)
+    );
     assert!(open(&agent, AGENT, &f2).is_ok());
     // The current key cannot be removed.
     assert!(!switch.remove(2));
@@ -139,7 +188,16 @@ fn key_parsing() {
     assert_eq!(Key::from_hex(1, hex).unwrap(), key());
     assert_eq!(Key::from_hex(1, &hex.to_uppercase()).unwrap(), key());
     assert_eq!(Key::from_hex(1, &hex[2..]), Err(KeyError::BadHexLength(62)));
-    assert_eq!(Key::from_hex(1, &hex.replace('a', "g")), Err(KeyError::NotHex));
-    assert_eq!(Key::from_passphrase(1, b"short"), Err(KeyError::PassphraseTooShort(5)));
-    assert!(!format!("{:?}", key()).contains("1f"), "Debug must not print key bytes");
+    assert_eq!(
+        Key::from_hex(1, &hex.replace('a', "g")),
+        Err(KeyError::NotHex)
+    );
+    assert_eq!(
+        Key::from_passphrase(1, b"short"),
+        Err(KeyError::PassphraseTooShort(5))
+    );
+    assert!(
+        !format!("{:?}", key()).contains("1f"),
+        "Debug must not print key bytes"
+    );
 }

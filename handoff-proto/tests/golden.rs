@@ -20,7 +20,8 @@ fn fixtures() -> Vec<(&'static str, Vec<u8>)> {
     let seq0 = initial_msg_seq(NOW_MS);
 
     // §10 worked example: one-fragment CREATE, IPv4, every option.
-    let split = CreateSplitter::new(state_v4(REQUEST.len() as u32), REQUEST, MAX_FRAME_LEN_V4).unwrap();
+    let split =
+        CreateSplitter::new(state_v4(REQUEST.len() as u32), REQUEST, MAX_FRAME_LEN_V4).unwrap();
     assert_eq!(split.fragment_count(), 1);
     let mut h = header(EXAMPLE_CONN, seq0);
     let mut buf = vec![0u8; split.frame_len(0)];
@@ -31,7 +32,11 @@ fn fixtures() -> Vec<(&'static str, Vec<u8>)> {
     let req: Vec<u8> = (0..300u32).map(|i| i as u8).collect();
     let split = CreateSplitter::new(state_v6(300), &req, MIN_FRAME_LEN).unwrap();
     assert_eq!(split.fragment_count(), 3);
-    for (i, name) in [(0, "create-v6-fragment-0"), (1, "create-v6-fragment-1"), (2, "create-v6-fragment-2")] {
+    for (i, name) in [
+        (0, "create-v6-fragment-0"),
+        (1, "create-v6-fragment-1"),
+        (2, "create-v6-fragment-2"),
+    ] {
         h = header(EXAMPLE_CONN + 1, seq0 + 1 + i as u64);
         h.flags = flags::RETRANSMIT;
         let mut buf = vec![0u8; split.frame_len(i)];
@@ -42,17 +47,32 @@ fn fixtures() -> Vec<(&'static str, Vec<u8>)> {
     // A.2 – A.7: the control frames.
     let mut r = reply_header(EXAMPLE_CONN, 0x0000_1a2b_3c4d_5e6f);
     r.flags = flags::DUPLICATE;
-    out.push(("ack", seal_vec(&r, &Body::Ack(Ack { echo_seq: seq0 }), &key())));
+    out.push((
+        "ack",
+        seal_vec(&r, &Body::Ack(Ack { echo_seq: seq0 }), &key()),
+    ));
     let r = reply_header(EXAMPLE_CONN, 0x0000_1a2b_3c4d_5e70);
     out.push((
         "nack-backlog-full",
-        seal_vec(&r, &Body::Nack(Nack { echo_seq: seq0, reason: NackReason::BacklogFull, versions: &[] }), &key()),
+        seal_vec(
+            &r,
+            &Body::Nack(Nack {
+                echo_seq: seq0,
+                reason: NackReason::BacklogFull,
+                versions: &[],
+            }),
+            &key(),
+        ),
     ));
     out.push((
         "nack-unsupported-version",
         seal_vec(
             &r,
-            &Body::Nack(Nack { echo_seq: seq0, reason: NackReason::UnsupportedVersion, versions: SUPPORTED_VERSIONS }),
+            &Body::Nack(Nack {
+                echo_seq: seq0,
+                reason: NackReason::UnsupportedVersion,
+                versions: SUPPORTED_VERSIONS,
+            }),
             &key(),
         ),
     ));
@@ -61,17 +81,35 @@ fn fixtures() -> Vec<(&'static str, Vec<u8>)> {
         "close",
         seal_vec(
             &r,
-            &Body::Close(Close { reason: CloseReason::ClientFin, bytes_from_client: 51, bytes_to_client: 1_048_832 }),
+            &Body::Close(Close {
+                reason: CloseReason::ClientFin,
+                bytes_from_client: 51,
+                bytes_to_client: 1_048_832,
+            }),
             &key(),
         ),
     ));
-    out.push(("abort", seal_vec(&header(EXAMPLE_CONN, seq0 + 9), &Body::Abort(Abort { reason: AbortReason::ClientReset }), &key())));
+    out.push((
+        "abort",
+        seal_vec(
+            &header(EXAMPLE_CONN, seq0 + 9),
+            &Body::Abort(Abort {
+                reason: AbortReason::ClientReset,
+            }),
+            &key(),
+        ),
+    ));
     let r = reply_header(0, 0x0000_1a2b_3c4d_5e72);
     out.push((
         "load",
         seal_vec(
             &r,
-            &Body::Load(Load { active_conns: 1200, adopted_per_sec: 350, capacity_hint: 8800, interval_ms: 1000 }),
+            &Body::Load(Load {
+                active_conns: 1200,
+                adopted_per_sec: 350,
+                capacity_hint: 8800,
+                interval_ms: 1000,
+            }),
             &key(),
         ),
     ));
@@ -142,7 +180,16 @@ fn dump(name: &str, f: &[u8]) {
             at += len;
         }
         for row in f[at..].chunks(16) {
-            let text: String = row.iter().map(|&b| if b.is_ascii_graphic() || b == b' ' { b as char } else { '.' }).collect();
+            let text: String = row
+                .iter()
+                .map(|&b| {
+                    if b.is_ascii_graphic() || b == b' ' {
+                        b as char
+                    } else {
+                        '.'
+                    }
+                })
+                .collect();
             println!("{:<40}# {at:3}: request \"{text}\"", hex::encode(row));
             at += row.len();
         }
@@ -163,8 +210,13 @@ fn spec_fixtures_match_the_code_byte_for_byte() {
             dump(name, &frame);
             continue;
         }
-        let doc = spec_fixture(name).unwrap_or_else(|| panic!("docs/thop.md has no fixture {name}"));
-        assert_eq!(hex::encode(&doc), hex::encode(&frame), "fixture {name} differs from the code");
+        let doc =
+            spec_fixture(name).unwrap_or_else(|| panic!("docs/thop.md has no fixture {name}"));
+        assert_eq!(
+            hex::encode(&doc),
+            hex::encode(&frame),
+            "fixture {name} differs from the code"
+        );
     }
 }
 
@@ -177,7 +229,9 @@ fn worked_example_decodes_to_the_documented_values() {
     assert_eq!(frame.version, 1);
     assert_eq!(frame.key_id, 1);
     assert_eq!(frame.header, header(EXAMPLE_CONN, initial_msg_seq(NOW_MS)));
-    let Body::Create(frag) = frame.body else { panic!("not a CREATE") };
+    let Body::Create(frag) = frame.body else {
+        panic!("not a CREATE")
+    };
     assert_eq!(frag.state, Some(state_v4(REQUEST.len() as u32)));
     assert_eq!(frag.data, REQUEST);
     assert!(frag.is_whole());
@@ -202,7 +256,9 @@ fn every_fixture_opens_and_every_opcode_is_covered() {
 /// `THOP_WRITE_CORPUS=1 cargo test -p handoff-proto --test golden`).
 #[test]
 fn write_fuzz_corpus_on_request() {
-    let Some(_) = std::env::var_os("THOP_WRITE_CORPUS") else { return };
+    let Some(_) = std::env::var_os("THOP_WRITE_CORPUS") else {
+        return;
+    };
     let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../fuzz/corpus/thop_decode");
     std::fs::create_dir_all(dir).unwrap();
     for (name, frame) in fixtures() {

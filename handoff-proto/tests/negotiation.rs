@@ -17,13 +17,21 @@ fn newer_version_is_answered_with_authenticated_version_nack() {
     key().sign_in_place(&mut f);
     let (view, _) = FrameView::parse(&f).unwrap();
     keyring().verify(&view).unwrap();
-    assert_eq!(open(&keyring(), AGENT, &f).unwrap_err(), DecodeError::UnsupportedVersion(2));
+    assert_eq!(
+        open(&keyring(), AGENT, &f).unwrap_err(),
+        DecodeError::UnsupportedVersion(2)
+    );
     // The answer: NACK UNSUPPORTED_VERSION listing our versions, to the sender.
     let (h, nack) = view.version_nack(77, NOW_MS + 3);
-    assert_eq!((h.sender, h.receiver, h.conn_id, h.msg_seq), (AGENT, SWITCH, 3, 77));
+    assert_eq!(
+        (h.sender, h.receiver, h.conn_id, h.msg_seq),
+        (AGENT, SWITCH, 3, 77)
+    );
     let reply = seal_vec(&h, &Body::Nack(nack), &key());
     let (frame, _) = open(&keyring(), SWITCH, &reply).unwrap();
-    let Body::Nack(n) = frame.body else { panic!("not a NACK") };
+    let Body::Nack(n) = frame.body else {
+        panic!("not a NACK")
+    };
     assert_eq!(n.reason, NackReason::UnsupportedVersion);
     assert_eq!(n.echo_seq, 50);
     assert_eq!(n.versions, SUPPORTED_VERSIONS);
@@ -33,17 +41,26 @@ fn newer_version_is_answered_with_authenticated_version_nack() {
 fn newer_version_with_bad_tag_is_just_dropped() {
     let mut f = ack_frame();
     f[VERSION_OFFSET] = 2; // not re-tagged
-    assert_eq!(open(&keyring(), AGENT, &f).unwrap_err(), DecodeError::BadTag);
+    assert_eq!(
+        open(&keyring(), AGENT, &f).unwrap_err(),
+        DecodeError::BadTag
+    );
 }
 
 #[test]
 fn version_zero_and_bad_magic_are_rejected_before_auth() {
     let mut f = ack_frame();
     f[VERSION_OFFSET] = 0;
-    assert_eq!(open(&keyring(), AGENT, &f).unwrap_err(), DecodeError::BadVersion(0));
+    assert_eq!(
+        open(&keyring(), AGENT, &f).unwrap_err(),
+        DecodeError::BadVersion(0)
+    );
     let mut f = ack_frame();
     f[0] = b'X';
-    assert_eq!(open(&keyring(), AGENT, &f).unwrap_err(), DecodeError::BadMagic(0x5848));
+    assert_eq!(
+        open(&keyring(), AGENT, &f).unwrap_err(),
+        DecodeError::BadMagic(0x5848)
+    );
 }
 
 #[test]
@@ -66,7 +83,10 @@ fn unknown_advisory_flags_are_ignored_and_critical_ones_rejected() {
     assert_eq!(open(&keyring(), AGENT, &f).unwrap().0.header.flags, 0x00f0);
     h.flags = 0x0100 | flags::DUPLICATE;
     let f = seal_vec(&h, &Body::Ack(Ack { echo_seq: 9 }), &key());
-    assert_eq!(open(&keyring(), AGENT, &f).unwrap_err(), DecodeError::UnknownCriticalFlags(0x0100));
+    assert_eq!(
+        open(&keyring(), AGENT, &f).unwrap_err(),
+        DecodeError::UnknownCriticalFlags(0x0100)
+    );
 }
 
 /// Appends `extra` to the body of a sealed frame and re-tags it.
@@ -83,10 +103,25 @@ fn with_trailing(frame: &[u8], extra: &[u8]) -> Vec<u8> {
 fn trailing_fields_of_fixed_bodies_are_ignored() {
     let bodies = [
         Body::Ack(Ack { echo_seq: 1 }),
-        Body::Nack(Nack { echo_seq: 1, reason: NackReason::Overloaded, versions: &[1] }),
-        Body::Close(Close { reason: CloseReason::IdleTimeout, bytes_from_client: 1, bytes_to_client: 2 }),
-        Body::Abort(Abort { reason: AbortReason::Expired }),
-        Body::Load(Load { active_conns: 1, adopted_per_sec: 2, capacity_hint: 3, interval_ms: 4 }),
+        Body::Nack(Nack {
+            echo_seq: 1,
+            reason: NackReason::Overloaded,
+            versions: &[1],
+        }),
+        Body::Close(Close {
+            reason: CloseReason::IdleTimeout,
+            bytes_from_client: 1,
+            bytes_to_client: 2,
+        }),
+        Body::Abort(Abort {
+            reason: AbortReason::Expired,
+        }),
+        Body::Load(Load {
+            active_conns: 1,
+            adopted_per_sec: 2,
+            capacity_hint: 3,
+            interval_ms: 4,
+        }),
     ];
     for body in bodies {
         let f = with_trailing(&seal_vec(&header(1, 1), &body, &key()), b"future fields");
@@ -101,7 +136,12 @@ fn longer_state_block_is_accepted_and_extension_ignored() {
     let state = state_v4(REQUEST.len() as u32);
     let f = seal_vec(
         &header(1, 1),
-        &Body::Create(CreateFragment { total_len: REQUEST.len() as u32, offset: 0, state: Some(state), data: REQUEST }),
+        &Body::Create(CreateFragment {
+            total_len: REQUEST.len() as u32,
+            offset: 0,
+            state: Some(state),
+            data: REQUEST,
+        }),
         &key(),
     );
     let state_end = HEADER_LEN + CREATE_FIXED_LEN + STATE_LEN_V4;
@@ -114,7 +154,9 @@ fn longer_state_block_is_accepted_and_extension_ignored() {
     g[6..8].copy_from_slice(&body_len.to_be_bytes());
     key().sign_in_place(&mut g);
     let (frame, _) = open(&keyring(), AGENT, &g).unwrap();
-    let Body::Create(frag) = frame.body else { panic!() };
+    let Body::Create(frag) = frame.body else {
+        panic!()
+    };
     assert_eq!(frag.state, Some(state));
     assert_eq!(frag.data, REQUEST);
 }
@@ -123,10 +165,16 @@ fn longer_state_block_is_accepted_and_extension_ignored() {
 fn unknown_reason_codes_are_preserved() {
     let f = seal_vec(
         &reply_header(1, 1),
-        &Body::Nack(Nack { echo_seq: 1, reason: NackReason::from_u16(0x7777), versions: &[] }),
+        &Body::Nack(Nack {
+            echo_seq: 1,
+            reason: NackReason::from_u16(0x7777),
+            versions: &[],
+        }),
         &key(),
     );
-    let Body::Nack(n) = open(&keyring(), SWITCH, &f).unwrap().0.body else { panic!() };
+    let Body::Nack(n) = open(&keyring(), SWITCH, &f).unwrap().0.body else {
+        panic!()
+    };
     assert_eq!(n.reason, NackReason::Other(0x7777));
     assert_eq!(n.reason.to_u16(), 0x7777);
     assert_eq!(n.reason.label(), "other");
@@ -146,32 +194,73 @@ fn unknown_tcp_option_bit_is_rejected() {
     let state = state_v4(REQUEST.len() as u32);
     let mut f = seal_vec(
         &header(1, 1),
-        &Body::Create(CreateFragment { total_len: REQUEST.len() as u32, offset: 0, state: Some(state), data: REQUEST }),
+        &Body::Create(CreateFragment {
+            total_len: REQUEST.len() as u32,
+            offset: 0,
+            state: Some(state),
+            data: REQUEST,
+        }),
         &key(),
     );
     f[HEADER_LEN + CREATE_FIXED_LEN + 1] |= 0x08;
     key().sign_in_place(&mut f);
-    assert_eq!(open(&keyring(), AGENT, &f).unwrap_err(), DecodeError::Invalid("state: unknown TCP option bit"));
+    assert_eq!(
+        open(&keyring(), AGENT, &f).unwrap_err(),
+        DecodeError::Invalid("state: unknown TCP option bit")
+    );
 }
 
 #[test]
 fn create_semantic_checks() {
     let state = state_v4(REQUEST.len() as u32);
-    let frag = CreateFragment { total_len: REQUEST.len() as u32, offset: 0, state: Some(state), data: REQUEST };
+    let frag = CreateFragment {
+        total_len: REQUEST.len() as u32,
+        offset: 0,
+        state: Some(state),
+        data: REQUEST,
+    };
     // conn_id 0 is reserved for LOAD.
     let f = seal_vec(&header(0, 1), &Body::Create(frag), &key());
-    assert_eq!(open(&keyring(), AGENT, &f).unwrap_err(), DecodeError::Invalid("create: conn_id 0"));
+    assert_eq!(
+        open(&keyring(), AGENT, &f).unwrap_err(),
+        DecodeError::Invalid("create: conn_id 0")
+    );
     // client_next must match the request length.
     let mut bad = state;
     bad.client_next += 1;
-    let f = seal_vec(&header(1, 1), &Body::Create(CreateFragment { state: Some(bad), ..frag }), &key());
-    assert!(matches!(open(&keyring(), AGENT, &f).unwrap_err(), DecodeError::Invalid(_)));
-    // The first fragment must carry the state, later ones must not.
-    let f = seal_vec(&header(1, 1), &Body::Create(CreateFragment { state: None, ..frag }), &key());
-    assert_eq!(open(&keyring(), AGENT, &f).unwrap_err(), DecodeError::Invalid("create: first fragment without state"));
     let f = seal_vec(
         &header(1, 1),
-        &Body::Create(CreateFragment { total_len: 100, offset: 10, state: Some(state), data: b"x" }),
+        &Body::Create(CreateFragment {
+            state: Some(bad),
+            ..frag
+        }),
+        &key(),
+    );
+    assert!(matches!(
+        open(&keyring(), AGENT, &f).unwrap_err(),
+        DecodeError::Invalid(_)
+    ));
+    // The first fragment must carry the state, later ones must not.
+    let f = seal_vec(
+        &header(1, 1),
+        &Body::Create(CreateFragment {
+            state: None,
+            ..frag
+        }),
+        &key(),
+    );
+    assert_eq!(
+        open(&keyring(), AGENT, &f).unwrap_err(),
+        DecodeError::Invalid("create: first fragment without state")
+    );
+    let f = seal_vec(
+        &header(1, 1),
+        &Body::Create(CreateFragment {
+            total_len: 100,
+            offset: 10,
+            state: Some(state),
+            data: b"x",
+        }),
         &key(),
     );
     assert_eq!(
@@ -181,8 +270,16 @@ fn create_semantic_checks() {
     // Data must stay within total_len.
     let f = seal_vec(
         &header(1, 1),
-        &Body::Create(CreateFragment { total_len: 10, offset: 5, state: None, data: b"123456" }),
+        &Body::Create(CreateFragment {
+            total_len: 10,
+            offset: 5,
+            state: None,
+            data: b"123456",
+        }),
         &key(),
     );
-    assert_eq!(open(&keyring(), AGENT, &f).unwrap_err(), DecodeError::Invalid("create: data beyond total_len"));
+    assert_eq!(
+        open(&keyring(), AGENT, &f).unwrap_err(),
+        DecodeError::Invalid("create: data beyond total_len")
+    );
 }

@@ -40,24 +40,44 @@ fn empty_request_completes_at_once() {
 
 #[test]
 fn limits_are_enforced() {
-    let cfg = ReassemblyConfig { max_request_len: 70_000, max_pending: 2, memory_limit: 100_000, timeout_ms: 1000 };
+    let cfg = ReassemblyConfig {
+        max_request_len: 70_000,
+        max_pending: 2,
+        memory_limit: 100_000,
+        timeout_ms: 1000,
+    };
     let mut r = Reassembler::new(cfg);
     let big = request(80_000);
     let split = CreateSplitter::new(state_v4(80_000), &big, MAX_FRAME_LEN_V4).unwrap();
     let err = r.push(SWITCH, 1, &split.fragment(1), 0).unwrap_err();
-    assert_eq!(err, ReassemblyError::TooLarge { total_len: 80_000, limit: 70_000 });
+    assert_eq!(
+        err,
+        ReassemblyError::TooLarge {
+            total_len: 80_000,
+            limit: 70_000
+        }
+    );
     assert_eq!(err.nack_reason(), NackReason::RequestTooLarge);
 
     let req = request(60_000);
     let split = CreateSplitter::new(state_v4(60_000), &req, MAX_FRAME_LEN_V4).unwrap();
     assert_eq!(r.push(SWITCH, 1, &split.fragment(1), 0), Ok(None));
     // A second 60 KB request would pass the 100 KB memory limit.
-    assert_eq!(r.push(SWITCH, 2, &split.fragment(1), 10), Err(ReassemblyError::NoMemory));
+    assert_eq!(
+        r.push(SWITCH, 2, &split.fragment(1), 10),
+        Err(ReassemblyError::NoMemory)
+    );
     let small = request(5000);
     let s2 = CreateSplitter::new(state_v4(5000), &small, MAX_FRAME_LEN_V4).unwrap();
     assert_eq!(r.push(SWITCH, 2, &s2.fragment(1), 10), Ok(None));
-    assert_eq!(r.push(SWITCH, 3, &s2.fragment(1), 10), Err(ReassemblyError::TooManyPending));
-    assert_eq!(ReassemblyError::TooManyPending.nack_reason(), NackReason::BacklogFull);
+    assert_eq!(
+        r.push(SWITCH, 3, &s2.fragment(1), 10),
+        Err(ReassemblyError::TooManyPending)
+    );
+    assert_eq!(
+        ReassemblyError::TooManyPending.nack_reason(),
+        NackReason::BacklogFull
+    );
     // Once the first partial expires, room is made automatically.
     assert_eq!(r.poll_timeout(), Some(1000));
     assert_eq!(r.push(SWITCH, 3, &s2.fragment(1), 1005), Ok(None));
@@ -69,7 +89,10 @@ fn limits_are_enforced() {
 fn expire_drops_stale_partials_only() {
     let req = request(5000);
     let split = CreateSplitter::new(state_v4(5000), &req, MAX_FRAME_LEN_V4).unwrap();
-    let mut r = Reassembler::new(ReassemblyConfig { timeout_ms: 100, ..Default::default() });
+    let mut r = Reassembler::new(ReassemblyConfig {
+        timeout_ms: 100,
+        ..Default::default()
+    });
     r.push(SWITCH, 1, &split.fragment(1), 0).unwrap();
     r.push(SWITCH, 2, &split.fragment(1), 50).unwrap();
     assert_eq!(r.expire(99), 0);
@@ -104,7 +127,10 @@ fn same_conn_id_from_two_switches_is_kept_apart() {
     }
     assert_eq!(r.pending(), 2);
     let last = split.fragment(split.fragment_count() - 1);
-    assert_eq!(r.push(SWITCH + 1, 1, &last, 0).unwrap().unwrap().sender, SWITCH + 1);
+    assert_eq!(
+        r.push(SWITCH + 1, 1, &last, 0).unwrap().unwrap().sender,
+        SWITCH + 1
+    );
     assert_eq!(r.push(SWITCH, 1, &last, 0).unwrap().unwrap().request, req);
 }
 
@@ -138,7 +164,12 @@ fn overlapping_fragments_keep_first_bytes() {
     // An overlapping fragment whose bytes differ where they overlap.
     let f1 = split.fragment(1);
     let junk = vec![0xaa; 200];
-    let overlap = CreateFragment { total_len: 3000, offset: f1.offset + f1.data.len() as u32 - 100, state: None, data: &junk };
+    let overlap = CreateFragment {
+        total_len: 3000,
+        offset: f1.offset + f1.data.len() as u32 - 100,
+        state: None,
+        data: &junk,
+    };
     r.push(SWITCH, 1, &overlap, 0).unwrap();
     let mut done = None;
     for i in 0..split.fragment_count() {
@@ -149,5 +180,8 @@ fn overlapping_fragments_keep_first_bytes() {
     let got = done.unwrap().request;
     let end1 = (f1.offset as usize) + f1.data.len();
     assert_eq!(&got[..end1], &req[..end1], "first bytes win in the overlap");
-    assert!(got[end1..end1 + 100].iter().all(|&b| b == 0xaa), "the hole after was filled by the overlap");
+    assert!(
+        got[end1..end1 + 100].iter().all(|&b| b == 0xaa),
+        "the hole after was filled by the overlap"
+    );
 }

@@ -8,13 +8,22 @@ use handoff_proto::*;
 
 #[test]
 fn replayed_frame_is_rejected() {
-    let f = seal_vec(&header(5, 100), &Body::Abort(Abort { reason: AbortReason::ClientReset }), &key());
+    let f = seal_vec(
+        &header(5, 100),
+        &Body::Abort(Abort {
+            reason: AbortReason::ClientReset,
+        }),
+        &key(),
+    );
     let mut guards = ReplayGuards::default();
     let (frame, _) = open(&keyring(), AGENT, &f).unwrap();
     assert_eq!(guards.accept(&frame.header, NOW_MS), Ok(()));
     // The very same datagram again, a moment later.
     let (frame, _) = open(&keyring(), AGENT, &f).unwrap();
-    assert_eq!(guards.accept(&frame.header, NOW_MS + 5), Err(ReplayError::Duplicate(100)));
+    assert_eq!(
+        guards.accept(&frame.header, NOW_MS + 5),
+        Err(ReplayError::Duplicate(100))
+    );
 }
 
 #[test]
@@ -22,10 +31,22 @@ fn timestamp_window_is_enforced_both_ways() {
     let g = ReplayGuard::new(30_000);
     assert_eq!(g.check(1, NOW_MS - 30_000, NOW_MS), Ok(()));
     assert_eq!(g.check(1, NOW_MS + 30_000, NOW_MS), Ok(()));
-    assert_eq!(g.check(1, NOW_MS - 30_001, NOW_MS), Err(ReplayError::TooOld { behind_ms: 30_001 }));
-    assert_eq!(g.check(1, NOW_MS + 30_001, NOW_MS), Err(ReplayError::TooNew { ahead_ms: 30_001 }));
-    assert_eq!(g.check(1, 0, NOW_MS).unwrap_err().label(), "timestamp_too_old");
-    assert_eq!(g.check(1, u64::MAX, NOW_MS).unwrap_err().label(), "timestamp_too_new");
+    assert_eq!(
+        g.check(1, NOW_MS - 30_001, NOW_MS),
+        Err(ReplayError::TooOld { behind_ms: 30_001 })
+    );
+    assert_eq!(
+        g.check(1, NOW_MS + 30_001, NOW_MS),
+        Err(ReplayError::TooNew { ahead_ms: 30_001 })
+    );
+    assert_eq!(
+        g.check(1, 0, NOW_MS).unwrap_err().label(),
+        "timestamp_too_old"
+    );
+    assert_eq!(
+        g.check(1, u64::MAX, NOW_MS).unwrap_err().label(),
+        "timestamp_too_new"
+    );
 }
 
 #[test]
@@ -41,12 +62,21 @@ fn sliding_window_accepts_reordering_and_rejects_duplicates() {
     // Far ahead: the window slides; the old ones fall behind it.
     let far = 15 + REPLAY_WINDOW + 3;
     assert_eq!(g.accept(far, NOW_MS, NOW_MS), Ok(()));
-    assert_eq!(g.accept(15, NOW_MS, NOW_MS), Err(ReplayError::BehindWindow(15)));
+    assert_eq!(
+        g.accept(15, NOW_MS, NOW_MS),
+        Err(ReplayError::BehindWindow(15))
+    );
     // Just inside the window and unseen: accepted once.
     let inside = far - REPLAY_WINDOW + 1;
     assert_eq!(g.accept(inside, NOW_MS, NOW_MS), Ok(()));
-    assert_eq!(g.accept(inside, NOW_MS, NOW_MS), Err(ReplayError::Duplicate(inside)));
-    assert_eq!(g.accept(far - REPLAY_WINDOW, NOW_MS, NOW_MS), Err(ReplayError::BehindWindow(far - REPLAY_WINDOW)));
+    assert_eq!(
+        g.accept(inside, NOW_MS, NOW_MS),
+        Err(ReplayError::Duplicate(inside))
+    );
+    assert_eq!(
+        g.accept(far - REPLAY_WINDOW, NOW_MS, NOW_MS),
+        Err(ReplayError::BehindWindow(far - REPLAY_WINDOW))
+    );
 }
 
 #[test]
@@ -60,7 +90,11 @@ fn sliding_by_less_than_the_window_clears_reused_slots() {
         assert_eq!(g.accept(s, NOW_MS, NOW_MS), Ok(()), "seq {s}");
     }
     for s in 100..REPLAY_WINDOW + 100 {
-        assert_eq!(g.accept(s, NOW_MS, NOW_MS), Err(ReplayError::Duplicate(s)), "seq {s}");
+        assert_eq!(
+            g.accept(s, NOW_MS, NOW_MS),
+            Err(ReplayError::Duplicate(s)),
+            "seq {s}"
+        );
     }
 }
 
@@ -79,7 +113,8 @@ fn restarted_sender_is_accepted_by_clock_seeded_sequence() {
 
 #[test]
 fn retransmitted_create_with_fresh_seq_is_not_a_replay() {
-    let split = CreateSplitter::new(state_v4(REQUEST.len() as u32), REQUEST, MAX_FRAME_LEN_V4).unwrap();
+    let split =
+        CreateSplitter::new(state_v4(REQUEST.len() as u32), REQUEST, MAX_FRAME_LEN_V4).unwrap();
     let mut guards = ReplayGuards::default();
     let mut buf = [0u8; MAX_FRAME_LEN_V4];
     for (seq, flags) in [(1, 0), (2, flags::RETRANSMIT)] {
@@ -98,7 +133,11 @@ fn senders_are_tracked_separately_and_bounded() {
     let mut h = header(1, 1);
     assert_eq!(guards.accept(&h, NOW_MS), Ok(()));
     h.sender = SWITCH + 1;
-    assert_eq!(guards.accept(&h, NOW_MS), Ok(()), "same seq from another sender is fine");
+    assert_eq!(
+        guards.accept(&h, NOW_MS),
+        Ok(()),
+        "same seq from another sender is fine"
+    );
     h.sender = SWITCH + 2;
     assert_eq!(guards.accept(&h, NOW_MS), Err(ReplayError::TooManyPeers));
     guards.forget(SWITCH + 1);
@@ -114,4 +153,17 @@ fn rejected_frames_do_not_move_the_window() {
     assert!(g.accept(10_000, NOW_MS - 60_000, NOW_MS).is_err());
     assert_eq!(g.highest(), Some(10));
     assert_eq!(g.accept(9, NOW_MS, NOW_MS), Ok(()));
+}
+
+#[test]
+fn restarted_receiver_refuses_frames_from_before_its_start() {
+    let mut guards = ReplayGuards::default().with_not_before(NOW_MS);
+    let mut h = header(1, 1);
+    h.timestamp_ms = NOW_MS - 1;
+    assert_eq!(
+        guards.accept(&h, NOW_MS + 10),
+        Err(ReplayError::TooOld { behind_ms: 11 })
+    );
+    h.timestamp_ms = NOW_MS;
+    assert_eq!(guards.accept(&h, NOW_MS + 10), Ok(()));
 }

@@ -11,20 +11,32 @@ use handoff_proto::*;
 use proptest::prelude::*;
 
 fn arb_endpoints() -> impl Strategy<Value = Endpoints> {
-    let v4 = (any::<[u8; 4]>(), 1..=u16::MAX, any::<[u8; 4]>(), 1..=u16::MAX).prop_map(|(c, cp, v, vp)| {
-        Endpoints::new(
-            SocketAddr::new(Ipv4Addr::from(c).into(), cp),
-            SocketAddr::new(Ipv4Addr::from(v).into(), vp),
-        )
-        .unwrap()
-    });
-    let v6 = (any::<[u8; 16]>(), 1..=u16::MAX, any::<[u8; 16]>(), 1..=u16::MAX).prop_map(|(c, cp, v, vp)| {
-        Endpoints::new(
-            SocketAddr::new(Ipv6Addr::from(c).into(), cp),
-            SocketAddr::new(Ipv6Addr::from(v).into(), vp),
-        )
-        .unwrap()
-    });
+    let v4 = (
+        any::<[u8; 4]>(),
+        1..=u16::MAX,
+        any::<[u8; 4]>(),
+        1..=u16::MAX,
+    )
+        .prop_map(|(c, cp, v, vp)| {
+            Endpoints::new(
+                SocketAddr::new(Ipv4Addr::from(c).into(), cp),
+                SocketAddr::new(Ipv4Addr::from(v).into(), vp),
+            )
+            .unwrap()
+        });
+    let v6 = (
+        any::<[u8; 16]>(),
+        1..=u16::MAX,
+        any::<[u8; 16]>(),
+        1..=u16::MAX,
+    )
+        .prop_map(|(c, cp, v, vp)| {
+            Endpoints::new(
+                SocketAddr::new(Ipv6Addr::from(c).into(), cp),
+                SocketAddr::new(Ipv6Addr::from(v).into(), vp),
+            )
+            .unwrap()
+        });
     prop_oneof![v4, v6]
 }
 
@@ -51,7 +63,12 @@ prop_compose! {
 }
 
 fn arb_frame_len() -> impl Strategy<Value = usize> {
-    prop_oneof![Just(MAX_FRAME_LEN_V4), Just(MAX_FRAME_LEN_V6), Just(MIN_FRAME_LEN), MIN_FRAME_LEN..=9000usize]
+    prop_oneof![
+        Just(MAX_FRAME_LEN_V4),
+        Just(MAX_FRAME_LEN_V6),
+        Just(MIN_FRAME_LEN),
+        MIN_FRAME_LEN..=9000usize
+    ]
 }
 
 fn arb_request() -> impl Strategy<Value = Vec<u8>> {
@@ -194,7 +211,10 @@ proptest! {
 #[test]
 fn sixty_four_kib_fits_1500_mtu_ipv4_and_ipv6() {
     let request = vec![b'x'; 64 * 1024];
-    for (state, max) in [(state_v4(65536), MAX_FRAME_LEN_V4), (state_v6(65536), MAX_FRAME_LEN_V6)] {
+    for (state, max) in [
+        (state_v4(65536), MAX_FRAME_LEN_V4),
+        (state_v6(65536), MAX_FRAME_LEN_V6),
+    ] {
         let split = CreateSplitter::new(state, &request, max).unwrap();
         assert!(split.fragment_count() > 40);
         for i in 0..split.fragment_count() {
@@ -207,12 +227,27 @@ fn sixty_four_kib_fits_1500_mtu_ipv4_and_ipv6() {
 
 #[test]
 fn splitter_rejects_bad_input() {
-    assert_eq!(CreateSplitter::new(state_v4(3), b"abc", 100).unwrap_err(), SplitError::BadFrameLen(100));
-    assert!(matches!(CreateSplitter::new(state_v4(4), b"abc", 1472).unwrap_err(), SplitError::InvalidState(_)));
+    assert_eq!(
+        CreateSplitter::new(state_v4(3), b"abc", 100).unwrap_err(),
+        SplitError::BadFrameLen(100)
+    );
+    assert!(matches!(
+        CreateSplitter::new(state_v4(4), b"abc", 1472).unwrap_err(),
+        SplitError::InvalidState(_)
+    ));
     let mut s = state_v4(3);
     s.mss = 10;
-    assert!(matches!(CreateSplitter::new(s, b"abc", 1472).unwrap_err(), SplitError::InvalidState(_)));
+    assert!(matches!(
+        CreateSplitter::new(s, b"abc", 1472).unwrap_err(),
+        SplitError::InvalidState(_)
+    ));
     let mut s = state_v4(3);
-    s.window_scale = Some(WindowScale { client: 15, server: 0 });
-    assert!(matches!(CreateSplitter::new(s, b"abc", 1472).unwrap_err(), SplitError::InvalidState(_)));
+    s.window_scale = Some(WindowScale {
+        client: 15,
+        server: 0,
+    });
+    assert!(matches!(
+        CreateSplitter::new(s, b"abc", 1472).unwrap_err(),
+        SplitError::InvalidState(_)
+    ));
 }

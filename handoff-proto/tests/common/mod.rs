@@ -27,17 +27,35 @@ pub const NOW_MS: u64 = 1_800_000_000_000;
 pub const REQUEST: &[u8] = b"GET /index.html HTTP/1.1\r\nHost: www.example.com\r\n\r\n";
 
 pub fn header(conn_id: u64, msg_seq: u64) -> Header {
-    Header { flags: 0, sender: SWITCH, receiver: AGENT, conn_id, msg_seq, timestamp_ms: NOW_MS }
+    Header {
+        flags: 0,
+        sender: SWITCH,
+        receiver: AGENT,
+        conn_id,
+        msg_seq,
+        timestamp_ms: NOW_MS,
+    }
 }
 
 pub fn reply_header(conn_id: u64, msg_seq: u64) -> Header {
-    Header { flags: 0, sender: AGENT, receiver: SWITCH, conn_id, msg_seq, timestamp_ms: NOW_MS + 1 }
+    Header {
+        flags: 0,
+        sender: AGENT,
+        receiver: SWITCH,
+        conn_id,
+        msg_seq,
+        timestamp_ms: NOW_MS + 1,
+    }
 }
 
 /// The worked example's connection: 198.18.0.101:40000 → 198.18.0.10:80, all options.
 pub fn state_v4(request_len: u32) -> TcpState {
     TcpState {
-        endpoints: Endpoints::new("198.18.0.101:40000".parse().unwrap(), "198.18.0.10:80".parse().unwrap()).unwrap(),
+        endpoints: Endpoints::new(
+            "198.18.0.101:40000".parse().unwrap(),
+            "198.18.0.10:80".parse().unwrap(),
+        )
+        .unwrap(),
         client_isn: 0x1000_0000,
         client_next: 0x1000_0001u32.wrapping_add(request_len),
         server_isn: 0xa000_0000,
@@ -45,16 +63,26 @@ pub fn state_v4(request_len: u32) -> TcpState {
         client_window: 64_240 << 7,
         server_window: 65_535,
         mss: 1460,
-        window_scale: Some(WindowScale { client: 7, server: 7 }),
+        window_scale: Some(WindowScale {
+            client: 7,
+            server: 7,
+        }),
         sack_permitted: true,
-        timestamps: Some(Timestamps { recent: 0x0012_3456, next_val: 0x0765_4321 }),
+        timestamps: Some(Timestamps {
+            recent: 0x0012_3456,
+            next_val: 0x0765_4321,
+        }),
     }
 }
 
 /// An IPv6 connection without any option negotiated.
 pub fn state_v6(request_len: u32) -> TcpState {
     TcpState {
-        endpoints: Endpoints::new("[2001:db8::101]:40000".parse().unwrap(), "[2001:db8::10]:443".parse().unwrap()).unwrap(),
+        endpoints: Endpoints::new(
+            "[2001:db8::101]:40000".parse().unwrap(),
+            "[2001:db8::10]:443".parse().unwrap(),
+        )
+        .unwrap(),
         client_isn: 0xffff_fff0,
         client_next: 0xffff_fff1u32.wrapping_add(request_len),
         server_isn: 7,
