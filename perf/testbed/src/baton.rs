@@ -392,7 +392,7 @@ pub fn start_agent(
 }
 
 /// The agent crate's listener example (serves HTTP on adopted connections).
-pub const LISTENER_EXAMPLE: &str = "listener";
+pub const LISTENER_EXAMPLE: &str = "handoff_server";
 
 /// Starts the agents and the switch; returns the processes (switch first,
 /// so it stops first). Used by the benchmark.

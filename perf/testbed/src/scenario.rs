@@ -39,10 +39,22 @@ impl Running {
         let nginx = nginx::start_all(&bed)?;
         let mut opts = SwitchOptions::testbed(io);
         f(&mut opts);
+        let app_agent = opts
+            .agents
+            .get(2)
+            .is_some_and(|a| *a != baton::AgentRole::None);
         let stack = Stack::start(&bed, &opts)?;
         let r = Running { stack, nginx, bed };
-        // Ready when each static backend has served (health checks passed).
+        // Ready when each static backend has served (health checks passed)
+        // and the app pool answers.
         r.wait_backends("/static/1k.bin", &STATIC_POOL, Duration::from_secs(30))?;
+        if app_agent {
+            r.wait_until(
+                "the app pool to answer /api/",
+                Duration::from_secs(30),
+                || Ok(r.get("/api/items").is_ok_and(|x| x.status == 200)),
+            )?;
+        }
         Ok(r)
     }
 
