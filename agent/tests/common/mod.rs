@@ -1,6 +1,11 @@
-//! Shared test support: namespaces and the switch's freeze step.
+//! Shared test support: namespaces, the switch's freeze and THOP sides, the
+//! agent process, local upstream servers and clients.
 #![allow(dead_code)]
 
+pub mod agent_proc;
 pub mod freeze;
+pub mod handoff;
 pub mod netns;
 pub mod serve;
+pub mod thop;
+pub mod upstream;

@@ -123,7 +123,17 @@ pub fn accept_and_freeze(bed: &Bed, l: &TcpListener, extra_body: usize) -> (TcpS
         assert!(n > 0, "client closed before the request was complete");
         req.extend_from_slice(&buf[..n]);
     }
+    // Hold the flow first (no more packets reach this socket), then take
+    // whatever else already arrived: all of it is part of the request the
+    // switch acknowledged.
     bed.hold_flow(s.peer_addr().unwrap().port());
+    s.set_nonblocking(true).unwrap();
+    while let Ok(n) = (&s).read(&mut buf) {
+        if n == 0 {
+            break;
+        }
+        req.extend_from_slice(&buf[..n]);
+    }
     let st = freeze(s, &req);
     (st, req)
 }

@@ -1,0 +1,119 @@
+//! Local servers on the backend's 127.0.0.1:8080: a scriptable Rust server
+//! (to observe exactly what the relay delivers) and a real nginx.
+
+use super::agent_proc::TempDir;
+use super::netns::Bed;
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc::{channel, Receiver};
+use std::time::{Duration, Instant};
+
+/// Accepted upstream connections, handed to the test.
+pub struct Upstream {
+    pub conns: Receiver<TcpStream>,
+}
+
+impl Upstream {
+    /// Listens on 127.0.0.1:8080 in the backend namespace.
+    pub fn start(bed: &Bed) -> Upstream {
+        let l = bed.in_ns(&bed.backend, || TcpListener::bind("127.0.0.1:8080").expect("bind upstream"));
+        let (tx, rx) = channel();
+        std::thread::spawn(move || {
+            for s in l.incoming().map_while(Result::ok) {
+                if tx.send(s).is_err() {
+                    break;
+                }
+            }
+        });
+        Upstream { conns: rx }
+    }
+
+    pub fn accept(&self) -> TcpStream {
+        let s = self.conns.recv_timeout(Duration::from_secs(10)).expect("no upstream connection from the relay");
+        s.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
+        s
+    }
+}
+
+/// Reads one HTTP request head plus `Content-Length` body.
+pub fn read_request(s: &mut TcpStream) -> Vec<u8> {
+    let mut req = Vec::new();
+    let mut buf = [0u8; 65536];
+    loop {
+        if let Some(end) = super::serve::find(&req, b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&req[..end]).to_ascii_lowercase();
+            let cl = head
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length:"))
+                .map(|v| v.trim().parse::<usize>().unwrap())
+                .unwrap_or(0);
+            if req.len() >= end + 4 + cl {
+                return req;
+            }
+        }
+        let n = s.read(&mut buf).expect("upstream read");
+        assert!(n > 0, "EOF before the request was complete: {:?}", String::from_utf8_lossy(&req));
+        req.extend_from_slice(&buf[..n]);
+    }
+}
+
+pub fn respond(s: &mut TcpStream, body: &[u8]) {
+    write!(s, "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", body.len()).unwrap();
+    s.write_all(body).unwrap();
+}
+
+/// A real nginx serving `files` from a generated root on 127.0.0.1:8080.
+pub struct Nginx {
+    child: Child,
+    pub dir: TempDir,
+}
+
+impl Nginx {
+    pub fn start(bed: &Bed, files: &[(&str, &[u8])]) -> Nginx {
+        let dir = TempDir::new("nginx");
+        let root = dir.0.join("root");
+        std::fs::create_dir_all(&root).unwrap();
+        for (name, data) in files {
+            std::fs::write(root.join(name), data).unwrap();
+        }
+        let p = dir.0.display().to_string();
+        let conf = format!(
+            "daemon off;\nmaster_process off;\nworker_processes 1;\npid {p}/nginx.pid;\nerror_log {p}/error.log info;\n\
+             events {{ worker_connections 1024; }}\n\
+             http {{\n  access_log {p}/access.log;\n  client_body_temp_path {p}/body;\n  proxy_temp_path {p}/proxy;\n\
+               fastcgi_temp_path {p}/fastcgi;\n  uwsgi_temp_path {p}/uwsgi;\n  scgi_temp_path {p}/scgi;\n\
+               default_type application/octet-stream;\n  sendfile on;\n\
+               server {{\n    listen 127.0.0.1:8080;\n    root {p}/root;\n    add_header X-Backend nginx-test;\n  }}\n}}\n"
+        );
+        std::fs::write(dir.0.join("nginx.conf"), conf).unwrap();
+        let child = Command::new("ip")
+            .args(["netns", "exec", &bed.backend, "nginx", "-p", &p, "-c", &format!("{p}/nginx.conf")])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start nginx");
+        // Ready when it accepts on 127.0.0.1:8080 inside the namespace.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let up = bed.in_ns(&bed.backend, || TcpStream::connect("127.0.0.1:8080").is_ok());
+            if up {
+                break;
+            }
+            assert!(Instant::now() < deadline, "nginx did not start: {}", std::fs::read_to_string(dir.0.join("error.log")).unwrap_or_default());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Nginx { child, dir }
+    }
+
+    pub fn access_log(&self) -> String {
+        std::fs::read_to_string(self.dir.0.join("access.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
