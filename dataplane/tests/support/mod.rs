@@ -889,3 +889,67 @@ impl Bed {
         }
     }
 }
+
+/// A client→VIP TCP frame from `port`.
+#[allow(clippy::too_many_arguments)]
+pub fn tcp_frame(
+    port: u16,
+    fl: u8,
+    seq: u32,
+    ack: u32,
+    win: u16,
+    opts: TcpOpts,
+    payload: &[u8],
+) -> Vec<u8> {
+    let t = TcpOut {
+        src_mac: CLIENT_MAC,
+        dst_mac: SWITCH_MAC,
+        src: client_ip(),
+        dst: vip(),
+        src_port: port,
+        dst_port: 80,
+        seq,
+        ack,
+        flags: fl,
+        window: win,
+        opts,
+        payload,
+    };
+    let mut b = vec![0u8; wire::tcp_frame_len(&t)];
+    wire::emit_tcp(&mut b, &t).unwrap();
+    b
+}
+
+/// A THOP frame from agent `b` to the switch, sealed with the test key.
+pub fn thop_frame(
+    b: u32,
+    conn_id: u64,
+    msg_seq: u64,
+    timestamp_ms: u64,
+    body: Body<'_>,
+) -> Vec<u8> {
+    let hdr = Header {
+        flags: 0,
+        sender: handoff_proto::node_id(backend_ip(b)),
+        receiver: handoff_proto::node_id(switch_ip()),
+        conn_id,
+        msg_seq,
+        timestamp_ms,
+    };
+    let key = Key::new(1, KEY);
+    let flen = handoff_proto::frame_len(&body);
+    let mut f = vec![0u8; wire::udp_payload_offset() + flen];
+    handoff_proto::seal(&hdr, &body, &key, &mut f[wire::udp_payload_offset()..]);
+    wire::emit_udp(
+        &mut f,
+        backend_mac(b),
+        SWITCH_MAC,
+        backend_ip(b),
+        switch_ip(),
+        9199,
+        9199,
+        flen,
+    )
+    .unwrap();
+    f
+}
