@@ -10,6 +10,8 @@ pub mod config;
 pub mod counters;
 pub mod dispatch;
 pub mod engine;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod http;
 pub mod io;
 pub mod peer;

@@ -1,0 +1,360 @@
+//! The body of the worker fuzz target (`fuzz/fuzz_targets/dataplane_worker.rs`),
+//! kept in the crate so the normal test suite also runs it on random inputs.
+//!
+//! The input is read as a program of operations against one engine on a
+//! virtual clock: raw frames, well-formed client segments with fuzzed flags,
+//! sequence numbers, options and payloads (answering the switch's own SYN/ACK
+//! so deep states are reached), time jumps, control-plane decisions, THOP
+//! replies (valid and corrupted), ARP. After every operation the engine's
+//! bounds are checked: table within capacity, sessions within the pool,
+//! buffers all returned or accounted for. Any panic is a bug.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+
+use handoff_proto::{Body, Header, Key};
+
+use crate::config::{Service, SynCookieMode, ThopConfig, WorkerConfig};
+use crate::counters::Counters;
+use crate::dispatch::{BackendTarget, Decision, DispatchRequest, Verdict, WorkerEvent};
+use crate::engine::{Engine, Sink};
+use crate::io::memory::{MemBuf, MemoryIo};
+use crate::io::{PacketBuf, PacketIo};
+use crate::peer::PeerMsg;
+use crate::shared::Shared;
+use crate::wire::{self, flags, Frame, TcpOpts, TcpOut, Verify};
+
+const POOL: usize = 512;
+const SWITCH_MAC: [u8; 6] = [2, 0xba, 0x70, 0, 0, 2];
+const KEY: [u8; 32] = [7; 32];
+
+struct FuzzSink {
+    io: MemoryIo,
+    out: Vec<MemBuf>,
+    requests: Vec<DispatchRequest>,
+    dispatch_full: bool,
+}
+
+impl Sink<MemBuf> for FuzzSink {
+    fn alloc(&mut self) -> Option<MemBuf> {
+        self.io.alloc()
+    }
+    fn send(&mut self, pkt: MemBuf) {
+        self.out.push(pkt);
+    }
+    fn dispatch(&mut self, req: DispatchRequest) -> Result<(), DispatchRequest> {
+        if self.dispatch_full || self.requests.len() >= 64 {
+            return Err(req);
+        }
+        self.requests.push(req);
+        Ok(())
+    }
+    fn event(&mut self, _ev: WorkerEvent) -> bool {
+        true
+    }
+    fn relay(&mut self, _worker: u16, _msg: PeerMsg) -> bool {
+        true
+    }
+}
+
+struct Input<'a>(&'a [u8]);
+
+impl Input<'_> {
+    fn u8(&mut self) -> Option<u8> {
+        let (&b, rest) = self.0.split_first()?;
+        self.0 = rest;
+        Some(b)
+    }
+    fn u16(&mut self) -> Option<u16> {
+        Some(u16::from_be_bytes([self.u8()?, self.u8()?]))
+    }
+    fn bytes(&mut self, n: usize) -> &[u8] {
+        let n = n.min(self.0.len());
+        let (a, b) = self.0.split_at(n);
+        self.0 = b;
+        a
+    }
+}
+
+fn ip(last: u8) -> IpAddr {
+    IpAddr::V4(Ipv4Addr::new(198, 18, 0, last))
+}
+
+/// The configuration the fuzz target runs with: tiny, so limits are hit.
+pub fn config() -> WorkerConfig {
+    WorkerConfig {
+        services: vec![Service {
+            vip: ip(10),
+            port: 80,
+        }],
+        mac: SWITCH_MAC,
+        ip: ip(2),
+        thop: ThopConfig {
+            port: 9199,
+            key_id: 1,
+            keys: vec![(1, KEY)],
+        },
+        header_max: 256,
+        request_buffer: 512,
+        table_capacity: 16,
+        pending_capacity: 4,
+        syncookie_threshold: 4,
+        syncookie_mode: SynCookieMode::OnOverload,
+        static_macs: vec![(ip(11), [2, 0, 0, 0, 0, 11])],
+        secret: [3; 16],
+        ..WorkerConfig::default()
+    }
+}
+
+/// Runs one fuzz input; panics only on a bug.
+pub fn run(data: &[u8]) {
+    let cfg = config();
+    let counters = Arc::new(Counters::default());
+    let shared = Arc::new(Shared::new(1, 16));
+    let Ok(mut engine) = Engine::<MemBuf>::new(0, &cfg, counters, shared.clone()) else {
+        return;
+    };
+    let mut sink = FuzzSink {
+        io: MemoryIo::new(POOL),
+        out: Vec::new(),
+        requests: Vec::new(),
+        dispatch_full: false,
+    };
+    let mut now: u64 = 1_000_000_000;
+    let mut iss = [0u32; 4];
+    let mut creates: Vec<(u64, u64)> = Vec::new();
+    let mut agent_seq = 1u64 << 40;
+    let mut inp = Input(data);
+    engine.start(now, &mut sink);
+    while let Some(op) = inp.u8() {
+        match op % 9 {
+            0 => {
+                let n = inp.u8().unwrap_or(0) as usize * 2;
+                let f = inp.bytes(n).to_vec();
+                if let Some(mut b) = sink.io.alloc() {
+                    if b.set_len(f.len()) {
+                        b.data_mut().copy_from_slice(&f);
+                        engine.handle_packet(now, b, &mut sink);
+                    }
+                }
+            }
+            1 | 2 => {
+                let (Some(p), Some(fl), Some(seq), Some(ack)) =
+                    (inp.u8(), inp.u8(), inp.u16(), inp.u8())
+                else {
+                    break;
+                };
+                let port = 40000 + (p % 4) as u16;
+                let optbits = inp.u8().unwrap_or(0);
+                let len = inp.u8().unwrap_or(0) as usize;
+                let payload = if op % 9 == 2 {
+                    let mut v = b"GET / HTTP/1.1\r\nHost: f\r\n\r\n".to_vec();
+                    v.truncate(len % 40);
+                    v
+                } else {
+                    inp.bytes(len).to_vec()
+                };
+                let isn = 5_000_000u32.wrapping_mul(port as u32);
+                let flags_v = if op % 9 == 2 {
+                    flags::ACK | flags::PSH
+                } else {
+                    fl & 0x3f
+                };
+                let opts = TcpOpts {
+                    mss: (optbits & 1 != 0).then_some(536 + (fl as u16) * 4),
+                    window_scale: (optbits & 2 != 0).then_some(optbits >> 4),
+                    sack_permitted: optbits & 4 != 0,
+                    timestamp: (optbits & 8 != 0).then_some((seq as u32, ack as u32)),
+                };
+                let t = TcpOut {
+                    src_mac: [2, 0, 0, 0, 0, 0x65],
+                    dst_mac: SWITCH_MAC,
+                    src: ip(101),
+                    dst: ip(10),
+                    src_port: port,
+                    dst_port: if fl & 0x80 != 0 { 81 } else { 80 },
+                    seq: isn.wrapping_add(seq as u32),
+                    ack: iss[(p % 4) as usize].wrapping_add(ack as u32 % 4),
+                    flags: flags_v,
+                    window: seq,
+                    opts,
+                    payload: &payload,
+                };
+                if let Some(mut b) = sink.io.alloc() {
+                    let n = wire::tcp_frame_len(&t);
+                    if b.set_len(n) && wire::emit_tcp(b.data_mut(), &t).is_some() {
+                        engine.handle_packet(now, b, &mut sink);
+                    }
+                }
+            }
+            3 => {
+                now += inp.u16().unwrap_or(0) as u64 * 1_000_000 * (1 + (op as u64 >> 5));
+                engine.handle_timeout(now, &mut sink);
+            }
+            4 => {
+                let Some(r) = sink.requests.pop() else {
+                    continue;
+                };
+                let v = inp.u8().unwrap_or(0);
+                let verdict = if v & 1 == 0 {
+                    let b = (v >> 1) % 3 + 11;
+                    let mac = (v & 2 != 0).then_some([2, 0, 0, 0, 0, b]);
+                    Verdict::Backend(BackendTarget {
+                        id: b as u32,
+                        ip: ip(b),
+                        mac,
+                        thop: SocketAddr::new(ip(b), 9199),
+                    })
+                } else {
+                    Verdict::Reject(400 + (v as u16 % 200))
+                };
+                let mut token = r.token;
+                if v & 0x80 != 0 {
+                    token.generation = token.generation.wrapping_add(1);
+                }
+                engine.handle_decision(
+                    now,
+                    Decision {
+                        token,
+                        verdict,
+                        pool: 0,
+                        header: r.header,
+                    },
+                    &mut sink,
+                );
+            }
+            5 | 6 => {
+                let Some(&(cid, seq)) = creates.last() else {
+                    continue;
+                };
+                let k = inp.u8().unwrap_or(0);
+                let body = match k % 3 {
+                    0 => Body::Ack(handoff_proto::Ack { echo_seq: seq }),
+                    1 => Body::Nack(handoff_proto::Nack {
+                        echo_seq: seq,
+                        reason: handoff_proto::NackReason::from_u16(k as u16),
+                        versions: &[],
+                    }),
+                    _ => Body::Close(handoff_proto::Close {
+                        reason: handoff_proto::CloseReason::ServerClose,
+                        bytes_from_client: 0,
+                        bytes_to_client: 0,
+                    }),
+                };
+                agent_seq += 1;
+                let b = 11 + (k >> 6) % 3;
+                let hdr = Header {
+                    flags: 0,
+                    sender: handoff_proto::node_id(ip(b)),
+                    receiver: handoff_proto::node_id(ip(2)),
+                    conn_id: if k & 0x20 != 0 { cid ^ 1 } else { cid },
+                    msg_seq: agent_seq,
+                    timestamp_ms: shared.epoch_unix_ms + now / 1_000_000,
+                };
+                let flen = handoff_proto::frame_len(&body);
+                if let Some(mut buf) = sink.io.alloc() {
+                    let total = wire::udp_payload_offset() + flen;
+                    if buf.set_len(total) {
+                        handoff_proto::seal(
+                            &hdr,
+                            &body,
+                            &Key::new(1, KEY),
+                            &mut buf.data_mut()[wire::udp_payload_offset()..],
+                        );
+                        if op % 9 == 6 {
+                            // Corrupt one byte somewhere after the Ethernet header.
+                            let at = 14 + (inp.u16().unwrap_or(0) as usize % (total - 14));
+                            buf.data_mut()[at] ^= inp.u8().unwrap_or(1) | 1;
+                        }
+                        wire::emit_udp(
+                            buf.data_mut(),
+                            [2, 0, 0, 0, 0, b],
+                            SWITCH_MAC,
+                            ip(b),
+                            ip(2),
+                            9199,
+                            9199,
+                            flen,
+                        );
+                        engine.handle_packet(now, buf, &mut sink);
+                    }
+                }
+            }
+            7 => {
+                let t = inp.u8().unwrap_or(0);
+                if let Some(mut b) = sink.io.alloc() {
+                    if b.set_len(60) {
+                        let tpa = if t & 1 == 0 {
+                            Ipv4Addr::new(198, 18, 0, 10)
+                        } else {
+                            Ipv4Addr::new(198, 18, 0, 11 + t % 3)
+                        };
+                        wire::emit_arp(
+                            b.data_mut(),
+                            t & 2 != 0,
+                            [2, 0, 0, 0, 0, 11 + t % 3],
+                            Ipv4Addr::new(198, 18, 0, 11 + t % 3),
+                            SWITCH_MAC,
+                            tpa,
+                        );
+                        engine.handle_packet(now, b, &mut sink);
+                    }
+                }
+            }
+            _ => {
+                let t = inp.u8().unwrap_or(0);
+                match t % 4 {
+                    0 => engine.drain(),
+                    1 => sink.dispatch_full = !sink.dispatch_full,
+                    _ => {}
+                }
+            }
+        }
+        // Learn our ISNs and the CREATEs from what the switch sent, then let it go.
+        for f in sink.out.drain(..) {
+            match wire::parse(f.data(), Verify::Header) {
+                Ok(Frame::Tcp(s)) if s.has(flags::SYN | flags::ACK) => {
+                    iss[(s.dst_port.wrapping_sub(40000) % 4) as usize] = s.seq.wrapping_add(1);
+                }
+                Ok(Frame::Udp(u)) => {
+                    let p = &f.data()[u.payload.0..u.payload.0 + u.payload.1];
+                    if let Ok((v, _)) = handoff_proto::FrameView::parse(p) {
+                        let h = v.header();
+                        creates.push((h.conn_id, h.msg_seq));
+                        if creates.len() > 8 {
+                            creates.remove(0);
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        // Bounds that must hold after every step.
+        assert!(engine.connections() <= cfg.table_capacity);
+        let held = POOL - sink.io.pool_free();
+        assert!(
+            held <= cfg.pending_capacity * cfg.handoff_hold,
+            "{held} buffers not returned"
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn smoke_random_programs() {
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        for _ in 0..300 {
+            let len = (x % 600) as usize;
+            let data: Vec<u8> = (0..len)
+                .map(|_| {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    x as u8
+                })
+                .collect();
+            super::run(&data);
+        }
+    }
+}
