@@ -1,39 +1,161 @@
-//! From a validated profile to what the running switch uses: compiled routing
-//! rules, resolved THOP keys, and the dataplane's plain config structs.
+//! From a validated profile to the dataplane's plain config structs
+//! ([`WorkerConfig`], [`IoConfig`]) and resolved THOP keys. The dataplane
+//! never sees YAML; this is the one place that maps profile fields onto it.
 
-use std::path::PathBuf;
+use std::net::IpAddr;
 
-use crate::config::{ConfigError, ConfigErrors, Profile};
+use dataplane::config::{Service, SynCookieMode, TcpOptionsConfig, ThopConfig};
+use dataplane::io::{AfPacketConfig, DpdkConfig, DpdkPort, IoConfig, PollMode};
+use dataplane::WorkerConfig;
 
-fn err(path: String, message: String) -> ConfigError {
-    ConfigError { file: PathBuf::new(), line: None, column: None, path, message, snippet: None }
+use crate::config::{IoSection, PollMode as ProfilePoll, Profile, SynCookieMode as ProfileCookies};
+
+/// Why a profile cannot be turned into a running configuration.
+#[derive(Debug, thiserror::Error)]
+pub enum CompileError {
+    #[error("thop.keys[{index}]: {message}")]
+    Key { index: usize, message: String },
+    #[error("dataplane rejected the configuration: {0}")]
+    Dataplane(#[from] dataplane::config::ConfigError),
 }
 
 /// The THOP keys as (id, 32 bytes), secret files read.
-pub fn thop_keys(p: &Profile) -> Result<Vec<(u32, [u8; 32])>, ConfigErrors> {
+pub fn thop_keys(p: &Profile) -> Result<Vec<(u32, [u8; 32])>, CompileError> {
     let mut out = Vec::new();
-    let mut errs = Vec::new();
-    for (i, k) in p.thop.keys.iter().enumerate() {
-        let hex_text = match (&k.secret_hex, &k.secret_file) {
+    for (index, k) in p.thop.keys.iter().enumerate() {
+        let text = match (&k.secret_hex, &k.secret_file) {
             (Some(h), _) => h.clone(),
-            (None, Some(f)) => match std::fs::read_to_string(f) {
-                Ok(t) => t.trim().to_string(),
-                Err(e) => {
-                    errs.push(err(format!("thop.keys[{i}].secret_file"), format!("cannot read {f}: {e}")));
-                    continue;
-                }
-            },
-            (None, None) => continue,
+            (None, Some(f)) => std::fs::read_to_string(f)
+                .map_err(|e| CompileError::Key { index, message: format!("cannot read {f}: {e}") })?
+                .trim()
+                .to_string(),
+            (None, None) => return Err(CompileError::Key { index, message: "no secret".into() }),
         };
         let mut key = [0u8; 32];
-        match hex::decode_to_slice(&hex_text, &mut key) {
-            Ok(()) => out.push((k.id, key)),
-            Err(_) => errs.push(err(format!("thop.keys[{i}]"), "secret must be 64 hex digits (32 bytes)".into())),
-        }
+        hex::decode_to_slice(&text, &mut key)
+            .map_err(|_| CompileError::Key { index, message: "secret must be 64 hex digits (32 bytes)".into() })?;
+        out.push((k.id, key));
     }
-    if errs.is_empty() {
-        Ok(out)
-    } else {
-        Err(ConfigErrors(errs))
+    Ok(out)
+}
+
+/// The polling mode of the profile.
+pub fn poll_mode(p: &Profile) -> PollMode {
+    match p.tuning.polling.mode {
+        ProfilePoll::Busy => PollMode::Busy,
+        ProfilePoll::Adaptive => PollMode::Adaptive {
+            spin_polls: p.tuning.polling.idle_spins,
+            max_wait: p.tuning.polling.max_sleep.0,
+        },
+    }
+}
+
+/// The packet I/O configuration; `None` for the in-memory backend.
+pub fn io_config(p: &Profile) -> Option<IoConfig> {
+    let poll = poll_mode(p);
+    match &p.io {
+        IoSection::AfPacket(a) => {
+            let mut c = AfPacketConfig::new(a.interface.clone());
+            c.fanout_group = a.fanout_group;
+            c.block_size = a.block_size;
+            c.block_count = a.block_count;
+            c.frame_size = a.frame_size;
+            c.tx_frames = a.tx_frames;
+            c.pool_size = a.pool_size;
+            c.block_timeout_ms = a.block_timeout.0.as_millis().clamp(1, u128::from(u32::MAX)) as u32;
+            c.qdisc_bypass = a.qdisc_bypass;
+            c.promiscuous = a.promiscuous || p.switch.data_mac.is_some();
+            c.poll = poll;
+            Some(IoConfig::AfPacket(c))
+        }
+        IoSection::Dpdk(d) => {
+            let port = match &d.device {
+                Some(name) => DpdkPort::Name(name.clone()),
+                None => DpdkPort::Id(d.port),
+            };
+            let mut c = DpdkConfig::new(d.eal_args.clone(), port);
+            c.rx_ring_size = d.rx_ring;
+            c.tx_ring_size = d.tx_ring;
+            c.mempool_size = d.mempool_size;
+            c.mempool_cache = d.mempool_cache;
+            c.promiscuous = d.promiscuous || p.switch.data_mac.is_some();
+            c.mtu = d.mtu;
+            c.force_software_steering = d.software_steering;
+            c.poll = poll;
+            Some(IoConfig::Dpdk(c))
+        }
+        IoSection::Memory(_) => None,
+    }
+}
+
+/// The workers' configuration; `port_mac` is the data port's own MAC (used
+/// unless the profile sets `switch.data_mac`).
+pub fn worker_config(p: &Profile, port_mac: [u8; 6]) -> Result<WorkerConfig, CompileError> {
+    let keys = thop_keys(p)?;
+    let key_id = p.thop.active_key.or_else(|| keys.first().map(|k| k.0)).unwrap_or(0);
+    let header_max = p.limits.max_header_bytes as usize;
+    let to = &p.timeouts;
+    let table = p.tuning.table_capacity as usize;
+    let cfg = WorkerConfig {
+        services: p.services.iter().map(|s| Service { vip: IpAddr::V4(s.vip), port: s.port }).collect(),
+        mac: p.switch.data_mac.map_or(port_mac, |m| m.0),
+        ip: IpAddr::V4(p.switch.data_ip),
+        thop: ThopConfig { port: p.thop.port, key_id, keys },
+        tcp: TcpOptionsConfig {
+            mss: p.tcp.mss,
+            window_scale: p.tcp.window_scale,
+            sack: p.tcp.sack,
+            timestamps: p.tcp.timestamps,
+        },
+        header_max,
+        // Room for the header plus body or pipelined bytes behind it.
+        request_buffer: (header_max + header_max / 2).max(header_max + 1).min(1 << 20),
+        handoff_hold: p.limits.held_packets as usize,
+        synack_rto: to.syn_ack_rto.0,
+        synack_retries: to.syn_ack_retries,
+        header_timeout: to.header.0,
+        decision_timeout: to.decision.0,
+        handoff_rto: to.handoff_rto.0,
+        handoff_retries: to.handoff_retries,
+        dispatch_attempts: to.max_redispatch,
+        fin_timeout: to.fin.0,
+        idle_timeout: to.idle.0,
+        table_capacity: table,
+        pending_capacity: (p.limits.pending_per_worker as usize).min(table),
+        syncookie_mode: match p.tuning.syn_cookies.mode {
+            ProfileCookies::Auto => SynCookieMode::OnOverload,
+            ProfileCookies::Always => SynCookieMode::Always,
+            ProfileCookies::Never => SynCookieMode::Off,
+        },
+        syncookie_threshold: ((table as f64) * p.tuning.syn_cookies.threshold).max(1.0) as usize,
+        burst: p.tuning.burst_size as usize,
+        poll: poll_mode(p),
+        static_macs: p.backends.iter().filter_map(|b| b.mac.map(|m| (IpAddr::V4(b.address), m.0))).collect(),
+        ..WorkerConfig::default()
+    };
+    cfg.validate()?;
+    Ok(cfg)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn test_bed_profile_maps_onto_a_valid_worker_config() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../configs/testbed.yaml");
+        let l = crate::config::load_file_with(&path, &Default::default()).unwrap();
+        let c = worker_config(&l.profile, [2, 0, 0, 0, 0, 2]).unwrap();
+        assert_eq!(c.services.len(), 1);
+        assert_eq!(c.services[0].port, 80);
+        assert_eq!(c.thop.key_id, 1);
+        assert_eq!(c.thop.keys[0].1, *b"baton-testbed-key-not-for-prod!!");
+        assert_eq!(c.header_max, 16384);
+        assert!(c.request_buffer > c.header_max);
+        assert_eq!(c.mac, [2, 0, 0, 0, 0, 2]);
+        match io_config(&l.profile) {
+            Some(IoConfig::AfPacket(a)) => assert_eq!(a.iface, "sw-data"),
+            other => panic!("{other:?}"),
+        }
     }
 }

@@ -17,3 +17,5 @@ pub mod control;
 pub mod health;
 pub mod metrics;
 pub mod registry;
+pub mod admin;
+pub mod logging;

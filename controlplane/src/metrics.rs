@@ -12,6 +12,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use dataplane::counters::{Counters, Snapshot};
+use dataplane::io::{PortMonitor, PortStats};
 use prometheus::{
     Encoder, Gauge, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
     TextEncoder,
@@ -87,6 +88,9 @@ pub struct Metrics {
     worker_closes: IntCounterVec,
     worker_states: IntGaugeVec,
     workers: Mutex<WorkerSources>,
+    port_up: IntGaugeVec,
+    port_counters: IntCounterVec,
+    port: Mutex<Option<(Arc<dyn PortMonitor>, PortStats)>>,
 }
 
 #[derive(Default)]
@@ -196,6 +200,14 @@ impl Metrics {
             worker_states: gauge_vec(&r, "baton_worker_connections", "Connections by state, per worker.", &["worker", "state"]),
             worker_scalars,
             workers: Mutex::new(WorkerSources::default()),
+            port_up: gauge_vec(&r, "baton_port_up", "1 when the data port's link is up.", &["port"]),
+            port_counters: counter_vec(
+                &r,
+                "baton_port_events_total",
+                "Data port counters kept by the driver or kernel (packets, bytes, missed, errors, no-buffer).",
+                &["port", "counter"],
+            ),
+            port: Mutex::new(None),
             registry: r,
         }
     }
@@ -204,6 +216,32 @@ impl Metrics {
     pub fn set_workers(&self, counters: Vec<Arc<Counters>>) {
         let mut w = self.workers.lock().unwrap_or_else(|e| e.into_inner());
         w.counters = counters;
+    }
+
+    /// The data port whose link and counters are exported.
+    pub fn set_port(&self, m: Arc<dyn PortMonitor>) {
+        *self.port.lock().unwrap_or_else(|e| e.into_inner()) = Some((m, PortStats::default()));
+    }
+
+    fn refresh_port(&self) {
+        let mut guard = self.port.lock().unwrap_or_else(|e| e.into_inner());
+        let Some((m, last)) = guard.as_mut() else { return };
+        let name = m.name();
+        self.port_up.with_label_values(&[name.as_str()]).set(i64::from(m.link().up));
+        let s = m.stats();
+        for (counter, now, before) in [
+            ("rx_packets", s.rx_packets, last.rx_packets),
+            ("tx_packets", s.tx_packets, last.tx_packets),
+            ("rx_bytes", s.rx_bytes, last.rx_bytes),
+            ("tx_bytes", s.tx_bytes, last.tx_bytes),
+            ("rx_missed", s.rx_missed, last.rx_missed),
+            ("rx_errors", s.rx_errors, last.rx_errors),
+            ("tx_errors", s.tx_errors, last.tx_errors),
+            ("rx_nombuf", s.rx_nombuf, last.rx_nombuf),
+        ] {
+            self.port_counters.with_label_values(&[name.as_str(), counter]).inc_by(now.saturating_sub(before));
+        }
+        *last = s;
     }
 
     /// Copies worker counters into the registry (called at each scrape).
@@ -241,6 +279,7 @@ impl Metrics {
     /// The text exposition of every metric.
     pub fn render(&self) -> String {
         self.refresh_workers();
+        self.refresh_port();
         let mut buf = Vec::new();
         let _ = TextEncoder::new().encode(&self.registry.gather(), &mut buf);
         String::from_utf8(buf).unwrap_or_default()

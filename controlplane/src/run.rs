@@ -1,9 +1,327 @@
-//! `baton run`: process wiring.
+//! `baton run`: opens the data port, starts one pinned worker thread per
+//! queue, the control-plane thread, the admin endpoint, and waits for
+//! signals: SIGHUP reloads the profile, SIGTERM/SIGINT stop gracefully (stop
+//! accepting, let handoffs and connections finish within
+//! `timeouts.shutdown_grace`, then stop).
 
+use std::collections::HashMap;
 use std::path::Path;
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::Sender;
+use dataplane::dispatch::{channels, WorkerCommand};
+use dataplane::io::memory::MemoryIo;
+use dataplane::io::{PacketIo, PortMonitor};
+use dataplane::worker::Worker;
+use dataplane::{Counters, WorkerConfig};
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+use signal_hook::iterator::Signals;
+
+use crate::admin::{AdminContext, AdminServer, Reloader};
+use crate::compile;
+use crate::config::{load_file_with, properties_from_env, IoSection, Profile};
+use crate::control::{AdminRequest, Clock, ControlPlane, ReloadOutcome};
+use crate::metrics::Metrics;
 
 /// Entry point of `baton run`.
-pub fn main(_config: &Path, _set: &[(String, String)]) -> ExitCode {
-    ExitCode::FAILURE
+pub fn main(config: &Path, set: &[(String, String)]) -> ExitCode {
+    let props = properties_from_env(set);
+    let loaded = match load_file_with(config, &props) {
+        Ok(l) => l,
+        Err(errs) => {
+            for e in &errs.0 {
+                eprintln!("error: {e}");
+            }
+            eprintln!("{}: {} problem(s); not starting", config.display(), errs.0.len());
+            return ExitCode::from(2);
+        }
+    };
+    crate::logging::init(&loaded.profile.logging);
+    let switch = match Switch::start(loaded.profile, config, props) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot start");
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let mut signals = match Signals::new([SIGHUP, SIGTERM, SIGINT]) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: cannot install signal handlers: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    for sig in signals.forever() {
+        match sig {
+            SIGHUP => match switch.reload() {
+                Ok(o) => tracing::info!(generation = o.generation, restart_required = ?o.restart_required, "SIGHUP: reloaded"),
+                Err(e) => tracing::error!(error = %e, "SIGHUP: reload failed; the running profile stays"),
+            },
+            _ => {
+                tracing::info!(signal = sig, "stopping gracefully");
+                switch.shutdown();
+                return ExitCode::SUCCESS;
+            }
+        }
+    }
+    ExitCode::SUCCESS
+}
+
+/// A running switch (also started in-process by tests).
+pub struct Switch {
+    workers: Vec<JoinHandle<()>>,
+    hard_stop: Arc<AtomicBool>,
+    commands: Vec<Sender<WorkerCommand>>,
+    control: Option<JoinHandle<()>>,
+    control_stop: Arc<AtomicBool>,
+    admin: Option<AdminServer>,
+    reloader: Arc<Reloader>,
+    stopping: Arc<AtomicBool>,
+    grace: Duration,
+    /// The workers' counters, in worker order.
+    pub counters: Vec<Arc<Counters>>,
+    pub metrics: Arc<Metrics>,
+    pub admin_tx: Sender<AdminRequest>,
+}
+
+impl Switch {
+    /// Starts everything for `profile` (read from `path`, used again on reload).
+    pub fn start(profile: Profile, path: &Path, props: HashMap<String, String>) -> Result<Switch, String> {
+        let n = usize::from(profile.workers.count);
+        let metrics = Arc::new(Metrics::new(&profile.name));
+        // Open the data port first: the commonest start-up failure, reported plainly.
+        let (ios, mac, monitor) = open_io(&profile, n)?;
+        let wcfg = compile::worker_config(&profile, mac).map_err(|e| e.to_string())?;
+        let (wqs, cq) = channels(n, profile.limits.dispatch_queue as usize);
+        let shared = wqs[0].shared.clone();
+        let clock: Clock = Arc::new(move || shared.now_ns());
+        let commands = cq.commands.clone();
+
+        let control = ControlPlane::new(profile.clone(), metrics.clone(), clock)?;
+        let generation = control.generation();
+        let (admin_tx, admin_rx) = crossbeam_channel::bounded(64);
+        let control_stop = Arc::new(AtomicBool::new(false));
+        let cstop = control_stop.clone();
+        let control_core = profile.workers.control_core;
+        let control_thread = std::thread::Builder::new()
+            .name("control".into())
+            .spawn(move || {
+                if let Some(c) = control_core {
+                    pin("control", c);
+                }
+                control.run(cq, admin_rx, cstop)
+            })
+            .map_err(|e| e.to_string())?;
+
+        let hard_stop = Arc::new(AtomicBool::new(false));
+        let (counter_tx, counter_rx) = crossbeam_channel::bounded(n);
+        let mut workers = Vec::with_capacity(n);
+        for (i, (io, q)) in ios.into_iter().zip(wqs).enumerate() {
+            let core = profile.workers.cores.get(i).copied();
+            workers.push(spawn_worker(i, io, q, wcfg.clone(), core, hard_stop.clone(), counter_tx.clone())?);
+        }
+        let mut counters = Vec::with_capacity(n);
+        for _ in 0..n {
+            match counter_rx.recv_timeout(Duration::from_secs(30)) {
+                Ok(Ok((i, c))) => counters.push((i, c)),
+                Ok(Err(e)) => {
+                    hard_stop.store(true, Ordering::Relaxed);
+                    control_stop.store(true, Ordering::Relaxed);
+                    return Err(e);
+                }
+                Err(_) => return Err("a worker did not start".into()),
+            }
+        }
+        counters.sort_by_key(|(i, _)| *i);
+        let counters: Vec<Arc<Counters>> = counters.into_iter().map(|(_, c)| c).collect();
+        metrics.set_workers(counters.clone());
+        if let Some(m) = monitor {
+            metrics.set_port(m);
+        }
+
+        let reloader = Arc::new(Reloader { path: path.to_path_buf(), props, admin_tx: admin_tx.clone(), metrics: metrics.clone() });
+        let stopping = Arc::new(AtomicBool::new(false));
+        let admin = AdminServer::start(
+            profile.admin.listen,
+            AdminContext {
+                metrics: metrics.clone(),
+                admin_tx: admin_tx.clone(),
+                generation,
+                reloader: reloader.clone(),
+                allow: profile.admin.allow.clone(),
+                profile_name: profile.name.clone(),
+                stopping: stopping.clone(),
+            },
+        )?;
+        tracing::info!(
+            profile = %profile.name,
+            workers = n,
+            io = io_name(&profile),
+            admin = %admin.addr(),
+            services = profile.services.len(),
+            backends = profile.backends.len(),
+            "baton running"
+        );
+        Ok(Switch {
+            workers,
+            hard_stop,
+            commands,
+            control: Some(control_thread),
+            control_stop,
+            admin: Some(admin),
+            reloader,
+            stopping,
+            grace: profile.timeouts.shutdown_grace.0,
+            counters,
+            metrics,
+            admin_tx,
+        })
+    }
+
+    /// The admin endpoint's address.
+    pub fn admin_addr(&self) -> Option<std::net::SocketAddr> {
+        self.admin.as_ref().map(|a| a.addr())
+    }
+
+    /// Re-reads the profile file and swaps it in.
+    pub fn reload(&self) -> Result<ReloadOutcome, String> {
+        self.reloader.reload()
+    }
+
+    /// Graceful stop: refuse new connections, let the others finish within
+    /// the grace period, then stop everything.
+    pub fn shutdown(mut self) {
+        self.stopping.store(true, Ordering::Relaxed);
+        for c in &self.commands {
+            let _ = c.try_send(WorkerCommand::Stop { now: false });
+        }
+        let deadline = Instant::now() + self.grace;
+        while Instant::now() < deadline && self.workers.iter().any(|w| !w.is_finished()) {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let left = self.workers.iter().filter(|w| !w.is_finished()).count();
+        if left > 0 {
+            tracing::warn!(workers = left, "grace period over; stopping with connections open");
+            for c in &self.commands {
+                let _ = c.try_send(WorkerCommand::Stop { now: true });
+            }
+            self.hard_stop.store(true, Ordering::Relaxed);
+        }
+        for w in self.workers.drain(..) {
+            let _ = w.join();
+        }
+        self.stop_rest();
+        tracing::info!("stopped");
+    }
+
+    fn stop_rest(&mut self) {
+        self.control_stop.store(true, Ordering::Relaxed);
+        if let Some(c) = self.control.take() {
+            let _ = c.join();
+        }
+        self.admin.take();
+    }
+}
+
+impl Drop for Switch {
+    fn drop(&mut self) {
+        self.hard_stop.store(true, Ordering::Relaxed);
+        for w in self.workers.drain(..) {
+            let _ = w.join();
+        }
+        self.stop_rest();
+    }
+}
+
+fn io_name(p: &Profile) -> &'static str {
+    match p.io {
+        IoSection::AfPacket(_) => "af_packet",
+        IoSection::Dpdk(_) => "dpdk",
+        IoSection::Memory(_) => "memory",
+    }
+}
+
+/// One queue per worker, the port's MAC and its monitor.
+type Opened = (Vec<WorkerIo>, [u8; 6], Option<Arc<dyn PortMonitor>>);
+
+/// A worker's queue: a real port's or an in-memory one (dry runs, tests).
+pub enum WorkerIo {
+    Port(dataplane::io::AnyQueue),
+    Memory(MemoryIo),
+}
+
+fn open_io(p: &Profile, n: usize) -> Result<Opened, String> {
+    match compile::io_config(p) {
+        Some(cfg) => {
+            let queues = dataplane::io::open(&cfg, n).map_err(|e| format!("cannot open the data port: {e}"))?;
+            let mac = queues.first().map(|q| q.mac()).unwrap_or_default();
+            let monitor = queues.first().map(|q| q.monitor());
+            Ok((queues.into_iter().map(WorkerIo::Port).collect(), mac, monitor))
+        }
+        None => {
+            let cap = match &p.io {
+                IoSection::Memory(m) => m.capacity as usize,
+                _ => 4096,
+            };
+            // A locally administered MAC for the dry-run port.
+            Ok(((0..n).map(|_| WorkerIo::Memory(MemoryIo::new(cap))).collect(), [0x02, 0xba, 0x70, 0, 0, 0x02], None))
+        }
+    }
+}
+
+type CounterMsg = Result<(usize, Arc<Counters>), String>;
+
+fn spawn_worker(
+    i: usize,
+    io: WorkerIo,
+    q: dataplane::dispatch::WorkerQueues,
+    cfg: WorkerConfig,
+    core: Option<u16>,
+    stop: Arc<AtomicBool>,
+    report: Sender<CounterMsg>,
+) -> Result<JoinHandle<()>, String> {
+    fn run<Io: PacketIo>(i: usize, io: Io, q: dataplane::dispatch::WorkerQueues, cfg: &WorkerConfig, stop: &AtomicBool, report: &Sender<CounterMsg>) {
+        match Worker::new(i as u16, cfg, io, q) {
+            Ok(mut w) => {
+                let _ = report.send(Ok((i, w.counters())));
+                w.run(stop);
+            }
+            Err(e) => {
+                let _ = report.send(Err(format!("worker {i}: {e}")));
+            }
+        }
+    }
+    std::thread::Builder::new()
+        .name(format!("worker-{i}"))
+        .spawn(move || {
+            if let Some(c) = core {
+                pin(&format!("worker-{i}"), c);
+            }
+            match io {
+                WorkerIo::Port(q0) => run(i, q0, q, &cfg, &stop, &report),
+                WorkerIo::Memory(m) => run(i, m, q, &cfg, &stop, &report),
+            }
+        })
+        .map_err(|e| format!("cannot start worker {i}: {e}"))
+}
+
+/// Pins the calling thread to `core`; a failure is logged, not fatal.
+fn pin(name: &str, core: u16) {
+    // SAFETY: cpu_set_t is plain data; CPU_SET writes inside it; the call
+    // affects only the calling thread (pid 0).
+    let ok = unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(usize::from(core), &mut set);
+        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) == 0
+    };
+    if ok {
+        tracing::info!(thread = name, core, "pinned");
+    } else {
+        tracing::warn!(thread = name, core, error = %std::io::Error::last_os_error(), "cannot pin thread to core");
+    }
 }
