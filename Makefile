@@ -41,7 +41,9 @@ demo: deps
 ## BENCH_ARGS=--quick for a smoke run.
 bench: deps
 	$(CARGO) build --release $(FEATURES) -p controlplane -p agent -p testbed --bins --examples
-	"$${CARGO_TARGET_DIR:-target}/release/baton-bench" $(BENCH_ARGS)
+	micro=""; case "$(BENCH_ARGS)" in *--quick*) ;; \
+	  *) micro=$$(bash perf/micro.sh $(FEATURES) | sed 's/^/--micro /') ;; esac; \
+	"$${CARGO_TARGET_DIR:-target}/release/baton-bench" $$micro $(BENCH_ARGS)
 
 fuzz-build:
 	@# cargo-fuzz passes nightly-only flags (-Z sanitizer=address, sancov);

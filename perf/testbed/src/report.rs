@@ -321,12 +321,24 @@ pub fn markdown(r: &Results, svg_rel: &str) -> String {
         }
     }
     if !r.micro.is_empty() {
-        m.push_str("\nDataplane micro-benchmarks (same run):\n\n```json\n");
+        m.push_str("\nMicro-benchmarks (same run, `perf/micro.sh`):\n");
         for v in &r.micro {
-            m.push_str(&serde_json::to_string(v).unwrap_or_default());
-            m.push('\n');
+            let cmd = v.get("command").and_then(|c| c.as_str()).unwrap_or("micro-benchmark");
+            m.push_str(&format!("\n`{cmd}`:\n\n```text\n"));
+            match v.get("output").and_then(|o| o.as_array()) {
+                Some(lines) => {
+                    for l in lines {
+                        m.push_str(l.as_str().unwrap_or(""));
+                        m.push('\n');
+                    }
+                }
+                None => {
+                    m.push_str(&serde_json::to_string(v).unwrap_or_default());
+                    m.push('\n');
+                }
+            }
+            m.push_str("```\n");
         }
-        m.push_str("```\n");
     }
     m.push_str(&format!(
         "\n![requests per second relative to direct]({svg_rel})\n\n"
