@@ -1,7 +1,7 @@
 //! Typed errors. Every rejection of received bytes is one variant with a
 //! stable metric label ([`DecodeError::label`]) and a human reason
 //! ([`DecodeError::reason`]), so a receiver can count and log it without
-//! string formatting on the hot path. Spec: `docs/thop.md` §9 (error handling).
+//! string formatting on the hot path. Spec: `docs/thop.md` §9.3 (receive processing).
 
 use core::fmt;
 
@@ -9,7 +9,7 @@ use core::fmt;
 ///
 /// The action for every variant is *drop and count*, except
 /// [`DecodeError::UnsupportedVersion`], which an authenticated peer is answered
-/// with NACK `UNSUPPORTED_VERSION` (spec §8).
+/// with NACK `UNSUPPORTED_VERSION` (spec §8.1).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum DecodeError {

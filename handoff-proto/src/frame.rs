@@ -1,6 +1,6 @@
 //! Whole frames: [`Body`] (one variant per opcode), [`Frame`] (a decoded,
 //! authenticated frame), [`seal`] (encode + tag) and [`open`] (parse + verify
-//! + decode), in the order spec §9 prescribes for receivers.
+//! + decode), in the order spec §9.3 prescribes for receivers.
 
 use crate::auth::{Key, Keyring};
 use crate::control::{Abort, Ack, Close, Load, Nack};
@@ -205,7 +205,8 @@ impl<'a> FrameView<'a> {
 
     /// The NACK `UNSUPPORTED_VERSION` that answers this frame (spec §8.1):
     /// returns the reply header (fill in nothing more) and body. Answer only
-    /// frames that passed [`Keyring::verify`], and never answer a NACK.
+    /// frames that passed [`Keyring::verify`], [`Self::check_receiver`] and
+    /// the replay check, and never a NACK (opcode 3 in every version).
     pub fn version_nack(&self, msg_seq: u64, timestamp_ms: u64) -> (Header, Nack<'static>) {
         let header = self.header().reply(msg_seq, timestamp_ms);
         let nack = Nack {

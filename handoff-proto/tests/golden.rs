@@ -265,3 +265,19 @@ fn write_fuzz_corpus_on_request() {
         std::fs::write(format!("{dir}/{name}"), frame).unwrap();
     }
 }
+
+/// The tag of every fixture is the spec's formula (§7.1) computed directly
+/// with the blake3 crate, independently of `Key::tag`.
+#[test]
+fn fixture_tags_follow_the_spec_formula() {
+    let mut key_bytes = [0u8; 32];
+    for (i, x) in key_bytes.iter_mut().enumerate() {
+        *x = i as u8;
+    }
+    for (name, frame) in fixtures() {
+        let mut input = frame[..48].to_vec();
+        input.extend_from_slice(&frame[64..]);
+        let full = blake3::keyed_hash(&key_bytes, &input);
+        assert_eq!(&frame[48..64], &full.as_bytes()[..16], "fixture {name}");
+    }
+}
