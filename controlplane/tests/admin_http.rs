@@ -1,0 +1,269 @@
+//! The management endpoint over real HTTP: `/metrics` scraped and checked by
+//! `promtool check metrics`, `/healthz`, `/backends`, drain, `/reload` with a
+//! good and a bad profile; and the `baton` binary's SIGHUP reload and SIGTERM
+//! graceful stop.
+
+use std::collections::HashMap;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use controlplane::config::load_file_with;
+use controlplane::run::Switch;
+
+const KEY: &str = "6261746f6e2d746573746265642d6b65792d6e6f742d666f722d70726f642121";
+
+/// A temporary directory, removed on drop.
+struct Dir(PathBuf);
+
+impl Dir {
+    fn new(tag: &str) -> Dir {
+        let d = std::env::temp_dir().join(format!("cp-admin-{tag}-{}", std::process::id()));
+        std::fs::create_dir_all(&d).unwrap();
+        Dir(d)
+    }
+}
+
+impl Drop for Dir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn profile(listen: &str, weight: u32) -> String {
+    format!(
+        r#"name: admin-test
+io: {{ memory: {{}} }}
+workers: {{ count: 2 }}
+switch: {{ data_ip: 198.18.0.2 }}
+thop: {{ keys: [{{ id: 1, secret_hex: "{KEY}" }}] }}
+admin: {{ listen: "{listen}" }}
+health: {{ check: {{ none: {{}} }} }}
+tuning: {{ table_capacity: 1024, polling: {{ mode: adaptive, max_sleep: 1ms }} }}
+limits: {{ pending_per_worker: 256 }}
+backends:
+  - {{ name: static-1, address: 198.18.0.11, weight: {weight} }}
+  - {{ name: app-1, address: 198.18.0.13 }}
+pools:
+  - {{ name: static, backends: [static-1] }}
+  - {{ name: app, backends: [app-1], policy: {{ maglev: {{ key: host }} }} }}
+services:
+  - {{ name: web, vip: 198.18.0.10, default_pool: static }}
+"#
+    )
+}
+
+/// One HTTP/1.1 exchange; returns (status, body).
+fn http(addr: SocketAddr, method: &str, path: &str) -> (u16, String) {
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
+    write!(s, "{method} {path} HTTP/1.1\r\nHost: test\r\nContent-Length: 0\r\nConnection: close\r\n\r\n").unwrap();
+    let mut out = Vec::new();
+    s.read_to_end(&mut out).unwrap();
+    let text = String::from_utf8_lossy(&out).to_string();
+    let status = text.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    (status, body)
+}
+
+fn json(body: &str) -> serde_json::Value {
+    serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {body}"))
+}
+
+fn promtool_check(text: &str) {
+    let mut child = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("promtool is installed (Debian package prometheus)");
+    child.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "promtool rejected /metrics:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // promtool prints lint findings (naming conventions) without failing; we want none.
+    let lint = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(lint.trim().is_empty(), "promtool lint findings:\n{lint}");
+}
+
+#[test]
+fn metrics_are_scraped_over_http_and_pass_promtool() {
+    let dir = Dir::new("metrics");
+    let path = dir.0.join("p.yaml");
+    std::fs::write(&path, profile("127.0.0.1:0", 1)).unwrap();
+    let l = load_file_with(&path, &HashMap::new()).unwrap();
+    let sw = Switch::start(l.profile, &path, HashMap::new()).unwrap();
+    let addr = sw.admin_addr().unwrap();
+
+    let (status, body) = http(addr, "GET", "/metrics");
+    assert_eq!(status, 200);
+    for name in [
+        "baton_build_info",
+        "baton_config_generation 1",
+        "baton_backend_up{backend=\"static-1\"} 1",
+        "baton_worker_received_packets_total{worker=\"0\"}",
+        "baton_worker_received_packets_total{worker=\"1\"}",
+        "baton_worker_dropped_packets_total{reason=\"malformed\",worker=\"0\"}",
+        "baton_worker_connections{state=\"FORWARDING\",worker=\"1\"}",
+        "baton_worker_handoffs_total{outcome=\"acked\",worker=\"0\"}",
+        "baton_worker_syn_cookies_total{result=\"validated\",worker=\"0\"}",
+        "baton_worker_thop_retransmits_total{worker=\"0\"}",
+        "baton_worker_new_connections_total{worker=\"0\"}",
+        "baton_dispatch_decision_seconds_bucket",
+    ] {
+        assert!(body.contains(name), "{name} missing from /metrics:\n{body}");
+    }
+    promtool_check(&body);
+
+    let (status, body) = http(addr, "GET", "/healthz");
+    assert_eq!(status, 200);
+    assert_eq!(json(&body)["status"], "ok");
+    let (status, body) = http(addr, "GET", "/backends");
+    assert_eq!(status, 200);
+    let v = json(&body);
+    assert_eq!(v["backends"][0]["name"], "static-1");
+    assert_eq!(v["pools"][1]["policy"], "maglev");
+    assert_eq!(http(addr, "GET", "/nope").0, 404);
+    assert_eq!(http(addr, "GET", "/reload").0, 405);
+    sw.shutdown();
+}
+
+#[test]
+fn reload_and_drain_through_the_admin_endpoint() {
+    let dir = Dir::new("reload");
+    let path = dir.0.join("p.yaml");
+    std::fs::write(&path, profile("127.0.0.1:0", 1)).unwrap();
+    let l = load_file_with(&path, &HashMap::new()).unwrap();
+    let sw = Switch::start(l.profile, &path, HashMap::new()).unwrap();
+    let addr = sw.admin_addr().unwrap();
+
+    std::fs::write(&path, profile("127.0.0.1:0", 5)).unwrap();
+    let (status, body) = http(addr, "POST", "/reload");
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(json(&body)["generation"], 2);
+    // The admin address itself changed (port 0 → 0 is equal): nothing needs a restart.
+    assert_eq!(json(&body)["restart_required"], serde_json::json!([]));
+    let (_, m) = http(addr, "GET", "/metrics");
+    assert!(m.contains("baton_backend_weight{backend=\"static-1\"} 5"), "{m}");
+    assert!(m.contains("baton_config_generation 2"));
+
+    // A broken profile is refused with its errors; the running one stays.
+    std::fs::write(&path, profile("127.0.0.1:0", 5).replace("default_pool: static", "default_pool: nowhere")).unwrap();
+    let (status, body) = http(addr, "POST", "/reload");
+    assert_eq!(status, 400);
+    assert!(json(&body)["error"].as_str().unwrap().contains("services[0].default_pool"), "{body}");
+    let (_, m) = http(addr, "GET", "/metrics");
+    assert!(m.contains("baton_config_generation 2"));
+    assert!(m.contains("baton_config_reloads_total{result=\"failure\"} 1"), "{m}");
+
+    let (status, _) = http(addr, "POST", "/backends/static-1/drain");
+    assert_eq!(status, 200);
+    let (_, b) = http(addr, "GET", "/backends");
+    assert_eq!(json(&b)["backends"][0]["status"], "draining");
+    assert_eq!(http(addr, "POST", "/backends/ghost/drain").0, 404);
+    assert_eq!(http(addr, "POST", "/backends/static-1/undrain").0, 200);
+    let (_, b) = http(addr, "GET", "/backends");
+    assert_eq!(json(&b)["backends"][0]["status"], "up");
+    sw.shutdown();
+}
+
+/// A free loopback port (bound and released; good enough for one test).
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+struct Baton(Child);
+
+impl Drop for Baton {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn wait_healthz(addr: SocketAddr, child: &mut Child) -> serde_json::Value {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Ok(Some(st)) = child.try_wait() {
+            panic!("baton exited early: {st}");
+        }
+        if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
+            let (s, b) = http(addr, "GET", "/healthz");
+            if s == 200 {
+                return json(&b);
+            }
+        }
+        assert!(Instant::now() < deadline, "baton never answered on {addr}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn signal(child: &Child, sig: i32) {
+    // SAFETY: kill(2) on our own child's pid.
+    assert_eq!(unsafe { libc::kill(child.id() as i32, sig) }, 0);
+}
+
+#[test]
+fn the_binary_reloads_on_sighup_and_stops_gracefully_on_sigterm() {
+    let dir = Dir::new("binary");
+    let path = dir.0.join("p.yaml");
+    let port = free_port();
+    let listen = format!("127.0.0.1:{port}");
+    std::fs::write(&path, profile(&listen, 1)).unwrap();
+    let child = Command::new(env!("CARGO_BIN_EXE_baton"))
+        .args(["run", "--config"])
+        .arg(&path)
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut b = Baton(child);
+    let addr: SocketAddr = listen.parse().unwrap();
+    assert_eq!(wait_healthz(addr, &mut b.0)["generation"], 1);
+
+    std::fs::write(&path, profile(&listen, 4)).unwrap();
+    signal(&b.0, libc::SIGHUP);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while wait_healthz(addr, &mut b.0)["generation"] != 2 {
+        assert!(Instant::now() < deadline, "SIGHUP did not reload");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let (_, m) = http(addr, "GET", "/metrics");
+    assert!(m.contains("baton_backend_weight{backend=\"static-1\"} 4"));
+
+    signal(&b.0, libc::SIGTERM);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(st) = b.0.try_wait().unwrap() {
+            break st;
+        }
+        assert!(Instant::now() < deadline, "SIGTERM did not stop baton");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(status.success(), "{status}");
+    let mut log = String::new();
+    b.0.stderr.take().unwrap().read_to_string(&mut log).unwrap();
+    assert!(log.contains("stopping gracefully"), "{log}");
+    assert!(log.contains("stopped"), "{log}");
+}
+
+#[test]
+fn run_refuses_a_bad_profile_with_its_errors() {
+    let dir = Dir::new("bad");
+    let path = dir.0.join("p.yaml");
+    std::fs::write(&path, profile("127.0.0.1:0", 1).replace("weight: 1", "wieght: 1")).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_baton")).args(["run", "--config"]).arg(&path).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("p.yaml:11:"), "{err}");
+    assert!(err.contains("`backends[0].wieght`"), "{err}");
+    let _ = Path::new("");
+}
