@@ -8,7 +8,9 @@
 //! - rx: generator → backend `rx_burst` (frames counted and dropped);
 //! - tx: backend `alloc` + `tx_burst` → sink;
 //! - fwd: generator → backend, destination MAC rewritten in place, `tx_burst`
-//!   back out → sink (the switch's FORWARDING path, zero copy on DPDK).
+//!   back out → sink (the switch's FORWARDING path, zero copy on DPDK);
+//! - rtt: one frame at a time from a plain raw socket, bounced by the backend
+//!   (busy polling): the latency the backend adds at low load.
 //!
 //! Both ends share the machine's cores, and veth is a software link, so the
 //! figures compare backends on one host rather than predict NIC line rate.
@@ -81,7 +83,12 @@ impl Figure {
 }
 
 fn afpacket(ifc: &str) -> AnyQueue {
+    afpacket_ring(ifc, dataplane::io::AfPacketRing::V3)
+}
+
+fn afpacket_ring(ifc: &str, ring: dataplane::io::AfPacketRing) -> AnyQueue {
     let mut c = AfPacketConfig::new(ifc);
+    c.ring = ring;
     c.poll = PollMode::Busy;
     open(&IoConfig::AfPacket(c), 1)
         .expect("open AF_PACKET")
@@ -159,6 +166,7 @@ fn measure(backend: &str, o: &Opts) -> Vec<(String, Figure)> {
     let (io_mac, peer_mac) = (ns.mac("io0"), ns.mac("peer0"));
     let mut dut = match backend {
         "dpdk" => dpdk("io0", &prefix),
+        "af_packet_v2" => afpacket_ring("io0", dataplane::io::AfPacketRing::V2),
         _ => afpacket("io0"),
     };
     let mut peer = afpacket("peer0");
@@ -235,7 +243,7 @@ fn measure(backend: &str, o: &Opts) -> Vec<(String, Figure)> {
                 break;
             }
         }
-        forwarded
+        (forwarded, dut)
     });
     // The peer both generates and counts; alternate bursts on one thread.
     let start = Instant::now();
@@ -266,7 +274,6 @@ fn measure(backend: &str, o: &Opts) -> Vec<(String, Figure)> {
         }
     }
     stop.store(true, Ordering::Relaxed);
-    let _ = fwd.join();
     let secs = first.map_or(0.0, |f| last.duration_since(f).as_secs_f64());
     out.push((
         "fwd".into(),
@@ -276,8 +283,71 @@ fn measure(backend: &str, o: &Opts) -> Vec<(String, Figure)> {
             secs,
         },
     ));
+    let (_, mut dut) = fwd.join().expect("forwarder");
+    drop(peer);
+
+    // rtt: one frame at a time through the backend and back.
+    let rtts = round_trips(&mut dut, io_mac, peer_mac, 2000);
+    let pct = |p: f64| {
+        let i = ((rtts.len() as f64 * p) as usize).min(rtts.len().saturating_sub(1));
+        rtts.get(i).copied().unwrap_or(0.0)
+    };
+    println!(
+        "RTT {} {:.1} {:.1} {:.1}",
+        rtts.len(),
+        pct(0.5),
+        pct(0.99),
+        pct(1.0)
+    );
     let _ = std::fs::remove_dir_all(format!("/var/run/dpdk/{prefix}"));
     out
+}
+
+/// Round trips of single frames: a raw socket on `peer0` sends one frame,
+/// the backend (busy polling) bounces it back rewritten, the socket receives
+/// it. Returns sorted round-trip times in microseconds.
+fn round_trips(dut: &mut AnyQueue, io_mac: [u8; 6], peer_mac: [u8; 6], n: usize) -> Vec<f64> {
+    let stop = Arc::new(AtomicBool::new(false));
+    let st = stop.clone();
+    let peer = net::RawSock::open("peer0");
+    let mut rtts = Vec::with_capacity(n);
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            let mut buf: Vec<AnyBuf> = Vec::with_capacity(BURST);
+            while !st.load(Ordering::Relaxed) {
+                if dut.rx_burst(&mut buf, BURST) == 0 {
+                    continue;
+                }
+                for b in buf.iter_mut() {
+                    let d = b.data_mut();
+                    d[0..6].copy_from_slice(&peer_mac);
+                    d[6..12].copy_from_slice(&io_mac);
+                }
+                while !buf.is_empty() && !st.load(Ordering::Relaxed) {
+                    dut.tx_burst(&mut buf);
+                }
+                buf.clear();
+            }
+        });
+        let deadline = Instant::now() + LIMIT;
+        for i in 0..n as u32 {
+            if Instant::now() > deadline {
+                break;
+            }
+            let f = net::test_frame(io_mac, peer_mac, 1_000_000 + i, 64);
+            let t0 = Instant::now();
+            peer.send(&f);
+            while let Some(g) = peer.recv(Duration::from_millis(100)) {
+                if net::test_seq(&g) == Some(1_000_000 + i) {
+                    rtts.push(t0.elapsed().as_secs_f64() * 1e6);
+                    break;
+                }
+            }
+        }
+        stop.store(true, Ordering::Relaxed);
+    });
+    rtts.sort_by(|a, b| a.total_cmp(b));
+    rtts
 }
 
 fn main() {
@@ -293,7 +363,7 @@ fn main() {
         }
         return;
     }
-    let mut backends = vec!["af_packet"];
+    let mut backends = vec!["af_packet", "af_packet_v2"];
     if cfg!(feature = "dpdk") {
         backends.push("dpdk");
     }
@@ -302,10 +372,11 @@ fn main() {
         o.frames, o.size, LIMIT
     );
     println!(
-        "{:<10} {:<4} {:>10} {:>10} {:>8} {:>8}",
+        "{:<12} {:<4} {:>10} {:>10} {:>8} {:>8}",
         "backend", "path", "sent", "received", "Mpps", "loss%"
     );
     let mut json = Vec::new();
+    let mut rtt_lines = Vec::new();
     for b in backends {
         let exe = std::env::current_exe().unwrap();
         let out = Command::new(exe)
@@ -325,6 +396,17 @@ fn main() {
         }
         for line in String::from_utf8_lossy(&out.stdout).lines() {
             let p: Vec<&str> = line.split_whitespace().collect();
+            if p.len() == 5 && p[0] == "RTT" {
+                rtt_lines.push(format!(
+                    "{:<12} rtt  {} round trips of one 64-byte frame: median {} µs, p99 {} µs, max {} µs",
+                    b, p[1], p[2], p[3], p[4]
+                ));
+                json.push(format!(
+                    "{{\"backend\":\"{b}\",\"path\":\"rtt\",\"round_trips\":{},\"median_us\":{},\"p99_us\":{},\"max_us\":{}}}",
+                    p[1], p[2], p[3], p[4]
+                ));
+                continue;
+            }
             if p.len() != 5 || p[0] != "RESULT" {
                 continue;
             }
@@ -339,7 +421,7 @@ fn main() {
                 0.0
             };
             println!(
-                "{:<10} {:<4} {:>10} {:>10} {:>8.3} {:>8.2}",
+                "{:<12} {:<4} {:>10} {:>10} {:>8.3} {:>8.2}",
                 b,
                 p[1],
                 f.sent,
@@ -352,6 +434,9 @@ fn main() {
                 p[1], o.size, f.sent, f.received, f.secs, f.mpps()
             ));
         }
+    }
+    for l in rtt_lines {
+        println!("{l}");
     }
     if let Some(path) = o.json {
         std::fs::write(&path, format!("[{}]\n", json.join(",\n"))).expect("write JSON");

@@ -35,5 +35,12 @@ pub fn worker_for(frame: &[u8], workers: usize) -> usize {
         }
         eat(&port.to_be_bytes());
     }
+    // FNV leaves the last bytes (the client port) in the low bits; mix them
+    // into the high bits the multiply-shift below picks from (splitmix64).
+    h ^= h >> 30;
+    h = h.wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    h ^= h >> 27;
+    h = h.wrapping_mul(0x94d0_49bb_1331_11eb);
+    h ^= h >> 31;
     ((h as u128 * workers as u128) >> 64) as usize
 }

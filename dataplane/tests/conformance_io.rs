@@ -56,6 +56,8 @@ impl Bed {
 #[derive(Clone, Copy, Debug)]
 enum Backend {
     AfPacket,
+    /// AF_PACKET with the TPACKET_V2 (immediate) receive ring.
+    AfPacketV2,
     #[allow(dead_code)]
     Dpdk,
 }
@@ -69,6 +71,10 @@ fn config_with(backend: Backend, bed: &Bed, workers: usize, qpairs: usize) -> Io
     let _ = workers;
     match backend {
         Backend::AfPacket => IoConfig::AfPacket(AfPacketConfig::new(IFC)),
+        Backend::AfPacketV2 => IoConfig::AfPacket(AfPacketConfig {
+            ring: dataplane::io::AfPacketRing::V2,
+            ..AfPacketConfig::new(IFC)
+        }),
         Backend::Dpdk => {
             let mut vdev =
                 format!("--vdev=net_af_packet0,iface={IFC},framecnt=512,blocksz=4096,framesz=2048");
@@ -395,6 +401,38 @@ fn afpacket_monitor_reports_port() {
         return eprintln!("skipped: needs root");
     }
     monitor_reports_port(Backend::AfPacket);
+}
+
+#[test]
+fn afpacket_v2_rx_intact() {
+    if !can_netns() {
+        return eprintln!("skipped: needs root");
+    }
+    rx_intact(Backend::AfPacketV2);
+}
+
+#[test]
+fn afpacket_v2_tx_intact() {
+    if !can_netns() {
+        return eprintln!("skipped: needs root");
+    }
+    tx_intact(Backend::AfPacketV2);
+}
+
+#[test]
+fn afpacket_v2_forward_in_place() {
+    if !can_netns() {
+        return eprintln!("skipped: needs root");
+    }
+    forward_in_place(Backend::AfPacketV2);
+}
+
+#[test]
+fn afpacket_v2_flows_stay_on_one_worker() {
+    if !can_netns() {
+        return eprintln!("skipped: needs root");
+    }
+    flows_stay_on_one_worker(Backend::AfPacketV2);
 }
 
 #[test]

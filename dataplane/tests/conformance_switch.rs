@@ -45,6 +45,8 @@ const DATA_IF: &str = "data0";
 #[derive(Clone, Copy, Debug)]
 enum Backend {
     AfPacket,
+    /// AF_PACKET with the TPACKET_V2 (immediate) receive ring.
+    AfPacketV2,
     #[allow(dead_code)]
     Dpdk,
 }
@@ -94,9 +96,12 @@ impl Bed {
     fn io_config(&self, backend: Backend, workers: usize, qpairs: usize) -> IoConfig {
         let _ = workers;
         match backend {
-            Backend::AfPacket => {
+            Backend::AfPacket | Backend::AfPacketV2 => {
                 let mut c = AfPacketConfig::new(DATA_IF);
                 c.poll = PollMode::ADAPTIVE;
+                if matches!(backend, Backend::AfPacketV2) {
+                    c.ring = dataplane::io::AfPacketRing::V2;
+                }
                 IoConfig::AfPacket(c)
             }
             Backend::Dpdk => {
@@ -545,7 +550,7 @@ fn handoff_scenario_with(backend: Backend, workers: usize, qpairs: usize, conns:
 fn expected_steering(backend: Backend, workers: usize, qpairs: usize) -> &'static str {
     match (backend, workers, qpairs) {
         (_, 1, _) => "single",
-        (Backend::AfPacket, _, _) => "fanout-hash",
+        (Backend::AfPacket | Backend::AfPacketV2, _, _) => "fanout-hash",
         (Backend::Dpdk, w, q) if q >= w => "pmd-fanout",
         (Backend::Dpdk, _, _) => "software",
     }
@@ -567,6 +572,14 @@ fn afpacket_handoff_two_workers_fanout() {
         return eprintln!("skipped: needs root");
     }
     handoff_scenario(Backend::AfPacket, 2, 6);
+}
+
+#[test]
+fn afpacket_v2_handoff_two_workers_fanout() {
+    if !can_netns() {
+        return eprintln!("skipped: needs root");
+    }
+    handoff_scenario(Backend::AfPacketV2, 2, 6);
 }
 
 // ---- DPDK ----

@@ -18,7 +18,7 @@ pub mod memory;
 pub mod poll;
 
 pub use any::{open, AnyBuf, AnyQueue, IoError, LinkStatus, PortMonitor, PortStats};
-pub use config::{AfPacketConfig, DpdkConfig, DpdkPort, IoConfig, PollMode};
+pub use config::{AfPacketConfig, AfPacketRing, DpdkConfig, DpdkPort, IoConfig, PollMode};
 
 /// One packet buffer owned by the worker. Dropping it returns it to its pool.
 pub trait PacketBuf {

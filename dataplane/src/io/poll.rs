@@ -143,10 +143,12 @@ mod tests {
         // Work resets the spin phase.
         p.idle(&mut io, true, None);
         p.idle(&mut io, false, None);
-        assert_eq!(io.waits.len(), 3);
-        // A timer already due: no sleep at all.
         p.idle(&mut io, false, None);
+        assert_eq!(io.waits.len(), 3, "spinning again after work");
+        // A timer already due: no sleep at all.
         p.idle(&mut io, false, Some(Duration::ZERO));
+        assert_eq!(io.waits.len(), 3);
+        p.idle(&mut io, false, None);
         assert_eq!(io.waits.len(), 4);
     }
 }

@@ -1,8 +1,9 @@
 //! AF_PACKET backend: the data port through Linux packet sockets, for hosts
 //! without DPDK (a laptop, a VM, the namespace test bed).
 //!
-//! One socket per worker, each with a TPACKET_V3 receive ring and a transmit
-//! ring mapped into the process. The sockets join one `PACKET_FANOUT_HASH`
+//! One socket per worker, each with a TPACKET_V3 receive ring (or V2, for
+//! per-frame delivery without the block timeout) and a transmit ring mapped
+//! into the process. The sockets join one `PACKET_FANOUT_HASH`
 //! group, so the kernel spreads flows over the workers by its symmetric flow
 //! hash (`__skb_get_hash_symmetric`): every packet of a TCP connection lands
 //! on the same worker. The kernel's hash is seeded at boot and cannot be
@@ -25,10 +26,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 pub use pool::{AfPacketBuf, FramePool};
-use ring::{RingLayout, Rings, TX_DATA_OFFSET};
+use ring::{tx_data_offset, RingLayout, Rings};
 
 use crate::io::any::{IoError, LinkStatus, PortMonitor, PortStats};
-use crate::io::config::AfPacketConfig;
+use crate::io::config::{AfPacketConfig, AfPacketRing};
 use crate::io::{IoStats, PacketBuf, PacketIo};
 
 /// Transmit ring block size: 64 KiB holds 32 two-KiB slots.
@@ -174,7 +175,7 @@ fn validate(cfg: &AfPacketConfig) -> Result<(), IoError> {
     // SAFETY: sysconf has no preconditions.
     let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) }.max(4096) as u32;
     let bad = |m: String| Err(IoError::Config(format!("af_packet on {}: {m}", cfg.iface)));
-    let min_frame = (TX_DATA_OFFSET + 64) as u32;
+    let min_frame = (tx_data_offset(cfg.ring) + 64) as u32;
     if cfg.frame_size < min_frame
         || !cfg
             .frame_size
@@ -215,12 +216,15 @@ fn open_one(
     let iface = cfg.iface.as_str();
     let fd = socket::open_socket(iface)?;
     let raw = fd.as_raw_fd();
-    let v3 = libc::tpacket_versions::TPACKET_V3 as libc::c_int;
+    let version = match layout.version {
+        AfPacketRing::V3 => libc::tpacket_versions::TPACKET_V3,
+        AfPacketRing::V2 => libc::tpacket_versions::TPACKET_V2,
+    } as libc::c_int;
     socket::set_opt(
         raw,
         libc::PACKET_VERSION,
-        &v3,
-        "setsockopt(PACKET_VERSION=V3)",
+        &version,
+        "setsockopt(PACKET_VERSION)",
         iface,
     )?;
     // Malformed transmit frames are skipped rather than stopping the ring.
@@ -244,7 +248,8 @@ fn open_one(
         tp_block_size: layout.rx_block_size,
         tp_block_nr: layout.rx_block_count,
         tp_frame_size: layout.frame_size,
-        tp_frame_nr: (layout.rx_block_size / layout.frame_size) * layout.rx_block_count,
+        tp_frame_nr: layout.rx_frames(),
+        // V2 reads only the first four fields.
         tp_retire_blk_tov: cfg.block_timeout_ms,
         tp_sizeof_priv: 0,
         tp_feature_req_word: 0,
@@ -311,6 +316,7 @@ pub fn open(cfg: &AfPacketConfig, workers: usize) -> Result<Vec<AfPacketQueue>, 
     let ifindex = socket::ifindex(&cfg.iface)?;
     let per_block = TX_BLOCK_SIZE / cfg.frame_size;
     let layout = RingLayout {
+        version: cfg.ring,
         rx_block_size: cfg.block_size,
         rx_block_count: cfg.block_count,
         frame_size: cfg.frame_size,
@@ -423,6 +429,7 @@ impl AfPacketQueue {
             push(buf);
             n += 1;
         }
+        self.rings.rx_done();
         self.note_rx(n as u64, bytes, nobuf, trunc, vlan);
         n
     }

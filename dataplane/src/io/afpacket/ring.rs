@@ -1,12 +1,19 @@
-//! The mmap'd TPACKET_V3 rings of one AF_PACKET socket.
+//! The mmap'd rings of one AF_PACKET socket (TPACKET_V3, or TPACKET_V2 for
+//! immediate delivery).
 //!
-//! Receive: `block_count` blocks; the kernel fills a block with frames and
-//! hands the whole block over (`TP_STATUS_USER`) when it is full or its
+//! Receive, V3: `block_count` blocks; the kernel fills a block with frames
+//! and hands the whole block over (`TP_STATUS_USER`) when it is full or its
 //! retire timer fires; we walk its frames by `tp_next_offset` and give it back
-//! (`TP_STATUS_KERNEL`). Transmit: fixed slots of `frame_size` bytes; we write
-//! a frame, mark it `TP_STATUS_SEND_REQUEST`, and one `send()` flushes every
-//! marked slot; the kernel marks each `TP_STATUS_AVAILABLE` once the driver
-//! is done with it. See Documentation/networking/packet_mmap.rst.
+//! (`TP_STATUS_KERNEL`). Few status writes per frame, so the best throughput,
+//! but at low rates a frame waits up to the retire timeout (≥ 1 ms).
+//! Receive, V2: fixed frame slots, each handed over on its own the moment it
+//! is written: no added latency, one status word per frame (what libpcap's
+//! "immediate mode" picks for the same reason).
+//!
+//! Transmit (both): fixed slots of `frame_size` bytes; we write a frame, mark
+//! it `TP_STATUS_SEND_REQUEST`, and one `send()` flushes every marked slot;
+//! the kernel marks each `TP_STATUS_AVAILABLE` once the driver is done.
+//! See Documentation/networking/packet_mmap.rst.
 //!
 //! Status words are shared with the kernel: they are read and written
 //! volatile, with acquire/release fences around the frame data.
@@ -16,14 +23,22 @@ use std::ptr::NonNull;
 use std::sync::atomic::{fence, Ordering};
 
 use crate::io::any::IoError;
+use crate::io::config::AfPacketRing;
 
-/// Frame data of a transmit slot starts after the V3 header (the kernel's
-/// `tp_hdrlen - sizeof(struct sockaddr_ll)`).
-pub const TX_DATA_OFFSET: usize = libc::TPACKET3_HDRLEN - std::mem::size_of::<libc::sockaddr_ll>();
+/// Where frame data starts in a transmit slot: after the version's header
+/// (the kernel's `tp_hdrlen - sizeof(struct sockaddr_ll)`).
+pub fn tx_data_offset(version: AfPacketRing) -> usize {
+    let sll = std::mem::size_of::<libc::sockaddr_ll>();
+    match version {
+        AfPacketRing::V3 => libc::TPACKET3_HDRLEN - sll,
+        AfPacketRing::V2 => libc::TPACKET2_HDRLEN - sll,
+    }
+}
 
 /// Sizes of both rings, as given to `PACKET_RX_RING` / `PACKET_TX_RING`.
 #[derive(Debug, Clone, Copy)]
 pub struct RingLayout {
+    pub version: AfPacketRing,
     pub rx_block_size: u32,
     pub rx_block_count: u32,
     pub frame_size: u32,
@@ -42,6 +57,11 @@ impl RingLayout {
         self.tx_block_size as usize * self.tx_block_count as usize
     }
 
+    /// Receive frame slots (V2; informational for V3).
+    pub fn rx_frames(&self) -> u32 {
+        (self.rx_block_size / self.frame_size) * self.rx_block_count
+    }
+
     /// Transmit slots.
     pub fn tx_frames(&self) -> u32 {
         (self.tx_block_size / self.frame_size) * self.tx_block_count
@@ -53,11 +73,15 @@ pub struct Rings {
     base: NonNull<u8>,
     len: usize,
     layout: RingLayout,
-    // Receive cursor.
+    // V3 receive cursor: block, frames left in it, offset of the next one.
     rx_block: u32,
     rx_open: bool,
     rx_left: u32,
     rx_off: u32,
+    // V2 receive cursor: the slot to read next, and the one read last
+    // (handed back on the next call, after the caller copied it).
+    rx_slot: u32,
+    rx_held: Option<u32>,
     // Transmit cursor.
     tx_next: u32,
 }
@@ -74,38 +98,45 @@ pub struct RxFrame<'a> {
     pub status: u32,
 }
 
+/// Reads a kernel-shared `u32` at `p`.
+///
+/// # Safety
+/// `p` must point into the mapping.
+unsafe fn load(p: *const u32) -> u32 {
+    p.read_volatile()
+}
+
+/// Writes a kernel-shared `u32` at `p`.
+///
+/// # Safety
+/// `p` must point into the mapping, at a word we own.
+unsafe fn store(p: *mut u32, v: u32) {
+    p.write_volatile(v)
+}
+
 impl Rings {
     /// Maps both rings of `fd` (already configured with `layout`).
     pub fn map(fd: RawFd, layout: RingLayout, iface: &str) -> Result<Rings, IoError> {
         let len = layout.rx_bytes() + layout.tx_bytes();
-        // SAFETY: mapping the packet socket's rings; the result is checked.
-        let p = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                len,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_SHARED | libc::MAP_LOCKED | libc::MAP_POPULATE,
-                fd,
-                0,
-            )
-        };
-        let p = if p == libc::MAP_FAILED {
-            // MAP_LOCKED fails under a low RLIMIT_MEMLOCK; the rings still
-            // work unlocked.
-            // SAFETY: as above, without MAP_LOCKED.
+        let map = |flags| {
+            // SAFETY: mapping the packet socket's rings; the result is checked.
             unsafe {
                 libc::mmap(
                     std::ptr::null_mut(),
                     len,
                     libc::PROT_READ | libc::PROT_WRITE,
-                    libc::MAP_SHARED | libc::MAP_POPULATE,
+                    libc::MAP_SHARED | libc::MAP_POPULATE | flags,
                     fd,
                     0,
                 )
             }
-        } else {
-            p
         };
+        let mut p = map(libc::MAP_LOCKED);
+        if p == libc::MAP_FAILED {
+            // MAP_LOCKED fails under a low RLIMIT_MEMLOCK; the rings still
+            // work unlocked.
+            p = map(0);
+        }
         if p == libc::MAP_FAILED {
             return Err(IoError::Os {
                 call: "mmap(PACKET rings)",
@@ -113,17 +144,40 @@ impl Rings {
                 err: std::io::Error::last_os_error(),
             });
         }
+        let base = NonNull::new(p.cast()).ok_or_else(|| IoError::Os {
+            call: "mmap(PACKET rings)",
+            iface: iface.to_owned(),
+            err: std::io::Error::other("mapped at NULL"),
+        })?;
         Ok(Rings {
-            base: NonNull::new(p.cast()).expect("mmap succeeded, so not null"),
+            base,
             len,
             layout,
             rx_block: 0,
             rx_open: false,
             rx_left: 0,
             rx_off: 0,
+            rx_slot: 0,
+            rx_held: None,
             tx_next: 0,
         })
     }
+
+    /// Start of fixed slot `i` in a ring of `block_size` blocks at `ring_off`.
+    fn slot(&self, ring_off: usize, block_size: u32, i: u32) -> *mut u8 {
+        let fs = self.layout.frame_size as usize;
+        let per_block = (block_size / self.layout.frame_size) as usize;
+        let (b, f) = (i as usize / per_block, i as usize % per_block);
+        // SAFETY: callers pass i < the ring's slot count, so the slot lies
+        // inside the mapping.
+        unsafe {
+            self.base
+                .as_ptr()
+                .add(ring_off + b * block_size as usize + f * fs)
+        }
+    }
+
+    // ---- receive, V3 ----
 
     fn block(&self, i: u32) -> *mut libc::tpacket_block_desc {
         // SAFETY: i < rx_block_count, so inside the receive ring.
@@ -137,9 +191,8 @@ impl Rings {
 
     fn block_status(&self, i: u32) -> u32 {
         let bd = self.block(i);
-        // SAFETY: the block header is inside the mapping; the kernel writes
-        // the status concurrently, hence volatile.
-        unsafe { std::ptr::addr_of!((*bd).hdr.bh1.block_status).read_volatile() }
+        // SAFETY: the block header is inside the mapping.
+        unsafe { load(std::ptr::addr_of!((*bd).hdr.bh1.block_status)) }
     }
 
     fn release_block(&mut self) {
@@ -151,23 +204,17 @@ impl Rings {
         fence(Ordering::Release);
         // SAFETY: inside the mapping; we own the block until this store.
         unsafe {
-            std::ptr::addr_of_mut!((*bd).hdr.bh1.block_status)
-                .write_volatile(libc::TP_STATUS_KERNEL)
+            store(
+                std::ptr::addr_of_mut!((*bd).hdr.bh1.block_status),
+                libc::TP_STATUS_KERNEL,
+            )
         };
         self.rx_open = false;
         self.rx_left = 0;
         self.rx_block = (self.rx_block + 1) % self.layout.rx_block_count;
     }
 
-    /// True when a received frame is ready (an open block has frames left or
-    /// the next block is ours).
-    pub fn rx_ready(&self) -> bool {
-        self.rx_left > 0 || self.block_status(self.rx_block) & libc::TP_STATUS_USER != 0
-    }
-
-    /// The next received frame, or `None` when the ring is empty. The frame
-    /// borrows the ring: copy it before the next call.
-    pub fn next_rx(&mut self) -> Option<RxFrame<'_>> {
+    fn next_rx_v3(&mut self) -> Option<RxFrame<'_>> {
         loop {
             if self.rx_left == 0 {
                 self.release_block();
@@ -194,11 +241,9 @@ impl Rings {
                 self.rx_left = 0;
                 continue;
             }
+            let block = self.rx_block as usize * bs;
             // SAFETY: `off + hdr_len ≤ block size`, inside the block we own.
-            let h = unsafe {
-                &*(self.base.as_ptr().add(self.rx_block as usize * bs + off)
-                    as *const libc::tpacket3_hdr)
-            };
+            let h = unsafe { &*(self.base.as_ptr().add(block + off) as *const libc::tpacket3_hdr) };
             let (mac, snap, next) = (h.tp_mac as usize, h.tp_snaplen as usize, h.tp_next_offset);
             let (wire_len, status) = (h.tp_len, h.tp_status);
             self.rx_left -= 1;
@@ -209,15 +254,10 @@ impl Rings {
             if off + mac + snap > bs {
                 continue;
             }
-            // SAFETY: the frame lies inside the block we own (checked above);
-            // the borrow ends before the block is released.
+            // SAFETY: the frame lies inside the block we own (checked
+            // above); the borrow ends before the block is released.
             let data = unsafe {
-                std::slice::from_raw_parts(
-                    self.base
-                        .as_ptr()
-                        .add(self.rx_block as usize * bs + off + mac),
-                    snap,
-                )
+                std::slice::from_raw_parts(self.base.as_ptr().add(block + off + mac), snap)
             };
             return Some(RxFrame {
                 data,
@@ -227,32 +267,109 @@ impl Rings {
         }
     }
 
-    /// Gives every received block back to the kernel unread; returns frames
-    /// dropped. Used once after the fanout group is complete, so that no
-    /// worker keeps frames the group's final hash assigns to another.
+    // ---- receive, V2 ----
+
+    fn rx_slot_hdr(&self, i: u32) -> *mut libc::tpacket2_hdr {
+        self.slot(0, self.layout.rx_block_size, i).cast()
+    }
+
+    fn release_slot(&mut self) {
+        if let Some(i) = self.rx_held.take() {
+            let h = self.rx_slot_hdr(i);
+            fence(Ordering::Release);
+            // SAFETY: the slot is ours until this store hands it back.
+            unsafe {
+                store(
+                    std::ptr::addr_of_mut!((*h).tp_status),
+                    libc::TP_STATUS_KERNEL,
+                )
+            };
+        }
+    }
+
+    fn next_rx_v2(&mut self) -> Option<RxFrame<'_>> {
+        self.release_slot();
+        let i = self.rx_slot;
+        let h = self.rx_slot_hdr(i);
+        // SAFETY: slot header inside the mapping.
+        let status = unsafe { load(std::ptr::addr_of!((*h).tp_status)) };
+        if status & libc::TP_STATUS_USER == 0 {
+            return None;
+        }
+        fence(Ordering::Acquire);
+        self.rx_held = Some(i);
+        self.rx_slot = (i + 1) % self.layout.rx_frames();
+        // SAFETY: the slot is ours (TP_STATUS_USER).
+        let (mac, snap, wire_len) =
+            unsafe { ((*h).tp_mac as usize, (*h).tp_snaplen as usize, (*h).tp_len) };
+        if mac + snap > self.layout.frame_size as usize {
+            return Some(RxFrame {
+                data: &[],
+                wire_len: u32::MAX,
+                status,
+            });
+        }
+        // SAFETY: inside the slot we own; handed back on the next call.
+        let data = unsafe { std::slice::from_raw_parts(h.cast::<u8>().add(mac), snap) };
+        Some(RxFrame {
+            data,
+            wire_len,
+            status,
+        })
+    }
+
+    // ---- receive, both ----
+
+    /// True when a received frame is ready.
+    pub fn rx_ready(&self) -> bool {
+        match self.layout.version {
+            AfPacketRing::V3 => {
+                self.rx_left > 0 || self.block_status(self.rx_block) & libc::TP_STATUS_USER != 0
+            }
+            AfPacketRing::V2 => {
+                let h = self.rx_slot_hdr(self.rx_slot);
+                // SAFETY: slot header inside the mapping.
+                unsafe { load(std::ptr::addr_of!((*h).tp_status)) & libc::TP_STATUS_USER != 0 }
+            }
+        }
+    }
+
+    /// The next received frame, or `None` when the ring is empty. The frame
+    /// borrows the ring: copy it before the next call.
+    pub fn next_rx(&mut self) -> Option<RxFrame<'_>> {
+        match self.layout.version {
+            AfPacketRing::V3 => self.next_rx_v3(),
+            AfPacketRing::V2 => self.next_rx_v2(),
+        }
+    }
+
+    /// Hands the last frame's slot or block back to the kernel now (after a
+    /// burst) instead of at the next call.
+    pub fn rx_done(&mut self) {
+        match self.layout.version {
+            AfPacketRing::V3 if self.rx_left == 0 => self.release_block(),
+            AfPacketRing::V3 => {}
+            AfPacketRing::V2 => self.release_slot(),
+        }
+    }
+
+    /// Gives every received frame back to the kernel unread; returns how
+    /// many. Used once after the fanout group is complete, so that no worker
+    /// keeps frames the group's final hash assigns to another.
     pub fn discard_rx(&mut self) -> u64 {
         let mut n = 0;
         while self.next_rx().is_some() {
             n += 1;
         }
+        self.rx_done();
         n
     }
 
-    fn tx_slot(&self, i: u32) -> *mut u8 {
-        let fs = self.layout.frame_size as usize;
-        let per_block = (self.layout.tx_block_size / self.layout.frame_size) as usize;
-        let (b, f) = (i as usize / per_block, i as usize % per_block);
-        // SAFETY: i < tx_frames, so the slot is inside the transmit ring.
-        unsafe {
-            self.base
-                .as_ptr()
-                .add(self.layout.rx_bytes() + b * self.layout.tx_block_size as usize + f * fs)
-        }
-    }
+    // ---- transmit ----
 
     /// Largest frame a transmit slot holds.
     pub fn tx_capacity(&self) -> usize {
-        self.layout.frame_size as usize - TX_DATA_OFFSET
+        self.layout.frame_size as usize - tx_data_offset(self.layout.version)
     }
 
     /// Copies `frame` into the next free transmit slot and marks it for
@@ -262,10 +379,41 @@ impl Rings {
         if frame.len() > self.tx_capacity() {
             return false;
         }
-        let slot = self.tx_slot(self.tx_next);
-        let h = slot.cast::<libc::tpacket3_hdr>();
-        // SAFETY: the slot is inside the mapping; status is kernel-shared.
-        let status = unsafe { std::ptr::addr_of!((*h).tp_status).read_volatile() };
+        let slot = self.slot(
+            self.layout.rx_bytes(),
+            self.layout.tx_block_size,
+            self.tx_next,
+        );
+        // The status word and length fields of either header version.
+        let (status_p, len_p, snap_p, next_p): (*mut u32, *mut u32, *mut u32, Option<*mut u32>) =
+            match self.layout.version {
+                AfPacketRing::V3 => {
+                    let h = slot.cast::<libc::tpacket3_hdr>();
+                    // SAFETY: field addresses inside the slot.
+                    unsafe {
+                        (
+                            std::ptr::addr_of_mut!((*h).tp_status),
+                            std::ptr::addr_of_mut!((*h).tp_len),
+                            std::ptr::addr_of_mut!((*h).tp_snaplen),
+                            Some(std::ptr::addr_of_mut!((*h).tp_next_offset)),
+                        )
+                    }
+                }
+                AfPacketRing::V2 => {
+                    let h = slot.cast::<libc::tpacket2_hdr>();
+                    // SAFETY: field addresses inside the slot.
+                    unsafe {
+                        (
+                            std::ptr::addr_of_mut!((*h).tp_status),
+                            std::ptr::addr_of_mut!((*h).tp_len),
+                            std::ptr::addr_of_mut!((*h).tp_snaplen),
+                            None,
+                        )
+                    }
+                }
+            };
+        // SAFETY: the status word is inside the slot.
+        let status = unsafe { load(status_p) };
         if status & (libc::TP_STATUS_SEND_REQUEST | libc::TP_STATUS_SENDING) != 0 {
             return false;
         }
@@ -273,16 +421,17 @@ impl Rings {
         // SAFETY: the slot is ours (AVAILABLE or WRONG_FORMAT); the data fits
         // after the header.
         unsafe {
-            std::ptr::copy_nonoverlapping(frame.as_ptr(), slot.add(TX_DATA_OFFSET), frame.len());
-            std::ptr::addr_of_mut!((*h).tp_len).write_volatile(frame.len() as u32);
-            std::ptr::addr_of_mut!((*h).tp_snaplen).write_volatile(frame.len() as u32);
-            std::ptr::addr_of_mut!((*h).tp_next_offset).write_volatile(0);
+            let off = tx_data_offset(self.layout.version);
+            std::ptr::copy_nonoverlapping(frame.as_ptr(), slot.add(off), frame.len());
+            store(len_p, frame.len() as u32);
+            store(snap_p, frame.len() as u32);
+            if let Some(p) = next_p {
+                store(p, 0);
+            }
         }
         fence(Ordering::Release);
         // SAFETY: as above; this store hands the slot to the kernel.
-        unsafe {
-            std::ptr::addr_of_mut!((*h).tp_status).write_volatile(libc::TP_STATUS_SEND_REQUEST)
-        };
+        unsafe { store(status_p, libc::TP_STATUS_SEND_REQUEST) };
         self.tx_next = (self.tx_next + 1) % self.layout.tx_frames();
         true
     }
