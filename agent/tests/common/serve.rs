@@ -142,3 +142,21 @@ pub fn accept_and_freeze(bed: &Bed, l: &TcpListener, extra_body: usize) -> (TcpS
 pub fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
     hay.windows(needle.len()).position(|w| w == needle)
 }
+
+/// Starts `tests/data/raw_client.py` in the client namespace.
+pub fn raw_client(bed: &Bed, mode: &str, go: &std::path::Path, pad: usize, body_len: usize) -> Child {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/raw_client.py");
+    Command::new("ip")
+        .args(["netns", "exec", &bed.client, "python3", script, VIP, mode])
+        .arg(go)
+        .args([pad.to_string(), body_len.to_string()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+/// The body `raw_client.py` sends.
+pub fn raw_body(len: usize) -> Vec<u8> {
+    (0..len).map(|i| ((i * 7 + 3) % 251) as u8).collect()
+}
