@@ -53,9 +53,13 @@ impl Reloader {
         };
         let (tx, rx) = crossbeam_channel::bounded(1);
         self.admin_tx
-            .send(AdminRequest::Reload { profile: Box::new(loaded.profile), reply: tx })
+            .send(AdminRequest::Reload {
+                profile: Box::new(loaded.profile),
+                reply: tx,
+            })
             .map_err(|_| "control plane is not running".to_string())?;
-        rx.recv_timeout(LOOP_TIMEOUT).map_err(|_| "control plane did not answer".to_string())?
+        rx.recv_timeout(LOOP_TIMEOUT)
+            .map_err(|_| "control plane did not answer".to_string())?
     }
 }
 
@@ -81,7 +85,8 @@ pub struct AdminServer {
 impl AdminServer {
     /// Binds `listen` and serves from a background thread.
     pub fn start(listen: SocketAddr, ctx: AdminContext) -> Result<Self, String> {
-        let server = Arc::new(Server::http(listen).map_err(|e| format!("cannot listen on {listen}: {e}"))?);
+        let server =
+            Arc::new(Server::http(listen).map_err(|e| format!("cannot listen on {listen}: {e}"))?);
         let addr = server.server_addr().to_ip().unwrap_or(listen);
         let s = server.clone();
         let thread = std::thread::Builder::new()
@@ -92,7 +97,11 @@ impl AdminServer {
                 }
             })
             .map_err(|e| e.to_string())?;
-        Ok(Self { server, thread: Some(thread), addr })
+        Ok(Self {
+            server,
+            thread: Some(thread),
+            addr,
+        })
     }
 
     /// The bound address (useful when listening on port 0).
@@ -117,7 +126,9 @@ fn header(name: &str, value: &str) -> Header {
 fn json_response(status: u16, v: serde_json::Value) -> Response<Cursor<Vec<u8>>> {
     let mut body = serde_json::to_vec_pretty(&v).unwrap_or_default();
     body.push(b'\n');
-    Response::from_data(body).with_status_code(status).with_header(header("Content-Type", "application/json"))
+    Response::from_data(body)
+        .with_status_code(status)
+        .with_header(header("Content-Type", "application/json"))
 }
 
 fn handle(ctx: &AdminContext, req: tiny_http::Request) {
@@ -127,12 +138,18 @@ fn handle(ctx: &AdminContext, req: tiny_http::Request) {
     let segments: Vec<&str> = url.trim_matches('/').split('/').collect();
     let mutating = method == Method::Post;
     if mutating && !ctx.allow.is_empty() && !peer.is_some_and(|p| ctx.allow.contains(&p)) {
-        let _ = req.respond(json_response(403, json!({"error": "not allowed from this address"})));
+        let _ = req.respond(json_response(
+            403,
+            json!({"error": "not allowed from this address"}),
+        ));
         return;
     }
     let resp = match (&method, segments.as_slice()) {
         (Method::Get, ["metrics"]) => Response::from_data(ctx.metrics.render().into_bytes())
-            .with_header(header("Content-Type", "text/plain; version=0.0.4; charset=utf-8")),
+            .with_header(header(
+                "Content-Type",
+                "text/plain; version=0.0.4; charset=utf-8",
+            )),
         (Method::Get, ["healthz"]) => {
             let stopping = ctx.stopping.load(Ordering::Relaxed);
             json_response(
@@ -147,26 +164,42 @@ fn handle(ctx: &AdminContext, req: tiny_http::Request) {
         }
         (Method::Get, ["backends"]) => {
             let (tx, rx) = crossbeam_channel::bounded(1);
-            match ctx.admin_tx.send(AdminRequest::Backends { reply: tx }).ok().and_then(|_| rx.recv_timeout(LOOP_TIMEOUT).ok()) {
+            match ctx
+                .admin_tx
+                .send(AdminRequest::Backends { reply: tx })
+                .ok()
+                .and_then(|_| rx.recv_timeout(LOOP_TIMEOUT).ok())
+            {
                 Some(v) => json_response(200, v),
                 None => json_response(503, json!({"error": "control plane did not answer"})),
             }
         }
         (Method::Post, ["reload"]) => match ctx.reloader.reload() {
-            Ok(o) => json_response(200, json!({"generation": o.generation, "restart_required": o.restart_required})),
+            Ok(o) => json_response(
+                200,
+                json!({"generation": o.generation, "restart_required": o.restart_required}),
+            ),
             Err(e) => json_response(400, json!({"error": e})),
         },
         (Method::Post, ["backends", name, action @ ("drain" | "undrain")]) => {
             let (tx, rx) = crossbeam_channel::bounded(1);
             let drain = *action == "drain";
-            let sent = ctx.admin_tx.send(AdminRequest::Drain { backend: name.to_string(), drain, reply: tx }).is_ok();
+            let sent = ctx
+                .admin_tx
+                .send(AdminRequest::Drain {
+                    backend: name.to_string(),
+                    drain,
+                    reply: tx,
+                })
+                .is_ok();
             match sent.then(|| rx.recv_timeout(LOOP_TIMEOUT).ok()).flatten() {
                 Some(Ok(())) => json_response(200, json!({"backend": name, "draining": drain})),
                 Some(Err(e)) => json_response(404, json!({"error": e})),
                 None => json_response(503, json!({"error": "control plane did not answer"})),
             }
         }
-        (_, ["metrics" | "healthz" | "backends" | "reload"]) | (_, ["backends", _, "drain" | "undrain"]) => {
+        (_, ["metrics" | "healthz" | "backends" | "reload"])
+        | (_, ["backends", _, "drain" | "undrain"]) => {
             json_response(405, json!({"error": "method not allowed"}))
         }
         _ => json_response(

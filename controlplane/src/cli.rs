@@ -12,12 +12,23 @@ pub fn check_config(file: &Path, set: &[(String, String)], json: bool, quiet: bo
     match config::load_file_with(file, &props) {
         Ok(loaded) => {
             if !quiet {
-                let files: Vec<String> = loaded.files.iter().map(|f| f.display().to_string()).collect();
+                let files: Vec<String> = loaded
+                    .files
+                    .iter()
+                    .map(|f| f.display().to_string())
+                    .collect();
                 if json {
-                    println!("{}", serde_json::to_string_pretty(&redacted(&loaded.profile)).unwrap_or_default());
+                    println!(
+                        "{}",
+                        serde_json::to_string_pretty(&redacted(&loaded.profile))
+                            .unwrap_or_default()
+                    );
                 } else {
                     println!("# {}: OK (read {})", file.display(), files.join(", "));
-                    print!("{}", serde_saphyr::to_string(&redacted(&loaded.profile)).unwrap_or_default());
+                    print!(
+                        "{}",
+                        serde_saphyr::to_string(&redacted(&loaded.profile)).unwrap_or_default()
+                    );
                 }
             }
             ExitCode::SUCCESS
@@ -40,8 +51,15 @@ pub fn check_config(file: &Path, set: &[(String, String)], json: bool, quiet: bo
 
 /// `baton version`.
 pub fn version_text() -> String {
-    let dpdk = if cfg!(feature = "dpdk") { "+dpdk" } else { "-dpdk" };
-    format!("baton {} ({dpdk}, af_packet, memory)", env!("CARGO_PKG_VERSION"))
+    let dpdk = if cfg!(feature = "dpdk") {
+        "+dpdk"
+    } else {
+        "-dpdk"
+    };
+    format!(
+        "baton {} ({dpdk}, af_packet, memory)",
+        env!("CARGO_PKG_VERSION")
+    )
 }
 
 /// The profile with THOP secrets replaced, for printing.

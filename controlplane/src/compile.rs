@@ -26,14 +26,24 @@ pub fn thop_keys(p: &Profile) -> Result<Vec<(u32, [u8; 32])>, CompileError> {
         let text = match (&k.secret_hex, &k.secret_file) {
             (Some(h), _) => h.clone(),
             (None, Some(f)) => std::fs::read_to_string(f)
-                .map_err(|e| CompileError::Key { index, message: format!("cannot read {f}: {e}") })?
+                .map_err(|e| CompileError::Key {
+                    index,
+                    message: format!("cannot read {f}: {e}"),
+                })?
                 .trim()
                 .to_string(),
-            (None, None) => return Err(CompileError::Key { index, message: "no secret".into() }),
+            (None, None) => {
+                return Err(CompileError::Key {
+                    index,
+                    message: "no secret".into(),
+                })
+            }
         };
         let mut key = [0u8; 32];
-        hex::decode_to_slice(&text, &mut key)
-            .map_err(|_| CompileError::Key { index, message: "secret must be 64 hex digits (32 bytes)".into() })?;
+        hex::decode_to_slice(&text, &mut key).map_err(|_| CompileError::Key {
+            index,
+            message: "secret must be 64 hex digits (32 bytes)".into(),
+        })?;
         out.push((k.id, key));
     }
     Ok(out)
@@ -62,7 +72,8 @@ pub fn io_config(p: &Profile) -> Option<IoConfig> {
             c.frame_size = a.frame_size;
             c.tx_frames = a.tx_frames;
             c.pool_size = a.pool_size;
-            c.block_timeout_ms = a.block_timeout.0.as_millis().clamp(1, u128::from(u32::MAX)) as u32;
+            c.block_timeout_ms =
+                a.block_timeout.0.as_millis().clamp(1, u128::from(u32::MAX)) as u32;
             c.qdisc_bypass = a.qdisc_bypass;
             c.promiscuous = a.promiscuous || p.switch.data_mac.is_some();
             c.poll = poll;
@@ -92,15 +103,30 @@ pub fn io_config(p: &Profile) -> Option<IoConfig> {
 /// unless the profile sets `switch.data_mac`).
 pub fn worker_config(p: &Profile, port_mac: [u8; 6]) -> Result<WorkerConfig, CompileError> {
     let keys = thop_keys(p)?;
-    let key_id = p.thop.active_key.or_else(|| keys.first().map(|k| k.0)).unwrap_or(0);
+    let key_id = p
+        .thop
+        .active_key
+        .or_else(|| keys.first().map(|k| k.0))
+        .unwrap_or(0);
     let header_max = p.limits.max_header_bytes as usize;
     let to = &p.timeouts;
     let table = p.tuning.table_capacity as usize;
     let cfg = WorkerConfig {
-        services: p.services.iter().map(|s| Service { vip: IpAddr::V4(s.vip), port: s.port }).collect(),
+        services: p
+            .services
+            .iter()
+            .map(|s| Service {
+                vip: IpAddr::V4(s.vip),
+                port: s.port,
+            })
+            .collect(),
         mac: p.switch.data_mac.map_or(port_mac, |m| m.0),
         ip: IpAddr::V4(p.switch.data_ip),
-        thop: ThopConfig { port: p.thop.port, key_id, keys },
+        thop: ThopConfig {
+            port: p.thop.port,
+            key_id,
+            keys,
+        },
         tcp: TcpOptionsConfig {
             mss: p.tcp.mss,
             window_scale: p.tcp.window_scale,
@@ -109,7 +135,9 @@ pub fn worker_config(p: &Profile, port_mac: [u8; 6]) -> Result<WorkerConfig, Com
         },
         header_max,
         // Room for the header plus body or pipelined bytes behind it.
-        request_buffer: (header_max + header_max / 2).max(header_max + 1).min(1 << 20),
+        request_buffer: (header_max + header_max / 2)
+            .max(header_max + 1)
+            .min(1 << 20),
         handoff_hold: p.limits.held_packets as usize,
         synack_rto: to.syn_ack_rto.0,
         synack_retries: to.syn_ack_retries,
@@ -130,7 +158,11 @@ pub fn worker_config(p: &Profile, port_mac: [u8; 6]) -> Result<WorkerConfig, Com
         syncookie_threshold: ((table as f64) * p.tuning.syn_cookies.threshold).max(1.0) as usize,
         burst: p.tuning.burst_size as usize,
         poll: poll_mode(p),
-        static_macs: p.backends.iter().filter_map(|b| b.mac.map(|m| (IpAddr::V4(b.address), m.0))).collect(),
+        static_macs: p
+            .backends
+            .iter()
+            .filter_map(|b| b.mac.map(|m| (IpAddr::V4(b.address), m.0)))
+            .collect(),
         ..WorkerConfig::default()
     };
     cfg.validate()?;

@@ -19,7 +19,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{never, select, Receiver, Sender};
-use dataplane::dispatch::{BackendId, ControlQueues, Decision, DispatchRequest, HandoffOutcome, Verdict, WorkerEvent};
+use dataplane::dispatch::{
+    BackendId, ControlQueues, Decision, DispatchRequest, HandoffOutcome, Verdict, WorkerEvent,
+};
 use serde_json::json;
 
 use crate::config::{Policy as PolicyConfig, Profile};
@@ -37,9 +39,16 @@ pub type Clock = Arc<dyn Fn() -> u64 + Send + Sync>;
 pub enum AdminRequest {
     /// Swap in a validated profile; replies with the new generation and the
     /// sections that only take effect after a restart.
-    Reload { profile: Box<Profile>, reply: Sender<Result<ReloadOutcome, String>> },
+    Reload {
+        profile: Box<Profile>,
+        reply: Sender<Result<ReloadOutcome, String>>,
+    },
     /// Drain (`true`) or restore a backend by name.
-    Drain { backend: String, drain: bool, reply: Sender<Result<(), String>> },
+    Drain {
+        backend: String,
+        drain: bool,
+        reply: Sender<Result<(), String>>,
+    },
     /// A JSON view of backends and pools.
     Backends { reply: Sender<serde_json::Value> },
 }
@@ -129,9 +138,15 @@ impl ControlPlane {
             .pools
             .iter()
             .map(|p| {
-                let members: Vec<BackendId> = p.backends.iter().filter_map(|n| self.registry.id_of(n)).collect();
+                let members: Vec<BackendId> = p
+                    .backends
+                    .iter()
+                    .filter_map(|n| self.registry.id_of(n))
+                    .collect();
                 // Keep the policy's state (LARD tables, cursors) when nothing about the pool changed.
-                if let Some(i) = old.iter().position(|o| o.name == p.name && o.policy_cfg == p.policy && o.members == members) {
+                if let Some(i) = old.iter().position(|o| {
+                    o.name == p.name && o.policy_cfg == p.policy && o.members == members
+                }) {
                     let mut kept = old.swap_remove(i);
                     kept.unavailable_status = p.unavailable_status;
                     return kept;
@@ -157,12 +172,23 @@ impl ControlPlane {
             .filter(|b| b.configured)
             .map(|b| (b.id, b.name.clone(), b.health_cfg.clone(), b.management))
             .collect();
-        self.checkers.retain(|id, _| wanted.iter().any(|w| w.0 == *id));
+        self.checkers
+            .retain(|id, _| wanted.iter().any(|w| w.0 == *id));
         for (id, name, health, addr) in wanted {
-            let same = self.checkers.get(&id).is_some_and(|c| c.config == (health.clone(), addr));
+            let same = self
+                .checkers
+                .get(&id)
+                .is_some_and(|c| c.config == (health.clone(), addr));
             if !same {
                 self.check_epoch += 1;
-                let c = Checker::start(id, &name, health, addr, self.check_epoch, self.check_tx.clone());
+                let c = Checker::start(
+                    id,
+                    &name,
+                    health,
+                    addr,
+                    self.check_epoch,
+                    self.check_tx.clone(),
+                );
                 self.checkers.insert(id, c);
             }
         }
@@ -171,14 +197,26 @@ impl ControlPlane {
     /// Decides one request (the heart of the loop; also called directly by tests).
     pub fn decide(&mut self, req: DispatchRequest) -> Decision {
         let now = Instant::now();
-        let DispatchRequest { token, client, vip, header, exclude, header_complete_ns } = req;
+        let DispatchRequest {
+            token,
+            client,
+            vip,
+            header,
+            exclude,
+            header_complete_ns,
+        } = req;
         let (verdict, pool, log) = self.decide_inner(&header, client, vip, &exclude, now);
         let waited = (self.clock)().saturating_sub(header_complete_ns);
         self.metrics.decision_seconds.observe(waited as f64 / 1e9);
         if let Some(line) = log {
             self.access_log(client, &line, &verdict, waited);
         }
-        Decision { token, verdict, pool, header }
+        Decision {
+            token,
+            verdict,
+            pool,
+            header,
+        }
     }
 
     fn decide_inner(
@@ -192,32 +230,48 @@ impl ControlPlane {
         let req = match Request::parse(header) {
             Ok(r) => r,
             Err(e) => {
-                self.metrics.rejections.with_label_values(&["", e.as_str()]).inc();
+                self.metrics
+                    .rejections
+                    .with_label_values(&["", e.as_str()])
+                    .inc();
                 return (Verdict::Reject(400), u16::MAX, None);
             }
         };
         let Some(route) = self.router.route(vip, &req) else {
-            self.metrics.rejections.with_label_values(&["", "no_service"]).inc();
+            self.metrics
+                .rejections
+                .with_label_values(&["", "no_service"])
+                .inc();
             return (Verdict::Reject(503), u16::MAX, None);
         };
         let pool = &mut self.pools[route.pool as usize];
         self.members_buf.clear();
         for &id in &pool.members {
-            let Some(b) = self.registry.get(id) else { continue };
+            let Some(b) = self.registry.get(id) else {
+                continue;
+            };
             let ok = b.usable(now);
             let excluded = exclude.contains(&id);
             self.members_buf.push(MemberView {
                 id,
                 weight: b.weight,
                 active: b.active,
-                report: b.report.map(|(r, at)| (r.active, now.saturating_duration_since(at))),
+                report: b
+                    .report
+                    .map(|(r, at)| (r.active, now.saturating_duration_since(at))),
                 since_report: b.since_report,
                 usable: ok && !excluded,
                 excluded: ok && excluded,
             });
         }
-        let ctx = PickCtx { now, client: client.ip() };
-        let picked = pool.policy.pick(&self.members_buf, &req, &ctx).filter(|&i| self.members_buf.get(i).is_some_and(|m| m.usable));
+        let ctx = PickCtx {
+            now,
+            client: client.ip(),
+        };
+        let picked = pool
+            .policy
+            .pick(&self.members_buf, &req, &ctx)
+            .filter(|&i| self.members_buf.get(i).is_some_and(|m| m.usable));
         let mut line = AccessLine {
             method: req.method.to_string(),
             host: req.host.to_string(),
@@ -230,28 +284,48 @@ impl ControlPlane {
             Some(i) => {
                 let id = self.members_buf[i].id;
                 let Some(b) = self.registry.get(id) else {
-                    return (Verdict::Reject(pool.unavailable_status), route.pool, Some(line));
+                    return (
+                        Verdict::Reject(pool.unavailable_status),
+                        route.pool,
+                        Some(line),
+                    );
                 };
                 let target = b.target.clone();
                 line.backend = b.name.clone();
-                self.metrics.decisions.with_label_values(&[pool.name.as_str(), b.name.as_str()]).inc();
+                self.metrics
+                    .decisions
+                    .with_label_values(&[pool.name.as_str(), b.name.as_str()])
+                    .inc();
                 self.registry.on_dispatch(id);
                 (Verdict::Backend(target), route.pool, Some(line))
             }
             None => {
-                self.metrics.rejections.with_label_values(&[pool.name.as_str(), "no_backend"]).inc();
-                (Verdict::Reject(pool.unavailable_status), route.pool, Some(line))
+                self.metrics
+                    .rejections
+                    .with_label_values(&[pool.name.as_str(), "no_backend"])
+                    .inc();
+                (
+                    Verdict::Reject(pool.unavailable_status),
+                    route.pool,
+                    Some(line),
+                )
             }
         }
     }
 
-    fn access_log(&mut self, client: SocketAddr, l: &AccessLine, verdict: &Verdict, waited_ns: u64) {
+    fn access_log(
+        &mut self,
+        client: SocketAddr,
+        l: &AccessLine,
+        verdict: &Verdict,
+        waited_ns: u64,
+    ) {
         let cfg = &self.profile.logging.access_log;
         if !cfg.enabled {
             return;
         }
         self.access_seq += 1;
-        if (self.access_seq - 1) % u64::from(cfg.sample_every.max(1)) != 0 {
+        if !(self.access_seq - 1).is_multiple_of(u64::from(cfg.sample_every.max(1))) {
             return;
         }
         let status = match verdict {
@@ -277,17 +351,31 @@ impl ControlPlane {
     pub fn on_event(&mut self, ev: WorkerEvent) {
         let now = Instant::now();
         match ev {
-            WorkerEvent::Handoff { backend, outcome, latency_ns } => {
-                let name = self.registry.get(backend).map(|b| b.name.clone()).unwrap_or_else(|| format!("#{backend}"));
+            WorkerEvent::Handoff {
+                backend,
+                outcome,
+                latency_ns,
+            } => {
+                let name = self
+                    .registry
+                    .get(backend)
+                    .map(|b| b.name.clone())
+                    .unwrap_or_else(|| format!("#{backend}"));
                 let label = match outcome {
                     HandoffOutcome::Acked => "acked",
                     HandoffOutcome::Nacked(_) => "nacked",
                     HandoffOutcome::TimedOut => "timed_out",
                     HandoffOutcome::Aborted => "aborted",
                 };
-                self.metrics.handoffs.with_label_values(&[name.as_str(), label]).inc();
+                self.metrics
+                    .handoffs
+                    .with_label_values(&[name.as_str(), label])
+                    .inc();
                 if outcome == HandoffOutcome::Acked {
-                    self.metrics.handoff_seconds.with_label_values(&[name.as_str()]).observe(latency_ns as f64 / 1e9);
+                    self.metrics
+                        .handoff_seconds
+                        .with_label_values(&[name.as_str()])
+                        .observe(latency_ns as f64 / 1e9);
                 }
                 if let HandoffOutcome::Nacked(code) = outcome {
                     tracing::debug!(backend = %name, code, "handoff refused (THOP NACK)");
@@ -299,17 +387,39 @@ impl ControlPlane {
             WorkerEvent::Closed { backend } => self.registry.on_closed(backend),
             WorkerEvent::Load { from, report } => {
                 let matched = self.registry.on_load(from, report, now);
-                self.metrics.load_reports.with_label_values(&[if matched { "matched" } else { "unknown" }]).inc();
+                self.metrics
+                    .load_reports
+                    .with_label_values(&[if matched { "matched" } else { "unknown" }])
+                    .inc();
             }
         }
     }
 
     fn on_check(&mut self, r: CheckResult) {
-        if self.checkers.get(&r.backend).map(|c| c.config.clone()).is_none() {
+        if self
+            .checkers
+            .get(&r.backend)
+            .map(|c| c.config.clone())
+            .is_none()
+        {
             return;
         }
-        let name = self.registry.get(r.backend).map(|b| b.name.clone()).unwrap_or_default();
-        self.metrics.health_checks.with_label_values(&[name.as_str(), if r.result.is_ok() { "success" } else { "failure" }]).inc();
+        let name = self
+            .registry
+            .get(r.backend)
+            .map(|b| b.name.clone())
+            .unwrap_or_default();
+        self.metrics
+            .health_checks
+            .with_label_values(&[
+                name.as_str(),
+                if r.result.is_ok() {
+                    "success"
+                } else {
+                    "failure"
+                },
+            ])
+            .inc();
         if let Some(change) = self.registry.on_check(r.backend, r.result, Instant::now()) {
             self.note_change(change);
         }
@@ -319,11 +429,17 @@ impl ControlPlane {
         match change {
             HealthChange::Up { name } => {
                 tracing::info!(backend = %name, "backend up");
-                self.metrics.health_transitions.with_label_values(&[name.as_str(), "up"]).inc();
+                self.metrics
+                    .health_transitions
+                    .with_label_values(&[name.as_str(), "up"])
+                    .inc();
             }
             HealthChange::Down { name, reason } => {
                 tracing::warn!(backend = %name, %reason, "backend down");
-                self.metrics.health_transitions.with_label_values(&[name.as_str(), "down"]).inc();
+                self.metrics
+                    .health_transitions
+                    .with_label_values(&[name.as_str(), "down"])
+                    .inc();
             }
         }
     }
@@ -332,8 +448,17 @@ impl ControlPlane {
     pub fn reload(&mut self, profile: Profile) -> Result<ReloadOutcome, String> {
         let router = Router::new(&profile).map_err(|e| e.to_string())?;
         let restart_required = restart_sections(&self.profile, &profile);
-        let drain_changed = self.profile.backends.iter().map(|b| (&b.name, b.drain)).collect::<Vec<_>>()
-            != profile.backends.iter().map(|b| (&b.name, b.drain)).collect::<Vec<_>>();
+        let drain_changed = self
+            .profile
+            .backends
+            .iter()
+            .map(|b| (&b.name, b.drain))
+            .collect::<Vec<_>>()
+            != profile
+                .backends
+                .iter()
+                .map(|b| (&b.name, b.drain))
+                .collect::<Vec<_>>();
         self.registry.apply(&profile);
         if drain_changed {
             self.registry.set_drain_from(&profile);
@@ -349,10 +474,16 @@ impl ControlPlane {
         self.metrics.last_reload_success.set(Metrics::unix_now());
         self.export_backends(Instant::now());
         for s in &restart_required {
-            tracing::warn!(section = s, "changed section takes effect only after a restart");
+            tracing::warn!(
+                section = s,
+                "changed section takes effect only after a restart"
+            );
         }
         tracing::info!(generation, profile = %self.profile.name, "profile reloaded");
-        Ok(ReloadOutcome { generation, restart_required })
+        Ok(ReloadOutcome {
+            generation,
+            restart_required,
+        })
     }
 
     /// Counts a reload that failed before reaching the loop (bad file).
@@ -363,11 +494,28 @@ impl ControlPlane {
     fn export_backends(&self, now: Instant) {
         for b in self.registry.all() {
             let n = b.name.as_str();
-            self.metrics.backend_up.with_label_values(&[n]).set(i64::from(b.configured && b.down.is_none() && b.hold_until.map_or(true, |t| now >= t)));
-            self.metrics.backend_draining.with_label_values(&[n]).set(i64::from(b.draining));
-            self.metrics.backend_active.with_label_values(&[n]).set(i64::from(b.active));
-            self.metrics.backend_weight.with_label_values(&[n]).set(i64::from(if b.configured { b.weight } else { 0 }));
-            self.metrics.backend_reported.with_label_values(&[n]).set(b.report.map_or(0, |(r, _)| i64::from(r.active)));
+            self.metrics
+                .backend_up
+                .with_label_values(&[n])
+                .set(i64::from(
+                    b.configured && b.down.is_none() && b.hold_until.is_none_or(|t| now >= t),
+                ));
+            self.metrics
+                .backend_draining
+                .with_label_values(&[n])
+                .set(i64::from(b.draining));
+            self.metrics
+                .backend_active
+                .with_label_values(&[n])
+                .set(i64::from(b.active));
+            self.metrics
+                .backend_weight
+                .with_label_values(&[n])
+                .set(i64::from(if b.configured { b.weight } else { 0 }));
+            self.metrics
+                .backend_reported
+                .with_label_values(&[n])
+                .set(b.report.map_or(0, |(r, _)| i64::from(r.active)));
         }
     }
 
@@ -417,8 +565,15 @@ impl ControlPlane {
                 }
                 let _ = reply.send(r);
             }
-            AdminRequest::Drain { backend, drain, reply } => {
-                let r = self.registry.set_draining(&backend, drain).ok_or_else(|| format!("no backend named `{backend}`"));
+            AdminRequest::Drain {
+                backend,
+                drain,
+                reply,
+            } => {
+                let r = self
+                    .registry
+                    .set_draining(&backend, drain)
+                    .ok_or_else(|| format!("no backend named `{backend}`"));
                 if r.is_ok() {
                     tracing::info!(%backend, drain, "backend drain changed by admin");
                     self.export_backends(Instant::now());
@@ -488,7 +643,10 @@ impl ControlPlane {
         if let Err(d) = q.decide(d) {
             let worker = d.token.worker as usize;
             if worker < q.decisions.len() && q.decisions[worker].is_full() {
-                self.metrics.deferred_decisions.with_label_values(&[&worker.to_string()]).inc();
+                self.metrics
+                    .deferred_decisions
+                    .with_label_values(&[&worker.to_string()])
+                    .inc();
                 self.deferred.push(d);
             }
         }
@@ -529,7 +687,12 @@ pub fn restart_sections(old: &Profile, new: &Profile) -> Vec<&'static str> {
     if old.switch != new.switch {
         out.push("switch");
     }
-    let eps = |p: &Profile| p.services.iter().map(|s| (s.vip, s.port)).collect::<Vec<_>>();
+    let eps = |p: &Profile| {
+        p.services
+            .iter()
+            .map(|s| (s.vip, s.port))
+            .collect::<Vec<_>>()
+    };
     if eps(old) != eps(new) {
         out.push("services (VIP or port)");
     }

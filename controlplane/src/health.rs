@@ -33,7 +33,8 @@ pub fn check_once(check: &Check, addr: IpAddr, timeout: Duration) -> Result<(), 
     match check {
         Check::None(_) => Ok(()),
         Check::Tcp(t) => {
-            TcpStream::connect_timeout(&SocketAddr::new(addr, t.port), timeout).map_err(|e| format!("connect: {e}"))?;
+            TcpStream::connect_timeout(&SocketAddr::new(addr, t.port), timeout)
+                .map_err(|e| format!("connect: {e}"))?;
             Ok(())
         }
         Check::Http(h) => http_check(h, addr, timeout),
@@ -44,25 +45,39 @@ fn http_check(h: &HttpCheck, addr: IpAddr, timeout: Duration) -> Result<(), Stri
     let deadline = Instant::now() + timeout;
     let sa = SocketAddr::new(addr, h.port);
     let mut s = TcpStream::connect_timeout(&sa, timeout).map_err(|e| format!("connect: {e}"))?;
-    let left = |d: Instant| d.saturating_duration_since(Instant::now()).max(Duration::from_millis(1));
-    s.set_write_timeout(Some(left(deadline))).map_err(|e| e.to_string())?;
+    let left = |d: Instant| {
+        d.saturating_duration_since(Instant::now())
+            .max(Duration::from_millis(1))
+    };
+    s.set_write_timeout(Some(left(deadline)))
+        .map_err(|e| e.to_string())?;
     let host = h.host.clone().unwrap_or_else(|| match addr {
         IpAddr::V6(a) => format!("[{a}]"),
         IpAddr::V4(a) => a.to_string(),
     });
-    let req = format!("GET {} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: baton-health\r\nConnection: close\r\n\r\n", h.path);
-    s.write_all(req.as_bytes()).map_err(|e| format!("send: {e}"))?;
+    let req = format!(
+        "GET {} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: baton-health\r\nConnection: close\r\n\r\n",
+        h.path
+    );
+    s.write_all(req.as_bytes())
+        .map_err(|e| format!("send: {e}"))?;
     let mut buf = Vec::with_capacity(1024);
     let mut chunk = [0u8; 1024];
     loop {
-        s.set_read_timeout(Some(left(deadline))).map_err(|e| e.to_string())?;
+        s.set_read_timeout(Some(left(deadline)))
+            .map_err(|e| e.to_string())?;
         if Instant::now() >= deadline {
             return Err("timeout".into());
         }
         let n = match s.read(&mut chunk) {
             Ok(0) => return Err("connection closed before a status line".into()),
             Ok(n) => n,
-            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
                 return Err("timeout".into())
             }
             Err(e) => return Err(format!("receive: {e}")),
@@ -73,8 +88,16 @@ fn http_check(h: &HttpCheck, addr: IpAddr, timeout: Duration) -> Result<(), Stri
         match resp.parse(&buf) {
             Ok(httparse::Status::Complete(_)) => {
                 let code = resp.code.unwrap_or(0);
-                let ok = if h.expect_status.is_empty() { (200..400).contains(&code) } else { h.expect_status.contains(&code) };
-                return if ok { Ok(()) } else { Err(format!("status {code}")) };
+                let ok = if h.expect_status.is_empty() {
+                    (200..400).contains(&code)
+                } else {
+                    h.expect_status.contains(&code)
+                };
+                return if ok {
+                    Ok(())
+                } else {
+                    Err(format!("status {code}"))
+                };
             }
             Ok(httparse::Status::Partial) if buf.len() < 16 * 1024 => continue,
             Ok(httparse::Status::Partial) => return Err("response header too large".into()),
@@ -94,7 +117,14 @@ pub struct Checker {
 
 impl Checker {
     /// Starts checking `addr` with `health` every interval, sending results to `out`.
-    pub fn start(backend: BackendId, name: &str, health: Health, addr: IpAddr, epoch: u64, out: Sender<CheckResult>) -> Self {
+    pub fn start(
+        backend: BackendId,
+        name: &str,
+        health: Health,
+        addr: IpAddr,
+        epoch: u64,
+        out: Sender<CheckResult>,
+    ) -> Self {
         let stop = Arc::new(AtomicBool::new(false));
         let flag = stop.clone();
         let cfg = health.clone();
@@ -107,17 +137,31 @@ impl Checker {
                 while !flag.load(Ordering::Relaxed) {
                     let started = Instant::now();
                     let result = check_once(&cfg.check, addr, cfg.timeout.0);
-                    if out.send(CheckResult { backend, result, epoch }).is_err() {
+                    if out
+                        .send(CheckResult {
+                            backend,
+                            result,
+                            epoch,
+                        })
+                        .is_err()
+                    {
                         return;
                     }
                     let next = started + cfg.interval.0;
                     while !flag.load(Ordering::Relaxed) && Instant::now() < next {
-                        std::thread::sleep(next.saturating_duration_since(Instant::now()).min(Duration::from_millis(50)));
+                        std::thread::sleep(
+                            next.saturating_duration_since(Instant::now())
+                                .min(Duration::from_millis(50)),
+                        );
                     }
                 }
             })
             .ok();
-        Self { stop, handle, config: (health, addr) }
+        Self {
+            stop,
+            handle,
+            config: (health, addr),
+        }
     }
 }
 
@@ -161,7 +205,12 @@ mod tests {
     }
 
     fn http(port: u16, path: &str) -> Check {
-        Check::Http(HttpCheck { port, path: path.into(), host: None, expect_status: vec![] })
+        Check::Http(HttpCheck {
+            port,
+            path: path.into(),
+            host: None,
+            expect_status: vec![],
+        })
     }
 
     #[test]
@@ -169,10 +218,24 @@ mod tests {
         let (ok, s1) = server(200, Duration::ZERO);
         let (bad, s2) = server(503, Duration::ZERO);
         let lo = IpAddr::from([127, 0, 0, 1]);
-        assert_eq!(check_once(&http(ok.port(), "/healthz"), lo, Duration::from_secs(2)), Ok(()));
-        assert_eq!(check_once(&http(bad.port(), "/healthz"), lo, Duration::from_secs(2)), Err("status 503".into()));
-        let only_204 = Check::Http(HttpCheck { port: ok.port(), path: "/".into(), host: Some("h".into()), expect_status: vec![204] });
-        assert_eq!(check_once(&only_204, lo, Duration::from_secs(2)), Err("status 200".into()));
+        assert_eq!(
+            check_once(&http(ok.port(), "/healthz"), lo, Duration::from_secs(2)),
+            Ok(())
+        );
+        assert_eq!(
+            check_once(&http(bad.port(), "/healthz"), lo, Duration::from_secs(2)),
+            Err("status 503".into())
+        );
+        let only_204 = Check::Http(HttpCheck {
+            port: ok.port(),
+            path: "/".into(),
+            host: Some("h".into()),
+            expect_status: vec![204],
+        });
+        assert_eq!(
+            check_once(&only_204, lo, Duration::from_secs(2)),
+            Err("status 200".into())
+        );
         s1.store(true, Ordering::Relaxed);
         s2.store(true, Ordering::Relaxed);
     }
@@ -181,7 +244,10 @@ mod tests {
     fn http_check_times_out_on_a_slow_server() {
         let (slow, s) = server(200, Duration::from_millis(800));
         let lo = IpAddr::from([127, 0, 0, 1]);
-        assert_eq!(check_once(&http(slow.port(), "/"), lo, Duration::from_millis(200)), Err("timeout".into()));
+        assert_eq!(
+            check_once(&http(slow.port(), "/"), lo, Duration::from_millis(200)),
+            Err("timeout".into())
+        );
         s.store(true, Ordering::Relaxed);
     }
 
@@ -190,11 +256,17 @@ mod tests {
         let l = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = l.local_addr().unwrap().port();
         let lo = IpAddr::from([127, 0, 0, 1]);
-        assert_eq!(check_once(&Check::Tcp(TcpCheck { port }), lo, Duration::from_secs(1)), Ok(()));
+        assert_eq!(
+            check_once(&Check::Tcp(TcpCheck { port }), lo, Duration::from_secs(1)),
+            Ok(())
+        );
         drop(l);
         let e = check_once(&Check::Tcp(TcpCheck { port }), lo, Duration::from_secs(1)).unwrap_err();
         assert!(e.starts_with("connect:"), "{e}");
-        assert_eq!(check_once(&Check::None(NoCheck {}), lo, Duration::from_secs(1)), Ok(()));
+        assert_eq!(
+            check_once(&Check::None(NoCheck {}), lo, Duration::from_secs(1)),
+            Ok(())
+        );
     }
 
     #[test]
@@ -212,7 +284,14 @@ mod tests {
         let c = Checker::start(7, "t", h, IpAddr::from([127, 0, 0, 1]), 3, tx);
         for _ in 0..3 {
             let r = rx.recv_timeout(Duration::from_secs(5)).unwrap();
-            assert_eq!(r, CheckResult { backend: 7, result: Ok(()), epoch: 3 });
+            assert_eq!(
+                r,
+                CheckResult {
+                    backend: 7,
+                    result: Ok(()),
+                    epoch: 3
+                }
+            );
         }
         drop(c);
         // Drain what was in flight, then nothing more arrives.

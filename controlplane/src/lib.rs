@@ -6,16 +6,16 @@
 //! The control plane never sits on the packet path: workers send it complete
 //! request headers over bounded queues and go on; it answers with a decision.
 
-pub mod config;
+pub mod admin;
 pub mod cli;
 pub mod compile;
+pub mod config;
+pub mod control;
+pub mod health;
+pub mod logging;
+pub mod metrics;
 pub mod policy;
+pub mod registry;
 pub mod request;
 pub mod routing;
 pub mod run;
-pub mod control;
-pub mod health;
-pub mod metrics;
-pub mod registry;
-pub mod admin;
-pub mod logging;

@@ -48,7 +48,9 @@ enum Command {
 }
 
 fn parse_kv(s: &str) -> Result<(String, String), String> {
-    let (k, v) = s.split_once('=').ok_or_else(|| format!("`{s}` is not NAME=VALUE"))?;
+    let (k, v) = s
+        .split_once('=')
+        .ok_or_else(|| format!("`{s}` is not NAME=VALUE"))?;
     Ok((k.to_string(), v.to_string()))
 }
 
@@ -56,7 +58,12 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Run { config, set } => controlplane::run::main(&config, &set),
-        Command::CheckConfig { file, set, json, quiet } => controlplane::cli::check_config(&file, &set, json, quiet),
+        Command::CheckConfig {
+            file,
+            set,
+            json,
+            quiet,
+        } => controlplane::cli::check_config(&file, &set, json, quiet),
         Command::Schema => {
             print!("{}", controlplane::config::json_schema());
             ExitCode::SUCCESS

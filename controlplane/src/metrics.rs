@@ -14,13 +14,15 @@ use std::sync::{Arc, Mutex};
 use dataplane::counters::{Counters, Snapshot};
 use dataplane::io::{PortMonitor, PortStats};
 use prometheus::{
-    Encoder, Gauge, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
-    TextEncoder,
+    Encoder, Gauge, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
 /// Latency buckets in seconds, 10 µs to 2.5 s.
-const LATENCY_BUCKETS: &[f64] =
-    &[1e-5, 2.5e-5, 5e-5, 1e-4, 2.5e-4, 5e-4, 1e-3, 2.5e-3, 5e-3, 1e-2, 2.5e-2, 5e-2, 0.1, 0.25, 0.5, 1.0, 2.5];
+const LATENCY_BUCKETS: &[f64] = &[
+    1e-5, 2.5e-5, 5e-5, 1e-4, 2.5e-4, 5e-4, 1e-3, 2.5e-3, 5e-3, 1e-2, 2.5e-2, 5e-2, 0.1, 0.25, 0.5,
+    1.0, 2.5,
+];
 
 /// Worker scalars with a better name or a label; the others become
 /// `baton_worker_<name>_total`.
@@ -46,18 +48,32 @@ fn special_scalar(name: &str) -> Option<(&'static str, &'static str, &'static st
 
 fn help_for(metric: &str) -> String {
     match metric {
-        "baton_worker_received_packets_total" => "Frames received on the data port, per worker.".into(),
+        "baton_worker_received_packets_total" => {
+            "Frames received on the data port, per worker.".into()
+        }
         "baton_worker_sent_packets_total" => "Frames sent on the data port, per worker.".into(),
-        "baton_worker_received_bytes_total" => "Bytes received on the data port, per worker.".into(),
+        "baton_worker_received_bytes_total" => {
+            "Bytes received on the data port, per worker.".into()
+        }
         "baton_worker_sent_bytes_total" => "Bytes sent on the data port, per worker.".into(),
-        "baton_worker_handoffs_total" => "Handoffs by outcome (THOP ACK, NACK, timeout, client gone), per worker.".into(),
-        "baton_worker_syn_cookies_total" => "SYN cookies sent, validated and rejected, per worker.".into(),
-        "baton_worker_local_responses_total" => "Error responses the switch answered itself, per worker.".into(),
-        "baton_worker_new_connections_total" => "Handshakes completed (connections entering WAITHEADER), per worker.".into(),
+        "baton_worker_handoffs_total" => {
+            "Handoffs by outcome (THOP ACK, NACK, timeout, client gone), per worker.".into()
+        }
+        "baton_worker_syn_cookies_total" => {
+            "SYN cookies sent, validated and rejected, per worker.".into()
+        }
+        "baton_worker_local_responses_total" => {
+            "Error responses the switch answered itself, per worker.".into()
+        }
+        "baton_worker_new_connections_total" => {
+            "Handshakes completed (connections entering WAITHEADER), per worker.".into()
+        }
         "baton_worker_thop_retransmits_total" => "THOP_CREATE retransmissions, per worker.".into(),
         other => format!(
             "Dataplane counter `{}`, per worker.",
-            other.trim_start_matches("baton_worker_").trim_end_matches("_total")
+            other
+                .trim_start_matches("baton_worker_")
+                .trim_end_matches("_total")
         ),
     }
 }
@@ -117,35 +133,55 @@ impl Metrics {
     pub fn new(profile_name: &str) -> Self {
         let r = Registry::new();
         let info = GaugeVec::new(
-            Opts::new("baton_build_info", "Build and profile of this switch (value 1)."),
+            Opts::new(
+                "baton_build_info",
+                "Build and profile of this switch (value 1).",
+            ),
             &["version", "profile", "dpdk"],
         )
         .expect("valid metric");
         r.register(Box::new(info.clone())).expect("unique metric");
-        info.with_label_values(&[env!("CARGO_PKG_VERSION"), profile_name, if cfg!(feature = "dpdk") { "yes" } else { "no" }])
-            .set(1.0);
-        let config_generation = IntGauge::new("baton_config_generation", "Generation of the running profile (1 at start, +1 per successful reload).")
-            .expect("valid metric");
-        r.register(Box::new(config_generation.clone())).expect("unique metric");
+        info.with_label_values(&[
+            env!("CARGO_PKG_VERSION"),
+            profile_name,
+            if cfg!(feature = "dpdk") { "yes" } else { "no" },
+        ])
+        .set(1.0);
+        let config_generation = IntGauge::new(
+            "baton_config_generation",
+            "Generation of the running profile (1 at start, +1 per successful reload).",
+        )
+        .expect("valid metric");
+        r.register(Box::new(config_generation.clone()))
+            .expect("unique metric");
         let last_reload_success = Gauge::new(
             "baton_config_last_reload_success_timestamp_seconds",
             "Unix time of the last successful profile load or reload.",
         )
         .expect("valid metric");
-        r.register(Box::new(last_reload_success.clone())).expect("unique metric");
+        r.register(Box::new(last_reload_success.clone()))
+            .expect("unique metric");
         let decision_seconds = Histogram::with_opts(
-            HistogramOpts::new("baton_dispatch_decision_seconds", "Time from a complete request header to the control plane's decision.")
-                .buckets(LATENCY_BUCKETS.to_vec()),
+            HistogramOpts::new(
+                "baton_dispatch_decision_seconds",
+                "Time from a complete request header to the control plane's decision.",
+            )
+            .buckets(LATENCY_BUCKETS.to_vec()),
         )
         .expect("valid metric");
-        r.register(Box::new(decision_seconds.clone())).expect("unique metric");
+        r.register(Box::new(decision_seconds.clone()))
+            .expect("unique metric");
         let handoff_seconds = HistogramVec::new(
-            HistogramOpts::new("baton_handoff_latency_seconds", "Time from a complete request header to the agent's THOP ACK.")
-                .buckets(LATENCY_BUCKETS.to_vec()),
+            HistogramOpts::new(
+                "baton_handoff_latency_seconds",
+                "Time from a complete request header to the agent's THOP ACK.",
+            )
+            .buckets(LATENCY_BUCKETS.to_vec()),
             &["backend"],
         )
         .expect("valid metric");
-        r.register(Box::new(handoff_seconds.clone())).expect("unique metric");
+        r.register(Box::new(handoff_seconds.clone()))
+            .expect("unique metric");
 
         let mut worker_scalars = HashMap::new();
         for (name, _) in Counters::default().snapshot().scalars {
@@ -156,7 +192,11 @@ impl Metrics {
             if worker_scalars.contains_key(&metric) {
                 continue;
             }
-            let labels: Vec<&str> = if label.is_empty() { vec!["worker"] } else { vec!["worker", label] };
+            let labels: Vec<&str> = if label.is_empty() {
+                vec!["worker"]
+            } else {
+                vec!["worker", label]
+            };
             let c = counter_vec(&r, &metric, &help_for(&metric), &labels);
             worker_scalars.insert(metric, c);
         }
@@ -225,9 +265,13 @@ impl Metrics {
 
     fn refresh_port(&self) {
         let mut guard = self.port.lock().unwrap_or_else(|e| e.into_inner());
-        let Some((m, last)) = guard.as_mut() else { return };
+        let Some((m, last)) = guard.as_mut() else {
+            return;
+        };
         let name = m.name();
-        self.port_up.with_label_values(&[name.as_str()]).set(i64::from(m.link().up));
+        self.port_up
+            .with_label_values(&[name.as_str()])
+            .set(i64::from(m.link().up));
         let s = m.stats();
         for (counter, now, before) in [
             ("rx_packets", s.rx_packets, last.rx_packets),
@@ -239,7 +283,9 @@ impl Metrics {
             ("tx_errors", s.tx_errors, last.tx_errors),
             ("rx_nombuf", s.rx_nombuf, last.rx_nombuf),
         ] {
-            self.port_counters.with_label_values(&[name.as_str(), counter]).inc_by(now.saturating_sub(before));
+            self.port_counters
+                .with_label_values(&[name.as_str(), counter])
+                .inc_by(now.saturating_sub(before));
         }
         *last = s;
     }
@@ -264,14 +310,21 @@ impl Metrics {
                     }
                 }
             }
-            for (fam, list, vec) in [("drops", &s.drops, &self.worker_drops), ("aborts", &s.aborts, &self.worker_aborts), ("closes", &s.closes, &self.worker_closes)] {
+            for (fam, list, vec) in [
+                ("drops", &s.drops, &self.worker_drops),
+                ("aborts", &s.aborts, &self.worker_aborts),
+                ("closes", &s.closes, &self.worker_closes),
+            ] {
                 for (reason, v) in list {
                     let delta = bump_last(&mut w.last, (i, fam, reason), *v);
-                    vec.with_label_values(&[worker.as_str(), reason]).inc_by(delta);
+                    vec.with_label_values(&[worker.as_str(), reason])
+                        .inc_by(delta);
                 }
             }
             for (state, v) in &s.states {
-                self.worker_states.with_label_values(&[worker.as_str(), state]).set(*v as i64);
+                self.worker_states
+                    .with_label_values(&[worker.as_str(), state])
+                    .set(*v as i64);
             }
         }
     }
@@ -287,12 +340,18 @@ impl Metrics {
 
     /// Unix time now, in seconds.
     pub fn unix_now() -> f64 {
-        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64())
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0.0, |d| d.as_secs_f64())
     }
 }
 
 /// Stores `v` as the last value of `key`; returns the increase since the last call.
-fn bump_last(last: &mut HashMap<(usize, &'static str, &'static str), u64>, key: (usize, &'static str, &'static str), v: u64) -> u64 {
+fn bump_last(
+    last: &mut HashMap<(usize, &'static str, &'static str), u64>,
+    key: (usize, &'static str, &'static str),
+    v: u64,
+) -> u64 {
     let prev = last.insert(key, v).unwrap_or(0);
     v.saturating_sub(prev)
 }

@@ -106,7 +106,7 @@ trait PassedExt {
 
 impl PassedExt for Option<Instant> {
     fn is_none_or_passed(&self, now: Instant) -> bool {
-        self.map_or(true, |t| now >= t)
+        self.is_none_or(|t| now >= t)
     }
 }
 
@@ -142,8 +142,15 @@ impl Registry {
             b.configured = false;
         }
         for cfg in &p.backends {
-            let thop = cfg.thop.unwrap_or_else(|| SocketAddr::from((cfg.address, p.thop.port)));
-            let target = BackendTarget { id: 0, ip: IpAddr::V4(cfg.address), mac: cfg.mac.map(|m| m.0), thop };
+            let thop = cfg
+                .thop
+                .unwrap_or_else(|| SocketAddr::from((cfg.address, p.thop.port)));
+            let target = BackendTarget {
+                id: 0,
+                ip: IpAddr::V4(cfg.address),
+                mac: cfg.mac.map(|m| m.0),
+                thop,
+            };
             let health_cfg = cfg.health.clone().unwrap_or_else(|| p.health.clone());
             let management = cfg.management.unwrap_or(IpAddr::V4(cfg.address));
             match self.by_name.get(&cfg.name) {
@@ -187,7 +194,12 @@ impl Registry {
                 }
             }
         }
-        self.by_thop = self.backends.iter().filter(|b| b.configured).map(|b| (b.target.thop, b.id)).collect();
+        self.by_thop = self
+            .backends
+            .iter()
+            .filter(|b| b.configured)
+            .map(|b| (b.target.thop, b.id))
+            .collect();
     }
 
     /// Sets the profile's drain flags exactly (used when the profile's `drain` changed).
@@ -220,7 +232,12 @@ impl Registry {
     }
 
     /// A handoff ended; returns a health change if it caused one.
-    pub fn on_handoff(&mut self, id: BackendId, outcome: HandoffOutcome, now: Instant) -> Option<HealthChange> {
+    pub fn on_handoff(
+        &mut self,
+        id: BackendId,
+        outcome: HandoffOutcome,
+        now: Instant,
+    ) -> Option<HealthChange> {
         let b = self.backends.get_mut(id as usize)?;
         match outcome {
             HandoffOutcome::Acked => {
@@ -239,7 +256,10 @@ impl Registry {
                     b.down = Some(DownReason::HandoffFailures(b.handoff_failure_streak));
                     b.hold_until = Some(now + b.health_cfg.passive.hold_down.0);
                     b.check_successes = 0;
-                    return Some(HealthChange::Down { name: b.name.clone(), reason: b.down.as_ref()?.to_string() });
+                    return Some(HealthChange::Down {
+                        name: b.name.clone(),
+                        reason: b.down.as_ref()?.to_string(),
+                    });
                 }
                 None
             }
@@ -257,7 +277,10 @@ impl Registry {
     pub fn on_load(&mut self, from: SocketAddr, report: LoadReport, now: Instant) -> bool {
         let id = self.by_thop.get(&from).copied().or_else(|| {
             // Agents may send from an ephemeral port: match on the address alone.
-            self.backends.iter().find(|b| b.configured && b.target.thop.ip() == from.ip()).map(|b| b.id)
+            self.backends
+                .iter()
+                .find(|b| b.configured && b.target.thop.ip() == from.ip())
+                .map(|b| b.id)
         });
         let Some(id) = id else { return false };
         let b = &mut self.backends[id as usize];
@@ -270,7 +293,12 @@ impl Registry {
     }
 
     /// The result of one active check.
-    pub fn on_check(&mut self, id: BackendId, result: Result<(), String>, now: Instant) -> Option<HealthChange> {
+    pub fn on_check(
+        &mut self,
+        id: BackendId,
+        result: Result<(), String>,
+        now: Instant,
+    ) -> Option<HealthChange> {
         let b = self.backends.get_mut(id as usize)?;
         let (rise, fall) = (b.health_cfg.rise, b.health_cfg.fall);
         match result {
@@ -283,7 +311,9 @@ impl Registry {
                     b.down = None;
                     b.hold_until = None;
                     b.handoff_failure_streak = 0;
-                    return Some(HealthChange::Up { name: b.name.clone() });
+                    return Some(HealthChange::Up {
+                        name: b.name.clone(),
+                    });
                 }
                 None
             }
@@ -293,7 +323,10 @@ impl Registry {
                 b.last_check = Some(e.clone());
                 if b.down.is_none() && b.check_failures >= fall {
                     b.down = Some(DownReason::Checks(e.clone()));
-                    return Some(HealthChange::Down { name: b.name.clone(), reason: format!("health check failed: {e}") });
+                    return Some(HealthChange::Down {
+                        name: b.name.clone(),
+                        reason: format!("health check failed: {e}"),
+                    });
                 }
                 None
             }
@@ -309,16 +342,26 @@ impl Registry {
                 continue;
             }
             let no_checks = matches!(b.health_cfg.check, Check::None(_));
-            if no_checks && matches!(b.down, Some(DownReason::HandoffFailures(_))) && b.hold_until.is_none_or_passed(now) {
+            if no_checks
+                && matches!(b.down, Some(DownReason::HandoffFailures(_)))
+                && b.hold_until.is_none_or_passed(now)
+            {
                 b.down = None;
                 b.hold_until = None;
                 b.handoff_failure_streak = 0;
-                out.push(HealthChange::Up { name: b.name.clone() });
+                out.push(HealthChange::Up {
+                    name: b.name.clone(),
+                });
             }
-            if let (Some(limit), Some((_, at))) = (b.health_cfg.passive.load_report_timeout, b.report) {
+            if let (Some(limit), Some((_, at))) =
+                (b.health_cfg.passive.load_report_timeout, b.report)
+            {
                 if b.down.is_none() && now.saturating_duration_since(at) > limit.0 {
                     b.down = Some(DownReason::LoadReportsStopped);
-                    out.push(HealthChange::Down { name: b.name.clone(), reason: DownReason::LoadReportsStopped.to_string() });
+                    out.push(HealthChange::Down {
+                        name: b.name.clone(),
+                        reason: DownReason::LoadReportsStopped.to_string(),
+                    });
                 }
             }
         }
@@ -354,7 +397,10 @@ mod tests {
             assert_eq!(r.on_check(id, Err("refused".into()), now), None);
         }
         assert!(r.get(id).unwrap().usable(now));
-        assert!(matches!(r.on_check(id, Err("refused".into()), now), Some(HealthChange::Down { .. })));
+        assert!(matches!(
+            r.on_check(id, Err("refused".into()), now),
+            Some(HealthChange::Down { .. })
+        ));
         assert!(!r.get(id).unwrap().usable(now));
         for _ in 0..p.health.rise - 1 {
             assert_eq!(r.on_check(id, Ok(()), now), None);
@@ -364,7 +410,10 @@ mod tests {
         for _ in 0..p.health.rise - 1 {
             assert_eq!(r.on_check(id, Ok(()), now), None);
         }
-        assert!(matches!(r.on_check(id, Ok(()), now), Some(HealthChange::Up { .. })));
+        assert!(matches!(
+            r.on_check(id, Ok(()), now),
+            Some(HealthChange::Up { .. })
+        ));
         assert!(r.get(id).unwrap().usable(now));
     }
 
@@ -396,7 +445,10 @@ mod tests {
             assert_eq!(r.on_check(id, Ok(()), now), None);
         }
         let later = now + p.health.passive.hold_down.0 + Duration::from_millis(1);
-        assert!(matches!(r.on_check(id, Ok(()), later), Some(HealthChange::Up { .. })));
+        assert!(matches!(
+            r.on_check(id, Ok(()), later),
+            Some(HealthChange::Up { .. })
+        ));
     }
 
     #[test]
@@ -407,12 +459,19 @@ mod tests {
         let id = r.id_of("s1").unwrap();
         r.on_dispatch(id);
         r.on_dispatch(id);
-        let rep = LoadReport { active: 7, adopted_per_sec: 1, capacity_hint: 100 };
+        let rep = LoadReport {
+            active: 7,
+            adopted_per_sec: 1,
+            capacity_hint: 100,
+        };
         assert!(r.on_load("198.18.0.11:9199".parse().unwrap(), rep, now));
         assert!(r.on_load("198.18.0.11:40000".parse().unwrap(), rep, now));
         assert!(!r.on_load("198.18.0.99:9199".parse().unwrap(), rep, now));
         let b = r.get(id).unwrap();
-        assert_eq!((b.active, b.since_report, b.report.unwrap().0.active), (2, 0, 7));
+        assert_eq!(
+            (b.active, b.since_report, b.report.unwrap().0.active),
+            (2, 0, 7)
+        );
     }
 
     #[test]
@@ -425,12 +484,19 @@ mod tests {
         r.set_draining("a1", true);
         let mut q = p.clone();
         q.backends.retain(|b| b.name != "s1");
-        q.backends.push(crate::config::Backend { name: "n1".into(), address: "198.18.0.20".parse().unwrap(), ..p.backends[0].clone() });
+        q.backends.push(crate::config::Backend {
+            name: "n1".into(),
+            address: "198.18.0.20".parse().unwrap(),
+            ..p.backends[0].clone()
+        });
         r.apply(&q);
         let b = r.get(s1).unwrap();
         assert_eq!((b.configured, b.active), (false, 1));
         assert!(!b.usable(now));
-        assert!(r.get(r.id_of("a1").unwrap()).unwrap().draining, "admin drain survives a reload");
+        assert!(
+            r.get(r.id_of("a1").unwrap()).unwrap().draining,
+            "admin drain survives a reload"
+        );
         assert_eq!(r.id_of("n1"), Some(2));
         r.apply(&p);
         assert_eq!(r.id_of("s1"), Some(s1));

@@ -51,12 +51,15 @@ impl<'a> Request<'a> {
         match req.parse(raw) {
             Ok(httparse::Status::Complete(_)) => {}
             Ok(httparse::Status::Partial) => return Err(RequestError::Incomplete),
-            Err(httparse::Error::TooManyHeaders) => return Err(RequestError::Malformed("too many headers")),
+            Err(httparse::Error::TooManyHeaders) => {
+                return Err(RequestError::Malformed("too many headers"))
+            }
             Err(_) => return Err(RequestError::Malformed("not an HTTP/1.x request")),
         }
         let method = req.method.ok_or(RequestError::Incomplete)?;
         let target = req.path.ok_or(RequestError::Incomplete)?;
-        let headers: Vec<(&'a str, &'a [u8])> = req.headers.iter().map(|h| (h.name, h.value)).collect();
+        let headers: Vec<(&'a str, &'a [u8])> =
+            req.headers.iter().map(|h| (h.name, h.value)).collect();
 
         // Absolute-form (`GET http://host/path`) carries the authority in the URI.
         let (authority, origin) = match target.split_once("://") {
@@ -74,7 +77,13 @@ impl<'a> Request<'a> {
                 .and_then(|(_, v)| std::str::from_utf8(v).ok())
         });
         let host = host_raw.map(normalize_host).unwrap_or(Cow::Borrowed(""));
-        Ok(Request { method, path, target: origin, host, headers })
+        Ok(Request {
+            method,
+            path,
+            target: origin,
+            host,
+            headers,
+        })
     }
 
     /// First value of header `name` (case-insensitive), if it is valid UTF-8.
@@ -146,7 +155,8 @@ mod tests {
 
     #[test]
     fn absolute_form_uses_the_uri_authority() {
-        let r = Request::parse(b"GET http://Shop.example/api/x HTTP/1.1\r\nHost: other\r\n\r\n").unwrap();
+        let r = Request::parse(b"GET http://Shop.example/api/x HTTP/1.1\r\nHost: other\r\n\r\n")
+            .unwrap();
         assert_eq!(r.host, "shop.example");
         assert_eq!(r.path, "/api/x");
     }
@@ -163,8 +173,14 @@ mod tests {
 
     #[test]
     fn garbage_is_a_typed_error() {
-        assert_eq!(Request::parse(b"GET / HTTP/1.1\r\nHost: a\r\n").unwrap_err(), RequestError::Incomplete);
-        assert!(matches!(Request::parse(b"\x00\x01\x02 nonsense\r\n\r\n"), Err(RequestError::Malformed(_))));
+        assert_eq!(
+            Request::parse(b"GET / HTTP/1.1\r\nHost: a\r\n").unwrap_err(),
+            RequestError::Incomplete
+        );
+        assert!(matches!(
+            Request::parse(b"\x00\x01\x02 nonsense\r\n\r\n"),
+            Err(RequestError::Malformed(_))
+        ));
     }
 
     proptest::proptest! {

@@ -83,7 +83,10 @@ impl Router {
                 .iter()
                 .position(|q| q.name == name)
                 .map(|i| i as PoolIndex)
-                .ok_or(RouteError { path, message: format!("no pool named `{name}`") })
+                .ok_or(RouteError {
+                    path,
+                    message: format!("no pool named `{name}`"),
+                })
         };
         let mut services = Vec::new();
         for (i, s) in p.services.iter().enumerate() {
@@ -106,13 +109,25 @@ impl Router {
 
     /// The pool for `req` arriving at `vip`; `None` when `vip` is no service.
     pub fn route(&self, vip: SocketAddr, req: &Request<'_>) -> Option<Route> {
-        let (si, svc) = self.services.iter().enumerate().find(|(_, s)| s.addr == vip)?;
+        let (si, svc) = self
+            .services
+            .iter()
+            .enumerate()
+            .find(|(_, s)| s.addr == vip)?;
         for (ri, rule) in svc.rules.iter().enumerate() {
             if rule.matches(req) {
-                return Some(Route { pool: rule.pool, rule: Some(ri), service: si });
+                return Some(Route {
+                    pool: rule.pool,
+                    rule: Some(ri),
+                    service: si,
+                });
             }
         }
-        Some(Route { pool: svc.default_pool, rule: None, service: si })
+        Some(Route {
+            pool: svc.default_pool,
+            rule: None,
+            service: si,
+        })
     }
 
     /// Name of a rule (or `default`) for logs.
@@ -129,8 +144,18 @@ impl Router {
     }
 }
 
-fn compile_rule(name: String, pool: PoolIndex, m: &Match, at: &str) -> Result<CompiledRule, RouteError> {
-    let re = |path: String, s: &str| Regex::new(s).map_err(|e| RouteError { path, message: e.to_string() });
+fn compile_rule(
+    name: String,
+    pool: PoolIndex,
+    m: &Match,
+    at: &str,
+) -> Result<CompiledRule, RouteError> {
+    let re = |path: String, s: &str| {
+        Regex::new(s).map_err(|e| RouteError {
+            path,
+            message: e.to_string(),
+        })
+    };
     let hosts = m
         .host
         .iter()
@@ -157,11 +182,19 @@ fn compile_rule(name: String, pool: PoolIndex, m: &Match, at: &str) -> Result<Co
         hosts,
         prefixes: m.path_prefix.clone(),
         exact: m.path_exact.clone(),
-        regex: m.path_regex.as_deref().map(|r| re(format!("{at}.match.path_regex"), r)).transpose()?,
+        regex: m
+            .path_regex
+            .as_deref()
+            .map(|r| re(format!("{at}.match.path_regex"), r))
+            .transpose()?,
         extensions: m.extension.iter().map(|e| e.to_ascii_lowercase()).collect(),
         methods: m.method.clone(),
         headers,
-        cookies: m.cookie.iter().map(|c| (c.name.clone(), c.value.clone())).collect(),
+        cookies: m
+            .cookie
+            .iter()
+            .map(|c| (c.name.clone(), c.value.clone()))
+            .collect(),
     })
 }
 
@@ -175,7 +208,12 @@ impl CompiledRule {
         {
             return false;
         }
-        if !self.prefixes.is_empty() && !self.prefixes.iter().any(|p| req.path.starts_with(p.as_str())) {
+        if !self.prefixes.is_empty()
+            && !self
+                .prefixes
+                .iter()
+                .any(|p| req.path.starts_with(p.as_str()))
+        {
             return false;
         }
         if !self.exact.is_empty() && !self.exact.iter().any(|p| req.path == p) {
@@ -187,7 +225,9 @@ impl CompiledRule {
             }
         }
         if !self.extensions.is_empty() {
-            let Some(ext) = req.extension() else { return false };
+            let Some(ext) = req.extension() else {
+                return false;
+            };
             if !self.extensions.iter().any(|e| e.eq_ignore_ascii_case(ext)) {
                 return false;
             }
@@ -196,7 +236,9 @@ impl CompiledRule {
             return false;
         }
         for (name, cond) in &self.headers {
-            let Some(v) = req.header(name) else { return false };
+            let Some(v) = req.header(name) else {
+                return false;
+            };
             let ok = match cond {
                 ValueCond::Present => true,
                 ValueCond::Exact(x) => v == x,
@@ -245,9 +287,15 @@ services:
     default_pool: app
 "#,
             key = "00".repeat(32),
-            extra_rules = if extra_rules.is_empty() { "[]".to_string() } else { format!("\n{extra_rules}") }
+            extra_rules = if extra_rules.is_empty() {
+                "[]".to_string()
+            } else {
+                format!("\n{extra_rules}")
+            }
         );
-        load_str(&text, Path::new("t.yaml"), &HashMap::new()).unwrap_or_else(|e| panic!("{e}")).profile
+        load_str(&text, Path::new("t.yaml"), &HashMap::new())
+            .unwrap_or_else(|e| panic!("{e}"))
+            .profile
     }
 
     fn route(r: &Router, raw: &str) -> (u16, Option<usize>) {
@@ -268,16 +316,46 @@ services:
 "#,
         );
         let r = Router::new(&p).unwrap();
-        assert_eq!(route(&r, "GET /static/a.png HTTP/1.1\r\nHost: x\r\n\r\n"), (0, Some(0)));
-        assert_eq!(route(&r, "GET /static/a.txt HTTP/1.1\r\nHost: x\r\n\r\n"), (1, None));
-        assert_eq!(route(&r, "GET /x/site.CSS?v=1 HTTP/1.1\r\nHost: x\r\n\r\n"), (0, Some(1)));
-        assert_eq!(route(&r, "POST /q HTTP/1.1\r\nHost: eu.admin.example:80\r\n\r\n"), (2, Some(2)));
-        assert_eq!(route(&r, "GET /q HTTP/1.1\r\nHost: eu.admin.example\r\n\r\n"), (1, None));
-        assert_eq!(route(&r, "GET /api/v2/users HTTP/1.1\r\nHost: x\r\n\r\n"), (1, Some(3)));
-        assert_eq!(route(&r, "GET /login HTTP/1.1\r\nX-Tier: gold\r\n\r\n"), (2, Some(4)));
-        assert_eq!(route(&r, "GET /login HTTP/1.1\r\nX-Tier: silver\r\n\r\n"), (1, None));
-        assert_eq!(route(&r, "GET / HTTP/1.1\r\nCookie: a=b; role=ops\r\n\r\n"), (2, Some(5)));
-        assert_eq!(route(&r, "GET / HTTP/1.1\r\nCookie: role=dev\r\n\r\n"), (1, None));
+        assert_eq!(
+            route(&r, "GET /static/a.png HTTP/1.1\r\nHost: x\r\n\r\n"),
+            (0, Some(0))
+        );
+        assert_eq!(
+            route(&r, "GET /static/a.txt HTTP/1.1\r\nHost: x\r\n\r\n"),
+            (1, None)
+        );
+        assert_eq!(
+            route(&r, "GET /x/site.CSS?v=1 HTTP/1.1\r\nHost: x\r\n\r\n"),
+            (0, Some(1))
+        );
+        assert_eq!(
+            route(&r, "POST /q HTTP/1.1\r\nHost: eu.admin.example:80\r\n\r\n"),
+            (2, Some(2))
+        );
+        assert_eq!(
+            route(&r, "GET /q HTTP/1.1\r\nHost: eu.admin.example\r\n\r\n"),
+            (1, None)
+        );
+        assert_eq!(
+            route(&r, "GET /api/v2/users HTTP/1.1\r\nHost: x\r\n\r\n"),
+            (1, Some(3))
+        );
+        assert_eq!(
+            route(&r, "GET /login HTTP/1.1\r\nX-Tier: gold\r\n\r\n"),
+            (2, Some(4))
+        );
+        assert_eq!(
+            route(&r, "GET /login HTTP/1.1\r\nX-Tier: silver\r\n\r\n"),
+            (1, None)
+        );
+        assert_eq!(
+            route(&r, "GET / HTTP/1.1\r\nCookie: a=b; role=ops\r\n\r\n"),
+            (2, Some(5))
+        );
+        assert_eq!(
+            route(&r, "GET / HTTP/1.1\r\nCookie: role=dev\r\n\r\n"),
+            (1, None)
+        );
     }
 
     #[test]

@@ -36,7 +36,11 @@ pub fn main(config: &Path, set: &[(String, String)]) -> ExitCode {
             for e in &errs.0 {
                 eprintln!("error: {e}");
             }
-            eprintln!("{}: {} problem(s); not starting", config.display(), errs.0.len());
+            eprintln!(
+                "{}: {} problem(s); not starting",
+                config.display(),
+                errs.0.len()
+            );
             return ExitCode::from(2);
         }
     };
@@ -59,8 +63,12 @@ pub fn main(config: &Path, set: &[(String, String)]) -> ExitCode {
     for sig in signals.forever() {
         match sig {
             SIGHUP => match switch.reload() {
-                Ok(o) => tracing::info!(generation = o.generation, restart_required = ?o.restart_required, "SIGHUP: reloaded"),
-                Err(e) => tracing::error!(error = %e, "SIGHUP: reload failed; the running profile stays"),
+                Ok(o) => {
+                    tracing::info!(generation = o.generation, restart_required = ?o.restart_required, "SIGHUP: reloaded")
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "SIGHUP: reload failed; the running profile stays")
+                }
             },
             _ => {
                 tracing::info!(signal = sig, "stopping gracefully");
@@ -91,7 +99,11 @@ pub struct Switch {
 
 impl Switch {
     /// Starts everything for `profile` (read from `path`, used again on reload).
-    pub fn start(profile: Profile, path: &Path, props: HashMap<String, String>) -> Result<Switch, String> {
+    pub fn start(
+        profile: Profile,
+        path: &Path,
+        props: HashMap<String, String>,
+    ) -> Result<Switch, String> {
         let n = usize::from(profile.workers.count);
         let metrics = Arc::new(Metrics::new(&profile.name));
         // Open the data port first: the commonest start-up failure, reported plainly.
@@ -123,7 +135,15 @@ impl Switch {
         let mut workers = Vec::with_capacity(n);
         for (i, (io, q)) in ios.into_iter().zip(wqs).enumerate() {
             let core = profile.workers.cores.get(i).copied();
-            workers.push(spawn_worker(i, io, q, wcfg.clone(), core, hard_stop.clone(), counter_tx.clone())?);
+            workers.push(spawn_worker(
+                i,
+                io,
+                q,
+                wcfg.clone(),
+                core,
+                hard_stop.clone(),
+                counter_tx.clone(),
+            )?);
         }
         let mut counters = Vec::with_capacity(n);
         for _ in 0..n {
@@ -144,7 +164,12 @@ impl Switch {
             metrics.set_port(m);
         }
 
-        let reloader = Arc::new(Reloader { path: path.to_path_buf(), props, admin_tx: admin_tx.clone(), metrics: metrics.clone() });
+        let reloader = Arc::new(Reloader {
+            path: path.to_path_buf(),
+            props,
+            admin_tx: admin_tx.clone(),
+            metrics: metrics.clone(),
+        });
         let stopping = Arc::new(AtomicBool::new(false));
         let admin = AdminServer::start(
             profile.admin.listen,
@@ -206,7 +231,10 @@ impl Switch {
         }
         let left = self.workers.iter().filter(|w| !w.is_finished()).count();
         if left > 0 {
-            tracing::warn!(workers = left, "grace period over; stopping with connections open");
+            tracing::warn!(
+                workers = left,
+                "grace period over; stopping with connections open"
+            );
             for c in &self.commands {
                 let _ = c.try_send(WorkerCommand::Stop { now: true });
             }
@@ -258,10 +286,15 @@ pub enum WorkerIo {
 fn open_io(p: &Profile, n: usize) -> Result<Opened, String> {
     match compile::io_config(p) {
         Some(cfg) => {
-            let queues = dataplane::io::open(&cfg, n).map_err(|e| format!("cannot open the data port: {e}"))?;
+            let queues = dataplane::io::open(&cfg, n)
+                .map_err(|e| format!("cannot open the data port: {e}"))?;
             let mac = queues.first().map(|q| q.mac()).unwrap_or_default();
             let monitor = queues.first().map(|q| q.monitor());
-            Ok((queues.into_iter().map(WorkerIo::Port).collect(), mac, monitor))
+            Ok((
+                queues.into_iter().map(WorkerIo::Port).collect(),
+                mac,
+                monitor,
+            ))
         }
         None => {
             let cap = match &p.io {
@@ -269,7 +302,13 @@ fn open_io(p: &Profile, n: usize) -> Result<Opened, String> {
                 _ => 4096,
             };
             // A locally administered MAC for the dry-run port.
-            Ok(((0..n).map(|_| WorkerIo::Memory(MemoryIo::new(cap))).collect(), [0x02, 0xba, 0x70, 0, 0, 0x02], None))
+            Ok((
+                (0..n)
+                    .map(|_| WorkerIo::Memory(MemoryIo::new(cap)))
+                    .collect(),
+                [0x02, 0xba, 0x70, 0, 0, 0x02],
+                None,
+            ))
         }
     }
 }
@@ -285,7 +324,14 @@ fn spawn_worker(
     stop: Arc<AtomicBool>,
     report: Sender<CounterMsg>,
 ) -> Result<JoinHandle<()>, String> {
-    fn run<Io: PacketIo>(i: usize, io: Io, q: dataplane::dispatch::WorkerQueues, cfg: &WorkerConfig, stop: &AtomicBool, report: &Sender<CounterMsg>) {
+    fn run<Io: PacketIo>(
+        i: usize,
+        io: Io,
+        q: dataplane::dispatch::WorkerQueues,
+        cfg: &WorkerConfig,
+        stop: &AtomicBool,
+        report: &Sender<CounterMsg>,
+    ) {
         match Worker::new(i as u16, cfg, io, q) {
             Ok(mut w) => {
                 let _ = report.send(Ok((i, w.counters())));

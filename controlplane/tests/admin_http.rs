@@ -59,12 +59,23 @@ services:
 fn http(addr: SocketAddr, method: &str, path: &str) -> (u16, String) {
     let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
-    write!(s, "{method} {path} HTTP/1.1\r\nHost: test\r\nContent-Length: 0\r\nConnection: close\r\n\r\n").unwrap();
+    write!(
+        s,
+        "{method} {path} HTTP/1.1\r\nHost: test\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
     let mut out = Vec::new();
     s.read_to_end(&mut out).unwrap();
     let text = String::from_utf8_lossy(&out).to_string();
-    let status = text.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
-    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
     (status, body)
 }
 
@@ -80,7 +91,12 @@ fn promtool_check(text: &str) {
         .stderr(Stdio::piped())
         .spawn()
         .expect("promtool is installed (Debian package prometheus)");
-    child.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
     let out = child.wait_with_output().unwrap();
     assert!(
         out.status.success(),
@@ -89,7 +105,11 @@ fn promtool_check(text: &str) {
         String::from_utf8_lossy(&out.stderr)
     );
     // promtool prints lint findings (naming conventions) without failing; we want none.
-    let lint = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let lint = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(lint.trim().is_empty(), "promtool lint findings:\n{lint}");
 }
 
@@ -151,17 +171,33 @@ fn reload_and_drain_through_the_admin_endpoint() {
     // The admin address itself changed (port 0 → 0 is equal): nothing needs a restart.
     assert_eq!(json(&body)["restart_required"], serde_json::json!([]));
     let (_, m) = http(addr, "GET", "/metrics");
-    assert!(m.contains("baton_backend_weight{backend=\"static-1\"} 5"), "{m}");
+    assert!(
+        m.contains("baton_backend_weight{backend=\"static-1\"} 5"),
+        "{m}"
+    );
     assert!(m.contains("baton_config_generation 2"));
 
     // A broken profile is refused with its errors; the running one stays.
-    std::fs::write(&path, profile("127.0.0.1:0", 5).replace("default_pool: static", "default_pool: nowhere")).unwrap();
+    std::fs::write(
+        &path,
+        profile("127.0.0.1:0", 5).replace("default_pool: static", "default_pool: nowhere"),
+    )
+    .unwrap();
     let (status, body) = http(addr, "POST", "/reload");
     assert_eq!(status, 400);
-    assert!(json(&body)["error"].as_str().unwrap().contains("services[0].default_pool"), "{body}");
+    assert!(
+        json(&body)["error"]
+            .as_str()
+            .unwrap()
+            .contains("services[0].default_pool"),
+        "{body}"
+    );
     let (_, m) = http(addr, "GET", "/metrics");
     assert!(m.contains("baton_config_generation 2"));
-    assert!(m.contains("baton_config_reloads_total{result=\"failure\"} 1"), "{m}");
+    assert!(
+        m.contains("baton_config_reloads_total{result=\"failure\"} 1"),
+        "{m}"
+    );
 
     let (status, _) = http(addr, "POST", "/backends/static-1/drain");
     assert_eq!(status, 200);
@@ -176,7 +212,11 @@ fn reload_and_drain_through_the_admin_endpoint() {
 
 /// A free loopback port (bound and released; good enough for one test).
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 struct Baton(Child);
@@ -259,8 +299,16 @@ fn the_binary_reloads_on_sighup_and_stops_gracefully_on_sigterm() {
 fn run_refuses_a_bad_profile_with_its_errors() {
     let dir = Dir::new("bad");
     let path = dir.0.join("p.yaml");
-    std::fs::write(&path, profile("127.0.0.1:0", 1).replace("weight: 1", "wieght: 1")).unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_baton")).args(["run", "--config"]).arg(&path).output().unwrap();
+    std::fs::write(
+        &path,
+        profile("127.0.0.1:0", 1).replace("weight: 1", "wieght: 1"),
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_baton"))
+        .args(["run", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("p.yaml:11:"), "{err}");

@@ -20,7 +20,12 @@ fn every_profile_in_configs_passes_check_config() {
         .flatten()
         .map(|e| e.path())
         .filter(|p| p.extension().is_some_and(|x| x == "yaml" || x == "yml"))
-        .filter(|p| !p.file_name().unwrap().to_string_lossy().starts_with("agent"))
+        .filter(|p| {
+            !p.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with("agent")
+        })
         .collect();
     files.sort();
     assert!(files.len() >= 10, "{files:?}");
@@ -28,7 +33,10 @@ fn every_profile_in_configs_passes_check_config() {
     let mut included = HashSet::new();
     let mut fragments = Vec::new();
     for f in &files {
-        let props = controlplane::config::properties_from_env(&[("BATON_THOP_KEY_FILE".into(), key.display().to_string())]);
+        let props = controlplane::config::properties_from_env(&[(
+            "BATON_THOP_KEY_FILE".into(),
+            key.display().to_string(),
+        )]);
         match controlplane::config::load_file_with(f, &props) {
             Ok(l) => {
                 included.extend(l.files.iter().skip(1).map(|p| p.canonicalize().unwrap()));
@@ -40,9 +48,17 @@ fn every_profile_in_configs_passes_check_config() {
                     .output()
                     .unwrap();
                 let stdout = String::from_utf8_lossy(&out.stdout);
-                assert!(out.status.success(), "{}: {}", f.display(), String::from_utf8_lossy(&out.stderr));
+                assert!(
+                    out.status.success(),
+                    "{}: {}",
+                    f.display(),
+                    String::from_utf8_lossy(&out.stderr)
+                );
                 assert!(stdout.contains("OK"), "{stdout}");
-                assert!(!stdout.contains("6261746f6e"), "secrets must not be printed");
+                assert!(
+                    !stdout.contains("6261746f6e"),
+                    "secrets must not be printed"
+                );
             }
             Err(e) => fragments.push((f.clone(), e.to_string())),
         }
@@ -62,25 +78,47 @@ fn check_config_reports_problems_and_fails() {
     let dir = std::env::temp_dir().join(format!("cp-check-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let p = dir.join("bad.yaml");
-    std::fs::write(&p, "<<: !include base.yaml\nname: x\nworkers:\n  count: 2\n  cores: [1]\n").unwrap();
+    std::fs::write(
+        &p,
+        "<<: !include base.yaml\nname: x\nworkers:\n  count: 2\n  cores: [1]\n",
+    )
+    .unwrap();
     std::fs::copy(configs_dir().join("base.yaml"), dir.join("base.yaml")).unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_baton")).arg("check-config").arg(&p).output().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_baton"))
+        .arg("check-config")
+        .arg(&p)
+        .output()
+        .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
     assert!(stderr.contains("missing field `io`"), "{stderr}");
-    std::fs::write(&p, "<<: !include testbed.yaml\nworkers:\n  count: 2\n  cores: [1]\n").unwrap();
+    std::fs::write(
+        &p,
+        "<<: !include testbed.yaml\nworkers:\n  count: 2\n  cores: [1]\n",
+    )
+    .unwrap();
     std::fs::copy(configs_dir().join("testbed.yaml"), dir.join("testbed.yaml")).unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_baton")).arg("check-config").arg(&p).output().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_baton"))
+        .arg("check-config")
+        .arg(&p)
+        .output()
+        .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
     assert!(stderr.contains("bad.yaml:4:"), "{stderr}");
-    assert!(stderr.contains("`workers.cores`: lists 1 cores for 2 workers"), "{stderr}");
+    assert!(
+        stderr.contains("`workers.cores`: lists 1 cores for 2 workers"),
+        "{stderr}"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
 fn version_names_the_build() {
-    let out = Command::new(env!("CARGO_BIN_EXE_baton")).arg("version").output().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_baton"))
+        .arg("version")
+        .output()
+        .unwrap();
     assert!(out.status.success());
     assert!(String::from_utf8_lossy(&out.stdout).starts_with("baton "));
 }

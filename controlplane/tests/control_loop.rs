@@ -16,7 +16,10 @@ use controlplane::config::{load_str, Profile};
 use controlplane::control::{AdminRequest, ControlPlane};
 use controlplane::metrics::Metrics;
 use crossbeam_channel::Sender;
-use dataplane::dispatch::{channels, ConnToken, Decision, DispatchRequest, HandoffOutcome, Verdict, WorkerEvent, WorkerQueues};
+use dataplane::dispatch::{
+    channels, ConnToken, Decision, DispatchRequest, HandoffOutcome, Verdict, WorkerEvent,
+    WorkerQueues,
+};
 
 const KEY: &str = "6261746f6e2d746573746265642d6b65792d6e6f742d666f722d70726f642121";
 
@@ -42,7 +45,11 @@ impl Server {
                         let _ = s.set_nonblocking(false);
                         let mut b = [0u8; 512];
                         let _ = s.read(&mut b);
-                        let _ = write!(s, "HTTP/1.1 {} X\r\nContent-Length: 0\r\n\r\n", st.load(Ordering::Relaxed));
+                        let _ = write!(
+                            s,
+                            "HTTP/1.1 {} X\r\nContent-Length: 0\r\n\r\n",
+                            st.load(Ordering::Relaxed)
+                        );
                     }
                     Err(_) => std::thread::sleep(Duration::from_millis(5)),
                 }
@@ -96,7 +103,9 @@ services:
 }
 
 fn parse(text: &str) -> Profile {
-    load_str(text, Path::new("loop.yaml"), &HashMap::new()).unwrap_or_else(|e| panic!("{e}")).profile
+    load_str(text, Path::new("loop.yaml"), &HashMap::new())
+        .unwrap_or_else(|e| panic!("{e}"))
+        .profile
 }
 
 /// The control loop on its own thread, with the worker ends of the queues.
@@ -117,21 +126,38 @@ impl Harness {
         let metrics = Arc::new(Metrics::new("loop"));
         let (workers, cq) = channels(n_workers, capacity);
         let shared = workers[0].shared.clone();
-        let cp = ControlPlane::new(profile, metrics.clone(), Arc::new(move || shared.now_ns())).unwrap();
+        let cp =
+            ControlPlane::new(profile, metrics.clone(), Arc::new(move || shared.now_ns())).unwrap();
         let (admin, admin_rx) = crossbeam_channel::bounded(16);
         let stop = Arc::new(AtomicBool::new(false));
         let s = stop.clone();
         let thread = std::thread::spawn(move || cp.run(cq, admin_rx, s));
-        Harness { workers, admin, stop, thread: Some(thread), metrics, next_slot: 0, _servers: servers }
+        Harness {
+            workers,
+            admin,
+            stop,
+            thread: Some(thread),
+            metrics,
+            next_slot: 0,
+            _servers: servers,
+        }
     }
 
     fn ports(&self) -> [u16; 3] {
-        [self._servers[0].port, self._servers[1].port, self._servers[2].port]
+        [
+            self._servers[0].port,
+            self._servers[1].port,
+            self._servers[2].port,
+        ]
     }
 
     fn send(&mut self, worker: usize, raw: &str, exclude: Vec<u32>) -> ConnToken {
         self.next_slot += 1;
-        let token = ConnToken { worker: worker as u16, slot: self.next_slot, generation: 1 };
+        let token = ConnToken {
+            worker: worker as u16,
+            slot: self.next_slot,
+            generation: 1,
+        };
         let q = &self.workers[worker];
         let req = DispatchRequest {
             token,
@@ -153,7 +179,10 @@ impl Harness {
     }
 
     fn recv(&self, worker: usize) -> Decision {
-        self.workers[worker].decisions.recv_timeout(Duration::from_secs(10)).expect("a decision within 10 s")
+        self.workers[worker]
+            .decisions
+            .recv_timeout(Duration::from_secs(10))
+            .expect("a decision within 10 s")
     }
 
     /// Sends one GET and returns the backend's name, or the status of a rejection.
@@ -162,7 +191,11 @@ impl Harness {
     }
 
     fn route_excluding(&mut self, path: &str, exclude: Vec<u32>) -> Result<String, u16> {
-        let t = self.send(0, &format!("GET {path} HTTP/1.1\r\nHost: example\r\n\r\n"), exclude);
+        let t = self.send(
+            0,
+            &format!("GET {path} HTTP/1.1\r\nHost: example\r\n\r\n"),
+            exclude,
+        );
         let d = self.recv(0);
         assert_eq!(d.token, t);
         match d.verdict {
@@ -173,28 +206,50 @@ impl Harness {
 
     fn backends(&self) -> serde_json::Value {
         let (tx, rx) = crossbeam_channel::bounded(1);
-        self.admin.send(AdminRequest::Backends { reply: tx }).unwrap();
+        self.admin
+            .send(AdminRequest::Backends { reply: tx })
+            .unwrap();
         rx.recv_timeout(Duration::from_secs(10)).unwrap()
     }
 
     fn status_of(&self, name: &str) -> String {
         let v = self.backends();
-        v["backends"].as_array().unwrap().iter().find(|b| b["name"] == name).unwrap()["status"].as_str().unwrap().to_string()
+        v["backends"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|b| b["name"] == name)
+            .unwrap()["status"]
+            .as_str()
+            .unwrap()
+            .to_string()
     }
 
     /// Waits (bounded) until `name` has `status`.
     fn wait_status(&self, name: &str, status: &str) {
         let deadline = Instant::now() + Duration::from_secs(20);
         while self.status_of(name) != status {
-            assert!(Instant::now() < deadline, "{name} never became {status}: {}", self.backends());
+            assert!(
+                Instant::now() < deadline,
+                "{name} never became {status}: {}",
+                self.backends()
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }
 
     fn reload(&self, text: &str) -> u64 {
         let (tx, rx) = crossbeam_channel::bounded(1);
-        self.admin.send(AdminRequest::Reload { profile: Box::new(parse(text)), reply: tx }).unwrap();
-        rx.recv_timeout(Duration::from_secs(10)).unwrap().unwrap().generation
+        self.admin
+            .send(AdminRequest::Reload {
+                profile: Box::new(parse(text)),
+                reply: tx,
+            })
+            .unwrap();
+        rx.recv_timeout(Duration::from_secs(10))
+            .unwrap()
+            .unwrap()
+            .generation
     }
 }
 
@@ -224,8 +279,13 @@ fn servers() -> Vec<Server> {
 #[test]
 fn requests_follow_the_rules_and_the_pool_policies() {
     let mut h = Harness::start(servers(), 1, 64);
-    let static_picks: Vec<String> = (0..4).map(|i| h.route(&format!("/img/{i}.png")).unwrap()).collect();
-    assert_eq!(static_picks, ["static-1", "static-2", "static-1", "static-2"]);
+    let static_picks: Vec<String> = (0..4)
+        .map(|i| h.route(&format!("/img/{i}.png")).unwrap())
+        .collect();
+    assert_eq!(
+        static_picks,
+        ["static-1", "static-2", "static-1", "static-2"]
+    );
     assert_eq!(h.route("/api/users").unwrap(), "app-1");
     // No rule matches: the default pool (static), continuing its rotation.
     assert_eq!(h.route("/index.html").unwrap(), "static-1");
@@ -235,7 +295,11 @@ fn requests_follow_the_rules_and_the_pool_policies() {
     let q = &h.workers[0];
     q.requests
         .try_send(DispatchRequest {
-            token: ConnToken { worker: 0, slot: 999, generation: 1 },
+            token: ConnToken {
+                worker: 0,
+                slot: 999,
+                generation: 1,
+            },
             client: "198.18.0.101:1".parse().unwrap(),
             vip: "198.18.0.99:80".parse().unwrap(),
             header: b"GET / HTTP/1.1\r\n\r\n".to_vec(),
@@ -271,7 +335,10 @@ fn failing_health_checks_take_a_backend_out_and_passing_ones_bring_it_back() {
     let picks: Vec<String> = (0..4).map(|_| h.route("/x.png").unwrap()).collect();
     assert!(picks.contains(&"static-1".to_string()), "{picks:?}");
     let checks = h.metrics.render();
-    assert!(checks.contains("baton_health_checks_total{backend=\"static-1\",result=\"failure\"}"), "{checks}");
+    assert!(
+        checks.contains("baton_health_checks_total{backend=\"static-1\",result=\"failure\"}"),
+        "{checks}"
+    );
     assert!(checks.contains("baton_backend_transitions_total{backend=\"static-1\",to=\"down\"} 1"));
 }
 
@@ -282,7 +349,11 @@ fn handoff_failures_take_a_backend_down_and_its_pool_answers_503() {
     for _ in 0..2 {
         h.workers[0]
             .events
-            .try_send(WorkerEvent::Handoff { backend: 2, outcome: HandoffOutcome::Nacked(3), latency_ns: 1000 })
+            .try_send(WorkerEvent::Handoff {
+                backend: 2,
+                outcome: HandoffOutcome::Nacked(3),
+                latency_ns: 1000,
+            })
             .unwrap();
     }
     h.wait_status("app-1", "down");
@@ -290,8 +361,14 @@ fn handoff_failures_take_a_backend_down_and_its_pool_answers_503() {
     // Static is unaffected.
     assert!(h.route("/a.png").is_ok());
     let m = h.metrics.render();
-    assert!(m.contains("baton_handoffs_total{backend=\"app-1\",outcome=\"nacked\"} 2"), "{m}");
-    assert!(m.contains("baton_dispatch_rejections_total{pool=\"app\",reason=\"no_backend\"} 1"), "{m}");
+    assert!(
+        m.contains("baton_handoffs_total{backend=\"app-1\",outcome=\"nacked\"} 2"),
+        "{m}"
+    );
+    assert!(
+        m.contains("baton_dispatch_rejections_total{pool=\"app\",reason=\"no_backend\"} 1"),
+        "{m}"
+    );
 }
 
 #[test]
@@ -301,16 +378,30 @@ fn acked_handoffs_feed_the_latency_histogram_and_closes_the_connection_count() {
         h.route("/api/a").unwrap();
     }
     let ev = |e| h.workers[0].events.try_send(e).unwrap();
-    ev(WorkerEvent::Handoff { backend: 2, outcome: HandoffOutcome::Acked, latency_ns: 250_000 });
+    ev(WorkerEvent::Handoff {
+        backend: 2,
+        outcome: HandoffOutcome::Acked,
+        latency_ns: 250_000,
+    });
     ev(WorkerEvent::Closed { backend: 2 });
     ev(WorkerEvent::Load {
         from: "198.18.0.13:9199".parse::<SocketAddr>().unwrap(),
-        report: dataplane::dispatch::LoadReport { active: 9, adopted_per_sec: 3, capacity_hint: 100 },
+        report: dataplane::dispatch::LoadReport {
+            active: 9,
+            adopted_per_sec: 3,
+            capacity_hint: 100,
+        },
     });
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let v = h.backends();
-        let app = v["backends"].as_array().unwrap().iter().find(|b| b["name"] == "app-1").unwrap().clone();
+        let app = v["backends"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|b| b["name"] == "app-1")
+            .unwrap()
+            .clone();
         if app["active_connections"] == 2 && app["reported_connections"] == 9 {
             break;
         }
@@ -318,24 +409,48 @@ fn acked_handoffs_feed_the_latency_histogram_and_closes_the_connection_count() {
         std::thread::sleep(Duration::from_millis(20));
     }
     let m = h.metrics.render();
-    assert!(m.contains("baton_handoff_latency_seconds_count{backend=\"app-1\"} 1"), "{m}");
-    assert!(m.contains("baton_handoff_latency_seconds_bucket{backend=\"app-1\",le=\"0.00025\"} 1"), "{m}");
+    assert!(
+        m.contains("baton_handoff_latency_seconds_count{backend=\"app-1\"} 1"),
+        "{m}"
+    );
+    assert!(
+        m.contains("baton_handoff_latency_seconds_bucket{backend=\"app-1\",le=\"0.00025\"} 1"),
+        "{m}"
+    );
 }
 
 #[test]
 fn a_drained_backend_gets_no_new_requests_until_restored() {
     let mut h = Harness::start(servers(), 1, 64);
     let (tx, rx) = crossbeam_channel::bounded(1);
-    h.admin.send(AdminRequest::Drain { backend: "static-1".into(), drain: true, reply: tx }).unwrap();
+    h.admin
+        .send(AdminRequest::Drain {
+            backend: "static-1".into(),
+            drain: true,
+            reply: tx,
+        })
+        .unwrap();
     rx.recv_timeout(Duration::from_secs(10)).unwrap().unwrap();
     for _ in 0..6 {
         assert_eq!(h.route("/a.png").unwrap(), "static-2");
     }
     let (tx, rx) = crossbeam_channel::bounded(1);
-    h.admin.send(AdminRequest::Drain { backend: "nope".into(), drain: true, reply: tx }).unwrap();
+    h.admin
+        .send(AdminRequest::Drain {
+            backend: "nope".into(),
+            drain: true,
+            reply: tx,
+        })
+        .unwrap();
     assert!(rx.recv_timeout(Duration::from_secs(10)).unwrap().is_err());
     let (tx, rx) = crossbeam_channel::bounded(1);
-    h.admin.send(AdminRequest::Drain { backend: "static-1".into(), drain: false, reply: tx }).unwrap();
+    h.admin
+        .send(AdminRequest::Drain {
+            backend: "static-1".into(),
+            drain: false,
+            reply: tx,
+        })
+        .unwrap();
     rx.recv_timeout(Duration::from_secs(10)).unwrap().unwrap();
     let picks: Vec<String> = (0..2).map(|_| h.route("/a.png").unwrap()).collect();
     assert!(picks.contains(&"static-1".to_string()));
@@ -343,18 +458,26 @@ fn a_drained_backend_gets_no_new_requests_until_restored() {
 
 #[test]
 fn reloads_under_load_lose_no_request_and_keep_counters() {
-    let mut h = Harness::start(servers(), 2, 4096);
+    let h = Harness::start(servers(), 2, 4096);
     let ports = h.ports();
     let a = profile_text(ports, (1, 1), "");
     // B: weights change, and a new first rule sends /api/ to static.
-    let b = profile_text(ports, (3, 1), "      - { name: moved, match: { path_prefix: [/api/] }, pool: static }\n");
+    let b = profile_text(
+        ports,
+        (3, 1),
+        "      - { name: moved, match: { path_prefix: [/api/] }, pool: static }\n",
+    );
     const N: usize = 3000;
     let requests = h.workers[1].requests.clone();
     let shared = h.workers[1].shared.clone();
     let sender = std::thread::spawn(move || {
         for i in 0..N {
             let req = DispatchRequest {
-                token: ConnToken { worker: 1, slot: i as u32, generation: 7 },
+                token: ConnToken {
+                    worker: 1,
+                    slot: i as u32,
+                    generation: 7,
+                },
                 client: "198.18.0.102:5000".parse().unwrap(),
                 vip: "198.18.0.10:80".parse().unwrap(),
                 header: format!("GET /api/{i} HTTP/1.1\r\nHost: x\r\n\r\n").into_bytes(),
@@ -382,8 +505,16 @@ fn reloads_under_load_lose_no_request_and_keep_counters() {
     let mut seen = vec![false; N];
     for _ in 0..N {
         let d = h.recv(1);
-        assert!(matches!(d.verdict, Verdict::Backend(_)), "request {} got {:?}", d.token.slot, d.verdict);
-        assert!(!std::mem::replace(&mut seen[d.token.slot as usize], true), "duplicate decision");
+        assert!(
+            matches!(d.verdict, Verdict::Backend(_)),
+            "request {} got {:?}",
+            d.token.slot,
+            d.verdict
+        );
+        assert!(
+            !std::mem::replace(&mut seen[d.token.slot as usize], true),
+            "duplicate decision"
+        );
     }
     assert_eq!(generation, 21);
     let m = h.metrics.render();

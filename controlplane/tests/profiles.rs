@@ -88,9 +88,15 @@ fn profile_keys_win_over_the_included_base_and_sections_merge_by_anchor() {
     let l = load(&d, "p.yaml").unwrap();
     assert_eq!(l.profile.name, "mine");
     assert_eq!(l.profile.tuning.burst_size, 64);
-    assert_eq!(l.profile.tuning.table_capacity, 4096, "kept from the base's anchored section");
+    assert_eq!(
+        l.profile.tuning.table_capacity, 4096,
+        "kept from the base's anchored section"
+    );
     assert_eq!(l.profile.backends.len(), 2);
-    assert!(matches!(l.profile.pools[0].policy, Policy::WeightedRoundRobin(_)), "default policy");
+    assert!(
+        matches!(l.profile.pools[0].policy, Policy::WeightedRoundRobin(_)),
+        "default policy"
+    );
     assert_eq!(l.files, vec![d.path("p.yaml"), d.path("base.yaml")]);
 }
 
@@ -106,15 +112,24 @@ fn unknown_field_names_path_and_line() {
     assert_eq!(e.file, d.path("p.yaml"));
     assert!(e.message.contains("unknown field `polcy`"), "{}", e.message);
     let shown = e.to_string();
-    assert!(shown.contains("p.yaml:7:5: `pools[1].polcy`: unknown field"), "{shown}");
+    assert!(
+        shown.contains("p.yaml:7:5: `pools[1].polcy`: unknown field"),
+        "{shown}"
+    );
 }
 
 #[test]
 fn type_errors_name_path_and_line() {
     let d = Dir::new(&[
         ("base.yaml", &base()),
-        ("p.yaml", "<<: !include base.yaml\ntimeouts:\n  header: 10\n"),
-        ("q.yaml", "<<: !include base.yaml\nbackends:\n  - name: x\n    address: 198.18.0.300\n"),
+        (
+            "p.yaml",
+            "<<: !include base.yaml\ntimeouts:\n  header: 10\n",
+        ),
+        (
+            "q.yaml",
+            "<<: !include base.yaml\nbackends:\n  - name: x\n    address: 198.18.0.300\n",
+        ),
     ]);
     let e = one_error(&d, "p.yaml");
     assert_eq!((e.path.as_str(), e.line), ("timeouts.header", Some(3)));
@@ -126,7 +141,10 @@ fn type_errors_name_path_and_line() {
 #[test]
 fn an_error_inside_an_included_file_names_that_file_and_its_line() {
     let broken = base().replace("  burst_size: 32\n", "  burst_size: 32\n  brust: 1\n");
-    let d = Dir::new(&[("base.yaml", &broken), ("p.yaml", "# a profile\n<<: !include base.yaml\n")]);
+    let d = Dir::new(&[
+        ("base.yaml", &broken),
+        ("p.yaml", "# a profile\n<<: !include base.yaml\n"),
+    ]);
     let e = one_error(&d, "p.yaml");
     assert_eq!(e.file, d.path("base.yaml"));
     assert_eq!(e.path, "tuning.brust");
@@ -144,10 +162,22 @@ fn semantic_errors_are_all_reported_with_path_and_line() {
     )]);
     let errs = load(&d, "p.yaml").expect_err("invalid");
     let got: Vec<(String, Option<u64>)> = errs.iter().map(|e| (e.path.clone(), e.line)).collect();
-    assert!(got.contains(&("pools[1].backends[1]".into(), Some(22))), "{got:?}");
-    assert!(got.contains(&("services[0].default_pool".into(), Some(26))), "{got:?}");
-    assert!(got.contains(&("services[0].rules[0].match.path_regex".into(), Some(28))), "{got:?}");
-    assert!(got.contains(&("tuning.syn_cookies.threshold".into(), Some(8))), "{got:?}");
+    assert!(
+        got.contains(&("pools[1].backends[1]".into(), Some(22))),
+        "{got:?}"
+    );
+    assert!(
+        got.contains(&("services[0].default_pool".into(), Some(26))),
+        "{got:?}"
+    );
+    assert!(
+        got.contains(&("services[0].rules[0].match.path_regex".into(), Some(28))),
+        "{got:?}"
+    );
+    assert!(
+        got.contains(&("tuning.syn_cookies.threshold".into(), Some(8))),
+        "{got:?}"
+    );
     for e in &errs {
         assert!(e.line.is_some(), "{e}");
     }
@@ -155,7 +185,10 @@ fn semantic_errors_are_all_reported_with_path_and_line() {
 
 #[test]
 fn interpolation_uses_given_values_then_defaults() {
-    let text = base().replace("  data_ip: 198.18.0.2\n", "  data_ip: ${BATON_T_IP:-198.18.0.3}\n");
+    let text = base().replace(
+        "  data_ip: 198.18.0.2\n",
+        "  data_ip: ${BATON_T_IP:-198.18.0.3}\n",
+    );
     let d = Dir::new(&[("p.yaml", &text)]);
     let l = load_file_with(&d.path("p.yaml"), &HashMap::new()).unwrap();
     assert_eq!(l.profile.switch.data_ip.to_string(), "198.18.0.3");
@@ -175,6 +208,7 @@ fn includes_cannot_leave_the_profile_directory_and_bad_yaml_is_an_error() {
         let errs = load(&d, f).expect_err(f);
         assert!(!errs[0].message.is_empty());
     }
-    let missing = load_file_with(Path::new("/nonexistent/baton.yaml"), &HashMap::new()).unwrap_err();
+    let missing =
+        load_file_with(Path::new("/nonexistent/baton.yaml"), &HashMap::new()).unwrap_err();
     assert!(missing.0[0].message.starts_with("cannot read"));
 }

@@ -35,7 +35,13 @@ fn configuration_md_documents_every_field() {
     let generated = reference::render();
     let current = &text[b + reference::BEGIN.len()..e];
     if bless() && current != generated {
-        let new = format!("{}{}{}{}", &text[..b], reference::BEGIN, generated, &text[e..]);
+        let new = format!(
+            "{}{}{}{}",
+            &text[..b],
+            reference::BEGIN,
+            generated,
+            &text[e..]
+        );
         std::fs::write(&path, new).unwrap();
         return;
     }
@@ -48,8 +54,15 @@ fn schema_accepts_the_shape_of_a_real_profile() {
     // fields and requires what the types require.
     let v: serde_json::Value = serde_json::from_str(&json_schema()).unwrap();
     assert_eq!(v["additionalProperties"], serde_json::Value::Bool(false));
-    let required: Vec<&str> = v["required"].as_array().unwrap().iter().filter_map(|x| x.as_str()).collect();
-    for f in ["name", "io", "switch", "services", "backends", "pools", "thop"] {
+    let required: Vec<&str> = v["required"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|x| x.as_str())
+        .collect();
+    for f in [
+        "name", "io", "switch", "services", "backends", "pools", "thop",
+    ] {
         assert!(required.contains(&f), "{f} must be required");
     }
 }

@@ -22,14 +22,27 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use handoff_proto::{node_id, open, seal, Ack, Body, Header, Key, Keyring, Reassembler, ReassemblyConfig, SeqCounter};
+use handoff_proto::{
+    node_id, open, seal, Ack, Body, Header, Key, Keyring, Reassembler, ReassemblyConfig, SeqCounter,
+};
 
 const KEY: [u8; 32] = *b"baton-testbed-key-not-for-prod!!";
-const BACKENDS: [(&str, [u8; 4]); 3] = [("static-1", [198, 18, 0, 11]), ("static-2", [198, 18, 0, 12]), ("app-1", [198, 18, 0, 13])];
+const BACKENDS: [(&str, [u8; 4]); 3] = [
+    ("static-1", [198, 18, 0, 11]),
+    ("static-2", [198, 18, 0, 12]),
+    ("app-1", [198, 18, 0, 13]),
+];
 
 fn sh(args: &[&str]) {
-    let out = Command::new(args[0]).args(&args[1..]).output().unwrap_or_else(|e| panic!("{args:?}: {e}"));
-    assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    let out = Command::new(args[0])
+        .args(&args[1..])
+        .output()
+        .unwrap_or_else(|e| panic!("{args:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// Namespaces of one test, removed on drop.
@@ -41,8 +54,15 @@ struct Bed {
 impl Bed {
     fn new() -> Bed {
         static N: AtomicU32 = AtomicU32::new(0);
-        let prefix = format!("cpe{}x{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed));
-        let mut bed = Bed { prefix, namespaces: Vec::new() };
+        let prefix = format!(
+            "cpe{}x{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        );
+        let mut bed = Bed {
+            prefix,
+            namespaces: Vec::new(),
+        };
         let hub = bed.ns("hub");
         sh(&["ip", "-n", &hub, "link", "add", "br0", "type", "bridge"]);
         sh(&["ip", "-n", &hub, "link", "set", "br0", "up"]);
@@ -79,11 +99,19 @@ impl Bed {
     fn wire(&self, ns: &str, ifname: &str, addr: Option<&str>) {
         let hub = self.name("hub");
         let port = format!("p{}", self.namespaces.len());
-        sh(&["ip", "link", "add", "name", ifname, "netns", ns, "type", "veth", "peer", "name", &port, "netns", &hub]);
-        sh(&["ip", "-n", &hub, "link", "set", &port, "master", "br0", "up"]);
+        sh(&[
+            "ip", "link", "add", "name", ifname, "netns", ns, "type", "veth", "peer", "name",
+            &port, "netns", &hub,
+        ]);
+        sh(&[
+            "ip", "-n", &hub, "link", "set", &port, "master", "br0", "up",
+        ]);
         for (n, i) in [(ns, ifname), (hub.as_str(), port.as_str())] {
             let _ = Command::new("ip")
-                .args(["netns", "exec", n, "ethtool", "-K", i, "tx", "off", "rx", "off", "tso", "off", "gso", "off", "gro", "off"])
+                .args([
+                    "netns", "exec", n, "ethtool", "-K", i, "tx", "off", "rx", "off", "tso", "off",
+                    "gso", "off", "gro", "off",
+                ])
                 .output();
         }
         if let Some(a) = addr {
@@ -108,24 +136,38 @@ fn in_ns<T: Send + 'static>(ns: &str, f: impl FnOnce() -> T + Send + 'static) ->
     std::thread::spawn(move || {
         let fd = File::open(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
         // SAFETY: setns on a namespace file we opened; affects this thread only.
-        assert_eq!(unsafe { libc::setns(fd.as_raw_fd(), libc::CLONE_NEWNET) }, 0, "setns {path}");
+        assert_eq!(
+            unsafe { libc::setns(fd.as_raw_fd(), libc::CLONE_NEWNET) },
+            0,
+            "setns {path}"
+        );
         f()
     })
 }
 
 fn unix_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis() as u64
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64
 }
 
 /// What the fake agents saw: (backend, request path), in arrival order.
 type Seen = Arc<Mutex<Vec<(String, String)>>>;
 
 /// A fake agent: authenticates CREATE, records the request, answers ACK.
-fn fake_agent(ns: String, name: &'static str, ip: [u8; 4], seen: Seen, stop: Arc<AtomicBool>) -> JoinHandle<()> {
+fn fake_agent(
+    ns: String,
+    name: &'static str,
+    ip: [u8; 4],
+    seen: Seen,
+    stop: Arc<AtomicBool>,
+) -> JoinHandle<()> {
     in_ns(&ns, move || {
         let me = Ipv4Addr::from(ip);
         let sock = UdpSocket::bind((me, 9199)).unwrap();
-        sock.set_read_timeout(Some(Duration::from_millis(50))).unwrap();
+        sock.set_read_timeout(Some(Duration::from_millis(50)))
+            .unwrap();
         let keys = Keyring::new(Key::new(1, KEY));
         let key = Key::new(1, KEY);
         let my_node = node_id(IpAddr::V4(me));
@@ -134,11 +176,20 @@ fn fake_agent(ns: String, name: &'static str, ip: [u8; 4], seen: Seen, stop: Arc
         let mut acked = std::collections::HashSet::new();
         let mut buf = vec![0u8; 65536];
         while !stop.load(Ordering::Relaxed) {
-            let Ok((n, from)) = sock.recv_from(&mut buf) else { continue };
-            let Ok((frame, _)) = open(&keys, my_node, &buf[..n]) else { continue };
-            let Body::Create(frag) = frame.body else { continue };
+            let Ok((n, from)) = sock.recv_from(&mut buf) else {
+                continue;
+            };
+            let Ok((frame, _)) = open(&keys, my_node, &buf[..n]) else {
+                continue;
+            };
+            let Body::Create(frag) = frame.body else {
+                continue;
+            };
             let h = frame.header;
-            let done = reasm.push(h.sender, h.conn_id, &frag, unix_ms()).ok().flatten();
+            let done = reasm
+                .push(h.sender, h.conn_id, &frag, unix_ms())
+                .ok()
+                .flatten();
             if let Some(a) = done {
                 if acked.insert((h.sender, h.conn_id)) {
                     let text = String::from_utf8_lossy(&a.request).to_string();
@@ -148,9 +199,23 @@ fn fake_agent(ns: String, name: &'static str, ip: [u8; 4], seen: Seen, stop: Arc
             }
             // ACK every copy (a retransmission means our ACK was lost).
             if acked.contains(&(h.sender, h.conn_id)) {
-                let hdr = Header { flags: 0, sender: my_node, receiver: h.sender, conn_id: h.conn_id, msg_seq: seq.next(), timestamp_ms: unix_ms() };
+                let hdr = Header {
+                    flags: 0,
+                    sender: my_node,
+                    receiver: h.sender,
+                    conn_id: h.conn_id,
+                    msg_seq: seq.next(),
+                    timestamp_ms: unix_ms(),
+                };
                 let mut out = [0u8; 256];
-                let len = seal(&hdr, &Body::Ack(Ack { echo_seq: h.msg_seq }), &key, &mut out);
+                let len = seal(
+                    &hdr,
+                    &Body::Ack(Ack {
+                        echo_seq: h.msg_seq,
+                    }),
+                    &key,
+                    &mut out,
+                );
                 let _ = sock.send_to(&out[..len], from);
             }
         }
@@ -191,9 +256,15 @@ fn write_profile(dir: &std::path::Path, extra: &str) -> PathBuf {
 
 fn http_in_ns(ns: &str, path: &'static str) -> String {
     in_ns(ns, move || {
-        let mut s = TcpStream::connect_timeout(&"127.0.0.1:9100".parse().unwrap(), Duration::from_secs(2)).ok()?;
+        let mut s =
+            TcpStream::connect_timeout(&"127.0.0.1:9100".parse().unwrap(), Duration::from_secs(2))
+                .ok()?;
         s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
-        write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").ok()?;
+        write!(
+            s,
+            "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        )
+        .ok()?;
         let mut out = String::new();
         s.read_to_string(&mut out).ok()?;
         Some(out)
@@ -207,8 +278,13 @@ fn http_in_ns(ns: &str, path: &'static str) -> String {
 fn request(client_ns: &str, path: String) {
     in_ns(client_ns, move || {
         let vip: SocketAddr = "198.18.0.10:80".parse().unwrap();
-        let mut s = TcpStream::connect_timeout(&vip, Duration::from_secs(5)).expect("handshake with the switch");
-        s.write_all(format!("GET {path} HTTP/1.1\r\nHost: shop.example\r\nUser-Agent: e2e\r\n\r\n").as_bytes()).unwrap();
+        let mut s = TcpStream::connect_timeout(&vip, Duration::from_secs(5))
+            .expect("handshake with the switch");
+        s.write_all(
+            format!("GET {path} HTTP/1.1\r\nHost: shop.example\r\nUser-Agent: e2e\r\n\r\n")
+                .as_bytes(),
+        )
+        .unwrap();
         // Keep the socket briefly so the request is acknowledged, then close.
         std::thread::sleep(Duration::from_millis(20));
     })
@@ -221,7 +297,10 @@ fn wait_seen(seen: &Seen, n: usize, baton: &mut Baton) {
     let deadline = Instant::now() + Duration::from_secs(20);
     while seen.lock().unwrap().len() < n {
         if let Ok(Some(st)) = baton.child.try_wait() {
-            panic!("baton exited ({st}): {}", std::fs::read_to_string(&baton.log).unwrap_or_default());
+            panic!(
+                "baton exited ({st}): {}",
+                std::fs::read_to_string(&baton.log).unwrap_or_default()
+            );
         }
         assert!(
             Instant::now() < deadline,
@@ -236,7 +315,14 @@ fn wait_seen(seen: &Seen, n: usize, baton: &mut Baton) {
 fn start_baton(bed: &Bed, profile: &std::path::Path, dir: &std::path::Path) -> Baton {
     let log = dir.join("baton.log");
     let child = Command::new("ip")
-        .args(["netns", "exec", &bed.name("sw"), env!("CARGO_BIN_EXE_baton"), "run", "--config"])
+        .args([
+            "netns",
+            "exec",
+            &bed.name("sw"),
+            env!("CARGO_BIN_EXE_baton"),
+            "run",
+            "--config",
+        ])
         .arg(profile)
         .env("BATON_DATA_IFACE", "sw-data")
         .stdout(Stdio::null())
@@ -247,16 +333,26 @@ fn start_baton(bed: &Bed, profile: &std::path::Path, dir: &std::path::Path) -> B
     let deadline = Instant::now() + Duration::from_secs(30);
     while !http_in_ns(&bed.name("sw"), "/healthz").contains("\"ok\"") {
         if let Ok(Some(st)) = b.child.try_wait() {
-            panic!("baton exited ({st}): {}", std::fs::read_to_string(&b.log).unwrap_or_default());
+            panic!(
+                "baton exited ({st}): {}",
+                std::fs::read_to_string(&b.log).unwrap_or_default()
+            );
         }
-        assert!(Instant::now() < deadline, "baton did not come up: {}", std::fs::read_to_string(&b.log).unwrap_or_default());
+        assert!(
+            Instant::now() < deadline,
+            "baton did not come up: {}",
+            std::fs::read_to_string(&b.log).unwrap_or_default()
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
     b
 }
 
 fn metric(text: &str, prefix: &str) -> f64 {
-    text.lines().filter(|l| l.starts_with(prefix)).filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok()).sum()
+    text.lines()
+        .filter(|l| l.starts_with(prefix))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
 }
 
 #[test]
@@ -269,26 +365,56 @@ fn baton_run_dispatches_by_rules_and_policies_and_reloads_without_loss() {
     let agents: Vec<JoinHandle<()>> = BACKENDS
         .iter()
         .enumerate()
-        .map(|(i, (name, ip))| fake_agent(bed.name(&format!("b{}", i + 1)), name, *ip, seen.clone(), stop.clone()))
+        .map(|(i, (name, ip))| {
+            fake_agent(
+                bed.name(&format!("b{}", i + 1)),
+                name,
+                *ip,
+                seen.clone(),
+                stop.clone(),
+            )
+        })
         .collect();
     let profile = write_profile(&dir, "");
     let mut baton = start_baton(&bed, &profile, &dir);
     let client = bed.name("c1");
 
     // Rules: static prefix and extensions → static pool (round-robin), /api/ → app, others → static.
-    let paths = ["/static/a.css", "/img/logo.png", "/api/orders", "/index.html", "/static/b.js", "/api/cart", "/about", "/x/y.png"];
+    let paths = [
+        "/static/a.css",
+        "/img/logo.png",
+        "/api/orders",
+        "/index.html",
+        "/static/b.js",
+        "/api/cart",
+        "/about",
+        "/x/y.png",
+    ];
     for (i, p) in paths.iter().enumerate() {
         request(&client, p.to_string());
         wait_seen(&seen, i + 1, &mut baton);
     }
-    let got: HashMap<String, String> = seen.lock().unwrap().iter().map(|(b, p)| (p.clone(), b.clone())).collect();
+    let got: HashMap<String, String> = seen
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|(b, p)| (p.clone(), b.clone()))
+        .collect();
     for p in ["/api/orders", "/api/cart"] {
         assert_eq!(got[p], "app-1", "{got:?}");
     }
-    let statics: Vec<&String> = paths.iter().filter(|p| !p.starts_with("/api/")).map(|p| &got[*p]).collect();
+    let statics: Vec<&String> = paths
+        .iter()
+        .filter(|p| !p.starts_with("/api/"))
+        .map(|p| &got[*p])
+        .collect();
     assert!(statics.iter().all(|b| b.starts_with("static-")), "{got:?}");
     let s1 = statics.iter().filter(|b| b.as_str() == "static-1").count();
-    assert_eq!(s1 * 2, statics.len(), "weighted round-robin with equal weights alternates: {got:?}");
+    assert_eq!(
+        s1 * 2,
+        statics.len(),
+        "weighted round-robin with equal weights alternates: {got:?}"
+    );
 
     // Reload under traffic: flip the /api/ rule to the static pool and back with SIGHUP while requests flow.
     let moved = write_profile(&dir, "");
@@ -310,13 +436,20 @@ fn baton_run_dispatches_by_rules_and_policies_and_reloads_without_loss() {
     let mut paths_seen: Vec<&String> = after.iter().map(|(_, p)| p).collect();
     paths_seen.sort();
     paths_seen.dedup();
-    assert_eq!(paths_seen.len(), total, "every request reached exactly one agent");
+    assert_eq!(
+        paths_seen.len(),
+        total,
+        "every request reached exactly one agent"
+    );
 
     // After a reload has been applied, routing follows the new rules.
     let generation = |bed: &Bed| -> u64 {
         let h = http_in_ns(&bed.name("sw"), "/healthz");
         let body = h.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or("{}");
-        serde_json::from_str::<serde_json::Value>(body).ok().and_then(|v| v["generation"].as_u64()).unwrap_or(0)
+        serde_json::from_str::<serde_json::Value>(body)
+            .ok()
+            .and_then(|v| v["generation"].as_u64())
+            .unwrap_or(0)
     };
     let g0 = generation(&bed);
     std::fs::write(&profile, &text_b).unwrap();
@@ -331,27 +464,55 @@ fn baton_run_dispatches_by_rules_and_policies_and_reloads_without_loss() {
     wait_seen(&seen, before + total + 1, &mut baton);
     let last = seen.lock().unwrap().last().cloned().unwrap();
     assert_eq!(last.1, "/api/after-reload");
-    assert!(last.0.starts_with("static-"), "the reloaded rule sends /api/ to the static pool: {last:?}");
+    assert!(
+        last.0.starts_with("static-"),
+        "the reloaded rule sends /api/ to the static pool: {last:?}"
+    );
     let total = total + 1;
 
     let m = http_in_ns(&bed.name("sw"), "/metrics");
     let body = m.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or("");
     assert!(metric(body, "baton_config_generation") >= 2.0, "{body}");
-    assert_eq!(metric(body, "baton_dispatch_rejections_total"), 0.0, "no request was refused during reloads");
-    assert_eq!(metric(body, "baton_dispatch_decisions_total"), (paths.len() + total) as f64);
+    assert_eq!(
+        metric(body, "baton_dispatch_rejections_total"),
+        0.0,
+        "no request was refused during reloads"
+    );
+    assert_eq!(
+        metric(body, "baton_dispatch_decisions_total"),
+        (paths.len() + total) as f64
+    );
     assert!(metric(body, "baton_worker_new_connections_total") >= (paths.len() + total) as f64);
-    assert!(metric(body, "baton_worker_handoffs_total{outcome=\"acked\"") >= (paths.len() + total) as f64, "{body}");
+    assert!(
+        metric(body, "baton_worker_handoffs_total{outcome=\"acked\"")
+            >= (paths.len() + total) as f64,
+        "{body}"
+    );
     assert!(metric(body, "baton_handoff_latency_seconds_count") >= 1.0);
-    let mut promtool = Command::new("promtool").args(["check", "metrics"]).stdin(Stdio::piped()).output_with(body);
+    let mut promtool = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .output_with(body);
     assert!(promtool.0, "promtool: {}", promtool.1);
     promtool.1.clear();
 
     // Access log: one JSON line per dispatch, with the fields operators need.
     let log = std::fs::read_to_string(&baton.log).unwrap();
-    let access: Vec<&str> = log.lines().filter(|l| l.contains("\"target\":\"baton::access\"")).collect();
+    let access: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("\"target\":\"baton::access\""))
+        .collect();
     assert_eq!(access.len(), paths.len() + total, "{log}");
     let first: serde_json::Value = serde_json::from_str(access[0]).unwrap();
-    for f in ["client", "method", "host", "path", "pool", "backend", "decision_us"] {
+    for f in [
+        "client",
+        "method",
+        "host",
+        "path",
+        "pool",
+        "backend",
+        "decision_us",
+    ] {
         assert!(first.get(f).is_some(), "access log lacks {f}: {first}");
     }
     assert_eq!(first["path"], "/static/a.css");
@@ -371,10 +532,23 @@ trait OutputWith {
 
 impl OutputWith for Command {
     fn output_with(&mut self, input: &str) -> (bool, String) {
-        let mut child = self.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("promtool");
-        child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+        let mut child = self
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("promtool");
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(input.as_bytes())
+            .unwrap();
         let out = child.wait_with_output().unwrap();
-        let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
         (out.status.success() && text.trim().is_empty(), text)
     }
 }

@@ -94,7 +94,9 @@ pub struct Loaded {
 /// Values for `${NAME}` interpolation in profiles: every `BATON_*` variable of
 /// the environment, then `overrides` (which win).
 pub fn properties_from_env(overrides: &[(String, String)]) -> HashMap<String, String> {
-    let mut props: HashMap<String, String> = std::env::vars().filter(|(k, _)| k.starts_with("BATON_")).collect();
+    let mut props: HashMap<String, String> = std::env::vars()
+        .filter(|(k, _)| k.starts_with("BATON_"))
+        .collect();
     props.extend(overrides.iter().cloned());
     props
 }
@@ -106,7 +108,10 @@ pub fn load_file(path: &Path) -> Result<Loaded, ConfigErrors> {
 }
 
 /// Like [`load_file`] with explicit interpolation values.
-pub fn load_file_with(path: &Path, props: &HashMap<String, String>) -> Result<Loaded, ConfigErrors> {
+pub fn load_file_with(
+    path: &Path,
+    props: &HashMap<String, String>,
+) -> Result<Loaded, ConfigErrors> {
     let text = std::fs::read_to_string(path).map_err(|e| {
         ConfigErrors(vec![ConfigError {
             file: path.to_path_buf(),
@@ -122,8 +127,12 @@ pub fn load_file_with(path: &Path, props: &HashMap<String, String>) -> Result<Lo
 
 /// Parses and validates profile text as if read from `path` (includes are
 /// resolved in `path`'s directory).
-pub fn load_str(text: &str, path: &Path, props: &HashMap<String, String>) -> Result<Loaded, ConfigErrors> {
-    let (options, files) = options_for(path, props).map_err(|e| ConfigErrors(vec![e]))?;
+pub fn load_str(
+    text: &str,
+    path: &Path,
+    props: &HashMap<String, String>,
+) -> Result<Loaded, ConfigErrors> {
+    let (options, files) = options_for(path, props).map_err(|e| ConfigErrors(vec![*e]))?;
 
     let mut field_path = String::new();
     let parsed = serde_saphyr::with_deserializer_from_str_with_options(text, options, |de| {
@@ -136,7 +145,10 @@ pub fn load_str(text: &str, path: &Path, props: &HashMap<String, String>) -> Res
     let file_of = |source_id: u32| -> PathBuf {
         match source_id {
             0 | 1 => path.to_path_buf(),
-            n => names.get(n as usize - 2).cloned().unwrap_or_else(|| path.to_path_buf()),
+            n => names
+                .get(n as usize - 2)
+                .cloned()
+                .unwrap_or_else(|| path.to_path_buf()),
         }
     };
     let profile = match parsed {
@@ -144,9 +156,15 @@ pub fn load_str(text: &str, path: &Path, props: &HashMap<String, String>) -> Res
         Err(e) => {
             let loc = e.location();
             let message = bare_message(&e);
-            let path_str = if field_path == "." { String::new() } else { field_path };
+            let path_str = if field_path == "." {
+                String::new()
+            } else {
+                field_path
+            };
             return Err(ConfigErrors(vec![ConfigError {
-                file: loc.map(|l| file_of(l.source_id())).unwrap_or_else(|| path.to_path_buf()),
+                file: loc
+                    .map(|l| file_of(l.source_id()))
+                    .unwrap_or_else(|| path.to_path_buf()),
                 line: loc.map(|l| l.line()).filter(|l| *l > 0),
                 column: loc.map(|l| l.column()).filter(|c| *c > 0),
                 path: path_str,
@@ -164,7 +182,9 @@ pub fn load_str(text: &str, path: &Path, props: &HashMap<String, String>) -> Res
             .map(|p| {
                 let loc = index.as_ref().and_then(|i| i.locate(&p.path));
                 ConfigError {
-                    file: loc.map(|l| file_of(l.2)).unwrap_or_else(|| path.to_path_buf()),
+                    file: loc
+                        .map(|l| file_of(l.2))
+                        .unwrap_or_else(|| path.to_path_buf()),
                     line: loc.map(|l| l.0),
                     column: loc.map(|l| l.1),
                     path: p.path,
@@ -181,13 +201,19 @@ pub fn load_str(text: &str, path: &Path, props: &HashMap<String, String>) -> Res
             all.push(f);
         }
     }
-    Ok(Loaded { profile, files: all })
+    Ok(Loaded {
+        profile,
+        files: all,
+    })
 }
 
 type IncludedFiles = Rc<RefCell<Vec<PathBuf>>>;
 
 /// Parser options: strict duplicates, includes confined to the profile's directory.
-fn options_for(path: &Path, props: &HashMap<String, String>) -> Result<(Options, IncludedFiles), ConfigError> {
+fn options_for(
+    path: &Path,
+    props: &HashMap<String, String>,
+) -> Result<(Options, IncludedFiles), Box<ConfigError>> {
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
         _ => PathBuf::from("."),
@@ -241,16 +267,21 @@ pub struct LineIndex {
 
 impl LineIndex {
     /// Parses `text` (with includes) into a location tree.
-    pub fn build(text: &str, path: &Path, props: &HashMap<String, String>) -> Result<Self, ConfigError> {
+    pub fn build(
+        text: &str,
+        path: &Path,
+        props: &HashMap<String, String>,
+    ) -> Result<Self, Box<ConfigError>> {
         let (options, _) = options_for(path, props)?;
-        let root: Spanned<Node> = serde_saphyr::from_str_with_options(text, options).map_err(|e| ConfigError {
-            file: path.to_path_buf(),
-            line: None,
-            column: None,
-            path: String::new(),
-            message: bare_message(&e),
-            snippet: None,
-        })?;
+        let root: Spanned<Node> =
+            serde_saphyr::from_str_with_options(text, options).map_err(|e| ConfigError {
+                file: path.to_path_buf(),
+                line: None,
+                column: None,
+                path: String::new(),
+                message: bare_message(&e),
+                snippet: None,
+            })?;
         let mut entries = Vec::new();
         walk(&root, String::new(), &mut entries);
         Ok(Self { entries })
@@ -275,7 +306,11 @@ fn walk(node: &Spanned<Node>, path: String, out: &mut Vec<(String, (u64, u64, u3
     match &node.value {
         Node::Map(kv) => {
             for (k, v) in kv {
-                let p = if path.is_empty() { k.clone() } else { format!("{path}.{k}") };
+                let p = if path.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{path}.{k}")
+                };
                 walk(v, p, out);
             }
         }

@@ -6,7 +6,9 @@ pub mod types;
 pub mod units;
 pub mod validate;
 
-pub use load::{load_file, load_file_with, load_str, properties_from_env, ConfigError, ConfigErrors, Loaded};
+pub use load::{
+    load_file, load_file_with, load_str, properties_from_env, ConfigError, ConfigErrors, Loaded,
+};
 pub use types::*;
 pub use units::{DurationStr, MacAddr};
 

@@ -16,7 +16,10 @@ pub const END: &str = "<!-- END GENERATED REFERENCE -->";
 pub fn render() -> String {
     let schema: Value = serde_json::from_str(&super::json_schema()).expect("schema is JSON");
     let empty = serde_json::Map::new();
-    let defs = schema.get("$defs").and_then(Value::as_object).unwrap_or(&empty);
+    let defs = schema
+        .get("$defs")
+        .and_then(Value::as_object)
+        .unwrap_or(&empty);
     let mut out = String::new();
     let mut queue: VecDeque<(String, Value)> = VecDeque::new();
     let mut seen = std::collections::HashSet::new();
@@ -49,7 +52,12 @@ pub fn render() -> String {
     out
 }
 
-fn render_object(out: &mut String, def: &Value, props: &serde_json::Map<String, Value>, refs: &mut Vec<String>) {
+fn render_object(
+    out: &mut String,
+    def: &Value,
+    props: &serde_json::Map<String, Value>,
+    refs: &mut Vec<String>,
+) {
     let required: Vec<&str> = def
         .get("required")
         .and_then(Value::as_array)
@@ -70,7 +78,11 @@ fn render_object(out: &mut String, def: &Value, props: &serde_json::Map<String, 
                 Some(d) => format!("`{}`", compact(d)),
             }
         };
-        let desc = v.get("description").and_then(Value::as_str).map(one_line).unwrap_or_default();
+        let desc = v
+            .get("description")
+            .and_then(Value::as_str)
+            .map(one_line)
+            .unwrap_or_default();
         out.push_str(&format!("| `{k}` | {ty} | {default} | {desc} |\n"));
     }
 }
@@ -78,7 +90,11 @@ fn render_object(out: &mut String, def: &Value, props: &serde_json::Map<String, 
 fn render_variants(out: &mut String, variants: &[Value], refs: &mut Vec<String>) {
     out.push_str("Exactly one of:\n\n");
     for v in variants {
-        let desc = v.get("description").and_then(Value::as_str).map(one_line).unwrap_or_default();
+        let desc = v
+            .get("description")
+            .and_then(Value::as_str)
+            .map(one_line)
+            .unwrap_or_default();
         if let Some(c) = v.get("const").and_then(Value::as_str) {
             out.push_str(&format!("- `{c}`: {desc}\n"));
         } else if let Some(e) = v.get("enum").and_then(Value::as_array) {
@@ -112,7 +128,12 @@ fn type_of(v: &Value, refs: &mut Vec<String>) -> String {
     }
     let base = match v.get("type") {
         Some(Value::String(s)) => s.clone(),
-        Some(Value::Array(a)) => a.iter().filter_map(Value::as_str).filter(|t| *t != "null").collect::<Vec<_>>().join(" or "),
+        Some(Value::Array(a)) => a
+            .iter()
+            .filter_map(Value::as_str)
+            .filter(|t| *t != "null")
+            .collect::<Vec<_>>()
+            .join(" or "),
         _ => "any".to_string(),
     };
     let base = match (base.as_str(), v.get("format").and_then(Value::as_str)) {
@@ -126,7 +147,11 @@ fn type_of(v: &Value, refs: &mut Vec<String>) -> String {
         }
     }
     if let Some(e) = v.get("enum").and_then(Value::as_array) {
-        let names: Vec<String> = e.iter().filter_map(Value::as_str).map(|s| format!("`{s}`")).collect();
+        let names: Vec<String> = e
+            .iter()
+            .filter_map(Value::as_str)
+            .map(|s| format!("`{s}`"))
+            .collect();
         if !names.is_empty() {
             return names.join(" \\| ");
         }
@@ -135,7 +160,10 @@ fn type_of(v: &Value, refs: &mut Vec<String>) -> String {
 }
 
 fn one_line(s: &str) -> String {
-    s.split_whitespace().collect::<Vec<_>>().join(" ").replace('|', "\\|")
+    s.split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+        .replace('|', "\\|")
 }
 
 fn compact(v: &Value) -> String {

@@ -171,7 +171,11 @@ pub struct Workers {
 
 impl Default for Workers {
     fn default() -> Self {
-        Self { count: 1, cores: Vec::new(), control_core: None }
+        Self {
+            count: 1,
+            cores: Vec::new(),
+            control_core: None,
+        }
     }
 }
 
@@ -380,7 +384,10 @@ pub struct LeastConnParams {
 
 impl Default for LeastConnParams {
     fn default() -> Self {
-        Self { use_load_reports: true, load_report_max_age: d_load_age() }
+        Self {
+            use_load_reports: true,
+            load_report_max_age: d_load_age(),
+        }
     }
 }
 
@@ -401,7 +408,11 @@ pub struct LardParams {
 
 impl Default for LardParams {
     fn default() -> Self {
-        Self { t_low: d_t_low(), t_high: d_t_high(), max_targets: d_url_table() }
+        Self {
+            t_low: d_t_low(),
+            t_high: d_t_high(),
+            max_targets: d_url_table(),
+        }
     }
 }
 
@@ -425,7 +436,12 @@ pub struct LardRParams {
 
 impl Default for LardRParams {
     fn default() -> Self {
-        Self { t_low: d_t_low(), t_high: d_t_high(), shrink_after: d_lardr_k(), max_targets: d_url_table() }
+        Self {
+            t_low: d_t_low(),
+            t_high: d_t_high(),
+            shrink_after: d_lardr_k(),
+            max_targets: d_url_table(),
+        }
     }
 }
 
@@ -458,7 +474,10 @@ pub struct MaglevParams {
 
 impl Default for MaglevParams {
     fn default() -> Self {
-        Self { key: HashKey::Url, table_size: d_maglev_size() }
+        Self {
+            key: HashKey::Url,
+            table_size: d_maglev_size(),
+        }
     }
 }
 
@@ -489,7 +508,10 @@ pub struct StickyParams {
 
 impl Default for StickyParams {
     fn default() -> Self {
-        Self { cookie: d_cookie(), fallback: d_fallback() }
+        Self {
+            cookie: d_cookie(),
+            fallback: d_fallback(),
+        }
     }
 }
 
@@ -546,7 +568,9 @@ pub enum Check {
 
 impl Default for Check {
     fn default() -> Self {
-        Check::Tcp(TcpCheck { port: d_agent_port() })
+        Check::Tcp(TcpCheck {
+            port: d_agent_port(),
+        })
     }
 }
 
@@ -599,7 +623,11 @@ pub struct Passive {
 
 impl Default for Passive {
     fn default() -> Self {
-        Self { handoff_failures: d_passive_fall(), load_report_timeout: None, hold_down: d_passive_hold() }
+        Self {
+            handoff_failures: d_passive_fall(),
+            load_report_timeout: None,
+            hold_down: d_passive_hold(),
+        }
     }
 }
 
@@ -707,7 +735,12 @@ pub struct TcpOptions {
 
 impl Default for TcpOptions {
     fn default() -> Self {
-        Self { mss: d_mss(), window_scale: d_wscale(), sack: true, timestamps: true }
+        Self {
+            mss: d_mss(),
+            window_scale: d_wscale(),
+            sack: true,
+            timestamps: true,
+        }
     }
 }
 
@@ -731,7 +764,12 @@ pub struct Tuning {
 
 impl Default for Tuning {
     fn default() -> Self {
-        Self { burst_size: d_burst(), table_capacity: d_table(), polling: Polling::default(), syn_cookies: SynCookies::default() }
+        Self {
+            burst_size: d_burst(),
+            table_capacity: d_table(),
+            polling: Polling::default(),
+            syn_cookies: SynCookies::default(),
+        }
     }
 }
 
@@ -752,7 +790,11 @@ pub struct Polling {
 
 impl Default for Polling {
     fn default() -> Self {
-        Self { mode: PollMode::Adaptive, idle_spins: d_spin(), max_sleep: d_max_sleep() }
+        Self {
+            mode: PollMode::Adaptive,
+            idle_spins: d_spin(),
+            max_sleep: d_max_sleep(),
+        }
     }
 }
 
@@ -781,7 +823,10 @@ pub struct SynCookies {
 
 impl Default for SynCookies {
     fn default() -> Self {
-        Self { mode: SynCookieMode::Auto, threshold: d_syn_threshold() }
+        Self {
+            mode: SynCookieMode::Auto,
+            threshold: d_syn_threshold(),
+        }
     }
 }
 
@@ -842,7 +887,10 @@ pub struct Admin {
 
 impl Default for Admin {
     fn default() -> Self {
-        Self { listen: d_admin(), allow: Vec::new() }
+        Self {
+            listen: d_admin(),
+            allow: Vec::new(),
+        }
     }
 }
 
@@ -863,7 +911,11 @@ pub struct Logging {
 
 impl Default for Logging {
     fn default() -> Self {
-        Self { format: LogFormat::Human, level: d_level(), access_log: AccessLog::default() }
+        Self {
+            format: LogFormat::Human,
+            level: d_level(),
+            access_log: AccessLog::default(),
+        }
     }
 }
 
@@ -892,10 +944,12 @@ pub struct AccessLog {
 
 impl Default for AccessLog {
     fn default() -> Self {
-        Self { enabled: true, sample_every: 1 }
+        Self {
+            enabled: true,
+            sample_every: 1,
+        }
     }
 }
-
 
 // ---------------------------------------------------------------- defaults
 

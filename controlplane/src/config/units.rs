@@ -42,7 +42,11 @@ impl DurationStr {
             "s" => 1.0,
             "m" => 60.0,
             "h" => 3600.0,
-            _ => return Err(format!("duration `{s}`: unknown unit `{unit}` (use us, ms, s, m or h)")),
+            _ => {
+                return Err(format!(
+                    "duration `{s}`: unknown unit `{unit}` (use us, ms, s, m or h)"
+                ))
+            }
         };
         let secs = value * scale;
         if !secs.is_finite() || secs > 1e9 {
@@ -57,7 +61,7 @@ impl fmt::Display for DurationStr {
         let d = self.0;
         if d.subsec_nanos() == 0 && d.as_secs() > 0 {
             write!(f, "{}s", d.as_secs())
-        } else if d.subsec_nanos() % 1_000_000 == 0 {
+        } else if d.subsec_nanos().is_multiple_of(1_000_000) {
             write!(f, "{}ms", d.as_millis())
         } else {
             write!(f, "{}us", d.as_micros())
@@ -83,13 +87,19 @@ impl<'de> Deserialize<'de> for DurationStr {
                 DurationStr::parse(v).map_err(E::custom)
             }
             fn visit_u64<E: de::Error>(self, v: u64) -> Result<DurationStr, E> {
-                Err(E::custom(format!("duration `{v}` has no unit (write e.g. `{v}ms` or `{v}s`)")))
+                Err(E::custom(format!(
+                    "duration `{v}` has no unit (write e.g. `{v}ms` or `{v}s`)"
+                )))
             }
             fn visit_i64<E: de::Error>(self, v: i64) -> Result<DurationStr, E> {
-                Err(E::custom(format!("duration `{v}` has no unit (write e.g. `{v}ms` or `{v}s`)")))
+                Err(E::custom(format!(
+                    "duration `{v}` has no unit (write e.g. `{v}ms` or `{v}s`)"
+                )))
             }
             fn visit_f64<E: de::Error>(self, v: f64) -> Result<DurationStr, E> {
-                Err(E::custom(format!("duration `{v}` has no unit (write e.g. `{v}s`)")))
+                Err(E::custom(format!(
+                    "duration `{v}` has no unit (write e.g. `{v}s`)"
+                )))
             }
         }
         d.deserialize_any(V)
@@ -124,9 +134,12 @@ impl MacAddr {
         let mut out = [0u8; 6];
         for (o, p) in out.iter_mut().zip(parts) {
             if p.len() != 2 {
-                return Err(format!("MAC address `{s}`: octet `{p}` must be two hex digits"));
+                return Err(format!(
+                    "MAC address `{s}`: octet `{p}` must be two hex digits"
+                ));
             }
-            *o = u8::from_str_radix(p, 16).map_err(|_| format!("MAC address `{s}`: `{p}` is not hex"))?;
+            *o = u8::from_str_radix(p, 16)
+                .map_err(|_| format!("MAC address `{s}`: `{p}` is not hex"))?;
         }
         Ok(Self(out))
     }
@@ -135,7 +148,11 @@ impl MacAddr {
 impl fmt::Display for MacAddr {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let m = self.0;
-        write!(f, "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}", m[0], m[1], m[2], m[3], m[4], m[5])
+        write!(
+            f,
+            "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
+            m[0], m[1], m[2], m[3], m[4], m[5]
+        )
     }
 }
 
@@ -172,9 +189,18 @@ mod tests {
 
     #[test]
     fn durations_need_units_and_round_trip() {
-        assert_eq!(DurationStr::parse("250ms").unwrap().0, Duration::from_millis(250));
-        assert_eq!(DurationStr::parse("1.5s").unwrap().0, Duration::from_millis(1500));
-        assert_eq!(DurationStr::parse("2m").unwrap().0, Duration::from_secs(120));
+        assert_eq!(
+            DurationStr::parse("250ms").unwrap().0,
+            Duration::from_millis(250)
+        );
+        assert_eq!(
+            DurationStr::parse("1.5s").unwrap().0,
+            Duration::from_millis(1500)
+        );
+        assert_eq!(
+            DurationStr::parse("2m").unwrap().0,
+            Duration::from_secs(120)
+        );
         assert!(DurationStr::parse("5").unwrap_err().contains("no unit"));
         assert!(DurationStr::parse("5 parsecs").is_err());
         assert!(DurationStr::parse("1e400s").is_err());

@@ -20,7 +20,10 @@ struct Checker {
 
 impl Checker {
     fn err(&mut self, path: impl Into<String>, message: impl Into<String>) {
-        self.out.push(Problem { path: path.into(), message: message.into() });
+        self.out.push(Problem {
+            path: path.into(),
+            message: message.into(),
+        });
     }
 
     fn regex(&mut self, path: String, re: &str) {
@@ -57,13 +60,22 @@ fn check_io(c: &mut Checker, io: &IoSection) {
     match io {
         IoSection::AfPacket(a) => {
             if a.interface.is_empty() || a.interface.len() > 15 {
-                c.err("io.af_packet.interface", "must be an interface name of 1 to 15 characters");
+                c.err(
+                    "io.af_packet.interface",
+                    "must be an interface name of 1 to 15 characters",
+                );
             }
             if !a.block_size.is_power_of_two() || a.block_size < 4096 {
-                c.err("io.af_packet.block_size", "must be a power of two of at least 4096");
+                c.err(
+                    "io.af_packet.block_size",
+                    "must be a power of two of at least 4096",
+                );
             }
             if a.frame_size < 128 || a.frame_size > a.block_size || a.frame_size % 16 != 0 {
-                c.err("io.af_packet.frame_size", "must be a multiple of 16, at least 128 and at most block_size");
+                c.err(
+                    "io.af_packet.frame_size",
+                    "must be a multiple of 16, at least 128 and at most block_size",
+                );
             }
             if a.block_count == 0 {
                 c.err("io.af_packet.block_count", "must be at least 1");
@@ -77,18 +89,27 @@ fn check_io(c: &mut Checker, io: &IoSection) {
         }
         IoSection::Dpdk(d) => {
             if d.eal_args.is_empty() {
-                c.err("io.dpdk.eal_args", "must not be empty (at least the core list, e.g. `-l 0-1`)");
+                c.err(
+                    "io.dpdk.eal_args",
+                    "must not be empty (at least the core list, e.g. `-l 0-1`)",
+                );
             }
             for (name, v) in [("rx_ring", d.rx_ring), ("tx_ring", d.tx_ring)] {
                 if !v.is_power_of_two() || v < 64 {
-                    c.err(format!("io.dpdk.{name}"), "must be a power of two of at least 64");
+                    c.err(
+                        format!("io.dpdk.{name}"),
+                        "must be a power of two of at least 64",
+                    );
                 }
             }
             if d.mempool_size < 1024 {
                 c.err("io.dpdk.mempool_size", "must be at least 1024 mbufs");
             }
             if d.mempool_cache > 512 {
-                c.err("io.dpdk.mempool_cache", "must be at most 512 (RTE_MEMPOOL_CACHE_MAX_SIZE)");
+                c.err(
+                    "io.dpdk.mempool_cache",
+                    "must be at most 512 (RTE_MEMPOOL_CACHE_MAX_SIZE)",
+                );
             }
         }
         IoSection::Memory(m) => {
@@ -104,12 +125,22 @@ fn check_workers(c: &mut Checker, w: &Workers) {
         c.err("workers.count", "must be between 1 and 256");
     }
     if !w.cores.is_empty() && w.cores.len() != usize::from(w.count) {
-        c.err("workers.cores", format!("lists {} cores for {} workers (one core per worker, or none)", w.cores.len(), w.count));
+        c.err(
+            "workers.cores",
+            format!(
+                "lists {} cores for {} workers (one core per worker, or none)",
+                w.cores.len(),
+                w.count
+            ),
+        );
     }
     let mut seen = HashSet::new();
     for (i, core) in w.cores.iter().enumerate() {
         if !seen.insert(core) {
-            c.err(format!("workers.cores[{i}]"), format!("core {core} is listed twice"));
+            c.err(
+                format!("workers.cores[{i}]"),
+                format!("core {core} is listed twice"),
+            );
         }
     }
 }
@@ -122,14 +153,28 @@ fn check_backends(c: &mut Checker, p: &Profile) -> HashSet<String> {
     }
     for (i, b) in p.backends.iter().enumerate() {
         let at = format!("backends[{i}]");
-        if b.name.is_empty() || !b.name.chars().all(|ch| ch.is_ascii_alphanumeric() || "-_.".contains(ch)) {
-            c.err(format!("{at}.name"), "must be non-empty letters, digits, `-`, `_` or `.`");
+        if b.name.is_empty()
+            || !b
+                .name
+                .chars()
+                .all(|ch| ch.is_ascii_alphanumeric() || "-_.".contains(ch))
+        {
+            c.err(
+                format!("{at}.name"),
+                "must be non-empty letters, digits, `-`, `_` or `.`",
+            );
         }
         if !names.insert(b.name.clone()) {
-            c.err(format!("{at}.name"), format!("backend `{}` is defined twice", b.name));
+            c.err(
+                format!("{at}.name"),
+                format!("backend `{}` is defined twice", b.name),
+            );
         }
         if !addrs.insert(b.address) {
-            c.err(format!("{at}.address"), format!("address {} is used by another backend", b.address));
+            c.err(
+                format!("{at}.address"),
+                format!("address {} is used by another backend", b.address),
+            );
         }
         if b.address == p.switch.data_ip {
             c.err(format!("{at}.address"), "is the switch's own data address");
@@ -149,24 +194,42 @@ fn check_pools(c: &mut Checker, p: &Profile, backends: &HashSet<String>) -> Hash
     for (i, pool) in p.pools.iter().enumerate() {
         let at = format!("pools[{i}]");
         if !names.insert(pool.name.clone()) {
-            c.err(format!("{at}.name"), format!("pool `{}` is defined twice", pool.name));
+            c.err(
+                format!("{at}.name"),
+                format!("pool `{}` is defined twice", pool.name),
+            );
         }
         if pool.backends.is_empty() {
-            c.err(format!("{at}.backends"), "a pool needs at least one backend");
+            c.err(
+                format!("{at}.backends"),
+                "a pool needs at least one backend",
+            );
         }
         let mut seen = HashSet::new();
         for (j, b) in pool.backends.iter().enumerate() {
             if !backends.contains(b) {
-                c.err(format!("{at}.backends[{j}]"), format!("no backend named `{b}`"));
+                c.err(
+                    format!("{at}.backends[{j}]"),
+                    format!("no backend named `{b}`"),
+                );
             }
             if !seen.insert(b) {
-                c.err(format!("{at}.backends[{j}]"), format!("backend `{b}` is listed twice"));
+                c.err(
+                    format!("{at}.backends[{j}]"),
+                    format!("backend `{b}` is listed twice"),
+                );
             }
         }
         if !(500..=599).contains(&pool.unavailable_status) {
             c.err(format!("{at}.unavailable_status"), "must be a 5xx status");
         }
-        check_policy(c, &format!("{at}.policy"), &pool.policy, pool.backends.len(), false);
+        check_policy(
+            c,
+            &format!("{at}.policy"),
+            &pool.policy,
+            pool.backends.len(),
+            false,
+        );
     }
     names
 }
@@ -176,10 +239,15 @@ fn check_policy(c: &mut Checker, at: &str, policy: &Policy, n_backends: usize, n
         Policy::WeightedRoundRobin(_) => {}
         Policy::LeastConnections(p) => {
             if p.load_report_max_age.0.is_zero() {
-                c.err(format!("{at}.least_connections.load_report_max_age"), "must be positive");
+                c.err(
+                    format!("{at}.least_connections.load_report_max_age"),
+                    "must be positive",
+                );
             }
         }
-        Policy::Lard(p) => lard_thresholds(c, &format!("{at}.lard"), p.t_low, p.t_high, p.max_targets),
+        Policy::Lard(p) => {
+            lard_thresholds(c, &format!("{at}.lard"), p.t_low, p.t_high, p.max_targets)
+        }
         Policy::LardR(p) => {
             lard_thresholds(c, &format!("{at}.lard_r"), p.t_low, p.t_high, p.max_targets);
             if p.shrink_after.0.is_zero() {
@@ -187,7 +255,11 @@ fn check_policy(c: &mut Checker, at: &str, policy: &Policy, n_backends: usize, n
             }
         }
         Policy::Cap(p) => {
-            for (field, list) in [("static_patterns", &p.static_patterns), ("cpu_bound", &p.cpu_bound), ("disk_bound", &p.disk_bound)] {
+            for (field, list) in [
+                ("static_patterns", &p.static_patterns),
+                ("cpu_bound", &p.cpu_bound),
+                ("disk_bound", &p.disk_bound),
+            ] {
                 for (k, re) in list.iter().enumerate() {
                     c.regex(format!("{at}.cap.{field}[{k}]"), re);
                 }
@@ -195,9 +267,15 @@ fn check_policy(c: &mut Checker, at: &str, policy: &Policy, n_backends: usize, n
         }
         Policy::Maglev(p) => {
             if !is_prime(p.table_size) {
-                c.err(format!("{at}.maglev.table_size"), format!("{} is not prime (try 65537 or 655373)", p.table_size));
+                c.err(
+                    format!("{at}.maglev.table_size"),
+                    format!("{} is not prime (try 65537 or 655373)", p.table_size),
+                );
             } else if (p.table_size as usize) < 100 * n_backends.max(1) {
-                c.err(format!("{at}.maglev.table_size"), "must be at least 100 × the pool's backends for an even spread");
+                c.err(
+                    format!("{at}.maglev.table_size"),
+                    "must be at least 100 × the pool's backends for an even spread",
+                );
             }
         }
         Policy::Sticky(p) => {
@@ -207,14 +285,23 @@ fn check_policy(c: &mut Checker, at: &str, policy: &Policy, n_backends: usize, n
             if p.cookie.is_empty() || p.cookie.contains([';', '=', ' ']) {
                 c.err(format!("{at}.sticky.cookie"), "must be a cookie name");
             }
-            check_policy(c, &format!("{at}.sticky.fallback"), &p.fallback, n_backends, true);
+            check_policy(
+                c,
+                &format!("{at}.sticky.fallback"),
+                &p.fallback,
+                n_backends,
+                true,
+            );
         }
     }
 }
 
 fn lard_thresholds(c: &mut Checker, at: &str, t_low: u32, t_high: u32, max_targets: u32) {
     if t_low == 0 || t_low >= t_high {
-        c.err(format!("{at}.t_low"), format!("must satisfy 0 < t_low < t_high (got {t_low} and {t_high})"));
+        c.err(
+            format!("{at}.t_low"),
+            format!("must satisfy 0 < t_low < t_high (got {t_low} and {t_high})"),
+        );
     }
     if max_targets == 0 {
         c.err(format!("{at}.max_targets"), "must be at least 1");
@@ -230,10 +317,16 @@ fn check_services(c: &mut Checker, p: &Profile, pools: &HashSet<String>) {
     for (i, s) in p.services.iter().enumerate() {
         let at = format!("services[{i}]");
         if !names.insert(s.name.clone()) {
-            c.err(format!("{at}.name"), format!("service `{}` is defined twice", s.name));
+            c.err(
+                format!("{at}.name"),
+                format!("service `{}` is defined twice", s.name),
+            );
         }
         if !eps.insert((s.vip, s.port)) {
-            c.err(format!("{at}.port"), format!("{}:{} is used by another service", s.vip, s.port));
+            c.err(
+                format!("{at}.port"),
+                format!("{}:{} is used by another service", s.vip, s.port),
+            );
         }
         if s.vip == p.switch.data_ip {
             c.err(format!("{at}.vip"), "must differ from switch.data_ip");
@@ -242,7 +335,10 @@ fn check_services(c: &mut Checker, p: &Profile, pools: &HashSet<String>) {
             c.err(format!("{at}.port"), "must not be 0");
         }
         if !pools.contains(&s.default_pool) {
-            c.err(format!("{at}.default_pool"), format!("no pool named `{}`", s.default_pool));
+            c.err(
+                format!("{at}.default_pool"),
+                format!("no pool named `{}`", s.default_pool),
+            );
         }
         for (j, r) in s.rules.iter().enumerate() {
             let rat = format!("{at}.rules[{j}]");
@@ -257,7 +353,11 @@ fn check_services(c: &mut Checker, p: &Profile, pools: &HashSet<String>) {
 fn check_match(c: &mut Checker, at: &str, m: &Match) {
     for (k, p) in m.path_prefix.iter().chain(&m.path_exact).enumerate() {
         if !p.starts_with('/') {
-            let field = if k < m.path_prefix.len() { format!("path_prefix[{k}]") } else { format!("path_exact[{}]", k - m.path_prefix.len()) };
+            let field = if k < m.path_prefix.len() {
+                format!("path_prefix[{k}]")
+            } else {
+                format!("path_exact[{}]", k - m.path_prefix.len())
+            };
             c.err(format!("{at}.{field}"), "a path starts with `/`");
         }
     }
@@ -266,20 +366,34 @@ fn check_match(c: &mut Checker, at: &str, m: &Match) {
     }
     for (k, e) in m.extension.iter().enumerate() {
         if e.is_empty() || e.contains(['.', '/']) {
-            c.err(format!("{at}.extension[{k}]"), "an extension without the dot, e.g. `png`");
+            c.err(
+                format!("{at}.extension[{k}]"),
+                "an extension without the dot, e.g. `png`",
+            );
         }
     }
     for (k, meth) in m.method.iter().enumerate() {
         if meth.is_empty() || !meth.bytes().all(|b| b.is_ascii_uppercase()) {
-            c.err(format!("{at}.method[{k}]"), "a method in capitals, e.g. `GET`");
+            c.err(
+                format!("{at}.method[{k}]"),
+                "a method in capitals, e.g. `GET`",
+            );
         }
     }
     for (k, h) in m.header.iter().enumerate() {
-        if h.name.is_empty() || !h.name.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_".contains(&b)) {
+        if h.name.is_empty()
+            || !h
+                .name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_".contains(&b))
+        {
             c.err(format!("{at}.header[{k}].name"), "must be a header name");
         }
         if h.value.is_some() && h.regex.is_some() {
-            c.err(format!("{at}.header[{k}]"), "give `value` or `regex`, not both");
+            c.err(
+                format!("{at}.header[{k}]"),
+                "give `value` or `regex`, not both",
+            );
         }
         if let Some(re) = &h.regex {
             c.regex(format!("{at}.header[{k}].regex"), re);
@@ -297,7 +411,10 @@ fn check_health(c: &mut Checker, at: &str, h: &Health) {
         c.err(format!("{at}.interval"), "must be positive");
     }
     if h.timeout.0.is_zero() || h.timeout.0 > h.interval.0 {
-        c.err(format!("{at}.timeout"), "must be positive and at most the interval");
+        c.err(
+            format!("{at}.timeout"),
+            "must be positive and at most the interval",
+        );
     }
     if h.rise == 0 {
         c.err(format!("{at}.rise"), "must be at least 1");
@@ -312,7 +429,10 @@ fn check_health(c: &mut Checker, at: &str, h: &Health) {
             }
             for (k, s) in hc.expect_status.iter().enumerate() {
                 if !(100..=599).contains(s) {
-                    c.err(format!("{at}.check.http.expect_status[{k}]"), "must be an HTTP status");
+                    c.err(
+                        format!("{at}.check.http.expect_status[{k}]"),
+                        "must be an HTTP status",
+                    );
                 }
             }
             if hc.port == 0 {
@@ -334,7 +454,10 @@ fn check_limits(c: &mut Checker, p: &Profile) {
         c.err("limits.max_header_bytes", "must be between 512 and 1048576");
     }
     if l.pending_per_worker == 0 || l.pending_per_worker > t_cap(p) {
-        c.err("limits.pending_per_worker", "must be between 1 and tuning.table_capacity");
+        c.err(
+            "limits.pending_per_worker",
+            "must be between 1 and tuning.table_capacity",
+        );
     }
     if !(536..=9000).contains(&p.tcp.mss) {
         c.err("tcp.mss", "must be between 536 and 9000");
@@ -356,7 +479,14 @@ fn check_limits(c: &mut Checker, p: &Profile) {
         c.err("tuning.syn_cookies.threshold", "must be between 0 and 1");
     }
     let to = &p.timeouts;
-    for (name, d) in [("header", to.header), ("decision", to.decision), ("syn_ack_rto", to.syn_ack_rto), ("handoff_rto", to.handoff_rto), ("fin", to.fin), ("idle", to.idle)] {
+    for (name, d) in [
+        ("header", to.header),
+        ("decision", to.decision),
+        ("syn_ack_rto", to.syn_ack_rto),
+        ("handoff_rto", to.handoff_rto),
+        ("fin", to.fin),
+        ("idle", to.idle),
+    ] {
         if d.0.is_zero() {
             c.err(format!("timeouts.{name}"), "must be positive");
         }
@@ -371,7 +501,10 @@ fn check_thop(c: &mut Checker, t: &Thop) {
         c.err("thop.port", "must not be 0");
     }
     if t.keys.is_empty() {
-        c.err("thop.keys", "at least one key is needed (agents reject unauthenticated frames)");
+        c.err(
+            "thop.keys",
+            "at least one key is needed (agents reject unauthenticated frames)",
+        );
     }
     let mut ids = HashSet::new();
     for (i, k) in t.keys.iter().enumerate() {
@@ -382,12 +515,18 @@ fn check_thop(c: &mut Checker, t: &Thop) {
         match (&k.secret_hex, &k.secret_file) {
             (Some(h), None) => {
                 if h.len() != 64 || hex::decode(h).is_err() {
-                    c.err(format!("{at}.secret_hex"), "must be 64 hex digits (32 bytes)");
+                    c.err(
+                        format!("{at}.secret_hex"),
+                        "must be 64 hex digits (32 bytes)",
+                    );
                 }
             }
             (None, Some(f)) => match std::fs::read_to_string(f) {
                 Ok(t) if t.trim().len() == 64 && hex::decode(t.trim()).is_ok() => {}
-                Ok(_) => c.err(format!("{at}.secret_file"), format!("{f} must hold 64 hex digits (32 bytes)")),
+                Ok(_) => c.err(
+                    format!("{at}.secret_file"),
+                    format!("{f} must hold 64 hex digits (32 bytes)"),
+                ),
                 Err(e) => c.err(format!("{at}.secret_file"), format!("cannot read {f}: {e}")),
             },
             _ => c.err(at, "give exactly one of `secret_hex` and `secret_file`"),

@@ -47,7 +47,12 @@ impl Cap {
     /// Patterns were checked by validation; one that does not compile matches nothing.
     pub fn new(p: &CapParams) -> Self {
         let set = |v: &[String]| RegexSet::new(v).unwrap_or_else(|_| RegexSet::empty());
-        Self { cpu: set(&p.cpu_bound), disk: set(&p.disk_bound), static_: set(&p.static_patterns), cursor: [0; 3] }
+        Self {
+            cpu: set(&p.cpu_bound),
+            disk: set(&p.disk_bound),
+            static_: set(&p.static_patterns),
+            cursor: [0; 3],
+        }
     }
 
     /// The class of a path: CPU-bound patterns first, then disk-bound, then

@@ -38,7 +38,12 @@ struct LruMap<V> {
 
 impl<V> LruMap<V> {
     fn new(cap: usize) -> Self {
-        Self { map: HashMap::new(), order: BTreeMap::new(), clock: 0, cap: cap.max(1) }
+        Self {
+            map: HashMap::new(),
+            order: BTreeMap::new(),
+            clock: 0,
+            cap: cap.max(1),
+        }
     }
 
     fn get_mut(&mut self, k: &str) -> Option<&mut V> {
@@ -59,7 +64,9 @@ impl<V> LruMap<V> {
         }
         self.order.insert(self.clock, k.to_string());
         while self.map.len() > self.cap {
-            let Some((_, oldest)) = self.order.pop_first() else { break };
+            let Some((_, oldest)) = self.order.pop_first() else {
+                break;
+            };
             self.map.remove(&oldest);
         }
     }
@@ -75,7 +82,8 @@ fn index_of(members: &[MemberView], id: BackendId) -> Option<usize> {
 
 /// The LARD condition for moving load off a server with load `l`.
 fn overloaded(l: u32, members: &[MemberView], t_low: u32, t_high: u32) -> bool {
-    (l > t_high && members.iter().any(|m| m.usable && m.active < t_low)) || l >= t_high.saturating_mul(2)
+    (l > t_high && members.iter().any(|m| m.usable && m.active < t_low))
+        || l >= t_high.saturating_mul(2)
 }
 
 /// Basic LARD.
@@ -89,7 +97,12 @@ pub struct Lard {
 
 impl Lard {
     pub fn new(p: &LardParams) -> Self {
-        Self { t_low: p.t_low, t_high: p.t_high, server: LruMap::new(p.max_targets as usize), next: 0 }
+        Self {
+            t_low: p.t_low,
+            t_high: p.t_high,
+            server: LruMap::new(p.max_targets as usize),
+            next: 0,
+        }
     }
 
     /// URLs currently assigned.
@@ -107,9 +120,18 @@ impl Lard {
 impl DispatchPolicy for Lard {
     fn pick(&mut self, members: &[MemberView], req: &Request<'_>, _ctx: &PickCtx) -> Option<usize> {
         let target = req.target;
-        let current = self.server.get_mut(target).map(|id| *id).and_then(|id| index_of(members, id));
+        let current = self
+            .server
+            .get_mut(target)
+            .map(|id| *id)
+            .and_then(|id| index_of(members, id));
         let n = match current {
-            Some(n) if members[n].usable && !overloaded(members[n].active, members, self.t_low, self.t_high) => n,
+            Some(n)
+                if members[n].usable
+                    && !overloaded(members[n].active, members, self.t_low, self.t_high) =>
+            {
+                n
+            }
             _ => self.least(members)?,
         };
         if current != Some(n) {
@@ -141,12 +163,21 @@ pub struct LardR {
 
 impl LardR {
     pub fn new(p: &LardRParams) -> Self {
-        Self { t_low: p.t_low, t_high: p.t_high, k: p.shrink_after.0, sets: LruMap::new(p.max_targets as usize), next: 0 }
+        Self {
+            t_low: p.t_low,
+            t_high: p.t_high,
+            k: p.shrink_after.0,
+            sets: LruMap::new(p.max_targets as usize),
+            next: 0,
+        }
     }
 
     /// The server set of `target`, for tests and `/backends`.
     pub fn set_of(&mut self, target: &str) -> Vec<BackendId> {
-        self.sets.get_mut(target).map(|s| s.ids.clone()).unwrap_or_default()
+        self.sets
+            .get_mut(target)
+            .map(|s| s.ids.clone())
+            .unwrap_or_default()
     }
 }
 
@@ -155,9 +186,13 @@ impl DispatchPolicy for LardR {
         let (t_low, t_high, k) = (self.t_low, self.t_high, self.k);
         let start = self.next % members.len().max(1);
         let overall = least_loaded(members, start, |m| m.active);
-        let mut set = self.sets.get_mut(req.target).cloned().unwrap_or(ServerSet { ids: Vec::new(), last_mod: ctx.now });
+        let mut set = self.sets.get_mut(req.target).cloned().unwrap_or(ServerSet {
+            ids: Vec::new(),
+            last_mod: ctx.now,
+        });
         let before = set.ids.len();
-        set.ids.retain(|id| index_of(members, *id).is_some_and(|i| members[i].usable));
+        set.ids
+            .retain(|id| index_of(members, *id).is_some_and(|i| members[i].usable));
         let mut changed = set.ids.len() != before;
 
         let n = if set.ids.is_empty() {
@@ -166,9 +201,19 @@ impl DispatchPolicy for LardR {
             changed = true;
             n
         } else {
-            let idx: Vec<usize> = set.ids.iter().filter_map(|id| index_of(members, *id)).collect();
-            let mut n = *idx.iter().min_by_key(|&&i| members[i].active).expect("set is not empty");
-            let m = *idx.iter().max_by_key(|&&i| members[i].active).expect("set is not empty");
+            let idx: Vec<usize> = set
+                .ids
+                .iter()
+                .filter_map(|id| index_of(members, *id))
+                .collect();
+            let mut n = *idx
+                .iter()
+                .min_by_key(|&&i| members[i].active)
+                .expect("set is not empty");
+            let m = *idx
+                .iter()
+                .max_by_key(|&&i| members[i].active)
+                .expect("set is not empty");
             if overloaded(members[n].active, members, t_low, t_high) {
                 if let Some(p) = overall {
                     if !set.ids.contains(&members[p].id) {
@@ -178,7 +223,11 @@ impl DispatchPolicy for LardR {
                     n = p;
                 }
             }
-            if !changed && set.ids.len() > 1 && ctx.now.saturating_duration_since(set.last_mod) > k && m != n {
+            if !changed
+                && set.ids.len() > 1
+                && ctx.now.saturating_duration_since(set.last_mod) > k
+                && m != n
+            {
                 set.ids.retain(|id| *id != members[m].id);
                 changed = true;
             }
@@ -204,7 +253,11 @@ mod tests {
     use crate::config::DurationStr;
 
     fn lard() -> Lard {
-        Lard::new(&LardParams { t_low: 25, t_high: 65, max_targets: 1000 })
+        Lard::new(&LardParams {
+            t_low: 25,
+            t_high: 65,
+            max_targets: 1000,
+        })
     }
 
     fn pick(p: &mut dyn DispatchPolicy, m: &[MemberView], path: &str, c: &PickCtx) -> usize {
@@ -250,7 +303,9 @@ mod tests {
         let mut p = lard();
         let mut m = members(3);
         let c = ctx();
-        let homes: Vec<usize> = (0..30).map(|i| pick(&mut p, &m, &format!("/u{i}"), &c)).collect();
+        let homes: Vec<usize> = (0..30)
+            .map(|i| pick(&mut p, &m, &format!("/u{i}"), &c))
+            .collect();
         // Same URL, same server, whatever else happens at light load.
         for i in 0..30 {
             m[i % 3].active += 1;
@@ -268,7 +323,11 @@ mod tests {
 
     #[test]
     fn lard_table_is_bounded() {
-        let mut p = Lard::new(&LardParams { t_low: 25, t_high: 65, max_targets: 10 });
+        let mut p = Lard::new(&LardParams {
+            t_low: 25,
+            t_high: 65,
+            max_targets: 10,
+        });
         let m = members(2);
         let c = ctx();
         for i in 0..100 {
@@ -279,10 +338,18 @@ mod tests {
 
     #[test]
     fn lard_r_grows_the_set_of_a_hot_url_and_shrinks_it_after_k() {
-        let mut p = LardR::new(&LardRParams { t_low: 25, t_high: 65, shrink_after: DurationStr::secs(20), max_targets: 100 });
+        let mut p = LardR::new(&LardRParams {
+            t_low: 25,
+            t_high: 65,
+            shrink_after: DurationStr::secs(20),
+            max_targets: 100,
+        });
         let mut m = members(3);
         let t0 = Instant::now();
-        let at = |s: u64| PickCtx { now: t0 + Duration::from_secs(s), client: ctx().client };
+        let at = |s: u64| PickCtx {
+            now: t0 + Duration::from_secs(s),
+            client: ctx().client,
+        };
         m[0].active = 0;
         m[1].active = 10;
         m[2].active = 10;

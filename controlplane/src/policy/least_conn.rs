@@ -20,12 +20,20 @@ pub struct LeastConnections {
 
 impl LeastConnections {
     pub fn new(p: &LeastConnParams) -> Self {
-        Self { max_age: p.use_load_reports.then_some(p.load_report_max_age.0), next: 0 }
+        Self {
+            max_age: p.use_load_reports.then_some(p.load_report_max_age.0),
+            next: 0,
+        }
     }
 }
 
 impl DispatchPolicy for LeastConnections {
-    fn pick(&mut self, members: &[MemberView], _req: &Request<'_>, _ctx: &PickCtx) -> Option<usize> {
+    fn pick(
+        &mut self,
+        members: &[MemberView],
+        _req: &Request<'_>,
+        _ctx: &PickCtx,
+    ) -> Option<usize> {
         if members.is_empty() {
             return None;
         }
@@ -54,7 +62,10 @@ mod tests {
 
     #[test]
     fn picks_the_fewest_connections_per_weight() {
-        let mut p = LeastConnections::new(&LeastConnParams { use_load_reports: false, load_report_max_age: DurationStr::secs(3) });
+        let mut p = LeastConnections::new(&LeastConnParams {
+            use_load_reports: false,
+            load_report_max_age: DurationStr::secs(3),
+        });
         let mut m = members(3);
         m[0].active = 10;
         m[1].active = 4;

@@ -57,14 +57,30 @@ impl Maglev {
     /// A table of `m` slots (m prime).
     pub fn with_size(key: HashKey, m: usize, names: &[String]) -> Self {
         let m = m.max(2);
-        let offset = names.iter().map(|n| sip(K_OFFSET, n.as_bytes()) % m as u64).collect();
-        let skip = names.iter().map(|n| sip(K_SKIP, n.as_bytes()) % (m as u64 - 1) + 1).collect();
-        Self { key, m, offset, skip, built_for: Vec::new(), table: Vec::new() }
+        let offset = names
+            .iter()
+            .map(|n| sip(K_OFFSET, n.as_bytes()) % m as u64)
+            .collect();
+        let skip = names
+            .iter()
+            .map(|n| sip(K_SKIP, n.as_bytes()) % (m as u64 - 1) + 1)
+            .collect();
+        Self {
+            key,
+            m,
+            offset,
+            skip,
+            built_for: Vec::new(),
+            table: Vec::new(),
+        }
     }
 
     /// Rebuilds the table when the set of members in it (or their weights) changed.
     fn ensure(&mut self, members: &[MemberView]) {
-        let want: Vec<(bool, u32)> = members.iter().map(|m| (m.usable || m.excluded, m.weight)).collect();
+        let want: Vec<(bool, u32)> = members
+            .iter()
+            .map(|m| (m.usable || m.excluded, m.weight))
+            .collect();
         if want == self.built_for && !self.table.is_empty() {
             return;
         }
@@ -114,7 +130,9 @@ impl Maglev {
 /// Fills `m` slots from the members marked present, weighted.
 fn populate(m: usize, offset: &[u64], skip: &[u64], members: &[(bool, u32)]) -> Vec<u32> {
     let mut table = vec![u32::MAX; m];
-    let present: Vec<usize> = (0..members.len()).filter(|&i| members[i].0 && members[i].1 > 0).collect();
+    let present: Vec<usize> = (0..members.len())
+        .filter(|&i| members[i].0 && members[i].1 > 0)
+        .collect();
     if present.is_empty() {
         return table;
     }
@@ -167,7 +185,12 @@ mod tests {
     }
 
     fn assign(p: &mut Maglev, m: &[MemberView], keys: usize) -> Vec<usize> {
-        (0..keys).map(|k| p.pick_hash(m, key_hash(format!("/obj/{k}").as_bytes())).unwrap()).collect()
+        (0..keys)
+            .map(|k| {
+                p.pick_hash(m, key_hash(format!("/obj/{k}").as_bytes()))
+                    .unwrap()
+            })
+            .collect()
     }
 
     #[test]
@@ -179,11 +202,21 @@ mod tests {
             m[1].usable = false;
             let after = assign(&mut p, &m, 20_000);
             let moved = before.iter().zip(&after).filter(|(a, b)| a != b).count() as f64 / 20_000.0;
-            let moved_elsewhere =
-                before.iter().zip(&after).filter(|(a, b)| **a != 1 && a != b).count() as f64 / 20_000.0;
+            let moved_elsewhere = before
+                .iter()
+                .zip(&after)
+                .filter(|(a, b)| **a != 1 && a != b)
+                .count() as f64
+                / 20_000.0;
             let ideal = 1.0 / n as f64;
-            assert!(moved < ideal * 1.3, "n={n}: moved {moved:.3}, ideal {ideal:.3}");
-            assert!(moved_elsewhere < 0.03, "n={n}: {moved_elsewhere:.3} of keys not on the removed backend moved");
+            assert!(
+                moved < ideal * 1.3,
+                "n={n}: moved {moved:.3}, ideal {ideal:.3}"
+            );
+            assert!(
+                moved_elsewhere < 0.03,
+                "n={n}: {moved_elsewhere:.3} of keys not on the removed backend moved"
+            );
             assert!(after.iter().all(|&b| b != 1));
         }
     }
@@ -199,7 +232,10 @@ mod tests {
         for (i, w) in [(0usize, 1.0), (1, 2.0), (2, 5.0)] {
             let share = got.iter().filter(|&&b| b == i).count() as f64 / 40_000.0;
             let want = w / 8.0;
-            assert!((share - want).abs() < 0.02, "backend {i}: share {share:.3}, want {want:.3}");
+            assert!(
+                (share - want).abs() < 0.02,
+                "backend {i}: share {share:.3}, want {want:.3}"
+            );
         }
     }
 

@@ -52,7 +52,9 @@ impl MemberView {
     /// Load estimate: a fresh agent report plus what we sent since, else our own count.
     pub fn load(&self, max_report_age: Option<Duration>) -> u32 {
         match (self.report, max_report_age) {
-            (Some((active, age)), Some(max)) if age <= max => active.saturating_add(self.since_report),
+            (Some((active, age)), Some(max)) if age <= max => {
+                active.saturating_add(self.since_report)
+            }
             _ => self.active,
         }
     }
@@ -88,7 +90,11 @@ pub fn build(cfg: &PolicyConfig, names: &[String]) -> Box<dyn DispatchPolicy> {
 
 /// Index of the usable member with the least load relative to weight, ties
 /// broken by the lowest index after `start` (so equal members rotate).
-pub(crate) fn least_loaded(members: &[MemberView], start: usize, load: impl Fn(&MemberView) -> u32) -> Option<usize> {
+pub(crate) fn least_loaded(
+    members: &[MemberView],
+    start: usize,
+    load: impl Fn(&MemberView) -> u32,
+) -> Option<usize> {
     let n = members.len();
     let mut best: Option<(usize, u64, u64)> = None;
     for k in 0..n {
@@ -114,12 +120,23 @@ pub(crate) mod testutil {
     /// `n` usable members of weight 1 and no load.
     pub fn members(n: usize) -> Vec<MemberView> {
         (0..n)
-            .map(|i| MemberView { id: i as u32, weight: 1, active: 0, report: None, since_report: 0, usable: true, excluded: false })
+            .map(|i| MemberView {
+                id: i as u32,
+                weight: 1,
+                active: 0,
+                report: None,
+                since_report: 0,
+                usable: true,
+                excluded: false,
+            })
             .collect()
     }
 
     pub fn ctx() -> PickCtx {
-        PickCtx { now: Instant::now(), client: "198.18.0.101".parse().unwrap() }
+        PickCtx {
+            now: Instant::now(),
+            client: "198.18.0.101".parse().unwrap(),
+        }
     }
 
     pub fn get(path: &str) -> Vec<u8> {

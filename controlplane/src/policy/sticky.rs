@@ -60,7 +60,8 @@ mod tests {
     }
 
     fn with_cookie(path: &str, cookie: &str) -> Vec<u8> {
-        format!("GET {path} HTTP/1.1\r\nHost: x\r\nCookie: theme=dark; {cookie}\r\n\r\n").into_bytes()
+        format!("GET {path} HTTP/1.1\r\nHost: x\r\nCookie: theme=dark; {cookie}\r\n\r\n")
+            .into_bytes()
     }
 
     #[test]

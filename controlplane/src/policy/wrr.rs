@@ -19,7 +19,12 @@ impl WeightedRoundRobin {
 }
 
 impl DispatchPolicy for WeightedRoundRobin {
-    fn pick(&mut self, members: &[MemberView], _req: &Request<'_>, _ctx: &PickCtx) -> Option<usize> {
+    fn pick(
+        &mut self,
+        members: &[MemberView],
+        _req: &Request<'_>,
+        _ctx: &PickCtx,
+    ) -> Option<usize> {
         if self.credit.len() != members.len() {
             self.credit = vec![0; members.len()];
         }
@@ -32,7 +37,7 @@ impl DispatchPolicy for WeightedRoundRobin {
             let w = i64::from(m.weight);
             self.credit[i] += w;
             total += w;
-            if best.map_or(true, |b| self.credit[i] > self.credit[b]) {
+            if best.is_none_or(|b| self.credit[i] > self.credit[b]) {
                 best = Some(i);
             }
         }
@@ -68,7 +73,10 @@ mod tests {
         // Smooth: inside a window the heavy member is interleaved with the
         // others (nginx's a a b a c a a), never five in a row.
         for window in picks.chunks(7) {
-            assert!(window.windows(3).all(|w| !w.iter().all(|&x| x == 0)), "{window:?}");
+            assert!(
+                window.windows(3).all(|w| !w.iter().all(|&x| x == 0)),
+                "{window:?}"
+            );
         }
     }
 
