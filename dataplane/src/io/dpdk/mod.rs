@@ -132,7 +132,8 @@ impl DpdkQueue {
             });
         } else {
             while n < max {
-                let k = self.poll_nic(max - n);
+                let want = (max - n).min(BURST);
+                let k = self.poll_nic(want);
                 for i in 0..k {
                     if let Some(b) = self.take_rx(i) {
                         bytes += b.data().len() as u64;
@@ -140,8 +141,8 @@ impl DpdkQueue {
                         n += 1;
                     }
                 }
-                if k < BURST.min(max - n + k) || k == 0 {
-                    break;
+                if k < want {
+                    break; // the queue is empty
                 }
             }
         }

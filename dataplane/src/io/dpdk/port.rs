@@ -82,8 +82,8 @@ impl Drop for Port {
                 unsafe { ffi::baton_mbuf_free(m.0) };
             }
         }
-        // Stop, not close: mbufs still held elsewhere stay valid, and the
-        // mempool is kept for the life of the process.
+        // Stop and close the port. Mbufs still held elsewhere stay valid:
+        // they belong to the mempool, which is kept for the process's life.
         // SAFETY: the port id was valid at open.
         unsafe { ffi::baton_port_shutdown(self.id) };
     }
