@@ -28,9 +28,11 @@ impl Response {
             .map(|(_, v)| v.as_str())
     }
 
-    /// The `X-Backend` header: who served it.
+    /// Who served it: `X-Backend` (nginx in the bed) or `X-Served-By` (the
+    /// agent's listener example).
     pub fn backend(&self) -> Option<&str> {
         self.header("x-backend")
+            .or_else(|| self.header("x-served-by"))
     }
 
     /// The body as text (lossy).

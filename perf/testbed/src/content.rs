@@ -86,6 +86,12 @@ pub fn write_site(root: &Path, name: &str) -> Result<()> {
          <p>Served by {name}. Try <a href=\"{PAGE}\">the page with many objects</a>.</p>\n"
     );
     write(root, "/index.html", index.as_bytes())?;
+    // The app pool's URLs as files, for backends served by a static file
+    // server (the agent's listener example); nginx answers /api/ itself.
+    for api in ["/api/items", "/api/users/42"] {
+        let body = format!("{{\"backend\":\"{name}\",\"uri\":\"{api}\"}}\n");
+        write(root, api, body.as_bytes())?;
+    }
     for obj in OBJECTS {
         write(root, obj.path, &object_bytes(obj.size))?;
     }

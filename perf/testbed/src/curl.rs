@@ -13,7 +13,7 @@ pub struct Transfer {
     pub url: String,
     /// HTTP status (0: no response).
     pub code: u16,
-    /// `X-Backend` of the response ("" when absent).
+    /// `X-Backend` (or the listener example's `X-Served-By`), "" when absent.
     pub backend: String,
     /// Body bytes received.
     pub size: u64,
@@ -35,7 +35,7 @@ pub fn fetch_all(ns: &str, urls: &[String]) -> Result<Vec<Transfer>> {
         "-H".into(),
         "Connection: close".into(),
         "-w".into(),
-        "%{http_code} %{size_download} [%header{x-backend}]\\n".into(),
+        "%{http_code} %{size_download} [%header{x-backend}%header{x-served-by}]\\n".into(),
     ];
     for u in urls {
         args.push("-o".into());

@@ -320,7 +320,10 @@ pub fn markdown(r: &Results, svg_rel: &str) -> String {
     if !r.micro.is_empty() {
         m.push_str("\nMicro-benchmarks (same run, `perf/micro.sh`):\n");
         for v in &r.micro {
-            let cmd = v.get("command").and_then(|c| c.as_str()).unwrap_or("micro-benchmark");
+            let cmd = v
+                .get("command")
+                .and_then(|c| c.as_str())
+                .unwrap_or("micro-benchmark");
             m.push_str(&format!("\n`{cmd}`:\n\n```text\n"));
             match v.get("output").and_then(|o| o.as_array()) {
                 Some(lines) => {
