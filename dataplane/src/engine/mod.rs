@@ -60,6 +60,8 @@ pub(crate) struct Svc {
     pub vip: IpAddr,
     pub vip16: [u8; 16],
     pub port: u16,
+    /// The IPv4 VIP as the four bytes appear on the wire (0 for IPv6).
+    pub vip4_be: u32,
 }
 
 /// One worker's state machine.
@@ -128,6 +130,10 @@ impl<B: PacketBuf, F: Forwarder> Engine<B, F> {
                 vip: s.vip,
                 vip16: FlowKey::new(s.vip, 0, 0).client,
                 port: s.port,
+                vip4_be: match s.vip {
+                    IpAddr::V4(a) => u32::from_ne_bytes(a.octets()),
+                    IpAddr::V6(_) => 0,
+                },
             })
             .collect();
         let secrets = Secrets::new(cfg.secret);
@@ -185,6 +191,40 @@ impl<B: PacketBuf, F: Forwarder> Engine<B, F> {
     /// Bytes of memory per table entry (bucket array included).
     pub fn bytes_per_entry(&self) -> f64 {
         self.table.bytes_per_entry()
+    }
+
+    /// Puts a FORWARDING entry straight into the table (benchmarks and
+    /// tests that need many live entries without a million handshakes).
+    #[doc(hidden)]
+    pub fn insert_forwarding(
+        &mut self,
+        client: IpAddr,
+        port: u16,
+        svc: u16,
+        backend: u32,
+        mac: Mac,
+    ) -> bool {
+        let key = FlowKey::new(client, port, svc);
+        let h = self.table.hash(&key);
+        if self.table.lookup(&key, h).is_some() {
+            return false;
+        }
+        let Ok(i) = self.table.insert(
+            key,
+            h,
+            Slot::Forwarding {
+                mac,
+                backend,
+                fin: false,
+            },
+        ) else {
+            return false;
+        };
+        self.counters.transition(None, State::Forwarding.gauge());
+        self.table.get_mut(i).last_seen = self.now_ms;
+        self.table
+            .arm(i, self.now_ms.wrapping_add(dur_ms(self.cfg.idle_timeout)));
+        true
     }
 
     /// Stop accepting new connections (a SYN is answered with RST).
@@ -444,6 +484,13 @@ impl<B: PacketBuf, F: Forwarder> Engine<B, F> {
         self.now_ms = ms_of(now);
         bump(&self.counters.rx_packets, 1);
         bump(&self.counters.rx_bytes, pkt.data().len() as u64);
+        let pkt = match self.forward_fast(pkt, out) {
+            Ok(()) => return,
+            Err(p) => p,
+        };
+        if let Some(seg) = wire::tcp4_fast(pkt.data()) {
+            return self.on_tcp(now, pkt, seg, out);
+        }
         let frame = match wire::parse(pkt.data(), Verify::Header) {
             Ok(f) => f,
             Err(r) => return self.counters.count_drop(r),

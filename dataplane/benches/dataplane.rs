@@ -1,0 +1,401 @@
+//! Dataplane benchmarks on the in-memory backend, one core. They print
+//! figures; nothing here is asserted (timing belongs in benchmarks).
+//!
+//! ```text
+//! cargo bench -p dataplane --bench dataplane            # full run
+//! cargo bench -p dataplane --bench dataplane -- --quick # small, for callgrind
+//! ```
+//!
+//! * forwarding: packets/s through FORWARDING with 1,000,000 live entries,
+//!   flows drawn at random over all entries (cold) and over 4,096 (hot);
+//! * new connections/s: SYN → SYN/ACK → ACK+request → dispatch → decision →
+//!   THOP_CREATE → THOP_ACK → FORWARDING → THOP_CLOSE, the harness building
+//!   every client and agent frame (so the figure is a lower bound);
+//! * bytes per FORWARDING entry.
+
+use std::hint::black_box;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+use std::time::Instant;
+
+use dataplane::config::{Service, SynCookieMode, ThopConfig, WorkerConfig};
+use dataplane::counters::Counters;
+use dataplane::dispatch::{BackendTarget, Decision, DispatchRequest, Verdict, WorkerEvent};
+use dataplane::engine::{Engine, Sink};
+use dataplane::io::memory::{MemBuf, MemoryIo};
+use dataplane::io::{PacketBuf, PacketIo};
+use dataplane::peer::PeerMsg;
+use dataplane::shared::Shared;
+use dataplane::wire::{self, flags, Frame, TcpOpts, TcpOut, Verify};
+use handoff_proto::{Body, Header, Key};
+
+const SWITCH_MAC: [u8; 6] = [2, 0xba, 0x70, 0, 0, 2];
+const CLIENT_MAC: [u8; 6] = [2, 0, 0, 0, 0, 0x65];
+const KEY: [u8; 32] = [5; 32];
+
+struct BenchSink {
+    io: MemoryIo,
+    out: Vec<MemBuf>,
+    requests: Vec<DispatchRequest>,
+}
+
+impl Sink<MemBuf> for BenchSink {
+    fn alloc(&mut self) -> Option<MemBuf> {
+        self.io.alloc()
+    }
+    #[inline]
+    fn send(&mut self, pkt: MemBuf) {
+        self.out.push(pkt);
+    }
+    fn dispatch(&mut self, req: DispatchRequest) -> Result<(), DispatchRequest> {
+        self.requests.push(req);
+        Ok(())
+    }
+    fn event(&mut self, _ev: WorkerEvent) -> bool {
+        true
+    }
+    fn relay(&mut self, _w: u16, _m: PeerMsg) -> bool {
+        true
+    }
+}
+
+fn ip(a: u8, b: u8) -> IpAddr {
+    IpAddr::V4(Ipv4Addr::new(198, 18, a, b))
+}
+
+fn config(capacity: usize) -> WorkerConfig {
+    WorkerConfig {
+        services: vec![Service {
+            vip: ip(0, 10),
+            port: 80,
+        }],
+        mac: SWITCH_MAC,
+        ip: ip(0, 2),
+        thop: ThopConfig {
+            port: 9199,
+            key_id: 1,
+            keys: vec![(1, KEY)],
+        },
+        table_capacity: capacity,
+        pending_capacity: 1024,
+        syncookie_mode: SynCookieMode::Off,
+        syncookie_threshold: usize::MAX,
+        static_macs: vec![(ip(0, 11), [2, 0, 0, 0, 0, 11])],
+        gratuitous_arp: false,
+        secret: [1; 16],
+        ..WorkerConfig::default()
+    }
+}
+
+fn engine(capacity: usize) -> (Engine<MemBuf>, Arc<Shared>) {
+    let shared = Arc::new(Shared::new(1, 64));
+    let e = Engine::new(
+        0,
+        &config(capacity),
+        Arc::new(Counters::default()),
+        shared.clone(),
+    )
+    .unwrap();
+    (e, shared)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn tcp(
+    src: IpAddr,
+    port: u16,
+    fl: u8,
+    seq: u32,
+    ack: u32,
+    opts: TcpOpts,
+    payload: &[u8],
+) -> Vec<u8> {
+    let t = TcpOut {
+        src_mac: CLIENT_MAC,
+        dst_mac: SWITCH_MAC,
+        src,
+        dst: ip(0, 10),
+        src_port: port,
+        dst_port: 80,
+        seq,
+        ack,
+        flags: fl,
+        window: 502,
+        opts,
+        payload,
+    };
+    let mut b = vec![0u8; wire::tcp_frame_len(&t)];
+    wire::emit_tcp(&mut b, &t).unwrap();
+    b
+}
+
+/// xorshift64 for flow selection.
+fn rng(x: &mut u64) -> u64 {
+    *x ^= *x << 13;
+    *x ^= *x >> 7;
+    *x ^= *x << 17;
+    *x
+}
+
+/// Client address `c` of the 16 used (65,536 ports each).
+fn client(c: u64) -> IpAddr {
+    ip(1, c as u8 + 1)
+}
+
+/// One burst through FORWARDING: each frame is pointed at a random live flow
+/// (a new source port; the TCP checksum is not checked on this path), then
+/// handed to the engine, which rewrites the MACs and transmits it.
+#[inline(never)]
+fn forward_burst(
+    e: &mut Engine<MemBuf>,
+    bufs: &mut Vec<MemBuf>,
+    sink: &mut BenchSink,
+    x: &mut u64,
+    span: u64,
+    now: u64,
+) {
+    for mut b in bufs.drain(..) {
+        let f = rng(x) % span;
+        b.data_mut()[34..36].copy_from_slice(&(f as u16).to_be_bytes());
+        e.handle_packet(now, b, sink);
+    }
+}
+
+fn bench_forwarding(entries: usize, packets: u64) {
+    let t0 = Instant::now();
+    let (mut e, _shared) = engine(entries + 1024);
+    let per_ip = (entries as u64).div_ceil(16).min(65536);
+    for c in 0..16u64 {
+        for p in 0..per_ip {
+            e.insert_forwarding(client(c), p as u16, 0, 1, [2, 0, 0, 0, 0, 11]);
+        }
+    }
+    println!(
+        "forwarding: {} live FORWARDING entries ({:.1} bytes each incl. buckets), filled in {:.2} s",
+        e.connections(),
+        e.bytes_per_entry(),
+        t0.elapsed().as_secs_f64()
+    );
+    let mut sink = BenchSink {
+        io: MemoryIo::new(64),
+        out: Vec::with_capacity(64),
+        requests: vec![],
+    };
+    for (label, span) in [
+        ("cold, flows random over all entries", entries as u64),
+        ("hot, 4,096 flows", 4096u64),
+    ] {
+        // 16 template frames (one per client address, 64-byte payload).
+        let mut bufs: Vec<MemBuf> = (0..32u64)
+            .map(|k| {
+                MemBuf::from_frame(&tcp(
+                    client(k % 16),
+                    0,
+                    flags::ACK | flags::PSH,
+                    1,
+                    1,
+                    TcpOpts::default(),
+                    &[0u8; 64],
+                ))
+            })
+            .collect();
+        let mut x = 0x2545_f491_4f6c_dd1du64;
+        let now = 2_000_000_000u64;
+        let start = Instant::now();
+        let mut done = 0u64;
+        while done < packets {
+            forward_burst(
+                &mut e,
+                &mut bufs,
+                &mut sink,
+                &mut x,
+                span.min(per_ip).max(1),
+                now,
+            );
+            done += 32;
+            std::mem::swap(&mut bufs, &mut sink.out);
+            assert_eq!(bufs.len(), 32, "every packet forwarded");
+        }
+        let secs = start.elapsed().as_secs_f64();
+        println!(
+            "forwarding ({label}): {:.2} Mpps per core ({} packets in {:.3} s, {:.1} ns/packet)",
+            done as f64 / secs / 1e6,
+            done,
+            secs,
+            secs * 1e9 / done as f64
+        );
+        black_box(&bufs);
+    }
+    let s = e.counters().snapshot();
+    println!(
+        "forwarding: forwarded={} drops={:?}",
+        s.get("forwarded"),
+        s.drops.iter().filter(|d| d.1 > 0).collect::<Vec<_>>()
+    );
+    assert_eq!(s.drops.iter().map(|d| d.1).sum::<u64>(), 0);
+}
+
+fn bench_new_connections(conns: u64) {
+    let (mut e, shared) = engine(1 << 16);
+    let mut sink = BenchSink {
+        io: MemoryIo::new(4096),
+        out: Vec::with_capacity(64),
+        requests: Vec::with_capacity(64),
+    };
+    let req = b"GET /index.html HTTP/1.1\r\nHost: bench\r\nUser-Agent: b\r\n\r\n";
+    let key = Key::new(1, KEY);
+    let target = BackendTarget {
+        id: 1,
+        ip: ip(0, 11),
+        mac: Some([2, 0, 0, 0, 0, 11]),
+        thop: SocketAddr::new(ip(0, 11), 9199),
+    };
+    let mut now = 3_000_000_000u64;
+    let mut agent_seq = 1u64 << 41;
+    let syn_opts = TcpOpts {
+        mss: Some(1460),
+        window_scale: Some(7),
+        sack_permitted: true,
+        timestamp: Some((1, 0)),
+    };
+    let mut thop = vec![0u8; 256];
+    let mut seal = |cid: u64, body: Body<'_>, seq: &mut u64, now: u64| -> MemBuf {
+        *seq += 1;
+        let hdr = Header {
+            flags: 0,
+            sender: handoff_proto::node_id(ip(0, 11)),
+            receiver: handoff_proto::node_id(ip(0, 2)),
+            conn_id: cid,
+            msg_seq: *seq,
+            timestamp_ms: shared.epoch_unix_ms + now / 1_000_000,
+        };
+        let flen = handoff_proto::frame_len(&body);
+        let total = wire::udp_payload_offset() + flen;
+        handoff_proto::seal(
+            &hdr,
+            &body,
+            &key,
+            &mut thop[wire::udp_payload_offset()..total],
+        );
+        wire::emit_udp(
+            &mut thop[..total],
+            [2, 0, 0, 0, 0, 11],
+            SWITCH_MAC,
+            ip(0, 11),
+            ip(0, 2),
+            9199,
+            9199,
+            flen,
+        );
+        MemBuf::from_frame(&thop[..total])
+    };
+    let start = Instant::now();
+    for n in 0..conns {
+        let port = (n % 60000) as u16 + 1024;
+        let src = client(n / 60000 % 16);
+        let isn = (n as u32).wrapping_mul(2_654_435_761);
+        e.handle_packet(
+            now,
+            MemBuf::from_frame(&tcp(src, port, flags::SYN, isn, 0, syn_opts, b"")),
+            &mut sink,
+        );
+        let iss = match sink
+            .out
+            .pop()
+            .map(|b| wire::parse(b.data(), Verify::Header))
+        {
+            Some(Ok(Frame::Tcp(s))) => s.seq,
+            other => panic!("no SYN/ACK: {other:?}"),
+        };
+        let ts = TcpOpts {
+            timestamp: Some((2, 0)),
+            ..Default::default()
+        };
+        e.handle_packet(
+            now,
+            MemBuf::from_frame(&tcp(
+                src,
+                port,
+                flags::ACK | flags::PSH,
+                isn + 1,
+                iss + 1,
+                ts,
+                req,
+            )),
+            &mut sink,
+        );
+        sink.out.clear();
+        let r = sink.requests.pop().expect("dispatch request");
+        e.handle_decision(
+            now,
+            Decision {
+                token: r.token,
+                verdict: Verdict::Backend(target.clone()),
+                pool: 0,
+                header: r.header,
+            },
+            &mut sink,
+        );
+        let (cid, seq) = {
+            let f = sink.out.pop().expect("CREATE");
+            let Ok(Frame::Udp(u)) = wire::parse(f.data(), Verify::Header) else {
+                panic!()
+            };
+            let (v, _) =
+                handoff_proto::FrameView::parse(&f.data()[u.payload.0..u.payload.0 + u.payload.1])
+                    .unwrap();
+            (v.conn_id(), v.msg_seq())
+        };
+        e.handle_packet(
+            now,
+            seal(
+                cid,
+                Body::Ack(handoff_proto::Ack { echo_seq: seq }),
+                &mut agent_seq,
+                now,
+            ),
+            &mut sink,
+        );
+        e.handle_packet(
+            now,
+            seal(
+                cid,
+                Body::Close(handoff_proto::Close {
+                    reason: handoff_proto::CloseReason::ServerClose,
+                    bytes_from_client: 0,
+                    bytes_to_client: 0,
+                }),
+                &mut agent_seq,
+                now,
+            ),
+            &mut sink,
+        );
+        sink.out.clear();
+        if n % 1024 == 0 {
+            now += 1_000_000;
+        }
+    }
+    let secs = start.elapsed().as_secs_f64();
+    let s = e.counters().snapshot();
+    println!(
+        "new connections: {:.0} per second per core ({} in {:.3} s, {:.2} us each, harness included); acked={} live={}",
+        conns as f64 / secs,
+        conns,
+        secs,
+        secs * 1e6 / conns as f64,
+        s.get("handoff_acked"),
+        e.connections()
+    );
+}
+
+fn main() {
+    let quick = std::env::args().any(|a| a == "--quick");
+    let entry = std::mem::size_of::<dataplane::table::Entry>();
+    println!("entry: {entry} bytes per table entry (one cache line)");
+    if quick {
+        bench_forwarding(100_000, 1_000_000);
+        bench_new_connections(20_000);
+    } else {
+        bench_forwarding(1_000_000, 50_000_000);
+        bench_new_connections(300_000);
+    }
+}
