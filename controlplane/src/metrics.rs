@@ -107,6 +107,7 @@ pub struct Metrics {
     port_up: IntGaugeVec,
     port_counters: IntCounterVec,
     port: Mutex<Option<(Arc<dyn PortMonitor>, PortStats)>>,
+    catalog: Vec<MetricDoc>,
 }
 
 #[derive(Default)]
@@ -116,22 +117,52 @@ struct WorkerSources {
     last: HashMap<(usize, &'static str, &'static str), u64>,
 }
 
-fn counter_vec(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
-    let c = IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric");
-    r.register(Box::new(c.clone())).expect("unique metric");
-    c
+/// One metric family as documented in `docs/metrics.md`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MetricDoc {
+    pub name: String,
+    /// `counter`, `gauge` or `histogram`.
+    pub kind: &'static str,
+    pub labels: Vec<String>,
+    pub help: String,
 }
 
-fn gauge_vec(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
-    let g = IntGaugeVec::new(Opts::new(name, help), labels).expect("valid metric");
-    r.register(Box::new(g.clone())).expect("unique metric");
-    g
+/// A registry that also records what it registered, for the documentation.
+struct Reg {
+    r: Registry,
+    catalog: std::cell::RefCell<Vec<MetricDoc>>,
+}
+
+impl Reg {
+    fn add(&self, c: Box<dyn prometheus::core::Collector>, kind: &'static str) {
+        for d in c.desc() {
+            self.catalog.borrow_mut().push(MetricDoc {
+                name: d.fq_name.clone(),
+                kind,
+                labels: d.variable_labels.clone(),
+                help: d.help.clone(),
+            });
+        }
+        self.r.register(c).expect("unique metric");
+    }
+
+    fn counter(&self, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+        let c = IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric");
+        self.add(Box::new(c.clone()), "counter");
+        c
+    }
+
+    fn gauge(&self, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
+        let g = IntGaugeVec::new(Opts::new(name, help), labels).expect("valid metric");
+        self.add(Box::new(g.clone()), "gauge");
+        g
+    }
 }
 
 impl Metrics {
     /// All metrics, registered; worker counters are attached with [`Metrics::set_workers`].
     pub fn new(profile_name: &str) -> Self {
-        let r = Registry::new();
+        let r = Reg { r: Registry::new(), catalog: Default::default() };
         let info = GaugeVec::new(
             Opts::new(
                 "baton_build_info",
@@ -140,7 +171,7 @@ impl Metrics {
             &["version", "profile", "dpdk"],
         )
         .expect("valid metric");
-        r.register(Box::new(info.clone())).expect("unique metric");
+        r.add(Box::new(info.clone()), "gauge");
         info.with_label_values(&[
             env!("CARGO_PKG_VERSION"),
             profile_name,
@@ -152,15 +183,13 @@ impl Metrics {
             "Generation of the running profile (1 at start, +1 per successful reload).",
         )
         .expect("valid metric");
-        r.register(Box::new(config_generation.clone()))
-            .expect("unique metric");
+        r.add(Box::new(config_generation.clone()), "gauge");
         let last_reload_success = Gauge::new(
             "baton_config_last_reload_success_timestamp_seconds",
             "Unix time of the last successful profile load or reload.",
         )
         .expect("valid metric");
-        r.register(Box::new(last_reload_success.clone()))
-            .expect("unique metric");
+        r.add(Box::new(last_reload_success.clone()), "gauge");
         let decision_seconds = Histogram::with_opts(
             HistogramOpts::new(
                 "baton_dispatch_decision_seconds",
@@ -169,8 +198,7 @@ impl Metrics {
             .buckets(LATENCY_BUCKETS.to_vec()),
         )
         .expect("valid metric");
-        r.register(Box::new(decision_seconds.clone()))
-            .expect("unique metric");
+        r.add(Box::new(decision_seconds.clone()), "histogram");
         let handoff_seconds = HistogramVec::new(
             HistogramOpts::new(
                 "baton_handoff_latency_seconds",
@@ -180,8 +208,7 @@ impl Metrics {
             &["backend"],
         )
         .expect("valid metric");
-        r.register(Box::new(handoff_seconds.clone()))
-            .expect("unique metric");
+        r.add(Box::new(handoff_seconds.clone()), "histogram");
 
         let mut worker_scalars = HashMap::new();
         for (name, _) in Counters::default().snapshot().scalars {
@@ -197,59 +224,72 @@ impl Metrics {
             } else {
                 vec!["worker", label]
             };
-            let c = counter_vec(&r, &metric, &help_for(&metric), &labels);
+            let c = r.counter(&metric, &help_for(&metric), &labels);
             worker_scalars.insert(metric, c);
         }
 
         Metrics {
             config_generation,
-            reloads: counter_vec(&r, "baton_config_reloads_total", "Profile reloads by result.", &["result"]),
+            reloads: r.counter("baton_config_reloads_total", "Profile reloads by result.", &["result"]),
             last_reload_success,
-            decisions: counter_vec(&r, "baton_dispatch_decisions_total", "Requests dispatched, by pool and backend.", &["pool", "backend"]),
-            rejections: counter_vec(
-                &r,
-                "baton_dispatch_rejections_total",
+            decisions: r.counter("baton_dispatch_decisions_total", "Requests dispatched, by pool and backend.", &["pool", "backend"]),
+            rejections: r.counter("baton_dispatch_rejections_total",
                 "Requests the control plane answered with an error status, by pool and reason.",
                 &["pool", "reason"],
             ),
             decision_seconds,
             handoff_seconds,
-            handoffs: counter_vec(&r, "baton_handoffs_total", "Handoff outcomes reported by workers, by backend.", &["backend", "outcome"]),
-            backend_up: gauge_vec(&r, "baton_backend_up", "1 when the backend is healthy (checks and passive signals), else 0.", &["backend"]),
-            backend_draining: gauge_vec(&r, "baton_backend_draining", "1 when the backend is drained (no new requests).", &["backend"]),
-            backend_active: gauge_vec(&r, "baton_backend_active_connections", "Connections handed to the backend and not yet closed.", &["backend"]),
-            backend_reported: gauge_vec(&r, "baton_backend_reported_connections", "Active connections in the agent's last LOAD report.", &["backend"]),
-            backend_weight: gauge_vec(&r, "baton_backend_weight", "Configured weight of the backend.", &["backend"]),
-            health_checks: counter_vec(&r, "baton_health_checks_total", "Active health checks by result.", &["backend", "result"]),
-            health_transitions: counter_vec(&r, "baton_backend_transitions_total", "Backend health changes, by new state.", &["backend", "to"]),
-            load_reports: counter_vec(&r, "baton_load_reports_total", "THOP LOAD reports received, by whether they matched a backend.", &["result"]),
-            deferred_decisions: counter_vec(
-                &r,
-                "baton_dispatch_deferred_total",
+            handoffs: r.counter("baton_handoffs_total", "Handoff outcomes reported by workers, by backend.", &["backend", "outcome"]),
+            backend_up: r.gauge("baton_backend_up", "1 when the backend is healthy (checks and passive signals), else 0.", &["backend"]),
+            backend_draining: r.gauge("baton_backend_draining", "1 when the backend is drained (no new requests).", &["backend"]),
+            backend_active: r.gauge("baton_backend_active_connections", "Connections handed to the backend and not yet closed.", &["backend"]),
+            backend_reported: r.gauge("baton_backend_reported_connections", "Active connections in the agent's last LOAD report.", &["backend"]),
+            backend_weight: r.gauge("baton_backend_weight", "Configured weight of the backend.", &["backend"]),
+            health_checks: r.counter("baton_health_checks_total", "Active health checks by result.", &["backend", "result"]),
+            health_transitions: r.counter("baton_backend_transitions_total", "Backend health changes, by new state.", &["backend", "to"]),
+            load_reports: r.counter("baton_load_reports_total", "THOP LOAD reports received, by whether they matched a backend.", &["result"]),
+            deferred_decisions: r.counter("baton_dispatch_deferred_total",
                 "Decisions held back because a worker's decision queue was full.",
                 &["worker"],
             ),
-            worker_drops: counter_vec(&r, "baton_worker_dropped_packets_total", "Frames dropped by the dataplane, by reason, per worker.", &["worker", "reason"]),
-            worker_aborts: counter_vec(
-                &r,
-                "baton_worker_aborted_connections_total",
+            worker_drops: r.counter("baton_worker_dropped_packets_total", "Frames dropped by the dataplane, by reason, per worker.", &["worker", "reason"]),
+            worker_aborts: r.counter("baton_worker_aborted_connections_total",
                 "Connections the switch ended itself, by reason, per worker.",
                 &["worker", "reason"],
             ),
-            worker_closes: counter_vec(&r, "baton_worker_closed_connections_total", "FORWARDING connections ended, by reason, per worker.", &["worker", "reason"]),
-            worker_states: gauge_vec(&r, "baton_worker_connections", "Connections by state, per worker.", &["worker", "state"]),
+            worker_closes: r.counter("baton_worker_closed_connections_total", "FORWARDING connections ended, by reason, per worker.", &["worker", "reason"]),
+            worker_states: r.gauge("baton_worker_connections", "Connections by state, per worker.", &["worker", "state"]),
             worker_scalars,
             workers: Mutex::new(WorkerSources::default()),
-            port_up: gauge_vec(&r, "baton_port_up", "1 when the data port's link is up.", &["port"]),
-            port_counters: counter_vec(
-                &r,
-                "baton_port_events_total",
+            port_up: r.gauge("baton_port_up", "1 when the data port's link is up.", &["port"]),
+            port_counters: r.counter("baton_port_events_total",
                 "Data port counters kept by the driver or kernel (packets, bytes, missed, errors, no-buffer).",
                 &["port", "counter"],
             ),
             port: Mutex::new(None),
-            registry: r,
+            catalog: r.catalog.into_inner(),
+            registry: r.r,
         }
+    }
+
+    /// Every metric family, sorted by name (for `docs/metrics.md`).
+    pub fn catalog(&self) -> Vec<MetricDoc> {
+        let mut c = self.catalog.clone();
+        c.sort_by(|a, b| a.name.cmp(&b.name));
+        c
+    }
+
+    /// The catalog as a markdown table.
+    pub fn catalog_markdown(&self) -> String {
+        let mut out = String::from("| metric | type | labels | meaning |\n|---|---|---|---|\n");
+        // Dataplane counters without a description here are exported under
+        // their own names; they are listed by pattern, not in this table, so a
+        // new dataplane counter does not make the documentation stale.
+        for m in self.catalog().into_iter().filter(|m| !help_for(&m.name).starts_with("Dataplane counter `")) {
+            let labels = if m.labels.is_empty() { "—".to_string() } else { m.labels.iter().map(|l| format!("`{l}`")).collect::<Vec<_>>().join(", ") };
+            out.push_str(&format!("| `{}` | {} | {} | {} |\n", m.name, m.kind, labels, m.help.replace('|', "\\|")));
+        }
+        out
     }
 
     /// The workers whose counters are exported.

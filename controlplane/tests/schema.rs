@@ -66,3 +66,21 @@ fn schema_accepts_the_shape_of_a_real_profile() {
         assert!(required.contains(&f), "{f} must be required");
     }
 }
+
+#[test]
+fn metrics_md_lists_every_metric() {
+    let path = docs().join("metrics.md");
+    let text = std::fs::read_to_string(&path).unwrap_or_default();
+    const BEGIN: &str = "<!-- BEGIN GENERATED METRICS -->";
+    const END: &str = "<!-- END GENERATED METRICS -->";
+    let (Some(b), Some(e)) = (text.find(BEGIN), text.find(END)) else {
+        panic!("docs/metrics.md lacks the generated-table markers");
+    };
+    let generated = format!("\n{}", controlplane::metrics::Metrics::new("doc").catalog_markdown());
+    let current = &text[b + BEGIN.len()..e];
+    if bless() && current != generated {
+        std::fs::write(&path, format!("{}{BEGIN}{generated}{}", &text[..b], &text[e..])).unwrap();
+        return;
+    }
+    assert!(current == generated, "docs/metrics.md is stale: run `BATON_BLESS=1 cargo test -p controlplane --test schema`");
+}
