@@ -285,13 +285,24 @@ fn open_one(
     Ok((fd, rings))
 }
 
-/// Joins the fanout group; with `id == None` asks the kernel for a fresh id
-/// and returns it.
-fn join_fanout(fd: &OwnedFd, id: Option<u16>, iface: &str) -> Result<u16, IoError> {
-    let flags = libc::PACKET_FANOUT_FLAG_IGNORE_OUTGOING;
+/// Joins the fanout group; with `id == None` asks the kernel for a fresh id.
+/// Returns the group id. `ignore_outgoing` asks the group to skip frames this
+/// host sends (newer kernels); every member must pass the same flags.
+fn join_fanout(
+    fd: &OwnedFd,
+    id: Option<u16>,
+    ignore_outgoing: bool,
+    iface: &str,
+) -> Result<u16, IoError> {
+    let flags = libc::PACKET_FANOUT_HASH
+        | if ignore_outgoing {
+            libc::PACKET_FANOUT_FLAG_IGNORE_OUTGOING
+        } else {
+            0
+        };
     let arg: u32 = match id {
-        Some(id) => id as u32 | (libc::PACKET_FANOUT_HASH | flags) << 16,
-        None => (libc::PACKET_FANOUT_HASH | flags | libc::PACKET_FANOUT_FLAG_UNIQUEID) << 16,
+        Some(id) => id as u32 | flags << 16,
+        None => (flags | libc::PACKET_FANOUT_FLAG_UNIQUEID) << 16,
     };
     socket::set_opt(
         fd.as_raw_fd(),
@@ -330,9 +341,21 @@ pub fn open(cfg: &AfPacketConfig, workers: usize) -> Result<Vec<AfPacketQueue>, 
         socks.push(open_one(cfg, ifindex, layout)?);
     }
     let mac = socket::hw_addr(&socks[0].0, &cfg.iface)?;
+    // PACKET_FANOUT_FLAG_IGNORE_OUTGOING is recent (older kernels say
+    // EINVAL); without it, the receive path drops our own frames itself.
     let mut group = cfg.fanout_group;
-    for (fd, _) in &socks {
-        group = Some(join_fanout(fd, group, &cfg.iface)?);
+    let ignore_outgoing = match join_fanout(&socks[0].0, group, true, &cfg.iface) {
+        Ok(id) => {
+            group = Some(id);
+            true
+        }
+        Err(_) => {
+            group = Some(join_fanout(&socks[0].0, group, false, &cfg.iface)?);
+            false
+        }
+    };
+    for (fd, _) in socks.iter().skip(1) {
+        group = Some(join_fanout(fd, group, ignore_outgoing, &cfg.iface)?);
     }
     let fanout_group = group.unwrap_or(0);
     // Frames that arrived while the group was filling were hashed over fewer
@@ -410,6 +433,9 @@ impl AfPacketQueue {
             let Some(frame) = self.rings.next_rx() else {
                 break;
             };
+            if frame.outgoing {
+                continue; // our own transmission, looped back to taps
+            }
             if frame.status & libc::TP_STATUS_VLAN_VALID != 0 {
                 vlan += 1;
                 continue;

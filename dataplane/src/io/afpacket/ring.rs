@@ -96,7 +96,24 @@ pub struct RxFrame<'a> {
     /// Original length on the wire (larger than `data` when truncated).
     pub wire_len: u32,
     pub status: u32,
+    /// A frame this host sent (seen only on kernels without
+    /// `PACKET_FANOUT_FLAG_IGNORE_OUTGOING`).
+    pub outgoing: bool,
 }
+
+/// `sll_pkttype` of the `sockaddr_ll` the kernel writes after a frame
+/// header (`hdr_len` = the aligned header size); `None` when out of bounds.
+///
+/// # Safety
+/// `hdr..hdr + limit` must lie inside the mapping.
+unsafe fn pkttype(hdr: *const u8, hdr_len: usize, limit: usize) -> Option<u8> {
+    // family u16, protocol u16, ifindex i32, hatype u16, then pkttype.
+    const AT: usize = 10;
+    (hdr_len + AT < limit).then(|| hdr.add(hdr_len + AT).read_volatile())
+}
+
+const V3_HDR: usize = (std::mem::size_of::<libc::tpacket3_hdr>() + 15) & !15;
+const V2_HDR: usize = (std::mem::size_of::<libc::tpacket2_hdr>() + 15) & !15;
 
 /// Reads a kernel-shared `u32` at `p`.
 ///
@@ -259,10 +276,14 @@ impl Rings {
             let data = unsafe {
                 std::slice::from_raw_parts(self.base.as_ptr().add(block + off + mac), snap)
             };
+            // SAFETY: the header and its sockaddr_ll precede the frame data
+            // (`mac` bytes from `off`), inside the block.
+            let kind = unsafe { pkttype(self.base.as_ptr().add(block + off), V3_HDR, mac) };
             return Some(RxFrame {
                 data,
                 wire_len,
                 status,
+                outgoing: kind == Some(libc::PACKET_OUTGOING),
             });
         }
     }
@@ -307,14 +328,18 @@ impl Rings {
                 data: &[],
                 wire_len: u32::MAX,
                 status,
+                outgoing: false,
             });
         }
         // SAFETY: inside the slot we own; handed back on the next call.
         let data = unsafe { std::slice::from_raw_parts(h.cast::<u8>().add(mac), snap) };
+        // SAFETY: the sockaddr_ll lies between the header and the data.
+        let kind = unsafe { pkttype(h.cast::<u8>(), V2_HDR, mac) };
         Some(RxFrame {
             data,
             wire_len,
             status,
+            outgoing: kind == Some(libc::PACKET_OUTGOING),
         })
     }
 
