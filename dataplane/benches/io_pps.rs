@@ -158,11 +158,21 @@ fn sink(q: &mut AnyQueue, n: u64, done: &AtomicBool) -> (u64, f64) {
     (got, secs)
 }
 
+/// DPDK's run-time folder of this run, removed even if the run panics.
+struct RunDir(String);
+
+impl Drop for RunDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
 fn measure(backend: &str, o: &Opts) -> Vec<(String, Figure)> {
     let ns = net::Netns::new("bn");
     ns.veth("io0", &ns, "peer0");
     ns.enter();
     let prefix = net::unique("b");
+    let _run_dir = RunDir(format!("/var/run/dpdk/{prefix}"));
     let (io_mac, peer_mac) = (ns.mac("io0"), ns.mac("peer0"));
     let mut dut = match backend {
         "dpdk" => dpdk("io0", &prefix),
@@ -299,7 +309,6 @@ fn measure(backend: &str, o: &Opts) -> Vec<(String, Figure)> {
         pct(0.99),
         pct(1.0)
     );
-    let _ = std::fs::remove_dir_all(format!("/var/run/dpdk/{prefix}"));
     out
 }
 
