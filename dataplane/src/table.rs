@@ -37,7 +37,7 @@ pub fn ms_le(a: Ms, b: Ms) -> bool {
 /// The connection key: client address and port plus the service index. The
 /// VIP and port follow from the service, so the key stays 20 bytes even with
 /// 16-byte (IPv6-ready) client addresses.
-#[derive(Debug, Clone, Copy, Eq, Hash, Default)]
+#[derive(Debug, Clone, Copy, Eq, Default)]
 #[repr(C)]
 pub struct FlowKey {
     /// Client address; IPv4 is stored IPv4-mapped (`::ffff:a.b.c.d`).
@@ -58,6 +58,14 @@ impl PartialEq for FlowKey {
             )
         };
         w(self) == w(o)
+    }
+}
+
+impl std::hash::Hash for FlowKey {
+    fn hash<H: std::hash::Hasher>(&self, h: &mut H) {
+        self.client.hash(h);
+        self.client_port.hash(h);
+        self.service.hash(h);
     }
 }
 

@@ -565,7 +565,7 @@ impl<B: PacketBuf, F: Forwarder> Engine<B, F> {
                     PeerReply::Ack
                         if msg.echo_seq >= sess.create_seq_lo && sess.creates_sent > 0 =>
                     {
-                        self.to_forwarding(now, i, s, out)
+                        self.enter_forwarding(now, i, s, out)
                     }
                     PeerReply::Ack => self.counters.count_drop(DropReason::ThopStale),
                     PeerReply::Nack(code) => {
@@ -612,7 +612,7 @@ impl<B: PacketBuf, F: Forwarder> Engine<B, F> {
     }
 
     /// HANDOFF → FORWARDING: relay the held packets, free the session.
-    fn to_forwarding<S: Sink<B>>(&mut self, now: u64, i: u32, s: u32, out: &mut S) {
+    fn enter_forwarding<S: Sink<B>>(&mut self, now: u64, i: u32, s: u32, out: &mut S) {
         let sess = &mut self.sessions[s as usize];
         let (Some(t), Some(mac)) = (sess.target.clone(), sess.target_mac) else {
             return;

@@ -357,6 +357,7 @@ impl<B: PacketBuf, F: Forwarder> Engine<B, F> {
 
     /// SYN_RCVD → WAITHEADER: takes a session, then handles any data the ACK
     /// carries. False when no session is free (the ACK is dropped).
+    #[allow(clippy::too_many_arguments)]
     fn establish<S: Sink<B>>(
         &mut self,
         now: u64,

@@ -46,7 +46,9 @@ pub trait Sink<B> {
     fn alloc(&mut self) -> Option<B>;
     /// Queues a frame for transmission.
     fn send(&mut self, pkt: B);
-    /// Queues a dispatch request; gives it back when the queue is full.
+    /// Queues a dispatch request; gives it back when the queue is full
+    /// (by value: the request owns pooled buffers that must come back).
+    #[allow(clippy::result_large_err)]
     fn dispatch(&mut self, req: DispatchRequest) -> Result<(), DispatchRequest>;
     /// Reports an event to the control plane; false when the queue is full.
     fn event(&mut self, ev: WorkerEvent) -> bool;

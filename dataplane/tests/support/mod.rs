@@ -281,8 +281,7 @@ impl Bed {
     pub fn take_create(&mut self, b: u32) -> (u64, u64, Vec<u8>) {
         let keys = Keyring::new(Key::new(1, KEY));
         let mut req = Vec::new();
-        let mut total = None;
-        let mut last = (0, 0);
+        let last;
         loop {
             let Some(f) = self.next_out() else {
                 panic!("expected CREATE to backend {b}, nothing emitted");
@@ -319,13 +318,11 @@ impl Bed {
             }
             assert_eq!(c.offset as usize, req.len());
             req.extend_from_slice(c.data);
-            total = Some(c.total_len as usize);
-            last = (frame.header.conn_id, frame.header.msg_seq);
-            if req.len() >= total.unwrap_or(0) {
+            if req.len() >= c.total_len as usize {
+                last = (frame.header.conn_id, frame.header.msg_seq);
                 break;
             }
         }
-        let _ = total;
         self.creates.push((b, last.0, last.1, req.clone()));
         (last.0, last.1, req)
     }
