@@ -339,6 +339,31 @@ fn flows_stay_on_one_worker_with(backend: Backend, qpairs: usize) {
     assert_ne!(mon.steering(), "single");
 }
 
+/// `wait()` returns when a frame arrives instead of sleeping out its
+/// timeout (the adaptive polling mode relies on it).
+fn wait_wakes_on_arrival(backend: Backend) {
+    let bed = Bed::new();
+    let mut qs = open(&config(backend, &bed, 1), 1).expect("open");
+    let frame = test_frame(bed.io_mac, bed.peer_mac, 7, 100);
+    let peer = RawSock::open(PEER);
+    let sender = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(200));
+        assert!(peer.send(&frame));
+    });
+    let t0 = Instant::now();
+    let mut got = Vec::new();
+    while got.is_empty() && t0.elapsed() < Duration::from_secs(60) {
+        qs[0].wait(Duration::from_secs(30));
+        got = receive_for(&mut qs[0], 1, is_test, Duration::from_millis(1));
+    }
+    sender.join().unwrap();
+    assert_eq!(got.len(), 1, "the frame arrived");
+    assert!(
+        t0.elapsed() < Duration::from_secs(20),
+        "wait() woke on arrival, not at its 30 s timeout"
+    );
+}
+
 /// The monitor reports the port: MAC, link up, counters, extended stats.
 fn monitor_reports_port(backend: Backend) {
     let bed = Bed::new();
@@ -433,6 +458,22 @@ fn afpacket_v2_flows_stay_on_one_worker() {
         return eprintln!("skipped: needs root");
     }
     flows_stay_on_one_worker(Backend::AfPacketV2);
+}
+
+#[test]
+fn afpacket_wait_wakes_on_arrival() {
+    if !can_netns() {
+        return eprintln!("skipped: needs root");
+    }
+    wait_wakes_on_arrival(Backend::AfPacket);
+}
+
+#[test]
+fn afpacket_v2_wait_wakes_on_arrival() {
+    if !can_netns() {
+        return eprintln!("skipped: needs root");
+    }
+    wait_wakes_on_arrival(Backend::AfPacketV2);
 }
 
 #[test]

@@ -155,6 +155,7 @@ struct Switch {
     control: ControlQueues,
     mac: [u8; 6],
     steering: &'static str,
+    counters: Vec<Arc<dataplane::counters::Counters>>,
 }
 
 impl Switch {
@@ -182,8 +183,10 @@ impl Switch {
         let (wqs, control) = channels(workers, 256);
         let stop = Arc::new(AtomicBool::new(false));
         let mut threads = Vec::new();
+        let mut counters = Vec::new();
         for (i, (q, wq)) in queues.into_iter().zip(wqs).enumerate() {
             let mut w = Worker::new(i as u16, &cfg, q, wq).expect("worker config");
+            counters.push(w.counters());
             let stop = stop.clone();
             threads.push(std::thread::spawn(move || w.run(&stop)));
         }
@@ -193,7 +196,13 @@ impl Switch {
             control,
             mac,
             steering,
+            counters,
         }
+    }
+
+    /// Frames all workers dropped for `reason`.
+    fn dropped(&self, reason: dataplane::counters::DropReason) -> u64 {
+        self.counters.iter().map(|c| c.dropped(reason)).sum()
     }
 
     /// Answers every dispatch request with `target` until `n` were answered
