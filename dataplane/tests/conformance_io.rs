@@ -203,9 +203,20 @@ fn tx_intact(backend: Backend) {
 
 /// The forwarding path: a received buffer rewritten in place (new
 /// destination MAC) and sent back out, without a copy by the worker.
+/// Free buffers in the backend's pool, from the monitor's xstats.
+fn pool_free(q: &AnyQueue) -> u64 {
+    q.monitor()
+        .xstats()
+        .into_iter()
+        .find(|(n, _)| n == "q0_pool_free" || n == "baton_mempool_available")
+        .map(|(_, v)| v)
+        .expect("a pool xstat")
+}
+
 fn forward_in_place(backend: Backend) {
     let bed = Bed::new();
     let mut qs = open(&config(backend, &bed, 1), 1).expect("open");
+    let free_at_start = pool_free(&qs[0]);
     let q = &mut qs[0];
     let target = [0x02, 0, 0, 0, 0, 0x42];
     for i in 0..100u32 {
@@ -231,6 +242,12 @@ fn forward_in_place(backend: Backend) {
             seen += 1;
         }
     }
+    // Every buffer went back to its pool: none leaked, none freed twice.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while pool_free(&qs[0]) != free_at_start && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert_eq!(pool_free(&qs[0]), free_at_start, "buffers back in the pool");
 }
 
 /// An IPv4/UDP frame of the flow `src:sport → dst:dport`.

@@ -64,6 +64,8 @@ struct AfPacketPort {
     fanout_group: u16,
     fds: Vec<Arc<OwnedFd>>,
     queues: Vec<Arc<QueueCounters>>,
+    /// Each queue's buffer pool (free buffers are reported as an xstat).
+    pools: Vec<Arc<FramePool>>,
     /// Serialises PACKET_STATISTICS reads (each read resets the kernel's
     /// counters, so they are accumulated into `QueueCounters`).
     stats_lock: Mutex<()>,
@@ -142,6 +144,9 @@ impl PortMonitor for AfPacketPort {
             ];
             for (name, v) in fields {
                 out.push((format!("q{i}_{name}"), v.load(Ordering::Relaxed)));
+            }
+            if let Some(p) = self.pools.get(i) {
+                out.push((format!("q{i}_pool_free"), p.available() as u64));
             }
         }
         out
@@ -370,6 +375,7 @@ pub fn open(cfg: &AfPacketConfig, workers: usize) -> Result<Vec<AfPacketQueue>, 
         fanout_group,
         fds,
         queues: Vec::with_capacity(workers),
+        pools: Vec::with_capacity(workers),
         stats_lock: Mutex::new(()),
     };
     let mut parts = Vec::with_capacity(workers);
@@ -384,6 +390,7 @@ pub fn open(cfg: &AfPacketConfig, workers: usize) -> Result<Vec<AfPacketQueue>, 
                 cfg.pool_size
             ))
         })?;
+        port.pools.push(Arc::clone(&pool));
         parts.push((fd, rings, counters, pool));
     }
     let port = Arc::new(port);
