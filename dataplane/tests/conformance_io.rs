@@ -575,6 +575,37 @@ fn dpdk_flows_stay_on_one_worker_software_steering() {
 
 #[cfg(feature = "dpdk")]
 #[test]
+fn dpdk_worker_threads_get_an_lcore_cache() {
+    // A worker is a plain Rust thread; its first poll registers it with the
+    // EAL so that it has an lcore id (and with it a mempool cache).
+    isolated("dpdk_worker_threads_get_an_lcore_cache", || {
+        let bed = Bed::new();
+        let mut qs = open(&config(Backend::Dpdk, &bed, 2), 2).expect("open");
+        let q1 = qs.pop().unwrap();
+        let q0 = qs.pop().unwrap();
+        // Both threads alive at once (an exiting thread frees its lcore id).
+        let barrier = std::sync::Arc::new(std::sync::Barrier::new(2));
+        let threads: Vec<_> = [q0, q1]
+            .into_iter()
+            .map(|mut q| {
+                let barrier = barrier.clone();
+                std::thread::spawn(move || {
+                    assert_eq!(dataplane::io::dpdk::eal::current_lcore(), None);
+                    q.rx_burst(&mut Vec::new(), 8);
+                    let id = dataplane::io::dpdk::eal::current_lcore().expect("registered");
+                    barrier.wait();
+                    id
+                })
+            })
+            .collect();
+        let lcores: Vec<u32> = threads.into_iter().map(|t| t.join().unwrap()).collect();
+        assert_ne!(lcores[0], lcores[1]);
+        let _ = bed;
+    });
+}
+
+#[cfg(feature = "dpdk")]
+#[test]
 fn dpdk_monitor_reports_port() {
     isolated("dpdk_monitor_reports_port", || {
         monitor_reports_port(Backend::Dpdk)

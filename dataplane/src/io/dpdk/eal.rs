@@ -105,6 +105,14 @@ impl Drop for Unregister {
     }
 }
 
+/// The calling thread's EAL lcore id, if it has one (EAL threads, and
+/// worker threads once registered).
+pub fn current_lcore() -> Option<u32> {
+    // SAFETY: reads a thread-local of DPDK's.
+    let (id, any) = unsafe { (ffi::baton_lcore_id(), ffi::baton_lcore_id_any()) };
+    (id != any).then_some(id)
+}
+
 /// Gives the calling (worker) thread an EAL lcore id, so that mbuf
 /// allocation and free, in our code and inside the PMD, use that lcore's
 /// mempool cache instead of the shared ring. Cheap after the first call.
