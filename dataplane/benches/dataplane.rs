@@ -389,6 +389,14 @@ fn bench_new_connections(conns: u64) {
 
 fn main() {
     let quick = std::env::args().any(|a| a == "--quick");
+    if std::env::args().any(|a| a == "--conns-only") {
+        bench_new_connections(20_000);
+        return;
+    }
+    if std::env::args().any(|a| a == "--forward-only") {
+        bench_forwarding(100_000, 1_000_000);
+        return;
+    }
     let entry = std::mem::size_of::<dataplane::table::Entry>();
     println!("entry: {entry} bytes per table entry (one cache line)");
     if quick {

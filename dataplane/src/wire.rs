@@ -371,6 +371,32 @@ pub fn verify_l4(frame: &[u8]) -> bool {
     }
 }
 
+/// Checks the TCP checksum of a segment already summarised (no re-parse).
+pub fn tcp_seg_checksum_ok(frame: &[u8], seg: &TcpSeg) -> bool {
+    let start = seg.opts_at.0 - TCP_LEN;
+    let end = seg.payload.0 + seg.payload.1;
+    match (seg.src, seg.dst, frame.get(start..end)) {
+        (IpAddr::V4(s), IpAddr::V4(d), Some(l4)) => tcp_checksum_ok(s, d, l4),
+        _ => false,
+    }
+}
+
+/// Checks the UDP checksum of a datagram already summarised (0 = none sent).
+pub fn udp_dgram_checksum_ok(frame: &[u8], d: &UdpDgram) -> bool {
+    let start = d.payload.0 - UDP_LEN;
+    let end = d.payload.0 + d.payload.1;
+    match (d.src, d.dst, frame.get(start..end)) {
+        (IpAddr::V4(s), IpAddr::V4(t), Some(l4)) => {
+            if l4[6] == 0 && l4[7] == 0 {
+                return true;
+            }
+            let ph = checksum::pseudo_header_v4(s, t, 17, l4.len() as u32);
+            checksum::combine(&[ph, checksum::data(l4)]) == 0xffff
+        }
+        _ => false,
+    }
+}
+
 /// RFC 1624 eqn. 3: the checksum after one 16-bit word changed from `old` to
 /// `new` (`HC' = ~(~HC + ~m + m')`).
 #[inline]
@@ -776,6 +802,10 @@ mod tests {
             let f = &f[..f.len().saturating_sub(cut)];
             let slow = match parse(f, Verify::Header) { Ok(Frame::Tcp(s)) => Some(s), _ => None };
             prop_assert_eq!(tcp4_fast(f), slow);
+            if let Some(seg) = slow {
+                let full = matches!(parse(f, Verify::Full), Ok(Frame::Tcp(_)));
+                prop_assert_eq!(tcp_seg_checksum_ok(f, &seg), full);
+            }
         });
     }
 

@@ -472,7 +472,7 @@ impl<B: PacketBuf, F: Forwarder> Engine<B, F> {
         if d.dst != self.cfg.ip || d.dst_port != self.cfg.thop.port {
             return self.counters.count_drop(DropReason::NotForUs);
         }
-        if !wire::verify_l4(pkt.data()) {
+        if !wire::udp_dgram_checksum_ok(pkt.data(), &d) {
             return self.counters.count_drop(DropReason::BadChecksum);
         }
         let data = pkt.data();

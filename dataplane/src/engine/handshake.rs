@@ -57,7 +57,7 @@ impl<B: PacketBuf, F: Forwarder> Engine<B, F> {
         if seg.has(RST) {
             return self.counters.count_drop(DropReason::NoFlow);
         }
-        if !crate::wire::verify_l4(pkt.data()) {
+        if !crate::wire::tcp_seg_checksum_ok(pkt.data(), &seg) {
             return self.counters.count_drop(DropReason::BadChecksum);
         }
         if seg.has(SYN) && !seg.has(ACK) {

@@ -518,7 +518,7 @@ impl<B: PacketBuf, F: Forwarder> Engine<B, F> {
             return self.on_forwarding(i, pkt, seg, out);
         }
         // Everything the switch terminates itself is checksummed in full.
-        if !wire::verify_l4(pkt.data()) {
+        if !wire::tcp_seg_checksum_ok(pkt.data(), &seg) {
             return self.counters.count_drop(DropReason::BadChecksum);
         }
         match self.table.get(i).slot {
