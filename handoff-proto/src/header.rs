@@ -147,7 +147,7 @@ pub struct Header {
 
 /// A checked view of one received frame: magic, version ≠ 0 and lengths have
 /// been validated, so no accessor can panic. Nothing in it is authenticated
-/// until [`FrameView::verify`] succeeds.
+/// until [`Keyring::verify`](crate::Keyring::verify) succeeds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FrameView<'a> {
     /// Exactly header + body.
