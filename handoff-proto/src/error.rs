@@ -41,6 +41,21 @@ pub enum DecodeError {
 }
 
 impl DecodeError {
+    /// Every value [`DecodeError::label`] can return, so exporters can
+    /// register each counter at zero before the first drop.
+    pub const LABELS: &'static [&'static str] = &[
+        "truncated",
+        "bad_magic",
+        "bad_version",
+        "unsupported_version",
+        "unknown_key",
+        "bad_tag",
+        "wrong_receiver",
+        "unknown_opcode",
+        "unknown_critical_flags",
+        "invalid_field",
+    ];
+
     /// A stable snake_case name for metrics (`thop_rx_dropped_total{reason=…}`).
     pub fn label(&self) -> &'static str {
         match self {

@@ -108,6 +108,49 @@ impl Header {
     }
 }
 
+impl core::fmt::Display for Frame<'_> {
+    /// One log line: opcode, connection, sequence, and the body's gist.
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        let h = &self.header;
+        write!(
+            f,
+            "{} v{} conn={:#x} seq={} from={:#010x} to={:#010x}",
+            self.body.opcode(),
+            self.version,
+            h.conn_id,
+            h.msg_seq,
+            h.sender,
+            h.receiver
+        )?;
+        match &self.body {
+            Body::Create(c) => {
+                write!(f, " bytes {}+{}/{}", c.offset, c.data.len(), c.total_len)?;
+                if let Some(s) = &c.state {
+                    write!(f, " {} -> {}", s.client(), s.vip())?;
+                }
+                Ok(())
+            }
+            Body::Ack(a) => write!(f, " echo={}", a.echo_seq),
+            Body::Nack(n) => write!(
+                f,
+                " echo={} reason={} versions={:?}",
+                n.echo_seq, n.reason, n.versions
+            ),
+            Body::Close(c) => write!(
+                f,
+                " reason={} in={} out={}",
+                c.reason, c.bytes_from_client, c.bytes_to_client
+            ),
+            Body::Abort(a) => write!(f, " reason={}", a.reason),
+            Body::Load(l) => write!(
+                f,
+                " active={} adopted/s={} capacity={} interval={}ms",
+                l.active_conns, l.adopted_per_sec, l.capacity_hint, l.interval_ms
+            ),
+        }
+    }
+}
+
 /// Length of the frame `body` makes (header included): size `out` for [`seal`] with it.
 pub fn frame_len(body: &Body<'_>) -> usize {
     HEADER_LEN + body.encoded_len()

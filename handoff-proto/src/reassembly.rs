@@ -61,6 +61,14 @@ pub enum ReassemblyError {
 }
 
 impl ReassemblyError {
+    /// Every value [`ReassemblyError::label`] can return.
+    pub const LABELS: &'static [&'static str] = &[
+        "request_too_large",
+        "too_many_pending",
+        "no_memory",
+        "too_fragmented",
+    ];
+
     /// A stable snake_case label for metrics.
     pub fn label(&self) -> &'static str {
         match self {

@@ -41,6 +41,15 @@ pub enum ReplayError {
 }
 
 impl ReplayError {
+    /// Every value [`ReplayError::label`] can return.
+    pub const LABELS: &'static [&'static str] = &[
+        "timestamp_too_old",
+        "timestamp_too_new",
+        "duplicate_seq",
+        "seq_behind_window",
+        "too_many_peers",
+    ];
+
     /// A stable snake_case label for metrics.
     pub fn label(&self) -> &'static str {
         match self {

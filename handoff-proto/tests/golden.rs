@@ -281,3 +281,46 @@ fn fixture_tags_follow_the_spec_formula() {
         assert_eq!(&frame[48..64], &full.as_bytes()[..16], "fixture {name}");
     }
 }
+
+/// Appendix C's table states the crate's constants.
+#[test]
+fn spec_constants_table_matches_the_crate() {
+    let table = &SPEC[SPEC.find("## Appendix C").expect("Appendix C")..];
+    let row = |name: &str| -> String {
+        let line = table
+            .lines()
+            .find(|l| l.starts_with(&format!("| {name} |")))
+            .unwrap_or_else(|| panic!("row {name}"));
+        line.split('|').nth(2).unwrap().trim().to_string()
+    };
+    assert_eq!(row("UDP port"), DEFAULT_PORT.to_string());
+    assert_eq!(row("magic"), format!("`{MAGIC:#06x}`"));
+    assert_eq!(row("header length"), HEADER_LEN.to_string());
+    assert_eq!(
+        row("tag length, offset"),
+        format!("{TAG_LEN}, {TAG_OFFSET}")
+    );
+    assert_eq!(row("key length"), KEY_LEN.to_string());
+    assert_eq!(
+        row("max frame, IPv4 / IPv6 at MTU 1500"),
+        format!("{MAX_FRAME_LEN_V4} / {MAX_FRAME_LEN_V6}")
+    );
+    assert_eq!(row("min `max_frame_len`"), MIN_FRAME_LEN.to_string());
+    assert_eq!(row("CREATE fixed part"), CREATE_FIXED_LEN.to_string());
+    assert_eq!(
+        row("state block, IPv4 / IPv6"),
+        format!("{STATE_LEN_V4} / {STATE_LEN_V6}")
+    );
+    assert_eq!(row("max request"), format!("{} MiB", MAX_REQUEST_LEN >> 20));
+    assert_eq!(
+        row("min MSS, max window shift"),
+        format!("{MIN_MSS}, {MAX_WSCALE}")
+    );
+    assert_eq!(
+        row("replay window"),
+        format!("{REPLAY_WINDOW} sequence numbers")
+    );
+    assert_eq!(row("default timestamp skew"), "±30 000 ms");
+    assert_eq!(DEFAULT_MAX_SKEW_MS, 30_000);
+    assert_eq!(initial_msg_seq(3), 3 << 20);
+}

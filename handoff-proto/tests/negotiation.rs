@@ -283,3 +283,61 @@ fn create_semantic_checks() {
         DecodeError::Invalid("create: data beyond total_len")
     );
 }
+
+#[test]
+fn labels_are_complete_and_frames_display() {
+    let errors = [
+        DecodeError::Truncated("x"),
+        DecodeError::BadMagic(0),
+        DecodeError::BadVersion(0),
+        DecodeError::UnsupportedVersion(2),
+        DecodeError::UnknownKey(9),
+        DecodeError::BadTag,
+        DecodeError::WrongReceiver {
+            expected: 1,
+            got: 2,
+        },
+        DecodeError::UnknownOpcode(9),
+        DecodeError::UnknownCriticalFlags(0x100),
+        DecodeError::Invalid("x"),
+    ];
+    for e in errors {
+        assert!(DecodeError::LABELS.contains(&e.label()), "{e:?}");
+        assert!(!e.to_string().is_empty() && !e.reason().is_empty());
+    }
+    assert_eq!(DecodeError::LABELS.len(), errors.len());
+    let replay = [
+        ReplayError::TooOld { behind_ms: 1 },
+        ReplayError::TooNew { ahead_ms: 1 },
+        ReplayError::Duplicate(1),
+        ReplayError::BehindWindow(1),
+        ReplayError::TooManyPeers,
+    ];
+    for e in replay {
+        assert!(ReplayError::LABELS.contains(&e.label()), "{e:?}");
+    }
+    assert_eq!(ReplayError::LABELS.len(), replay.len());
+    let reasm = [
+        ReassemblyError::TooLarge {
+            total_len: 1,
+            limit: 0,
+        },
+        ReassemblyError::TooManyPending,
+        ReassemblyError::NoMemory,
+        ReassemblyError::TooFragmented,
+    ];
+    for e in reasm {
+        assert!(ReassemblyError::LABELS.contains(&e.label()), "{e:?}");
+    }
+    assert_eq!(ReassemblyError::LABELS.len(), reasm.len());
+
+    let split =
+        CreateSplitter::new(state_v4(REQUEST.len() as u32), REQUEST, MAX_FRAME_LEN_V4).unwrap();
+    let mut buf = vec![0u8; split.frame_len(0)];
+    split.write(0, &header(0x2a, 5), &key(), &mut buf);
+    let (frame, _) = open(&keyring(), AGENT, &buf).unwrap();
+    assert_eq!(
+        frame.to_string(),
+        "CREATE v1 conn=0x2a seq=5 from=0xc6120002 to=0xc612000b bytes 0+51/51 198.18.0.101:40000 -> 198.18.0.10:80"
+    );
+}
