@@ -552,6 +552,47 @@ fn handoff_scenario_with(backend: Backend, workers: usize, qpairs: usize, conns:
             "CREATE names a real client port"
         );
     }
+
+    // Frames that are not for the switch are dropped and counted: IPv4 to an
+    // address it does not serve, and an EtherType it does not speak.
+    use dataplane::counters::DropReason;
+    let not_for_us = sw.dropped(DropReason::NotForUs);
+    let unsupported = sw.dropped(DropReason::Unsupported);
+    let client_mac = bed.client.mac("c0");
+    let stray = in_ns(&bed.client, || RawSock::open("c0")).join().unwrap();
+    // A TCP SYN to 198.18.0.99:80 (an address the switch does not serve).
+    let mut other_ip = Vec::with_capacity(60);
+    other_ip.extend_from_slice(&sw.mac);
+    other_ip.extend_from_slice(&client_mac);
+    other_ip.extend_from_slice(&[0x08, 0x00]);
+    let mut ip_hdr = [
+        0x45, 0, 0, 40, 0, 0, 0x40, 0, 64, 6, 0, 0, 198, 18, 0, 101, 198, 18, 0, 99,
+    ];
+    let ck = checksum(&ip_hdr);
+    ip_hdr[10..12].copy_from_slice(&ck.to_be_bytes());
+    other_ip.extend_from_slice(&ip_hdr);
+    other_ip.extend_from_slice(&[
+        0x04, 0xd2, 0, 80, 0, 0, 0, 1, 0, 0, 0, 0, 0x50, 0x02, 0xff, 0xff, 0, 0, 0, 0,
+    ]);
+    other_ip.resize(60, 0);
+    let odd_type = conformance_net::test_frame(sw.mac, client_mac, 2, 60);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline
+        && (sw.dropped(DropReason::NotForUs) == not_for_us
+            || sw.dropped(DropReason::Unsupported) == unsupported)
+    {
+        stray.send(&other_ip);
+        stray.send(&odd_type);
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(
+        sw.dropped(DropReason::NotForUs) > not_for_us,
+        "IPv4 to 198.18.0.99 counted not_for_us"
+    );
+    assert!(
+        sw.dropped(DropReason::Unsupported) > unsupported,
+        "EtherType 0x88b5 counted unsupported"
+    );
     drop(sw);
     drop(bed);
 }
