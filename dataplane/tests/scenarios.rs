@@ -175,3 +175,4 @@ fn dispatch_queue_full_answers_503() {
 ",
     );
 }
+script!(zero_window_honoured_by_the_response, "zero_window.pkt");

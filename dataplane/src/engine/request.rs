@@ -303,34 +303,80 @@ impl<B: PacketBuf, F: Forwarder> Engine<B, F> {
         let fin = sess.fin_rcvd as u32;
         sess.rcv_nxt = sess.rcv_nxt_reasm().wrapping_add(fin);
         sess.response = response;
+        sess.resp_acked = 0;
+        sess.resp_sent = 0;
+        sess.fin_sent = false;
         sess.phase = Phase::Closing;
         // Held packets would have gone to a backend; nobody takes them now.
         sess.held.clear();
         self.table.get_mut(i).retries = 0;
-        self.send_response(i, s, out);
+        self.send_response(i, s, false, out);
         self.table
             .arm(i, self.now_ms.wrapping_add(dur_ms(self.cfg.response_rto)));
     }
 
-    fn send_response<S: Sink<B>>(&self, i: u32, s: u32, out: &mut S) {
+    /// Sends what the client's window and MSS allow of our response, then
+    /// the FIN. With a zero window and `probe`, one byte goes out as a
+    /// window probe (RFC 9293 §3.8.6.1), so a zero window is honoured, not
+    /// waited on forever.
+    fn send_response<S: Sink<B>>(&mut self, i: u32, s: u32, probe: bool, out: &mut S) {
+        // As many segments as the window allows (a response is a few hundred bytes).
+        for _ in 0..64 {
+            let before = (
+                self.sessions[s as usize].resp_sent,
+                self.sessions[s as usize].fin_sent,
+            );
+            self.send_response_segment(i, s, probe, out);
+            let sess = &self.sessions[s as usize];
+            if probe || (sess.resp_sent, sess.fin_sent) == before || sess.fin_sent {
+                break;
+            }
+        }
+    }
+
+    fn send_response_segment<S: Sink<B>>(&mut self, i: u32, s: u32, probe: bool, out: &mut S) {
         let key = self.table.get(i).key;
         let sess = &self.sessions[s as usize];
-        let mut flags = ACK | FIN;
-        if !sess.response.is_empty() {
+        let rlen = sess.response.len() as u32;
+        let limit = sess.resp_acked.saturating_add(sess.client_window);
+        let start = sess.resp_sent;
+        let end = rlen.min(limit).min(start.saturating_add(sess.mss as u32));
+        let (from, to, fin) = if end > start {
+            (start, end, end == rlen)
+        } else if start == rlen && !sess.fin_sent {
+            (start, start, true)
+        } else if probe && start < rlen {
+            (start, start + 1, false)
+        } else {
+            return;
+        };
+        let mut flags = ACK;
+        if to > from {
             flags |= PSH;
         }
+        if fin {
+            flags |= FIN;
+        }
         let win = self.adv_window(sess);
+        let payload = &sess.response[from as usize..to as usize];
+        let seq = sess.iss.wrapping_add(1).wrapping_add(from);
         self.send_tcp(
             out,
             &key,
             sess.mac,
-            sess.iss.wrapping_add(1),
+            seq,
             sess.rcv_nxt,
             flags,
             win,
             self.ts_opt(&key, s),
-            sess.response,
+            payload,
         );
+        let probe_only = probe && end <= start && start < rlen;
+        let sess = &mut self.sessions[s as usize];
+        if !probe_only {
+            sess.resp_sent = to;
+            sess.fin_sent |= fin;
+        }
     }
 
     fn on_closing<S: Sink<B>>(&mut self, i: u32, s: u32, seg: TcpSeg, out: &mut S) {
@@ -341,9 +387,24 @@ impl<B: PacketBuf, F: Forwarder> Engine<B, F> {
         if seg.has(RST) {
             return self.free_entry(i, Event::ClientRst);
         }
-        let fin_seq = iss.wrapping_add(1).wrapping_add(rlen);
-        if seg.has(ACK) && seg.ack == fin_seq.wrapping_add(1) {
-            self.sessions[s as usize].fin_acked = true;
+        let mut progressed = false;
+        if seg.has(ACK) {
+            let sess = &mut self.sessions[s as usize];
+            sess.client_window = (seg.window as u32) << sess.client_ws.unwrap_or(0);
+            let acked = seg.ack.wrapping_sub(iss.wrapping_add(1));
+            if acked <= rlen + 1 && acked > sess.resp_acked.min(rlen) {
+                progressed = true;
+                sess.resp_acked = acked.min(rlen);
+                sess.resp_sent = sess.resp_sent.max(sess.resp_acked);
+                if acked == rlen + 1 && sess.fin_sent {
+                    sess.fin_acked = true;
+                }
+            }
+            // A window update may let more of the response out.
+            progressed |= sess.resp_sent < rlen || !sess.fin_sent;
+        }
+        if progressed && !self.sessions[s as usize].fin_acked {
+            self.send_response(i, s, false, out);
         }
         // Data after the refused head is read and discarded (like a server's
         // lingering close), so the client is not reset while it still sends.
@@ -461,7 +522,11 @@ impl<B: PacketBuf, F: Forwarder> Engine<B, F> {
             return self.free_entry(i, Event::Expire);
         }
         self.table.get_mut(i).retries = retries + 1;
-        self.send_response(i, s, out);
+        // Go back to the first unacknowledged byte (retransmission or probe).
+        let sess = &mut self.sessions[s as usize];
+        sess.resp_sent = sess.resp_acked;
+        sess.fin_sent = false;
+        self.send_response(i, s, true, out);
         let rto = dur_ms(self.cfg.response_rto).saturating_mul(1 << (retries + 1).min(10));
         self.table.arm(i, self.now_ms.wrapping_add(rto));
     }

@@ -65,6 +65,12 @@ pub struct Session<B> {
     pub fin_rcvd: bool,
     /// CLOSING: our FIN was acknowledged.
     pub fin_acked: bool,
+    /// CLOSING: response bytes the client acknowledged.
+    pub resp_acked: u32,
+    /// CLOSING: response bytes sent (the client's window and MSS limit it).
+    pub resp_sent: u32,
+    /// CLOSING: our FIN was sent.
+    pub fin_sent: bool,
 }
 
 impl<B> Session<B> {
@@ -98,6 +104,9 @@ impl<B> Session<B> {
             rcv_nxt: 0,
             fin_rcvd: false,
             fin_acked: false,
+            resp_acked: 0,
+            resp_sent: 0,
+            fin_sent: false,
         }
     }
 
@@ -120,6 +129,9 @@ impl<B> Session<B> {
         self.response = b"";
         self.fin_rcvd = false;
         self.fin_acked = false;
+        self.resp_acked = 0;
+        self.resp_sent = 0;
+        self.fin_sent = false;
     }
 
     /// Next sequence number expected from the client in WAITHEADER.
