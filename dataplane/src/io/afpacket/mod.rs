@@ -14,7 +14,8 @@
 //! Transmit writes frames into ring slots and flushes a whole burst with one
 //! `send()`; with `PACKET_QDISC_BYPASS` the frames go straight to the driver.
 //! `PACKET_FANOUT_FLAG_IGNORE_OUTGOING` keeps our own transmissions out of
-//! the receive rings.
+//! the receive rings (on kernels without it, the receive path drops frames
+//! whose packet type is `PACKET_OUTGOING`).
 
 mod pool;
 mod ring;
