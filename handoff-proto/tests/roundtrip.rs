@@ -216,7 +216,14 @@ fn sixty_four_kib_fits_1500_mtu_ipv4_and_ipv6() {
         (state_v6(65536), MAX_FRAME_LEN_V6),
     ] {
         let split = CreateSplitter::new(state, &request, max).unwrap();
-        assert!(split.fragment_count() > 40);
+        // Spec §6.3: 1 + ceil((65536 - 1344) / 1396) = 47 frames over IPv4.
+        // IPv6: first fragment 1452 - 64 - 12 - 76 = 1300 bytes, then 1376 each.
+        let expect = if max == MAX_FRAME_LEN_V4 {
+            47
+        } else {
+            1 + (65536usize - 1300).div_ceil(1376)
+        };
+        assert_eq!(split.fragment_count(), expect);
         for i in 0..split.fragment_count() {
             assert!(split.frame_len(i) <= max);
         }
