@@ -494,6 +494,34 @@ fn afpacket_v2_wait_wakes_on_arrival() {
 }
 
 #[test]
+fn afpacket_frame_size_must_hold_the_mtu() {
+    if !can_netns() {
+        return eprintln!("skipped: needs root");
+    }
+    let ns = Netns::new("mtu");
+    ns.veth(IFC, &ns, PEER);
+    ns.ip(&["link", "set", IFC, "mtu", "9000"]);
+    ns.enter();
+    let e = open(&IoConfig::AfPacket(AfPacketConfig::new(IFC)), 1)
+        .err()
+        .expect("2 KiB frames cannot hold a 9000-byte MTU");
+    assert!(
+        matches!(e, IoError::Config(ref m) if m.contains("raise frame_size")),
+        "{e}"
+    );
+    let jumbo = AfPacketConfig {
+        frame_size: 9216 + 128,
+        block_size: 1 << 16,
+        block_count: 8,
+        tx_frames: 64,
+        pool_size: 64,
+        ..AfPacketConfig::new(IFC)
+    };
+    let qs = open(&IoConfig::AfPacket(jumbo), 1).expect("jumbo frames fit");
+    assert!(qs[0].monitor().link().up);
+}
+
+#[test]
 fn afpacket_missing_interface_is_a_clear_error() {
     let e = open(&IoConfig::AfPacket(AfPacketConfig::new("bpk-nope0")), 1)
         .err()

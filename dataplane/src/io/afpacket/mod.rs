@@ -347,6 +347,26 @@ pub fn open(cfg: &AfPacketConfig, workers: usize) -> Result<Vec<AfPacketQueue>, 
         socks.push(open_one(cfg, ifindex, layout)?);
     }
     let mac = socket::hw_addr(&socks[0].0, &cfg.iface)?;
+    // A frame sits in its slot after the kernel's header and address (the
+    // MAC header starts at TPACKET_ALIGN(hdrlen + 16) - 14); a frame of the
+    // full MTU must fit, or every large packet would be truncated.
+    let mtu = socket::mtu(socks[0].0.as_raw_fd(), &cfg.iface)?;
+    let hdr = match cfg.ring {
+        AfPacketRing::V3 => libc::TPACKET3_HDRLEN,
+        AfPacketRing::V2 => libc::TPACKET2_HDRLEN,
+    } as u32;
+    let mac_off = ((hdr + 16 + 15) & !15) - 14;
+    let largest = mtu + 14 + 4; // one VLAN tag
+    if mac_off + largest > cfg.frame_size {
+        return Err(IoError::Config(format!(
+            "af_packet on {}: frame_size {} holds frames up to {} bytes, but the MTU {mtu} allows {largest}: \
+             raise frame_size to at least {}",
+            cfg.iface,
+            cfg.frame_size,
+            cfg.frame_size.saturating_sub(mac_off),
+            (mac_off + largest).next_multiple_of(16)
+        )));
+    }
     // PACKET_FANOUT_FLAG_IGNORE_OUTGOING is recent (older kernels say
     // EINVAL); without it, the receive path drops our own frames itself.
     let mut group = cfg.fanout_group;

@@ -148,6 +148,18 @@ pub fn if_flags(fd: RawFd, iface: &str) -> Result<u32, IoError> {
     Ok(unsafe { req.ifr_ifru.ifru_flags } as u16 as u32)
 }
 
+/// The interface MTU.
+pub fn mtu(fd: RawFd, iface: &str) -> Result<u32, IoError> {
+    let mut req = ifreq_for(iface);
+    // SAFETY: SIOCGIFMTU fills `ifr_mtu` of a valid ifreq.
+    let rc = unsafe { libc::ioctl(fd, libc::SIOCGIFMTU, &mut req) };
+    if rc != 0 {
+        return Err(os_err("ioctl(SIOCGIFMTU)", iface));
+    }
+    // SAFETY: the ioctl succeeded, so the mtu member is the one written.
+    Ok(unsafe { req.ifr_ifru.ifru_mtu }.max(0) as u32)
+}
+
 /// Link speed in Mb/s from ETHTOOL_GSET, when the driver reports one.
 pub fn link_speed(fd: RawFd, iface: &str) -> Option<u32> {
     #[repr(C)]

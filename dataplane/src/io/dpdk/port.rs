@@ -145,6 +145,15 @@ pub fn resolve(cfg: &DpdkConfig) -> Result<(u16, String), IoError> {
 
 static POOL_SEQ: AtomicU64 = AtomicU64::new(0);
 
+/// mbuf data room (headroom included) for frames of `mtu`; DPDK's default
+/// (2 KiB + headroom) up to a 1,500-byte MTU plus slack.
+fn mbuf_data_room(mtu: Option<u16>) -> Option<u16> {
+    const HEADROOM: u32 = 128; // RTE_PKTMBUF_HEADROOM
+    let default = ffi::RTE_MBUF_DEFAULT_BUF_SIZE;
+    let need = mtu.map_or(0, |m| m as u32 + 14 + 4 + 4 + HEADROOM);
+    u16::try_from(default.max(need)).ok()
+}
+
 /// Configures and starts the port for `workers` queues.
 pub fn setup(cfg: &DpdkConfig, workers: usize) -> Result<Port, IoError> {
     let (id, name) = resolve(cfg)?;
@@ -185,6 +194,11 @@ pub fn setup(cfg: &DpdkConfig, workers: usize) -> Result<Port, IoError> {
             cfg.mempool_size, cfg.rx_ring_size, cfg.tx_ring_size, cfg.mempool_cache
         )));
     }
+    // One frame per mbuf: the data room holds the largest frame the MTU
+    // allows (Ethernet + one VLAN tag) after the 128-byte headroom, so jumbo
+    // frames never arrive chained.
+    let data_room = mbuf_data_room(cfg.mtu)
+        .ok_or_else(|| IoError::Config(format!("DPDK mtu {:?} too large for one mbuf", cfg.mtu)))?;
     let pool_name = format!("baton_p{id}_{}\0", POOL_SEQ.fetch_add(1, Ordering::Relaxed));
     let socket = if info.socket_id < 0 {
         0
@@ -198,7 +212,7 @@ pub fn setup(cfg: &DpdkConfig, workers: usize) -> Result<Port, IoError> {
             cfg.mempool_size,
             cfg.mempool_cache.min(512),
             0,
-            ffi::RTE_MBUF_DEFAULT_BUF_SIZE as u16,
+            data_room,
             socket,
         )
     };
