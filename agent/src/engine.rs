@@ -40,6 +40,8 @@ const RECENT_TTL: Duration = Duration::from_secs(120);
 /// CLOSE is retransmitted until ACKed, at most this many times.
 const CLOSE_TRIES: u32 = 6;
 const CLOSE_RTO: Duration = Duration::from_millis(200);
+/// On stop, how long unacknowledged CLOSEs may hold the exit once nothing is open.
+const CLOSE_GRACE: Duration = Duration::from_secs(2);
 /// Largest datagram read (CREATE fragments are at most one MTU; allow jumbo).
 const RX_BUF: usize = 65536;
 
@@ -244,6 +246,7 @@ impl Agent {
         let period = Duration::from_millis(self.cfg.load.period_ms);
         let mut next_load = Instant::now();
         let mut next_tick = Instant::now() + TICK;
+        let mut drained_at: Option<Instant> = None;
         tracing::info!(thop = %self.cfg.thop.listen, services = self.services.len(), "agent running");
         loop {
             let now = Instant::now();
@@ -286,9 +289,14 @@ impl Agent {
                 }
             }
             if let Some(deadline) = self.draining {
+                // Once nothing is open, wait briefly for the switch to ACK
+                // the last CLOSEs (they free its entries at once), no longer.
                 let pending = self.pending_close.values().any(|p| p.tries < CLOSE_TRIES);
-                if self.active() == 0 && (!pending || now >= deadline) {
-                    break;
+                if self.active() == 0 {
+                    let since = *drained_at.get_or_insert(now);
+                    if !pending || now >= deadline || now >= since + CLOSE_GRACE {
+                        break;
+                    }
                 }
                 if now >= deadline && self.active() > 0 {
                     tracing::warn!(open = self.active(), "drain timeout: resetting what is left");
