@@ -720,6 +720,28 @@ fn dpdk_errors_are_clear_and_eal_starts_once() {
     });
 }
 
+#[cfg(feature = "dpdk")]
+#[test]
+fn dpdk_bad_eal_arguments_are_a_clear_error() {
+    isolated("dpdk_bad_eal_arguments_are_a_clear_error", || {
+        let args = ["--no-huge", "--no-pci", "-m", "512", "--no-such-eal-option"];
+        let c = dataplane::io::DpdkConfig::new(
+            args.iter().map(|s| s.to_string()).collect(),
+            dataplane::io::DpdkPort::Id(0),
+        );
+        let e = open(&IoConfig::Dpdk(c.clone()), 1)
+            .err()
+            .expect("EAL refuses");
+        assert!(
+            matches!(e, IoError::EalInit(ref m) if m.contains("--no-such-eal-option")),
+            "{e}"
+        );
+        // EAL cannot be retried in one process: the same error, no crash.
+        let again = open(&IoConfig::Dpdk(c), 1).err().expect("still refused");
+        assert!(matches!(again, IoError::EalInit(_)), "{again}");
+    });
+}
+
 #[cfg(not(feature = "dpdk"))]
 #[test]
 fn dpdk_without_the_feature_is_a_clear_error() {
