@@ -593,6 +593,39 @@ fn handoff_scenario_with(backend: Backend, workers: usize, qpairs: usize, conns:
         sw.dropped(DropReason::Unsupported) > unsupported,
         "EtherType 0x88b5 counted unsupported"
     );
+
+    // Garbage on the wire never stops a worker: seeded random frames (runts,
+    // random EtherTypes, IPv4 headers with random fields) to the switch's
+    // MAC and to broadcast, then the VIP still answers.
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut rnd = move || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    for i in 0..600u32 {
+        let len = 14 + (rnd() % 1500) as usize;
+        let mut f: Vec<u8> = (0..len).map(|_| rnd() as u8).collect();
+        f[0..6].copy_from_slice(if i % 5 == 0 { &[0xff; 6] } else { &sw.mac });
+        f[6..12].copy_from_slice(&client_mac);
+        match i % 3 {
+            0 => f[12..14].copy_from_slice(&[0x08, 0x00]),
+            1 => f[12..14].copy_from_slice(&[0x08, 0x06]),
+            _ => {}
+        }
+        if i % 3 == 0 && f.len() > 34 {
+            f[14] = 0x45;
+            f[30..34].copy_from_slice(&VIP.octets());
+        }
+        stray.send(&f);
+    }
+    let alive = in_ns(&bed.client, || ping(VIP, 0xba71)).join().unwrap();
+    assert!(alive, "the switch still answers after garbage");
+    assert!(
+        sw.threads.iter().all(|t| !t.is_finished()),
+        "no worker stopped"
+    );
     drop(sw);
     drop(bed);
 }
