@@ -256,6 +256,7 @@ fn bench_new_connections(conns: u64) {
         window_scale: Some(7),
         sack_permitted: true,
         timestamp: Some((1, 0)),
+        ..Default::default()
     };
     let mut thop = vec![0u8; 256];
     let mut seal = |cid: u64, body: Body<'_>, seq: &mut u64, now: u64| -> MemBuf {

@@ -165,6 +165,7 @@ pub fn run(data: &[u8]) {
                     window_scale: (optbits & 2 != 0).then_some(optbits >> 4),
                     sack_permitted: optbits & 4 != 0,
                     timestamp: (optbits & 8 != 0).then_some((seq as u32, ack as u32)),
+                    ..Default::default()
                 };
                 let t = TcpOut {
                     src_mac: [2, 0, 0, 0, 0, 0x65],

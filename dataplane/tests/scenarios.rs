@@ -176,3 +176,4 @@ fn dispatch_queue_full_answers_503() {
     );
 }
 script!(zero_window_honoured_by_the_response, "zero_window.pkt");
+script!(sack_blocks_report_out_of_order_data, "sack.pkt");

@@ -209,6 +209,7 @@ impl<B: PacketBuf, F: Forwarder> Engine<B, F> {
             timestamp: a
                 .ts
                 .then(|| (tsval.unwrap_or_else(|| self.tsval(key)), a.ts_recent)),
+            ..Default::default()
         };
         // RFC 7323 §2.2: the window in a SYN segment is never scaled.
         let window = self.cfg.request_buffer.min(65535) as u16;
@@ -375,6 +376,13 @@ impl<B: PacketBuf, F: Forwarder> Engine<B, F> {
         self.go(from, Event::Ack);
         self.syn_rcvd = self.syn_rcvd.saturating_sub(1);
         bump(&self.counters.new_connections, 1);
+        // RFC 7323 §4.3: the handshake's ACK carries the TSval to echo next.
+        let mut ts_recent = a.ts_recent;
+        if a.ts {
+            if let Ok(Some((val, _))) = seg.opts(pkt.data()).map(|o| o.timestamp) {
+                ts_recent = val;
+            }
+        }
         {
             let sess = &mut self.sessions[s as usize];
             sess.iss = a.iss;
@@ -383,7 +391,7 @@ impl<B: PacketBuf, F: Forwarder> Engine<B, F> {
             sess.client_ws = a.client_ws;
             sess.sack = a.sack;
             sess.ts = a.ts;
-            sess.ts_recent = a.ts_recent;
+            sess.ts_recent = ts_recent;
             sess.mac = a.mac;
             sess.client_window = (seg.window as u32) << a.client_ws.unwrap_or(0);
         }

@@ -66,17 +66,17 @@ impl<B: PacketBuf, F: Forwarder> Engine<B, F> {
             sess.iss.wrapping_add(1)
         };
         let win = self.adv_window(sess);
-        self.send_tcp(
-            out,
-            &key,
-            sess.mac,
-            seq,
-            ack,
-            ACK,
-            win,
-            self.ts_opt(&key, s),
-            &[],
-        );
+        let mut opts = self.ts_opt(&key, s);
+        if sess.sack && sess.phase != Phase::Closing {
+            // RFC 2018 §4: report the out-of-order data held (the first three
+            // ranges; a request is small, so they are usually all of them).
+            let base = sess.irs.wrapping_add(1);
+            for &(l, r) in sess.reasm.ranges().iter().take(3) {
+                opts.sack[opts.sack_count as usize] = (base.wrapping_add(l), base.wrapping_add(r));
+                opts.sack_count += 1;
+            }
+        }
+        self.send_tcp(out, &key, sess.mac, seq, ack, ACK, win, opts, &[]);
     }
 
     fn on_wait_header<S: Sink<B>>(

@@ -531,6 +531,13 @@ fn parse_opts(list: &[String]) -> (TcpOpts, bool, bool) {
                 ecr_any = *e == "*";
                 o.timestamp = Some((v.parse().unwrap_or(0), e.parse().unwrap_or(0)));
             }
+            ["sack", ranges @ ..] => {
+                for r in ranges {
+                    let (a, b) = r.split_once(':').expect("sack L:R");
+                    o.sack[o.sack_count as usize] = (a.parse().unwrap(), b.parse().unwrap());
+                    o.sack_count += 1;
+                }
+            }
             _ => panic!("unknown option {item}"),
         }
     }
@@ -862,7 +869,12 @@ impl Bed {
         }
         let got = s.opts(d).unwrap();
         if let Some(list) = &l.opts {
-            let (want, val_any, ecr_any) = parse_opts(list);
+            let (mut want, val_any, ecr_any) = parse_opts(list);
+            // SACK edges are written relative to the client's ISN.
+            for k in 0..want.sack_count as usize {
+                want.sack[k].0 = want.sack[k].0.wrapping_add(self.client_isn);
+                want.sack[k].1 = want.sack[k].1.wrapping_add(self.client_isn);
+            }
             let mut g = got;
             if let (Some(gt), Some(wt)) = (g.timestamp.as_mut(), want.timestamp) {
                 if val_any {
