@@ -455,6 +455,11 @@ impl AfPacketQueue {
 
     /// Hands up to `max` received frames to `push`; returns how many.
     pub fn rx_burst_with(&mut self, max: usize, mut push: impl FnMut(AfPacketBuf)) -> usize {
+        if self.tx_unflushed {
+            // A flush the driver refused earlier: retry it on every poll, so
+            // frames never wait for the worker's next transmission.
+            self.flush_tx();
+        }
         let mut n = 0;
         let (mut bytes, mut nobuf, mut trunc, mut vlan) = (0u64, 0u64, 0u64, 0u64);
         while n < max {
