@@ -208,7 +208,9 @@ impl Reassembler {
             .map(|p| (p.received(), p.total_len))
     }
 
-    /// Adds one authenticated, replay-checked fragment. Returns the whole
+    /// Adds one authenticated, replay-checked fragment (as returned by
+    /// [`CreateFragment::decode`]; a hand-built one whose data runs past
+    /// `total_len` is ignored). Returns the whole
     /// CREATE when this fragment completes it. Duplicate and overlapping
     /// fragments are harmless (first bytes win). A fragment announcing a
     /// larger `total_len` than the partial state (the switch acknowledged more
@@ -265,8 +267,15 @@ impl Reassembler {
             return Ok(None);
         };
         let start = frag.offset;
-        // Decoding guarantees offset + data.len() <= total_len.
-        let end = start + frag.data.len() as u32;
+        // Decoding guarantees offset + data.len() <= total_len; a hand-built
+        // fragment that breaks it is ignored rather than trusted.
+        let end = match u32::try_from(frag.data.len())
+            .ok()
+            .and_then(|n| start.checked_add(n))
+        {
+            Some(end) if end <= p.total_len => end,
+            _ => return Ok(None),
+        };
         let before = p.ranges.clone();
         if let Err(e) = p.insert(start, end) {
             self.remove(sender, conn_id);

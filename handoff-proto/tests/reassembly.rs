@@ -185,3 +185,23 @@ fn overlapping_fragments_keep_first_bytes() {
         "the hole after was filled by the overlap"
     );
 }
+
+#[test]
+fn hand_built_fragment_beyond_total_is_ignored() {
+    let mut r = Reassembler::new(ReassemblyConfig::default());
+    let bad = CreateFragment {
+        total_len: 10,
+        offset: 8,
+        state: None,
+        data: b"12345",
+    };
+    assert_eq!(r.push(SWITCH, 1, &bad, 0), Ok(None));
+    let bad = CreateFragment {
+        total_len: 10,
+        offset: u32::MAX,
+        state: None,
+        data: b"1",
+    };
+    assert_eq!(r.push(SWITCH, 1, &bad, 0), Ok(None));
+    assert_eq!(r.progress(SWITCH, 1), Some((0, 10)));
+}
