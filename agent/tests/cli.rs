@@ -1,0 +1,95 @@
+//! The `baton-agent` command line: version, check-config, and the start-up
+//! errors an operator must see clearly (no CAP_NET_ADMIN, VIP not on lo).
+
+mod common;
+
+use common::agent_proc::{bin, config, TempDir};
+use common::netns::Bed;
+use std::process::Command;
+
+fn run(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(bin()).args(args).output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn version_prints_version() {
+    let (code, out, _) = run(&["version"]);
+    assert_eq!(code, 0);
+    assert!(out.starts_with(&format!("baton-agent {}", env!("CARGO_PKG_VERSION"))), "{out}");
+}
+
+#[test]
+fn shipped_configs_pass_check_config() {
+    for f in ["agent.yaml", "agent-listener.yaml"] {
+        let path = format!("{}/../configs/{f}", env!("CARGO_MANIFEST_DIR"));
+        let (code, out, err) = run(&["check-config", &path]);
+        assert_eq!(code, 0, "{f}: {out}{err}");
+        assert!(out.contains(": ok"), "{out}");
+    }
+}
+
+#[test]
+fn check_config_names_field_and_line() {
+    let dir = TempDir::new("cli");
+    let bad = dir.0.join("bad.yaml");
+    std::fs::write(&bad, config("").replace("    mode: relay", "    mode: relai")).unwrap();
+    let (code, _, err) = run(&["check-config", bad.to_str().unwrap()]);
+    assert_eq!(code, 2);
+    assert!(err.contains("services[0].mode") && err.contains("line 10"), "{err}");
+    let (code, _, err) = run(&["check-config", "/nonexistent/agent.yaml"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("/nonexistent/agent.yaml"), "{err}");
+}
+
+#[test]
+fn vip_missing_from_lo_is_a_clear_startup_error() {
+    let bed = Bed::new();
+    let dir = TempDir::new("cli");
+    let cfg = dir.0.join("agent.yaml");
+    std::fs::write(&cfg, config("").replace("vip: 198.18.0.10:80", "vip: 198.18.0.99:80")).unwrap();
+    let out = Command::new("ip")
+        .args(["netns", "exec", &bed.backend, bin(), "run", "--config", cfg.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("services[0].vip: 198.18.0.99 is not on lo"), "{err}");
+    assert!(err.contains("ip addr add 198.18.0.99/32 dev lo"), "{err}");
+}
+
+#[test]
+fn missing_cap_net_admin_is_a_clear_startup_error() {
+    let bed = Bed::new();
+    let dir = TempDir::new("cli");
+    let cfg = dir.0.join("agent.yaml");
+    std::fs::write(&cfg, config("")).unwrap();
+    let out = Command::new("ip")
+        .args(["netns", "exec", &bed.backend, "setpriv", "--bounding-set", "-net_admin", "--inh-caps", "-net_admin"])
+        .args([bin(), "run", "--config", cfg.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("CAP_NET_ADMIN is missing"), "{err}");
+}
+
+#[test]
+fn listener_mode_is_refused_by_the_relay_binary() {
+    let bed = Bed::new();
+    let dir = TempDir::new("cli");
+    let cfg = dir.0.join("agent.yaml");
+    let yaml = config("").replace("    mode: relay\n    upstream: 127.0.0.1:8080\n", "    mode: listener\n");
+    std::fs::write(&cfg, yaml).unwrap();
+    let out = Command::new("ip")
+        .args(["netns", "exec", &bed.backend, bin(), "run", "--config", cfg.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("services[0].mode: listener mode is for applications"), "{err}");
+}
