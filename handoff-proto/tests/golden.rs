@@ -239,6 +239,11 @@ fn worked_example_decodes_to_the_documented_values() {
     assert_eq!(client.to_string(), "198.18.0.101:40000");
     assert_eq!(node_id("198.18.0.11".parse().unwrap()), AGENT);
     assert_eq!(node_id("198.18.0.2".parse().unwrap()), SWITCH);
+    // IPv6: first 4 bytes of BLAKE3 of the 16 address bytes (spec §4.2).
+    let v6: std::net::Ipv6Addr = "2001:db8::11".parse().unwrap();
+    let h = blake3::hash(&v6.octets());
+    let expect = u32::from_be_bytes(h.as_bytes()[..4].try_into().unwrap());
+    assert_eq!(node_id(v6.into()), expect);
 }
 
 #[test]

@@ -167,3 +167,41 @@ fn restarted_receiver_refuses_frames_from_before_its_start() {
     h.timestamp_ms = NOW_MS;
     assert_eq!(guards.accept(&h, NOW_MS + 10), Ok(()));
 }
+
+mod model {
+    use super::*;
+    use proptest::prelude::*;
+    use std::collections::HashSet;
+
+    proptest! {
+        /// The bitmap ring agrees with a plain model (set of seen numbers and
+        /// the highest) on every step of random traffic: bursts, gaps larger
+        /// than the window, reordering, and replays.
+        #[test]
+        fn guard_matches_model(steps in proptest::collection::vec((0u8..4, 0u64..3000), 1..400)) {
+            let mut g = ReplayGuard::default();
+            let mut seen = HashSet::new();
+            let mut highest: Option<u64> = None;
+            let mut cursor = 5_000u64;
+            for (kind, n) in steps {
+                let seq = match kind {
+                    0 => { cursor += 1; cursor }              // in order
+                    1 => { cursor += n; cursor }              // jump, maybe past the window
+                    2 => cursor.saturating_sub(n % 1500),     // late / reordered
+                    _ => cursor.saturating_sub(n % 8),        // likely replay
+                };
+                let expect = match highest {
+                    None => true,
+                    Some(h) if seq > h => true,
+                    Some(h) => h - seq < REPLAY_WINDOW && !seen.contains(&seq),
+                };
+                let got = g.accept(seq, NOW_MS, NOW_MS).is_ok();
+                prop_assert_eq!(got, expect, "seq {} highest {:?}", seq, highest);
+                if got {
+                    seen.insert(seq);
+                    highest = Some(highest.map_or(seq, |h| h.max(seq)));
+                }
+            }
+        }
+    }
+}
