@@ -38,7 +38,10 @@ struct Args {
 
 fn main() -> std::process::ExitCode {
     let args = Args::parse();
-    tracing_subscriber::fmt().with_writer(std::io::stderr).with_env_filter("info").init();
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter("info")
+        .init();
     let cfg = match Config::load(&args.config) {
         Ok(c) => c,
         Err(e) => {
@@ -64,11 +67,16 @@ fn main() -> std::process::ExitCode {
             return std::process::ExitCode::from(2);
         }
     };
-    let listener = agent.listener(vip).expect("listener service was found above");
+    let listener = agent
+        .listener(vip)
+        .expect("listener service was found above");
     let handle = agent.handle();
     let agent_thread = agent.spawn().expect("spawn agent loop");
 
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("tokio runtime");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
     let root = Arc::new(args.root);
     let name = Arc::new(args.name);
     rt.block_on(async move {
@@ -77,7 +85,8 @@ fn main() -> std::process::ExitCode {
             let _ = tokio::signal::ctrl_c().await;
             stop.stop();
         });
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM");
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("SIGTERM");
         let stop = handle.clone();
         tokio::spawn(async move {
             term.recv().await;
@@ -94,13 +103,14 @@ fn main() -> std::process::ExitCode {
 async fn accept_loop(listener: HandoffListener, root: Arc<PathBuf>, name: Arc<String>) {
     // SAFETY: the listener owns its readiness pipe (behind an Arc) for its
     // whole life, and `as_raw_fd` always returns that same descriptor.
-    let fd = match unsafe { AsyncFd::register_with_interest(listener, tokio::io::Interest::READABLE) } {
-        Ok(fd) => fd,
-        Err(e) => {
-            tracing::error!(error = %e, "cannot register the listener's readiness fd");
-            return;
-        }
-    };
+    let fd =
+        match unsafe { AsyncFd::register_with_interest(listener, tokio::io::Interest::READABLE) } {
+            Ok(fd) => fd,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot register the listener's readiness fd");
+                return;
+            }
+        };
     loop {
         let mut guard = match fd.readable().await {
             Ok(g) => g,
@@ -131,7 +141,12 @@ async fn accept_loop(listener: HandoffListener, root: Arc<PathBuf>, name: Arc<St
 
 /// Serves one connection until the client closes it.
 async fn serve(conn: Adopted, root: &Path, name: &str) -> std::io::Result<()> {
-    let Adopted { stream, peer, ticket, .. } = conn;
+    let Adopted {
+        stream,
+        peer,
+        ticket,
+        ..
+    } = conn;
     stream.set_nonblocking(true)?;
     let mut s = tokio::net::TcpStream::from_std(stream)?;
     let mut buf = Vec::with_capacity(4096);
@@ -143,9 +158,15 @@ async fn serve(conn: Adopted, root: &Path, name: &str) -> std::io::Result<()> {
                 Ok(httparse::Status::Complete(n)) => {
                     let close = req.version == Some(0)
                         || req.headers.iter().any(|h| {
-                            h.name.eq_ignore_ascii_case("connection") && h.value.eq_ignore_ascii_case(b"close")
+                            h.name.eq_ignore_ascii_case("connection")
+                                && h.value.eq_ignore_ascii_case(b"close")
                         });
-                    break (n, req.method.unwrap_or("").to_string(), req.path.unwrap_or("/").to_string(), close);
+                    break (
+                        n,
+                        req.method.unwrap_or("").to_string(),
+                        req.path.unwrap_or("/").to_string(),
+                        close,
+                    );
                 }
                 Ok(httparse::Status::Partial) => {}
                 Err(_) => {

@@ -39,7 +39,9 @@ pub enum CheckError {
 
 /// Whether the effective capability set holds CAP_NET_ADMIN.
 pub fn has_net_admin() -> bool {
-    let Ok(status) = std::fs::read_to_string("/proc/self/status") else { return false };
+    let Ok(status) = std::fs::read_to_string("/proc/self/status") else {
+        return false;
+    };
     status
         .lines()
         .find_map(|l| l.strip_prefix("CapEff:"))
@@ -56,7 +58,13 @@ pub fn repair_works() -> Result<(), std::io::Error> {
             return Err(std::io::Error::last_os_error());
         }
         let on: libc::c_int = 1;
-        let rc = libc::setsockopt(fd, libc::IPPROTO_TCP, libc::TCP_REPAIR, &on as *const _ as *const _, 4);
+        let rc = libc::setsockopt(
+            fd,
+            libc::IPPROTO_TCP,
+            libc::TCP_REPAIR,
+            &on as *const _ as *const _,
+            4,
+        );
         let err = std::io::Error::last_os_error();
         libc::close(fd);
         if rc == 0 {
@@ -90,7 +98,9 @@ pub fn addresses_on(ifname: &str) -> Vec<IpAddr> {
             match i32::from((*ifa.ifa_addr).sa_family) {
                 libc::AF_INET => {
                     let sin = &*(ifa.ifa_addr as *const libc::sockaddr_in);
-                    out.push(IpAddr::from(u32::from_be(sin.sin_addr.s_addr).to_be_bytes()));
+                    out.push(IpAddr::from(
+                        u32::from_be(sin.sin_addr.s_addr).to_be_bytes(),
+                    ));
                 }
                 libc::AF_INET6 => {
                     let sin6 = &*(ifa.ifa_addr as *const libc::sockaddr_in6);
@@ -126,10 +136,15 @@ pub fn warnings() -> Vec<String> {
     let read = |k: &str| std::fs::read_to_string(format!("/proc/sys/net/ipv4/conf/all/{k}")).ok();
     let mut w = Vec::new();
     if read("arp_ignore").is_some_and(|v| v.trim() != "1" && v.trim() != "2") {
-        w.push("net.ipv4.conf.all.arp_ignore is not 1: this host may answer ARP for the VIP".into());
+        w.push(
+            "net.ipv4.conf.all.arp_ignore is not 1: this host may answer ARP for the VIP".into(),
+        );
     }
     if read("arp_announce").is_some_and(|v| v.trim() != "2") {
-        w.push("net.ipv4.conf.all.arp_announce is not 2: ARP requests may carry the VIP as source".into());
+        w.push(
+            "net.ipv4.conf.all.arp_announce is not 2: ARP requests may carry the VIP as source"
+                .into(),
+        );
     }
     w
 }

@@ -196,7 +196,10 @@ fn default_level() -> String {
 
 impl Default for LoadConfig {
     fn default() -> Self {
-        LoadConfig { period_ms: default_load_ms(), to: Vec::new() }
+        LoadConfig {
+            period_ms: default_load_ms(),
+            to: Vec::new(),
+        }
     }
 }
 impl Default for Limits {
@@ -211,12 +214,17 @@ impl Default for Limits {
 }
 impl Default for MetricsConfig {
     fn default() -> Self {
-        MetricsConfig { listen: default_metrics() }
+        MetricsConfig {
+            listen: default_metrics(),
+        }
     }
 }
 impl Default for LogConfig {
     fn default() -> Self {
-        LogConfig { format: LogFormat::Text, level: default_level() }
+        LogConfig {
+            format: LogFormat::Text,
+            level: default_level(),
+        }
     }
 }
 
@@ -245,7 +253,10 @@ pub enum ConfigError {
 }
 
 fn invalid(field: impl Into<String>, msg: impl Into<String>) -> ConfigError {
-    ConfigError::Invalid { field: field.into(), msg: msg.into() }
+    ConfigError::Invalid {
+        field: field.into(),
+        msg: msg.into(),
+    }
 }
 
 /// One allowed switch: an address, and optionally the only port allowed.
@@ -261,9 +272,14 @@ impl SwitchAddr {
     /// Parses `ip` or `ip:port` (`[v6]:port` for IPv6).
     pub fn parse(s: &str) -> Option<SwitchAddr> {
         if let Ok(sa) = s.parse::<SocketAddr>() {
-            return Some(SwitchAddr { ip: sa.ip(), port: Some(sa.port()) });
+            return Some(SwitchAddr {
+                ip: sa.ip(),
+                port: Some(sa.port()),
+            });
         }
-        s.parse::<IpAddr>().ok().map(|ip| SwitchAddr { ip, port: None })
+        s.parse::<IpAddr>()
+            .ok()
+            .map(|ip| SwitchAddr { ip, port: None })
     }
 
     /// Whether a datagram from `from` comes from this switch.
@@ -280,8 +296,10 @@ impl SwitchAddr {
 impl Config {
     /// Reads, parses and validates a file.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|err| ConfigError::Io { path: path.display().to_string(), err })?;
+        let text = std::fs::read_to_string(path).map_err(|err| ConfigError::Io {
+            path: path.display().to_string(),
+            err,
+        })?;
         Config::parse(&text).map_err(|e| match e {
             ConfigError::Parse(m) => ConfigError::Parse(format!("{}: {m}", path.display())),
             other => other,
@@ -310,7 +328,11 @@ impl Config {
 
     /// The allowed switches, parsed.
     pub fn switches(&self) -> Vec<SwitchAddr> {
-        self.thop.switches.iter().filter_map(|s| SwitchAddr::parse(s)).collect()
+        self.thop
+            .switches
+            .iter()
+            .filter_map(|s| SwitchAddr::parse(s))
+            .collect()
     }
 
     /// Where LOAD reports go.
@@ -324,11 +346,17 @@ impl Config {
     /// Semantic checks, each naming its field.
     pub fn validate(&self) -> Result<(), ConfigError> {
         if self.thop.switches.is_empty() {
-            return Err(invalid("thop.switches", "at least one switch address is required"));
+            return Err(invalid(
+                "thop.switches",
+                "at least one switch address is required",
+            ));
         }
         for (i, s) in self.thop.switches.iter().enumerate() {
             if SwitchAddr::parse(s).is_none() {
-                return Err(invalid(format!("thop.switches[{i}]"), format!("{s:?} is not an address or address:port")));
+                return Err(invalid(
+                    format!("thop.switches[{i}]"),
+                    format!("{s:?} is not an address or address:port"),
+                ));
             }
         }
         if self.thop.keys.is_empty() {
@@ -337,20 +365,32 @@ impl Config {
         let mut ids = HashSet::new();
         for (i, k) in self.thop.keys.iter().enumerate() {
             if !ids.insert(k.id) {
-                return Err(invalid(format!("thop.keys[{i}].id"), format!("key id {} appears twice", k.id)));
+                return Err(invalid(
+                    format!("thop.keys[{i}].id"),
+                    format!("key id {} appears twice", k.id),
+                ));
             }
             let ok = k.key.len() == 64 && k.key.bytes().all(|b| b.is_ascii_hexdigit());
             if !ok {
-                return Err(invalid(format!("thop.keys[{i}].key"), "must be 64 hex digits (32 bytes)"));
+                return Err(invalid(
+                    format!("thop.keys[{i}].key"),
+                    "must be 64 hex digits (32 bytes)",
+                ));
             }
         }
         if let Some(id) = self.thop.send_key {
             if !ids.contains(&id) {
-                return Err(invalid("thop.send_key", format!("no key with id {id} in thop.keys")));
+                return Err(invalid(
+                    "thop.send_key",
+                    format!("no key with id {id} in thop.keys"),
+                ));
             }
         }
         if self.thop.max_request_bytes == 0 || self.thop.max_request_bytes > (16 << 20) {
-            return Err(invalid("thop.max_request_bytes", "must be between 1 and 16777216"));
+            return Err(invalid(
+                "thop.max_request_bytes",
+                "must be between 1 and 16777216",
+            ));
         }
         if self.thop.max_pending_creates == 0 {
             return Err(invalid("thop.max_pending_creates", "must be at least 1"));
@@ -361,17 +401,29 @@ impl Config {
         let mut vips = HashSet::new();
         for (i, s) in self.services.iter().enumerate() {
             if !vips.insert(s.vip) {
-                return Err(invalid(format!("services[{i}].vip"), format!("{} is listed twice", s.vip)));
+                return Err(invalid(
+                    format!("services[{i}].vip"),
+                    format!("{} is listed twice", s.vip),
+                ));
             }
             if s.vip.port() == 0 || s.vip.ip().is_unspecified() {
-                return Err(invalid(format!("services[{i}].vip"), "needs a concrete address and a port"));
+                return Err(invalid(
+                    format!("services[{i}].vip"),
+                    "needs a concrete address and a port",
+                ));
             }
             match (s.mode, s.upstream) {
                 (Mode::Relay, None) => {
-                    return Err(invalid(format!("services[{i}].upstream"), "relay mode needs an upstream address"))
+                    return Err(invalid(
+                        format!("services[{i}].upstream"),
+                        "relay mode needs an upstream address",
+                    ))
                 }
                 (Mode::Listener, Some(_)) => {
-                    return Err(invalid(format!("services[{i}].upstream"), "listener mode takes no upstream"))
+                    return Err(invalid(
+                        format!("services[{i}].upstream"),
+                        "listener mode takes no upstream",
+                    ))
                 }
                 _ => {}
             }
@@ -413,7 +465,10 @@ metrics:
         let c = Config::parse(GOOD).unwrap();
         assert_eq!(c.services.len(), 2);
         assert_eq!(c.limits, Limits::default());
-        assert_eq!(c.load_targets(), vec!["198.18.0.2:9199".parse::<SocketAddr>().unwrap()]);
+        assert_eq!(
+            c.load_targets(),
+            vec!["198.18.0.2:9199".parse::<SocketAddr>().unwrap()]
+        );
         assert!(c.switches()[0].matches("198.18.0.2:5555".parse().unwrap()));
     }
 
@@ -446,7 +501,14 @@ metrics:
 
     #[test]
     fn garbage_never_panics() {
-        for s in ["", "[", "thop: 3", "services: {a: b}", "\u{0}\u{1}", "thop:\n  listen: [1,2]"] {
+        for s in [
+            "",
+            "[",
+            "thop: 3",
+            "services: {a: b}",
+            "\u{0}\u{1}",
+            "thop:\n  listen: [1,2]",
+        ] {
             assert!(Config::parse(s).is_err());
         }
     }

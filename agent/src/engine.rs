@@ -18,8 +18,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use handoff_proto::{
-    flags, node_id, open, seal, Abort, Ack, Assembled, Body, Close, CloseReason, DecodeError, FrameView, Header,
-    Key, Keyring, Load, Nack, NackReason, Opcode, Reassembler, ReassemblyConfig, ReplayGuards, SeqCounter,
+    flags, node_id, open, seal, Abort, Ack, Assembled, Body, Close, CloseReason, DecodeError,
+    FrameView, Header, Key, Keyring, Load, Nack, NackReason, Opcode, Reassembler, ReassemblyConfig,
+    ReplayGuards, SeqCounter,
 };
 use mio::net::UdpSocket;
 use mio::{Events, Interest, Poll, Token, Waker};
@@ -141,7 +142,10 @@ pub struct Agent {
 }
 
 fn now_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
 }
 
 impl Agent {
@@ -151,14 +155,16 @@ impl Agent {
         let poll = Poll::new()?;
         let addr = cfg.thop.listen;
         let mut udp = UdpSocket::bind(addr).map_err(|err| StartError::Bind { addr, err })?;
-        poll.registry().register(&mut udp, UDP, Interest::READABLE)?;
+        poll.registry()
+            .register(&mut udp, UDP, Interest::READABLE)?;
         let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
         let (tx, rx) = channel();
         let tx = LoopTx { tx, waker };
 
         let mut keys: Option<Keyring> = None;
         for k in &cfg.thop.keys {
-            let key = Key::from_hex(k.id, &k.key).map_err(|e| StartError::Key(format!("key {}: {e}", k.id)))?;
+            let key = Key::from_hex(k.id, &k.key)
+                .map_err(|e| StartError::Key(format!("key {}: {e}", k.id)))?;
             match keys.as_mut() {
                 None => keys = Some(Keyring::new(key)),
                 Some(ring) => ring.insert(key),
@@ -181,7 +187,9 @@ impl Agent {
         let reasm = Reassembler::new(ReassemblyConfig {
             max_request_len: cfg.thop.max_request_bytes,
             max_pending: cfg.thop.max_pending_creates as usize,
-            memory_limit: (cfg.thop.max_pending_creates as usize).saturating_mul(64 * 1024).max(1 << 20),
+            memory_limit: (cfg.thop.max_pending_creates as usize)
+                .saturating_mul(64 * 1024)
+                .max(1 << 20),
             timeout_ms: cfg.thop.reassembly_timeout_ms,
         });
         Ok(Agent {
@@ -226,12 +234,16 @@ impl Agent {
 
     /// A handle to stop the loop.
     pub fn handle(&self) -> AgentHandle {
-        AgentHandle { tx: self.tx.clone() }
+        AgentHandle {
+            tx: self.tx.clone(),
+        }
     }
 
     /// Runs the loop on a new thread.
     pub fn spawn(self) -> io::Result<std::thread::JoinHandle<io::Result<()>>> {
-        std::thread::Builder::new().name("baton-agent".into()).spawn(move || self.run())
+        std::thread::Builder::new()
+            .name("baton-agent".into())
+            .spawn(move || self.run())
     }
 
     /// Connections adopted and not yet ended.
@@ -264,7 +276,9 @@ impl Agent {
                 match ev.token() {
                     UDP => self.receive(),
                     WAKER => self.messages(),
-                    t => self.relay.handle(self.poll.registry(), t, &mut relay_events),
+                    t => self
+                        .relay
+                        .handle(self.poll.registry(), t, &mut relay_events),
                 }
             }
             for ev in relay_events.drain(..) {
@@ -299,7 +313,10 @@ impl Agent {
                     }
                 }
                 if now >= deadline && self.active() > 0 {
-                    tracing::warn!(open = self.active(), "drain timeout: resetting what is left");
+                    tracing::warn!(
+                        open = self.active(),
+                        "drain timeout: resetting what is left"
+                    );
                     self.stop_now = true;
                     self.close_listeners();
                     self.conns.retain(|_, e| e.mode == Mode::Relay);
@@ -322,7 +339,11 @@ impl Agent {
     fn messages(&mut self) {
         while let Ok(msg) = self.rx.try_recv() {
             match msg {
-                LoopMsg::Closed { switch, sender, conn_id } => {
+                LoopMsg::Closed {
+                    switch,
+                    sender,
+                    conn_id,
+                } => {
                     if self.conns.remove(&(sender, conn_id)).is_some() {
                         self.ended(switch, sender, conn_id, CloseReason::ServerClose, 0, 0);
                     }
@@ -330,7 +351,11 @@ impl Agent {
                 LoopMsg::Stop { now } => {
                     if self.draining.is_none() {
                         let grace = Duration::from_secs(self.cfg.limits.drain_timeout_s);
-                        tracing::info!(open = self.active(), grace_s = grace.as_secs(), "stopping: draining adopted connections");
+                        tracing::info!(
+                            open = self.active(),
+                            grace_s = grace.as_secs(),
+                            "stopping: draining adopted connections"
+                        );
                         self.draining = Some(Instant::now() + grace);
                     }
                     if now {
@@ -343,13 +368,22 @@ impl Agent {
 
     fn tick(&mut self, now: Instant, out: &mut Vec<RelayEvent>) {
         self.reasm.expire(now_ms());
-        self.metrics.reassembly_pending.set(self.reasm.pending() as i64);
+        self.metrics
+            .reassembly_pending
+            .set(self.reasm.pending() as i64);
         self.relay.sweep(self.poll.registry(), now, out);
-        self.recent.retain(|_, t| now.saturating_duration_since(*t) < RECENT_TTL);
-        let due: Vec<(u32, u64)> =
-            self.pending_close.iter().filter(|(_, p)| p.next <= now).map(|(k, _)| *k).collect();
+        self.recent
+            .retain(|_, t| now.saturating_duration_since(*t) < RECENT_TTL);
+        let due: Vec<(u32, u64)> = self
+            .pending_close
+            .iter()
+            .filter(|(_, p)| p.next <= now)
+            .map(|(k, _)| *k)
+            .collect();
         for k in due {
-            let Some(mut p) = self.pending_close.remove(&k) else { continue };
+            let Some(mut p) = self.pending_close.remove(&k) else {
+                continue;
+            };
             if p.tries >= CLOSE_TRIES {
                 tracing::debug!(conn_id = k.1, "CLOSE never acknowledged");
                 continue;
@@ -416,7 +450,10 @@ impl Agent {
             tracing::debug!(%from, error = %e, "THOP replay check failed");
             return self.drop_frame(e.label(), from);
         }
-        self.metrics.thop_rx.with_label_values(&[frame.body.opcode().name()]).inc();
+        self.metrics
+            .thop_rx
+            .with_label_values(&[frame.body.opcode().name()])
+            .inc();
         let h = frame.header;
         match frame.body {
             Body::Create(frag) => {
@@ -428,14 +465,19 @@ impl Agent {
                     return self.nack(from, &h, NackReason::ShuttingDown, "draining");
                 }
                 match self.reasm.push(h.sender, h.conn_id, &frag, now_ms()) {
-                    Ok(None) => self.metrics.reassembly_pending.set(self.reasm.pending() as i64),
+                    Ok(None) => self
+                        .metrics
+                        .reassembly_pending
+                        .set(self.reasm.pending() as i64),
                     Ok(Some(asm)) => self.create(asm, &h, from),
                     Err(e) => self.nack(from, &h, e.nack_reason(), e.label()),
                 }
             }
             Body::Abort(a) => self.abort(a, &h, from),
             Body::Ack(a) => self.acked(a, &h),
-            Body::Nack(_) | Body::Close(_) | Body::Load(_) => self.drop_frame("unexpected_opcode", from),
+            Body::Nack(_) | Body::Close(_) | Body::Load(_) => {
+                self.drop_frame("unexpected_opcode", from)
+            }
         }
     }
 
@@ -450,27 +492,53 @@ impl Agent {
         if live {
             let mut rh = h.reply(self.seq.next(), now_ms());
             rh.flags = flags::DUPLICATE;
-            self.send(from, &rh, &Body::Ack(Ack { echo_seq: h.msg_seq }));
+            self.send(
+                from,
+                &rh,
+                &Body::Ack(Ack {
+                    echo_seq: h.msg_seq,
+                }),
+            );
         }
         // Still connecting upstream: the ACK follows when it is up.
         true
     }
 
     fn nack(&mut self, to: SocketAddr, h: &Header, reason: NackReason, why: &str) {
-        self.metrics.refused.with_label_values(&[reason.label()]).inc();
+        self.metrics
+            .refused
+            .with_label_values(&[reason.label()])
+            .inc();
         tracing::info!(conn_id = h.conn_id, %reason, why, "CREATE refused");
         let rh = h.reply(self.seq.next(), now_ms());
-        self.send(to, &rh, &Body::Nack(Nack { echo_seq: h.msg_seq, reason, versions: &[] }));
+        self.send(
+            to,
+            &rh,
+            &Body::Nack(Nack {
+                echo_seq: h.msg_seq,
+                reason,
+                versions: &[],
+            }),
+        );
     }
 
     fn create(&mut self, asm: Assembled, h: &Header, from: SocketAddr) {
-        self.metrics.reassembly_pending.set(self.reasm.pending() as i64);
+        self.metrics
+            .reassembly_pending
+            .set(self.reasm.pending() as i64);
         let started = Instant::now();
         let vip = asm.state.vip();
         let (mode, upstream, shared) = match self.services.get(&vip) {
             Some(Target::Relay(up)) => (Mode::Relay, Some(*up), None),
             Some(Target::Listener(s)) => (Mode::Listener, None, Some(Arc::clone(s))),
-            None => return self.nack(from, h, NackReason::NoSuchService, "no service for this VIP:port"),
+            None => {
+                return self.nack(
+                    from,
+                    h,
+                    NackReason::NoSuchService,
+                    "no service for this VIP:port",
+                )
+            }
         };
         if self.active() >= self.cfg.limits.max_active as usize {
             return self.nack(from, h, NackReason::Overloaded, "limits.max_active reached");
@@ -497,23 +565,54 @@ impl Agent {
         let request_len = asm.request.len() as u64;
         match (upstream, shared) {
             (Some(up), _) => {
-                let meta = ConnMeta { switch: from, conn_id: h.conn_id, client };
+                let meta = ConnMeta {
+                    switch: from,
+                    conn_id: h.conn_id,
+                    client,
+                };
                 if let Err(e) = self.relay.add(self.poll.registry(), meta, stream, up) {
                     tracing::warn!(upstream = %up, error = %e, "upstream unavailable");
                     return self.nack(from, h, NackReason::Internal, "upstream connect failed");
                 }
-                let phase = Phase::Connecting { echo_seq: h.msg_seq, since: started };
-                self.conns.insert(key, Entry { switch: from, mode, phase, request_len });
+                let phase = Phase::Connecting {
+                    echo_seq: h.msg_seq,
+                    since: started,
+                };
+                self.conns.insert(
+                    key,
+                    Entry {
+                        switch: from,
+                        mode,
+                        phase,
+                        request_len,
+                    },
+                );
             }
             (None, Some(shared)) => {
-                if let Err(stream) = shared.push(stream, client, self.tx.clone(), from, h.sender, h.conn_id) {
+                if let Err(stream) =
+                    shared.push(stream, client, self.tx.clone(), from, h.sender, h.conn_id)
+                {
                     relay::close_silently(std::os::fd::AsRawFd::as_raw_fd(&stream));
                     return self.nack(from, h, NackReason::BacklogFull, "listener backlog full");
                 }
-                self.conns.insert(key, Entry { switch: from, mode, phase: Phase::Live, request_len });
+                self.conns.insert(
+                    key,
+                    Entry {
+                        switch: from,
+                        mode,
+                        phase: Phase::Live,
+                        request_len,
+                    },
+                );
                 self.adopted(mode, started);
                 let rh = h.reply(self.seq.next(), now_ms());
-                self.send(from, &rh, &Body::Ack(Ack { echo_seq: h.msg_seq }));
+                self.send(
+                    from,
+                    &rh,
+                    &Body::Ack(Ack {
+                        echo_seq: h.msg_seq,
+                    }),
+                );
             }
             (None, None) => {}
         }
@@ -526,7 +625,9 @@ impl Agent {
             Mode::Listener => "listener",
         };
         self.metrics.adopted.with_label_values(&[label]).inc();
-        self.metrics.adopt_seconds.observe(since.elapsed().as_secs_f64());
+        self.metrics
+            .adopt_seconds
+            .observe(since.elapsed().as_secs_f64());
         self.metrics.active.set(self.active() as i64);
         self.adopted_in_period = self.adopted_in_period.saturating_add(1);
     }
@@ -534,16 +635,30 @@ impl Agent {
     fn abort(&mut self, a: Abort, h: &Header, from: SocketAddr) {
         let key = (h.sender, h.conn_id);
         let rh = h.reply(self.seq.next(), now_ms());
-        self.send(from, &rh, &Body::Ack(Ack { echo_seq: h.msg_seq }));
+        self.send(
+            from,
+            &rh,
+            &Body::Ack(Ack {
+                echo_seq: h.msg_seq,
+            }),
+        );
         self.reasm.remove(h.sender, h.conn_id);
-        let Some(entry) = self.conns.get(&key).copied() else { return };
+        let Some(entry) = self.conns.get(&key).copied() else {
+            return;
+        };
         self.metrics.aborts.inc();
         tracing::info!(conn_id = h.conn_id, reason = %a.reason, "ABORT from switch");
         if entry.mode == Mode::Relay {
-            if let Some(RelayEvent::Finished { .. }) = self.relay.abort(self.poll.registry(), entry.switch, h.conn_id) {
+            if let Some(RelayEvent::Finished { .. }) =
+                self.relay
+                    .abort(self.poll.registry(), entry.switch, h.conn_id)
+            {
                 self.conns.remove(&key);
                 self.recent.insert(key, Instant::now());
-                self.metrics.closed.with_label_values(&[CloseReason::Aborted.label()]).inc();
+                self.metrics
+                    .closed
+                    .with_label_values(&[CloseReason::Aborted.label()])
+                    .inc();
                 self.metrics.active.set(self.active() as i64);
             }
         }
@@ -552,7 +667,11 @@ impl Agent {
 
     fn acked(&mut self, a: Ack, h: &Header) {
         let key = (h.sender, h.conn_id);
-        if self.pending_close.get(&key).is_some_and(|p| p.header.msg_seq == a.echo_seq || p.tries > 0) {
+        if self
+            .pending_close
+            .get(&key)
+            .is_some_and(|p| p.header.msg_seq == a.echo_seq || p.tries > 0)
+        {
             self.pending_close.remove(&key);
         }
     }
@@ -560,8 +679,12 @@ impl Agent {
     fn relay_event(&mut self, ev: RelayEvent) {
         match ev {
             RelayEvent::Connected(meta) => {
-                let Some(key) = self.key_of(&meta) else { return };
-                let Some(entry) = self.conns.get_mut(&key) else { return };
+                let Some(key) = self.key_of(&meta) else {
+                    return;
+                };
+                let Some(entry) = self.conns.get_mut(&key) else {
+                    return;
+                };
                 if let Phase::Connecting { echo_seq, since } = entry.phase {
                     entry.phase = Phase::Live;
                     let switch = entry.switch;
@@ -578,8 +701,12 @@ impl Agent {
                 }
             }
             RelayEvent::ConnectFailed(meta, why) => {
-                let Some(key) = self.key_of(&meta) else { return };
-                let Some(entry) = self.conns.remove(&key) else { return };
+                let Some(key) = self.key_of(&meta) else {
+                    return;
+                };
+                let Some(entry) = self.conns.remove(&key) else {
+                    return;
+                };
                 if let Phase::Connecting { echo_seq, .. } = entry.phase {
                     tracing::warn!(conn_id = key.1, error = %why, "upstream connect failed: NACK");
                     let h = Header {
@@ -590,14 +717,34 @@ impl Agent {
                         msg_seq: echo_seq,
                         timestamp_ms: 0,
                     };
-                    self.nack(entry.switch, &h, NackReason::Internal, "upstream connect failed");
+                    self.nack(
+                        entry.switch,
+                        &h,
+                        NackReason::Internal,
+                        "upstream connect failed",
+                    );
                 }
             }
-            RelayEvent::Finished { meta, end, from_client, to_client } => {
-                let Some(key) = self.key_of(&meta) else { return };
-                let Some(entry) = self.conns.remove(&key) else { return };
-                self.metrics.relayed_bytes.with_label_values(&["from_client"]).inc_by(from_client);
-                self.metrics.relayed_bytes.with_label_values(&["to_client"]).inc_by(to_client);
+            RelayEvent::Finished {
+                meta,
+                end,
+                from_client,
+                to_client,
+            } => {
+                let Some(key) = self.key_of(&meta) else {
+                    return;
+                };
+                let Some(entry) = self.conns.remove(&key) else {
+                    return;
+                };
+                self.metrics
+                    .relayed_bytes
+                    .with_label_values(&["from_client"])
+                    .inc_by(from_client);
+                self.metrics
+                    .relayed_bytes
+                    .with_label_values(&["to_client"])
+                    .inc_by(to_client);
                 let reason = match end {
                     End::ClientFin => CloseReason::ClientFin,
                     End::ServerClose => CloseReason::ServerClose,
@@ -614,13 +761,27 @@ impl Agent {
     }
 
     fn key_of(&self, meta: &ConnMeta) -> Option<(u32, u64)> {
-        self.conns.iter().find(|(k, e)| k.1 == meta.conn_id && e.switch == meta.switch).map(|(k, _)| *k)
+        self.conns
+            .iter()
+            .find(|(k, e)| k.1 == meta.conn_id && e.switch == meta.switch)
+            .map(|(k, _)| *k)
     }
 
     /// An adopted connection ended: count it and tell the switch (CLOSE,
     /// retransmitted until ACKed).
-    fn ended(&mut self, switch: SocketAddr, sender: u32, conn_id: u64, reason: CloseReason, from: u64, to: u64) {
-        self.metrics.closed.with_label_values(&[reason.label()]).inc();
+    fn ended(
+        &mut self,
+        switch: SocketAddr,
+        sender: u32,
+        conn_id: u64,
+        reason: CloseReason,
+        from: u64,
+        to: u64,
+    ) {
+        self.metrics
+            .closed
+            .with_label_values(&[reason.label()])
+            .inc();
         self.metrics.active.set(self.active() as i64);
         self.recent.insert((sender, conn_id), Instant::now());
         let header = Header {
@@ -631,14 +792,25 @@ impl Agent {
             msg_seq: self.seq.next(),
             timestamp_ms: now_ms(),
         };
-        let close = Close { reason, bytes_from_client: from, bytes_to_client: to };
+        let close = Close {
+            reason,
+            bytes_from_client: from,
+            bytes_to_client: to,
+        };
         self.send(switch, &header, &Body::Close(close));
-        let p = PendingClose { to: switch, header, close, tries: 0, next: Instant::now() + CLOSE_RTO };
+        let p = PendingClose {
+            to: switch,
+            header,
+            close,
+            tries: 0,
+            next: Instant::now() + CLOSE_RTO,
+        };
         self.pending_close.insert((sender, conn_id), p);
     }
 
     fn send_load(&mut self, period: Duration) {
-        let per_sec = (u64::from(self.adopted_in_period) * 1000 / (period.as_millis().max(1) as u64)) as u32;
+        let per_sec =
+            (u64::from(self.adopted_in_period) * 1000 / (period.as_millis().max(1) as u64)) as u32;
         self.adopted_in_period = 0;
         let cap = if self.draining.is_some() {
             0
@@ -671,8 +843,14 @@ impl Agent {
         }
         let n = seal(h, body, &self.send_key, &mut self.out);
         match self.udp.send_to(&self.out[..n], to) {
-            Ok(_) => self.metrics.thop_tx.with_label_values(&[body.opcode().name()]).inc(),
-            Err(e) => tracing::warn!(%to, error = %e, opcode = body.opcode().name(), "THOP send failed"),
+            Ok(_) => self
+                .metrics
+                .thop_tx
+                .with_label_values(&[body.opcode().name()])
+                .inc(),
+            Err(e) => {
+                tracing::warn!(%to, error = %e, opcode = body.opcode().name(), "THOP send failed")
+            }
         }
     }
 }

@@ -73,14 +73,21 @@ impl CloseTicket {
 
 impl std::fmt::Debug for CloseTicket {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("CloseTicket").field("switch", &self.switch).field("conn_id", &self.conn_id).finish()
+        f.debug_struct("CloseTicket")
+            .field("switch", &self.switch)
+            .field("conn_id", &self.conn_id)
+            .finish()
     }
 }
 
 impl Drop for CloseTicket {
     fn drop(&mut self) {
         if let Some(tx) = self.tx.take() {
-            tx.send(LoopMsg::Closed { switch: self.switch, sender: self.sender, conn_id: self.conn_id });
+            tx.send(LoopMsg::Closed {
+                switch: self.switch,
+                sender: self.sender,
+                conn_id: self.conn_id,
+            });
         }
     }
 }
@@ -125,7 +132,10 @@ impl Shared {
         // SAFETY: both descriptors are fresh and ours.
         let (r, w) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
         Ok(Arc::new(Shared {
-            q: Mutex::new(Queue { items: VecDeque::new(), closed: false }),
+            q: Mutex::new(Queue {
+                items: VecDeque::new(),
+                closed: false,
+            }),
             cv: Condvar::new(),
             notify_r: r,
             notify_w: w,
@@ -142,13 +152,26 @@ impl Shared {
     fn signal(&self) {
         // SAFETY: one byte from a live buffer into our own non-blocking pipe;
         // a full pipe (EAGAIN) is already readable, which is all we need.
-        unsafe { libc::write(self.notify_w.as_raw_fd(), b"!".as_ptr() as *const libc::c_void, 1) };
+        unsafe {
+            libc::write(
+                self.notify_w.as_raw_fd(),
+                b"!".as_ptr() as *const libc::c_void,
+                1,
+            )
+        };
     }
 
     fn drain_signal(&self) {
         let mut buf = [0u8; 64];
         // SAFETY: reads into a live local buffer from our own non-blocking pipe.
-        while unsafe { libc::read(self.notify_r.as_raw_fd(), buf.as_mut_ptr() as *mut libc::c_void, buf.len()) } > 0 {}
+        while unsafe {
+            libc::read(
+                self.notify_r.as_raw_fd(),
+                buf.as_mut_ptr() as *mut libc::c_void,
+                buf.len(),
+            )
+        } > 0
+        {}
     }
 
     /// Whether another connection fits the backlog.
@@ -171,8 +194,18 @@ impl Shared {
         if q.closed || q.items.len() >= self.backlog {
             return Err(stream);
         }
-        let ticket = CloseTicket { tx: Some(tx), switch, sender, conn_id };
-        q.items.push_back(Adopted { stream, peer, local: self.vip, ticket });
+        let ticket = CloseTicket {
+            tx: Some(tx),
+            switch,
+            sender,
+            conn_id,
+        };
+        q.items.push_back(Adopted {
+            stream,
+            peer,
+            local: self.vip,
+            ticket,
+        });
         self.signal();
         drop(q);
         self.cv.notify_one();
@@ -212,7 +245,8 @@ impl HandoffListener {
     /// Waits for the next adopted connection. Fails with `NotConnected` once
     /// the agent has stopped.
     pub fn accept(&self) -> io::Result<Adopted> {
-        self.accept_timeout(None)?.ok_or_else(|| io::Error::from(io::ErrorKind::TimedOut))
+        self.accept_timeout(None)?
+            .ok_or_else(|| io::Error::from(io::ErrorKind::TimedOut))
     }
 
     /// As [`accept`](Self::accept), giving up after `timeout` (`Ok(None)`).
@@ -227,7 +261,10 @@ impl HandoffListener {
                 return Ok(Some(a));
             }
             if q.closed {
-                return Err(io::Error::new(io::ErrorKind::NotConnected, "handoff agent stopped"));
+                return Err(io::Error::new(
+                    io::ErrorKind::NotConnected,
+                    "handoff agent stopped",
+                ));
             }
             q = match deadline {
                 None => self.shared.cv.wait(q).unwrap_or_else(|p| p.into_inner()),
@@ -236,7 +273,11 @@ impl HandoffListener {
                     if left.is_zero() {
                         return Ok(None);
                     }
-                    self.shared.cv.wait_timeout(q, left).unwrap_or_else(|p| p.into_inner()).0
+                    self.shared
+                        .cv
+                        .wait_timeout(q, left)
+                        .unwrap_or_else(|p| p.into_inner())
+                        .0
                 }
             };
         }
@@ -253,7 +294,10 @@ impl HandoffListener {
                 }
                 Ok(a)
             }
-            None if q.closed => Err(io::Error::new(io::ErrorKind::NotConnected, "handoff agent stopped")),
+            None if q.closed => Err(io::Error::new(
+                io::ErrorKind::NotConnected,
+                "handoff agent stopped",
+            )),
             None => {
                 self.shared.drain_signal();
                 Err(io::ErrorKind::WouldBlock.into())

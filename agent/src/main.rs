@@ -19,7 +19,11 @@ use agent::config::{Config, LogFormat, Mode};
 use agent::metrics::Metrics;
 
 #[derive(Parser)]
-#[command(name = "baton-agent", about = "Baton backend agent: adopts handed-off TCP connections", version)]
+#[command(
+    name = "baton-agent",
+    about = "Baton backend agent: adopts handed-off TCP connections",
+    version
+)]
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,
@@ -46,7 +50,11 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.cmd {
         Cmd::Version => {
-            println!("baton-agent {} (THOP versions {:?})", env!("CARGO_PKG_VERSION"), handoff_proto::SUPPORTED_VERSIONS);
+            println!(
+                "baton-agent {} (THOP versions {:?})",
+                env!("CARGO_PKG_VERSION"),
+                handoff_proto::SUPPORTED_VERSIONS
+            );
             ExitCode::SUCCESS
         }
         Cmd::CheckConfig { file } => match Config::load(&file) {
@@ -73,7 +81,9 @@ fn init_logging(cfg: &Config) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .or_else(|_| tracing_subscriber::EnvFilter::try_new(&cfg.log.level))
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let b = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let b = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     match cfg.log.format {
         LogFormat::Json => b.json().init(),
         LogFormat::Text => b.init(),
@@ -82,7 +92,10 @@ fn init_logging(cfg: &Config) {
 
 /// Relayed connections hold six descriptors each: lift the soft limit.
 fn raise_nofile() {
-    let mut rl = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    let mut rl = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
     // SAFETY: getrlimit/setrlimit on a live struct.
     unsafe {
         if libc::getrlimit(libc::RLIMIT_NOFILE, &mut rl) == 0 && rl.rlim_cur < rl.rlim_max {
@@ -139,7 +152,10 @@ fn run(path: PathBuf) -> ExitCode {
         }
     };
     let handle = agent.handle();
-    let signals = signal_hook::iterator::Signals::new([signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT]);
+    let signals = signal_hook::iterator::Signals::new([
+        signal_hook::consts::SIGTERM,
+        signal_hook::consts::SIGINT,
+    ]);
     match signals {
         Ok(mut signals) => {
             std::thread::spawn(move || {

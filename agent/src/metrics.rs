@@ -8,7 +8,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry, TextEncoder,
+    Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
+    TextEncoder,
 };
 
 /// All metrics of one agent.
@@ -45,20 +46,24 @@ pub struct Metrics {
 }
 
 fn counter_vec(reg: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
-    let c = IntCounterVec::new(Opts::new(name, help), labels).expect("static metric definition is valid");
-    reg.register(Box::new(c.clone())).expect("metric names are unique");
+    let c = IntCounterVec::new(Opts::new(name, help), labels)
+        .expect("static metric definition is valid");
+    reg.register(Box::new(c.clone()))
+        .expect("metric names are unique");
     c
 }
 
 fn counter(reg: &Registry, name: &str, help: &str) -> IntCounter {
     let c = IntCounter::new(name, help).expect("static metric definition is valid");
-    reg.register(Box::new(c.clone())).expect("metric names are unique");
+    reg.register(Box::new(c.clone()))
+        .expect("metric names are unique");
     c
 }
 
 fn gauge(reg: &Registry, name: &str, help: &str) -> IntGauge {
     let g = IntGauge::new(name, help).expect("static metric definition is valid");
-    reg.register(Box::new(g.clone())).expect("metric names are unique");
+    reg.register(Box::new(g.clone()))
+        .expect("metric names are unique");
     g
 }
 
@@ -72,39 +77,88 @@ impl Metrics {
         )
         .expect("static metric definition is valid");
         build.set(1);
-        reg.register(Box::new(build)).expect("metric names are unique");
+        reg.register(Box::new(build))
+            .expect("metric names are unique");
         let adopt_seconds = Histogram::with_opts(
             HistogramOpts::new(
                 "baton_agent_adopt_seconds",
                 "Time from a complete CREATE to an adopted connection ready for the application.",
             )
-            .buckets(vec![0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.05, 0.25]),
+            .buckets(vec![
+                0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.05, 0.25,
+            ]),
         )
         .expect("static metric definition is valid");
-        reg.register(Box::new(adopt_seconds.clone())).expect("metric names are unique");
+        reg.register(Box::new(adopt_seconds.clone()))
+            .expect("metric names are unique");
         Metrics {
-            adopted: counter_vec(&reg, "baton_agent_adopted_total", "Connections adopted, by mode.", &["mode"]),
-            refused: counter_vec(&reg, "baton_agent_refused_total", "CREATEs refused with NACK, by reason.", &["reason"]),
+            adopted: counter_vec(
+                &reg,
+                "baton_agent_adopted_total",
+                "Connections adopted, by mode.",
+                &["mode"],
+            ),
+            refused: counter_vec(
+                &reg,
+                "baton_agent_refused_total",
+                "CREATEs refused with NACK, by reason.",
+                &["reason"],
+            ),
             thop_dropped: counter_vec(
                 &reg,
                 "baton_agent_thop_dropped_total",
                 "Received THOP datagrams dropped without an answer, by reason.",
                 &["reason"],
             ),
-            thop_rx: counter_vec(&reg, "baton_agent_thop_rx_total", "Authenticated THOP frames received, by opcode.", &["opcode"]),
-            thop_tx: counter_vec(&reg, "baton_agent_thop_tx_total", "THOP frames sent, by opcode.", &["opcode"]),
-            duplicate_creates: counter(&reg, "baton_agent_duplicate_creates_total", "Duplicate CREATEs acknowledged again."),
-            aborts: counter(&reg, "baton_agent_aborts_total", "ABORTs from the switch honoured."),
-            active: gauge(&reg, "baton_agent_active_connections", "Adopted connections currently open."),
-            reassembly_pending: gauge(&reg, "baton_agent_reassembly_pending", "CREATEs being reassembled."),
-            closed: counter_vec(&reg, "baton_agent_closed_total", "Adopted connections ended, by reason.", &["reason"]),
+            thop_rx: counter_vec(
+                &reg,
+                "baton_agent_thop_rx_total",
+                "Authenticated THOP frames received, by opcode.",
+                &["opcode"],
+            ),
+            thop_tx: counter_vec(
+                &reg,
+                "baton_agent_thop_tx_total",
+                "THOP frames sent, by opcode.",
+                &["opcode"],
+            ),
+            duplicate_creates: counter(
+                &reg,
+                "baton_agent_duplicate_creates_total",
+                "Duplicate CREATEs acknowledged again.",
+            ),
+            aborts: counter(
+                &reg,
+                "baton_agent_aborts_total",
+                "ABORTs from the switch honoured.",
+            ),
+            active: gauge(
+                &reg,
+                "baton_agent_active_connections",
+                "Adopted connections currently open.",
+            ),
+            reassembly_pending: gauge(
+                &reg,
+                "baton_agent_reassembly_pending",
+                "CREATEs being reassembled.",
+            ),
+            closed: counter_vec(
+                &reg,
+                "baton_agent_closed_total",
+                "Adopted connections ended, by reason.",
+                &["reason"],
+            ),
             relayed_bytes: counter_vec(
                 &reg,
                 "baton_agent_relayed_bytes_total",
                 "Bytes relayed between clients and the local server, by direction.",
                 &["direction"],
             ),
-            close_retransmits: counter(&reg, "baton_agent_close_retransmits_total", "CLOSE frames retransmitted."),
+            close_retransmits: counter(
+                &reg,
+                "baton_agent_close_retransmits_total",
+                "CLOSE frames retransmitted.",
+            ),
             adopt_seconds,
             registry: reg,
         }
@@ -120,24 +174,34 @@ impl Metrics {
 
     /// Serves `/metrics` and `/healthz` on `addr` from a background thread.
     pub fn serve(self: &Arc<Self>, addr: SocketAddr) -> std::io::Result<MetricsServer> {
-        let server = tiny_http::Server::http(addr).map_err(|e| std::io::Error::other(format!("metrics on {addr}: {e}")))?;
+        let server = tiny_http::Server::http(addr)
+            .map_err(|e| std::io::Error::other(format!("metrics on {addr}: {e}")))?;
         let server = Arc::new(server);
         let local = server.server_addr().to_ip().unwrap_or(addr);
         let m = Arc::clone(self);
         let srv = Arc::clone(&server);
-        let thread = std::thread::Builder::new().name("metrics".into()).spawn(move || {
-            for req in srv.incoming_requests() {
-                let (status, body, ctype) = match req.url() {
-                    "/metrics" => (200, m.render(), "text/plain; version=0.0.4"),
-                    "/healthz" => (200, b"ok\n".to_vec(), "text/plain"),
-                    _ => (404, b"not found\n".to_vec(), "text/plain"),
-                };
-                let header = tiny_http::Header::from_bytes("Content-Type", ctype).expect("static header is valid");
-                let resp = tiny_http::Response::from_data(body).with_status_code(status).with_header(header);
-                let _ = req.respond(resp);
-            }
-        })?;
-        Ok(MetricsServer { server, thread: Some(thread), addr: local })
+        let thread = std::thread::Builder::new()
+            .name("metrics".into())
+            .spawn(move || {
+                for req in srv.incoming_requests() {
+                    let (status, body, ctype) = match req.url() {
+                        "/metrics" => (200, m.render(), "text/plain; version=0.0.4"),
+                        "/healthz" => (200, b"ok\n".to_vec(), "text/plain"),
+                        _ => (404, b"not found\n".to_vec(), "text/plain"),
+                    };
+                    let header = tiny_http::Header::from_bytes("Content-Type", ctype)
+                        .expect("static header is valid");
+                    let resp = tiny_http::Response::from_data(body)
+                        .with_status_code(status)
+                        .with_header(header);
+                    let _ = req.respond(resp);
+                }
+            })?;
+        Ok(MetricsServer {
+            server,
+            thread: Some(thread),
+            addr: local,
+        })
     }
 }
 
@@ -180,8 +244,14 @@ mod tests {
         m.refused.with_label_values(&["backlog_full"]).inc();
         m.adopted.with_label_values(&["relay"]).inc_by(3);
         let text = String::from_utf8(m.render()).unwrap();
-        assert!(text.contains("baton_agent_refused_total{reason=\"backlog_full\"} 1"), "{text}");
-        assert!(text.contains("baton_agent_adopted_total{mode=\"relay\"} 3"), "{text}");
+        assert!(
+            text.contains("baton_agent_refused_total{reason=\"backlog_full\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("baton_agent_adopted_total{mode=\"relay\"} 3"),
+            "{text}"
+        );
         assert!(text.contains("baton_agent_build_info{version="), "{text}");
     }
 }

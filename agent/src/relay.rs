@@ -136,7 +136,12 @@ struct Dir {
 
 impl Dir {
     fn new() -> io::Result<Dir> {
-        Ok(Dir { pipe: Pipe::new()?, eof: false, shut: false, bytes: 0 })
+        Ok(Dir {
+            pipe: Pipe::new()?,
+            eof: false,
+            shut: false,
+            bytes: 0,
+        })
     }
 
     /// Moves what can move without blocking; returns whether anything moved.
@@ -189,7 +194,10 @@ impl Dir {
 
 /// Closes a socket with a reset (RFC 9293 §3.6: abortive close via SO_LINGER 0).
 pub(crate) fn reset(fd: RawFd) {
-    let lg = libc::linger { l_onoff: 1, l_linger: 0 };
+    let lg = libc::linger {
+        l_onoff: 1,
+        l_linger: 0,
+    };
     // SAFETY: lg is a live linger struct; the fd is ours and closed by the caller.
     unsafe {
         libc::setsockopt(
@@ -240,7 +248,12 @@ pub struct Relay {
 impl Relay {
     /// An empty relay; connections idle longer than `idle_timeout` are reset.
     pub fn new(idle_timeout: Duration) -> Relay {
-        Relay { conns: Vec::new(), free: Vec::new(), active: 0, idle_timeout }
+        Relay {
+            conns: Vec::new(),
+            free: Vec::new(),
+            active: 0,
+            idle_timeout,
+        }
     }
 
     /// Connections currently relayed (or connecting upstream).
@@ -291,7 +304,9 @@ impl Relay {
         let rw = Interest::READABLE | Interest::WRITABLE;
         let reg = registry
             .register(&mut conn.client, Token(TOKEN_BASE + 2 * idx), rw)
-            .and_then(|_| registry.register(&mut conn.upstream, Token(TOKEN_BASE + 2 * idx + 1), rw));
+            .and_then(|_| {
+                registry.register(&mut conn.upstream, Token(TOKEN_BASE + 2 * idx + 1), rw)
+            });
         if let Err(e) = reg {
             let _ = registry.deregister(&mut conn.client);
             close_silently(conn.client.as_raw_fd());
@@ -311,7 +326,9 @@ impl Relay {
     /// Handles readiness on one of the relay's tokens.
     pub fn handle(&mut self, registry: &Registry, token: Token, out: &mut Vec<RelayEvent>) {
         let idx = (token.0 - TOKEN_BASE) / 2;
-        let Some(Some(conn)) = self.conns.get_mut(idx) else { return };
+        let Some(Some(conn)) = self.conns.get_mut(idx) else {
+            return;
+        };
         conn.last_active = Instant::now();
         if !conn.connected {
             match conn.upstream.take_error() {
@@ -341,7 +358,9 @@ impl Relay {
     }
 
     fn pump(&mut self, registry: &Registry, idx: usize, out: &mut Vec<RelayEvent>) {
-        let Some(Some(conn)) = self.conns.get_mut(idx) else { return };
+        let Some(Some(conn)) = self.conns.get_mut(idx) else {
+            return;
+        };
         let cfd = conn.client.as_raw_fd();
         let ufd = conn.upstream.as_raw_fd();
         let fault = match conn.c2u.pump(cfd, ufd) {
@@ -417,9 +436,15 @@ impl Relay {
 
     /// Ends the connection with this id (ABORT from the switch): the client
     /// socket is dropped silently, the upstream reset.
-    pub fn abort(&mut self, registry: &Registry, switch: SocketAddr, conn_id: u64) -> Option<RelayEvent> {
+    pub fn abort(
+        &mut self,
+        registry: &Registry,
+        switch: SocketAddr,
+        conn_id: u64,
+    ) -> Option<RelayEvent> {
         let idx = self.conns.iter().position(|c| {
-            c.as_ref().is_some_and(|c| c.meta.conn_id == conn_id && c.meta.switch == switch)
+            c.as_ref()
+                .is_some_and(|c| c.meta.conn_id == conn_id && c.meta.switch == switch)
         })?;
         self.finish(registry, idx, End::Aborted)
     }
@@ -472,16 +497,26 @@ mod tests {
     }
 
     fn meta(id: u64) -> ConnMeta {
-        ConnMeta { switch: "127.0.0.1:9199".parse().unwrap(), conn_id: id, client: "127.0.0.1:1".parse().unwrap() }
+        ConnMeta {
+            switch: "127.0.0.1:9199".parse().unwrap(),
+            conn_id: id,
+            client: "127.0.0.1:1".parse().unwrap(),
+        }
     }
 
-    fn run_until(poll: &mut Poll, relay: &mut Relay, out: &mut Vec<RelayEvent>, done: impl Fn(&[RelayEvent]) -> bool) {
+    fn run_until(
+        poll: &mut Poll,
+        relay: &mut Relay,
+        out: &mut Vec<RelayEvent>,
+        done: impl Fn(&[RelayEvent]) -> bool,
+    ) {
         let mut events = Events::with_capacity(256);
         for _ in 0..2000 {
             if done(out) {
                 return;
             }
-            poll.poll(&mut events, Some(Duration::from_millis(10))).unwrap();
+            poll.poll(&mut events, Some(Duration::from_millis(10)))
+                .unwrap();
             for ev in events.iter() {
                 relay.handle(poll.registry(), ev.token(), out);
             }
@@ -495,10 +530,19 @@ mod tests {
         let mut poll = Poll::new().unwrap();
         let mut relay = Relay::new(Duration::from_secs(60));
         let (mut client, adopted) = pair();
-        relay.add(poll.registry(), meta(1), adopted, upstream.local_addr().unwrap()).unwrap();
+        relay
+            .add(
+                poll.registry(),
+                meta(1),
+                adopted,
+                upstream.local_addr().unwrap(),
+            )
+            .unwrap();
         let mut out = Vec::new();
         let (mut server, _) = upstream.accept().unwrap();
-        run_until(&mut poll, &mut relay, &mut out, |o| o.iter().any(|e| matches!(e, RelayEvent::Connected(_))));
+        run_until(&mut poll, &mut relay, &mut out, |o| {
+            o.iter().any(|e| matches!(e, RelayEvent::Connected(_)))
+        });
         client.write_all(b"hello").unwrap();
         client.shutdown(Shutdown::Write).unwrap();
         let t = std::thread::spawn(move || {
@@ -507,15 +551,25 @@ mod tests {
             assert_eq!(got, b"hello", "server sees the data then EOF (half-close)");
             server.write_all(&vec![7u8; 300_000]).unwrap();
         });
-        run_until(&mut poll, &mut relay, &mut out, |o| o.iter().any(|e| matches!(e, RelayEvent::Finished { .. })));
+        run_until(&mut poll, &mut relay, &mut out, |o| {
+            o.iter().any(|e| matches!(e, RelayEvent::Finished { .. }))
+        });
         t.join().unwrap();
         let mut resp = Vec::new();
         client.read_to_end(&mut resp).unwrap();
         assert_eq!(resp.len(), 300_000);
-        let fin = out.iter().find(|e| matches!(e, RelayEvent::Finished { .. })).unwrap();
+        let fin = out
+            .iter()
+            .find(|e| matches!(e, RelayEvent::Finished { .. }))
+            .unwrap();
         assert_eq!(
             fin,
-            &RelayEvent::Finished { meta: meta(1), end: End::ClientFin, from_client: 5, to_client: 300_000 }
+            &RelayEvent::Finished {
+                meta: meta(1),
+                end: End::ClientFin,
+                from_client: 5,
+                to_client: 300_000
+            }
         );
         assert_eq!(relay.active(), 0);
     }
@@ -526,16 +580,36 @@ mod tests {
         let mut poll = Poll::new().unwrap();
         let mut relay = Relay::new(Duration::from_secs(60));
         let (client, adopted) = pair();
-        relay.add(poll.registry(), meta(2), adopted, upstream.local_addr().unwrap()).unwrap();
+        relay
+            .add(
+                poll.registry(),
+                meta(2),
+                adopted,
+                upstream.local_addr().unwrap(),
+            )
+            .unwrap();
         let (mut server, _) = upstream.accept().unwrap();
         let mut out = Vec::new();
         run_until(&mut poll, &mut relay, &mut out, |o| !o.is_empty());
         reset(client.as_raw_fd());
         drop(client);
-        run_until(&mut poll, &mut relay, &mut out, |o| o.iter().any(|e| matches!(e, RelayEvent::Finished { .. })));
-        assert!(matches!(out.last(), Some(RelayEvent::Finished { end: End::ClientReset, .. })), "{out:?}");
+        run_until(&mut poll, &mut relay, &mut out, |o| {
+            o.iter().any(|e| matches!(e, RelayEvent::Finished { .. }))
+        });
+        assert!(
+            matches!(
+                out.last(),
+                Some(RelayEvent::Finished {
+                    end: End::ClientReset,
+                    ..
+                })
+            ),
+            "{out:?}"
+        );
         let mut buf = [0u8; 16];
-        let err = server.read(&mut buf).expect_err("upstream must see a reset");
+        let err = server
+            .read(&mut buf)
+            .expect_err("upstream must see a reset");
         assert_eq!(err.kind(), io::ErrorKind::ConnectionReset);
     }
 

@@ -192,7 +192,10 @@ pub fn validate(st: &TcpState) -> Result<(), AdoptError> {
     if st.mss < 64 {
         return Err(AdoptError::InvalidState("mss below 64"));
     }
-    if st.window_scale.is_some_and(|w| w.client > MAX_WSCALE || w.server > MAX_WSCALE) {
+    if st
+        .window_scale
+        .is_some_and(|w| w.client > MAX_WSCALE || w.server > MAX_WSCALE)
+    {
         return Err(AdoptError::InvalidState("window scale above 14"));
     }
     if st.client().port() == 0 || st.vip().port() == 0 {
@@ -200,10 +203,14 @@ pub fn validate(st: &TcpState) -> Result<(), AdoptError> {
     }
     let ip = st.client().ip();
     if ip.is_unspecified() || ip.is_multicast() || ip.is_loopback() {
-        return Err(AdoptError::InvalidState("client address not a remote unicast address"));
+        return Err(AdoptError::InvalidState(
+            "client address not a remote unicast address",
+        ));
     }
     if st.max_window_ok().is_none() {
-        return Err(AdoptError::InvalidState("window larger than the scale allows"));
+        return Err(AdoptError::InvalidState(
+            "window larger than the scale allows",
+        ));
     }
     Ok(())
 }
@@ -336,7 +343,9 @@ fn build(fd: RawFd, st: &TcpState, request: &[u8]) -> Result<(), AdoptError> {
 
     let rcv_nxt = rcv_seq.wrapping_add(request.len() as u32);
     if rcv_nxt != st.client_next {
-        return Err(AdoptError::InvalidState("request length disagrees with client_next"));
+        return Err(AdoptError::InvalidState(
+            "request length disagrees with client_next",
+        ));
     }
     let snd_wnd = st.client_window;
     let win = TcpRepairWindow {
@@ -359,8 +368,11 @@ mod tests {
 
     fn state() -> TcpState {
         TcpState {
-            endpoints: Endpoints::new("198.18.0.101:40000".parse().unwrap(), "198.18.0.10:80".parse().unwrap())
-                .unwrap(),
+            endpoints: Endpoints::new(
+                "198.18.0.101:40000".parse().unwrap(),
+                "198.18.0.10:80".parse().unwrap(),
+            )
+            .unwrap(),
             client_isn: 0xffff_fff0,
             client_next: 0xffff_fff0u32.wrapping_add(19),
             server_isn: 0x8000_0001,
@@ -368,9 +380,15 @@ mod tests {
             client_window: 502 << 7,
             server_window: 65535,
             mss: 1460,
-            window_scale: Some(WindowScale { client: 7, server: 7 }),
+            window_scale: Some(WindowScale {
+                client: 7,
+                server: 7,
+            }),
             sack_permitted: true,
-            timestamps: Some(Timestamps { recent: 1, next_val: 0xdead_beef }),
+            timestamps: Some(Timestamps {
+                recent: 1,
+                next_val: 0xdead_beef,
+            }),
         }
     }
 
@@ -378,13 +396,20 @@ mod tests {
     fn validate_rejects_what_the_kernel_would() {
         assert!(validate(&state()).is_ok());
         let mut s = state();
-        s.window_scale = Some(WindowScale { client: 15, server: 0 });
+        s.window_scale = Some(WindowScale {
+            client: 15,
+            server: 0,
+        });
         assert!(matches!(validate(&s), Err(AdoptError::InvalidState(_))));
         let mut s = state();
         s.mss = 10;
         assert!(validate(&s).is_err());
         let mut s = state();
-        s.endpoints = Endpoints::new("0.0.0.0:4000".parse().unwrap(), "198.18.0.10:80".parse().unwrap()).unwrap();
+        s.endpoints = Endpoints::new(
+            "0.0.0.0:4000".parse().unwrap(),
+            "198.18.0.10:80".parse().unwrap(),
+        )
+        .unwrap();
         assert!(validate(&s).is_err());
         let mut s = state();
         s.window_scale = None;

@@ -51,8 +51,15 @@ fn run(case: Case) {
         curl(&bed, "/x", &[])
     };
     let (st, req) = accept_and_freeze(&bed, &l, 0);
-    assert_eq!(st.timestamps.is_some(), case.expect_ts, "timestamps negotiated: {st:?}");
-    assert_eq!(st.sack_permitted, case.expect_sack, "sack negotiated: {st:?}");
+    assert_eq!(
+        st.timestamps.is_some(),
+        case.expect_ts,
+        "timestamps negotiated: {st:?}"
+    );
+    assert_eq!(
+        st.sack_permitted, case.expect_sack,
+        "sack negotiated: {st:?}"
+    );
     if let Some(ws) = case.expect_wscale {
         let got = st.window_scale.expect("window scaling negotiated");
         assert_eq!((got.client, got.server), (ws, ws), "window scales: {st:?}");

@@ -20,7 +20,10 @@ fn run(args: &[&str]) -> (i32, String, String) {
 fn version_prints_version() {
     let (code, out, _) = run(&["version"]);
     assert_eq!(code, 0);
-    assert!(out.starts_with(&format!("baton-agent {}", env!("CARGO_PKG_VERSION"))), "{out}");
+    assert!(
+        out.starts_with(&format!("baton-agent {}", env!("CARGO_PKG_VERSION"))),
+        "{out}"
+    );
 }
 
 #[test]
@@ -37,10 +40,17 @@ fn shipped_configs_pass_check_config() {
 fn check_config_names_field_and_line() {
     let dir = TempDir::new("cli");
     let bad = dir.0.join("bad.yaml");
-    std::fs::write(&bad, config("").replace("    mode: relay", "    mode: relai")).unwrap();
+    std::fs::write(
+        &bad,
+        config("").replace("    mode: relay", "    mode: relai"),
+    )
+    .unwrap();
     let (code, _, err) = run(&["check-config", bad.to_str().unwrap()]);
     assert_eq!(code, 2);
-    assert!(err.contains("services[0].mode") && err.contains("line 10"), "{err}");
+    assert!(
+        err.contains("services[0].mode") && err.contains("line 10"),
+        "{err}"
+    );
     let (code, _, err) = run(&["check-config", "/nonexistent/agent.yaml"]);
     assert_eq!(code, 2);
     assert!(err.contains("/nonexistent/agent.yaml"), "{err}");
@@ -51,14 +61,29 @@ fn vip_missing_from_lo_is_a_clear_startup_error() {
     let bed = Bed::new();
     let dir = TempDir::new("cli");
     let cfg = dir.0.join("agent.yaml");
-    std::fs::write(&cfg, config("").replace("vip: 198.18.0.10:80", "vip: 198.18.0.99:80")).unwrap();
+    std::fs::write(
+        &cfg,
+        config("").replace("vip: 198.18.0.10:80", "vip: 198.18.0.99:80"),
+    )
+    .unwrap();
     let out = Command::new("ip")
-        .args(["netns", "exec", &bed.backend, bin(), "run", "--config", cfg.to_str().unwrap()])
+        .args([
+            "netns",
+            "exec",
+            &bed.backend,
+            bin(),
+            "run",
+            "--config",
+            cfg.to_str().unwrap(),
+        ])
         .output()
         .unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{err}");
-    assert!(err.contains("services[0].vip: 198.18.0.99 is not on lo"), "{err}");
+    assert!(
+        err.contains("services[0].vip: 198.18.0.99 is not on lo"),
+        "{err}"
+    );
     assert!(err.contains("ip addr add 198.18.0.99/32 dev lo"), "{err}");
 }
 
@@ -69,7 +94,16 @@ fn missing_cap_net_admin_is_a_clear_startup_error() {
     let cfg = dir.0.join("agent.yaml");
     std::fs::write(&cfg, config("")).unwrap();
     let out = Command::new("ip")
-        .args(["netns", "exec", &bed.backend, "setpriv", "--bounding-set", "-net_admin", "--inh-caps", "-net_admin"])
+        .args([
+            "netns",
+            "exec",
+            &bed.backend,
+            "setpriv",
+            "--bounding-set",
+            "-net_admin",
+            "--inh-caps",
+            "-net_admin",
+        ])
         .args([bin(), "run", "--config", cfg.to_str().unwrap()])
         .output()
         .unwrap();
@@ -83,13 +117,27 @@ fn listener_mode_is_refused_by_the_relay_binary() {
     let bed = Bed::new();
     let dir = TempDir::new("cli");
     let cfg = dir.0.join("agent.yaml");
-    let yaml = config("").replace("    mode: relay\n    upstream: 127.0.0.1:8080\n", "    mode: listener\n");
+    let yaml = config("").replace(
+        "    mode: relay\n    upstream: 127.0.0.1:8080\n",
+        "    mode: listener\n",
+    );
     std::fs::write(&cfg, yaml).unwrap();
     let out = Command::new("ip")
-        .args(["netns", "exec", &bed.backend, bin(), "run", "--config", cfg.to_str().unwrap()])
+        .args([
+            "netns",
+            "exec",
+            &bed.backend,
+            bin(),
+            "run",
+            "--config",
+            cfg.to_str().unwrap(),
+        ])
         .output()
         .unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{err}");
-    assert!(err.contains("services[0].mode: listener mode is for applications"), "{err}");
+    assert!(
+        err.contains("services[0].mode: listener mode is for applications"),
+        "{err}"
+    );
 }

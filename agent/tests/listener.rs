@@ -39,7 +39,10 @@ fn handoff_listener_yields_std_streams_and_reports_close() {
     let client = curl(&bed, "/via-listener", &[]);
     let (rx, _, req) = handoff(&bed, &l, &mut thop, 31);
     assert!(matches!(rx, Rx::Ack { conn_id: 31, .. }), "{rx:?}");
-    let mut conn = listener.accept_timeout(Some(Duration::from_secs(5))).unwrap().expect("adopted connection");
+    let mut conn = listener
+        .accept_timeout(Some(Duration::from_secs(5)))
+        .unwrap()
+        .expect("adopted connection");
     assert_eq!(conn.local, format!("{VIP}:80").parse().unwrap());
     assert_eq!(conn.peer.ip().to_string(), "198.18.0.101");
     let mut got = vec![0u8; req.len()];
@@ -50,7 +53,10 @@ fn handoff_listener_yields_std_streams_and_reports_close() {
     // is refused so the switch can choose another backend.
     let client2 = curl(&bed, "/second", &["--max-time", "3"]);
     let (rx2, _, _) = handoff(&bed, &l, &mut thop, 32);
-    assert!(matches!(rx2, Rx::Ack { .. }), "queue is empty again: {rx2:?}");
+    assert!(
+        matches!(rx2, Rx::Ack { .. }),
+        "queue is empty again: {rx2:?}"
+    );
     let (st3, req3) = {
         let client3 = curl(&bed, "/third", &["--max-time", "3"]);
         let r = accept_and_freeze(&bed, &l, 0);
@@ -59,9 +65,22 @@ fn handoff_listener_yields_std_streams_and_reports_close() {
     };
     thop.create(33, &st3, &req3);
     let rx3 = thop.wait_ack(33);
-    assert!(matches!(rx3, Rx::Nack { reason: NackReason::BacklogFull, .. }), "{rx3:?}");
+    assert!(
+        matches!(
+            rx3,
+            Rx::Nack {
+                reason: NackReason::BacklogFull,
+                ..
+            }
+        ),
+        "{rx3:?}"
+    );
 
-    write!(conn.stream, "HTTP/1.1 200 OK\r\nContent-Length: 8\r\nConnection: close\r\n\r\nlistener").unwrap();
+    write!(
+        conn.stream,
+        "HTTP/1.1 200 OK\r\nContent-Length: 8\r\nConnection: close\r\n\r\nlistener"
+    )
+    .unwrap();
     drop(conn);
     assert_eq!(finish(client), b"listener");
     let close = thop.wait_close(31);
@@ -73,7 +92,10 @@ fn handoff_listener_yields_std_streams_and_reports_close() {
     drop(second);
     drop(client2);
     join.join().unwrap().unwrap();
-    assert!(listener.accept().is_err(), "accept fails once the agent stopped");
+    assert!(
+        listener.accept().is_err(),
+        "accept fails once the agent stopped"
+    );
 }
 
 fn example_bin() -> std::path::PathBuf {
@@ -84,13 +106,20 @@ fn example_bin() -> std::path::PathBuf {
     if !bin.exists() {
         // `make test` builds examples first; a bare `cargo nextest` may not have.
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let release = dir.parent().unwrap().file_name().is_some_and(|n| n == "release");
+        let release = dir
+            .parent()
+            .unwrap()
+            .file_name()
+            .is_some_and(|n| n == "release");
         let mut cmd = Command::new(cargo);
         cmd.args(["build", "-p", "agent", "--example", "handoff_server"]);
         if release {
             cmd.arg("--release");
         }
-        assert!(cmd.status().unwrap().success(), "building the example failed");
+        assert!(
+            cmd.status().unwrap().success(),
+            "building the example failed"
+        );
     }
     bin
 }
@@ -102,14 +131,25 @@ fn example_server_serves_files_and_names_itself() {
     let root = tmp.0.join("www");
     std::fs::create_dir_all(&root).unwrap();
     let page = body(300_000);
-    std::fs::write(root.join("index.html"), b"hello from the listener example\n").unwrap();
+    std::fs::write(
+        root.join("index.html"),
+        b"hello from the listener example\n",
+    )
+    .unwrap();
     std::fs::write(root.join("page.bin"), &page).unwrap();
     let cfg = tmp.0.join("agent.yaml");
     std::fs::write(&cfg, listener_config(64, "127.0.0.1:9101")).unwrap();
     let mut child = Command::new("ip")
         .args(["netns", "exec", &bed.backend])
         .arg(example_bin())
-        .args(["--config", cfg.to_str().unwrap(), "--root", root.to_str().unwrap(), "--name", "backend-7"])
+        .args([
+            "--config",
+            cfg.to_str().unwrap(),
+            "--root",
+            root.to_str().unwrap(),
+            "--name",
+            "backend-7",
+        ])
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
@@ -123,7 +163,9 @@ fn example_server_serves_files_and_names_itself() {
             }
         }
     });
-    ready.recv_timeout(Duration::from_secs(20)).expect("example did not start");
+    ready
+        .recv_timeout(Duration::from_secs(20))
+        .expect("example did not start");
     let mut thop = SwitchThop::new(&bed);
     let l = switch_listener(&bed, None);
 

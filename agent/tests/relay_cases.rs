@@ -29,7 +29,14 @@ fn world() -> World {
     let agent = AgentProc::start(&bed, &config(""));
     let thop = SwitchThop::new(&bed);
     let l = switch_listener(&bed, None);
-    World { bed, agent, thop, up, l, tmp: TempDir::new("case") }
+    World {
+        bed,
+        agent,
+        thop,
+        up,
+        l,
+        tmp: TempDir::new("case"),
+    }
 }
 
 #[test]
@@ -50,7 +57,10 @@ fn request_larger_than_one_frame() {
     drop(s);
     assert_eq!(finish(client), b"big request ok");
     let m = w.agent.metrics(&w.bed);
-    assert!(metric(&m, "baton_agent_thop_rx_total{opcode=\"CREATE\"}") >= 50.0, "{m}");
+    assert!(
+        metric(&m, "baton_agent_thop_rx_total{opcode=\"CREATE\"}") >= 50.0,
+        "{m}"
+    );
 }
 
 #[test]
@@ -60,12 +70,19 @@ fn client_data_after_the_handoff_reaches_the_server() {
     let client = raw_client(&w.bed, "late", &go, 10, 50_000);
     let (rx, _, req) = handoff(&w.bed, &w.l, &mut w.thop, 8);
     assert!(matches!(rx, Rx::Ack { .. }), "{rx:?}");
-    assert!(req.ends_with(b"\r\n\r\n"), "only the head went with the CREATE");
+    assert!(
+        req.ends_with(b"\r\n\r\n"),
+        "only the head went with the CREATE"
+    );
     std::fs::write(&go, b"").unwrap();
     let mut s = w.up.accept();
     let got = read_request(&mut s);
     assert_eq!(&got[..req.len()], &req[..]);
-    assert_eq!(&got[req.len()..], &raw_body(50_000)[..], "body sent after the handoff arrives intact");
+    assert_eq!(
+        &got[req.len()..],
+        &raw_body(50_000)[..],
+        "body sent after the handoff arrives intact"
+    );
     respond(&mut s, b"late body ok");
     drop(s);
     assert_eq!(finish(client), b"late body ok");
@@ -84,10 +101,18 @@ fn client_fin_is_propagated_as_half_close() {
     read_request(&mut s);
     std::fs::write(&go, b"").unwrap();
     let mut b = [0u8; 16];
-    assert_eq!(s.read(&mut b).unwrap(), 0, "the client's FIN reaches the server as EOF");
+    assert_eq!(
+        s.read(&mut b).unwrap(),
+        0,
+        "the client's FIN reaches the server as EOF"
+    );
     respond(&mut s, b"after fin");
     drop(s);
-    assert_eq!(finish(client), b"after fin", "the response still flows after the client's FIN");
+    assert_eq!(
+        finish(client),
+        b"after fin",
+        "the response still flows after the client's FIN"
+    );
     let close = w.thop.wait_close(9);
     assert_eq!(close.reason, CloseReason::ClientFin);
 }
@@ -120,8 +145,14 @@ fn duplicate_create_is_acked_again_without_a_second_socket() {
     // The switch did not see the ACK and retransmits.
     w.thop.create(11, &st, &req);
     let rx = w.thop.wait_ack(11);
-    assert!(matches!(rx, Rx::Ack { flags, .. } if flags & flags::DUPLICATE != 0), "{rx:?}");
-    assert!(w.up.conns.recv_timeout(Duration::from_millis(300)).is_err(), "no second upstream connection");
+    assert!(
+        matches!(rx, Rx::Ack { flags, .. } if flags & flags::DUPLICATE != 0),
+        "{rx:?}"
+    );
+    assert!(
+        w.up.conns.recv_timeout(Duration::from_millis(300)).is_err(),
+        "no second upstream connection"
+    );
     assert_eq!(read_request(&mut s), req);
     respond(&mut s, b"once");
     drop(s);
@@ -130,10 +161,21 @@ fn duplicate_create_is_acked_again_without_a_second_socket() {
     w.thop.wait_close(11);
     w.thop.create(11, &st, &req);
     let rx = w.thop.wait_ack(11);
-    assert!(matches!(rx, Rx::Ack { flags, .. } if flags & flags::DUPLICATE != 0), "{rx:?}");
+    assert!(
+        matches!(rx, Rx::Ack { flags, .. } if flags & flags::DUPLICATE != 0),
+        "{rx:?}"
+    );
     let m = w.agent.metrics(&w.bed);
-    assert_eq!(metric(&m, "baton_agent_duplicate_creates_total"), 2.0, "{m}");
-    assert_eq!(metric(&m, "baton_agent_adopted_total{mode=\"relay\"}"), 1.0, "{m}");
+    assert_eq!(
+        metric(&m, "baton_agent_duplicate_creates_total"),
+        2.0,
+        "{m}"
+    );
+    assert_eq!(
+        metric(&m, "baton_agent_adopted_total{mode=\"relay\"}"),
+        1.0,
+        "{m}"
+    );
 }
 
 #[test]
@@ -143,11 +185,14 @@ fn forged_create_is_rejected_and_counted() {
     let (st, req) = accept_and_freeze(&w.bed, &w.l, 0);
     // Wrong key (same id): dropped without an answer.
     let forged = Key::new(common::thop::KEY_ID, [0x42; 32]);
-    w.thop.create_with(12, &st, &req, handoff_proto::MAX_FRAME_LEN_V4, &forged);
+    w.thop
+        .create_with(12, &st, &req, handoff_proto::MAX_FRAME_LEN_V4, &forged);
     // From an address that is not a configured switch (the client host).
     let key = w.thop.key.clone();
     let bed = &w.bed;
-    let rogue = bed.in_ns(&bed.client, || std::net::UdpSocket::bind("198.18.0.101:0").unwrap());
+    let rogue = bed.in_ns(&bed.client, || {
+        std::net::UdpSocket::bind("198.18.0.101:0").unwrap()
+    });
     let split = handoff_proto::CreateSplitter::new(st, &req, 1472).unwrap();
     let mut buf = [0u8; 1472];
     let h = handoff_proto::Header {
@@ -160,12 +205,28 @@ fn forged_create_is_rejected_and_counted() {
     };
     let n = split.write(0, &h, &key, &mut buf);
     rogue.send_to(&buf[..n], w.thop.agent).unwrap();
-    let answers = w.thop.collect(Duration::from_millis(500), |r| !matches!(r, Rx::Load(_)));
-    assert!(answers.is_empty(), "forged frames get no answer: {answers:?}");
+    let answers = w
+        .thop
+        .collect(Duration::from_millis(500), |r| !matches!(r, Rx::Load(_)));
+    assert!(
+        answers.is_empty(),
+        "forged frames get no answer: {answers:?}"
+    );
     assert!(w.up.conns.try_recv().is_err(), "nothing adopted");
     let m = w.agent.metrics(&w.bed);
-    assert_eq!(metric(&m, "baton_agent_thop_dropped_total{reason=\"bad_tag\"}"), 1.0, "{m}");
-    assert_eq!(metric(&m, "baton_agent_thop_dropped_total{reason=\"source_not_allowed\"}"), 1.0, "{m}");
+    assert_eq!(
+        metric(&m, "baton_agent_thop_dropped_total{reason=\"bad_tag\"}"),
+        1.0,
+        "{m}"
+    );
+    assert_eq!(
+        metric(
+            &m,
+            "baton_agent_thop_dropped_total{reason=\"source_not_allowed\"}"
+        ),
+        1.0,
+        "{m}"
+    );
     // The switch still owns the connection: a genuine CREATE serves it.
     w.thop.create(14, &st, &req);
     assert!(matches!(w.thop.wait_ack(14), Rx::Ack { .. }));
@@ -185,11 +246,23 @@ fn abort_drops_the_connection_and_resets_the_server() {
     assert!(matches!(rx, Rx::Ack { .. }), "{rx:?}");
     let mut s = w.up.accept();
     read_request(&mut s);
-    let seq = w.thop.send(15, &Body::Abort(Abort { reason: AbortReason::Expired }));
-    let rx = w.thop.wait_for("ACK of ABORT", Duration::from_secs(5), |r| matches!(r, Rx::Ack { echo_seq, .. } if *echo_seq == seq));
+    let seq = w.thop.send(
+        15,
+        &Body::Abort(Abort {
+            reason: AbortReason::Expired,
+        }),
+    );
+    let rx = w.thop.wait_for(
+        "ACK of ABORT",
+        Duration::from_secs(5),
+        |r| matches!(r, Rx::Ack { echo_seq, .. } if *echo_seq == seq),
+    );
     assert!(matches!(rx, Rx::Ack { conn_id: 15, .. }));
     let mut b = [0u8; 4];
-    assert_eq!(s.read(&mut b).expect_err("upstream reset").kind(), std::io::ErrorKind::ConnectionReset);
+    assert_eq!(
+        s.read(&mut b).expect_err("upstream reset").kind(),
+        std::io::ErrorKind::ConnectionReset
+    );
     let out = client.wait_with_output().unwrap();
     assert!(!out.status.success(), "the aborted client gets no response");
     let m = w.agent.metrics(&w.bed);
@@ -205,10 +278,23 @@ fn unknown_service_is_nacked() {
     st.endpoints = Endpoints::new(st.client(), "198.18.0.10:81".parse().unwrap()).unwrap();
     w.thop.create(16, &st, &req);
     let rx = w.thop.wait_ack(16);
-    assert!(matches!(rx, Rx::Nack { reason: NackReason::NoSuchService, .. }), "{rx:?}");
+    assert!(
+        matches!(
+            rx,
+            Rx::Nack {
+                reason: NackReason::NoSuchService,
+                ..
+            }
+        ),
+        "{rx:?}"
+    );
     drop(client);
     let m = w.agent.metrics(&w.bed);
-    assert_eq!(metric(&m, "baton_agent_refused_total{reason=\"no_such_service\"}"), 1.0, "{m}");
+    assert_eq!(
+        metric(&m, "baton_agent_refused_total{reason=\"no_such_service\"}"),
+        1.0,
+        "{m}"
+    );
 }
 
 #[test]
@@ -221,7 +307,17 @@ fn upstream_down_is_nacked_silently_then_redispatch_works() {
     let (st, req) = accept_and_freeze(&bed, &l, 0);
     thop.create(17, &st, &req);
     let rx = thop.wait_ack(17);
-    assert!(matches!(rx, Rx::Nack { reason: NackReason::Internal, .. }), "{rx:?}\n{}", agent.log());
+    assert!(
+        matches!(
+            rx,
+            Rx::Nack {
+                reason: NackReason::Internal,
+                ..
+            }
+        ),
+        "{rx:?}\n{}",
+        agent.log()
+    );
     // The refused adoption sent nothing to the client: the switch may hand
     // the same connection to another backend (here: the same, now healthy).
     let up = Upstream::start(&bed);
@@ -249,12 +345,29 @@ fn sigterm_lets_adopted_connections_finish() {
     let (st2, req2) = accept_and_freeze(&w.bed, &w.l, 0);
     w.thop.create(20, &st2, &req2);
     let rx = w.thop.wait_ack(20);
-    assert!(matches!(rx, Rx::Nack { reason: NackReason::ShuttingDown, .. }), "{rx:?}");
-    assert!(w.agent.child.try_wait().unwrap().is_none(), "agent waits for the open connection");
+    assert!(
+        matches!(
+            rx,
+            Rx::Nack {
+                reason: NackReason::ShuttingDown,
+                ..
+            }
+        ),
+        "{rx:?}"
+    );
+    assert!(
+        w.agent.child.try_wait().unwrap().is_none(),
+        "agent waits for the open connection"
+    );
     respond(&mut s, b"finished during drain");
     drop(s);
     assert_eq!(finish(client), b"finished during drain");
     w.thop.wait_close(19);
-    assert_eq!(w.agent.wait_exit(Duration::from_secs(10)), Some(0), "{}", w.agent.log());
+    assert_eq!(
+        w.agent.wait_exit(Duration::from_secs(10)),
+        Some(0),
+        "{}",
+        w.agent.log()
+    );
     drop(client2);
 }

@@ -32,7 +32,8 @@ impl TempDir {
     pub fn new(tag: &str) -> TempDir {
         static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
         let n = N.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        let p = std::env::temp_dir().join(format!("baton-agent-test-{tag}-{}-{n}", std::process::id()));
+        let p =
+            std::env::temp_dir().join(format!("baton-agent-test-{tag}-{}-{n}", std::process::id()));
         let _ = std::fs::remove_dir_all(&p);
         std::fs::create_dir_all(&p).unwrap();
         TempDir(p)
@@ -52,7 +53,15 @@ impl AgentProc {
         let cfg = dir.0.join("agent.yaml");
         std::fs::write(&cfg, yaml).unwrap();
         let mut child = Command::new("ip")
-            .args(["netns", "exec", &bed.backend, bin(), "run", "--config", cfg.to_str().unwrap()])
+            .args([
+                "netns",
+                "exec",
+                &bed.backend,
+                bin(),
+                "run",
+                "--config",
+                cfg.to_str().unwrap(),
+            ])
             .env("RUST_LOG", "debug")
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -78,11 +87,22 @@ impl AgentProc {
                 break;
             }
             if let Ok(Some(st)) = child.try_wait() {
-                panic!("baton-agent exited at start ({st}):\n{}", log.lock().unwrap());
+                panic!(
+                    "baton-agent exited at start ({st}):\n{}",
+                    log.lock().unwrap()
+                );
             }
-            assert!(Instant::now() < deadline, "baton-agent did not start:\n{}", log.lock().unwrap());
+            assert!(
+                Instant::now() < deadline,
+                "baton-agent did not start:\n{}",
+                log.lock().unwrap()
+            );
         }
-        AgentProc { child, log, _dir: dir }
+        AgentProc {
+            child,
+            log,
+            _dir: dir,
+        }
     }
 
     pub fn log(&self) -> String {

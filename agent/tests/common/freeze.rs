@@ -84,9 +84,15 @@ pub fn freeze(stream: TcpStream, request: &[u8]) -> TcpState {
         client_window: win.snd_wnd,
         server_window: win.rcv_wnd,
         mss: mss as u16,
-        window_scale: wscale.then_some(WindowScale { client: snd_wscale, server: rcv_wscale }),
+        window_scale: wscale.then_some(WindowScale {
+            client: snd_wscale,
+            server: rcv_wscale,
+        }),
         sack_permitted: opts & TCPI_OPT_SACK != 0,
-        timestamps: (opts & TCPI_OPT_TIMESTAMPS != 0).then_some(Timestamps { recent: 0, next_val: ts }),
+        timestamps: (opts & TCPI_OPT_TIMESTAMPS != 0).then_some(Timestamps {
+            recent: 0,
+            next_val: ts,
+        }),
     };
     drop(stream); // closed in repair mode: no FIN, no RST
     st

@@ -11,7 +11,12 @@ use std::net::TcpListener;
 /// Hands the next connection on `l` to the agent; returns the agent's
 /// answer (ACK or NACK), the state and the request. The flow is forwarded to
 /// the backend only on ACK.
-pub fn handoff(bed: &Bed, l: &TcpListener, thop: &mut SwitchThop, conn_id: u64) -> (Rx, TcpState, Vec<u8>) {
+pub fn handoff(
+    bed: &Bed,
+    l: &TcpListener,
+    thop: &mut SwitchThop,
+    conn_id: u64,
+) -> (Rx, TcpState, Vec<u8>) {
     handoff_frames(bed, l, thop, conn_id, MAX_FRAME_LEN_V4)
 }
 

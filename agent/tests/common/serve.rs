@@ -144,7 +144,13 @@ pub fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
 }
 
 /// Starts `tests/data/raw_client.py` in the client namespace.
-pub fn raw_client(bed: &Bed, mode: &str, go: &std::path::Path, pad: usize, body_len: usize) -> Child {
+pub fn raw_client(
+    bed: &Bed,
+    mode: &str,
+    go: &std::path::Path,
+    pad: usize,
+    body_len: usize,
+) -> Child {
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/raw_client.py");
     Command::new("ip")
         .args(["netns", "exec", &bed.client, "python3", script, VIP, mode])

@@ -10,15 +10,29 @@ pub const KEY_HEX: &str = "6261746f6e2d746573742d6b65792d30313233343536373839616
 pub const KEY_ID: u32 = 7;
 
 pub fn now_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis() as u64
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64
 }
 
 /// A received frame, owned.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Rx {
-    Ack { conn_id: u64, echo_seq: u64, flags: u16 },
-    Nack { conn_id: u64, echo_seq: u64, reason: NackReason },
-    Close { conn_id: u64, close: Close },
+    Ack {
+        conn_id: u64,
+        echo_seq: u64,
+        flags: u16,
+    },
+    Nack {
+        conn_id: u64,
+        echo_seq: u64,
+        reason: NackReason,
+    },
+    Close {
+        conn_id: u64,
+        close: Close,
+    },
     Load(Load),
     Other(String),
 }
@@ -38,8 +52,11 @@ pub struct SwitchThop {
 impl SwitchThop {
     /// Binds 198.18.0.2:9199 in the switch namespace.
     pub fn new(bed: &Bed) -> SwitchThop {
-        let sock = bed.in_ns(&bed.switch, || UdpSocket::bind((SWITCH_IP, 9199)).expect("bind THOP in switch ns"));
-        sock.set_read_timeout(Some(Duration::from_millis(100))).unwrap();
+        let sock = bed.in_ns(&bed.switch, || {
+            UdpSocket::bind((SWITCH_IP, 9199)).expect("bind THOP in switch ns")
+        });
+        sock.set_read_timeout(Some(Duration::from_millis(100)))
+            .unwrap();
         let key = Key::from_hex(KEY_ID, KEY_HEX).unwrap();
         SwitchThop {
             sock,
@@ -55,13 +72,27 @@ impl SwitchThop {
 
     /// Sends a CREATE in fragments of at most `max_frame` bytes, signed with
     /// `key` (the right one unless forging); returns the last fragment's seq.
-    pub fn create_with(&self, conn_id: u64, st: &TcpState, req: &[u8], max_frame: usize, key: &Key) -> u64 {
+    pub fn create_with(
+        &self,
+        conn_id: u64,
+        st: &TcpState,
+        req: &[u8],
+        max_frame: usize,
+        key: &Key,
+    ) -> u64 {
         let split = CreateSplitter::new(*st, req, max_frame).expect("split CREATE");
         let mut buf = vec![0u8; max_frame];
         let mut last = 0;
         for i in 0..split.fragment_count() {
             last = self.seq.next();
-            let h = Header { flags: 0, sender: self.node, receiver: self.agent_node, conn_id, msg_seq: last, timestamp_ms: now_ms() };
+            let h = Header {
+                flags: 0,
+                sender: self.node,
+                receiver: self.agent_node,
+                conn_id,
+                msg_seq: last,
+                timestamp_ms: now_ms(),
+            };
             let n = split.write(i, &h, key, &mut buf);
             self.sock.send_to(&buf[..n], self.agent).unwrap();
         }
@@ -75,7 +106,14 @@ impl SwitchThop {
     /// Sends any body (ABORT, ACK of a CLOSE …).
     pub fn send(&self, conn_id: u64, body: &Body<'_>) -> u64 {
         let seq = self.seq.next();
-        let h = Header { flags: 0, sender: self.node, receiver: self.agent_node, conn_id, msg_seq: seq, timestamp_ms: now_ms() };
+        let h = Header {
+            flags: 0,
+            sender: self.node,
+            receiver: self.agent_node,
+            conn_id,
+            msg_seq: seq,
+            timestamp_ms: now_ms(),
+        };
         let mut buf = vec![0u8; frame_len(body)];
         let n = seal(&h, body, &self.key, &mut buf);
         self.sock.send_to(&buf[..n], self.agent).unwrap();
@@ -91,12 +129,28 @@ impl SwitchThop {
         };
         let h = f.header;
         Some(match f.body {
-            Body::Ack(a) => Rx::Ack { conn_id: h.conn_id, echo_seq: a.echo_seq, flags: h.flags },
-            Body::Nack(n) => Rx::Nack { conn_id: h.conn_id, echo_seq: n.echo_seq, reason: n.reason },
+            Body::Ack(a) => Rx::Ack {
+                conn_id: h.conn_id,
+                echo_seq: a.echo_seq,
+                flags: h.flags,
+            },
+            Body::Nack(n) => Rx::Nack {
+                conn_id: h.conn_id,
+                echo_seq: n.echo_seq,
+                reason: n.reason,
+            },
             Body::Close(c) => {
                 // Acknowledge, as the switch does.
-                self.send(h.conn_id, &Body::Ack(Ack { echo_seq: h.msg_seq }));
-                Rx::Close { conn_id: h.conn_id, close: c }
+                self.send(
+                    h.conn_id,
+                    &Body::Ack(Ack {
+                        echo_seq: h.msg_seq,
+                    }),
+                );
+                Rx::Close {
+                    conn_id: h.conn_id,
+                    close: c,
+                }
             }
             Body::Load(l) => Rx::Load(l),
             other => Rx::Other(format!("{:?}", other.opcode())),
@@ -117,7 +171,10 @@ impl SwitchThop {
                 self.backlog.push(rx);
             }
         }
-        panic!("no {what} from the agent within {timeout:?}; other frames: {:?}", self.backlog);
+        panic!(
+            "no {what} from the agent within {timeout:?}; other frames: {:?}",
+            self.backlog
+        );
     }
 
     /// Collects frames for `d` and returns those matching `pred`.
@@ -128,7 +185,9 @@ impl SwitchThop {
                 self.backlog.push(rx);
             }
         }
-        let (hit, keep): (Vec<Rx>, Vec<Rx>) = std::mem::take(&mut self.backlog).into_iter().partition(|r| pred(r));
+        let (hit, keep): (Vec<Rx>, Vec<Rx>) = std::mem::take(&mut self.backlog)
+            .into_iter()
+            .partition(|r| pred(r));
         self.backlog = keep;
         hit
     }
@@ -140,7 +199,11 @@ impl SwitchThop {
     }
 
     pub fn wait_close(&mut self, conn_id: u64) -> Close {
-        match self.wait_for("CLOSE", Duration::from_secs(20), |r| matches!(r, Rx::Close { conn_id: c, .. } if *c == conn_id)) {
+        match self.wait_for(
+            "CLOSE",
+            Duration::from_secs(20),
+            |r| matches!(r, Rx::Close { conn_id: c, .. } if *c == conn_id),
+        ) {
             Rx::Close { close, .. } => close,
             _ => unreachable!(),
         }

@@ -17,7 +17,9 @@ pub struct Upstream {
 impl Upstream {
     /// Listens on 127.0.0.1:8080 in the backend namespace.
     pub fn start(bed: &Bed) -> Upstream {
-        let l = bed.in_ns(&bed.backend, || TcpListener::bind("127.0.0.1:8080").expect("bind upstream"));
+        let l = bed.in_ns(&bed.backend, || {
+            TcpListener::bind("127.0.0.1:8080").expect("bind upstream")
+        });
         let (tx, rx) = channel();
         std::thread::spawn(move || {
             for s in l.incoming().map_while(Result::ok) {
@@ -30,7 +32,10 @@ impl Upstream {
     }
 
     pub fn accept(&self) -> TcpStream {
-        let s = self.conns.recv_timeout(Duration::from_secs(10)).expect("no upstream connection from the relay");
+        let s = self
+            .conns
+            .recv_timeout(Duration::from_secs(10))
+            .expect("no upstream connection from the relay");
         s.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
         s
     }
@@ -53,13 +58,22 @@ pub fn read_request(s: &mut TcpStream) -> Vec<u8> {
             }
         }
         let n = s.read(&mut buf).expect("upstream read");
-        assert!(n > 0, "EOF before the request was complete: {:?}", String::from_utf8_lossy(&req));
+        assert!(
+            n > 0,
+            "EOF before the request was complete: {:?}",
+            String::from_utf8_lossy(&req)
+        );
         req.extend_from_slice(&buf[..n]);
     }
 }
 
 pub fn respond(s: &mut TcpStream, body: &[u8]) {
-    write!(s, "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", body.len()).unwrap();
+    write!(
+        s,
+        "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    )
+    .unwrap();
     s.write_all(body).unwrap();
 }
 
@@ -88,7 +102,16 @@ impl Nginx {
         );
         std::fs::write(dir.0.join("nginx.conf"), conf).unwrap();
         let child = Command::new("ip")
-            .args(["netns", "exec", &bed.backend, "nginx", "-p", &p, "-c", &format!("{p}/nginx.conf")])
+            .args([
+                "netns",
+                "exec",
+                &bed.backend,
+                "nginx",
+                "-p",
+                &p,
+                "-c",
+                &format!("{p}/nginx.conf"),
+            ])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -96,11 +119,17 @@ impl Nginx {
         // Ready when it accepts on 127.0.0.1:8080 inside the namespace.
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
-            let up = bed.in_ns(&bed.backend, || TcpStream::connect("127.0.0.1:8080").is_ok());
+            let up = bed.in_ns(&bed.backend, || {
+                TcpStream::connect("127.0.0.1:8080").is_ok()
+            });
             if up {
                 break;
             }
-            assert!(Instant::now() < deadline, "nginx did not start: {}", std::fs::read_to_string(dir.0.join("error.log")).unwrap_or_default());
+            assert!(
+                Instant::now() < deadline,
+                "nginx did not start: {}",
+                std::fs::read_to_string(dir.0.join("error.log")).unwrap_or_default()
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
         Nginx { child, dir }
