@@ -273,3 +273,96 @@ impl<'a> FrameView<'a> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{seal, Ack, Body, Key};
+
+    /// An ACK built field by field, then read back through the view.
+    #[rustfmt::skip]
+    const ACK: [u8; 72] = [
+        0x54, 0x48, 0x01, 0x02, 0x00, 0x02, 0x00, 0x08, // magic, version, opcode, flags, body_len
+        0x00, 0x00, 0x00, 0x07,                         // key_id
+        0xc6, 0x12, 0x00, 0x0b,                         // sender
+        0xc6, 0x12, 0x00, 0x02,                         // receiver
+        0x00, 0x00, 0x00, 0x00,                         // reserved
+        0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x2a, // conn_id
+        0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x05, // msg_seq
+        0x00, 0x00, 0x01, 0xa3, 0x18, 0x5c, 0x50, 0x00, // timestamp_ms
+        0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, // tag (filled below)
+        0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x04, // echo_seq
+    ];
+
+    #[test]
+    fn construct_and_deconstruct() {
+        let key = Key::new(7, [9; 32]);
+        let mut want = ACK;
+        key.sign_in_place(&mut want);
+        let header = Header {
+            flags: flags::DUPLICATE,
+            sender: 0xc612_000b,
+            receiver: 0xc612_0002,
+            conn_id: 42,
+            msg_seq: 5,
+            timestamp_ms: 1_800_000_000_000,
+        };
+        let mut got = [0u8; 72];
+        assert_eq!(
+            seal(&header, &Body::Ack(Ack { echo_seq: 4 }), &key, &mut got),
+            72
+        );
+        assert_eq!(got, want);
+
+        let (view, rest) = FrameView::parse(&want).unwrap();
+        assert!(rest.is_empty());
+        assert_eq!((view.version(), view.opcode_raw(), view.flags()), (1, 2, 2));
+        assert_eq!(
+            (
+                view.key_id(),
+                view.sender(),
+                view.receiver(),
+                view.reserved()
+            ),
+            (7, 0xc612_000b, 0xc612_0002, 0)
+        );
+        assert_eq!(
+            (view.conn_id(), view.msg_seq(), view.timestamp_ms()),
+            (42, 5, 1_800_000_000_000)
+        );
+        assert_eq!(view.header(), header);
+        assert_eq!(view.body(), &[0, 0, 0, 0, 0, 0, 0, 4]);
+        assert_eq!(view.tag(), &want[TAG_OFFSET..HEADER_LEN]);
+    }
+
+    #[test]
+    fn structural_errors_name_the_problem() {
+        assert_eq!(
+            FrameView::parse(&[]),
+            Err(DecodeError::Truncated("header: magic"))
+        );
+        assert_eq!(
+            FrameView::parse(&[0x54, 0x48]),
+            Err(DecodeError::Truncated("header: version"))
+        );
+        assert_eq!(
+            FrameView::parse(&[0x54, 0x49, 1]),
+            Err(DecodeError::BadMagic(0x5449))
+        );
+        assert_eq!(
+            FrameView::parse(&[0x54, 0x48, 0]),
+            Err(DecodeError::BadVersion(0))
+        );
+        assert_eq!(
+            FrameView::parse(&ACK[..63]),
+            Err(DecodeError::Truncated("header"))
+        );
+        assert_eq!(
+            FrameView::parse(&ACK[..71]),
+            Err(DecodeError::Truncated("body shorter than body_len"))
+        );
+        let mut longer = ACK.to_vec();
+        longer.extend_from_slice(b"xyz");
+        assert_eq!(FrameView::parse(&longer).unwrap().1, b"xyz");
+    }
+}
