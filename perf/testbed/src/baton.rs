@@ -370,11 +370,16 @@ pub fn start_agent(
     let mut p = match role {
         AgentRole::Listener => {
             let ex = find_bin(&format!("examples/{LISTENER_EXAMPLE}"))?;
+            let root = bed.path(&format!("{}/nginx/www", b.name));
+            if !root.is_dir() {
+                crate::content::write_site(&root, &b.name)?;
+            }
+            let r = root.display().to_string();
             Proc::spawn(
                 &format!("listener@{}", b.name),
                 &b.ns,
                 &ex.display().to_string(),
-                &["--config", &c],
+                &["--config", &c, "--root", &r, "--name", &b.name],
                 &log,
             )?
         }
