@@ -106,13 +106,14 @@ pub fn config() -> WorkerConfig {
     }
 }
 
-/// Runs one fuzz input; panics only on a bug.
-pub fn run(data: &[u8]) {
+/// Runs one fuzz input; panics only on a bug. Returns the counters (for
+/// corpus statistics).
+pub fn run(data: &[u8]) -> crate::counters::Snapshot {
     let cfg = config();
     let counters = Arc::new(Counters::default());
     let shared = Arc::new(Shared::new(1, 16));
-    let Ok(mut engine) = Engine::<MemBuf>::new(0, &cfg, counters, shared.clone()) else {
-        return;
+    let Ok(mut engine) = Engine::<MemBuf>::new(0, &cfg, counters.clone(), shared.clone()) else {
+        return crate::counters::Snapshot::default();
     };
     let mut sink = FuzzSink {
         io: MemoryIo::new(POOL),
@@ -122,6 +123,8 @@ pub fn run(data: &[u8]) {
     };
     let mut now: u64 = 1_000_000_000;
     let mut iss = [0u32; 4];
+    let mut syn_sent = [false; 4];
+    let mut sent = [0usize; 4];
     let mut creates: Vec<(u64, u64)> = Vec::new();
     let mut agent_seq = 1u64 << 40;
     let mut inp = Input(data);
@@ -139,32 +142,52 @@ pub fn run(data: &[u8]) {
                 }
             }
             1 | 2 => {
-                let (Some(p), Some(fl), Some(seq), Some(ack)) =
-                    (inp.u8(), inp.u8(), inp.u16(), inp.u8())
+                let (Some(p), Some(fl), Some(off), Some(ack)) =
+                    (inp.u8(), inp.u8(), inp.u8(), inp.u8())
                 else {
                     break;
                 };
-                let port = 40000 + (p % 4) as u16;
+                let k = (p % 4) as usize;
+                let port = 40000 + k as u16;
                 let optbits = inp.u8().unwrap_or(0);
                 let len = inp.u8().unwrap_or(0) as usize;
-                let payload = if op % 9 == 2 {
-                    let mut v = b"GET / HTTP/1.1\r\nHost: f\r\n\r\n".to_vec();
-                    v.truncate(len % 40);
-                    v
-                } else {
-                    inp.bytes(len).to_vec()
-                };
                 let isn = 5_000_000u32.wrapping_mul(port as u32);
-                let flags_v = if op % 9 == 2 {
-                    flags::ACK | flags::PSH
+                // Op 2 is the next step of a well-behaved client (SYN, then
+                // in-order request bytes from a template, valid or not); op 1 is
+                // a segment with fuzzed flags, offsets and bytes near the window.
+                let (flags_v, seq, payload) = if op % 9 == 2 {
+                    if !syn_sent[k] {
+                        syn_sent[k] = true;
+                        (flags::SYN, isn, Vec::new())
+                    } else {
+                        const T: [&[u8]; 3] = [
+                            b"GET /a HTTP/1.1\r\nHost: f\r\n\r\nGET /b HTTP/1.1\r\nHost: f\r\n\r\n",
+                            b"POST /u HTTP/1.0\r\nContent-Length: 4\r\n\r\nbody",
+                            b"GET / HTTP/1.1\r\nBad Header\r\n\r\n",
+                        ];
+                        let t = T[(fl % 3) as usize];
+                        let from = sent[k].min(t.len());
+                        let to = (from + 1 + len % 96).min(t.len());
+                        let seq = isn.wrapping_add(1).wrapping_add(sent[k] as u32);
+                        sent[k] += to - from;
+                        (
+                            flags::ACK | flags::PSH | (fl & flags::FIN),
+                            seq,
+                            t[from..to].to_vec(),
+                        )
+                    }
                 } else {
-                    fl & 0x3f
+                    let seq = isn
+                        .wrapping_add(off as u32)
+                        .wrapping_sub(16)
+                        .wrapping_add(sent[k] as u32);
+                    (fl & 0x3f, seq, inp.bytes(len).to_vec())
                 };
                 let opts = TcpOpts {
                     mss: (optbits & 1 != 0).then_some(536 + (fl as u16) * 4),
                     window_scale: (optbits & 2 != 0).then_some(optbits >> 4),
                     sack_permitted: optbits & 4 != 0,
-                    timestamp: (optbits & 8 != 0).then_some((seq as u32, ack as u32)),
+                    timestamp: (optbits & 8 != 0).then_some((off as u32, ack as u32)),
                     ..Default::default()
                 };
                 let t = TcpOut {
@@ -173,11 +196,15 @@ pub fn run(data: &[u8]) {
                     src: ip(101),
                     dst: ip(10),
                     src_port: port,
-                    dst_port: if fl & 0x80 != 0 { 81 } else { 80 },
-                    seq: isn.wrapping_add(seq as u32),
-                    ack: iss[(p % 4) as usize].wrapping_add(ack as u32 % 4),
+                    dst_port: if op % 9 == 1 && fl & 0x80 != 0 {
+                        81
+                    } else {
+                        80
+                    },
+                    seq,
+                    ack: iss[k].wrapping_add(if op % 9 == 2 { 0 } else { ack as u32 % 4 }),
                     flags: flags_v,
-                    window: seq,
+                    window: 0xffff - (optbits as u16 & 0x80) * 511,
                     opts,
                     payload: &payload,
                 };
@@ -338,6 +365,7 @@ pub fn run(data: &[u8]) {
             "{held} buffers not returned"
         );
     }
+    counters.snapshot()
 }
 
 #[cfg(test)]
@@ -345,7 +373,8 @@ mod tests {
     #[test]
     fn smoke_random_programs() {
         let mut x = 0x9e37_79b9_7f4a_7c15u64;
-        for _ in 0..300 {
+        let mut total = crate::counters::Snapshot::default();
+        for _ in 0..400 {
             let len = (x % 600) as usize;
             let data: Vec<u8> = (0..len)
                 .map(|_| {
@@ -355,7 +384,11 @@ mod tests {
                     x as u8
                 })
                 .collect();
-            super::run(&data);
+            total.add(&super::run(&data));
         }
+        // Random programs get past the handshake and into dispatch.
+        assert!(total.get("new_connections") > 0, "{total:?}");
+        assert!(total.get("requests_dispatched") > 0, "{:?}", total.scalars);
+        println!("{:?}", total.scalars);
     }
 }

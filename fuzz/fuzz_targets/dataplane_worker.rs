@@ -6,5 +6,5 @@
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    dataplane::fuzzing::run(data);
+    let _ = dataplane::fuzzing::run(data);
 });
