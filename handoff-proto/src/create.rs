@@ -180,6 +180,13 @@ impl TcpState {
         if self.client().port() == 0 || self.vip().port() == 0 {
             return Err(DecodeError::Invalid("state: port 0"));
         }
+        for ip in [self.client().ip(), self.vip().ip()] {
+            if ip.is_unspecified() || ip.is_multicast() {
+                return Err(DecodeError::Invalid(
+                    "state: unspecified or multicast address",
+                ));
+            }
+        }
         Ok(())
     }
 

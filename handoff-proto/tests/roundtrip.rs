@@ -37,7 +37,12 @@ fn arb_endpoints() -> impl Strategy<Value = Endpoints> {
             )
             .unwrap()
         });
-    prop_oneof![v4, v6]
+    // Unspecified and multicast endpoints are refused by validation (spec §6.2).
+    prop_oneof![v4, v6].prop_filter("unicast endpoints", |e| {
+        [e.client().ip(), e.vip().ip()]
+            .iter()
+            .all(|ip| !ip.is_unspecified() && !ip.is_multicast())
+    })
 }
 
 prop_compose! {
@@ -257,6 +262,16 @@ fn splitter_rejects_bad_input() {
         CreateSplitter::new(s, b"abc", 1472).unwrap_err(),
         SplitError::InvalidState(_)
     ));
+    let mut s = state_v4(3);
+    s.endpoints = Endpoints::new(
+        "224.0.0.1:1".parse().unwrap(),
+        "198.18.0.10:80".parse().unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        CreateSplitter::new(s, b"abc", 1472).unwrap_err(),
+        SplitError::InvalidState("state: unspecified or multicast address")
+    );
 }
 
 /// Every combination of the three TCP options, over both families, exactly.
