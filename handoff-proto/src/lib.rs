@@ -74,4 +74,4 @@ pub use node::{initial_msg_seq, node_id, SeqCounter};
 pub use reasons::{AbortReason, CloseReason, NackReason};
 pub use reassembly::{Assembled, Reassembler, ReassemblyConfig, ReassemblyError, MAX_RANGES};
 pub use replay::{ReplayError, ReplayGuard, ReplayGuards, DEFAULT_MAX_SKEW_MS, REPLAY_WINDOW};
-pub use split::{CreateSplitter, SplitError};
+pub use split::{CreateSplitter, SplitError, MAX_UDP_FRAME_LEN};

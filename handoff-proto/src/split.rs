@@ -10,12 +10,15 @@ use crate::auth::Key;
 use crate::create::{CreateFragment, TcpState, CREATE_FIXED_LEN, MAX_REQUEST_LEN};
 use crate::error::DecodeError;
 use crate::frame::{seal, Body};
-use crate::header::{Header, HEADER_LEN, MAX_BODY_LEN, MIN_FRAME_LEN};
+use crate::header::{Header, HEADER_LEN, MIN_FRAME_LEN};
+
+/// The largest UDP payload over IPv4 (65535 − 20 − 8): no frame can be longer.
+pub const MAX_UDP_FRAME_LEN: usize = 65_507;
 
 /// Why a CREATE could not be split.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SplitError {
-    /// `max_frame_len` outside `MIN_FRAME_LEN ..= HEADER_LEN + 65535`.
+    /// `max_frame_len` outside `MIN_FRAME_LEN ..= MAX_UDP_FRAME_LEN`.
     BadFrameLen(usize),
     /// The request is longer than [`MAX_REQUEST_LEN`].
     RequestTooLarge(usize),
@@ -29,7 +32,7 @@ impl fmt::Display for SplitError {
             SplitError::BadFrameLen(n) => write!(
                 f,
                 "max frame length {n} outside {MIN_FRAME_LEN}..={}",
-                HEADER_LEN + MAX_BODY_LEN
+                MAX_UDP_FRAME_LEN
             ),
             SplitError::RequestTooLarge(n) => {
                 write!(f, "request of {n} bytes exceeds {MAX_REQUEST_LEN}")
@@ -62,7 +65,7 @@ impl<'a> CreateSplitter<'a> {
         request: &'a [u8],
         max_frame_len: usize,
     ) -> Result<CreateSplitter<'a>, SplitError> {
-        if !(MIN_FRAME_LEN..=HEADER_LEN + MAX_BODY_LEN).contains(&max_frame_len) {
+        if !(MIN_FRAME_LEN..=MAX_UDP_FRAME_LEN).contains(&max_frame_len) {
             return Err(SplitError::BadFrameLen(max_frame_len));
         }
         if request.len() > MAX_REQUEST_LEN as usize {

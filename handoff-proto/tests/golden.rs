@@ -311,6 +311,7 @@ fn spec_constants_table_matches_the_crate() {
         format!("{MAX_FRAME_LEN_V4} / {MAX_FRAME_LEN_V6}")
     );
     assert_eq!(row("min `max_frame_len`"), MIN_FRAME_LEN.to_string());
+    assert_eq!(row("max `max_frame_len`"), MAX_UDP_FRAME_LEN.to_string());
     assert_eq!(row("CREATE fixed part"), CREATE_FIXED_LEN.to_string());
     assert_eq!(
         row("state block, IPv4 / IPv6"),

@@ -311,3 +311,18 @@ fn every_option_combination_round_trips() {
         }
     }
 }
+
+#[test]
+fn frame_length_bounds() {
+    let s = state_v4(3);
+    assert!(CreateSplitter::new(s, b"abc", MIN_FRAME_LEN).is_ok());
+    assert!(CreateSplitter::new(s, b"abc", MAX_UDP_FRAME_LEN).is_ok());
+    assert_eq!(
+        CreateSplitter::new(s, b"abc", MIN_FRAME_LEN - 1).unwrap_err(),
+        SplitError::BadFrameLen(MIN_FRAME_LEN - 1)
+    );
+    assert_eq!(
+        CreateSplitter::new(s, b"abc", MAX_UDP_FRAME_LEN + 1).unwrap_err(),
+        SplitError::BadFrameLen(MAX_UDP_FRAME_LEN + 1)
+    );
+}
