@@ -60,7 +60,14 @@ pub struct SwitchOptions {
     pub extra_yaml: String,
     /// What runs on each backend (index = backend); missing entries: relay.
     pub agents: Vec<AgentRole>,
+    /// Extra environment for `baton` (e.g. the test-only [`FAULTS_ENV`]).
+    pub env: Vec<(String, String)>,
 }
+
+/// Test-only switch setting: wraps every worker's packet I/O in the
+/// dataplane's seeded fault injector, e.g.
+/// `seed=7,reorder=0.05,duplicate=0.05,drop=0` (receive side).
+pub const FAULTS_ENV: &str = "BATON_TEST_FAULTS";
 
 impl SwitchOptions {
     /// The system tests' switch: the test-bed profile as committed.
@@ -71,6 +78,7 @@ impl SwitchOptions {
             workers: None,
             extra_yaml: String::new(),
             agents: vec![AgentRole::Relay, AgentRole::Relay, AgentRole::Listener],
+            env: Vec::new(),
         }
     }
 
@@ -82,6 +90,7 @@ impl SwitchOptions {
             workers: Some(1),
             extra_yaml: String::new(),
             agents: vec![AgentRole::Relay, AgentRole::Relay],
+            env: Vec::new(),
         }
     }
 }
@@ -264,7 +273,8 @@ impl Stack {
         }
         let profile = switch_profile(bed, opts)?;
         let sw = bed.switch()?;
-        let env = switch_env(bed);
+        let mut env = switch_env(bed);
+        env.extend(opts.env.iter().cloned());
         let env_ref: Vec<(&str, &str)> =
             env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
         let log = bed.path(&format!("baton-{}.log", opts.io.as_str()));

@@ -187,7 +187,7 @@ pub fn run(opts: &DemoOptions) -> Result<Summary> {
         }
         eprintln!("demo: curl {:<20} done", class.rule);
     }
-    for (client, path, close) in [(0, "/static/1k.bin", false), (1, "/api/items", true)] {
+    for (client, path, close) in [(0, "/static/100k.bin", false), (1, "/api/items", true)] {
         let url = format!("http://{}{path}", addr::vip_service());
         let mut w = WrkRun::new(&url, 16, opts.wrk_duration);
         w.close = close;

@@ -3,7 +3,7 @@
 
 use std::io::Write;
 use std::time::Duration;
-use testbed::baton::BatonIo;
+use testbed::baton::{BatonIo, FAULTS_ENV};
 use testbed::client;
 use testbed::content::{self, OBJ_100K, OBJ_1K, OBJ_1M};
 use testbed::scenario::Running;
@@ -71,15 +71,99 @@ fn five_percent_loss_both_ways_bodies_intact(io: BatonIo) {
     assert!(rules.contains("statistic mode random"), "{rules}");
 }
 
-/// The test-only fault injector around the switch's packet I/O: seeded
-/// reordering and duplication of what the switch receives.
-const FAULTS_YAML: &str =
-    "testing:\n  faults:\n    seed: 7\n    reorder: 0.05\n    duplicate: 0.05\n    drop: 0.0\n";
+/// Out-of-order and duplicate segments the backends' kernels saw
+/// (`TcpExtTCPOFOQueue` + `TcpExtTCPDSACKOldSent`, /proc/net/netstat).
+fn backend_reorder_evidence(sys: &Running) -> u64 {
+    sys.bed
+        .backends
+        .iter()
+        .map(|b| {
+            let t = b.run("cat", &["/proc/net/netstat"]).unwrap_or_default();
+            let lines: Vec<&str> = t.lines().filter(|l| l.starts_with("TcpExt:")).collect();
+            let (Some(names), Some(vals)) = (lines.first(), lines.get(1)) else {
+                return 0;
+            };
+            names
+                .split_whitespace()
+                .zip(vals.split_whitespace())
+                .filter(|(n, _)| {
+                    matches!(*n, "TCPOFOQueue" | "TCPDSACKOldSent" | "TCPDSACKOfoSent")
+                })
+                .filter_map(|(_, v)| v.parse::<u64>().ok())
+                .sum::<u64>()
+        })
+        .sum()
+}
 
 fn reordered_and_duplicated_client_packets_bodies_intact(io: BatonIo) {
-    let sys = Running::up_with(io, |o| o.extra_yaml.push_str(FAULTS_YAML))
-        .expect("system up with faults");
+    // The switch's test-only fault injector: seeded reordering and
+    // duplication of every frame the switch receives, so the backends get
+    // client segments out of order and twice.
+    let sys = Running::up_with(io, |o| {
+        o.env.push((
+            FAULTS_ENV.into(),
+            "seed=7,reorder=0.05,duplicate=0.05,drop=0".into(),
+        ));
+    })
+    .expect("system up with faults");
+    let before = backend_reorder_evidence(&sys);
     fetch_and_verify(&sys, 6);
+    // Larger requests give the injector client data segments to reorder.
+    let big = sys
+        .in_client(1, || {
+            let mut errs = Vec::new();
+            for i in 0..20 {
+                let pad = "x".repeat(6000);
+                let req =
+                    client::get_request("198.18.0.10", OBJ_1K.path, false, &[("X-Pad", &pad)]);
+                match client::dribble(
+                    addr::vip_service(),
+                    &req,
+                    1400,
+                    Duration::from_millis(0),
+                    Duration::from_secs(20),
+                ) {
+                    Ok(r) if r.status == 200 && r.body.len() == OBJ_1K.size => {}
+                    Ok(r) => errs.push(format!("{i}: status {}", r.status)),
+                    Err(e) => errs.push(format!("{i}: {e}")),
+                }
+            }
+            errs
+        })
+        .unwrap();
+    assert!(big.is_empty(), "{big:#?}");
+    // Requests after the first on a keep-alive connection are client data in
+    // FORWARDING: their duplicates and reorderings reach the backend.
+    let ka = sys
+        .in_client(0, || {
+            (0..10)
+                .map(|_| {
+                    client::keep_alive(
+                        addr::vip_service(),
+                        OBJ_1K.path,
+                        30,
+                        Duration::from_secs(20),
+                    )
+                })
+                .map(|r| {
+                    r.map(|v| {
+                        v.iter()
+                            .filter(|x| x.status == 200 && x.body.len() == OBJ_1K.size)
+                            .count()
+                    })
+                })
+                .collect::<Vec<_>>()
+        })
+        .unwrap();
+    for r in &ka {
+        assert!(matches!(r, Ok(30)), "keep-alive under faults: {ka:?}");
+    }
+    let seen = backend_reorder_evidence(&sys) - before;
+    assert!(
+        seen > 0,
+        "no out-of-order or duplicate segment reached a backend: is {FAULTS_ENV} honoured by `baton run`?\n{}",
+        testbed::scenario::tail(&sys.stack.switch_log(), 2000)
+    );
 }
 
 fn agent_killed_before_handoff_requests_are_redispatched(io: BatonIo) {
