@@ -175,9 +175,7 @@ impl<Io: PacketIo> Worker<Io> {
         }
         let n = sink.io.rx_burst(rx, *burst);
         work += n;
-        for p in rx.drain(..) {
-            engine.handle_packet(now, p, &mut sink);
-        }
+        engine.handle_burst(now, rx, &mut sink);
         if engine.poll_timeout().is_some_and(|t| t <= now) {
             engine.handle_timeout(now, &mut sink);
         }
