@@ -205,7 +205,8 @@ impl ControlPlane {
             exclude,
             header_complete_ns,
         } = req;
-        let (verdict, pool, log) = self.decide_inner(&header, client, vip, &exclude, now);
+        let log_this = self.sample_access();
+        let (verdict, pool, log) = self.decide_inner(&header, client, vip, &exclude, now, log_this);
         let waited = (self.clock)().saturating_sub(header_complete_ns);
         self.metrics.decision_seconds.observe(waited as f64 / 1e9);
         if let Some(line) = log {
@@ -226,6 +227,7 @@ impl ControlPlane {
         vip: SocketAddr,
         exclude: &[BackendId],
         now: Instant,
+        log_this: bool,
     ) -> (Verdict, u16, Option<AccessLine>) {
         let req = match Request::parse(header) {
             Ok(r) => r,
@@ -272,62 +274,53 @@ impl ControlPlane {
             .policy
             .pick(&self.members_buf, &req, &ctx)
             .filter(|&i| self.members_buf.get(i).is_some_and(|m| m.usable));
-        let mut line = AccessLine {
+        // Built only for sampled requests: the decision path stays allocation-light.
+        let mut line = log_this.then(|| AccessLine {
             method: req.method.to_string(),
             host: req.host.to_string(),
             path: req.target.to_string(),
             pool: pool.name.clone(),
             rule: self.router.rule_name(&route).to_string(),
             backend: String::new(),
-        };
+        });
         match picked {
             Some(i) => {
                 let id = self.members_buf[i].id;
                 let Some(b) = self.registry.get(id) else {
-                    return (
-                        Verdict::Reject(pool.unavailable_status),
-                        route.pool,
-                        Some(line),
-                    );
+                    return (Verdict::Reject(pool.unavailable_status), route.pool, line);
                 };
                 let target = b.target.clone();
-                line.backend = b.name.clone();
+                if let Some(l) = line.as_mut() {
+                    l.backend = b.name.clone();
+                }
                 self.metrics
                     .decisions
                     .with_label_values(&[pool.name.as_str(), b.name.as_str()])
                     .inc();
                 self.registry.on_dispatch(id);
-                (Verdict::Backend(target), route.pool, Some(line))
+                (Verdict::Backend(target), route.pool, line)
             }
             None => {
                 self.metrics
                     .rejections
                     .with_label_values(&[pool.name.as_str(), "no_backend"])
                     .inc();
-                (
-                    Verdict::Reject(pool.unavailable_status),
-                    route.pool,
-                    Some(line),
-                )
+                (Verdict::Reject(pool.unavailable_status), route.pool, line)
             }
         }
     }
 
-    fn access_log(
-        &mut self,
-        client: SocketAddr,
-        l: &AccessLine,
-        verdict: &Verdict,
-        waited_ns: u64,
-    ) {
+    /// Whether this request gets an access-log line (one in `sample_every`).
+    fn sample_access(&mut self) -> bool {
         let cfg = &self.profile.logging.access_log;
         if !cfg.enabled {
-            return;
+            return false;
         }
         self.access_seq += 1;
-        if !(self.access_seq - 1).is_multiple_of(u64::from(cfg.sample_every.max(1))) {
-            return;
-        }
+        (self.access_seq - 1).is_multiple_of(u64::from(cfg.sample_every.max(1)))
+    }
+
+    fn access_log(&self, client: SocketAddr, l: &AccessLine, verdict: &Verdict, waited_ns: u64) {
         let status = match verdict {
             Verdict::Backend(_) => 0,
             Verdict::Reject(s) => *s,
@@ -396,11 +389,11 @@ impl ControlPlane {
     }
 
     fn on_check(&mut self, r: CheckResult) {
+        // Only the current checker of a configured backend counts.
         if self
             .checkers
             .get(&r.backend)
-            .map(|c| c.config.clone())
-            .is_none()
+            .is_none_or(|c| c.epoch != r.epoch)
         {
             return;
         }

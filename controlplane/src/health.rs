@@ -113,6 +113,8 @@ pub struct Checker {
     handle: Option<JoinHandle<()>>,
     /// The configuration it runs, to know when a reload must replace it.
     pub config: (Health, IpAddr),
+    /// Tag of its results (a replaced checker's late results are ignored).
+    pub epoch: u64,
 }
 
 impl Checker {
@@ -161,6 +163,7 @@ impl Checker {
             stop,
             handle,
             config: (health, addr),
+            epoch,
         }
     }
 }

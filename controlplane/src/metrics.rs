@@ -162,7 +162,10 @@ impl Reg {
 impl Metrics {
     /// All metrics, registered; worker counters are attached with [`Metrics::set_workers`].
     pub fn new(profile_name: &str) -> Self {
-        let r = Reg { r: Registry::new(), catalog: Default::default() };
+        let r = Reg {
+            r: Registry::new(),
+            catalog: Default::default(),
+        };
         let info = GaugeVec::new(
             Opts::new(
                 "baton_build_info",
@@ -285,9 +288,27 @@ impl Metrics {
         // Dataplane counters without a description here are exported under
         // their own names; they are listed by pattern, not in this table, so a
         // new dataplane counter does not make the documentation stale.
-        for m in self.catalog().into_iter().filter(|m| !help_for(&m.name).starts_with("Dataplane counter `")) {
-            let labels = if m.labels.is_empty() { "—".to_string() } else { m.labels.iter().map(|l| format!("`{l}`")).collect::<Vec<_>>().join(", ") };
-            out.push_str(&format!("| `{}` | {} | {} | {} |\n", m.name, m.kind, labels, m.help.replace('|', "\\|")));
+        for m in self
+            .catalog()
+            .into_iter()
+            .filter(|m| !help_for(&m.name).starts_with("Dataplane counter `"))
+        {
+            let labels = if m.labels.is_empty() {
+                "—".to_string()
+            } else {
+                m.labels
+                    .iter()
+                    .map(|l| format!("`{l}`"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            };
+            out.push_str(&format!(
+                "| `{}` | {} | {} | {} |\n",
+                m.name,
+                m.kind,
+                labels,
+                m.help.replace('|', "\\|")
+            ));
         }
         out
     }

@@ -71,8 +71,18 @@ pub fn main(config: &Path, set: &[(String, String)]) -> ExitCode {
                 }
             },
             _ => {
-                tracing::info!(signal = sig, "stopping gracefully");
-                switch.shutdown();
+                tracing::info!(
+                    signal = sig,
+                    "stopping gracefully (signal again to stop at once)"
+                );
+                let stopper = std::thread::spawn(move || switch.shutdown());
+                while !stopper.is_finished() {
+                    if signals.pending().any(|s| s == SIGTERM || s == SIGINT) {
+                        tracing::warn!("second stop signal: stopping at once");
+                        return ExitCode::from(130);
+                    }
+                    std::thread::sleep(Duration::from_millis(20));
+                }
                 return ExitCode::SUCCESS;
             }
         }
@@ -130,40 +140,7 @@ impl Switch {
             })
             .map_err(|e| e.to_string())?;
 
-        let hard_stop = Arc::new(AtomicBool::new(false));
-        let (counter_tx, counter_rx) = crossbeam_channel::bounded(n);
-        let mut workers = Vec::with_capacity(n);
-        for (i, (io, q)) in ios.into_iter().zip(wqs).enumerate() {
-            let core = profile.workers.cores.get(i).copied();
-            workers.push(spawn_worker(
-                i,
-                io,
-                q,
-                wcfg.clone(),
-                core,
-                hard_stop.clone(),
-                counter_tx.clone(),
-            )?);
-        }
-        let mut counters = Vec::with_capacity(n);
-        for _ in 0..n {
-            match counter_rx.recv_timeout(Duration::from_secs(30)) {
-                Ok(Ok((i, c))) => counters.push((i, c)),
-                Ok(Err(e)) => {
-                    hard_stop.store(true, Ordering::Relaxed);
-                    control_stop.store(true, Ordering::Relaxed);
-                    return Err(e);
-                }
-                Err(_) => return Err("a worker did not start".into()),
-            }
-        }
-        counters.sort_by_key(|(i, _)| *i);
-        let counters: Vec<Arc<Counters>> = counters.into_iter().map(|(_, c)| c).collect();
-        metrics.set_workers(counters.clone());
-        if let Some(m) = monitor {
-            metrics.set_port(m);
-        }
-
+        // The admin endpoint before the workers: a taken port fails the start cleanly.
         let reloader = Arc::new(Reloader {
             path: path.to_path_buf(),
             props,
@@ -182,7 +159,44 @@ impl Switch {
                 profile_name: profile.name.clone(),
                 stopping: stopping.clone(),
             },
-        )?;
+        )
+        .inspect_err(|_| control_stop.store(true, Ordering::Relaxed))?;
+
+        let hard_stop = Arc::new(AtomicBool::new(false));
+        let fail = |e: String| {
+            hard_stop.store(true, Ordering::Relaxed);
+            control_stop.store(true, Ordering::Relaxed);
+            e
+        };
+        let (counter_tx, counter_rx) = crossbeam_channel::bounded(n);
+        let mut workers = Vec::with_capacity(n);
+        for (i, (io, q)) in ios.into_iter().zip(wqs).enumerate() {
+            let core = profile.workers.cores.get(i).copied();
+            let w = spawn_worker(
+                i,
+                io,
+                q,
+                wcfg.clone(),
+                core,
+                hard_stop.clone(),
+                counter_tx.clone(),
+            );
+            workers.push(w.map_err(fail)?);
+        }
+        let mut counters = Vec::with_capacity(n);
+        for _ in 0..n {
+            match counter_rx.recv_timeout(Duration::from_secs(30)) {
+                Ok(Ok((i, c))) => counters.push((i, c)),
+                Ok(Err(e)) => return Err(fail(e)),
+                Err(_) => return Err(fail("a worker did not start".into())),
+            }
+        }
+        counters.sort_by_key(|(i, _)| *i);
+        let counters: Vec<Arc<Counters>> = counters.into_iter().map(|(_, c)| c).collect();
+        metrics.set_workers(counters.clone());
+        if let Some(m) = monitor {
+            metrics.set_port(m);
+        }
         tracing::info!(
             profile = %profile.name,
             workers = n,
@@ -369,5 +383,31 @@ fn pin(name: &str, core: u16) {
         tracing::info!(thread = name, core, "pinned");
     } else {
         tracing::warn!(thread = name, core, error = %std::io::Error::last_os_error(), "cannot pin thread to core");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pin_sets_the_calling_threads_affinity_only() {
+        let got = std::thread::spawn(|| {
+            pin("t", 0);
+            // SAFETY: reading our own affinity into a zeroed set.
+            unsafe {
+                let mut set: libc::cpu_set_t = std::mem::zeroed();
+                assert_eq!(
+                    libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set),
+                    0
+                );
+                (0..libc::CPU_SETSIZE as usize)
+                    .filter(|&c| libc::CPU_ISSET(c, &set))
+                    .collect::<Vec<_>>()
+            }
+        })
+        .join()
+        .unwrap();
+        assert_eq!(got, vec![0]);
     }
 }

@@ -76,11 +76,21 @@ fn metrics_md_lists_every_metric() {
     let (Some(b), Some(e)) = (text.find(BEGIN), text.find(END)) else {
         panic!("docs/metrics.md lacks the generated-table markers");
     };
-    let generated = format!("\n{}", controlplane::metrics::Metrics::new("doc").catalog_markdown());
+    let generated = format!(
+        "\n{}",
+        controlplane::metrics::Metrics::new("doc").catalog_markdown()
+    );
     let current = &text[b + BEGIN.len()..e];
     if bless() && current != generated {
-        std::fs::write(&path, format!("{}{BEGIN}{generated}{}", &text[..b], &text[e..])).unwrap();
+        std::fs::write(
+            &path,
+            format!("{}{BEGIN}{generated}{}", &text[..b], &text[e..]),
+        )
+        .unwrap();
         return;
     }
-    assert!(current == generated, "docs/metrics.md is stale: run `BATON_BLESS=1 cargo test -p controlplane --test schema`");
+    assert!(
+        current == generated,
+        "docs/metrics.md is stale: run `BATON_BLESS=1 cargo test -p controlplane --test schema`"
+    );
 }

@@ -1,4 +1,5 @@
-//! End to end: the `baton` binary over AF_PACKET in network namespaces, a real
+//! End to end: the `baton` binary over AF_PACKET and over DPDK (the
+//! `net_af_packet` PMD on a veth, `--no-huge`) in network namespaces, a real
 //! Linux TCP client, and fake agents that authenticate THOP_CREATE with the
 //! profile's key, record which request reached which backend, and answer
 //! THOP_ACK. Shows that `baton run` dispatches by the configured rules and
@@ -238,16 +239,28 @@ fn configs_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../configs")
 }
 
-/// The test-bed profile, with test overrides, written next to copies of its includes.
-fn write_profile(dir: &std::path::Path, extra: &str) -> PathBuf {
-    for f in ["base.yaml", "testbed.yaml"] {
+/// Which packet I/O the switch runs.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Io {
+    AfPacket,
+    #[cfg_attr(not(feature = "dpdk"), allow(dead_code))]
+    Dpdk,
+}
+
+/// The test-bed profile for `io`, with test overrides, written next to copies of its includes.
+fn write_profile(dir: &std::path::Path, io: Io) -> PathBuf {
+    for f in ["base.yaml", "testbed.yaml", "testbed-dpdk.yaml"] {
         std::fs::copy(configs_dir().join(f), dir.join(f)).unwrap();
     }
+    let base = match io {
+        Io::AfPacket => "testbed.yaml",
+        Io::Dpdk => "testbed-dpdk.yaml",
+    };
     let p = dir.join("e2e.yaml");
     std::fs::write(
         &p,
         format!(
-            "<<: !include testbed.yaml\nname: e2e\nworkers: {{ count: 2 }}\nhealth: {{ check: {{ none: {{}} }} }}\nadmin: {{ listen: 127.0.0.1:9100 }}\nlogging: {{ format: json, level: info, access_log: {{ enabled: true, sample_every: 1 }} }}\n{extra}"
+            "<<: !include {base}\nname: e2e\nworkers: {{ count: 2 }}\nhealth: {{ check: {{ none: {{}} }} }}\nadmin: {{ listen: 127.0.0.1:9100 }}\nlogging: {{ format: json, level: info, access_log: {{ enabled: true, sample_every: 1 }} }}\n"
         ),
     )
     .unwrap();
@@ -356,7 +369,17 @@ fn metric(text: &str, prefix: &str) -> f64 {
 }
 
 #[test]
-fn baton_run_dispatches_by_rules_and_policies_and_reloads_without_loss() {
+fn baton_run_over_af_packet_dispatches_by_rules_and_reloads_without_loss() {
+    end_to_end(Io::AfPacket);
+}
+
+#[cfg(feature = "dpdk")]
+#[test]
+fn baton_run_over_dpdk_dispatches_by_rules_and_reloads_without_loss() {
+    end_to_end(Io::Dpdk);
+}
+
+fn end_to_end(io: Io) {
     let bed = Bed::new();
     let dir = std::env::temp_dir().join(format!("{}-files", bed.prefix));
     std::fs::create_dir_all(&dir).unwrap();
@@ -375,7 +398,7 @@ fn baton_run_dispatches_by_rules_and_policies_and_reloads_without_loss() {
             )
         })
         .collect();
-    let profile = write_profile(&dir, "");
+    let profile = write_profile(&dir, io);
     let mut baton = start_baton(&bed, &profile, &dir);
     let client = bed.name("c1");
 
@@ -417,8 +440,7 @@ fn baton_run_dispatches_by_rules_and_policies_and_reloads_without_loss() {
     );
 
     // Reload under traffic: flip the /api/ rule to the static pool and back with SIGHUP while requests flow.
-    let moved = write_profile(&dir, "");
-    let text_a = std::fs::read_to_string(&moved).unwrap();
+    let text_a = std::fs::read_to_string(&profile).unwrap();
     let text_b = text_a.clone()
         + "services:\n  - name: web\n    vip: 198.18.0.10\n    port: 80\n    rules:\n      - { match: { path_prefix: [/api/] }, pool: static }\n    default_pool: app\n";
     let before = seen.lock().unwrap().len();
@@ -524,6 +546,8 @@ fn baton_run_dispatches_by_rules_and_policies_and_reloads_without_loss() {
     }
     drop(baton);
     let _ = std::fs::remove_dir_all(&dir);
+    // DPDK's run-time folder for this file prefix.
+    let _ = std::fs::remove_dir_all(format!("/var/run/dpdk/baton-{}", bed.prefix));
 }
 
 trait OutputWith {
