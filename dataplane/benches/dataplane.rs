@@ -134,7 +134,10 @@ fn tcp(
 /// CPU time of this thread in seconds. The figures are per core, and on a
 /// shared machine wall time also counts the time other processes ran.
 fn cpu_now() -> f64 {
-    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
     // SAFETY: clock_gettime writes one timespec we own.
     unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
     ts.tv_sec as f64 + ts.tv_nsec as f64 * 1e-9
@@ -157,7 +160,14 @@ fn client(c: u64) -> IpAddr {
 /// (a new source port; the TCP checksum is not checked on this path), then
 /// handed to the engine, which rewrites the MACs and transmits it.
 #[inline(never)]
-fn forward_burst(e: &mut Engine<MemBuf>, bufs: &mut Vec<MemBuf>, sink: &mut BenchSink, x: &mut u64, span: u64, now: u64) {
+fn forward_burst(
+    e: &mut Engine<MemBuf>,
+    bufs: &mut Vec<MemBuf>,
+    sink: &mut BenchSink,
+    x: &mut u64,
+    span: u64,
+    now: u64,
+) {
     for b in bufs.iter_mut() {
         let f = rng(x) % span;
         b.data_mut()[34..36].copy_from_slice(&(f as u16).to_be_bytes());
@@ -214,7 +224,14 @@ fn bench_forwarding(entries: usize, packets: u64) {
             let start = cpu_now();
             let mut n = 0u64;
             while n < 1_000_000 {
-                forward_burst(&mut e, &mut bufs, &mut sink, &mut x, span.min(per_ip).max(1), now);
+                forward_burst(
+                    &mut e,
+                    &mut bufs,
+                    &mut sink,
+                    &mut x,
+                    span.min(per_ip).max(1),
+                    now,
+                );
                 n += 32;
                 std::mem::swap(&mut bufs, &mut sink.out);
                 assert_eq!(bufs.len(), 32, "every packet forwarded");

@@ -101,12 +101,19 @@ impl<B: PacketBuf, F: Forwarder> Engine<B, F> {
         }
         let dst = u32::from_ne_bytes([d[30], d[31], d[32], d[33]]);
         let dport = u16::from_be_bytes([d[36], d[37]]);
-        let svc = self.svcs.iter().position(|s| s.vip4_be == dst && s.port == dport)?;
+        let svc = self
+            .svcs
+            .iter()
+            .position(|s| s.vip4_be == dst && s.port == dport)?;
         let mut client = [0u8; 16];
         client[10] = 0xff;
         client[11] = 0xff;
         client[12..16].copy_from_slice(&d[26..30]);
-        Some(crate::table::FlowKey { client, client_port: u16::from_be_bytes([d[34], d[35]]), service: svc as u16 })
+        Some(crate::table::FlowKey {
+            client,
+            client_port: u16::from_be_bytes([d[34], d[35]]),
+            service: svc as u16,
+        })
     }
 
     /// A burst of received frames. With a million entries the table is far
@@ -116,11 +123,13 @@ impl<B: PacketBuf, F: Forwarder> Engine<B, F> {
     /// (the way VPP and DPDK pipelines hide them).
     pub fn handle_burst<S: Sink<B>>(&mut self, now: u64, pkts: &mut Vec<B>, out: &mut S) {
         const MAX: usize = 64;
+        let mut keys = [crate::table::FlowKey::default(); MAX];
         let mut hashes = [u64::MAX; MAX];
         for (k, p) in pkts.iter().take(MAX).enumerate() {
             if let Some(key) = self.fast_key(p.data()) {
                 let h = self.table.hash(&key);
                 self.table.prefetch_bucket(h);
+                keys[k] = key;
                 hashes[k] = h;
             }
         }
@@ -129,9 +138,44 @@ impl<B: PacketBuf, F: Forwarder> Engine<B, F> {
                 self.table.prefetch_head(h);
             }
         }
-        for p in pkts.drain(..) {
-            self.handle_packet(now, p, out);
+        for (k, p) in pkts.drain(..).enumerate() {
+            if k < MAX && hashes[k] != u64::MAX {
+                self.handle_prehashed(now, p, &keys[k], hashes[k], out);
+            } else {
+                self.handle_packet(now, p, out);
+            }
         }
+    }
+
+    /// `handle_packet` for a frame whose fast-path key and hash are known.
+    #[inline(always)]
+    fn handle_prehashed<S: Sink<B>>(
+        &mut self,
+        now: u64,
+        mut pkt: B,
+        key: &crate::table::FlowKey,
+        h: u64,
+        out: &mut S,
+    ) {
+        let mac = match self.table.lookup(key, h) {
+            Some(i) if wire::ipv4_header_ok(&pkt.data()[14..34]) => match self.table.get(i).slot {
+                Slot::Forwarding { mac, .. } => Some((i, mac)),
+                _ => None,
+            },
+            _ => None,
+        };
+        let Some((i, mac)) = mac else {
+            return self.handle_packet(now, pkt, out);
+        };
+        self.now_ms = super::ms_of(now);
+        bump(&self.counters.rx_packets, 1);
+        bump(&self.counters.rx_bytes, pkt.data().len() as u64);
+        self.table.get_mut(i).last_seen = self.now_ms;
+        if !self.fwd.forward(&mut pkt, mac) {
+            return self.counters.count_drop(DropReason::Malformed);
+        }
+        bump(&self.counters.forwarded, 1);
+        self.transmit(out, pkt);
     }
 
     /// The hot path: one client packet of a FORWARDING connection.
