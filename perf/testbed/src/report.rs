@@ -33,6 +33,9 @@ pub struct Machine {
     pub kernel: String,
     pub cpus: usize,
     pub cpu_model: String,
+    /// 1-minute load average when the results were written: other work on
+    /// the machine skews every figure, so it is recorded with them.
+    pub load_avg_1m: f64,
 }
 
 impl Machine {
@@ -50,10 +53,15 @@ impl Machine {
             .unwrap_or("unknown")
             .trim()
             .to_string();
+        let load_avg_1m = std::fs::read_to_string("/proc/loadavg")
+            .ok()
+            .and_then(|l| l.split_whitespace().next().and_then(|x| x.parse().ok()))
+            .unwrap_or(0.0);
         Machine {
             kernel,
             cpus: std::thread::available_parallelism().map_or(1, |n| n.get()),
             cpu_model,
+            load_avg_1m,
         }
     }
 }
