@@ -255,7 +255,7 @@ pub fn markdown(r: &Results, svg_rel: &str) -> String {
     m.push_str(MD_BEGIN);
     m.push('\n');
     m.push_str(&format!(
-        "\nRun {}{} on {} ({} CPUs, Linux {}); wrk 1 thread, {} connections, {} s per cell.\n\n",
+        "\nRun {}{} on {} ({} CPUs, Linux {}, load average {:.1} at the end); wrk 1 thread, {} connections, {} s per cell.\n\n",
         r.timestamp,
         if r.quick {
             " (quick smoke mode: not for quoting)"
@@ -265,6 +265,7 @@ pub fn markdown(r: &Results, svg_rel: &str) -> String {
         r.machine.cpu_model,
         r.machine.cpus,
         r.machine.kernel,
+        r.machine.load_avg_1m,
         r.settings.connections,
         r.settings.duration_s
     ));
