@@ -546,6 +546,10 @@ impl PacketIo for AfPacketQueue {
         self.pool.alloc()
     }
 
+    /// Copies frames into the transmit ring until it is full, then flushes
+    /// them with one `send()`. Returns how many frames it took; an empty or
+    /// oversized frame is taken and dropped (`tx_dropped`), not left to block
+    /// the queue.
     fn tx_burst(&mut self, pkts: &mut Vec<AfPacketBuf>) -> usize {
         let cap = self.rings.tx_capacity();
         let (mut taken, mut sent, mut bytes, mut dropped) = (0usize, 0u64, 0u64, 0u64);
