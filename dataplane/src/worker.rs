@@ -86,8 +86,14 @@ impl<Io: PacketIo> Worker<Io> {
         io: Io,
         queues: WorkerQueues,
     ) -> Result<Self, ConfigError> {
+        // The queues decide which worker this is (THOP replies are relayed by
+        // that index); a different `index` is a wiring bug.
+        debug_assert_eq!(
+            index, queues.index,
+            "Worker::new index differs from its queues"
+        );
         let counters = Arc::new(Counters::default());
-        let engine = Engine::new(index, cfg, counters.clone(), queues.shared.clone())?;
+        let engine = Engine::new(queues.index, cfg, counters.clone(), queues.shared.clone())?;
         Ok(Worker {
             engine,
             io,

@@ -167,7 +167,7 @@ impl<B: PacketBuf, F: Forwarder> Engine<B, F> {
         let Some((i, mac)) = mac else {
             return self.handle_packet(now, pkt, out);
         };
-        self.now_ms = super::ms_of(now);
+        self.set_now(now);
         bump(&self.counters.rx_packets, 1);
         bump(&self.counters.rx_bytes, pkt.data().len() as u64);
         self.table.get_mut(i).last_seen = self.now_ms;

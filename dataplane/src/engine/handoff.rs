@@ -66,7 +66,7 @@ impl<B: PacketBuf, F: Forwarder> Engine<B, F> {
     }
 
     fn unix_ms(&self) -> u64 {
-        self.shared.epoch_unix_ms + self.now_ms as u64
+        self.shared.epoch_unix_ms + self.now_ns / 1_000_000
     }
 
     /// A client segment while DISPATCH or HANDOFF is pending.
@@ -102,7 +102,7 @@ impl<B: PacketBuf, F: Forwarder> Engine<B, F> {
 
     /// Takes the control plane's answer for one of this worker's connections.
     pub fn handle_decision<S: Sink<B>>(&mut self, now: u64, d: Decision, out: &mut S) {
-        self.now_ms = super::ms_of(now);
+        self.set_now(now);
         bump(&self.counters.decisions, 1);
         let Decision {
             token,
@@ -158,7 +158,7 @@ impl<B: PacketBuf, F: Forwarder> Engine<B, F> {
             return given;
         }
         let a = ipv4(ip)?;
-        let now = self.now_ms as u64;
+        let now = (self.now_ns / 1_000_000);
         let cfg_refresh = self.cfg.arp_refresh.as_millis() as u64;
         let cfg_timeout = self.cfg.arp_timeout.as_millis() as u64;
         match self.shared.arp.lookup(a, now, cfg_refresh, cfg_timeout) {
@@ -388,7 +388,7 @@ impl<B: PacketBuf, F: Forwarder> Engine<B, F> {
     ) {
         let sess = &self.sessions[s as usize];
         let Some(t) = sess.target.clone() else { return };
-        let latency = (self.now_ms as u64 * 1_000_000).saturating_sub(sess.header_done_ns);
+        let latency = self.now_ns.saturating_sub(sess.header_done_ns);
         if let Some(mac) = sess.target_mac {
             let cid = conn_id(self.token(i));
             self.send_thop(
@@ -542,7 +542,7 @@ impl<B: PacketBuf, F: Forwarder> Engine<B, F> {
 
     /// Applies a THOP reply for one of this worker's connections.
     pub fn handle_peer<S: Sink<B>>(&mut self, now: u64, msg: PeerMsg, out: &mut S) {
-        self.now_ms = super::ms_of(now);
+        self.set_now(now);
         let i = msg.token.slot;
         if self
             .table
@@ -600,7 +600,7 @@ impl<B: PacketBuf, F: Forwarder> Engine<B, F> {
         let Some(t) = sess.target.as_ref() else {
             return;
         };
-        let latency = (self.now_ms as u64 * 1_000_000).saturating_sub(sess.header_done_ns);
+        let latency = self.now_ns.saturating_sub(sess.header_done_ns);
         bump(&self.counters.handoff_nacked, 1);
         if !out.event(WorkerEvent::Handoff {
             backend: t.id,

@@ -89,6 +89,8 @@ pub struct Engine<B: PacketBuf, F: Forwarder = DirectRouting> {
     pub(crate) header_pool: Vec<Vec<u8>>,
     pub(crate) expired: Vec<u32>,
     pub(crate) now_ms: Ms,
+    /// `now` as given (ns), for the wall-clock THOP timestamps.
+    pub(crate) now_ns: u64,
     pub(crate) started: bool,
 }
 
@@ -176,8 +178,15 @@ impl<B: PacketBuf, F: Forwarder> Engine<B, F> {
             draining: false,
             last_cookie_min: None,
             now_ms: 0,
+            now_ns: 0,
             started: false,
         })
+    }
+
+    #[inline(always)]
+    pub(crate) fn set_now(&mut self, now: u64) {
+        self.now_ms = ms_of(now);
+        self.now_ns = now;
     }
 
     /// This worker's counters.
@@ -434,7 +443,7 @@ impl<B: PacketBuf, F: Forwarder> Engine<B, F> {
 
     /// Announces the data address and every VIP (gratuitous ARP).
     pub fn start<S: Sink<B>>(&mut self, now: u64, out: &mut S) {
-        self.now_ms = ms_of(now);
+        self.set_now(now);
         if self.started {
             return;
         }
@@ -483,7 +492,7 @@ impl<B: PacketBuf, F: Forwarder> Engine<B, F> {
 
     /// Takes one received frame.
     pub fn handle_packet<S: Sink<B>>(&mut self, now: u64, pkt: B, out: &mut S) {
-        self.now_ms = ms_of(now);
+        self.set_now(now);
         bump(&self.counters.rx_packets, 1);
         bump(&self.counters.rx_bytes, pkt.data().len() as u64);
         let pkt = match self.forward_fast(pkt, out) {
@@ -530,7 +539,7 @@ impl<B: PacketBuf, F: Forwarder> Engine<B, F> {
     }
 
     fn on_arp<S: Sink<B>>(&mut self, a: wire::Arp, out: &mut S) {
-        let now = self.now_ms as u64;
+        let now = (self.now_ns / 1_000_000);
         let learned = self.shared.arp.learn(a.sender_ip, a.sender_mac, now);
         if learned {
             self.arp_learned(a.sender_ip, a.sender_mac, out);
@@ -562,13 +571,13 @@ impl<B: PacketBuf, F: Forwarder> Engine<B, F> {
             // Map the wrapping ms clock back onto the caller's ns clock.
             let ahead = ms.wrapping_sub(self.now_ms);
             let ahead = if (ahead as i32) < 0 { 0 } else { ahead };
-            (self.now_ms as u64 + ahead as u64) * 1_000_000
+            ((self.now_ns / 1_000_000) + ahead as u64) * 1_000_000
         })
     }
 
     /// Runs every timer due at `now`.
     pub fn handle_timeout<S: Sink<B>>(&mut self, now: u64, out: &mut S) {
-        self.now_ms = ms_of(now);
+        self.set_now(now);
         let mut list = std::mem::take(&mut self.expired);
         loop {
             list.clear();
