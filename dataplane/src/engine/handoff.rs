@@ -158,7 +158,7 @@ impl<B: PacketBuf, F: Forwarder> Engine<B, F> {
             return given;
         }
         let a = ipv4(ip)?;
-        let now = (self.now_ns / 1_000_000);
+        let now = self.now_ns / 1_000_000;
         let cfg_refresh = self.cfg.arp_refresh.as_millis() as u64;
         let cfg_timeout = self.cfg.arp_timeout.as_millis() as u64;
         match self.shared.arp.lookup(a, now, cfg_refresh, cfg_timeout) {

@@ -539,7 +539,7 @@ impl<B: PacketBuf, F: Forwarder> Engine<B, F> {
     }
 
     fn on_arp<S: Sink<B>>(&mut self, a: wire::Arp, out: &mut S) {
-        let now = (self.now_ns / 1_000_000);
+        let now = self.now_ns / 1_000_000;
         let learned = self.shared.arp.learn(a.sender_ip, a.sender_mac, now);
         if learned {
             self.arp_learned(a.sender_ip, a.sender_mac, out);
