@@ -173,6 +173,9 @@ pub struct AfPacketQueue {
     stats: IoStats,
     /// Frames written to the transmit ring but not yet flushed by `send()`.
     tx_unflushed: bool,
+    /// Flushes have been failing (link down, interface gone) since the last
+    /// success.
+    tx_failing: bool,
     /// Scratch for [`crate::io::any::AnyQueue`]'s transmit path.
     pub(crate) any_scratch: Vec<AfPacketBuf>,
 }
@@ -427,6 +430,7 @@ pub fn open(cfg: &AfPacketConfig, workers: usize) -> Result<Vec<AfPacketQueue>, 
             counters,
             stats: IoStats::default(),
             tx_unflushed: false,
+            tx_failing: false,
             any_scratch: Vec::new(),
         })
         .collect())
@@ -522,15 +526,19 @@ impl AfPacketQueue {
             unsafe { libc::send(self.fd.as_raw_fd(), std::ptr::null(), 0, libc::MSG_DONTWAIT) };
         if rc >= 0 {
             self.tx_unflushed = false;
+            self.tx_failing = false;
             return;
         }
+        // The frames stay marked in the ring whatever went wrong (driver
+        // busy, link down, interface gone): keep flushing on later polls, or
+        // the ring would stay full for good. Count a failing streak once.
         match std::io::Error::last_os_error().raw_os_error() {
-            // The driver is busy: the frames stay marked; flush again later.
             Some(libc::EAGAIN) | Some(libc::ENOBUFS) | Some(libc::EINTR) => {}
-            _ => {
-                self.tx_unflushed = false;
+            _ if !self.tx_failing => {
+                self.tx_failing = true;
                 self.counters.tx_errors.fetch_add(1, Ordering::Relaxed);
             }
+            _ => {}
         }
     }
 }
@@ -552,6 +560,11 @@ impl PacketIo for AfPacketQueue {
     /// the queue.
     fn tx_burst(&mut self, pkts: &mut Vec<AfPacketBuf>) -> usize {
         let cap = self.rings.tx_capacity();
+        if self.tx_unflushed {
+            // Slots still marked from an earlier refused flush: hand them to
+            // the kernel first, so they leave before these and free room.
+            self.flush_tx();
+        }
         let (mut taken, mut sent, mut bytes, mut dropped) = (0usize, 0u64, 0u64, 0u64);
         for b in pkts.iter() {
             let data = b.data();
