@@ -363,11 +363,53 @@ fn spawn_worker(
                 pin(&format!("worker-{i}"), c);
             }
             match io {
-                WorkerIo::Port(q0) => run(i, q0, q, &cfg, &stop, &report),
+                WorkerIo::Port(q0) => match test_faults() {
+                    Some(f) => run(
+                        i,
+                        dataplane::io::faulty::FaultyIo::new(q0, f),
+                        q,
+                        &cfg,
+                        &stop,
+                        &report,
+                    ),
+                    None => run(i, q0, q, &cfg, &stop, &report),
+                },
                 WorkerIo::Memory(m) => run(i, m, q, &cfg, &stop, &report),
             }
         })
         .map_err(|e| format!("cannot start worker {i}: {e}"))
+}
+
+/// Test-only (the namespace test bed's fault tests, docs/testbed.md):
+/// `BATON_TEST_FAULTS="seed=7,reorder=0.05,duplicate=0.05,drop=0"` wraps each
+/// worker's packet I/O in the dataplane's seeded `FaultyIo` (receive side).
+/// An environment variable, never a profile field, so no operator's profile
+/// can turn it on. A malformed value is ignored with an error log.
+fn test_faults() -> Option<dataplane::io::faulty::FaultConfig> {
+    let spec = std::env::var("BATON_TEST_FAULTS").ok()?;
+    let mut f = dataplane::io::faulty::FaultConfig::default();
+    for kv in spec.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+        let ok = match k {
+            "seed" => v.parse().ok().inspect(|x| f.seed = *x).is_some(),
+            "drop" => v.parse().ok().inspect(|x| f.drop = *x).is_some(),
+            "duplicate" => v.parse().ok().inspect(|x| f.duplicate = *x).is_some(),
+            "reorder" => v.parse().ok().inspect(|x| f.reorder = *x).is_some(),
+            _ => false,
+        };
+        if !ok {
+            tracing::error!(
+                setting = kv,
+                "BATON_TEST_FAULTS: cannot parse; fault injection off"
+            );
+            return None;
+        }
+    }
+    tracing::warn!(
+        ?f,
+        "TEST-ONLY fault injection on every worker's packet I/O (BATON_TEST_FAULTS)"
+    );
+    Some(f)
 }
 
 /// Pins the calling thread to `core`; a failure is logged, not fatal.
