@@ -567,6 +567,7 @@ impl Agent {
             (Some(up), _) => {
                 let meta = ConnMeta {
                     switch: from,
+                    sender: h.sender,
                     conn_id: h.conn_id,
                     client,
                 };
@@ -650,8 +651,7 @@ impl Agent {
         tracing::info!(conn_id = h.conn_id, reason = %a.reason, "ABORT from switch");
         if entry.mode == Mode::Relay {
             if let Some(RelayEvent::Finished { .. }) =
-                self.relay
-                    .abort(self.poll.registry(), entry.switch, h.conn_id)
+                self.relay.abort(self.poll.registry(), h.sender, h.conn_id)
             {
                 self.conns.remove(&key);
                 self.recent.insert(key, Instant::now());
@@ -761,10 +761,8 @@ impl Agent {
     }
 
     fn key_of(&self, meta: &ConnMeta) -> Option<(u32, u64)> {
-        self.conns
-            .iter()
-            .find(|(k, e)| k.1 == meta.conn_id && e.switch == meta.switch)
-            .map(|(k, _)| *k)
+        let key = (meta.sender, meta.conn_id);
+        self.conns.contains_key(&key).then_some(key)
     }
 
     /// An adopted connection ended: count it and tell the switch (CLOSE,

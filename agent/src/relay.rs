@@ -15,6 +15,7 @@
 //! - the connection ends when both directions have seen EOF and drained, or
 //!   on a reset, or when it stays idle past the configured limit.
 
+use std::collections::HashMap;
 use std::io;
 use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
@@ -71,6 +72,8 @@ pub enum RelayEvent {
 pub struct ConnMeta {
     /// The switch that handed it off (CLOSE goes there).
     pub switch: SocketAddr,
+    /// Node id of that switch (THOP header `sender`).
+    pub sender: u32,
     /// THOP connection id.
     pub conn_id: u64,
     /// The client.
@@ -240,6 +243,8 @@ struct Conn {
 /// All relayed connections of one agent loop.
 pub struct Relay {
     conns: Vec<Option<Conn>>,
+    /// (switch node, conn id) → slot, for ABORT.
+    index: HashMap<(u32, u64), usize>,
     free: Vec<usize>,
     active: usize,
     idle_timeout: Duration,
@@ -250,6 +255,7 @@ impl Relay {
     pub fn new(idle_timeout: Duration) -> Relay {
         Relay {
             conns: Vec::new(),
+            index: HashMap::new(),
             free: Vec::new(),
             active: 0,
             idle_timeout,
@@ -313,6 +319,7 @@ impl Relay {
             self.free.push(idx);
             return Err(e);
         }
+        self.index.insert((meta.sender, meta.conn_id), idx);
         self.conns[idx] = Some(conn);
         self.active += 1;
         Ok(())
@@ -413,6 +420,7 @@ impl Relay {
 
     fn remove(&mut self, registry: &Registry, idx: usize, how: Teardown) -> Option<Conn> {
         let mut conn = self.conns.get_mut(idx)?.take()?;
+        self.index.remove(&(conn.meta.sender, conn.meta.conn_id));
         let _ = registry.deregister(&mut conn.client);
         let _ = registry.deregister(&mut conn.upstream);
         let (cfd, ufd) = (conn.client.as_raw_fd(), conn.upstream.as_raw_fd());
@@ -436,16 +444,8 @@ impl Relay {
 
     /// Ends the connection with this id (ABORT from the switch): the client
     /// socket is dropped silently, the upstream reset.
-    pub fn abort(
-        &mut self,
-        registry: &Registry,
-        switch: SocketAddr,
-        conn_id: u64,
-    ) -> Option<RelayEvent> {
-        let idx = self.conns.iter().position(|c| {
-            c.as_ref()
-                .is_some_and(|c| c.meta.conn_id == conn_id && c.meta.switch == switch)
-        })?;
+    pub fn abort(&mut self, registry: &Registry, sender: u32, conn_id: u64) -> Option<RelayEvent> {
+        let idx = *self.index.get(&(sender, conn_id))?;
         self.finish(registry, idx, End::Aborted)
     }
 
@@ -499,6 +499,7 @@ mod tests {
     fn meta(id: u64) -> ConnMeta {
         ConnMeta {
             switch: "127.0.0.1:9199".parse().unwrap(),
+            sender: 1,
             conn_id: id,
             client: "127.0.0.1:1".parse().unwrap(),
         }
