@@ -1,9 +1,11 @@
-//! `baton-testbed`: brings the namespace test bed up by hand and keeps it
-//! until Ctrl-C, printing how to reach every host. `cleanup` removes beds
-//! left by processes that were killed.
+//! `baton-testbed`: brings the namespace test bed up by hand (nginx on every
+//! backend, and unless `--no-baton` the switch and the agents from the
+//! test-bed profile) and keeps it until Ctrl-C, printing how to reach every
+//! host. `cleanup` removes beds left by processes that were killed.
 
 use clap::{Parser, Subcommand};
 use std::time::Duration;
+use testbed::baton::{BatonIo, Stack, SwitchOptions};
 use testbed::{addr, nginx, Bed, BedSpec};
 
 #[derive(Parser)]
@@ -15,8 +17,14 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Cmd {
-    /// Build the bed with nginx on every backend and wait for Ctrl-C.
+    /// Build the bed, start nginx and Baton, and wait for Ctrl-C.
     Up {
+        /// The switch's packet I/O: afpacket or dpdk.
+        #[arg(long, default_value = "afpacket")]
+        io: String,
+        /// Only the namespaces and nginx, no switch or agents.
+        #[arg(long)]
+        no_baton: bool,
         #[arg(long, default_value_t = 2)]
         clients: usize,
         #[arg(long, default_value_t = 3)]
@@ -33,15 +41,30 @@ fn main() {
     let cli = Cli::parse();
     let res = match cli.cmd {
         Cmd::Up {
+            io,
+            no_baton,
             clients,
             backends,
             proxy,
-        } => up(BedSpec {
-            clients,
-            backends,
-            switch: true,
-            proxy,
-        }),
+        } => {
+            let io = match io.as_str() {
+                "dpdk" => Some(BatonIo::Dpdk),
+                "afpacket" | "af_packet" => Some(BatonIo::AfPacket),
+                _ => None,
+            };
+            match io {
+                Some(io) => up(
+                    BedSpec {
+                        clients,
+                        backends,
+                        switch: true,
+                        proxy,
+                    },
+                    (!no_baton).then_some(io),
+                ),
+                None => Err(testbed::BedError::Setup("--io is afpacket or dpdk".into())),
+            }
+        }
         Cmd::Cleanup => {
             for ns in testbed::cleanup::sweep_stale() {
                 println!("removed {ns}");
@@ -55,9 +78,23 @@ fn main() {
     }
 }
 
-fn up(spec: BedSpec) -> testbed::Result<()> {
+fn up(spec: BedSpec, baton: Option<BatonIo>) -> testbed::Result<()> {
     let bed = Bed::up(&spec)?;
     let _nginx = nginx::start_all(&bed)?;
+    let _stack = match baton {
+        Some(io) => {
+            let s = Stack::start(&bed, &SwitchOptions::testbed(io))?;
+            println!(
+                "baton ({}) runs {}; metrics: ip netns exec {} curl -s http://{}/metrics",
+                io.as_str(),
+                s.profile.display(),
+                bed.hub(),
+                addr::switch_metrics()
+            );
+            Some(s)
+        }
+        None => None,
+    };
     println!("test bed {} is up (Ctrl-C removes it)", bed.id());
     println!(
         "  hub      {}  (198.19.0.1 on the management bridge)",
@@ -79,7 +116,12 @@ fn up(spec: BedSpec) -> testbed::Result<()> {
         );
     }
     println!(
-        "  try: ip netns exec {} curl -si http://{}:{}/",
+        "  try: ip netns exec {} curl -si http://{}/static/1k.bin -o /dev/null   (through Baton)",
+        bed.clients[0].ns,
+        addr::vip_service(),
+    );
+    println!(
+        "       ip netns exec {} curl -si http://{}:{}/   (a backend directly)",
         bed.clients[0].ns,
         addr::backend_data(0),
         addr::WEB_PORT
