@@ -544,6 +544,54 @@ fn afpacket_full_tx_ring_leaves_the_rest_in_order() {
     assert_eq!(next, 100, "all frames sent once the link is up");
 }
 
+/// After the link goes down and up, frames flow again, and the socket error
+/// the flap left behind is cleared (so `wait()` blocks again when idle).
+#[test]
+fn afpacket_survives_a_link_flap() {
+    if !can_netns() {
+        return eprintln!("skipped: needs root");
+    }
+    survives_a_link_flap(Backend::AfPacket);
+}
+
+fn survives_a_link_flap(backend: Backend) {
+    let bed = Bed::new();
+    let mut qs = open(&config(backend, &bed, 2), 2).expect("open");
+    bed.ns.ip(&["link", "set", IFC, "down"]);
+    bed.ns.ip(&["link", "set", IFC, "up"]);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !qs[0].monitor().link().up && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    for q in qs.iter_mut() {
+        q.wait(Duration::from_millis(50));
+    }
+    let errors: u64 = qs[0]
+        .monitor()
+        .xstats()
+        .iter()
+        .filter(|(n, _)| n.ends_with("_socket_errors"))
+        .map(|(_, v)| v)
+        .sum();
+    if matches!(backend, Backend::AfPacket) {
+        assert!(errors >= 1, "the flap's ENETDOWN was seen and cleared");
+    }
+    for i in 0..50 {
+        assert!(bed.peer.send(&test_frame(bed.io_mac, bed.peer_mac, i, 100)));
+    }
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut got = 0;
+    let mut burst = Vec::new();
+    while got < 50 && Instant::now() < deadline {
+        for q in qs.iter_mut() {
+            q.rx_burst(&mut burst, 64);
+            got += burst.drain(..).filter(|b| is_test(b.data())).count();
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    assert_eq!(got, 50, "frames flow after the flap");
+}
+
 #[test]
 fn afpacket_frame_size_must_hold_the_mtu() {
     if !can_netns() {
@@ -729,6 +777,14 @@ fn dpdk_worker_threads_get_an_lcore_cache() {
         let lcores: Vec<u32> = threads.into_iter().map(|t| t.join().unwrap()).collect();
         assert_ne!(lcores[0], lcores[1]);
         let _ = bed;
+    });
+}
+
+#[cfg(feature = "dpdk")]
+#[test]
+fn dpdk_survives_a_link_flap() {
+    isolated("dpdk_survives_a_link_flap", || {
+        survives_a_link_flap(Backend::Dpdk)
     });
 }
 

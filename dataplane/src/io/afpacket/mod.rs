@@ -56,6 +56,8 @@ struct QueueCounters {
     tx_dropped: AtomicU64,
     /// Failed transmit flushes (`send()` errors other than "try again").
     tx_errors: AtomicU64,
+    /// Socket errors reported by poll() and cleared (link flaps).
+    socket_errors: AtomicU64,
 }
 
 /// The port shared by every queue: monitor and kernel statistics.
@@ -130,7 +132,7 @@ impl PortMonitor for AfPacketPort {
         let mut out = vec![("fanout_group".to_owned(), self.fanout_group as u64)];
         for (i, c) in self.queues.iter().enumerate() {
             self.refresh_kernel_stats(i);
-            let fields: [(&str, &AtomicU64); 11] = [
+            let fields: [(&str, &AtomicU64); 12] = [
                 ("rx_packets", &c.rx_packets),
                 ("rx_bytes", &c.rx_bytes),
                 ("tx_packets", &c.tx_packets),
@@ -142,6 +144,7 @@ impl PortMonitor for AfPacketPort {
                 ("rx_ring_freezes", &c.rx_ring_freezes),
                 ("tx_dropped", &c.tx_dropped),
                 ("tx_flush_errors", &c.tx_errors),
+                ("socket_errors", &c.socket_errors),
             ];
             for (name, v) in fields {
                 out.push((format!("q{i}_{name}"), v.load(Ordering::Relaxed)));
@@ -619,7 +622,25 @@ impl PacketIo for AfPacketQueue {
             tv_nsec: timeout.subsec_nanos() as libc::c_long,
         };
         // SAFETY: one valid pollfd, a valid timespec, no signal mask.
-        unsafe { libc::ppoll(&mut pfd, 1, &ts, std::ptr::null()) };
+        let n = unsafe { libc::ppoll(&mut pfd, 1, &ts, std::ptr::null()) };
+        if n > 0 && pfd.revents & libc::POLLERR != 0 {
+            // A pending socket error (ENETDOWN after a link flap) keeps
+            // poll() returning at once; reading SO_ERROR clears it, or an
+            // idle worker would spin from then on.
+            let mut err: libc::c_int = 0;
+            let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+            // SAFETY: reads an int option into a live buffer of that size.
+            unsafe {
+                libc::getsockopt(
+                    self.fd.as_raw_fd(),
+                    libc::SOL_SOCKET,
+                    libc::SO_ERROR,
+                    (&mut err as *mut libc::c_int).cast(),
+                    &mut len,
+                )
+            };
+            self.counters.socket_errors.fetch_add(1, Ordering::Relaxed);
+        }
     }
 
     fn stats(&self) -> IoStats {
