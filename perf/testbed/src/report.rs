@@ -413,11 +413,13 @@ pub fn svg(r: &Results) -> String {
         .flat_map(|w| systems.iter().filter_map(move |s| value(w, s)))
         .map(|v| v.0)
         .fold(100.0f64, f64::max)
-        .min(400.0);
+        .min(400.0)
+        // Headroom for the value labels above the tallest bar.
+        * 1.15;
     let bar_w = 14.0;
     let group_w = bar_w * systems.len() as f64 + 24.0;
     let (left, top, plot_h) = (60.0, 50.0, 300.0);
-    let width = left + group_w * workloads.len() as f64 + 20.0;
+    let width = (left + group_w * workloads.len() as f64 + 20.0).max(640.0);
     let legend_h = 18.0 * systems.len() as f64;
     let height = top + plot_h + 60.0 + legend_h;
     let mut s = format!(
