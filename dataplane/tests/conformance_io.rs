@@ -592,6 +592,43 @@ fn survives_a_link_flap(backend: Backend) {
     assert_eq!(got, 50, "frames flow after the flap");
 }
 
+/// The data interface disappearing under a running queue is survivable:
+/// every call still returns and nothing panics; AF_PACKET reads the link
+/// as down.
+fn survives_interface_removal(backend: Backend) {
+    let bed = Bed::new();
+    let mut qs = open(&config(backend, &bed, 1), 1).expect("open");
+    let mon = qs[0].monitor();
+    bed.ns.ip(&["link", "del", IFC]);
+    let q = &mut qs[0];
+    let mut rx = Vec::new();
+    for i in 0..200u32 {
+        q.rx_burst(&mut rx, 32);
+        let mut tx = Vec::new();
+        if let Some(mut b) = q.alloc() {
+            let f = test_frame([0xff; 6], bed.io_mac, i, 64);
+            b.set_len(f.len());
+            b.data_mut().copy_from_slice(&f);
+            tx.push(b);
+        }
+        q.tx_burst(&mut tx);
+        q.wait(Duration::from_millis(1));
+    }
+    if matches!(backend, Backend::AfPacket) {
+        // (DPDK's af_packet PMD reports a fixed link state.)
+        assert!(!mon.link().up, "{:?}", mon.link());
+    }
+    let _ = (mon.stats(), mon.xstats(), q.stats());
+}
+
+#[test]
+fn afpacket_survives_interface_removal() {
+    if !can_netns() {
+        return eprintln!("skipped: needs root");
+    }
+    survives_interface_removal(Backend::AfPacket);
+}
+
 #[test]
 fn afpacket_frame_size_must_hold_the_mtu() {
     if !can_netns() {
@@ -785,6 +822,14 @@ fn dpdk_worker_threads_get_an_lcore_cache() {
 fn dpdk_survives_a_link_flap() {
     isolated("dpdk_survives_a_link_flap", || {
         survives_a_link_flap(Backend::Dpdk)
+    });
+}
+
+#[cfg(feature = "dpdk")]
+#[test]
+fn dpdk_survives_interface_removal() {
+    isolated("dpdk_survives_interface_removal", || {
+        survives_interface_removal(Backend::Dpdk)
     });
 }
 
