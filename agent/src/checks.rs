@@ -9,6 +9,8 @@ use crate::config::Config;
 
 /// `CAP_NET_ADMIN` (linux/capability.h).
 const CAP_NET_ADMIN: u32 = 12;
+/// `CAP_NET_BIND_SERVICE` (linux/capability.h).
+const CAP_NET_BIND_SERVICE: u32 = 10;
 
 /// A failed start-up check.
 #[derive(Debug, thiserror::Error)]
@@ -19,6 +21,17 @@ pub enum CheckError {
          `setcap cap_net_admin+ep $(command -v baton-agent)` or systemd `AmbientCapabilities=CAP_NET_ADMIN`"
     )]
     NoCapability,
+    /// A service port is privileged and the process may not bind it.
+    #[error(
+        "services[{index}].vip: port {port} is privileged and CAP_NET_BIND_SERVICE is missing; \
+         grant it (systemd `AmbientCapabilities=CAP_NET_ADMIN CAP_NET_BIND_SERVICE`) or run as root"
+    )]
+    NoBindService {
+        /// Index in `services`.
+        index: usize,
+        /// The port.
+        port: u16,
+    },
     /// The kernel refused TCP_REPAIR even with the capability.
     #[error("TCP_REPAIR is not available on this kernel or is blocked (seccomp?): {0}")]
     NoRepair(std::io::Error),
@@ -37,8 +50,7 @@ pub enum CheckError {
     },
 }
 
-/// Whether the effective capability set holds CAP_NET_ADMIN.
-pub fn has_net_admin() -> bool {
+fn has_cap(cap: u32) -> bool {
     let Ok(status) = std::fs::read_to_string("/proc/self/status") else {
         return false;
     };
@@ -46,7 +58,20 @@ pub fn has_net_admin() -> bool {
         .lines()
         .find_map(|l| l.strip_prefix("CapEff:"))
         .and_then(|hex| u64::from_str_radix(hex.trim(), 16).ok())
-        .is_some_and(|caps| caps & (1 << CAP_NET_ADMIN) != 0)
+        .is_some_and(|caps| caps & (1 << cap) != 0)
+}
+
+/// Whether the effective capability set holds CAP_NET_ADMIN.
+pub fn has_net_admin() -> bool {
+    has_cap(CAP_NET_ADMIN)
+}
+
+/// The first port that is not privileged in this network namespace.
+fn unprivileged_port_start() -> u16 {
+    std::fs::read_to_string("/proc/sys/net/ipv4/ip_unprivileged_port_start")
+        .ok()
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(1024)
 }
 
 /// Tries TCP_REPAIR on a throw-away socket.
@@ -121,7 +146,14 @@ pub fn run(cfg: &Config) -> Result<(), CheckError> {
     }
     repair_works().map_err(CheckError::NoRepair)?;
     let on_lo = addresses_on("lo");
+    let first_free = unprivileged_port_start();
     for (index, s) in cfg.services.iter().enumerate() {
+        if s.vip.port() < first_free && !has_cap(CAP_NET_BIND_SERVICE) {
+            return Err(CheckError::NoBindService {
+                index,
+                port: s.vip.port(),
+            });
+        }
         let vip = s.vip.ip();
         if !on_lo.contains(&vip) {
             let plen = if vip.is_ipv4() { 32 } else { 128 };

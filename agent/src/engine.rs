@@ -13,6 +13,7 @@
 use std::collections::HashMap;
 use std::io;
 use std::net::SocketAddr;
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::mpsc::{channel, Receiver};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -79,12 +80,16 @@ enum Phase {
     Live,
 }
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 struct Entry {
     switch: SocketAddr,
     mode: Mode,
     phase: Phase,
     request_len: u64,
+    /// Listener mode: a duplicate of the application's descriptor, so that an
+    /// ABORT can silence the socket (TCP_REPAIR on) while the application
+    /// still holds it. Released when the ticket reports the close.
+    hold: Option<Arc<OwnedFd>>,
 }
 
 struct PendingClose {
@@ -586,14 +591,16 @@ impl Agent {
                         mode,
                         phase,
                         request_len,
+                        hold: None,
                     },
                 );
             }
             (None, Some(shared)) => {
+                let hold = stream.try_clone().ok().map(|s| Arc::new(OwnedFd::from(s)));
                 if let Err(stream) =
                     shared.push(stream, client, self.tx.clone(), from, h.sender, h.conn_id)
                 {
-                    relay::close_silently(std::os::fd::AsRawFd::as_raw_fd(&stream));
+                    relay::close_silently(stream.as_raw_fd());
                     return self.nack(from, h, NackReason::BacklogFull, "listener backlog full");
                 }
                 self.conns.insert(
@@ -603,6 +610,7 @@ impl Agent {
                         mode,
                         phase: Phase::Live,
                         request_len,
+                        hold,
                     },
                 );
                 self.adopted(mode, started);
@@ -644,25 +652,31 @@ impl Agent {
             }),
         );
         self.reasm.remove(h.sender, h.conn_id);
-        let Some(entry) = self.conns.get(&key).copied() else {
+        let Some(entry) = self.conns.get(&key).cloned() else {
             return;
         };
         self.metrics.aborts.inc();
         tracing::info!(conn_id = h.conn_id, reason = %a.reason, "ABORT from switch");
-        if entry.mode == Mode::Relay {
-            if let Some(RelayEvent::Finished { .. }) =
-                self.relay.abort(self.poll.registry(), h.sender, h.conn_id)
-            {
-                self.conns.remove(&key);
-                self.recent.insert(key, Instant::now());
-                self.metrics
-                    .closed
-                    .with_label_values(&[CloseReason::Aborted.label()])
-                    .inc();
-                self.metrics.active.set(self.active() as i64);
+        match entry.mode {
+            Mode::Relay => {
+                self.relay.abort(self.poll.registry(), h.sender, h.conn_id);
+            }
+            // The application owns the socket: put it back into repair mode
+            // through our duplicate. Nothing more reaches the client, the
+            // application's next read or write fails, and its close is silent.
+            Mode::Listener => {
+                if let Some(fd) = &entry.hold {
+                    relay::close_silently(fd.as_raw_fd());
+                }
             }
         }
-        // Listener mode: the application owns the socket; its close reports it.
+        self.conns.remove(&key);
+        self.recent.insert(key, Instant::now());
+        self.metrics
+            .closed
+            .with_label_values(&[CloseReason::Aborted.label()])
+            .inc();
+        self.metrics.active.set(self.active() as i64);
     }
 
     fn acked(&mut self, a: Ack, h: &Header) {

@@ -141,3 +141,36 @@ fn listener_mode_is_refused_by_the_relay_binary() {
         "{err}"
     );
 }
+
+#[test]
+fn missing_cap_net_bind_service_for_port_80_is_named() {
+    let bed = Bed::new();
+    let dir = TempDir::new("cli");
+    let cfg = dir.0.join("agent.yaml");
+    std::fs::write(&cfg, config("")).unwrap();
+    let out = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &bed.backend,
+            "setpriv",
+            "--bounding-set",
+            "-net_bind_service",
+        ])
+        .args([
+            "--inh-caps",
+            "-net_bind_service",
+            bin(),
+            "run",
+            "--config",
+            cfg.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("port 80 is privileged and CAP_NET_BIND_SERVICE is missing"),
+        "{err}"
+    );
+}

@@ -196,3 +196,50 @@ fn example_server_serves_files_and_names_itself() {
     };
     assert_eq!(code, Some(0));
 }
+
+#[test]
+fn abort_silences_a_socket_the_application_holds() {
+    use handoff_proto::{Abort, AbortReason, Body};
+    let bed = Bed::new();
+    let cfg = Config::parse(&listener_config(8, "null")).unwrap();
+    let (listener, _handle, _join) = bed.in_ns(&bed.backend, move || {
+        let a = agent::Agent::new(cfg, Arc::new(Metrics::new())).unwrap();
+        let l = a.listener(format!("{VIP}:80").parse().unwrap()).unwrap();
+        let h = a.handle();
+        (l, h, a.spawn().unwrap())
+    });
+    let mut thop = SwitchThop::new(&bed);
+    let l = switch_listener(&bed, None);
+    let client = curl(&bed, "/aborted", &["--max-time", "3"]);
+    let (rx, _, req) = handoff(&bed, &l, &mut thop, 51);
+    assert!(matches!(rx, Rx::Ack { .. }), "{rx:?}");
+    let mut conn = listener
+        .accept_timeout(Some(Duration::from_secs(5)))
+        .unwrap()
+        .unwrap();
+    let mut got = vec![0u8; req.len()];
+    conn.stream.read_exact(&mut got).unwrap();
+    // The switch gave up on this handoff (its ACK was lost) and re-dispatched.
+    let seq = thop.send(
+        51,
+        &Body::Abort(Abort {
+            reason: AbortReason::HandoffTimeout,
+        }),
+    );
+    thop.wait_for(
+        "ACK of ABORT",
+        Duration::from_secs(5),
+        |r| matches!(r, Rx::Ack { echo_seq, .. } if *echo_seq == seq),
+    );
+    let res = conn
+        .stream
+        .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nno");
+    assert!(
+        res.is_err(),
+        "the silenced socket refuses the application's writes"
+    );
+    drop(conn);
+    let out = client.wait_with_output().unwrap();
+    assert!(!out.status.success(), "nothing reached the client");
+    assert!(out.stdout.is_empty());
+}
