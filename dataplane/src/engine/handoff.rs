@@ -240,7 +240,7 @@ impl<B: PacketBuf, F: Forwarder> Engine<B, F> {
             sack_permitted: sess.sack,
             timestamps: sess.ts.then(|| Timestamps {
                 recent: sess.ts_recent,
-                next_val: self.tsval(&e.key),
+                next_val: self.now_ms.wrapping_add(sess.ts_off),
             }),
         })
     }

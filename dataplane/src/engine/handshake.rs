@@ -376,6 +376,11 @@ impl<B: PacketBuf, F: Forwarder> Engine<B, F> {
         self.go(from, Event::Ack);
         self.syn_rcvd = self.syn_rcvd.saturating_sub(1);
         bump(&self.counters.new_connections, 1);
+        let ts_off = {
+            let key = self.table.get(i).key;
+            let svc = &self.svcs[key.service as usize];
+            self.secrets.ts_offset(&key, &svc.vip16, svc.port)
+        };
         // RFC 7323 §4.3: the handshake's ACK carries the TSval to echo next.
         let mut ts_recent = a.ts_recent;
         if a.ts {
@@ -392,6 +397,7 @@ impl<B: PacketBuf, F: Forwarder> Engine<B, F> {
             sess.sack = a.sack;
             sess.ts = a.ts;
             sess.ts_recent = ts_recent;
+            sess.ts_off = ts_off;
             sess.mac = a.mac;
             sess.client_window = (seg.window as u32) << a.client_ws.unwrap_or(0);
         }

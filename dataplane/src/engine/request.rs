@@ -40,10 +40,12 @@ impl<B: PacketBuf, F: Forwarder> Engine<B, F> {
     }
 
     /// Timestamp option for a segment we send on `sess`'s connection.
-    fn ts_opt(&self, key: &FlowKey, s: u32) -> TcpOpts {
+    fn ts_opt(&self, _key: &FlowKey, s: u32) -> TcpOpts {
         let sess = &self.sessions[s as usize];
         TcpOpts {
-            timestamp: sess.ts.then(|| (self.tsval(key), sess.ts_recent)),
+            timestamp: sess
+                .ts
+                .then(|| (self.now_ms.wrapping_add(sess.ts_off), sess.ts_recent)),
             ..TcpOpts::default()
         }
     }

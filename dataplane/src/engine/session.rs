@@ -33,6 +33,8 @@ pub struct Session<B> {
     pub sack: bool,
     pub ts: bool,
     pub ts_recent: u32,
+    /// Our TSval offset for this connection (computed once at establishment).
+    pub ts_off: u32,
     /// The client's receive window in bytes (scaled).
     pub client_window: u32,
     /// The MAC the client's frames come from (router or client).
@@ -86,6 +88,7 @@ impl<B> Session<B> {
             sack: false,
             ts: false,
             ts_recent: 0,
+            ts_off: 0,
             client_window: 0,
             mac: [0; 6],
             reasm: Reassembly::new(buffer),
