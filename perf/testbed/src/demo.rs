@@ -83,6 +83,9 @@ pub struct Summary {
     pub per_backend: BTreeMap<String, u64>,
     /// Responses per routing rule and backend (curl requests).
     pub per_rule: BTreeMap<String, BTreeMap<String, u64>>,
+    /// The switch's own count of decisions by pool and backend (all traffic,
+    /// wrk included), from `baton_dispatch_decisions_total`.
+    pub decisions_by_pool: BTreeMap<String, BTreeMap<String, u64>>,
     /// Handoff latency (header complete → THOP ACK) from the switch's histogram.
     pub handoff_latency_us: Percentiles,
     /// Bytes the switch transmitted on its data port during the traffic.
@@ -224,6 +227,16 @@ pub fn run(opts: &DemoOptions) -> Result<Summary> {
     s.switch_rx_bytes = d.rx_bytes;
     s.client_rx_bytes = sum_rx(&bed).saturating_sub(rx0);
     if let Ok(text) = stack.metrics() {
+        for (labels, v) in promtext::series(&text, "baton_dispatch_decisions_total") {
+            let get = |k: &str| labels.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
+            if let (Some(pool), Some(backend)) = (get("pool"), get("backend")) {
+                *s.decisions_by_pool
+                    .entry(pool)
+                    .or_default()
+                    .entry(backend)
+                    .or_default() += v as u64;
+            }
+        }
         let b = promtext::buckets(&text, HANDOFF_HISTOGRAM, &[]);
         s.handoff_latency_us = Percentiles {
             p50: promtext::quantile(&b, 0.5).map(|v| v * 1e6),
@@ -265,6 +278,13 @@ pub fn render(s: &Summary) -> String {
     for (rule, m) in &s.per_rule {
         let parts: Vec<String> = m.iter().map(|(b, n)| format!("{b}: {n}")).collect();
         o.push_str(&format!("    {rule:<20} {}\n", parts.join("  ")));
+    }
+    if !s.decisions_by_pool.is_empty() {
+        o.push_str("  switch decisions by pool (all traffic, wrk included; baton_dispatch_decisions_total)\n");
+        for (pool, m) in &s.decisions_by_pool {
+            let parts: Vec<String> = m.iter().map(|(b, n)| format!("{b}: {n}")).collect();
+            o.push_str(&format!("    {pool:<20} {}\n", parts.join("  ")));
+        }
     }
     for w in &s.wrk {
         o.push_str(&format!(

@@ -80,9 +80,49 @@ pub fn quantile(buckets: &[(f64, f64)], q: f64) -> Option<f64> {
     Some(prev.0)
 }
 
+/// Every series of metric `name`: its labels and value.
+pub fn series(text: &str, name: &str) -> Vec<(Vec<(String, String)>, f64)> {
+    let mut out = Vec::new();
+    for line in text.lines().filter(|l| !l.starts_with('#')) {
+        let Some((s, value)) = line.rsplit_once(' ') else {
+            continue;
+        };
+        let (n, lbl) = s.split_once('{').unwrap_or((s, ""));
+        if n != name {
+            continue;
+        }
+        let Ok(v) = value.parse::<f64>() else {
+            continue;
+        };
+        let labels = lbl
+            .trim_end_matches('}')
+            .split(',')
+            .filter_map(|p| p.split_once('='))
+            .map(|(k, v)| (k.to_string(), v.trim_matches('"').to_string()))
+            .collect();
+        out.push((labels, v));
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn lists_series_with_labels() {
+        let t = "# TYPE d counter\nd{pool=\"static\",backend=\"static-1\"} 4\nd{pool=\"app\",backend=\"app-1\"} 2\nother 1\n";
+        let s = series(t, "d");
+        assert_eq!(s.len(), 2);
+        assert_eq!(
+            s[0].0,
+            vec![
+                ("pool".into(), "static".into()),
+                ("backend".into(), "static-1".into())
+            ]
+        );
+        assert_eq!(s[1].1, 2.0);
+    }
 
     #[test]
     fn quantiles_interpolate_like_promql() {
