@@ -108,7 +108,8 @@ pub enum AgentRole {
 
 /// The workspace root (two levels above this crate).
 pub fn workspace_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
+    std::fs::canonicalize(&p).unwrap_or(p)
 }
 
 /// Finds a workspace binary: `$BATON_BIN_DIR`, then the target dir
