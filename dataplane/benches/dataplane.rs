@@ -298,8 +298,22 @@ fn bench_new_connections(conns: u64) {
         };
         let flen = handoff_proto::frame_len(&body);
         let total = wire::udp_payload_offset() + flen;
-        handoff_proto::seal(&hdr, &body, &key, &mut thop[wire::udp_payload_offset()..total]);
-        wire::emit_udp(&mut thop[..total], [2, 0, 0, 0, 0, 11], SWITCH_MAC, ip(0, 11), ip(0, 2), 9199, 9199, flen);
+        handoff_proto::seal(
+            &hdr,
+            &body,
+            &key,
+            &mut thop[wire::udp_payload_offset()..total],
+        );
+        wire::emit_udp(
+            &mut thop[..total],
+            [2, 0, 0, 0, 0, 11],
+            SWITCH_MAC,
+            ip(0, 11),
+            ip(0, 2),
+            9199,
+            9199,
+            flen,
+        );
         total
     };
     let close = Body::Close(handoff_proto::Close {
@@ -307,7 +321,10 @@ fn bench_new_connections(conns: u64) {
         bytes_from_client: 0,
         bytes_to_client: 0,
     });
-    let ts = TcpOpts { timestamp: Some((2, 0)), ..Default::default() };
+    let ts = TcpOpts {
+        timestamp: Some((2, 0)),
+        ..Default::default()
+    };
     // The harness alone (the same frames built, no engine), to subtract.
     let harness = {
         let t0 = cpu_now();
@@ -315,9 +332,29 @@ fn bench_new_connections(conns: u64) {
         for n in 0..20_000u64 {
             let port = (n % 60000) as u16 + 1024;
             let isn = (n as u32).wrapping_mul(2_654_435_761);
-            black_box(pooled(&mut io, &tcp(client(0), port, flags::SYN, isn, 0, syn_opts, b"")));
-            black_box(pooled(&mut io, &tcp(client(0), port, flags::ACK | flags::PSH, isn + 1, n as u32, ts, req)));
-            let l = seal(&mut thop, n, Body::Ack(handoff_proto::Ack { echo_seq: n }), &mut agent_seq, now);
+            black_box(pooled(
+                &mut io,
+                &tcp(client(0), port, flags::SYN, isn, 0, syn_opts, b""),
+            ));
+            black_box(pooled(
+                &mut io,
+                &tcp(
+                    client(0),
+                    port,
+                    flags::ACK | flags::PSH,
+                    isn + 1,
+                    n as u32,
+                    ts,
+                    req,
+                ),
+            ));
+            let l = seal(
+                &mut thop,
+                n,
+                Body::Ack(handoff_proto::Ack { echo_seq: n }),
+                &mut agent_seq,
+                now,
+            );
             black_box(pooled(&mut io, &thop[..l]));
             let l = seal(&mut thop, n, close, &mut agent_seq, now);
             black_box(pooled(&mut io, &thop[..l]));
@@ -335,25 +372,58 @@ fn bench_new_connections(conns: u64) {
         let port = (n % 60000) as u16 + 1024;
         let src = client(n / 60000 % 16);
         let isn = (n as u32).wrapping_mul(2_654_435_761);
-        let syn = pooled(&mut sink.io, &tcp(src, port, flags::SYN, isn, 0, syn_opts, b""));
+        let syn = pooled(
+            &mut sink.io,
+            &tcp(src, port, flags::SYN, isn, 0, syn_opts, b""),
+        );
         e.handle_packet(now, syn, &mut sink);
-        let iss = match sink.out.pop().map(|b| wire::parse(b.data(), Verify::Header)) {
+        let iss = match sink
+            .out
+            .pop()
+            .map(|b| wire::parse(b.data(), Verify::Header))
+        {
             Some(Ok(Frame::Tcp(s))) => s.seq,
             other => panic!("no SYN/ACK: {other:?}"),
         };
-        let data = pooled(&mut sink.io, &tcp(src, port, flags::ACK | flags::PSH, isn + 1, iss + 1, ts, req));
+        let data = pooled(
+            &mut sink.io,
+            &tcp(
+                src,
+                port,
+                flags::ACK | flags::PSH,
+                isn + 1,
+                iss + 1,
+                ts,
+                req,
+            ),
+        );
         e.handle_packet(now, data, &mut sink);
         sink.out.clear();
         let r = sink.requests.pop().expect("dispatch request");
-        let d = Decision { token: r.token, verdict: Verdict::Backend(target.clone()), pool: 0, header: r.header };
+        let d = Decision {
+            token: r.token,
+            verdict: Verdict::Backend(target.clone()),
+            pool: 0,
+            header: r.header,
+        };
         e.handle_decision(now, d, &mut sink);
         let (cid, seq) = {
             let f = sink.out.pop().expect("CREATE");
-            let Ok(Frame::Udp(u)) = wire::parse(f.data(), Verify::Header) else { panic!() };
-            let (v, _) = handoff_proto::FrameView::parse(&f.data()[u.payload.0..u.payload.0 + u.payload.1]).unwrap();
+            let Ok(Frame::Udp(u)) = wire::parse(f.data(), Verify::Header) else {
+                panic!()
+            };
+            let (v, _) =
+                handoff_proto::FrameView::parse(&f.data()[u.payload.0..u.payload.0 + u.payload.1])
+                    .unwrap();
             (v.conn_id(), v.msg_seq())
         };
-        let l = seal(&mut thop, cid, Body::Ack(handoff_proto::Ack { echo_seq: seq }), &mut agent_seq, now);
+        let l = seal(
+            &mut thop,
+            cid,
+            Body::Ack(handoff_proto::Ack { echo_seq: seq }),
+            &mut agent_seq,
+            now,
+        );
         let ack = pooled(&mut sink.io, &thop[..l]);
         e.handle_packet(now, ack, &mut sink);
         let l = seal(&mut thop, cid, close, &mut agent_seq, now);
