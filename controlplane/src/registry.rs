@@ -502,4 +502,31 @@ mod tests {
         assert_eq!(r.id_of("s1"), Some(s1));
         assert!(r.get(s1).unwrap().usable(now));
     }
+
+    #[test]
+    fn silent_agents_are_taken_down_and_come_back_with_their_next_report() {
+        let mut p = profile("");
+        p.health.passive.load_report_timeout = Some(crate::config::DurationStr::secs(3));
+        let mut r = Registry::new(&p);
+        let t0 = Instant::now();
+        let rep = LoadReport {
+            active: 1,
+            adopted_per_sec: 0,
+            capacity_hint: 0,
+        };
+        // No report yet: never taken down for silence.
+        assert!(r.tick(t0 + Duration::from_secs(60)).is_empty());
+        assert!(r.on_load("198.18.0.13:9199".parse().unwrap(), rep, t0));
+        assert!(r.tick(t0 + Duration::from_secs(2)).is_empty());
+        let changes = r.tick(t0 + Duration::from_secs(4));
+        assert_eq!(changes.len(), 1, "{changes:?}");
+        let id = r.id_of("a1").unwrap();
+        assert!(!r.get(id).unwrap().usable(t0 + Duration::from_secs(4)));
+        r.on_load(
+            "198.18.0.13:9199".parse().unwrap(),
+            rep,
+            t0 + Duration::from_secs(5),
+        );
+        assert!(r.get(id).unwrap().usable(t0 + Duration::from_secs(5)));
+    }
 }

@@ -315,3 +315,23 @@ fn run_refuses_a_bad_profile_with_its_errors() {
     assert!(err.contains("`backends[0].wieght`"), "{err}");
     let _ = Path::new("");
 }
+
+#[test]
+fn state_changing_calls_are_refused_outside_the_allow_list() {
+    let dir = Dir::new("allow");
+    let path = dir.0.join("p.yaml");
+    let text = profile("127.0.0.1:0", 1).replace(
+        "admin: { listen: \"127.0.0.1:0\" }",
+        "admin: { listen: \"127.0.0.1:0\", allow: [198.51.100.1] }",
+    );
+    assert!(text.contains("allow:"));
+    std::fs::write(&path, &text).unwrap();
+    let l = load_file_with(&path, &HashMap::new()).unwrap();
+    let sw = Switch::start(l.profile, &path, HashMap::new()).unwrap();
+    let addr = sw.admin_addr().unwrap();
+    assert_eq!(http(addr, "POST", "/reload").0, 403);
+    assert_eq!(http(addr, "POST", "/backends/static-1/drain").0, 403);
+    assert_eq!(http(addr, "GET", "/metrics").0, 200);
+    assert_eq!(http(addr, "GET", "/backends").0, 200);
+    sw.shutdown();
+}
