@@ -452,6 +452,11 @@ impl ControlPlane {
                 .iter()
                 .map(|b| (&b.name, b.drain))
                 .collect::<Vec<_>>();
+        if self.profile.logging.level != profile.logging.level
+            && !crate::logging::set_level(&profile.logging.level)
+        {
+            tracing::warn!("logging.level changed but RUST_LOG rules the filter; unchanged");
+        }
         self.registry.apply(&profile);
         if drain_changed {
             self.registry.set_drain_from(&profile);
@@ -707,8 +712,8 @@ pub fn restart_sections(old: &Profile, new: &Profile) -> Vec<&'static str> {
     if old.admin != new.admin {
         out.push("admin");
     }
-    if old.logging.format != new.logging.format || old.logging.level != new.logging.level {
-        out.push("logging (format, level)");
+    if old.logging.format != new.logging.format {
+        out.push("logging.format");
     }
     out
 }
