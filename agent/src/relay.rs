@@ -3,7 +3,8 @@
 //! through one pipe per direction, never entering user space.
 //!
 //! One mio (epoll, edge-triggered) loop carries all connections; there is no
-//! thread per connection. Each connection has two tokens (client side,
+//! thread per connection. Pipes come from a pool and are held by a direction
+//! only while bytes are in transit. Each connection has two tokens (client side,
 //! upstream side); any event on either pumps both directions until every
 //! splice would block, which is what edge-triggered readiness requires.
 //!
@@ -23,6 +24,9 @@ use std::time::{Duration, Instant};
 
 use mio::net::TcpStream;
 use mio::{Interest, Registry, Token};
+
+/// Requested pipe capacity per direction.
+const PIPE_SIZE: usize = 256 * 1024;
 
 /// First token used by relay connections; lower ones belong to the agent loop.
 pub const TOKEN_BASE: usize = 64;
@@ -97,8 +101,13 @@ impl Pipe {
         }
         // SAFETY: pipe2 succeeded: both descriptors are fresh and ours.
         let (r, w) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
-        // SAFETY: F_GETPIPE_SZ on our own pipe.
-        let cap = unsafe { libc::fcntl(w.as_raw_fd(), libc::F_GETPIPE_SZ) };
+        // A larger pipe moves more per splice pair; pages are only used while
+        // bytes are in transit. Refused (pipe-user-pages limits): keep the default.
+        // SAFETY: F_SETPIPE_SZ / F_GETPIPE_SZ on our own pipe.
+        let cap = unsafe {
+            libc::fcntl(w.as_raw_fd(), libc::F_SETPIPE_SZ, PIPE_SIZE as libc::c_int);
+            libc::fcntl(w.as_raw_fd(), libc::F_GETPIPE_SZ)
+        };
         let cap = if cap > 0 { cap as usize } else { 65536 };
         Ok(Pipe { r, w, len: 0, cap })
     }
@@ -127,56 +136,94 @@ fn splice(from: RawFd, to: RawFd, len: usize) -> io::Result<usize> {
 enum Fault {
     Src(io::Error),
     Dst(io::Error),
+    /// No pipe could be made (descriptor limit): the agent fails the connection.
+    Local(io::Error),
+}
+
+/// Empty pipes ready for reuse. A direction holds a pipe only while bytes
+/// are in transit, so thousands of mostly idle connections need a handful of
+/// pipes (two descriptors per connection instead of six, and no pipe pages
+/// counted against `pipe-user-pages-soft` while idle).
+pub(crate) struct PipePool {
+    free: Vec<Pipe>,
+    max_free: usize,
+}
+
+impl PipePool {
+    fn new(max_free: usize) -> PipePool {
+        PipePool {
+            free: Vec::new(),
+            max_free,
+        }
+    }
+
+    fn get(&mut self) -> io::Result<Pipe> {
+        match self.free.pop() {
+            Some(p) => Ok(p),
+            None => Pipe::new(),
+        }
+    }
+
+    fn put(&mut self, p: Pipe) {
+        if p.len == 0 && self.free.len() < self.max_free {
+            self.free.push(p);
+        }
+    }
 }
 
 /// One direction: src → pipe → dst.
 struct Dir {
-    pipe: Pipe,
+    pipe: Option<Pipe>,
     eof: bool,
     shut: bool,
     bytes: u64,
 }
 
 impl Dir {
-    fn new() -> io::Result<Dir> {
-        Ok(Dir {
-            pipe: Pipe::new()?,
+    fn new() -> Dir {
+        Dir {
+            pipe: None,
             eof: false,
             shut: false,
             bytes: 0,
-        })
+        }
     }
 
     /// Moves what can move without blocking; returns whether anything moved.
-    fn pump(&mut self, src: RawFd, dst: RawFd) -> Result<bool, Fault> {
+    fn pump(&mut self, src: RawFd, dst: RawFd, pool: &mut PipePool) -> Result<bool, Fault> {
         let mut any = false;
         loop {
             let mut progress = false;
-            if !self.eof && self.pipe.len < self.pipe.cap {
-                match splice(src, self.pipe.w.as_raw_fd(), self.pipe.cap - self.pipe.len) {
-                    Ok(0) => {
-                        self.eof = true;
-                        progress = true;
-                    }
-                    Ok(n) => {
-                        self.pipe.len += n;
-                        progress = true;
-                    }
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => progress = true,
-                    Err(e) => return Err(Fault::Src(e)),
-                }
+            if !self.eof && self.pipe.is_none() {
+                self.pipe = Some(pool.get().map_err(Fault::Local)?);
             }
-            if self.pipe.len > 0 {
-                match splice(self.pipe.r.as_raw_fd(), dst, self.pipe.len) {
-                    Ok(n) => {
-                        self.pipe.len -= n.min(self.pipe.len);
-                        self.bytes += n as u64;
-                        progress = n > 0;
+            if let Some(p) = self.pipe.as_mut() {
+                if !self.eof && p.len < p.cap {
+                    match splice(src, p.w.as_raw_fd(), p.cap - p.len) {
+                        Ok(0) => {
+                            self.eof = true;
+                            progress = true;
+                        }
+                        Ok(n) => {
+                            p.len += n;
+                            progress = true;
+                        }
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                        Err(e) if e.kind() == io::ErrorKind::Interrupted => progress = true,
+                        Err(e) => return Err(Fault::Src(e)),
                     }
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => progress = true,
-                    Err(e) => return Err(Fault::Dst(e)),
+                }
+                if p.len > 0 {
+                    match splice(p.r.as_raw_fd(), dst, p.len) {
+                        Ok(n) => {
+                            p.len -= n.min(p.len);
+                            self.bytes += n as u64;
+                            progress = n > 0;
+                        }
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                        Err(e) if e.kind() == io::ErrorKind::Interrupted => progress = true,
+                        Err(e) => return Err(Fault::Dst(e)),
+                    }
                 }
             }
             if !progress {
@@ -184,7 +231,12 @@ impl Dir {
             }
             any = true;
         }
-        if self.eof && self.pipe.len == 0 && !self.shut {
+        if self.pipe.as_ref().is_some_and(|p| p.len == 0) {
+            if let Some(p) = self.pipe.take() {
+                pool.put(p);
+            }
+        }
+        if self.eof && self.pipe.is_none() && !self.shut {
             // SAFETY: shutdown(2) on a socket we own; ENOTCONN after a peer
             // reset is harmless and surfaces on the next splice.
             unsafe { libc::shutdown(dst, libc::SHUT_WR) };
@@ -229,6 +281,12 @@ pub(crate) fn close_silently(fd: RawFd) {
     };
 }
 
+/// [`close_silently`] for benchmarks and tools outside the crate.
+#[doc(hidden)]
+pub fn close_silently_for_bench(fd: RawFd) {
+    close_silently(fd)
+}
+
 struct Conn {
     meta: ConnMeta,
     client: TcpStream,
@@ -243,6 +301,8 @@ struct Conn {
 /// All relayed connections of one agent loop.
 pub struct Relay {
     conns: Vec<Option<Conn>>,
+    /// Pipes not in use.
+    pool: PipePool,
     /// (switch node, conn id) → slot, for ABORT.
     index: HashMap<(u32, u64), usize>,
     free: Vec<usize>,
@@ -256,6 +316,7 @@ impl Relay {
         Relay {
             conns: Vec::new(),
             index: HashMap::new(),
+            pool: PipePool::new(256),
             free: Vec::new(),
             active: 0,
             idle_timeout,
@@ -286,13 +347,7 @@ impl Relay {
                 return Err(e);
             }
         };
-        let (c2u, u2c) = match (Dir::new(), Dir::new()) {
-            (Ok(a), Ok(b)) => (a, b),
-            (Err(e), _) | (_, Err(e)) => {
-                close_silently(fd);
-                return Err(e);
-            }
-        };
+        let (c2u, u2c) = (Dir::new(), Dir::new());
         let idx = self.free.pop().unwrap_or_else(|| {
             self.conns.push(None);
             self.conns.len() - 1
@@ -370,13 +425,14 @@ impl Relay {
         };
         let cfd = conn.client.as_raw_fd();
         let ufd = conn.upstream.as_raw_fd();
-        let fault = match conn.c2u.pump(cfd, ufd) {
+        let pool = &mut self.pool;
+        let fault = match conn.c2u.pump(cfd, ufd, pool) {
             Err(Fault::Src(e)) => Some((End::ClientReset, e)),
-            Err(Fault::Dst(e)) => Some((End::ServerReset, e)),
+            Err(Fault::Dst(e)) | Err(Fault::Local(e)) => Some((End::ServerReset, e)),
             Ok(_) => None,
         };
-        let fault = fault.or(match conn.u2c.pump(ufd, cfd) {
-            Err(Fault::Src(e)) => Some((End::ServerReset, e)),
+        let fault = fault.or(match conn.u2c.pump(ufd, cfd, pool) {
+            Err(Fault::Src(e)) | Err(Fault::Local(e)) => Some((End::ServerReset, e)),
             Err(Fault::Dst(e)) => Some((End::ClientReset, e)),
             Ok(_) => None,
         });
