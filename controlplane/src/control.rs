@@ -68,6 +68,11 @@ struct PoolRt {
     policy_cfg: PolicyConfig,
     policy: Box<dyn DispatchPolicy>,
     unavailable_status: u16,
+    /// `baton_dispatch_decisions_total{pool, backend}` per member, looked up
+    /// once so a decision does not hash label strings.
+    decided: Vec<prometheus::IntCounter>,
+    /// `baton_dispatch_rejections_total{pool, reason="no_backend"}`.
+    rejected: prometheus::IntCounter,
 }
 
 /// The loop's state.
@@ -151,6 +156,15 @@ impl ControlPlane {
                     kept.unavailable_status = p.unavailable_status;
                     return kept;
                 }
+                let decided = p
+                    .backends
+                    .iter()
+                    .map(|b| {
+                        self.metrics
+                            .decisions
+                            .with_label_values(&[p.name.as_str(), b.as_str()])
+                    })
+                    .collect();
                 PoolRt {
                     name: p.name.clone(),
                     names: p.backends.clone(),
@@ -158,6 +172,11 @@ impl ControlPlane {
                     policy_cfg: p.policy.clone(),
                     members,
                     unavailable_status: p.unavailable_status,
+                    decided,
+                    rejected: self
+                        .metrics
+                        .rejections
+                        .with_label_values(&[p.name.as_str(), "no_backend"]),
                 }
             })
             .collect()
@@ -293,18 +312,14 @@ impl ControlPlane {
                 if let Some(l) = line.as_mut() {
                     l.backend = b.name.clone();
                 }
-                self.metrics
-                    .decisions
-                    .with_label_values(&[pool.name.as_str(), b.name.as_str()])
-                    .inc();
+                if let Some(c) = pool.decided.get(i) {
+                    c.inc();
+                }
                 self.registry.on_dispatch(id);
                 (Verdict::Backend(target), route.pool, line)
             }
             None => {
-                self.metrics
-                    .rejections
-                    .with_label_values(&[pool.name.as_str(), "no_backend"])
-                    .inc();
+                pool.rejected.inc();
                 (Verdict::Reject(pool.unavailable_status), route.pool, line)
             }
         }

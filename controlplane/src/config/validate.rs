@@ -148,6 +148,7 @@ fn check_workers(c: &mut Checker, w: &Workers) {
 fn check_backends(c: &mut Checker, p: &Profile) -> HashSet<String> {
     let mut names = HashSet::new();
     let mut addrs = HashSet::new();
+    let mut thops = HashSet::new();
     if p.backends.is_empty() {
         c.err("backends", "at least one backend is needed");
     }
@@ -169,6 +170,12 @@ fn check_backends(c: &mut Checker, p: &Profile) -> HashSet<String> {
                 format!("{at}.name"),
                 format!("backend `{}` is defined twice", b.name),
             );
+        }
+        let thop = b
+            .thop
+            .unwrap_or_else(|| std::net::SocketAddr::from((b.address, p.thop.port)));
+        if !thops.insert(thop) {
+            c.err(format!("{at}.thop"), format!("THOP address {thop} is used by another backend (LOAD reports would be ambiguous)"));
         }
         if !addrs.insert(b.address) {
             c.err(
@@ -219,6 +226,17 @@ fn check_pools(c: &mut Checker, p: &Profile, backends: &HashSet<String>) -> Hash
                     format!("backend `{b}` is listed twice"),
                 );
             }
+        }
+        let weights: Vec<u32> = pool
+            .backends
+            .iter()
+            .filter_map(|n| p.backends.iter().find(|b| &b.name == n).map(|b| b.weight))
+            .collect();
+        if !weights.is_empty() && weights.iter().all(|w| *w == 0) {
+            c.err(
+                format!("{at}.backends"),
+                "every backend of this pool has weight 0: it could never serve",
+            );
         }
         if !(500..=599).contains(&pool.unavailable_status) {
             c.err(format!("{at}.unavailable_status"), "must be a 5xx status");
