@@ -212,3 +212,21 @@ fn includes_cannot_leave_the_profile_directory_and_bad_yaml_is_an_error() {
         load_file_with(Path::new("/nonexistent/baton.yaml"), &HashMap::new()).unwrap_err();
     assert!(missing.0[0].message.starts_with("cannot read"));
 }
+
+#[test]
+fn pools_that_could_never_serve_and_shared_thop_addresses_are_refused() {
+    let text = base()
+        .replace(
+            "  - name: static-1\n    address: 198.18.0.11\n",
+            "  - name: static-1\n    address: 198.18.0.11\n    weight: 0\n",
+        )
+        .replace(
+            "  - name: app-1\n    address: 198.18.0.13\n",
+            "  - name: app-1\n    address: 198.18.0.13\n    thop: 198.18.0.11:9199\n",
+        );
+    let d = Dir::new(&[("p.yaml", &text)]);
+    let errs = load(&d, "p.yaml").expect_err("invalid");
+    let paths: Vec<&str> = errs.iter().map(|e| e.path.as_str()).collect();
+    assert!(paths.contains(&"pools[0].backends"), "{errs:?}");
+    assert!(paths.contains(&"backends[1].thop"), "{errs:?}");
+}
