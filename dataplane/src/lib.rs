@@ -13,6 +13,7 @@ pub mod engine;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod http;
+pub mod hugemem;
 pub mod io;
 pub mod peer;
 pub mod reassembly;

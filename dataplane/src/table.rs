@@ -20,6 +20,8 @@
 
 use std::net::IpAddr;
 
+use crate::hugemem::HugeSlice;
+
 /// "No entry" in links.
 pub const NIL: u32 = u32::MAX;
 /// Timer wheel size (1 ms buckets).
@@ -209,8 +211,8 @@ pub struct TableFull;
 
 /// A worker's connection table with its timer wheel.
 pub struct ConnTable {
-    entries: Box<[Entry]>,
-    buckets: Box<[u32]>,
+    entries: HugeSlice<Entry>,
+    buckets: HugeSlice<u32>,
     mask: u64,
     free: u32,
     len: usize,
@@ -228,7 +230,7 @@ impl ConnTable {
     /// packet path never faults pages in). `seed` keys the bucket hash.
     pub fn new(capacity: usize, seed: [u64; 4], now: Ms) -> ConnTable {
         let capacity = capacity.clamp(1, (NIL - 1) as usize);
-        let mut entries = vec![Entry::default(); capacity].into_boxed_slice();
+        let mut entries = HugeSlice::new(capacity, Entry::default());
         for (i, e) in entries.iter_mut().enumerate() {
             e.next = if i + 1 < capacity {
                 (i + 1) as u32
@@ -239,7 +241,7 @@ impl ConnTable {
         let nb = capacity.next_power_of_two();
         ConnTable {
             entries,
-            buckets: vec![NIL; nb].into_boxed_slice(),
+            buckets: HugeSlice::new(nb, NIL),
             mask: (nb - 1) as u64,
             free: 0,
             len: 0,
