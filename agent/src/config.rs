@@ -345,6 +345,12 @@ impl Config {
 
     /// Semantic checks, each naming its field.
     pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.thop.listen.ip().is_unspecified() || self.thop.listen.port() == 0 {
+            return Err(invalid(
+                "thop.listen",
+                "needs the backend's data address and a port (its address is the agent's THOP node id)",
+            ));
+        }
         if self.thop.switches.is_empty() {
             return Err(invalid(
                 "thop.switches",

@@ -371,3 +371,79 @@ fn sigterm_lets_adopted_connections_finish() {
     );
     drop(client2);
 }
+
+#[test]
+fn malformed_datagrams_are_counted_and_harmless() {
+    let mut w = world();
+    // Deterministic junk from the switch's own address: random bytes,
+    // truncated headers, a valid header with a body cut short.
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut rnd = || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    for i in 0..300 {
+        let len = (rnd() % 1500) as usize;
+        let mut d: Vec<u8> = (0..len).map(|_| rnd() as u8).collect();
+        if i % 3 == 0 && d.len() >= 2 {
+            d[0] = 0x54; // "TH": get past the magic check
+            d[1] = 0x48;
+        }
+        w.thop.sock.send_to(&d, w.thop.agent).unwrap();
+    }
+    // A genuine frame of a future version: authenticated, so it is answered
+    // with NACK UNSUPPORTED_VERSION listing ours.
+    let body = Body::Abort(Abort {
+        reason: AbortReason::Expired,
+    });
+    let h = handoff_proto::Header {
+        flags: 0,
+        sender: w.thop.node,
+        receiver: w.thop.agent_node,
+        conn_id: 77,
+        msg_seq: w.thop.seq.next(),
+        timestamp_ms: common::thop::now_ms(),
+    };
+    let mut buf = vec![0u8; handoff_proto::frame_len(&body)];
+    let n = handoff_proto::seal(&h, &body, &w.thop.key, &mut buf);
+    buf[handoff_proto::VERSION_OFFSET] = 9;
+    w.thop.key.sign_in_place(&mut buf[..n]);
+    w.thop.sock.send_to(&buf[..n], w.thop.agent).unwrap();
+    let rx = w
+        .thop
+        .wait_for("version NACK", Duration::from_secs(5), |r| {
+            matches!(r, Rx::Nack { conn_id: 77, .. })
+        });
+    assert!(
+        matches!(
+            rx,
+            Rx::Nack {
+                reason: NackReason::UnsupportedVersion,
+                ..
+            }
+        ),
+        "{rx:?}"
+    );
+    // Still serving.
+    let client = curl(&w.bed, "/after-junk", &[]);
+    let (rx, _, _) = handoff(&w.bed, &w.l, &mut w.thop, 78);
+    assert!(matches!(rx, Rx::Ack { .. }), "{rx:?}\n{}", w.agent.log());
+    let mut s = w.up.accept();
+    read_request(&mut s);
+    respond(&mut s, b"still fine");
+    drop(s);
+    assert_eq!(finish(client), b"still fine");
+    let m = w.agent.metrics(&w.bed);
+    let dropped: f64 = m
+        .lines()
+        .filter(|l| l.starts_with("baton_agent_thop_dropped_total{"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum();
+    assert!(dropped >= 300.0, "every junk datagram counted: {m}");
+    assert!(
+        metric(&m, "baton_agent_thop_dropped_total{reason=\"bad_magic\"}") > 0.0,
+        "{m}"
+    );
+}
