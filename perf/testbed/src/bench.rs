@@ -165,7 +165,7 @@ impl Settings {
 }
 
 /// One measured cell.
-#[derive(Debug, Clone, Serialize, Default)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize, Default)]
 pub struct Row {
     pub system: String,
     /// Baton's polling mode (`busy` / `adaptive`); absent for the peers.

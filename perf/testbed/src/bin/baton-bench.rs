@@ -37,6 +37,10 @@ struct Cli {
     /// JSON files with dataplane micro-benchmark figures to include.
     #[arg(long)]
     micro: Vec<PathBuf>,
+    /// Measure nothing: rebuild the table, targets and chart from a results
+    /// file (e.g. perf/results/latest.json) after a change to the report.
+    #[arg(long)]
+    render: Option<PathBuf>,
 }
 
 fn main() {
@@ -60,6 +64,13 @@ fn main() {
     let root = baton::workspace_root();
     let out_dir = cli.out_dir.unwrap_or_else(|| root.join("perf/results"));
     let doc = cli.doc.unwrap_or_else(|| root.join("docs/performance.md"));
+    if let Some(file) = &cli.render {
+        if let Err(e) = render(file, &out_dir, &doc) {
+            eprintln!("baton-bench: {e}");
+            std::process::exit(1);
+        }
+        return;
+    }
     let started = timefmt::now_secs();
     eprintln!(
         "baton-bench: {} systems × {} workloads, {} s each at {} connections",
@@ -120,4 +131,34 @@ fn main() {
             t.name, t.system, t.required, t.measured
         );
     }
+}
+
+/// Rebuilds the outputs of an earlier run from its JSON results.
+fn render(
+    file: &std::path::Path,
+    out_dir: &std::path::Path,
+    doc: &std::path::Path,
+) -> Result<(), String> {
+    let text = std::fs::read_to_string(file).map_err(|e| format!("{}: {e}", file.display()))?;
+    let v: serde_json::Value =
+        serde_json::from_str(&text).map_err(|e| format!("{}: {e}", file.display()))?;
+    let rows: Vec<bench::Row> =
+        serde_json::from_value(v["rows"].clone()).map_err(|e| format!("rows: {e}"))?;
+    let micro = v["micro"].as_array().cloned().unwrap_or_default();
+    let mut s = Settings::full(true);
+    s.quick = v["quick"].as_bool().unwrap_or(false);
+    s.duration = Duration::from_secs(v["settings"]["duration_s"].as_u64().unwrap_or(6));
+    s.connections = v["settings"]["connections"].as_u64().unwrap_or(32) as u32;
+    let stamp = v["timestamp"].as_str().unwrap_or("").to_string();
+    let mut res = report::results(&s, rows, micro, 0);
+    res.timestamp = stamp.clone();
+    if let Ok(m) = serde_json::from_value::<f64>(v["machine"]["load_avg_1m"].clone()) {
+        res.machine.load_avg_1m = m;
+    }
+    let file_stamp = stamp.replace(['-', ':'], "");
+    let paths = report::write_all(&res, out_dir, doc, &file_stamp).map_err(|e| e.to_string())?;
+    for p in paths {
+        println!("wrote {}", p.display());
+    }
+    Ok(())
 }
