@@ -114,6 +114,7 @@ impl Bed {
         let id = format!("{NS_PREFIX}{}-{n}", std::process::id());
         let dir = std::env::temp_dir().join(&id);
         std::fs::create_dir_all(&dir).map_err(|e| BedError::file(&dir, e))?;
+        cleanup::register_dir(&dir);
         let mut bed = Bed {
             hub: format!("{id}-hub"),
             id,
@@ -275,6 +276,7 @@ impl Drop for Bed {
             netns::delete(ns);
             cleanup::unregister(ns);
         }
+        cleanup::unregister_dir(&self.dir);
         if std::thread::panicking() || std::env::var_os("TESTBED_KEEP_LOGS").is_some() {
             eprintln!("testbed: logs and configs kept in {}", self.dir.display());
         } else {

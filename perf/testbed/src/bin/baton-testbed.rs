@@ -34,7 +34,11 @@ enum Cmd {
         proxy: bool,
     },
     /// Remove namespaces left by test-bed processes that no longer exist.
-    Cleanup,
+    Cleanup {
+        /// Also remove their working directories (logs kept after failures).
+        #[arg(long)]
+        logs: bool,
+    },
 }
 
 fn main() {
@@ -65,9 +69,14 @@ fn main() {
                 None => Err(testbed::BedError::Setup("--io is afpacket or dpdk".into())),
             }
         }
-        Cmd::Cleanup => {
+        Cmd::Cleanup { logs } => {
             for ns in testbed::cleanup::sweep_stale() {
-                println!("removed {ns}");
+                println!("removed namespace {ns}");
+            }
+            if logs {
+                for d in testbed::cleanup::sweep_stale_dirs() {
+                    println!("removed {}", d.display());
+                }
             }
             Ok(())
         }
