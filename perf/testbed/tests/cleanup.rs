@@ -68,4 +68,6 @@ fn a_killed_bed_is_swept() {
         .unwrap();
     assert!(out.status.success());
     assert_eq!(wait_gone(&id), Vec::<String>::new());
+    // The killed bed's directory is this test's to remove.
+    let _ = std::fs::remove_dir_all(std::env::temp_dir().join(&id));
 }
