@@ -280,7 +280,7 @@ pub fn render(s: &Summary) -> String {
         o.push_str(&format!("    {rule:<20} {}\n", parts.join("  ")));
     }
     if !s.decisions_by_pool.is_empty() {
-        o.push_str("  switch decisions by pool (all traffic, wrk included; baton_dispatch_decisions_total)\n");
+        o.push_str("  switch decisions by pool (one per connection, wrk included; baton_dispatch_decisions_total)\n");
         for (pool, m) in &s.decisions_by_pool {
             let parts: Vec<String> = m.iter().map(|(b, n)| format!("{b}: {n}")).collect();
             o.push_str(&format!("    {pool:<20} {}\n", parts.join("  ")));
