@@ -44,6 +44,9 @@ const CLOSE_TRIES: u32 = 6;
 const CLOSE_RTO: Duration = Duration::from_millis(200);
 /// On stop, how long unacknowledged CLOSEs may hold the exit once nothing is open.
 const CLOSE_GRACE: Duration = Duration::from_secs(2);
+/// Receive buffer of the THOP socket: a burst of CREATE fragments must not
+/// overflow it while the loop is busy adopting.
+const UDP_RCVBUF: libc::c_int = 4 << 20;
 /// Largest datagram read (CREATE fragments are at most one MTU; allow jumbo).
 const RX_BUF: usize = 65536;
 
@@ -146,6 +149,27 @@ pub struct Agent {
     out: Vec<u8>,
 }
 
+/// Raises the socket's receive buffer beyond `net.core.rmem_max` when the
+/// capability allows (SO_RCVBUFFORCE needs CAP_NET_ADMIN, which we have).
+fn grow_rcvbuf(sock: &UdpSocket, bytes: libc::c_int) {
+    let fd = sock.as_raw_fd();
+    for opt in [libc::SO_RCVBUFFORCE, libc::SO_RCVBUF] {
+        // SAFETY: `bytes` is a live c_int; the fd is our socket.
+        let rc = unsafe {
+            libc::setsockopt(
+                fd,
+                libc::SOL_SOCKET,
+                opt,
+                &bytes as *const _ as *const libc::c_void,
+                4,
+            )
+        };
+        if rc == 0 {
+            return;
+        }
+    }
+}
+
 fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -160,6 +184,7 @@ impl Agent {
         let poll = Poll::new()?;
         let addr = cfg.thop.listen;
         let mut udp = UdpSocket::bind(addr).map_err(|err| StartError::Bind { addr, err })?;
+        grow_rcvbuf(&udp, UDP_RCVBUF);
         poll.registry()
             .register(&mut udp, UDP, Interest::READABLE)?;
         let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
@@ -643,6 +668,31 @@ impl Agent {
 
     fn abort(&mut self, a: Abort, h: &Header, from: SocketAddr) {
         let key = (h.sender, h.conn_id);
+        self.reasm.remove(h.sender, h.conn_id);
+        if let Some(entry) = self.conns.remove(&key) {
+            self.metrics.aborts.inc();
+            tracing::info!(conn_id = h.conn_id, reason = %a.reason, "ABORT from switch");
+            match entry.mode {
+                Mode::Relay => {
+                    self.relay.abort(self.poll.registry(), h.sender, h.conn_id);
+                }
+                // The application owns the socket: put it back into repair
+                // mode through our duplicate. Nothing more reaches the client,
+                // the application's next read or write fails, its close is silent.
+                Mode::Listener => {
+                    if let Some(fd) = &entry.hold {
+                        relay::close_silently(fd.as_raw_fd());
+                    }
+                }
+            }
+            self.recent.insert(key, Instant::now());
+            self.metrics
+                .closed
+                .with_label_values(&[CloseReason::Aborted.label()])
+                .inc();
+            self.metrics.active.set(self.active() as i64);
+        }
+        // ACK only once acted upon (spec §5.2), for unknown ids too.
         let rh = h.reply(self.seq.next(), now_ms());
         self.send(
             from,
@@ -651,32 +701,6 @@ impl Agent {
                 echo_seq: h.msg_seq,
             }),
         );
-        self.reasm.remove(h.sender, h.conn_id);
-        let Some(entry) = self.conns.get(&key).cloned() else {
-            return;
-        };
-        self.metrics.aborts.inc();
-        tracing::info!(conn_id = h.conn_id, reason = %a.reason, "ABORT from switch");
-        match entry.mode {
-            Mode::Relay => {
-                self.relay.abort(self.poll.registry(), h.sender, h.conn_id);
-            }
-            // The application owns the socket: put it back into repair mode
-            // through our duplicate. Nothing more reaches the client, the
-            // application's next read or write fails, and its close is silent.
-            Mode::Listener => {
-                if let Some(fd) = &entry.hold {
-                    relay::close_silently(fd.as_raw_fd());
-                }
-            }
-        }
-        self.conns.remove(&key);
-        self.recent.insert(key, Instant::now());
-        self.metrics
-            .closed
-            .with_label_values(&[CloseReason::Aborted.label()])
-            .inc();
-        self.metrics.active.set(self.active() as i64);
     }
 
     fn acked(&mut self, a: Ack, h: &Header) {

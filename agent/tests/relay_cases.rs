@@ -384,8 +384,8 @@ fn malformed_datagrams_are_counted_and_harmless() {
         x ^= x << 17;
         x
     };
-    for i in 0..300 {
-        let len = (rnd() % 1500) as usize;
+    for i in 0..200 {
+        let len = (rnd() % 1000) as usize;
         let mut d: Vec<u8> = (0..len).map(|_| rnd() as u8).collect();
         if i % 3 == 0 && d.len() >= 2 {
             d[0] = 0x54; // "TH": get past the magic check
@@ -441,7 +441,7 @@ fn malformed_datagrams_are_counted_and_harmless() {
         .filter(|l| l.starts_with("baton_agent_thop_dropped_total{"))
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
         .sum();
-    assert!(dropped >= 300.0, "every junk datagram counted: {m}");
+    assert!(dropped >= 200.0, "every junk datagram counted: {m}");
     assert!(
         metric(&m, "baton_agent_thop_dropped_total{reason=\"bad_magic\"}") > 0.0,
         "{m}"
