@@ -5,10 +5,12 @@
 use std::net::IpAddr;
 
 use dataplane::config::{Service, SynCookieMode, TcpOptionsConfig, ThopConfig};
-use dataplane::io::{AfPacketConfig, DpdkConfig, DpdkPort, IoConfig, PollMode};
+use dataplane::io::{AfPacketConfig, AfPacketRing, DpdkConfig, DpdkPort, IoConfig, PollMode};
 use dataplane::WorkerConfig;
 
-use crate::config::{IoSection, PollMode as ProfilePoll, Profile, SynCookieMode as ProfileCookies};
+use crate::config::{
+    AfPacketRingKind, IoSection, PollMode as ProfilePoll, Profile, SynCookieMode as ProfileCookies,
+};
 
 /// Why a profile cannot be turned into a running configuration.
 #[derive(Debug, thiserror::Error)]
@@ -67,6 +69,10 @@ pub fn io_config(p: &Profile) -> Option<IoConfig> {
         IoSection::AfPacket(a) => {
             let mut c = AfPacketConfig::new(a.interface.clone());
             c.fanout_group = a.fanout_group;
+            c.ring = match a.ring {
+                AfPacketRingKind::V3 => AfPacketRing::V3,
+                AfPacketRingKind::V2 => AfPacketRing::V2,
+            };
             c.block_size = a.block_size;
             c.block_count = a.block_count;
             c.frame_size = a.frame_size;

@@ -79,6 +79,12 @@ pub enum IoSection {
 pub struct AfPacketIo {
     /// Data interface. It must carry no kernel address the switch serves.
     pub interface: String,
+    /// Receive ring version: `v3` (frames handed over a block at a time: best
+    /// throughput, but a frame may wait up to `block_timeout` at low rates) or
+    /// `v2` (every frame at once: lowest latency, the choice for a lightly
+    /// loaded or latency-sensitive switch).
+    #[serde(default)]
+    pub ring: AfPacketRingKind,
     /// PACKET_FANOUT group id; default derived from the process id.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fanout_group: Option<u16>,
@@ -106,6 +112,17 @@ pub struct AfPacketIo {
     /// Receive frames for any MAC (only when `switch.data_mac` differs from the interface's).
     #[serde(default)]
     pub promiscuous: bool,
+}
+
+/// AF_PACKET receive ring version.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum AfPacketRingKind {
+    /// TPACKET_V3 (block-based).
+    #[default]
+    V3,
+    /// TPACKET_V2 (frame-based).
+    V2,
 }
 
 /// DPDK settings.
