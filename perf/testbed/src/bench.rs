@@ -15,7 +15,7 @@ use crate::netns::{self, IfCounters};
 use crate::peers::{self, ProxyKind};
 use crate::process::Proc;
 use crate::topology::{Bed, BedSpec, DATA_IF};
-use crate::wrk::{WrkReport, WrkRun};
+use crate::wrk::{self, WrkReport, WrkRun};
 use crate::{addr, nginx};
 use serde::Serialize;
 use std::time::Duration;
@@ -23,7 +23,8 @@ use std::time::Duration;
 /// A system under test.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum System {
-    /// Clients talk to one backend's nginx directly: the one-way upper bound.
+    /// Clients talk to the backends' nginx directly, the load split evenly over
+    /// the same backends the proxies and Baton use: the one-way upper bound.
     Direct,
     /// A two-way L7 proxy in the proxy host.
     Proxy(ProxyKind),
@@ -193,8 +194,9 @@ pub struct Row {
 /// A system brought up for measuring.
 struct Running {
     _procs: Vec<Proc>,
-    /// Base URL clients use.
-    base: String,
+    /// Base URLs clients use; with several (direct), the connections are
+    /// split evenly over them and the reports merged.
+    bases: Vec<String>,
     /// Namespace of the switch or proxy (CPU and bytes), if any.
     middle: Option<String>,
 }
@@ -204,14 +206,17 @@ fn start(bed: &Bed, sys: System) -> Result<Running> {
     match sys {
         System::Direct => Ok(Running {
             _procs: Vec::new(),
-            base: format!("http://{}:{}", addr::backend_data(0), addr::WEB_PORT),
+            bases: upstreams
+                .iter()
+                .map(|ip| format!("http://{}:{}", ip, addr::WEB_PORT))
+                .collect(),
             middle: None,
         }),
         System::Proxy(kind) => {
             let p = peers::start(bed, kind, &upstreams)?;
             Ok(Running {
                 _procs: vec![p],
-                base: format!("http://{}", peers::proxy_service()),
+                bases: vec![format!("http://{}", peers::proxy_service())],
                 middle: Some(bed.proxy()?.ns.clone()),
             })
         }
@@ -224,7 +229,7 @@ fn start(bed: &Bed, sys: System) -> Result<Running> {
             let procs = baton::start_stack(bed, &opts)?;
             Ok(Running {
                 _procs: procs,
-                base: format!("http://{}", addr::vip_service()),
+                bases: vec![format!("http://{}", addr::vip_service())],
                 middle: Some(bed.switch()?.ns.clone()),
             })
         }
@@ -260,17 +265,27 @@ fn measure(bed: &Bed, run: &Running, sys: System, w: Workload, s: &Settings) -> 
         ..Row::default()
     };
     let client = &bed.clients[0].ns;
-    let url = format!("{}{}", run.base, w.object.path);
+    let n = run.bases.len().max(1) as u32;
+    let runs = |d| -> Vec<WrkRun> {
+        run.bases
+            .iter()
+            .map(|b| {
+                let mut r = WrkRun::new(
+                    format!("{b}{}", w.object.path),
+                    (s.connections / n).max(1),
+                    d,
+                );
+                r.close = w.close;
+                r
+            })
+            .collect()
+    };
     if !s.warmup.is_zero() {
-        let mut warm = WrkRun::new(&url, s.connections, s.warmup);
-        warm.close = w.close;
-        let _ = warm.run_in(client);
+        let _ = wrk::run_parallel_in(client, &runs(s.warmup));
     }
-    let mut wrk = WrkRun::new(&url, s.connections, s.duration);
-    wrk.close = w.close;
     let mid = run.middle.as_deref();
     let before = Snap::take(mid);
-    let rep: WrkReport = match wrk.run_in(client) {
+    let rep: WrkReport = match wrk::run_parallel_in(client, &runs(s.duration)) {
         Ok(r) => r,
         Err(e) => {
             row.error = Some(e.to_string());

@@ -59,6 +59,57 @@ impl WrkRun {
     }
 }
 
+/// Runs one wrk per URL at the same time in namespace `ns`, splitting the
+/// connections evenly, and merges the reports: counts and rates add up;
+/// percentiles are the request-weighted mean of the runs' percentiles (the
+/// runs aim at identical servers, so their distributions are near equal).
+pub fn run_parallel_in(ns: &str, runs: &[WrkRun]) -> Result<WrkReport> {
+    let results: Vec<Result<WrkReport>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = runs
+            .iter()
+            .map(|r| scope.spawn(move || r.run_in(ns)))
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| Err(bad("a wrk thread panicked")))
+            })
+            .collect()
+    });
+    let mut reps = Vec::with_capacity(results.len());
+    for r in results {
+        reps.push(r?);
+    }
+    Ok(merge(&reps))
+}
+
+/// Merges simultaneous reports (see [`run_parallel_in`]).
+pub fn merge(reps: &[WrkReport]) -> WrkReport {
+    let total: u64 = reps.iter().map(|r| r.requests).sum();
+    let weighted = |f: fn(&WrkReport) -> f64| {
+        if total == 0 {
+            return 0.0;
+        }
+        reps.iter().map(|r| f(r) * r.requests as f64).sum::<f64>() / total as f64
+    };
+    WrkReport {
+        requests: total,
+        seconds: reps.iter().map(|r| r.seconds).fold(0.0, f64::max),
+        bytes_read: reps.iter().map(|r| r.bytes_read).sum(),
+        rps: reps.iter().map(|r| r.rps).sum(),
+        p50_us: weighted(|r| r.p50_us),
+        p75_us: weighted(|r| r.p75_us),
+        p90_us: weighted(|r| r.p90_us),
+        p99_us: weighted(|r| r.p99_us),
+        err_connect: reps.iter().map(|r| r.err_connect).sum(),
+        err_read: reps.iter().map(|r| r.err_read).sum(),
+        err_write: reps.iter().map(|r| r.err_write).sum(),
+        err_timeout: reps.iter().map(|r| r.err_timeout).sum(),
+        non_2xx: reps.iter().map(|r| r.non_2xx).sum(),
+    }
+}
+
 /// What wrk reported.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct WrkReport {
