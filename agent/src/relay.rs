@@ -339,6 +339,9 @@ impl Relay {
         upstream: SocketAddr,
     ) -> io::Result<()> {
         client.set_nonblocking(true)?;
+        // A relay forwards whatever arrived at once, as a proxy does: Nagle
+        // would hold a short tail segment back until the peer's ACK.
+        let _ = client.set_nodelay(true);
         let fd = client.as_raw_fd();
         let up = match TcpStream::connect(upstream) {
             Ok(s) => s,
@@ -347,6 +350,7 @@ impl Relay {
                 return Err(e);
             }
         };
+        let _ = up.set_nodelay(true);
         let (c2u, u2c) = (Dir::new(), Dir::new());
         let idx = self.free.pop().unwrap_or_else(|| {
             self.conns.push(None);
