@@ -10,7 +10,7 @@ PKGS=(
   # test bed: namespaces, veths, loss injection, offload switches
   iproute2 iptables ethtool procps
   # real servers, proxies and clients
-  nginx-light haproxy wrk curl python3 chromium
+  nginx-light lighttpd haproxy wrk curl python3 chromium
   # promtool, to check the metrics exposition format
   prometheus
   # benchmarks

@@ -49,6 +49,7 @@ mod control;
 mod create;
 mod error;
 mod frame;
+pub mod handover;
 mod header;
 mod node;
 mod reasons;
