@@ -1,23 +1,29 @@
-//! The comparison harness of issue 8: one bed, one run, every system under
-//! the same workloads, measured the same way.
+//! The comparison harness: one bed, one run, every system under the same
+//! workloads, measured the same way.
 //!
-//! For each system and workload: wrk (1 thread, fixed connections and
-//! duration) from a client host gives requests/s and latency percentiles;
-//! `/proc/stat` gives the machine's CPU seconds, `/proc/<pid>/stat` of every
-//! process in the switch's or proxy's namespace gives that host's; the
-//! switch's/proxy's data-interface counters give the bytes that crossed it.
+//! For each system, first the serial latency probe ([`crate::probe`]) on the
+//! otherwise idle bed, then for each workload: wrk (1 thread, fixed
+//! connections and duration) from a client host gives requests/s and latency
+//! percentiles; `/proc/stat` gives the machine's CPU seconds, and the cost
+//! ledger ([`crate::ledger`]) splits them over the client, the switch's
+//! threads, the proxy, the agents, the web servers and the kernel's softirq
+//! time; the switch's/proxy's data-interface counters give the bytes that
+//! crossed it.
 
 use crate::baton::{self, BatonIo, Polling};
 use crate::content::{self, Object};
-use crate::cpu::{self, ProcGroupCpu};
+use crate::cpu::{self, MachineTicks};
 use crate::error::{BedError, Result};
+use crate::ledger::{Component, Hosts, Ledger, ProcSnapshot, Shape, Usage};
 use crate::netns::{self, IfCounters};
 use crate::peers::{self, ProxyKind};
+use crate::probe::{self, ProbeRow};
 use crate::process::Proc;
 use crate::topology::{Bed, BedSpec, DATA_IF};
 use crate::wrk::{self, WrkReport, WrkRun};
 use crate::{addr, nginx};
 use serde::Serialize;
+use std::net::SocketAddr;
 use std::time::Duration;
 
 /// A system under test.
@@ -113,6 +119,12 @@ pub fn size_label(n: usize) -> String {
     }
 }
 
+/// Default connections per system and object of the latency probe.
+pub const PROBE_N: usize = 300;
+
+/// The objects of the latency probe.
+pub const PROBE_OBJECTS: [Object; 2] = [content::OBJ_1K, content::OBJ_100K];
+
 /// How the run is bounded.
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -128,6 +140,9 @@ pub struct Settings {
     pub systems: Vec<System>,
     /// Quick smoke mode (recorded in the results).
     pub quick: bool,
+    /// Serial connections per system and object of the latency probe (0:
+    /// no probe).
+    pub probe_n: usize,
 }
 
 impl Settings {
@@ -140,6 +155,7 @@ impl Settings {
             workloads: Workload::matrix(),
             systems: System::all(dpdk),
             quick: false,
+            probe_n: PROBE_N,
         }
     }
 
@@ -161,6 +177,7 @@ impl Settings {
             ],
             systems: System::all(dpdk),
             quick: true,
+            probe_n: PROBE_N,
         }
     }
 }
@@ -189,6 +206,10 @@ pub struct Row {
     pub bytes_through_per_response_byte: Option<f64>,
     /// Why the cell has no figures (system could not start, wrk failed).
     pub error: Option<String>,
+    /// CPU µs per request by component (absent when not measured, and in
+    /// results written before the ledger existed).
+    #[serde(default)]
+    pub ledger: Option<Ledger>,
 }
 
 /// A system brought up for measuring.
@@ -197,8 +218,11 @@ struct Running {
     /// Base URLs clients use; with several (direct), the connections are
     /// split evenly over them and the reports merged.
     bases: Vec<String>,
-    /// Namespace of the switch or proxy (CPU and bytes), if any.
+    /// Namespace of the switch or proxy (bytes), if any.
     middle: Option<String>,
+    /// Where the latency probe connects: one backend's nginx for direct,
+    /// the proxy or the VIP otherwise.
+    probe_target: SocketAddr,
 }
 
 fn start(bed: &Bed, sys: System) -> Result<Running> {
@@ -211,6 +235,12 @@ fn start(bed: &Bed, sys: System) -> Result<Running> {
                 .map(|ip| format!("http://{}:{}", ip, addr::WEB_PORT))
                 .collect(),
             middle: None,
+            probe_target: SocketAddr::from((
+                *upstreams
+                    .first()
+                    .ok_or_else(|| BedError::Setup("no backend".into()))?,
+                addr::WEB_PORT,
+            )),
         }),
         System::Proxy(kind) => {
             let p = peers::start(bed, kind, &upstreams)?;
@@ -218,6 +248,7 @@ fn start(bed: &Bed, sys: System) -> Result<Running> {
                 _procs: vec![p],
                 bases: vec![format!("http://{}", peers::proxy_service())],
                 middle: Some(bed.proxy()?.ns.clone()),
+                probe_target: peers::proxy_service(),
             })
         }
         System::Baton(io, polling) => {
@@ -231,31 +262,35 @@ fn start(bed: &Bed, sys: System) -> Result<Running> {
                 _procs: procs,
                 bases: vec![format!("http://{}", addr::vip_service())],
                 middle: Some(bed.switch()?.ns.clone()),
+                probe_target: addr::vip_service(),
             })
         }
     }
 }
 
-struct Snap {
-    machine: f64,
-    group: ProcGroupCpu,
-    iface: IfCounters,
+/// What the ledger needs to know about the bed, found once per run.
+struct LedgerCtx {
+    hosts: Hosts,
+    softirq_in_processes: Option<bool>,
 }
 
-impl Snap {
-    fn take(middle: Option<&str>) -> Snap {
-        let pids = middle.map(netns::pids).unwrap_or_default();
-        Snap {
-            machine: cpu::machine_busy_seconds(),
-            group: ProcGroupCpu::sample(&pids),
-            iface: middle
-                .and_then(|ns| netns::if_counters(ns, DATA_IF).ok())
-                .unwrap_or_default(),
+impl System {
+    fn shape(&self) -> Shape {
+        Shape {
+            switch: matches!(self, System::Baton(..)),
+            proxy: matches!(self, System::Proxy(_)),
         }
     }
 }
 
-fn measure(bed: &Bed, run: &Running, sys: System, w: Workload, s: &Settings) -> Row {
+fn measure(
+    bed: &Bed,
+    run: &Running,
+    sys: System,
+    w: Workload,
+    s: &Settings,
+    lc: &LedgerCtx,
+) -> Row {
     let mut row = Row {
         system: sys.name(),
         polling: sys.polling().map(|p| p.as_str().to_string()),
@@ -284,7 +319,14 @@ fn measure(bed: &Bed, run: &Running, sys: System, w: Workload, s: &Settings) -> 
         let _ = wrk::run_parallel_in(client, &runs(s.warmup));
     }
     let mid = run.middle.as_deref();
-    let before = Snap::take(mid);
+    // The slower looks (spawning `ip`, scanning /proc) go outside the
+    // window, the machine's and the children's figures right at its edges.
+    let iface_before = mid
+        .and_then(|ns| netns::if_counters(ns, DATA_IF).ok())
+        .unwrap_or_default();
+    let procs_before = ProcSnapshot::take(&lc.hosts);
+    let machine_before = MachineTicks::read();
+    let children_before = cpu::children_seconds();
     let rep: WrkReport = match wrk::run_parallel_in(client, &runs(s.duration)) {
         Ok(r) => r,
         Err(e) => {
@@ -292,7 +334,13 @@ fn measure(bed: &Bed, run: &Running, sys: System, w: Workload, s: &Settings) -> 
             return row;
         }
     };
-    let after = Snap::take(mid);
+    let children = cpu::children_seconds() - children_before;
+    let machine = MachineTicks::read().since(&machine_before);
+    let procs = ProcSnapshot::take(&lc.hosts).since(&procs_before);
+    let iface_after: IfCounters = mid
+        .and_then(|ns| netns::if_counters(ns, DATA_IF).ok())
+        .unwrap_or_default();
+    let usage = Usage::from_ticks(procs, machine, children, 1.0 / cpu::ticks_per_sec());
     let per_1k = |secs: f64| {
         if rep.requests == 0 {
             0.0
@@ -305,21 +353,84 @@ fn measure(bed: &Bed, run: &Running, sys: System, w: Workload, s: &Settings) -> 
     row.rps = rep.rps;
     row.p50_us = rep.p50_us;
     row.p99_us = rep.p99_us;
-    row.cpu_machine_s_per_1k = per_1k(after.machine - before.machine);
-    if let Some(ns) = mid {
-        let pids = netns::pids(ns);
-        row.cpu_switch_s_per_1k = Some(per_1k(before.group.used_since(&pids)));
-        let d = after.iface.since(&before.iface);
+    row.cpu_machine_s_per_1k = per_1k(usage.machine_s);
+    if mid.is_some() {
+        // Every process in the switch's or proxy's namespace.
+        let middle_s = match sys {
+            System::Proxy(_) => usage.get(Component::Proxy),
+            _ => {
+                usage.get(Component::SwitchWorkers)
+                    + usage.get(Component::SwitchControl)
+                    + usage.get(Component::SwitchOther)
+            }
+        };
+        row.cpu_switch_s_per_1k = Some(per_1k(middle_s));
+        let d = iface_after.since(&iface_before);
         let body = rep.requests as f64 * w.object.size as f64;
         if body > 0.0 {
             row.bytes_through_per_response_byte = Some((d.rx_bytes + d.tx_bytes) as f64 / body);
         }
     }
+    row.ledger = Some(Ledger::new(
+        &usage,
+        rep.requests,
+        sys.shape(),
+        lc.softirq_in_processes,
+    ));
     row
 }
 
-/// Runs the whole matrix on a fresh bed; `progress` sees each row as it lands.
-pub fn run(s: &Settings, mut progress: impl FnMut(&Row)) -> Result<Vec<Row>> {
+/// The latency probe of one running system, one row per object.
+fn probe_system(bed: &Bed, run: &Running, sys: System, s: &Settings) -> Vec<ProbeRow> {
+    PROBE_OBJECTS
+        .iter()
+        .map(|obj| {
+            let row = ProbeRow {
+                system: sys.name(),
+                polling: sys.polling().map(|p| p.as_str().to_string()),
+                size_bytes: obj.size,
+                size: size_label(obj.size),
+                target: run.probe_target.to_string(),
+                ..ProbeRow::default()
+            };
+            match probe::serial_in(
+                &bed.clients[0].ns,
+                run.probe_target,
+                obj.path,
+                obj.size,
+                s.probe_n,
+            ) {
+                Ok(sample) => row.with_sample(&sample),
+                Err(e) => ProbeRow {
+                    error: Some(e.to_string()),
+                    ..row
+                },
+            }
+        })
+        .collect()
+}
+
+/// Something the run has just measured, for progress output.
+#[derive(Debug)]
+pub enum Landed<'a> {
+    /// A wrk cell.
+    Row(&'a Row),
+    /// A latency probe of one system and object.
+    Probe(&'a ProbeRow),
+}
+
+/// What a run measured.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Measured {
+    /// The wrk cells.
+    pub rows: Vec<Row>,
+    /// The latency probe, per system and object ("added" not yet filled).
+    pub probe: Vec<ProbeRow>,
+}
+
+/// Runs the whole matrix on a fresh bed; `progress` sees each row and probe
+/// result as it lands.
+pub fn run(s: &Settings, mut progress: impl FnMut(Landed)) -> Result<Measured> {
     let bed = Bed::up(&BedSpec {
         clients: 1,
         backends: 2,
@@ -327,7 +438,12 @@ pub fn run(s: &Settings, mut progress: impl FnMut(&Row)) -> Result<Vec<Row>> {
         proxy: true,
     })?;
     let _nginx = nginx::start_all(&bed)?;
+    let lc = LedgerCtx {
+        hosts: Hosts::of_bed(&bed),
+        softirq_in_processes: cpu::softirq_charged_to_tasks(),
+    };
     let mut rows = Vec::new();
+    let mut probes = Vec::new();
     for &sys in &s.systems {
         let running = match start(&bed, sys) {
             Ok(r) => r,
@@ -342,20 +458,31 @@ pub fn run(s: &Settings, mut progress: impl FnMut(&Row)) -> Result<Vec<Row>> {
                         error: Some(format!("could not start: {e}")),
                         ..Row::default()
                     };
-                    progress(&row);
+                    progress(Landed::Row(&row));
                     rows.push(row);
                 }
                 continue;
             }
         };
+        // The probe before the wrk cells: the bed is idle and nothing else
+        // of this system is in flight.
+        if s.probe_n > 0 {
+            for p in probe_system(&bed, &running, sys, s) {
+                progress(Landed::Probe(&p));
+                probes.push(p);
+            }
+        }
         for &w in &s.workloads {
-            let row = measure(&bed, &running, sys, w, s);
-            progress(&row);
+            let row = measure(&bed, &running, sys, w, s, &lc);
+            progress(Landed::Row(&row));
             rows.push(row);
         }
     }
     if rows.iter().all(|r| r.error.is_some()) {
         return Err(BedError::Setup("no system could be measured".into()));
     }
-    Ok(rows)
+    Ok(Measured {
+        rows,
+        probe: probes,
+    })
 }
