@@ -1,21 +1,23 @@
 #!/usr/bin/env bash
-# Runs the micro-benchmarks of the dataplane and handoff-proto crates (every
-# `harness = false` bench they declare) and stores each one's printed figures
-# as perf/results/micro-<crate>-<bench>.json, which `baton-bench --micro`
-# folds into the results and docs/performance.md.
-# Usage: perf/micro.sh [--features dpdk]   (features apply to the dataplane)
+# Runs the micro-benchmarks of the dataplane, handoff-proto and controlplane
+# crates (every `harness = false` bench they declare) and stores each one's
+# printed figures as perf/results/micro-<crate>-<bench>.json, which
+# `baton-bench --micro` folds into the results and docs/performance.md.
+# Usage: perf/micro.sh [--features dpdk]   (features apply to the dataplane
+# and the controlplane, which passes them on)
 set -uo pipefail
 cd "$(dirname "$0")/.."
 out=perf/results
 mkdir -p "$out"
 files=()
-for crate in dataplane handoff-proto; do
+for crate in dataplane handoff-proto controlplane; do
   for b in $(awk '/^\[\[bench\]\]/{f=1;next} f&&/^name *=/{gsub(/"/,"",$3);print $3;f=0}' "$crate/Cargo.toml"); do
     f="$out/micro-$crate-$b.json"
     echo "micro: $crate/$b" >&2
     # Each bench prints its figures; keep stdout lines verbatim as JSON.
-    # Feature flags (e.g. --features dpdk) are the dataplane's only.
-    args=(); [[ $crate == dataplane ]] && args=("$@")
+    # Feature flags (e.g. --features dpdk) exist on the dataplane and the
+    # controlplane only.
+    args=(); [[ $crate == dataplane || $crate == controlplane ]] && args=("$@")
     if text=$(timeout 300 cargo bench -q -p "$crate" --bench "$b" "${args[@]}" 2>/dev/null); then
       python3 -c '
 import json, sys

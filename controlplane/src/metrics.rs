@@ -69,6 +69,12 @@ fn help_for(metric: &str) -> String {
             "Handshakes completed (connections entering WAITHEADER), per worker.".into()
         }
         "baton_worker_thop_retransmits_total" => "THOP_CREATE retransmissions, per worker.".into(),
+        "baton_worker_idle_sleeps_total" => {
+            "Times the worker blocked in adaptive polling (nothing to do), per worker.".into()
+        }
+        "baton_worker_doorbell_wakeups_total" => {
+            "Sleeps ended by the worker's doorbell (a decision, command or relayed THOP reply queued for it), per worker.".into()
+        }
         other => format!(
             "Dataplane counter `{}`, per worker.",
             other

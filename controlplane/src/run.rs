@@ -13,7 +13,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::Sender;
-use dataplane::dispatch::{channels, WorkerCommand};
+use dataplane::dispatch::{channels, Commander, WorkerCommand};
 use dataplane::io::memory::MemoryIo;
 use dataplane::io::{PacketIo, PortMonitor};
 use dataplane::worker::Worker;
@@ -94,7 +94,8 @@ pub fn main(config: &Path, set: &[(String, String)]) -> ExitCode {
 pub struct Switch {
     workers: Vec<JoinHandle<()>>,
     hard_stop: Arc<AtomicBool>,
-    commands: Vec<Sender<WorkerCommand>>,
+    /// Commands to the workers; each one rings the worker's doorbell.
+    commands: Commander,
     control: Option<JoinHandle<()>>,
     control_stop: Arc<AtomicBool>,
     admin: Option<AdminServer>,
@@ -122,7 +123,7 @@ impl Switch {
         let (wqs, cq) = channels(n, profile.limits.dispatch_queue as usize);
         let shared = wqs[0].shared.clone();
         let clock: Clock = Arc::new(move || shared.now_ns());
-        let commands = cq.commands.clone();
+        let commands = cq.commander();
 
         let control = ControlPlane::new(profile.clone(), metrics.clone(), clock)?;
         let generation = control.generation();
@@ -165,6 +166,7 @@ impl Switch {
         let hard_stop = Arc::new(AtomicBool::new(false));
         let fail = |e: String| {
             hard_stop.store(true, Ordering::Relaxed);
+            commands.wake_all();
             control_stop.store(true, Ordering::Relaxed);
             e
         };
@@ -236,9 +238,8 @@ impl Switch {
     /// the grace period, then stop everything.
     pub fn shutdown(mut self) {
         self.stopping.store(true, Ordering::Relaxed);
-        for c in &self.commands {
-            let _ = c.try_send(WorkerCommand::Stop { now: false });
-        }
+        self.commands
+            .try_broadcast(WorkerCommand::Stop { now: false });
         let deadline = Instant::now() + self.grace;
         while Instant::now() < deadline && self.workers.iter().any(|w| !w.is_finished()) {
             std::thread::sleep(Duration::from_millis(20));
@@ -249,10 +250,10 @@ impl Switch {
                 workers = left,
                 "grace period over; stopping with connections open"
             );
-            for c in &self.commands {
-                let _ = c.try_send(WorkerCommand::Stop { now: true });
-            }
+            self.commands
+                .try_broadcast(WorkerCommand::Stop { now: true });
             self.hard_stop.store(true, Ordering::Relaxed);
+            self.commands.wake_all();
         }
         for w in self.workers.drain(..) {
             let _ = w.join();
@@ -273,6 +274,7 @@ impl Switch {
 impl Drop for Switch {
     fn drop(&mut self) {
         self.hard_stop.store(true, Ordering::Relaxed);
+        self.commands.wake_all();
         for w in self.workers.drain(..) {
             let _ = w.join();
         }

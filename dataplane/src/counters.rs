@@ -166,6 +166,11 @@ pub struct Counters {
     pub icmp_echo_replies: AtomicU64,
     pub thop_peer_relayed: AtomicU64,
     pub load_reports: AtomicU64,
+    /// Times the worker blocked in adaptive polling.
+    pub idle_sleeps: AtomicU64,
+    /// Of those, the sleeps another thread ended through the worker's
+    /// doorbell (a decision, a command or a relayed THOP reply).
+    pub doorbell_wakeups: AtomicU64,
     pub drops: [AtomicU64; DropReason::COUNT],
     pub aborts: [AtomicU64; AbortReason::COUNT],
     pub closes: [AtomicU64; CloseReason::COUNT],
@@ -248,6 +253,8 @@ impl Counters {
             ("icmp_echo_replies", l(&self.icmp_echo_replies)),
             ("thop_peer_relayed", l(&self.thop_peer_relayed)),
             ("load_reports", l(&self.load_reports)),
+            ("idle_sleeps", l(&self.idle_sleeps)),
+            ("doorbell_wakeups", l(&self.doorbell_wakeups)),
         ];
         scalars.shrink_to_fit();
         Snapshot {

@@ -9,6 +9,11 @@
 //! Workers also report what the control plane needs for health and load
 //! (handoff outcomes, agents' LOAD reports, closes) as [`WorkerEvent`]s, and
 //! take [`WorkerCommand`]s (backend table updates, drain, stop).
+//!
+//! Whatever the control plane sends a worker (a decision, a command) rings
+//! that worker's [`Doorbell`] after the enqueue, so a worker asleep in
+//! adaptive polling takes it at once rather than at its next frame or timer;
+//! a worker that is awake costs the producer a fence and a load.
 
 use std::net::{IpAddr, SocketAddr};
 
@@ -131,6 +136,7 @@ use std::sync::Arc;
 
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 
+use crate::doorbell::Doorbell;
 use crate::shared::Shared;
 
 /// One worker's end of the queues.
@@ -148,6 +154,18 @@ pub struct WorkerQueues {
     pub commands: Receiver<WorkerCommand>,
     /// State shared by all workers (THOP reply relay, ARP cache, clock).
     pub shared: Arc<Shared>,
+    /// Rung by whoever queues work for this worker.
+    pub doorbell: Arc<Doorbell>,
+}
+
+impl WorkerQueues {
+    /// True when a decision, a command or a relayed THOP reply waits (what a
+    /// worker checks after arming its doorbell, before it blocks).
+    pub fn pending(&self) -> bool {
+        !self.decisions.is_empty()
+            || !self.commands.is_empty()
+            || !self.shared.peers.is_empty_for(self.index)
+    }
 }
 
 /// The control plane's end of the queues.
@@ -161,24 +179,66 @@ pub struct ControlQueues {
     pub decisions: Vec<Sender<Decision>>,
     /// Command queue per worker.
     pub commands: Vec<Sender<WorkerCommand>>,
+    /// Doorbell per worker, rung after each decision or command.
+    pub doorbells: Vec<Arc<Doorbell>>,
 }
 
 impl ControlQueues {
-    /// Sends a decision to the worker that owns `d.token`; gives it back when
-    /// that queue is full or the worker is gone.
+    /// Sends a decision to the worker that owns `d.token` and wakes it if it
+    /// sleeps; gives the decision back when that queue is full or the worker
+    /// is gone.
     pub fn decide(&self, d: Decision) -> Result<(), Decision> {
-        let Some(q) = self.decisions.get(d.token.worker as usize) else {
+        let w = d.token.worker as usize;
+        let Some(q) = self.decisions.get(w) else {
             return Err(d);
         };
         q.try_send(d).map_err(|e| match e {
             TrySendError::Full(d) | TrySendError::Disconnected(d) => d,
-        })
+        })?;
+        self.doorbells[w].ring();
+        Ok(())
     }
 
     /// Sends a command to every worker (blocking only if a queue is full).
     pub fn broadcast(&self, c: WorkerCommand) {
-        for q in &self.commands {
+        for (q, bell) in self.commands.iter().zip(&self.doorbells) {
             let _ = q.send(c.clone());
+            bell.ring();
+        }
+    }
+
+    /// A handle that sends commands to (and wakes) every worker from any
+    /// thread, e.g. the one that stops the switch.
+    pub fn commander(&self) -> Commander {
+        Commander {
+            commands: self.commands.clone(),
+            doorbells: self.doorbells.clone(),
+        }
+    }
+}
+
+/// Commands to every worker, from any thread; each send rings the worker.
+#[derive(Debug, Clone)]
+pub struct Commander {
+    commands: Vec<Sender<WorkerCommand>>,
+    doorbells: Vec<Arc<Doorbell>>,
+}
+
+impl Commander {
+    /// Sends `c` to every worker without blocking (a full queue skips that
+    /// worker) and wakes each.
+    pub fn try_broadcast(&self, c: WorkerCommand) {
+        for (q, bell) in self.commands.iter().zip(&self.doorbells) {
+            let _ = q.try_send(c.clone());
+            bell.ring();
+        }
+    }
+
+    /// Wakes every sleeping worker, e.g. after setting a stop flag it checks
+    /// before it sleeps.
+    pub fn wake_all(&self) {
+        for bell in &self.doorbells {
+            bell.ring();
         }
     }
 }
@@ -195,11 +255,18 @@ pub fn channels(n_workers: usize, capacity: usize) -> (Vec<WorkerQueues>, Contro
     let mut workers = Vec::with_capacity(n);
     let mut decisions = Vec::with_capacity(n);
     let mut commands = Vec::with_capacity(n);
+    let mut doorbells = Vec::with_capacity(n);
     for i in 0..n {
         let (d_tx, d_rx) = crossbeam_channel::bounded(cap);
         let (c_tx, c_rx) = crossbeam_channel::bounded(64);
+        let bell = shared
+            .peers
+            .doorbell(i as u16)
+            .expect("one doorbell per worker")
+            .clone();
         decisions.push(d_tx);
         commands.push(c_tx);
+        doorbells.push(bell.clone());
         workers.push(WorkerQueues {
             index: i as u16,
             requests: req_tx.clone(),
@@ -207,6 +274,7 @@ pub fn channels(n_workers: usize, capacity: usize) -> (Vec<WorkerQueues>, Contro
             decisions: d_rx,
             commands: c_rx,
             shared: shared.clone(),
+            doorbell: bell,
         });
     }
     (
@@ -216,6 +284,7 @@ pub fn channels(n_workers: usize, capacity: usize) -> (Vec<WorkerQueues>, Contro
             events: ev_rx,
             decisions,
             commands,
+            doorbells,
         },
     )
 }

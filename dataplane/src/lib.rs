@@ -9,6 +9,7 @@ pub mod arp;
 pub mod config;
 pub mod counters;
 pub mod dispatch;
+pub mod doorbell;
 pub mod engine;
 #[doc(hidden)]
 pub mod fuzzing;

@@ -6,16 +6,20 @@
 //! due timers, and flushes what the engine transmitted. Nothing on this path
 //! takes a lock or allocates once pools are warm; the only shared writes are
 //! the lock-free queues.
+//!
+//! An idle worker in adaptive polling arms its doorbell before it blocks (see
+//! [`crate::doorbell`]): whoever queues work for it rings, and the block ends
+//! at once instead of at the next frame or timer.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use crate::config::{ConfigError, WorkerConfig};
-use crate::counters::{Counters, DropReason};
+use crate::counters::{bump, Counters, DropReason};
 use crate::dispatch::{DispatchRequest, WorkerCommand, WorkerEvent, WorkerQueues};
 use crate::engine::{Engine, Sink};
-use crate::io::poll::Poller;
+use crate::io::poll::{Idle, Poller};
 use crate::io::PacketIo;
 use crate::peer::PeerMsg;
 
@@ -189,9 +193,13 @@ impl<Io: PacketIo> Worker<Io> {
         work
     }
 
-    /// Runs until `stop` is set or a Stop command ends it.
+    /// Runs until `stop` is set or a Stop command ends it. Whoever sets
+    /// `stop` should then ring the worker's doorbell (e.g.
+    /// [`crate::dispatch::Commander::wake_all`]), or an idle worker notices
+    /// only at the end of its current sleep (at most `max_wait`).
     pub fn run(&mut self, stop: &AtomicBool) {
         let shared = self.queues.shared.clone();
+        let bell = self.queues.doorbell.clone();
         while !stop.load(Ordering::Relaxed) && !self.stopped() {
             let now = shared.now_ns();
             let work = self.poll_once(now);
@@ -199,7 +207,19 @@ impl<Io: PacketIo> Worker<Io> {
                 .engine
                 .poll_timeout()
                 .map(|t| Duration::from_nanos(t.saturating_sub(now)));
-            self.poller.idle(&mut self.io, work > 0, next);
+            let queues = &self.queues;
+            let pending = || queues.pending() || stop.load(Ordering::Relaxed);
+            match self
+                .poller
+                .idle(&mut self.io, &bell, work > 0, next, pending)
+            {
+                Idle::Spun => {}
+                Idle::Slept => bump(&self.counters.idle_sleeps, 1),
+                Idle::Rung => {
+                    bump(&self.counters.idle_sleeps, 1);
+                    bump(&self.counters.doorbell_wakeups, 1);
+                }
+            }
         }
     }
 }

@@ -10,9 +10,11 @@
 mod conformance_net;
 
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use conformance_net::{can_netns, test_frame, test_seq, Netns, RawSock};
+use dataplane::doorbell::Doorbell;
 use dataplane::io::{
     open, AfPacketConfig, AnyBuf, AnyQueue, IoConfig, IoError, PacketBuf, PacketIo,
 };
@@ -119,9 +121,10 @@ fn receive_for(
     let deadline = Instant::now() + window;
     let mut got = Vec::new();
     let mut burst = Vec::with_capacity(64);
+    let bell = Doorbell::new();
     while got.len() < want && Instant::now() < deadline {
         if q.rx_burst(&mut burst, 64) == 0 {
-            q.wait(Duration::from_millis(5));
+            q.wait(Duration::from_millis(5), &bell);
         }
         got.extend(burst.drain(..).filter(|b| keep(b.data())));
     }
@@ -369,8 +372,9 @@ fn wait_wakes_on_arrival(backend: Backend) {
     });
     let t0 = Instant::now();
     let mut got = Vec::new();
+    let bell = Doorbell::new();
     while got.is_empty() && t0.elapsed() < Duration::from_secs(60) {
-        qs[0].wait(Duration::from_secs(30));
+        qs[0].wait(Duration::from_secs(30), &bell);
         got = receive_for(&mut qs[0], 1, is_test, Duration::from_millis(1));
     }
     sender.join().unwrap();
@@ -378,6 +382,50 @@ fn wait_wakes_on_arrival(backend: Backend) {
     assert!(
         t0.elapsed() < Duration::from_secs(20),
         "wait() woke on arrival, not at its 30 s timeout"
+    );
+}
+
+/// `wait()` polls the worker's doorbell: a ring before the wait makes it
+/// return at once and consume the eventfd; a ring from another thread ends
+/// a wait whose timeout (30 s) is far away. This is what wakes an idle worker
+/// for a decision instead of its next frame or timer.
+fn wait_wakes_on_doorbell(backend: Backend) {
+    let bed = Bed::new();
+    let mut qs = open(&config(backend, &bed, 1), 1).expect("open");
+    let bell = Arc::new(Doorbell::new());
+    assert!(bell.arm(|| false));
+    assert!(bell.ring(), "armed: the ring writes the eventfd");
+    let t0 = Instant::now();
+    qs[0].wait(Duration::from_secs(30), &bell);
+    assert!(t0.elapsed() < Duration::from_secs(20), "returned at once");
+    assert!(bell.disarm(), "rung while asleep");
+    assert_eq!(
+        bell.poll(None, Duration::ZERO),
+        0,
+        "the backend read the eventfd back to zero"
+    );
+
+    let b2 = bell.clone();
+    let ringer = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(100));
+        while !b2.ring() {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    });
+    let t0 = Instant::now();
+    let mut rung = false;
+    // A stray frame (IPv6 neighbour discovery on the veth) or DPDK's short
+    // slices may end a wait early: wait again, as the worker loop does.
+    while !rung && t0.elapsed() < Duration::from_secs(60) {
+        assert!(bell.arm(|| false));
+        qs[0].wait(Duration::from_secs(30), &bell);
+        rung = bell.disarm();
+    }
+    ringer.join().unwrap();
+    assert!(rung, "the doorbell ended the wait");
+    assert!(
+        t0.elapsed() < Duration::from_secs(20),
+        "woken by the doorbell, not at the 30 s timeout"
     );
 }
 
@@ -493,6 +541,22 @@ fn afpacket_v2_wait_wakes_on_arrival() {
     wait_wakes_on_arrival(Backend::AfPacketV2);
 }
 
+#[test]
+fn afpacket_wait_wakes_on_doorbell() {
+    if !can_netns() {
+        return eprintln!("skipped: needs root");
+    }
+    wait_wakes_on_doorbell(Backend::AfPacket);
+}
+
+#[test]
+fn afpacket_v2_wait_wakes_on_doorbell() {
+    if !can_netns() {
+        return eprintln!("skipped: needs root");
+    }
+    wait_wakes_on_doorbell(Backend::AfPacketV2);
+}
+
 /// A full transmit ring takes what fits and leaves the rest with the caller,
 /// in order (the `PacketIo::tx_burst` contract, through `AnyQueue`); once the
 /// link is back, everything reaches the wire in order.
@@ -563,8 +627,9 @@ fn survives_a_link_flap(backend: Backend) {
     while !qs[0].monitor().link().up && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(10));
     }
+    let bell = Doorbell::new();
     for q in qs.iter_mut() {
-        q.wait(Duration::from_millis(50));
+        q.wait(Duration::from_millis(50), &bell);
     }
     let errors: u64 = qs[0]
         .monitor()
@@ -602,6 +667,7 @@ fn survives_interface_removal(backend: Backend) {
     bed.ns.ip(&["link", "del", IFC]);
     let q = &mut qs[0];
     let mut rx = Vec::new();
+    let bell = Doorbell::new();
     for i in 0..200u32 {
         q.rx_burst(&mut rx, 32);
         let mut tx = Vec::new();
@@ -612,7 +678,7 @@ fn survives_interface_removal(backend: Backend) {
             tx.push(b);
         }
         q.tx_burst(&mut tx);
-        q.wait(Duration::from_millis(1));
+        q.wait(Duration::from_millis(1), &bell);
     }
     if matches!(backend, Backend::AfPacket) {
         // (DPDK's af_packet PMD reports a fixed link state.)
@@ -755,6 +821,14 @@ fn isolated(name: &str, body: fn()) {
 #[test]
 fn dpdk_rx_intact() {
     isolated("dpdk_rx_intact", || rx_intact(Backend::Dpdk));
+}
+
+#[cfg(feature = "dpdk")]
+#[test]
+fn dpdk_wait_wakes_on_doorbell() {
+    isolated("dpdk_wait_wakes_on_doorbell", || {
+        wait_wakes_on_doorbell(Backend::Dpdk)
+    });
 }
 
 #[cfg(feature = "dpdk")]

@@ -243,6 +243,7 @@ impl Switch {
 impl Drop for Switch {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
+        self.control.commander().wake_all();
         for t in self.threads.drain(..) {
             let _ = t.join();
         }

@@ -6,11 +6,16 @@ mod support;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use dataplane::dispatch::{channels, Decision, HandoffOutcome, Verdict, WorkerEvent};
+use dataplane::counters::DropReason;
+use dataplane::dispatch::{
+    channels, ConnToken, Decision, HandoffOutcome, Verdict, WorkerCommand, WorkerEvent,
+};
 use dataplane::io::memory::{MemBuf, MemoryIo};
 use dataplane::io::PacketBuf;
+use dataplane::io::PollMode;
+use dataplane::peer::{PeerMsg, PeerReply};
 use dataplane::wire::{self, checksum, flags, Frame, TcpOpts, Verify};
 use dataplane::Worker;
 use handoff_proto::{Body, Key, Keyring};
@@ -282,4 +287,109 @@ fn run_loop_stops_on_flag_and_on_command() {
         .unwrap();
     h0.join().unwrap();
     h1.join().unwrap();
+}
+
+/// Spins (sleeping 1 ms) until `cond` or 30 s; returns whether it held.
+fn eventually(mut cond: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !cond() {
+        if Instant::now() > deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    true
+}
+
+/// A worker asleep in adaptive polling (nothing to do, no timer, `max_wait`
+/// 10 s) is woken at once by each producer of its work: a decision from the
+/// control plane, a THOP reply relayed by another worker, a command. Each
+/// is handled long before the 10 s sleep would have ended, and each wake-up
+/// is counted as the doorbell's.
+#[test]
+fn a_sleeping_worker_is_woken_by_decisions_replies_and_commands() {
+    let (mut wq, ctrl) = channels(2, 16);
+    let mut cfg = test_config();
+    cfg.poll = PollMode::Adaptive {
+        spin_polls: 10,
+        max_wait: Duration::from_secs(10),
+    };
+    let shared = wq[0].shared.clone();
+    let bell = ctrl.doorbells[0].clone();
+    let q0 = wq.swap_remove(0);
+    let mut w = Worker::new(0, &cfg, MemoryIo::new(64), q0).unwrap();
+    let counters = w.counters();
+    let stop = Arc::new(AtomicBool::new(false));
+    let s = stop.clone();
+    let h = std::thread::spawn(move || w.run(&s));
+    let token = ConnToken {
+        worker: 0,
+        slot: 7,
+        generation: 99,
+    };
+    let fast = Duration::from_secs(5);
+
+    // A decision (for no connection: counted as stale once handled).
+    assert!(eventually(|| bell.is_asleep()), "the idle worker sleeps");
+    let t = Instant::now();
+    ctrl.decide(Decision {
+        token,
+        verdict: Verdict::Reject(503),
+        pool: 0,
+        header: Vec::new(),
+    })
+    .unwrap();
+    assert!(eventually(
+        || counters.dropped(DropReason::StaleDecision) == 1
+    ));
+    assert!(t.elapsed() < fast, "woken by the doorbell, not the timer");
+
+    // A THOP reply relayed by another worker.
+    assert!(eventually(|| bell.is_asleep()), "asleep again");
+    let t = Instant::now();
+    assert!(shared.peers.push(
+        0,
+        PeerMsg {
+            token,
+            reply: PeerReply::Close,
+            sender: 1,
+            echo_seq: 0,
+        }
+    ));
+    assert!(eventually(|| counters.dropped(DropReason::ThopStale) == 1));
+    assert!(t.elapsed() < fast, "woken by the doorbell, not the timer");
+
+    // A command: Stop ends the loop.
+    assert!(eventually(|| bell.is_asleep()), "asleep again");
+    let t = Instant::now();
+    ctrl.broadcast(WorkerCommand::Stop { now: true });
+    h.join().unwrap();
+    assert!(t.elapsed() < fast, "woken by the doorbell, not the timer");
+
+    let snap = counters.snapshot();
+    assert_eq!(snap.get("doorbell_wakeups"), 3, "{snap:?}");
+    assert!(snap.get("idle_sleeps") >= 3);
+    drop(stop);
+}
+
+/// Setting the stop flag and ringing ends a sleeping worker at once.
+#[test]
+fn a_sleeping_worker_sees_the_stop_flag_when_rung() {
+    let (mut wq, ctrl) = channels(1, 16);
+    let mut cfg = test_config();
+    cfg.poll = PollMode::Adaptive {
+        spin_polls: 10,
+        max_wait: Duration::from_secs(10),
+    };
+    let bell = ctrl.doorbells[0].clone();
+    let mut w = Worker::new(0, &cfg, MemoryIo::new(64), wq.pop().unwrap()).unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let s = stop.clone();
+    let h = std::thread::spawn(move || w.run(&s));
+    assert!(eventually(|| bell.is_asleep()));
+    let t = Instant::now();
+    stop.store(true, Ordering::Relaxed);
+    ctrl.commander().wake_all();
+    h.join().unwrap();
+    assert!(t.elapsed() < Duration::from_secs(5), "not the 10 s timer");
 }

@@ -9,6 +9,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::doorbell::Doorbell;
 use crate::io::afpacket::{AfPacketBuf, AfPacketQueue};
 use crate::io::config::IoConfig;
 #[cfg(feature = "dpdk")]
@@ -260,11 +261,11 @@ impl PacketIo for AnyQueue {
         }
     }
 
-    fn wait(&mut self, timeout: Duration) {
+    fn wait(&mut self, timeout: Duration, bell: &Doorbell) {
         match self {
-            AnyQueue::AfPacket(q) => q.wait(timeout),
+            AnyQueue::AfPacket(q) => q.wait(timeout, bell),
             #[cfg(feature = "dpdk")]
-            AnyQueue::Dpdk(q) => q.wait(timeout),
+            AnyQueue::Dpdk(q) => q.wait(timeout, bell),
         }
     }
 

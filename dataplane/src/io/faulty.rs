@@ -171,8 +171,8 @@ impl<Io: PacketIo> PacketIo for FaultyIo<Io> {
         self.inner.tx_burst(pkts)
     }
 
-    fn wait(&mut self, timeout: std::time::Duration) {
-        self.inner.wait(timeout)
+    fn wait(&mut self, timeout: std::time::Duration, bell: &crate::doorbell::Doorbell) {
+        self.inner.wait(timeout, bell)
     }
 
     fn stats(&self) -> IoStats {

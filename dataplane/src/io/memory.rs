@@ -12,6 +12,7 @@ use std::sync::Arc;
 
 use crossbeam_queue::ArrayQueue;
 
+use crate::doorbell::Doorbell;
 use crate::io::{IoStats, PacketBuf, PacketIo};
 
 /// Bytes per buffer (a 1514-byte frame plus headroom, like an mbuf).
@@ -173,7 +174,13 @@ impl PacketIo for MemoryIo {
         n
     }
 
-    fn wait(&mut self, _timeout: std::time::Duration) {}
+    /// Frames are injected by the thread that owns the queue, so nothing can
+    /// arrive during the wait but a doorbell ring (or the timeout).
+    fn wait(&mut self, timeout: std::time::Duration, bell: &Doorbell) {
+        if self.rx.is_empty() {
+            bell.poll(None, timeout);
+        }
+    }
 
     fn stats(&self) -> IoStats {
         self.stats

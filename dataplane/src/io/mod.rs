@@ -8,6 +8,8 @@
 
 use std::time::Duration;
 
+use crate::doorbell::Doorbell;
+
 pub mod afpacket;
 pub mod any;
 pub mod config;
@@ -60,10 +62,12 @@ pub trait PacketIo {
     /// left in `pkts` were not sent (queue full) and stay the caller's.
     fn tx_burst(&mut self, pkts: &mut Vec<Self::Buf>) -> usize;
 
-    /// Blocks for at most `timeout` until a frame may be ready (adaptive
-    /// polling when idle). Backends without a blocking primitive just sleep.
-    fn wait(&mut self, timeout: Duration) {
-        std::thread::sleep(timeout);
+    /// Blocks for at most `timeout` until a frame may be ready or `bell`
+    /// rings (adaptive polling when idle). A backend polls the doorbell's
+    /// eventfd beside its own descriptor, or alone when it has none, and
+    /// must read it whenever it was readable ([`Doorbell::poll`] does both).
+    fn wait(&mut self, timeout: Duration, bell: &Doorbell) {
+        bell.poll(None, timeout);
     }
 
     /// Port/queue counters.

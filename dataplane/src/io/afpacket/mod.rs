@@ -29,6 +29,7 @@ use std::time::Duration;
 pub use pool::{AfPacketBuf, FramePool};
 use ring::{tx_data_offset, RingLayout, Rings};
 
+use crate::doorbell::Doorbell;
 use crate::io::any::{IoError, LinkStatus, PortMonitor, PortStats};
 use crate::io::config::{AfPacketConfig, AfPacketRing};
 use crate::io::{IoStats, PacketBuf, PacketIo};
@@ -605,7 +606,9 @@ impl PacketIo for AfPacketQueue {
         taken
     }
 
-    fn wait(&mut self, timeout: Duration) {
+    /// ppoll(2) on the packet socket and the doorbell together: a frame, a
+    /// decision or a relayed reply ends the wait, whichever comes first.
+    fn wait(&mut self, timeout: Duration, bell: &Doorbell) {
         if self.tx_unflushed {
             self.flush_tx();
         }
@@ -617,12 +620,7 @@ impl PacketIo for AfPacketQueue {
             events: libc::POLLIN,
             revents: 0,
         };
-        let ts = libc::timespec {
-            tv_sec: timeout.as_secs() as libc::time_t,
-            tv_nsec: timeout.subsec_nanos() as libc::c_long,
-        };
-        // SAFETY: one valid pollfd, a valid timespec, no signal mask.
-        let n = unsafe { libc::ppoll(&mut pfd, 1, &ts, std::ptr::null()) };
+        let n = bell.poll(Some(&mut pfd), timeout);
         if n > 0 && pfd.revents & libc::POLLERR != 0 {
             // A pending socket error (ENETDOWN after a link flap) keeps
             // poll() returning at once; reading SO_ERROR clears it, or an

@@ -22,6 +22,7 @@ use std::time::Duration;
 pub use buf::DpdkBuf;
 use port::{MbufPtr, Port, Steering};
 
+use crate::doorbell::Doorbell;
 use crate::io::any::{IoError, PortMonitor};
 use crate::io::config::DpdkConfig;
 use crate::io::{IoStats, PacketBuf, PacketIo};
@@ -30,6 +31,8 @@ use crate::io::{IoStats, PacketBuf, PacketIo};
 const BURST: usize = 64;
 /// Transmit attempts without progress before frames are left to the caller.
 const TX_DRAIN_TRIES: u32 = 4;
+/// Longest sleep of an idle worker: there is no receive interrupt to end it.
+const WAIT_SLICE: Duration = Duration::from_micros(500);
 
 /// The DPDK version this build is bound to.
 pub const DPDK_VERSION: &str = env!("BATON_DPDK_VERSION");
@@ -258,14 +261,16 @@ impl PacketIo for DpdkQueue {
         sent
     }
 
-    fn wait(&mut self, timeout: Duration) {
+    fn wait(&mut self, timeout: Duration, bell: &Doorbell) {
         // The af_packet and most PMDs have no receive interrupt here: sleep in
-        // short slices so an idle worker costs little and wakes fast.
+        // short slices so an idle worker costs little and notices frames
+        // soon. The slice is spent in ppoll(2) on the doorbell, so a decision,
+        // command or relayed reply ends it at once.
         if self.port.steering == Steering::Software && !self.port.steer_rings[self.index].is_empty()
         {
             return;
         }
-        std::thread::sleep(timeout.min(Duration::from_micros(500)));
+        bell.poll(None, timeout.min(WAIT_SLICE));
     }
 
     fn stats(&self) -> IoStats {
