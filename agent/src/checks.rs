@@ -35,6 +35,17 @@ pub enum CheckError {
     /// The kernel refused TCP_REPAIR even with the capability.
     #[error("TCP_REPAIR is not available on this kernel or is blocked (seccomp?): {0}")]
     NoRepair(std::io::Error),
+    /// Handover mode is configured but its preload library is unusable.
+    #[error(
+        "handover.library: {path}: {why}. Servers of `handover` services must be started with \
+         LD_PRELOAD={path} (build it with `cargo build --release -p baton-handover`; see docs/agent.md)"
+    )]
+    HandoverLibrary {
+        /// The configured path.
+        path: String,
+        /// What is wrong with it.
+        why: String,
+    },
     /// A service's VIP is not configured on the loopback interface.
     #[error(
         "services[{index}].vip: {vip} is not on lo. Add it with `ip addr add {vip}/{plen} dev lo` \
@@ -139,12 +150,71 @@ pub fn addresses_on(ifname: &str) -> Vec<IpAddr> {
     out
 }
 
+/// Loads the handover library (without interposing anything: `RTLD_LOCAL`)
+/// and checks that it speaks this agent's handover protocol version.
+pub fn handover_library(path: &std::path::Path) -> Result<(), CheckError> {
+    let fail = |why: String| CheckError::HandoverLibrary {
+        path: path.display().to_string(),
+        why,
+    };
+    if !path.is_file() {
+        return Err(fail("no such file".into()));
+    }
+    let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes())
+        .map_err(|_| fail("path contains a NUL byte".into()))?;
+    // SAFETY: dlopen of a path we checked; RTLD_LOCAL keeps its symbols out of
+    // this process's global scope, so nothing of ours is interposed.
+    let h = unsafe { libc::dlopen(c.as_ptr(), libc::RTLD_NOW | libc::RTLD_LOCAL) };
+    if h.is_null() {
+        // SAFETY: dlerror returns a NUL-terminated message or null.
+        let msg = unsafe {
+            let e = libc::dlerror();
+            if e.is_null() {
+                "cannot be loaded".to_string()
+            } else {
+                std::ffi::CStr::from_ptr(e).to_string_lossy().into_owned()
+            }
+        };
+        return Err(fail(msg));
+    }
+    // SAFETY: dlsym on a live handle; the symbol, if present, is
+    // `extern "C" fn() -> u32` (agent/preload).
+    let v = unsafe {
+        let sym = libc::dlsym(h, c"baton_handover_version".as_ptr());
+        let v = if sym.is_null() {
+            None
+        } else {
+            let f: extern "C" fn() -> u32 = std::mem::transmute(sym);
+            Some(f())
+        };
+        libc::dlclose(h);
+        v
+    };
+    let want = u32::from(handoff_proto::handover::HANDOVER_VERSION);
+    match v {
+        None => Err(fail(
+            "not the Baton handover library (no baton_handover_version)".into(),
+        )),
+        Some(v) if v != want => Err(fail(format!(
+            "speaks handover version {v}, this agent speaks {want}"
+        ))),
+        Some(_) => Ok(()),
+    }
+}
+
 /// Runs every check; the first failure is returned.
 pub fn run(cfg: &Config) -> Result<(), CheckError> {
     if !has_net_admin() {
         return Err(CheckError::NoCapability);
     }
     repair_works().map_err(CheckError::NoRepair)?;
+    if cfg
+        .services
+        .iter()
+        .any(|s| s.mode == crate::config::Mode::Handover)
+    {
+        handover_library(&cfg.handover.library)?;
+    }
     let on_lo = addresses_on("lo");
     let first_free = unprivileged_port_start();
     for (index, s) in cfg.services.iter().enumerate() {

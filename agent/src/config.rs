@@ -28,6 +28,9 @@ pub struct Config {
     /// Capacity and timeouts.
     #[serde(default)]
     pub limits: Limits,
+    /// Socket handover to servers started with the preload library.
+    #[serde(default)]
+    pub handover: HandoverConfig,
     /// Prometheus metrics endpoint.
     #[serde(default)]
     pub metrics: MetricsConfig,
@@ -81,6 +84,32 @@ pub enum Mode {
     Relay,
     /// Yield sockets through the `HandoffListener` API.
     Listener,
+    /// Give the socket to an unmodified server process that runs with the
+    /// handover library preloaded (its `accept` returns it).
+    Handover,
+}
+
+/// Socket handover (services in `handover` mode).
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct HandoverConfig {
+    /// The agent's unix datagram socket, where preloaded servers announce
+    /// their listeners (the servers' `BATON_HANDOVER_SOCKET`).
+    #[serde(default = "default_handover_socket")]
+    pub socket: std::path::PathBuf,
+    /// Group allowed to use the socket (a name or a gid; the socket is then
+    /// mode 0660, else 0600 and only root's servers can answer).
+    #[serde(default)]
+    pub group: Option<String>,
+    /// The preload library servers are started with; checked at start-up
+    /// (present, loadable, same protocol version).
+    #[serde(default = "default_handover_library")]
+    pub library: std::path::PathBuf,
+    /// A connection the server has not accepted after this long is silenced
+    /// and refused (NACK), so the switch re-dispatches it. Keep it below the
+    /// switch's handoff budget (handoff_rto × retries).
+    #[serde(default = "default_accept_timeout_ms")]
+    pub accept_timeout_ms: u64,
 }
 
 /// One service: the VIP:port clients connect to, and where its connections go.
@@ -189,6 +218,25 @@ fn default_drain_s() -> u64 {
 }
 fn default_metrics() -> Option<SocketAddr> {
     Some(SocketAddr::from(([0, 0, 0, 0], 9101)))
+}
+fn default_handover_socket() -> std::path::PathBuf {
+    handoff_proto::handover::DEFAULT_SOCKET.into()
+}
+fn default_handover_library() -> std::path::PathBuf {
+    "/usr/lib/baton/libbaton_handover.so".into()
+}
+fn default_accept_timeout_ms() -> u64 {
+    250
+}
+impl Default for HandoverConfig {
+    fn default() -> Self {
+        HandoverConfig {
+            socket: default_handover_socket(),
+            group: None,
+            library: default_handover_library(),
+            accept_timeout_ms: default_accept_timeout_ms(),
+        }
+    }
 }
 fn default_level() -> String {
     "info".into()
@@ -431,6 +479,12 @@ impl Config {
                         "listener mode takes no upstream",
                     ))
                 }
+                (Mode::Handover, Some(_)) => {
+                    return Err(invalid(
+                        format!("services[{i}].upstream"),
+                        "handover mode takes no upstream: the server accepts the socket itself",
+                    ))
+                }
                 _ => {}
             }
         }
@@ -439,6 +493,17 @@ impl Config {
         }
         if self.limits.backlog == 0 {
             return Err(invalid("limits.backlog", "must be at least 1"));
+        }
+        if self.services.iter().any(|s| s.mode == Mode::Handover) {
+            if self.handover.accept_timeout_ms == 0 || self.handover.accept_timeout_ms > 60_000 {
+                return Err(invalid(
+                    "handover.accept_timeout_ms",
+                    "must be between 1 and 60000",
+                ));
+            }
+            if !self.handover.socket.is_absolute() {
+                return Err(invalid("handover.socket", "must be an absolute path"));
+            }
         }
         Ok(())
     }

@@ -24,16 +24,23 @@ use handoff_proto::{
     ReplayGuards, SeqCounter,
 };
 use mio::net::UdpSocket;
+use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token, Waker};
 
 use crate::config::{Config, Mode, SwitchAddr};
+use crate::handover::{Handover, HandoverEvent};
 use crate::listener::{HandoffListener, LoopMsg, LoopTx, Shared};
 use crate::metrics::Metrics;
 use crate::relay::{self, ConnMeta, End, Relay, RelayEvent};
 use crate::repair::{adopt, AdoptError};
+use crate::sockdiag::DestroyWatch;
 
 const UDP: Token = Token(0);
 const WAKER: Token = Token(1);
+const HANDOVER: Token = Token(2);
+const DESTROY: Token = Token(3);
+/// How often "no server has registered for a handover service" is repeated.
+const NO_SERVER_WARN: Duration = Duration::from_secs(10);
 /// Housekeeping period: reassembly expiry, idle sweep, CLOSE retransmission.
 const TICK: Duration = Duration::from_millis(100);
 /// A closed connection id is remembered this long, so a late duplicate CREATE
@@ -73,12 +80,19 @@ pub enum StartError {
 enum Target {
     Relay(SocketAddr),
     Listener(Arc<Shared>),
+    Handover,
 }
 
 #[derive(Debug, Clone, Copy)]
 enum Phase {
     /// Relay mode: adopted, connecting upstream; ACK when connected.
     Connecting { echo_seq: u64, since: Instant },
+    /// Handover mode: offered to a server; ACK when it accepted (TAKEN).
+    Offered {
+        echo_seq: u64,
+        since: Instant,
+        token: u64,
+    },
     /// Adopted and handed over.
     Live,
 }
@@ -93,6 +107,10 @@ struct Entry {
     /// ABORT can silence the socket (TCP_REPAIR on) while the application
     /// still holds it. Released when the ticket reports the close.
     hold: Option<Arc<OwnedFd>>,
+    /// Handover mode: the socket cookie (the kernel's destroy notification
+    /// names it) and, once accepted, the server's process and descriptor.
+    cookie: Option<u64>,
+    owner: Option<(u32, i32)>,
 }
 
 struct PendingClose {
@@ -139,11 +157,20 @@ pub struct Agent {
     conns: HashMap<(u32, u64), Entry>,
     recent: HashMap<(u32, u64), Instant>,
     relay: Relay,
+    /// Handover mode: the socket servers announce themselves on.
+    handover: Option<Handover>,
+    /// Handover mode: the kernel's TCP socket-destroy notifications.
+    destroy: Option<DestroyWatch>,
+    /// Handover token → connection key.
+    offered: HashMap<u64, (u32, u64)>,
+    /// Socket cookie → connection key, for handed-over connections.
+    by_cookie: HashMap<u64, (u32, u64)>,
     rx: Receiver<LoopMsg>,
     tx: LoopTx,
     pending_close: HashMap<(u32, u64), PendingClose>,
     adopted_in_period: u32,
     draining: Option<Instant>,
+    last_unserved_warn: Option<Instant>,
     stop_now: bool,
     buf: Vec<u8>,
     out: Vec<u8>,
@@ -210,10 +237,51 @@ impl Agent {
         for s in &cfg.services {
             let t = match (s.mode, s.upstream) {
                 (Mode::Relay, Some(up)) => Target::Relay(up),
+                (Mode::Handover, _) => Target::Handover,
                 _ => Target::Listener(Shared::new(s.vip, cfg.limits.backlog as usize)?),
             };
             services.insert(s.vip, t);
         }
+        let (handover, destroy) = if cfg.services.iter().any(|s| s.mode == Mode::Handover) {
+            let h = &cfg.handover;
+            let group = match &h.group {
+                None => None,
+                Some(g) => Some(group_id(g).ok_or_else(|| {
+                    StartError::Io(io::Error::other(format!("handover.group: no group {g}")))
+                })?),
+            };
+            let mut ho = Handover::bind(
+                &h.socket,
+                group,
+                Duration::from_millis(h.accept_timeout_ms),
+                cfg.limits.backlog,
+            )
+            .map_err(|e| {
+                StartError::Io(io::Error::other(format!(
+                    "handover.socket {}: {e}",
+                    h.socket.display()
+                )))
+            })?;
+            poll.registry()
+                .register(&mut SourceFd(&ho.raw_fd()), HANDOVER, Interest::READABLE)?;
+            let dw = DestroyWatch::open().map_err(|e| {
+                StartError::Io(io::Error::other(format!(
+                    "socket-destroy notifications (NETLINK_SOCK_DIAG): {e}"
+                )))
+            })?;
+            poll.registry()
+                .register(&mut SourceFd(&dw.raw_fd()), DESTROY, Interest::READABLE)?;
+            let found = ho.discover();
+            if found > 0 {
+                tracing::info!(
+                    found,
+                    "asked running servers' handover listeners to announce themselves"
+                );
+            }
+            (Some(ho), Some(dw))
+        } else {
+            (None, None)
+        };
         let reasm = Reassembler::new(ReassemblyConfig {
             max_request_len: cfg.thop.max_request_bytes,
             max_pending: cfg.thop.max_pending_creates as usize,
@@ -230,11 +298,16 @@ impl Agent {
             seq: SeqCounter::new(now_ms()),
             relay: Relay::new(Duration::from_secs(cfg.limits.idle_timeout_s.max(1))),
             services,
+            handover,
+            destroy,
+            offered: HashMap::new(),
+            by_cookie: HashMap::new(),
             conns: HashMap::new(),
             recent: HashMap::new(),
             pending_close: HashMap::new(),
             adopted_in_period: 0,
             draining: None,
+            last_unserved_warn: None,
             stop_now: false,
             buf: vec![0; RX_BUF],
             out: vec![0; RX_BUF],
@@ -289,12 +362,16 @@ impl Agent {
         let mut next_load = Instant::now();
         let mut next_tick = Instant::now() + TICK;
         let mut drained_at: Option<Instant> = None;
+        let mut ho_events = Vec::new();
         tracing::info!(thop = %self.cfg.thop.listen, services = self.services.len(), "agent running");
         loop {
             let now = Instant::now();
             let mut wake = next_tick;
             if !period.is_zero() {
                 wake = wake.min(next_load);
+            }
+            if let Some(t) = self.handover.as_ref().and_then(Handover::next_expiry) {
+                wake = wake.min(t);
             }
             let timeout = wake.saturating_duration_since(now);
             if let Err(e) = self.poll.poll(&mut events, Some(timeout)) {
@@ -306,6 +383,12 @@ impl Agent {
                 match ev.token() {
                     UDP => self.receive(),
                     WAKER => self.messages(),
+                    HANDOVER => {
+                        if let Some(h) = self.handover.as_mut() {
+                            h.receive(&mut ho_events);
+                        }
+                    }
+                    DESTROY => self.destroyed(),
                     t => self
                         .relay
                         .handle(self.poll.registry(), t, &mut relay_events),
@@ -315,6 +398,12 @@ impl Agent {
                 self.relay_event(ev);
             }
             let now = Instant::now();
+            if let Some(h) = self.handover.as_mut() {
+                h.expire(now, &mut ho_events);
+            }
+            for ev in ho_events.drain(..) {
+                self.handover_event(ev);
+            }
             if !period.is_zero() && now >= next_load {
                 self.send_load(period);
                 next_load = now + period;
@@ -349,7 +438,10 @@ impl Agent {
                     );
                     self.stop_now = true;
                     self.close_listeners();
+                    // Listener and handover connections belong to the
+                    // application now: forget them, they go on without us.
                     self.conns.retain(|_, e| e.mode == Mode::Relay);
+                    self.by_cookie.clear();
                 }
             }
         }
@@ -397,6 +489,7 @@ impl Agent {
     }
 
     fn tick(&mut self, now: Instant, out: &mut Vec<RelayEvent>) {
+        self.warn_unserved(now);
         self.reasm.expire(now_ms());
         self.metrics
             .reassembly_pending
@@ -561,6 +654,7 @@ impl Agent {
         let (mode, upstream, shared) = match self.services.get(&vip) {
             Some(Target::Relay(up)) => (Mode::Relay, Some(*up), None),
             Some(Target::Listener(s)) => (Mode::Listener, None, Some(Arc::clone(s))),
+            Some(Target::Handover) => (Mode::Handover, None, None),
             None => {
                 return self.nack(
                     from,
@@ -576,6 +670,22 @@ impl Agent {
         if let Some(s) = &shared {
             if !s.has_room() {
                 return self.nack(from, h, NackReason::BacklogFull, "listener backlog full");
+            }
+        }
+        if mode == Mode::Handover {
+            // Refuse before adopting when no server could take it.
+            let servers = self.handover.as_ref().map_or(0, |ho| ho.servers_for(vip));
+            if servers == 0 {
+                self.metrics
+                    .handover_refused
+                    .with_label_values(&["no_server"])
+                    .inc();
+                return self.nack(
+                    from,
+                    h,
+                    NackReason::BacklogFull,
+                    "no server has announced a handover listener for this VIP:port",
+                );
             }
         }
         let stream = match adopt(&asm.state, &asm.request) {
@@ -617,6 +727,8 @@ impl Agent {
                         phase,
                         request_len,
                         hold: None,
+                        cookie: None,
+                        owner: None,
                     },
                 );
             }
@@ -636,6 +748,8 @@ impl Agent {
                         phase: Phase::Live,
                         request_len,
                         hold,
+                        cookie: None,
+                        owner: None,
                     },
                 );
                 self.adopted(mode, started);
@@ -648,15 +762,204 @@ impl Agent {
                     }),
                 );
             }
-            (None, None) => {}
+            (None, None) => self.offer(stream, vip, key, h, from, started, request_len),
         }
         tracing::debug!(conn_id = h.conn_id, %client, %vip, ?mode, "adopted");
+    }
+
+    /// Handover mode: offers the adopted socket to a server; the ACK waits
+    /// for TAKEN.
+    #[allow(clippy::too_many_arguments)]
+    fn offer(
+        &mut self,
+        stream: std::net::TcpStream,
+        vip: SocketAddr,
+        key: (u32, u64),
+        h: &Header,
+        from: SocketAddr,
+        started: Instant,
+        request_len: u64,
+    ) {
+        let fd = OwnedFd::from(stream);
+        let cookie = crate::handover::socket_cookie(fd.as_raw_fd());
+        let Some(ho) = self.handover.as_mut() else {
+            relay::close_silently(fd.as_raw_fd());
+            return self.nack(from, h, NackReason::Internal, "handover not set up");
+        };
+        match ho.offer(vip, fd, started) {
+            Ok(token) => {
+                self.offered.insert(token, key);
+                self.metrics.handover_pending.set(ho.pending() as i64);
+                self.conns.insert(
+                    key,
+                    Entry {
+                        switch: from,
+                        mode: Mode::Handover,
+                        phase: Phase::Offered {
+                            echo_seq: h.msg_seq,
+                            since: started,
+                            token,
+                        },
+                        request_len,
+                        hold: None,
+                        cookie,
+                        owner: None,
+                    },
+                );
+            }
+            Err((why, fd)) => {
+                relay::close_silently(fd.as_raw_fd());
+                self.metrics
+                    .handover_refused
+                    .with_label_values(&[why.label()])
+                    .inc();
+                self.nack(from, h, NackReason::BacklogFull, why.label());
+            }
+        }
+    }
+
+    fn handover_event(&mut self, ev: HandoverEvent) {
+        match ev {
+            HandoverEvent::Registered { vip, pid } => {
+                self.metrics
+                    .handover_listeners
+                    .set(self.handover.as_ref().map_or(0, |h| h.servers()) as i64);
+                tracing::info!(%vip, pid, "handover listener announced");
+            }
+            HandoverEvent::Malformed(why) => {
+                self.metrics
+                    .handover_dropped
+                    .with_label_values(&[why])
+                    .inc();
+            }
+            HandoverEvent::Taken { token, pid, fd } => {
+                self.set_pending_gauge();
+                let Some(key) = self.offered.remove(&token) else {
+                    return;
+                };
+                let Some(entry) = self.conns.get_mut(&key) else {
+                    return;
+                };
+                let Phase::Offered {
+                    echo_seq, since, ..
+                } = entry.phase
+                else {
+                    return;
+                };
+                entry.phase = Phase::Live;
+                entry.owner = Some((pid, fd));
+                let switch = entry.switch;
+                if let Some(c) = entry.cookie {
+                    self.by_cookie.insert(c, key);
+                }
+                self.adopted(Mode::Handover, since);
+                let h = Header {
+                    flags: 0,
+                    sender: self.local_node,
+                    receiver: key.0,
+                    conn_id: key.1,
+                    msg_seq: self.seq.next(),
+                    timestamp_ms: now_ms(),
+                };
+                self.send(switch, &h, &Body::Ack(Ack { echo_seq }));
+            }
+            HandoverEvent::Expired { token } => {
+                self.set_pending_gauge();
+                let Some(key) = self.offered.remove(&token) else {
+                    return;
+                };
+                let Some(entry) = self.conns.remove(&key) else {
+                    return;
+                };
+                self.metrics
+                    .handover_refused
+                    .with_label_values(&["not_accepted"])
+                    .inc();
+                if let Phase::Offered { echo_seq, .. } = entry.phase {
+                    tracing::warn!(
+                        conn_id = key.1,
+                        "server did not accept the connection in time: silenced, NACK"
+                    );
+                    let h = Header {
+                        flags: 0,
+                        sender: key.0,
+                        receiver: self.local_node,
+                        conn_id: key.1,
+                        msg_seq: echo_seq,
+                        timestamp_ms: 0,
+                    };
+                    self.nack(
+                        entry.switch,
+                        &h,
+                        NackReason::BacklogFull,
+                        "server did not accept in time",
+                    );
+                }
+            }
+        }
+    }
+
+    fn set_pending_gauge(&self) {
+        if let Some(h) = &self.handover {
+            self.metrics.handover_pending.set(h.pending() as i64);
+        }
+    }
+
+    /// Handed-over sockets the kernel freed: their connections ended.
+    fn destroyed(&mut self) {
+        let Some(w) = self.destroy.as_mut() else {
+            return;
+        };
+        let d = w.read();
+        if d.overflowed {
+            self.metrics
+                .handover_dropped
+                .with_label_values(&["destroy_notifications_lost"])
+                .inc();
+            tracing::warn!("socket-destroy notifications were lost (netlink buffer full)");
+        }
+        for cookie in d.cookies {
+            let Some(key) = self.by_cookie.remove(&cookie) else {
+                continue;
+            };
+            if let Some(entry) = self.conns.remove(&key) {
+                self.ended(entry.switch, key.0, key.1, CloseReason::ServerClose, 0, 0);
+            }
+        }
+    }
+
+    /// Warns, every so often, about handover services no server announced.
+    fn warn_unserved(&mut self, now: Instant) {
+        let Some(ho) = self.handover.as_ref() else {
+            return;
+        };
+        if self
+            .last_unserved_warn
+            .is_some_and(|t| now < t + NO_SERVER_WARN)
+        {
+            return;
+        }
+        for s in &self.cfg.services {
+            if s.mode == Mode::Handover && ho.servers_for(s.vip) == 0 {
+                self.last_unserved_warn = Some(now);
+                tracing::warn!(
+                    vip = %s.vip,
+                    socket = %ho.path().display(),
+                    "no server has announced a handover listener for this service: start it with \
+                     LD_PRELOAD={} BATON_HANDOVER_LISTEN={} BATON_HANDOVER_SOCKET={}; CREATEs are refused",
+                    self.cfg.handover.library.display(),
+                    s.vip,
+                    ho.path().display()
+                );
+            }
+        }
     }
 
     fn adopted(&mut self, mode: Mode, since: Instant) {
         let label = match mode {
             Mode::Relay => "relay",
             Mode::Listener => "listener",
+            Mode::Handover => "handover",
         };
         self.metrics.adopted.with_label_values(&[label]).inc();
         self.metrics
@@ -684,6 +987,28 @@ impl Agent {
                         relay::close_silently(fd.as_raw_fd());
                     }
                 }
+                // Not yet accepted: silence it through our copy. Accepted
+                // (our ACK was lost): reach into the server for its copy.
+                Mode::Handover => match entry.phase {
+                    Phase::Offered { token, .. } => {
+                        self.offered.remove(&token);
+                        if let Some(ho) = self.handover.as_mut() {
+                            ho.cancel(token);
+                        }
+                        self.set_pending_gauge();
+                    }
+                    _ => {
+                        if let Some(c) = entry.cookie {
+                            self.by_cookie.remove(&c);
+                        }
+                        if let Some((pid, fd)) = entry.owner {
+                            if let Err(e) = crate::handover::silence_remote(pid, fd) {
+                                tracing::warn!(conn_id = h.conn_id, pid, fd, error = %e,
+                                    "ABORT after the server accepted: cannot silence its socket");
+                            }
+                        }
+                    }
+                },
             }
             self.recent.insert(key, Instant::now());
             self.metrics
@@ -889,4 +1214,16 @@ impl Agent {
             }
         }
     }
+}
+
+/// A group's id from its name or number.
+fn group_id(g: &str) -> Option<u32> {
+    if let Ok(n) = g.parse() {
+        return Some(n);
+    }
+    let c = std::ffi::CString::new(g).ok()?;
+    // SAFETY: getgrnam with a NUL-terminated name; the result is read at once.
+    let gr = unsafe { libc::getgrnam(c.as_ptr()) };
+    // SAFETY: non-null getgrnam results point at a valid struct group.
+    (!gr.is_null()).then(|| unsafe { (*gr).gr_gid })
 }

@@ -1,13 +1,17 @@
 //! Baton backend agent: receives THOP from the switch, adopts handed-off TCP
 //! connections with Linux `TCP_REPAIR`, and hands them to the application,
-//! either by relaying to an unmodified local web server (splice) or through
-//! the [`HandoffListener`] API.
+//! by giving the socket to an unmodified web server process (handover: its
+//! `accept` returns it, through a preload library), by relaying to a local
+//! server (splice), or through the [`HandoffListener`] API.
 //!
 //! Module map:
 //! - [`repair`]: rebuilds an ESTABLISHED socket from a connection's state;
 //! - [`engine`]: the event loop (THOP in/out, adoption, CLOSE, LOAD);
 //! - [`relay`]: splice(2) relay to the local server on one mio loop;
 //! - [`listener`]: adopted sockets for Rust applications;
+//! - [`handover`], [`sockdiag`]: adopted sockets given to an unmodified
+//!   server process (preload library, `SCM_RIGHTS`), and the kernel's
+//!   socket-destroy notifications that tell when they end;
 //! - [`config`], [`metrics`], [`checks`]: operations.
 //!
 //! Embedding in a Rust server (listener mode):
@@ -27,10 +31,12 @@
 pub mod checks;
 pub mod config;
 pub mod engine;
+pub mod handover;
 pub mod listener;
 pub mod metrics;
 pub mod relay;
 pub mod repair;
+pub mod sockdiag;
 
 pub use engine::{Agent, AgentHandle, StartError};
 pub use listener::{Adopted, CloseTicket, HandoffListener};

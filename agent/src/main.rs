@@ -125,7 +125,7 @@ fn run(path: PathBuf) -> ExitCode {
     if let Some(i) = cfg.services.iter().position(|s| s.mode == Mode::Listener) {
         eprintln!(
             "baton-agent: services[{i}].mode: listener mode is for applications that embed the agent \
-             library (HandoffListener, see agent/examples/handoff_server.rs); baton-agent itself relays"
+             library (HandoffListener, see agent/examples/handoff_server.rs); baton-agent itself relays or hands over"
         );
         return ExitCode::from(2);
     }

@@ -43,6 +43,15 @@ pub struct Metrics {
     pub close_retransmits: IntCounter,
     /// Time from a complete CREATE to an adopted socket (relay: upstream connected).
     pub adopt_seconds: Histogram,
+    /// Handover mode: CREATEs refused, by reason (`no_server`, `queue_full`,
+    /// `not_accepted`: offered, never accepted in time, silenced).
+    pub handover_refused: IntCounterVec,
+    /// Handover mode: datagrams on the handover socket ignored, by reason.
+    pub handover_dropped: IntCounterVec,
+    /// Handover mode: server listeners known.
+    pub handover_listeners: IntGauge,
+    /// Handover mode: connections offered to a server and not yet accepted.
+    pub handover_pending: IntGauge,
 }
 
 fn counter_vec(reg: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
@@ -158,6 +167,28 @@ impl Metrics {
                 &reg,
                 "baton_agent_close_retransmits_total",
                 "CLOSE frames retransmitted.",
+            ),
+            handover_refused: counter_vec(
+                &reg,
+                "baton_agent_handover_refused_total",
+                "Handover CREATEs refused, by reason.",
+                &["reason"],
+            ),
+            handover_dropped: counter_vec(
+                &reg,
+                "baton_agent_handover_dropped_total",
+                "Datagrams on the handover socket ignored, and lost socket-destroy notifications, by reason.",
+                &["reason"],
+            ),
+            handover_listeners: gauge(
+                &reg,
+                "baton_agent_handover_listeners",
+                "Server listeners announced on the handover socket.",
+            ),
+            handover_pending: gauge(
+                &reg,
+                "baton_agent_handover_pending",
+                "Connections offered to a server and not yet accepted.",
             ),
             adopt_seconds,
             registry: reg,

@@ -6,6 +6,7 @@ pub mod agent_proc;
 pub mod freeze;
 pub mod handoff;
 pub mod netns;
+pub mod preloaded;
 pub mod serve;
 pub mod thop;
 pub mod upstream;

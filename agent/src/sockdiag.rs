@@ -1,0 +1,218 @@
+//! Socket-destroy notifications from the kernel (`NETLINK_SOCK_DIAG`,
+//! multicast groups `SKNLGRP_INET_TCP_DESTROY` and `SKNLGRP_INET6_TCP_DESTROY`).
+//!
+//! In handover mode the agent gives the adopted socket away and keeps no
+//! descriptor of it (a kept copy would hold the socket open and swallow the
+//! server's FIN). To still send THOP_CLOSE when the connection ends, it
+//! listens for the kernel's broadcast that a TCP socket of this network
+//! namespace was freed — after the FIN exchange, or a reset — and matches it
+//! by the socket cookie (`SO_COOKIE`) it read at adoption. Joining the groups
+//! needs `CAP_NET_ADMIN`, which the agent has for `TCP_REPAIR` anyway.
+//!
+//! The notification carries an `inet_diag_msg` (`linux/inet_diag.h`):
+//! family, state, timer, retrans (1 byte each), then the socket id — ports
+//! (2 × 2), addresses (2 × 16), interface (4), cookie (2 × 4) — then expiry,
+//! queues, uid and inode. Only the cookie is read.
+
+use std::io;
+use std::mem::size_of;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+
+const NETLINK_SOCK_DIAG: libc::c_int = 4;
+const SKNLGRP_INET_TCP_DESTROY: u32 = 1;
+const SKNLGRP_INET6_TCP_DESTROY: u32 = 3;
+const SOCK_DIAG_BY_FAMILY: u16 = 20;
+const NLMSG_HDRLEN: usize = 16;
+/// Offset of the cookie in `inet_diag_msg`.
+const COOKIE_OFFSET: usize = 4 + 4 + 32 + 4;
+/// Netlink receive buffer: a burst of closes must not overflow it.
+const RCVBUF: libc::c_int = 8 << 20;
+
+/// A subscription to TCP socket-destroy notifications.
+pub struct DestroyWatch {
+    fd: OwnedFd,
+    buf: Vec<u8>,
+}
+
+/// What one read of the subscription found.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Destroyed {
+    /// Cookies of TCP sockets that were freed.
+    pub cookies: Vec<u64>,
+    /// Notifications were lost (receive buffer overflowed): the caller must
+    /// reconcile what it tracks some other way.
+    pub overflowed: bool,
+}
+
+impl DestroyWatch {
+    /// Subscribes (needs `CAP_NET_ADMIN`).
+    pub fn open() -> io::Result<DestroyWatch> {
+        // SAFETY: socket(2); checked and owned at once.
+        let fd = unsafe {
+            libc::socket(
+                libc::AF_NETLINK,
+                libc::SOCK_RAW | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
+                NETLINK_SOCK_DIAG,
+            )
+        };
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: a fresh descriptor of ours.
+        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+        // SAFETY: sockaddr_nl is plain old data.
+        let mut sa: libc::sockaddr_nl = unsafe { std::mem::zeroed() };
+        sa.nl_family = libc::AF_NETLINK as libc::sa_family_t;
+        sa.nl_groups =
+            (1 << (SKNLGRP_INET_TCP_DESTROY - 1)) | (1 << (SKNLGRP_INET6_TCP_DESTROY - 1));
+        // SAFETY: a valid sockaddr_nl of its size.
+        let rc = unsafe {
+            libc::bind(
+                fd.as_raw_fd(),
+                (&sa as *const libc::sockaddr_nl).cast(),
+                size_of::<libc::sockaddr_nl>() as libc::socklen_t,
+            )
+        };
+        if rc != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        for opt in [libc::SO_RCVBUFFORCE, libc::SO_RCVBUF] {
+            // SAFETY: an int option from a live int.
+            let rc = unsafe {
+                libc::setsockopt(
+                    fd.as_raw_fd(),
+                    libc::SOL_SOCKET,
+                    opt,
+                    (&RCVBUF as *const libc::c_int).cast(),
+                    4,
+                )
+            };
+            if rc == 0 {
+                break;
+            }
+        }
+        Ok(DestroyWatch {
+            fd,
+            buf: vec![0; 64 * 1024],
+        })
+    }
+
+    /// The descriptor to poll for readability.
+    pub fn raw_fd(&self) -> RawFd {
+        self.fd.as_raw_fd()
+    }
+
+    /// Reads every waiting notification.
+    pub fn read(&mut self) -> Destroyed {
+        let mut out = Destroyed::default();
+        loop {
+            // SAFETY: recv into our live buffer.
+            let n = unsafe {
+                libc::recv(
+                    self.fd.as_raw_fd(),
+                    self.buf.as_mut_ptr().cast(),
+                    self.buf.len(),
+                    0,
+                )
+            };
+            if n < 0 {
+                match io::Error::last_os_error().raw_os_error() {
+                    Some(libc::ENOBUFS) => {
+                        out.overflowed = true;
+                        continue;
+                    }
+                    Some(libc::EINTR) => continue,
+                    _ => return out,
+                }
+            }
+            parse(&self.buf[..n as usize], &mut out.cookies);
+        }
+    }
+}
+
+/// Appends the cookies of the SOCK_DIAG_BY_FAMILY messages in one datagram.
+fn parse(mut d: &[u8], cookies: &mut Vec<u64>) {
+    while d.len() >= NLMSG_HDRLEN {
+        let len = u32::from_ne_bytes([d[0], d[1], d[2], d[3]]) as usize;
+        let ty = u16::from_ne_bytes([d[4], d[5]]);
+        if len < NLMSG_HDRLEN || len > d.len() {
+            return;
+        }
+        let body = &d[NLMSG_HDRLEN..len];
+        if ty == SOCK_DIAG_BY_FAMILY && body.len() >= COOKIE_OFFSET + 8 {
+            let lo = u32::from_ne_bytes(
+                body[COOKIE_OFFSET..COOKIE_OFFSET + 4]
+                    .try_into()
+                    .unwrap_or([0; 4]),
+            );
+            let hi = u32::from_ne_bytes(
+                body[COOKIE_OFFSET + 4..COOKIE_OFFSET + 8]
+                    .try_into()
+                    .unwrap_or([0; 4]),
+            );
+            cookies.push(u64::from(lo) | (u64::from(hi) << 32));
+        }
+        // Messages are aligned to 4 bytes.
+        let next = (len + 3) & !3;
+        if next >= d.len() {
+            return;
+        }
+        d = &d[next..];
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn msg(cookie: u64) -> Vec<u8> {
+        let body_len = 72;
+        let mut m = vec![0u8; NLMSG_HDRLEN + body_len];
+        m[..4].copy_from_slice(&((NLMSG_HDRLEN + body_len) as u32).to_ne_bytes());
+        m[4..6].copy_from_slice(&SOCK_DIAG_BY_FAMILY.to_ne_bytes());
+        let c = NLMSG_HDRLEN + COOKIE_OFFSET;
+        m[c..c + 4].copy_from_slice(&(cookie as u32).to_ne_bytes());
+        m[c + 4..c + 8].copy_from_slice(&((cookie >> 32) as u32).to_ne_bytes());
+        m
+    }
+
+    #[test]
+    fn parses_one_and_several_messages_and_ignores_garbage() {
+        let mut v = Vec::new();
+        parse(&msg(0x1_0000_0002), &mut v);
+        assert_eq!(v, vec![0x1_0000_0002]);
+        let mut two = msg(7);
+        two.extend(msg(9));
+        v.clear();
+        parse(&two, &mut v);
+        assert_eq!(v, vec![7, 9]);
+        for cut in 0..two.len() {
+            parse(&two[..cut], &mut v);
+        }
+        let mut bad = msg(1);
+        bad[..4].copy_from_slice(&3u32.to_ne_bytes());
+        v.clear();
+        parse(&bad, &mut v);
+        assert!(v.is_empty());
+    }
+
+    /// The kernel really reports a closed socket by the cookie SO_COOKIE gave
+    /// (needs CAP_NET_ADMIN; the suite runs as root).
+    #[test]
+    fn a_closed_socket_is_reported_by_its_cookie() {
+        let mut w = DestroyWatch::open().expect("sock_diag subscription (needs CAP_NET_ADMIN)");
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let c = std::net::TcpStream::connect(l.local_addr().unwrap()).unwrap();
+        let (a, _) = l.accept().unwrap();
+        let cookie = crate::handover::socket_cookie(a.as_raw_fd()).unwrap();
+        drop(a);
+        drop(c);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        let mut seen = Vec::new();
+        while std::time::Instant::now() < deadline && !seen.contains(&cookie) {
+            seen.extend(w.read().cookies);
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        assert!(seen.contains(&cookie), "cookie {cookie} not in {seen:?}");
+    }
+}

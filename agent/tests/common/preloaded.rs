@@ -1,0 +1,207 @@
+//! Unmodified web servers started with the handover library preloaded, in the
+//! backend namespace, listening on the VIP: stock Debian nginx (any number of
+//! workers) and lighttpd.
+
+use super::agent_proc::TempDir;
+use super::netns::{Bed, VIP};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// `libbaton_handover.so` next to the test's `baton-agent`; built on demand
+/// when a lone `cargo test -p agent` did not build the workspace's cdylib.
+pub fn library() -> PathBuf {
+    let bin = PathBuf::from(super::agent_proc::bin());
+    let dir = bin.parent().expect("binary directory").to_path_buf();
+    let lib = dir.join("libbaton_handover.so");
+    if !lib.is_file() {
+        let mut cmd = Command::new(env!("CARGO"));
+        cmd.args(["build", "-p", "baton-handover"]);
+        if dir.ends_with("release") {
+            cmd.arg("--release");
+        }
+        let st = cmd
+            .status()
+            .expect("run cargo to build the handover library");
+        assert!(st.success(), "building baton-handover failed");
+    }
+    assert!(lib.is_file(), "{} missing", lib.display());
+    lib
+}
+
+/// The agent configuration for a handover service on VIP:80.
+pub fn handover_config(socket: &std::path::Path, library: &std::path::Path, extra: &str) -> String {
+    use super::netns::{BACKEND_IP, SWITCH_IP};
+    use super::thop::{KEY_HEX, KEY_ID};
+    format!(
+        "name: test-backend\nthop:\n  listen: {BACKEND_IP}:9199\n  switches: [{SWITCH_IP}]\n  keys:\n    - id: {KEY_ID}\n      key: \"{KEY_HEX}\"\n\
+         services:\n  - vip: {VIP}:80\n    mode: handover\n\
+         handover:\n  socket: {}\n  library: {}\n  accept_timeout_ms: 300\n\
+         load:\n  period_ms: 200\nmetrics:\n  listen: 127.0.0.1:9101\nlog:\n  level: debug\n{extra}",
+        socket.display(),
+        library.display()
+    )
+}
+
+/// Which server.
+#[derive(Clone, Copy, Debug)]
+pub enum Kind {
+    /// nginx with this many worker processes.
+    Nginx(u32),
+    /// lighttpd (one process, its own event loop).
+    Lighttpd,
+}
+
+/// A preloaded server; killed on drop.
+pub struct Preloaded {
+    pub child: Child,
+    pub dir: TempDir,
+    pub kind: Kind,
+}
+
+impl Preloaded {
+    /// Starts `kind` serving `files`, converted listener VIP:80, agent socket `socket`.
+    pub fn start(
+        bed: &Bed,
+        kind: Kind,
+        socket: &std::path::Path,
+        files: &[(&str, &[u8])],
+    ) -> Preloaded {
+        let dir = TempDir::new("preloaded");
+        let root = dir.0.join("root");
+        std::fs::create_dir_all(&root).unwrap();
+        for (name, data) in files {
+            std::fs::write(root.join(name), data).unwrap();
+        }
+        let p = dir.0.display().to_string();
+        let (prog, args, conf) = match kind {
+            Kind::Nginx(workers) => (
+                "nginx",
+                vec!["-p".to_string(), p.clone(), "-c".into(), format!("{p}/server.conf")],
+                format!(
+                    "daemon off;\nworker_processes {workers};\nuser root;\npid {p}/nginx.pid;\nerror_log {p}/error.log info;\n\
+                     events {{ worker_connections 4096; }}\n\
+                     http {{\n  log_format withpid '$remote_addr $pid \"$request\" $status $body_bytes_sent';\n\
+                       access_log {p}/access.log withpid;\n  client_body_temp_path {p}/body;\n  proxy_temp_path {p}/proxy;\n\
+                       fastcgi_temp_path {p}/fastcgi;\n  uwsgi_temp_path {p}/uwsgi;\n  scgi_temp_path {p}/scgi;\n\
+                       default_type application/octet-stream;\n  sendfile on;\n  client_max_body_size 64m;\n\
+                       server {{\n    listen {VIP}:80;\n    root {p}/root;\n    add_header X-Backend nginx-handover;\n  }}\n}}\n"
+                ),
+            ),
+            Kind::Lighttpd => (
+                "lighttpd",
+                vec!["-D".to_string(), "-f".into(), format!("{p}/server.conf")],
+                format!(
+                    "server.document-root = \"{p}/root\"\nserver.bind = \"{VIP}\"\nserver.port = 80\n\
+                     server.errorlog = \"{p}/error.log\"\nserver.pid-file = \"{p}/lighttpd.pid\"\n\
+                     server.modules = (\"mod_accesslog\")\naccesslog.filename = \"{p}/access.log\"\n\
+                     mimetype.assign = (\".bin\" => \"application/octet-stream\", \".html\" => \"text/html\")\n"
+                ),
+            ),
+        };
+        std::fs::write(dir.0.join("server.conf"), conf).unwrap();
+        let mut cmd = Command::new("ip");
+        cmd.args(["netns", "exec", &bed.backend, prog])
+            .args(&args)
+            .env("LD_PRELOAD", library())
+            .env(handoff_proto::handover::ENV_LISTEN, format!("{VIP}:80"))
+            .env(handoff_proto::handover::ENV_SOCKET, socket)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        let child = cmd.spawn().expect("start server");
+        let _ = &p;
+        let s = Preloaded { child, dir, kind };
+        s.wait_converted(bed);
+        s
+    }
+
+    /// Waits until the server's converted listener shows up in the namespace.
+    fn wait_converted(&self, bed: &Bed) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let out = bed.exec(&bed.backend, &["cat", "/proc/net/unix"]);
+            if String::from_utf8_lossy(&out.stdout).contains("@baton-handover/") {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "server did not convert its listener: {}",
+                self.error_log()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn error_log(&self) -> String {
+        std::fs::read_to_string(self.dir.0.join("error.log")).unwrap_or_default()
+    }
+
+    pub fn access_log(&self) -> String {
+        std::fs::read_to_string(self.dir.0.join("access.log")).unwrap_or_default()
+    }
+
+    /// The access log once it has `n` lines (lighttpd writes it in batches), or after 5 s.
+    pub fn access_log_lines(&self, n: usize) -> String {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let log = self.access_log();
+            if log.lines().count() >= n || Instant::now() > deadline {
+                return log;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn pid_file(&self) -> Option<i32> {
+        let f = match self.kind {
+            Kind::Nginx(_) => "nginx.pid",
+            Kind::Lighttpd => "lighttpd.pid",
+        };
+        std::fs::read_to_string(self.dir.0.join(f))
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+    }
+
+    /// The master's pid (nginx) or the server's pid.
+    pub fn pid(&self) -> i32 {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            if let Some(p) = self.pid_file() {
+                return p;
+            }
+            assert!(Instant::now() < deadline, "no pid file");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// `nginx -s reload` (re-reads the configuration, new workers, same listeners).
+    pub fn reload(&self) {
+        // SAFETY: kill(2) with SIGHUP to the server we started.
+        unsafe { libc::kill(self.pid(), libc::SIGHUP) };
+    }
+
+    /// Stops (SIGSTOP) or resumes (SIGCONT) every process of the server.
+    pub fn freeze(&self, on: bool) {
+        let Some(pid) = self.pid_file() else {
+            return;
+        };
+        let sig = if on { libc::SIGSTOP } else { libc::SIGCONT };
+        let _ = Command::new("pkill")
+            .args([if on { "-STOP" } else { "-CONT" }, "-P", &pid.to_string()])
+            .status();
+        // SAFETY: kill(2) to the server we started.
+        unsafe { libc::kill(pid, sig) };
+    }
+}
+
+impl Drop for Preloaded {
+    fn drop(&mut self) {
+        self.freeze(false);
+        if let Some(pid) = self.pid_file() {
+            // SAFETY: kill(2) to the server we started.
+            unsafe { libc::kill(pid, libc::SIGTERM) };
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
