@@ -5,6 +5,8 @@
 # `baton-bench --micro` folds into the results and docs/performance.md.
 # Usage: perf/micro.sh [--features dpdk]   (features apply to the dataplane
 # and the controlplane, which passes them on)
+#        MICRO_ONLY=controlplane/decision_hop perf/micro.sh --features dpdk
+#        runs only the benches whose crate/bench name contains MICRO_ONLY.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 out=perf/results
@@ -12,6 +14,7 @@ mkdir -p "$out"
 files=()
 for crate in dataplane handoff-proto controlplane; do
   for b in $(awk '/^\[\[bench\]\]/{f=1;next} f&&/^name *=/{gsub(/"/,"",$3);print $3;f=0}' "$crate/Cargo.toml"); do
+    [[ -n ${MICRO_ONLY:-} && $crate/$b != *"$MICRO_ONLY"* ]] && continue
     f="$out/micro-$crate-$b.json"
     echo "micro: $crate/$b" >&2
     # Each bench prints its figures; keep stdout lines verbatim as JSON.

@@ -13,10 +13,11 @@
 //!
 //! Modes: the waits the backends had before the doorbell (DPDK: 500 µs
 //! sleep slices; AF_PACKET: blocked until a frame or the worker's timer, at
-//! most `max_wait`), the doorbell with the default adaptive settings and
-//! with `spin_polls: 0` (the worker always asleep when the decision comes),
-//! and busy polling (no worker wake-up at all: the floor the control thread
-//! alone sets). A last line measures one blocking crossbeam receive woken by
+//! most `max_wait`; no frames come here) and the doorbell, each with the
+//! default adaptive settings (a decision that comes while the worker still
+//! spins needs no wake-up) and with `spin_polls: 0` (the worker always
+//! asleep when the decision comes); and busy polling (no worker wake-up at
+//! all: the floor the control thread alone sets). A last line measures one blocking crossbeam receive woken by
 //! a send (the cost of any cross-thread wake-up on this machine).
 //!
 //! `cargo bench -p controlplane --bench decision_hop` (`-- --quick`: fewer
@@ -269,40 +270,27 @@ fn main() {
     let PollMode::Adaptive { max_wait, .. } = adaptive else {
         unreachable!()
     };
+    let spin0 = PollMode::Adaptive {
+        spin_polls: 0,
+        max_wait,
+    };
+    let mode = |name, wait, poll, rounds| Mode {
+        name,
+        wait,
+        poll,
+        rounds,
+    };
+    // Default adaptive settings: a decision that comes within the spin
+    // phase is seen without any wake-up; "spin 0" sleeps at once, so every
+    // hop needs the worker woken (what the doorbell changes).
     let modes = [
-        Mode {
-            name: "before: dpdk 500us slices",
-            wait: Wait::Slices,
-            poll: adaptive,
-            rounds: n,
-        },
-        Mode {
-            name: "before: af_packet, no frame",
-            wait: Wait::Timer,
-            poll: adaptive,
-            rounds: n / 10,
-        },
-        Mode {
-            name: "after: doorbell, adaptive",
-            wait: Wait::Doorbell,
-            poll: adaptive,
-            rounds: n,
-        },
-        Mode {
-            name: "after: doorbell, spin 0",
-            wait: Wait::Doorbell,
-            poll: PollMode::Adaptive {
-                spin_polls: 0,
-                max_wait,
-            },
-            rounds: n,
-        },
-        Mode {
-            name: "busy worker (floor)",
-            wait: Wait::Doorbell,
-            poll: PollMode::Busy,
-            rounds: n,
-        },
+        mode("before: dpdk slices", Wait::Slices, adaptive, n),
+        mode("before: af_packet", Wait::Timer, adaptive, n / 10),
+        mode("after: doorbell", Wait::Doorbell, adaptive, n),
+        mode("before: dpdk slices, spin 0", Wait::Slices, spin0, n),
+        mode("before: af_packet, spin 0", Wait::Timer, spin0, n / 10),
+        mode("after: doorbell, spin 0", Wait::Doorbell, spin0, n),
+        mode("busy worker (floor)", Wait::Doorbell, PollMode::Busy, n),
     ];
     let cpus = std::thread::available_parallelism().map_or(0, |c| c.get());
     println!(
