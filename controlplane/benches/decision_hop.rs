@@ -226,9 +226,11 @@ fn wake_baseline(rounds: usize) -> Vec<u64> {
     v
 }
 
-/// `ControlPlane::decide` alone, on this thread (no hop): what deciding on
-/// the worker itself would cost.
-fn decide_alone(policy: &str, rounds: usize) -> Vec<u64> {
+/// `ControlPlane::decide` on this thread (no hop): what deciding on the
+/// worker itself would cost. With `idle`, each decision follows 1 ms in the
+/// adaptive poller (caches as cold as the worker's after an idle gap);
+/// without, decisions run back to back.
+fn decide_alone(policy: &str, rounds: usize, idle: bool) -> Vec<u64> {
     let mut cp = ControlPlane::new(
         profile(policy),
         Arc::new(Metrics::new("bench")),
@@ -237,7 +239,16 @@ fn decide_alone(policy: &str, rounds: usize) -> Vec<u64> {
     .unwrap();
     let mut header = HEADER.to_vec();
     let mut v = Vec::with_capacity(rounds);
+    let bell = Doorbell::new();
+    let mut poller = Poller::new(PollMode::ADAPTIVE);
+    let mut io = IdleIo(Wait::Doorbell);
     for i in 0..rounds {
+        if idle {
+            let until = Instant::now() + GAP;
+            while let Some(left) = until.checked_duration_since(Instant::now()) {
+                poller.idle(&mut io, &bell, false, Some(left), || false);
+            }
+        }
         let t = Instant::now();
         let d = cp.decide(DispatchRequest {
             token: ConnToken {
@@ -329,12 +340,28 @@ fn main() {
         pct(&mut w, 0.5),
         pct(&mut w, 0.99)
     );
-    for (name, policy) in [("decide alone, wrr", WRR), ("decide alone, maglev", MAGLEV)] {
-        let mut d = decide_alone(policy, n * 10);
-        println!(
-            "{:<30} {:>6} {:>9.1} {:>9.1}   (ControlPlane::decide on one thread, no hop)",
-            name,
+    for (name, policy, idle, rounds, what) in [
+        ("decide alone, wrr", WRR, false, n * 10, "back to back"),
+        (
+            "decide alone, maglev",
+            MAGLEV,
+            false,
             n * 10,
+            "back to back",
+        ),
+        (
+            "decide on the worker, maglev",
+            MAGLEV,
+            true,
+            n,
+            "after 1 ms idle",
+        ),
+    ] {
+        let mut d = decide_alone(policy, rounds, idle);
+        println!(
+            "{:<30} {:>6} {:>9.1} {:>9.1}   (ControlPlane::decide on the calling thread, no hop, {what})",
+            name,
+            rounds,
             pct(&mut d, 0.5),
             pct(&mut d, 0.99)
         );
