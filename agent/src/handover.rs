@@ -8,8 +8,8 @@
 //! TAKEN. Only then does the agent acknowledge the handoff to the switch, so
 //! "acknowledged" still means "a server has the connection":
 //!
-//! - no server registered for the VIP, or every server's queue full
-//!   (`EAGAIN`, or [`Handover::offer`]'s per-server limit) → NACK at once;
+//! - no server registered for the VIP, or every server's backlog full
+//!   (`limits.backlog` offered and not yet accepted) → NACK at once;
 //! - a server that does not accept within `accept_timeout_ms` (stopped,
 //!   hung, restarting) → the agent puts the socket back into repair mode
 //!   through the descriptor it still holds (nothing more reaches the client,
@@ -24,9 +24,14 @@
 //! kernel's socket-destroy notification ([`crate::sockdiag`]), matched by the
 //! socket cookie, to send THOP_CLOSE.
 //!
+//! A datagram socket's queue holds at most `net.unix.max_dgram_qlen` messages
+//! (10 on a stock kernel), so the agent keeps the CONNs beyond that window in
+//! its own per-server queue and sends the next one each time a TAKEN says
+//! the server read one: the window is the kernel's, the backlog is ours.
+//!
 //! The message layout is `handoff_proto::handover`.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::io;
 use std::mem::{size_of, zeroed};
 use std::net::SocketAddr;
@@ -46,8 +51,13 @@ struct Server {
     name: Name,
     vip: SocketAddr,
     pid: u32,
-    /// CONNs sent and not yet TAKEN.
-    outstanding: u32,
+    /// CONNs in its socket's queue: sent and not yet TAKEN (cancelled ones
+    /// included: they stay queued until the server reads them).
+    in_flight: u32,
+    /// Offered connections waiting for room in that queue, oldest first.
+    waiting: VecDeque<u64>,
+    /// Failed with something other than a full queue: to be removed.
+    gone: bool,
 }
 
 /// A connection offered to a server, waiting for TAKEN.
@@ -57,6 +67,8 @@ struct Pending {
     fd: OwnedFd,
     server: Name,
     since: Instant,
+    /// Its CONN is in the server's queue (else it waits in `Server::waiting`).
+    sent: bool,
 }
 
 /// Why a connection could not be offered.
@@ -115,6 +127,10 @@ pub struct Handover {
     next: usize,
     accept_timeout: Duration,
     max_outstanding: u32,
+    /// CONNs a server's socket queue can hold (net.unix.max_dgram_qlen).
+    window: u32,
+    /// Tokens of connections whose server vanished: reported by `expire`.
+    failed: Vec<u64>,
     token_key: u64,
     token_seq: u64,
 }
@@ -215,6 +231,8 @@ impl Handover {
             next: 0,
             accept_timeout,
             max_outstanding: max_outstanding.max(1),
+            window: dgram_qlen(),
+            failed: Vec::new(),
             token_key: u64::from_le_bytes(token_key) | 1,
             token_seq: 0,
         })
@@ -232,7 +250,10 @@ impl Handover {
 
     /// Listeners known for `vip`.
     pub fn servers_for(&self, vip: SocketAddr) -> usize {
-        self.servers.iter().filter(|s| s.vip == vip).count()
+        self.servers
+            .iter()
+            .filter(|s| s.vip == vip && !s.gone)
+            .count()
     }
 
     /// Every known listener.
@@ -271,67 +292,99 @@ impl Handover {
     ) -> Result<u64, (Refusal, OwnedFd)> {
         let count = self.servers.len();
         let mut saw_server = false;
+        let mut chosen = None;
         for i in 0..count {
             let idx = (self.next + i) % count;
-            if self.servers[idx].vip != vip {
+            let s = &self.servers[idx];
+            if s.vip != vip || s.gone {
                 continue;
             }
             saw_server = true;
-            if self.servers[idx].outstanding >= self.max_outstanding {
+            if s.in_flight + s.waiting.len() as u32 >= self.max_outstanding {
                 continue;
             }
-            self.token_seq += 1;
-            // Unguessable by a local process that did not see the CONN.
-            let token = self.token_seq.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ self.token_key;
-            let name = self.servers[idx].name.clone();
-            match self.send(&name, Msg::Conn { token }, Some(stream.as_raw_fd())) {
-                Ok(()) => {
-                    self.servers[idx].outstanding += 1;
-                    self.next = idx + 1;
-                    self.pending.insert(
-                        token,
-                        Pending {
-                            fd: stream,
-                            server: name,
-                            since: now,
-                        },
-                    );
-                    return Ok(token);
-                }
-                Err(e) if e.raw_os_error() == Some(libc::EAGAIN) => continue,
-                Err(e) => {
-                    tracing::info!(pid = self.servers[idx].pid, %vip, error = %e,
-                        "handover listener gone");
-                    self.servers[idx].outstanding = u32::MAX; // skipped; removed below
-                }
-            }
+            chosen = Some(idx);
+            break;
         }
-        self.servers.retain(|s| s.outstanding != u32::MAX);
-        let why = if saw_server {
-            Refusal::Full
-        } else {
-            Refusal::NoServer
+        let Some(idx) = chosen else {
+            let why = if saw_server {
+                Refusal::Full
+            } else {
+                Refusal::NoServer
+            };
+            return Err((why, stream));
         };
-        Err((why, stream))
+        self.next = idx + 1;
+        self.token_seq += 1;
+        // Unguessable by a local process that did not see the CONN.
+        let token = self.token_seq.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ self.token_key;
+        let name = self.servers[idx].name.clone();
+        self.pending.insert(
+            token,
+            Pending {
+                fd: stream,
+                server: name,
+                since: now,
+                sent: false,
+            },
+        );
+        self.servers[idx].waiting.push_back(token);
+        self.pump(idx);
+        Ok(token)
     }
 
-    /// Gives up on `token` (the switch aborted the handoff): the socket is
-    /// silenced through the agent's copy. Returns whether it was pending.
-    pub fn cancel(&mut self, token: u64) -> bool {
-        match self.pending.remove(&token) {
-            Some(p) => {
-                self.release(&p.server);
-                crate::relay::close_silently(p.fd.as_raw_fd());
-                true
+    /// Sends waiting CONNs of server `idx` while its socket queue has room.
+    fn pump(&mut self, idx: usize) {
+        while self.servers[idx].in_flight < self.window && !self.servers[idx].gone {
+            let Some(token) = self.servers[idx].waiting.pop_front() else {
+                return;
+            };
+            let Some(p) = self.pending.get(&token) else {
+                continue;
+            };
+            let fd = p.fd.as_raw_fd();
+            let name = self.servers[idx].name.clone();
+            match self.send(&name, Msg::Conn { token }, Some(fd)) {
+                Ok(()) => {
+                    self.servers[idx].in_flight += 1;
+                    if let Some(p) = self.pending.get_mut(&token) {
+                        p.sent = true;
+                    }
+                }
+                Err(e) if e.raw_os_error() == Some(libc::EAGAIN) => {
+                    // Fuller than we counted (a PING, or a smaller sysctl
+                    // when the server started): retried on the loop's next
+                    // turn ([`Handover::expire`]) or the next TAKEN.
+                    self.servers[idx].waiting.push_front(token);
+                    return;
+                }
+                Err(e) => {
+                    let s = &mut self.servers[idx];
+                    tracing::info!(pid = s.pid, vip = %s.vip, error = %e, "handover listener gone");
+                    s.gone = true;
+                    self.failed.push(token);
+                    self.failed.extend(s.waiting.drain(..));
+                }
             }
-            None => false,
         }
     }
 
-    fn release(&mut self, server: &[u8]) {
-        if let Some(s) = self.servers.iter_mut().find(|s| s.name == server) {
-            s.outstanding = s.outstanding.saturating_sub(1);
+    /// Gives up on `token` (the switch aborted the handoff, or it expired):
+    /// the socket is silenced through the agent's copy. Returns whether it
+    /// was pending.
+    pub fn cancel(&mut self, token: u64) -> bool {
+        let Some(p) = self.pending.remove(&token) else {
+            return false;
+        };
+        if !p.sent {
+            if let Some(s) = self.servers.iter_mut().find(|s| s.name == p.server) {
+                s.waiting.retain(|t| *t != token);
+            }
         }
+        // A sent CONN stays in the server's queue (counted in flight) until
+        // the server reads it and finds the socket silenced.
+        crate::relay::close_silently(p.fd.as_raw_fd());
+        true
     }
 
     /// Reads every waiting datagram.
@@ -379,22 +432,33 @@ impl Handover {
                             name,
                             vip: listener,
                             pid,
-                            outstanding: 0,
+                            in_flight: 0,
+                            waiting: VecDeque::new(),
+                            gone: false,
                         }),
                     }
                     out.push(HandoverEvent::Registered { vip: listener, pid });
                 }
                 Ok(Msg::Taken { token, pid, fd }) => {
+                    // One CONN left that listener's queue: room for the next.
+                    let idx = self.servers.iter().position(|s| s.name == name);
+                    if let Some(i) = idx {
+                        let s = &mut self.servers[i];
+                        s.in_flight = s.in_flight.saturating_sub(1);
+                    }
                     // The token must come back from the listener it went to.
                     match self.pending.get(&token) {
                         Some(p) if p.server == name => {
                             // Dropping our copy: the server's descriptor is
                             // now the socket's only one.
                             self.pending.remove(&token);
-                            self.release(&name);
                             out.push(HandoverEvent::Taken { token, pid, fd });
                         }
-                        _ => out.push(HandoverEvent::Malformed("unknown_token")),
+                        // Expired or cancelled before the server read it.
+                        _ => out.push(HandoverEvent::Malformed("late_or_unknown_token")),
+                    }
+                    if let Some(i) = idx {
+                        self.pump(i);
                     }
                 }
                 Ok(_) => out.push(HandoverEvent::Malformed("unexpected_kind")),
@@ -405,6 +469,17 @@ impl Handover {
 
     /// Silences and reports connections not taken within the timeout.
     pub fn expire(&mut self, now: Instant, out: &mut Vec<HandoverEvent>) {
+        for token in std::mem::take(&mut self.failed) {
+            if self.cancel(token) {
+                out.push(HandoverEvent::Expired { token });
+            }
+        }
+        self.servers.retain(|s| !s.gone);
+        for i in 0..self.servers.len() {
+            if !self.servers[i].waiting.is_empty() {
+                self.pump(i);
+            }
+        }
         let timeout = self.accept_timeout;
         let due: Vec<u64> = self
             .pending
@@ -472,6 +547,16 @@ impl Drop for Handover {
     fn drop(&mut self) {
         let _ = std::fs::remove_file(&self.path);
     }
+}
+
+/// How many datagrams a unix socket of this network namespace queues
+/// (`net.unix.max_dgram_qlen`, read when the agent starts).
+fn dgram_qlen() -> u32 {
+    std::fs::read_to_string("/proc/sys/net/unix/max_dgram_qlen")
+        .ok()
+        .and_then(|s| s.trim().parse::<u32>().ok())
+        .unwrap_or(10)
+        .clamp(1, 4096)
 }
 
 /// Abstract names of converted listeners in `/proc/net/unix` text.

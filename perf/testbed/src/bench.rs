@@ -34,8 +34,13 @@ pub enum System {
     Direct,
     /// A two-way L7 proxy in the proxy host.
     Proxy(ProxyKind),
-    /// Baton with a packet I/O backend and polling mode.
+    /// Baton with a packet I/O backend and polling mode; the agents hand
+    /// each adopted socket to nginx itself (handover).
     Baton(BatonIo, Polling),
+    /// Baton over AF_PACKET, adaptive polling, with the agents relaying to
+    /// nginx over loopback (the mode before handover existed): measured in
+    /// the same run so the two agent modes compare side by side.
+    BatonRelay,
 }
 
 impl System {
@@ -45,6 +50,7 @@ impl System {
             System::Direct => "direct".into(),
             System::Proxy(k) => k.as_str().into(),
             System::Baton(io, _) => format!("baton-{}", io.as_str()),
+            System::BatonRelay => "baton-afpacket-relay".into(),
         }
     }
 
@@ -52,6 +58,7 @@ impl System {
     pub fn polling(&self) -> Option<Polling> {
         match self {
             System::Baton(_, p) => Some(*p),
+            System::BatonRelay => Some(Polling::Adaptive),
             _ => None,
         }
     }
@@ -65,6 +72,7 @@ impl System {
             System::Proxy(ProxyKind::Haproxy),
         ];
         v.push(System::Baton(BatonIo::AfPacket, Polling::Adaptive));
+        v.push(System::BatonRelay);
         v.push(System::Baton(BatonIo::AfPacket, Polling::Busy));
         if dpdk {
             v.push(System::Baton(BatonIo::Dpdk, Polling::Adaptive));
@@ -251,12 +259,15 @@ fn start(bed: &Bed, sys: System) -> Result<Running> {
                 probe_target: peers::proxy_service(),
             })
         }
-        System::Baton(io, polling) => {
-            let opts = baton::SwitchOptions {
-                io,
-                polling,
-                ..baton::SwitchOptions::bench()
-            };
+        System::Baton(..) | System::BatonRelay => {
+            let mut opts = baton::SwitchOptions::bench();
+            match sys {
+                System::Baton(io, polling) => {
+                    opts.io = io;
+                    opts.polling = polling;
+                }
+                _ => opts.agents = vec![baton::AgentRole::Relay, baton::AgentRole::Relay],
+            }
             let procs = baton::start_stack(bed, &opts)?;
             Ok(Running {
                 _procs: procs,
@@ -277,7 +288,7 @@ struct LedgerCtx {
 impl System {
     fn shape(&self) -> Shape {
         Shape {
-            switch: matches!(self, System::Baton(..)),
+            switch: matches!(self, System::Baton(..) | System::BatonRelay),
             proxy: matches!(self, System::Proxy(_)),
         }
     }

@@ -1,7 +1,11 @@
 //! Real nginx per backend: generated config with its own prefix, pid, logs and
-//! temp paths, listening on 127.0.0.1:8080 (where `baton-agent` relays) and on
-//! the backend's data address :8080 (for the "direct" benchmark and the L7
-//! proxies), serving [`crate::content`].
+//! temp paths, serving [`crate::content`]. Stock Debian nginx, started with
+//! the agent's handover library preloaded, listens on
+//! - the VIP :80, a listener the library converts so that `baton-agent` in
+//!   handover mode gives adopted connections to nginx itself;
+//! - 127.0.0.1:8080, where `baton-agent` in relay mode connects;
+//! - the backend's data address :8080, for the "direct" benchmark and the L7
+//!   proxies (a plain TCP listener: the library passes it through untouched).
 
 use crate::addr;
 use crate::content;
@@ -60,6 +64,7 @@ pub fn backend_config(dir: &Path, name: &str, data_ip: Option<std::net::Ipv4Addr
     large_client_header_buffers 4 32k;
     server {{
         listen 127.0.0.1:{port} backlog=4096;
+        listen {vip}:{vip_port} backlog=4096;
         {data_listen}
         server_name _;
         root {d}/www;
@@ -76,7 +81,17 @@ pub fn backend_config(dir: &Path, name: &str, data_ip: Option<std::net::Ipv4Addr
 }}
 "#,
         port = addr::WEB_PORT,
+        vip = addr::VIP,
+        vip_port = addr::VIP_PORT,
     )
+}
+
+/// The handover library every backend nginx is started with.
+pub const HANDOVER_LIBRARY: &str = "libbaton_handover.so";
+
+/// The agent's handover socket on `host` (shared by nginx and the agent).
+pub fn handover_socket(bed: &Bed, host: &Host) -> std::path::PathBuf {
+    bed.path(&format!("{}/handover.sock", host.name))
 }
 
 /// Writes the site and config of `host` under `<bed dir>/<host>/nginx` and
@@ -91,7 +106,17 @@ pub fn start_backend(bed: &Bed, host: &Host) -> Result<Proc> {
     let log = dir.join("stdout.log");
     let prefix = format!("{}/", dir.display());
     let err_log = format!("{}/error.log", dir.display());
-    let mut p = Proc::spawn(
+    let lib = crate::baton::find_bin(HANDOVER_LIBRARY)?
+        .display()
+        .to_string();
+    let sock = handover_socket(bed, host).display().to_string();
+    let listen = format!("{}:{}", addr::VIP, addr::VIP_PORT);
+    let env = [
+        ("LD_PRELOAD", lib.as_str()),
+        (handoff_proto::handover::ENV_LISTEN, listen.as_str()),
+        (handoff_proto::handover::ENV_SOCKET, sock.as_str()),
+    ];
+    let mut p = Proc::spawn_env(
         &format!("nginx@{}", host.name),
         &host.ns,
         "nginx",
@@ -103,6 +128,7 @@ pub fn start_backend(bed: &Bed, host: &Host) -> Result<Proc> {
             "-c",
             &conf.display().to_string(),
         ],
+        &env,
         &log,
     )?;
     let local = SocketAddr::V4(SocketAddrV4::new([127, 0, 0, 1].into(), addr::WEB_PORT));
