@@ -28,7 +28,7 @@ fn version_prints_version() {
 
 #[test]
 fn shipped_configs_pass_check_config() {
-    for f in ["agent.yaml", "agent-listener.yaml"] {
+    for f in ["agent.yaml", "agent-listener.yaml", "agent-handover.yaml"] {
         let path = format!("{}/../configs/{f}", env!("CARGO_MANIFEST_DIR"));
         let (code, out, err) = run(&["check-config", &path]);
         assert_eq!(code, 0, "{f}: {out}{err}");

@@ -77,6 +77,24 @@ pub fn backend_config(dir: &Path, name: &str, data_ip: Option<std::net::Ipv4Addr
             default_type text/plain;
             return 200 'ok {name}\n';
         }}
+        # The client address nginx sees (the client's own under handover,
+        # 127.0.0.1 under relay).
+        location = /whoami {{
+            default_type text/plain;
+            return 200 '$remote_addr\n';
+        }}
+        # Stores a request body in a file that is kept, and names the file
+        # (X-Body-File) so a test can check it byte for byte.
+        location = /upload {{
+            client_max_body_size 64m;
+            client_body_in_file_only on;
+            client_body_temp_path {d}/tmp/upload;
+            add_header X-Body-File $request_body_file always;
+            proxy_method GET;
+            proxy_pass_request_body off;
+            proxy_set_header Content-Length "";
+            proxy_pass http://127.0.0.1:{port}/healthz;
+        }}
     }}
 }}
 "#,
