@@ -391,11 +391,30 @@ fn measure(
     row
 }
 
+/// The switch's and every agent's metrics, concatenated (empty for the peers).
+fn baton_scrape(bed: &Bed, sys: System) -> String {
+    if !sys.shape().switch {
+        return String::new();
+    }
+    let mut text = baton::admin_get(bed.hub(), "/metrics").unwrap_or_default();
+    for i in 0..bed.backends.len() {
+        let a = std::net::SocketAddr::from((addr::backend_mgmt(i), addr::AGENT_METRICS_PORT));
+        let r = crate::netns::in_ns(bed.hub(), move || {
+            crate::client::get(a, "/metrics", &[], Duration::from_secs(2))
+        });
+        if let Ok(Ok(r)) = r {
+            text.push_str(&r.text());
+        }
+    }
+    text
+}
+
 /// The latency probe of one running system, one row per object.
 fn probe_system(bed: &Bed, run: &Running, sys: System, s: &Settings) -> Vec<ProbeRow> {
     PROBE_OBJECTS
         .iter()
         .map(|obj| {
+            let before = baton_scrape(bed, sys);
             let row = ProbeRow {
                 system: sys.name(),
                 polling: sys.polling().map(|p| p.as_str().to_string()),
@@ -411,7 +430,13 @@ fn probe_system(bed: &Bed, run: &Running, sys: System, s: &Settings) -> Vec<Prob
                 obj.size,
                 s.probe_n,
             ) {
-                Ok(sample) => row.with_sample(&sample),
+                Ok(sample) => {
+                    let mut row = row.with_sample(&sample);
+                    if sys.shape().switch {
+                        row.inside = Some(probe::Inside::between(&before, &baton_scrape(bed, sys)));
+                    }
+                    row
+                }
                 Err(e) => ProbeRow {
                     error: Some(e.to_string()),
                     ..row

@@ -21,6 +21,7 @@ pub mod cpu;
 pub mod curl;
 pub mod demo;
 pub mod error;
+pub mod histo;
 pub mod ledger;
 pub mod netns;
 pub mod nginx;

@@ -176,6 +176,40 @@ pub struct ProbeRow {
     pub added_p99_us: Option<f64>,
     /// Why there are no figures, or the first failed connection.
     pub error: Option<String>,
+    /// Baton only, from the switch's and agents' histograms over the probe:
+    /// where the time inside Baton went.
+    #[serde(default)]
+    pub inside: Option<Inside>,
+}
+
+/// Means (and the adoption p50) of Baton's own latency histograms over one
+/// probe, in µs: header complete → decision, header complete → THOP ACK,
+/// complete CREATE → the server has the connection.
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize, PartialEq)]
+pub struct Inside {
+    pub decision_mean_us: Option<f64>,
+    pub handoff_mean_us: Option<f64>,
+    pub handoff_p50_us: Option<f64>,
+    pub adopt_mean_us: Option<f64>,
+    pub adopt_p50_us: Option<f64>,
+}
+
+impl Inside {
+    /// From scrapes of the switch and every agent taken before and after.
+    pub fn between(before: &str, after: &str) -> Inside {
+        use crate::histo::HistDelta;
+        let us = |v: Option<f64>| v.map(|s| s * 1e6);
+        let decision = HistDelta::between(before, after, "baton_dispatch_decision_seconds");
+        let handoff = HistDelta::between(before, after, "baton_handoff_latency_seconds");
+        let adopt = HistDelta::between(before, after, "baton_agent_adopt_seconds");
+        Inside {
+            decision_mean_us: us(decision.mean()),
+            handoff_mean_us: us(handoff.mean()),
+            handoff_p50_us: us(handoff.quantile(0.5)),
+            adopt_mean_us: us(adopt.mean()),
+            adopt_p50_us: us(adopt.quantile(0.5)),
+        }
+    }
 }
 
 impl ProbeRow {

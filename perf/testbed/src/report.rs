@@ -518,14 +518,14 @@ fn probe_table(m: &mut String, r: &Results) {
         "\nSerial latency probe: {} new connections one after the other per line (connect, GET, read to EOF), idle bed; direct goes to one backend's nginx:\n\n",
         r.probe.iter().map(|p| p.connections).max().unwrap_or(0)
     ));
-    m.push_str("| system | polling | response | p50 µs | p99 µs | mean µs | added p50 µs | added p99 µs | failed |\n");
-    m.push_str("|---|---|---|---:|---:|---:|---:|---:|---:|\n");
+    m.push_str("| system | polling | response | p50 µs | p99 µs | mean µs | added p50 µs | added p99 µs | failed | decision mean µs | handoff mean / p50 µs | adoption mean / p50 µs |\n");
+    m.push_str("|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
     for p in &r.probe {
         if !p.measured() {
             let e = p.error.as_deref().unwrap_or("no figures");
             let short: String = e.lines().next().unwrap_or("").chars().take(120).collect();
             m.push_str(&format!(
-                "| {} | {} | {} | not measured: {} | | | | | |\n",
+                "| {} | {} | {} | not measured: {} | | | | | | | | |\n",
                 p.system,
                 p.polling.as_deref().unwrap_or("–"),
                 p.size,
@@ -533,8 +533,20 @@ fn probe_table(m: &mut String, r: &Results) {
             ));
             continue;
         }
+        let (dec, hand, adopt) = match &p.inside {
+            Some(i) => (
+                opt(i.decision_mean_us, 0),
+                format!(
+                    "{} / {}",
+                    opt(i.handoff_mean_us, 0),
+                    opt(i.handoff_p50_us, 0)
+                ),
+                format!("{} / {}", opt(i.adopt_mean_us, 0), opt(i.adopt_p50_us, 0)),
+            ),
+            None => ("–".into(), "–".into(), "–".into()),
+        };
         m.push_str(&format!(
-            "| {} | {} | {} | {:.0} | {:.0} | {:.0} | {} | {} | {} |\n",
+            "| {} | {} | {} | {:.0} | {:.0} | {:.0} | {} | {} | {} | {} | {} | {} |\n",
             p.system,
             p.polling.as_deref().unwrap_or("–"),
             p.size,
@@ -543,7 +555,10 @@ fn probe_table(m: &mut String, r: &Results) {
             p.mean_us,
             opt(p.added_p50_us, 0),
             opt(p.added_p99_us, 0),
-            p.failures
+            p.failures,
+            dec,
+            hand,
+            adopt
         ));
     }
 }

@@ -3,7 +3,7 @@
 
 use std::io::Write;
 use std::time::Duration;
-use testbed::baton::{BatonIo, FAULTS_ENV};
+use testbed::baton::{AgentRole, BatonIo, FAULTS_ENV};
 use testbed::client;
 use testbed::content::{self, OBJ_100K, OBJ_1K, OBJ_1M};
 use testbed::scenario::Running;
@@ -13,7 +13,8 @@ testbed::both_backends!(
     five_percent_loss_both_ways_bodies_intact,
     reordered_and_duplicated_client_packets_bodies_intact,
     agent_killed_before_handoff_requests_are_redispatched,
-    agent_killed_after_handoff_only_its_connections_fail,
+    agent_killed_after_handoff_handed_over_connections_live_on,
+    relay_agent_killed_after_handoff_only_its_connections_fail,
 );
 
 /// Fetches objects through the VIP from client 0 and checks every SHA-256.
@@ -194,8 +195,23 @@ fn agent_killed_before_handoff_requests_are_redispatched(io: BatonIo) {
     );
 }
 
-fn agent_killed_after_handoff_only_its_connections_fail(io: BatonIo) {
-    let mut sys = Running::up(io).expect("system up");
+/// Handover: the agent is off the data path once nginx holds the socket, so
+/// killing it breaks no established connection.
+fn agent_killed_after_handoff_handed_over_connections_live_on(io: BatonIo) {
+    agent_killed_after_handoff(io, AgentRole::Handover);
+}
+
+/// Relay: the agent carries the bytes, so its connections die with it and
+/// only its.
+fn relay_agent_killed_after_handoff_only_its_connections_fail(io: BatonIo) {
+    agent_killed_after_handoff(io, AgentRole::Relay);
+}
+
+fn agent_killed_after_handoff(io: BatonIo, role: AgentRole) {
+    let mut sys = Running::up_with(io, |o| {
+        o.agents = vec![role, role, AgentRole::Listener];
+    })
+    .expect("system up");
     // Hold keep-alive connections until we have one on each static backend.
     let conns = sys
         .in_client(0, || {
@@ -225,7 +241,11 @@ fn agent_killed_after_handoff_only_its_connections_fail(io: BatonIo) {
             .write_all(&client::get_request("198.18.0.10", OBJ_1K.path, true, &[]))
             .and_then(|_| client::read_response(&mut s, &mut Vec::new()));
         match (b.as_str(), again) {
-            ("b1", Ok(r)) => panic!("b1's connection survived its agent: {}", r.status),
+            ("b1", Ok(r)) if role == AgentRole::Handover => assert_eq!(r.status, 200),
+            ("b1", Err(e)) if role == AgentRole::Handover => {
+                panic!("b1's connection (held by nginx) failed with its agent: {e}")
+            }
+            ("b1", Ok(r)) => panic!("b1's relayed connection survived its agent: {}", r.status),
             ("b2", Err(e)) => panic!("b2's connection failed with b1's agent: {e}"),
             ("b2", Ok(r)) => assert_eq!(r.status, 200),
             _ => {}

@@ -28,7 +28,9 @@ fn nginx_sees_the_client_and_receives_a_megabyte_intact(io: BatonIo) {
         assert_eq!(r.status, 200);
         assert_eq!(r.text().trim(), addr::client_data(0).to_string(), "{r:?}");
     }
-    let body: Vec<u8> = (0..1_000_000u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
+    let body: Vec<u8> = (0..1_000_000u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
     let want = Sha256::digest(&body);
     let b = body.clone();
     let r = sys
@@ -46,7 +48,10 @@ fn nginx_sees_the_client_and_receives_a_megabyte_intact(io: BatonIo) {
         .unwrap()
         .expect("POST through the VIP");
     assert_eq!(r.status, 200, "{r:?}");
-    let file = r.header("X-Body-File").expect("nginx names the stored body").to_string();
+    let file = r
+        .header("X-Body-File")
+        .expect("nginx names the stored body")
+        .to_string();
     let stored = std::fs::read(&file).expect("stored body file");
     assert_eq!(stored.len(), body.len());
     assert_eq!(Sha256::digest(&stored), want, "body bytes differ");
@@ -72,15 +77,26 @@ fn nginx_reload_under_load_fails_nothing(io: BatonIo) {
     }
     let r = load.join().unwrap().expect("wrk");
     assert!(r.requests > 0);
-    assert_eq!(r.failures(), 0, "failed requests during nginx reloads: {r:?}");
+    assert_eq!(
+        r.failures(),
+        0,
+        "failed requests during nginx reloads: {r:?}"
+    );
 }
 
 fn stopped_nginx_requests_are_redispatched(io: BatonIo) {
     let mut sys = Running::up(io).expect("system up");
+    // The whole nginx: its workers outlive a killed master.
+    let master = sys.nginx[0].pid().expect("nginx pid");
+    let _ = std::process::Command::new("pkill")
+        .args(["-KILL", "-P", &master.to_string()])
+        .status();
     sys.nginx[0].kill_now();
     let mut served_by = std::collections::BTreeSet::new();
     for i in 0..40 {
-        let r = sys.get(OBJ_1K.path).unwrap_or_else(|e| panic!("request {i}: {e}"));
+        let r = sys
+            .get(OBJ_1K.path)
+            .unwrap_or_else(|e| panic!("request {i}: {e}"));
         assert_eq!(r.status, 200, "request {i}: {r:?}");
         assert_eq!(r.body.len(), OBJ_1K.size);
         served_by.insert(r.backend().unwrap_or("?").to_string());
