@@ -20,6 +20,10 @@
 //! all: the floor the control thread alone sets). A last line measures one blocking crossbeam receive woken by
 //! a send (the cost of any cross-thread wake-up on this machine).
 //!
+//! The last table puts the hop beside what replaced it for stateless
+//! pools: the worker's own `LocalDecider` (`controlplane::local`) deciding
+//! from the routing snapshot after the same idle gap, no hop at all.
+//!
 //! `cargo bench -p controlplane --bench decision_hop` (`-- --quick`: fewer
 //! rounds).
 
@@ -32,7 +36,7 @@ use std::time::{Duration, Instant};
 use controlplane::config::{load_str, Profile};
 use controlplane::control::{Clock, ControlPlane};
 use controlplane::metrics::Metrics;
-use dataplane::dispatch::{channels, ConnToken, DispatchRequest};
+use dataplane::dispatch::{channels, ConnToken, DispatchRequest, LocalDecider, LocalRequest};
 use dataplane::doorbell::Doorbell;
 use dataplane::io::memory::MemBuf;
 use dataplane::io::poll::{Idle, Poller};
@@ -124,6 +128,10 @@ fn pct(v: &mut [u64], p: f64) -> f64 {
 }
 
 fn run_mode(m: &Mode, warmup: usize) -> Samples {
+    run_mode_with(m, warmup, WRR)
+}
+
+fn run_mode_with(m: &Mode, warmup: usize, policy: &str) -> Samples {
     let (mut wqs, cq) = channels(1, 256);
     let wq = wqs.pop().expect("one worker");
     let shared = wq.shared.clone();
@@ -138,8 +146,10 @@ fn run_mode(m: &Mode, warmup: usize) -> Samples {
             t
         })
     };
-    let cp =
-        ControlPlane::new(profile(WRR), Arc::new(Metrics::new("bench")), clock).expect("profile");
+    let mut cp = ControlPlane::new(profile(policy), Arc::new(Metrics::new("bench")), clock)
+        .expect("profile");
+    // Every request to the queue here: this measures the hop.
+    let _ = cp.routing_snapshot();
     let (_admin_tx, admin_rx) = crossbeam_channel::bounded(1);
     let stop = Arc::new(AtomicBool::new(false));
     let st = stop.clone();
@@ -268,6 +278,45 @@ fn decide_alone(policy: &str, rounds: usize, idle: bool) -> Vec<u64> {
     v
 }
 
+/// The worker's `LocalDecider` after the idle gap (what a first dispatch
+/// to a stateless pool costs now): parse, route, pick from the snapshot.
+fn local_decision(policy: &str, rounds: usize) -> Vec<u64> {
+    let mut cp = ControlPlane::new(
+        profile(policy),
+        Arc::new(Metrics::new("bench")),
+        Arc::new(|| 0),
+    )
+    .unwrap();
+    let mut d = cp.decider();
+    d.install_snapshot(cp.routing_snapshot());
+    let bell = Doorbell::new();
+    let mut poller = Poller::new(PollMode::Adaptive {
+        spin_polls: 0,
+        max_wait: Duration::from_millis(10),
+    });
+    let mut io = IdleIo(Wait::Doorbell);
+    let mut v = Vec::with_capacity(rounds);
+    let (client, vip) = (
+        "198.18.0.101:40000".parse().unwrap(),
+        "198.18.0.10:80".parse().unwrap(),
+    );
+    for _ in 0..rounds {
+        let until = Instant::now() + GAP;
+        while let Some(left) = until.checked_duration_since(Instant::now()) {
+            poller.idle(&mut io, &bell, false, Some(left), || false);
+        }
+        let t = Instant::now();
+        let got = d.decide(&LocalRequest {
+            client,
+            vip,
+            header: HEADER,
+        });
+        v.push(t.elapsed().as_nanos() as u64);
+        assert!(got.is_some(), "a stateless pool is decided locally");
+    }
+    v
+}
+
 fn loadavg() -> String {
     std::fs::read_to_string("/proc/loadavg")
         .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
@@ -364,6 +413,29 @@ fn main() {
             rounds,
             pct(&mut d, 0.5),
             pct(&mut d, 0.99)
+        );
+    }
+    println!(
+        "queue hop vs local decision (worker asleep 1 ms before each request, doorbell, spin 0):"
+    );
+    println!("{:<30} {:>6} {:>9} {:>9}", "path", "n", "p50 us", "p99 us");
+    let hop0 = mode("queue hop", Wait::Doorbell, spin0, n);
+    for (name, policy) in [("maglev", MAGLEV), ("wrr", WRR)] {
+        let mut hop = run_mode_with(&hop0, n / 10, policy).total;
+        let mut loc = local_decision(policy, n);
+        println!(
+            "{:<30} {:>6} {:>9.1} {:>9.1}",
+            format!("queue hop, {name}"),
+            n,
+            pct(&mut hop, 0.5),
+            pct(&mut hop, 0.99)
+        );
+        println!(
+            "{:<30} {:>6} {:>9.1} {:>9.1}",
+            format!("local decision, {name}"),
+            n,
+            pct(&mut loc, 0.5),
+            pct(&mut loc, 0.99)
         );
     }
     println!("loadavg after: {}", loadavg());

@@ -11,6 +11,11 @@
 //! a request is decided wholly by the old or wholly by the new profile, no
 //! connection is touched, and counters (in [`Metrics`]) and backend state (in
 //! the [`Registry`]) carry over.
+//!
+//! Requests for stateless pools are decided on the workers (see
+//! [`crate::local`]): the loop publishes a routing [`Snapshot`] after every
+//! change a stateless pick depends on and takes the workers'
+//! `WorkerEvent::Decided` reports as if it had decided itself.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -20,12 +25,14 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{never, select, Receiver, Sender};
 use dataplane::dispatch::{
-    BackendId, ControlQueues, Decision, DispatchRequest, HandoffOutcome, Verdict, WorkerEvent,
+    BackendId, ControlQueues, Decision, DispatchRequest, HandoffOutcome, LocalDecider, Verdict,
+    WorkerCommand, WorkerEvent,
 };
 use serde_json::json;
 
 use crate::config::{Policy as PolicyConfig, Profile};
 use crate::health::{CheckResult, Checker};
+use crate::local::{LocalMode, PoolSnap, Snapshot, WorkerDecider};
 use crate::metrics::Metrics;
 use crate::policy::{self, DispatchPolicy, MemberView, PickCtx};
 use crate::registry::{HealthChange, Registry};
@@ -78,7 +85,7 @@ struct PoolRt {
 /// The loop's state.
 pub struct ControlPlane {
     profile: Arc<Profile>,
-    router: Router,
+    router: Arc<Router>,
     pools: Vec<PoolRt>,
     registry: Registry,
     checkers: HashMap<BackendId, Checker>,
@@ -91,14 +98,65 @@ pub struct ControlPlane {
     deferred: Vec<Decision>,
     access_seq: u64,
     members_buf: Vec<MemberView>,
+    /// `tuning.local_decisions`: publish snapshots and hand out deciders.
+    local: bool,
+    /// Generation of the current routing snapshot (read by every decider).
+    routing_gen: Arc<AtomicU64>,
+    /// The current snapshot (None until first built or after a change).
+    snapshot: Option<Arc<Snapshot>>,
+    /// Replaced snapshots a worker may still hold; freed here once none does.
+    retired: Vec<Arc<Snapshot>>,
+    /// (usable, weight) per backend when the snapshot was built.
+    snapshot_fp: Vec<(bool, u32)>,
+    /// A reload since the snapshot was built.
+    routing_changed: bool,
+    /// Workers whose command queue was full when the snapshot went out.
+    unsent: Vec<usize>,
+    /// Header buffers from sampled local decisions, to hand back.
+    recycle: Vec<(u16, Vec<u8>)>,
+    /// `baton_dispatch_decision_place_total{place}`: worker, control.
+    place_worker: prometheus::IntCounter,
+    place_control: prometheus::IntCounter,
+}
+
+/// The members of a pool as a policy sees them now (shared by the control
+/// plane's decide and the routing snapshot, so both see the same view).
+fn member_views(
+    registry: &Registry,
+    members: &[BackendId],
+    exclude: &[BackendId],
+    now: Instant,
+    out: &mut Vec<MemberView>,
+) {
+    out.clear();
+    for &id in members {
+        let Some(b) = registry.get(id) else {
+            continue;
+        };
+        let ok = b.usable(now);
+        let excluded = exclude.contains(&id);
+        out.push(MemberView {
+            id,
+            weight: b.weight,
+            active: b.active,
+            report: b
+                .report
+                .map(|(r, at)| (r.active, now.saturating_duration_since(at))),
+            since_report: b.since_report,
+            usable: ok && !excluded,
+            excluded: ok && excluded,
+        });
+    }
 }
 
 impl ControlPlane {
     /// State for a validated profile (generation 1). Health checkers start now.
     pub fn new(profile: Profile, metrics: Arc<Metrics>, clock: Clock) -> Result<Self, String> {
-        let router = Router::new(&profile).map_err(|e| e.to_string())?;
+        let router = Arc::new(Router::new(&profile).map_err(|e| e.to_string())?);
         let registry = Registry::new(&profile);
         let (check_tx, check_rx) = crossbeam_channel::bounded(1024);
+        let place_worker = metrics.decision_place.with_label_values(&["worker"]);
+        let place_control = metrics.decision_place.with_label_values(&["control"]);
         let mut cp = ControlPlane {
             pools: Vec::new(),
             router,
@@ -113,6 +171,16 @@ impl ControlPlane {
             deferred: Vec::new(),
             access_seq: 0,
             members_buf: Vec::new(),
+            local: profile.tuning.local_decisions,
+            routing_gen: Arc::new(AtomicU64::new(0)),
+            snapshot: None,
+            retired: Vec::new(),
+            snapshot_fp: Vec::new(),
+            routing_changed: false,
+            unsent: Vec::new(),
+            recycle: Vec::new(),
+            place_worker,
+            place_control,
             profile: Arc::new(profile),
         };
         cp.pools = cp.build_pools(Vec::new());
@@ -133,9 +201,132 @@ impl ControlPlane {
         &self.profile
     }
 
+    /// The metrics this loop counts into.
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
+    }
+
     /// The registry (for tests and views).
     pub fn registry(&self) -> &Registry {
         &self.registry
+    }
+
+    /// One decider per worker, in worker order; empty when
+    /// `tuning.local_decisions` is off (every request then takes the queue).
+    pub fn local_deciders(&self, workers: usize) -> Vec<Box<dyn LocalDecider>> {
+        if !self.local {
+            return Vec::new();
+        }
+        (0..workers)
+            .map(|_| Box::new(self.decider()) as Box<dyn LocalDecider>)
+            .collect()
+    }
+
+    /// A decider that follows this control plane's snapshots (tests,
+    /// benches; `install_snapshot` it with [`ControlPlane::routing_snapshot`]).
+    pub fn decider(&self) -> WorkerDecider {
+        WorkerDecider::new(self.routing_gen.clone())
+    }
+
+    /// The current routing snapshot, built first when something it depends
+    /// on changed since (the generation then goes up: workers holding an
+    /// older one send their requests to the queue until they get this one).
+    pub fn routing_snapshot(&mut self) -> Arc<Snapshot> {
+        let now = Instant::now();
+        if let Some(s) = &self.snapshot {
+            if !self.routing_changed && !self.usable_changed(now) {
+                return s.clone();
+            }
+        }
+        self.routing_changed = false;
+        self.snapshot_fp.clear();
+        for b in self.registry.all() {
+            self.snapshot_fp.push((b.usable(now), b.weight));
+        }
+        let mut members = Vec::new();
+        let pools = self
+            .pools
+            .iter()
+            .map(|p| {
+                member_views(&self.registry, &p.members, &[], now, &mut members);
+                let mode = LocalMode::of(&p.policy_cfg);
+                let policy = (mode != LocalMode::Control).then(|| {
+                    let mut pol = policy::build(&p.policy_cfg, &p.names);
+                    pol.prepare(&members);
+                    pol
+                });
+                PoolSnap {
+                    mode,
+                    policy,
+                    targets: members
+                        .iter()
+                        .map(|m| {
+                            self.registry
+                                .get(m.id)
+                                .map(|b| b.target.clone())
+                                .expect("members come from the registry")
+                        })
+                        .collect(),
+                    members: std::mem::take(&mut members),
+                    unavailable_status: p.unavailable_status,
+                }
+            })
+            .collect();
+        let generation = self.routing_gen.load(Ordering::Relaxed) + 1;
+        let cfg = &self.profile.logging.access_log;
+        let snap = Arc::new(Snapshot {
+            generation,
+            router: self.router.clone(),
+            pools,
+            sample_every: cfg.enabled.then_some(cfg.sample_every.max(1)),
+            built: now,
+        });
+        // Workers with the old generation stop deciding from now on.
+        self.routing_gen.store(generation, Ordering::Release);
+        if let Some(old) = self.snapshot.replace(snap.clone()) {
+            self.retired.push(old);
+        }
+        self.retired.retain(|s| Arc::strong_count(s) > 1);
+        snap
+    }
+
+    /// Whether a backend's usability or weight changed since the snapshot.
+    fn usable_changed(&self, now: Instant) -> bool {
+        let all = self.registry.all();
+        all.len() != self.snapshot_fp.len()
+            || all
+                .iter()
+                .zip(&self.snapshot_fp)
+                .any(|(b, &(u, w))| b.usable(now) != u || b.weight != w)
+    }
+
+    /// Sends a changed snapshot to every worker (and what is left to send).
+    fn publish(&mut self, q: &ControlQueues) {
+        if !self.local {
+            return;
+        }
+        let before = self.snapshot.as_ref().map(|s| s.generation);
+        let snap = self.routing_snapshot();
+        if before != Some(snap.generation) {
+            self.unsent = (0..q.commands.len()).collect();
+        }
+        let update = snap.update();
+        self.unsent.retain(|&w| {
+            match q.commands[w].try_send(WorkerCommand::Routing(update.clone())) {
+                Ok(()) => {
+                    q.doorbells[w].ring();
+                    false
+                }
+                // Full: again after the next loop turn; gone: never.
+                Err(e) => e.is_full(),
+            }
+        });
+        for (w, h) in self.recycle.drain(..) {
+            // No ring: a buffer is nothing to wake a worker for.
+            if let Some(c) = q.commands.get(usize::from(w)) {
+                let _ = c.try_send(WorkerCommand::Recycle(h));
+            }
+        }
     }
 
     fn build_pools(&self, mut old: Vec<PoolRt>) -> Vec<PoolRt> {
@@ -228,6 +419,7 @@ impl ControlPlane {
         let (verdict, pool, log) = self.decide_inner(&header, client, vip, &exclude, now, log_this);
         let waited = (self.clock)().saturating_sub(header_complete_ns);
         self.metrics.decision_seconds.observe(waited as f64 / 1e9);
+        self.place_control.inc();
         if let Some(line) = log {
             self.access_log(client, &line, &verdict, waited);
         }
@@ -266,25 +458,13 @@ impl ControlPlane {
             return (Verdict::Reject(503), u16::MAX, None);
         };
         let pool = &mut self.pools[route.pool as usize];
-        self.members_buf.clear();
-        for &id in &pool.members {
-            let Some(b) = self.registry.get(id) else {
-                continue;
-            };
-            let ok = b.usable(now);
-            let excluded = exclude.contains(&id);
-            self.members_buf.push(MemberView {
-                id,
-                weight: b.weight,
-                active: b.active,
-                report: b
-                    .report
-                    .map(|(r, at)| (r.active, now.saturating_duration_since(at))),
-                since_report: b.since_report,
-                usable: ok && !excluded,
-                excluded: ok && excluded,
-            });
-        }
+        member_views(
+            &self.registry,
+            &pool.members,
+            exclude,
+            now,
+            &mut self.members_buf,
+        );
         let ctx = PickCtx {
             now,
             client: client.ip(),
@@ -340,6 +520,10 @@ impl ControlPlane {
             Verdict::Backend(_) => 0,
             Verdict::Reject(s) => *s,
         };
+        self.access_log_status(client, l, status, waited_ns);
+    }
+
+    fn access_log_status(&self, client: SocketAddr, l: &AccessLine, status: u16, waited_ns: u64) {
         tracing::info!(
             target: "baton::access",
             client = %client,
@@ -393,6 +577,15 @@ impl ControlPlane {
                 }
             }
             WorkerEvent::Closed { backend } => self.registry.on_closed(backend),
+            WorkerEvent::Decided {
+                worker,
+                pool,
+                member,
+                backend,
+                client,
+                vip,
+                header,
+            } => self.on_local_decision(worker, pool, member, backend, (client, vip), header),
             WorkerEvent::Load { from, report } => {
                 let matched = self.registry.on_load(from, report, now);
                 self.metrics
@@ -401,6 +594,71 @@ impl ControlPlane {
                     .inc();
             }
         }
+    }
+
+    /// Books a decision a worker took itself as [`ControlPlane::decide`]
+    /// would have (except the decision-time histogram: no hop to time).
+    fn on_local_decision(
+        &mut self,
+        worker: u16,
+        pool: u16,
+        member: u16,
+        backend: Option<BackendId>,
+        (client, vip): (SocketAddr, SocketAddr),
+        header: Vec<u8>,
+    ) {
+        self.place_worker.inc();
+        let p = self.pools.get(usize::from(pool));
+        match backend {
+            Some(id) => {
+                if let Some(p) = p {
+                    // The member index is the snapshot's; a reload since may
+                    // have moved it.
+                    let i = Some(usize::from(member))
+                        .filter(|&i| p.members.get(i) == Some(&id))
+                        .or_else(|| p.members.iter().position(|&m| m == id));
+                    if let Some(c) = i.and_then(|i| p.decided.get(i)) {
+                        c.inc();
+                    }
+                }
+                self.registry.on_dispatch(id);
+            }
+            None => {
+                if let Some(p) = p {
+                    p.rejected.inc();
+                }
+            }
+        }
+        if header.is_empty() {
+            return;
+        }
+        if let Ok(req) = Request::parse(&header) {
+            let rule = self
+                .router
+                .route(vip, &req)
+                .map(|r| self.router.rule_name(&r).to_string())
+                .unwrap_or_default();
+            if let Some(p) = self.pools.get(usize::from(pool)) {
+                let line = AccessLine {
+                    method: req.method.to_string(),
+                    host: req.host.to_string(),
+                    path: req.target.to_string(),
+                    pool: p.name.clone(),
+                    rule,
+                    backend: backend
+                        .and_then(|id| self.registry.get(id))
+                        .map(|b| b.name.clone())
+                        .unwrap_or_default(),
+                };
+                let status = if backend.is_some() {
+                    0
+                } else {
+                    p.unavailable_status
+                };
+                self.access_log_status(client, &line, status, 0);
+            }
+        }
+        self.recycle.push((worker, header));
     }
 
     fn on_check(&mut self, r: CheckResult) {
@@ -454,7 +712,7 @@ impl ControlPlane {
 
     /// Swaps in a new profile (already validated).
     pub fn reload(&mut self, profile: Profile) -> Result<ReloadOutcome, String> {
-        let router = Router::new(&profile).map_err(|e| e.to_string())?;
+        let router = Arc::new(Router::new(&profile).map_err(|e| e.to_string())?);
         let restart_required = restart_sections(&self.profile, &profile);
         let drain_changed = self
             .profile
@@ -481,6 +739,8 @@ impl ControlPlane {
         let old = std::mem::take(&mut self.pools);
         self.pools = self.build_pools(old);
         self.sync_checkers();
+        // Routing and pools changed: the next publish builds a new snapshot.
+        self.routing_changed = true;
         let generation = self.generation.fetch_add(1, Ordering::SeqCst) + 1;
         self.metrics.config_generation.set(generation as i64);
         self.metrics.reloads.with_label_values(&["success"]).inc();
@@ -607,6 +867,7 @@ impl ControlPlane {
         let check_rx = self.check_rx.clone();
         let tick = Duration::from_millis(100);
         let mut next_tick = Instant::now() + tick;
+        self.publish(&q);
         while !stop.load(Ordering::Relaxed) {
             let timeout = next_tick.saturating_duration_since(Instant::now());
             select! {
@@ -635,6 +896,8 @@ impl ControlPlane {
             if !self.deferred.is_empty() {
                 self.retry_deferred(&q);
             }
+            // Health, drain, weights or the profile may have changed.
+            self.publish(&q);
             let now = Instant::now();
             if now >= next_tick {
                 next_tick = now + tick;

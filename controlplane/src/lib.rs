@@ -5,6 +5,8 @@
 //!
 //! The control plane never sits on the packet path: workers send it complete
 //! request headers over bounded queues and go on; it answers with a decision.
+//! Requests for stateless policies are decided on the worker itself from an
+//! immutable routing snapshot the control plane publishes ([`local`]).
 
 pub mod admin;
 pub mod cli;
@@ -12,6 +14,7 @@ pub mod compile;
 pub mod config;
 pub mod control;
 pub mod health;
+pub mod local;
 pub mod logging;
 pub mod metrics;
 pub mod policy;

@@ -72,6 +72,9 @@ fn help_for(metric: &str) -> String {
         "baton_worker_idle_sleeps_total" => {
             "Times the worker blocked in adaptive polling (nothing to do), per worker.".into()
         }
+        "baton_worker_local_decisions_total" => {
+            "Requests the worker decided itself from the routing snapshot (no queue hop), per worker.".into()
+        }
         "baton_worker_doorbell_wakeups_total" => {
             "Sleeps ended by the worker's doorbell (a decision, command or relayed THOP reply queued for it), per worker.".into()
         }
@@ -92,6 +95,7 @@ pub struct Metrics {
     pub last_reload_success: Gauge,
     pub decisions: IntCounterVec,
     pub rejections: IntCounterVec,
+    pub decision_place: IntCounterVec,
     pub decision_seconds: Histogram,
     pub handoff_seconds: HistogramVec,
     pub handoffs: IntCounterVec,
@@ -245,6 +249,10 @@ impl Metrics {
             rejections: r.counter("baton_dispatch_rejections_total",
                 "Requests the control plane answered with an error status, by pool and reason.",
                 &["pool", "reason"],
+            ),
+            decision_place: r.counter("baton_dispatch_decision_place_total",
+                "Dispatch decisions by where they were taken: `worker` (from the routing snapshot, no queue hop) or `control` (the control-plane thread).",
+                &["place"],
             ),
             decision_seconds,
             handoff_seconds,

@@ -5,6 +5,10 @@
 //! well-formed; the control plane parses again rather than receive a parsed
 //! structure, so the dispatch queue carries one plain buffer and the worker
 //! allocates nothing per request.
+//!
+//! A worker that decides a request itself parses with [`Request::parse_in`]
+//! into header storage on its stack, so that parse allocates nothing (only a
+//! Host with upper-case letters is lower-cased into a new string).
 
 use std::borrow::Cow;
 
@@ -40,27 +44,54 @@ pub struct Request<'a> {
     pub target: &'a str,
     /// Host header (or the authority of an absolute-form URI), lower-cased, port removed.
     pub host: Cow<'a, str>,
-    headers: Vec<(&'a str, &'a [u8])>,
+    headers: Fields<'a>,
+}
+
+/// Header fields, owned by the request or in storage lent by the caller.
+#[derive(Debug)]
+enum Fields<'a> {
+    Owned(Vec<(&'a str, &'a [u8])>),
+    Lent(&'a [httparse::Header<'a>]),
 }
 
 impl<'a> Request<'a> {
     /// Parses `raw` (request line to the blank line).
     pub fn parse(raw: &'a [u8]) -> Result<Self, RequestError> {
         let mut storage = [httparse::EMPTY_HEADER; MAX_HEADERS];
-        let mut req = httparse::Request::new(&mut storage);
-        match req.parse(raw) {
-            Ok(httparse::Status::Complete(_)) => {}
-            Ok(httparse::Status::Partial) => return Err(RequestError::Incomplete),
-            Err(httparse::Error::TooManyHeaders) => {
-                return Err(RequestError::Malformed("too many headers"))
-            }
-            Err(_) => return Err(RequestError::Malformed("not an HTTP/1.x request")),
-        }
-        let method = req.method.ok_or(RequestError::Incomplete)?;
-        let target = req.path.ok_or(RequestError::Incomplete)?;
-        let headers: Vec<(&'a str, &'a [u8])> =
-            req.headers.iter().map(|h| (h.name, h.value)).collect();
+        let (method, target, fields) = parse_head(raw, &mut storage)?;
+        let headers = fields.iter().map(|h| (h.name, h.value)).collect();
+        Ok(Self::build(method, target, Fields::Owned(headers)))
+    }
 
+    /// Parses `raw` with its header fields kept in `storage` (no allocation;
+    /// up to `storage.len()` fields).
+    pub fn parse_in(
+        raw: &'a [u8],
+        storage: &'a mut [httparse::Header<'a>],
+    ) -> Result<Self, RequestError> {
+        let (method, target, fields) = parse_head(raw, storage)?;
+        Ok(Self::build(method, target, Fields::Lent(fields)))
+    }
+
+    fn fields(&self) -> impl Iterator<Item = (&'a str, &'a [u8])> + '_ {
+        let (owned, lent) = match &self.headers {
+            Fields::Owned(v) => (v.as_slice(), &[][..]),
+            Fields::Lent(h) => (&[][..], *h),
+        };
+        owned
+            .iter()
+            .copied()
+            .chain(lent.iter().map(|h| (h.name, h.value)))
+    }
+
+    fn build(method: &'a str, target: &'a str, headers: Fields<'a>) -> Self {
+        let mut r = Request {
+            method,
+            path: "",
+            target,
+            host: Cow::Borrowed(""),
+            headers,
+        };
         // Absolute-form (`GET http://host/path`) carries the authority in the URI.
         let (authority, origin) = match target.split_once("://") {
             Some((_, rest)) => match rest.find('/') {
@@ -71,25 +102,19 @@ impl<'a> Request<'a> {
         };
         let path = origin.split(['?', '#']).next().unwrap_or(origin);
         let host_raw = authority.or_else(|| {
-            headers
-                .iter()
+            r.fields()
                 .find(|(n, _)| n.eq_ignore_ascii_case("host"))
                 .and_then(|(_, v)| std::str::from_utf8(v).ok())
         });
-        let host = host_raw.map(normalize_host).unwrap_or(Cow::Borrowed(""));
-        Ok(Request {
-            method,
-            path,
-            target: origin,
-            host,
-            headers,
-        })
+        r.host = host_raw.map(normalize_host).unwrap_or(Cow::Borrowed(""));
+        r.path = path;
+        r.target = origin;
+        r
     }
 
     /// First value of header `name` (case-insensitive), if it is valid UTF-8.
     pub fn header(&self, name: &str) -> Option<&'a str> {
-        self.headers
-            .iter()
+        self.fields()
             .find(|(n, _)| n.eq_ignore_ascii_case(name))
             .and_then(|(_, v)| std::str::from_utf8(v).ok())
             .map(str::trim)
@@ -97,8 +122,7 @@ impl<'a> Request<'a> {
 
     /// Value of cookie `name` from any `Cookie` header (RFC 6265 `a=b; c=d`).
     pub fn cookie(&self, name: &str) -> Option<&'a str> {
-        self.headers
-            .iter()
+        self.fields()
             .filter(|(n, _)| n.eq_ignore_ascii_case("cookie"))
             .filter_map(|(_, v)| std::str::from_utf8(v).ok())
             .flat_map(|v| v.split(';'))
@@ -116,6 +140,26 @@ impl<'a> Request<'a> {
         }
         Some(ext)
     }
+}
+
+/// The request line and header fields of `raw`, the fields in `storage`.
+#[allow(clippy::type_complexity)]
+fn parse_head<'a, 's>(
+    raw: &'a [u8],
+    storage: &'s mut [httparse::Header<'a>],
+) -> Result<(&'a str, &'a str, &'s [httparse::Header<'a>]), RequestError> {
+    let mut req = httparse::Request::new(storage);
+    match req.parse(raw) {
+        Ok(httparse::Status::Complete(_)) => {}
+        Ok(httparse::Status::Partial) => return Err(RequestError::Incomplete),
+        Err(httparse::Error::TooManyHeaders) => {
+            return Err(RequestError::Malformed("too many headers"))
+        }
+        Err(_) => return Err(RequestError::Malformed("not an HTTP/1.x request")),
+    }
+    let method = req.method.ok_or(RequestError::Incomplete)?;
+    let target = req.path.ok_or(RequestError::Incomplete)?;
+    Ok((method, target, req.headers))
 }
 
 fn normalize_host(h: &str) -> Cow<'_, str> {

@@ -13,7 +13,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::Sender;
-use dataplane::dispatch::{channels, Commander, WorkerCommand};
+use dataplane::dispatch::{channels, Commander, LocalDecider, WorkerCommand};
 use dataplane::io::memory::MemoryIo;
 use dataplane::io::{PacketIo, PortMonitor};
 use dataplane::worker::Worker;
@@ -127,6 +127,8 @@ impl Switch {
 
         let control = ControlPlane::new(profile.clone(), metrics.clone(), clock)?;
         let generation = control.generation();
+        // Workers decide stateless pools themselves (tuning.local_decisions).
+        let mut deciders = control.local_deciders(n).into_iter();
         let (admin_tx, admin_rx) = crossbeam_channel::bounded(64);
         let control_stop = Arc::new(AtomicBool::new(false));
         let cstop = control_stop.clone();
@@ -180,6 +182,7 @@ impl Switch {
                 q,
                 wcfg.clone(),
                 core,
+                deciders.next(),
                 hard_stop.clone(),
                 counter_tx.clone(),
             );
@@ -331,12 +334,14 @@ fn open_io(p: &Profile, n: usize) -> Result<Opened, String> {
 
 type CounterMsg = Result<(usize, Arc<Counters>), String>;
 
+#[allow(clippy::too_many_arguments)]
 fn spawn_worker(
     i: usize,
     io: WorkerIo,
     q: dataplane::dispatch::WorkerQueues,
     cfg: WorkerConfig,
     core: Option<u16>,
+    decider: Option<Box<dyn LocalDecider>>,
     stop: Arc<AtomicBool>,
     report: Sender<CounterMsg>,
 ) -> Result<JoinHandle<()>, String> {
@@ -345,11 +350,15 @@ fn spawn_worker(
         io: Io,
         q: dataplane::dispatch::WorkerQueues,
         cfg: &WorkerConfig,
+        decider: Option<Box<dyn LocalDecider>>,
         stop: &AtomicBool,
         report: &Sender<CounterMsg>,
     ) {
         match Worker::new(i as u16, cfg, io, q) {
             Ok(mut w) => {
+                if let Some(d) = decider {
+                    w.set_decider(d);
+                }
                 let _ = report.send(Ok((i, w.counters())));
                 w.run(stop);
             }
@@ -371,12 +380,13 @@ fn spawn_worker(
                         dataplane::io::faulty::FaultyIo::new(q0, f),
                         q,
                         &cfg,
+                        decider,
                         &stop,
                         &report,
                     ),
-                    None => run(i, q0, q, &cfg, &stop, &report),
+                    None => run(i, q0, q, &cfg, decider, &stop, &report),
                 },
-                WorkerIo::Memory(m) => run(i, m, q, &cfg, &stop, &report),
+                WorkerIo::Memory(m) => run(i, m, q, &cfg, decider, &stop, &report),
             }
         })
         .map_err(|e| format!("cannot start worker {i}: {e}"))

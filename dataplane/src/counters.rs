@@ -151,6 +151,8 @@ pub struct Counters {
     pub syncookies_failed: AtomicU64,
     pub requests_dispatched: AtomicU64,
     pub decisions: AtomicU64,
+    /// First dispatches decided on the worker itself (no queue hop).
+    pub local_decisions: AtomicU64,
     pub thop_create_sent: AtomicU64,
     pub thop_retransmits: AtomicU64,
     pub handoff_acked: AtomicU64,
@@ -238,6 +240,7 @@ impl Counters {
             ("syncookies_failed", l(&self.syncookies_failed)),
             ("requests_dispatched", l(&self.requests_dispatched)),
             ("decisions", l(&self.decisions)),
+            ("local_decisions", l(&self.local_decisions)),
             ("thop_create_sent", l(&self.thop_create_sent)),
             ("thop_retransmits", l(&self.thop_retransmits)),
             ("handoff_acked", l(&self.handoff_acked)),

@@ -10,11 +10,18 @@
 //! (handoff outcomes, agents' LOAD reports, closes) as [`WorkerEvent`]s, and
 //! take [`WorkerCommand`]s (backend table updates, drain, stop).
 //!
+//! A worker may also decide a request itself (see [`LocalDecider`]): the
+//! control plane hands each worker a decider at start-up and publishes
+//! immutable routing snapshots to it as [`WorkerCommand::Routing`]; the
+//! worker reports what it decided as [`WorkerEvent::Decided`] so the control
+//! plane's counts stay whole.
+//!
 //! Whatever the control plane sends a worker (a decision, a command) rings
 //! that worker's [`Doorbell`] after the enqueue, so a worker asleep in
 //! adaptive polling takes it at once rather than at its next frame or timer;
 //! a worker that is awake costs the producer a fence and a load.
 
+use std::any::Any;
 use std::net::{IpAddr, SocketAddr};
 
 /// Index of a backend in the control plane's registry (stable across reloads
@@ -117,6 +124,66 @@ pub enum WorkerEvent {
         from: SocketAddr,
         report: LoadReport,
     },
+    /// The worker decided a request itself ([`LocalDecider`]): what the
+    /// control plane would have counted had it decided (dispatch counters,
+    /// the backend's active count, the access log).
+    Decided {
+        worker: u16,
+        /// The pool the routing rules chose.
+        pool: u16,
+        /// Index of the chosen member in the pool (`u16::MAX` when rejected).
+        member: u16,
+        /// The chosen backend; `None`: no usable member (rejected).
+        backend: Option<BackendId>,
+        client: SocketAddr,
+        vip: SocketAddr,
+        /// The request header when the decider sampled it for the access
+        /// log (a pooled buffer, sent back as [`WorkerCommand::Recycle`]);
+        /// empty otherwise (no allocation).
+        header: Vec<u8>,
+    },
+}
+
+/// The immutable routing state a [`LocalDecider`] decides from; opaque to
+/// the dataplane (the control plane's type behind `Any`).
+pub type RoutingUpdate = Arc<dyn Any + Send + Sync>;
+
+/// A request a worker may decide itself: its first dispatch (nothing
+/// excluded), with the header still in the connection's buffer (no copy).
+#[derive(Debug, Clone, Copy)]
+pub struct LocalRequest<'a> {
+    pub client: SocketAddr,
+    pub vip: SocketAddr,
+    /// The raw request header, request line to the blank line inclusive.
+    pub header: &'a [u8],
+}
+
+/// What a [`LocalDecider`] decided.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LocalDecision {
+    pub verdict: Verdict,
+    pub pool: u16,
+    /// Index of the chosen member in the pool (`u16::MAX` when rejected).
+    pub member: u16,
+    /// Send the header along with the [`WorkerEvent::Decided`] for the access log.
+    pub log: bool,
+}
+
+/// Decides requests on the worker thread when that needs no shared mutable
+/// state (consistent hashing, sticky cookies, per-worker round-robin).
+///
+/// The control plane implements it (routing rules and policies live there;
+/// the dataplane knows nothing of profiles) and hands one to each worker at
+/// start-up. `decide` runs on the packet path: it must not block, lock or
+/// allocate. `None` means "ask the control plane": the request then goes on
+/// the queue exactly as without a decider (stateful policy, no snapshot yet,
+/// a stale snapshot, an unparsable header…).
+pub trait LocalDecider: Send {
+    /// A new routing snapshot (taken between two packets, from the worker's
+    /// command queue).
+    fn install(&mut self, update: RoutingUpdate);
+    /// The decision for `req`, or `None` to send it to the control plane.
+    fn decide(&mut self, req: &LocalRequest<'_>) -> Option<LocalDecision>;
 }
 
 /// What the control plane tells workers.
@@ -126,6 +193,11 @@ pub enum WorkerCommand {
     Drain,
     /// Exit the loop once the table is empty or at once if `now` is set.
     Stop { now: bool },
+    /// A new routing snapshot for the worker's [`LocalDecider`].
+    Routing(RoutingUpdate),
+    /// A header buffer that came with a [`WorkerEvent::Decided`], handed back
+    /// for reuse.
+    Recycle(Vec<u8>),
 }
 
 // ---------------------------------------------------------------------------

@@ -111,6 +111,13 @@ impl<Io: PacketIo> Worker<Io> {
         })
     }
 
+    /// Lets the worker decide requests itself where `d` can (see
+    /// [`crate::dispatch::LocalDecider`]); without one every request goes to
+    /// the control plane.
+    pub fn set_decider(&mut self, d: Box<dyn crate::dispatch::LocalDecider>) {
+        self.engine.set_decider(d);
+    }
+
     /// The worker's counters (hand a clone to the exporter).
     pub fn counters(&self) -> Arc<Counters> {
         self.engine.counters().clone()
@@ -161,6 +168,8 @@ impl<Io: PacketIo> Worker<Io> {
             work += 1;
             match c {
                 WorkerCommand::Drain => engine.drain(),
+                WorkerCommand::Routing(u) => engine.install_routing(u),
+                WorkerCommand::Recycle(h) => engine.recycle_header(h),
                 WorkerCommand::Stop { now } => {
                     engine.drain();
                     *stop = Some(now);

@@ -777,6 +777,9 @@ pub struct Tuning {
     /// SYN cookies.
     #[serde(default)]
     pub syn_cookies: SynCookies,
+    /// Workers decide requests for stateless pools (maglev, sticky, weighted round-robin) themselves from a routing snapshot, without the hop to the control thread; `false` sends every request to the control thread.
+    #[serde(default = "d_true")]
+    pub local_decisions: bool,
 }
 
 impl Default for Tuning {
@@ -786,6 +789,7 @@ impl Default for Tuning {
             table_capacity: d_table(),
             polling: Polling::default(),
             syn_cookies: SynCookies::default(),
+            local_decisions: true,
         }
     }
 }

@@ -75,15 +75,28 @@ impl Maglev {
         }
     }
 
+    /// True when the table was built for exactly these members (present:
+    /// usable or only excluded, and their weights). Compares in place: the
+    /// check runs per request, on workers too.
+    fn built_for(&self, members: &[MemberView]) -> bool {
+        !self.table.is_empty()
+            && self.built_for.len() == members.len()
+            && self
+                .built_for
+                .iter()
+                .zip(members)
+                .all(|(&(p, w), m)| p == (m.usable || m.excluded) && w == m.weight)
+    }
+
     /// Rebuilds the table when the set of members in it (or their weights) changed.
-    fn ensure(&mut self, members: &[MemberView]) {
+    pub(crate) fn ensure(&mut self, members: &[MemberView]) {
+        if self.built_for(members) {
+            return;
+        }
         let want: Vec<(bool, u32)> = members
             .iter()
             .map(|m| (m.usable || m.excluded, m.weight))
             .collect();
-        if want == self.built_for && !self.table.is_empty() {
-            return;
-        }
         self.table = populate(self.m, &self.offset, &self.skip, &want);
         self.built_for = want;
     }
@@ -96,6 +109,18 @@ impl Maglev {
             return None;
         }
         self.ensure(members);
+        self.lookup(members, h)
+    }
+
+    /// [`Maglev::pick_hash`] on the table as built, without rebuilding:
+    /// `None` when it was built for other members (the caller must not
+    /// decide then), else the pick.
+    pub(crate) fn pick_hash_built(&self, members: &[MemberView], h: u64) -> Option<Option<usize>> {
+        (members.len() == self.offset.len() && self.built_for(members))
+            .then(|| self.lookup(members, h))
+    }
+
+    fn lookup(&self, members: &[MemberView], h: u64) -> Option<usize> {
         let start = (h % self.m as u64) as usize;
         for k in 0..self.m {
             let slot = self.table[(start + k) % self.m];
@@ -168,6 +193,23 @@ impl DispatchPolicy for Maglev {
         let mut buf = [0u8; 16];
         let h = key_hash(self.key_of(req, ctx, &mut buf));
         self.pick_hash(members, h)
+    }
+
+    fn pick_shared(
+        &self,
+        members: &[MemberView],
+        req: &Request<'_>,
+        ctx: &PickCtx,
+    ) -> Option<Option<usize>> {
+        let mut buf = [0u8; 16];
+        let h = key_hash(self.key_of(req, ctx, &mut buf));
+        self.pick_hash_built(members, h)
+    }
+
+    fn prepare(&mut self, members: &[MemberView]) {
+        if members.len() == self.offset.len() {
+            self.ensure(members);
+        }
     }
 
     fn kind(&self) -> &'static str {

@@ -6,6 +6,12 @@
 //! means no member can take the request and the switch answers 503.
 //! Policies keep their own state (round-robin cursors, LARD's URL table) and
 //! are rebuilt on reload only when the pool or its policy changed.
+//!
+//! Policies whose pick is a pure function of the request and the pool
+//! (consistent hashing, sticky cookies) also answer [`DispatchPolicy::pick_shared`]
+//! from `&self`: the control plane prepares a copy for a routing snapshot
+//! ([`DispatchPolicy::prepare`]) and workers decide with it, without a queue
+//! hop (see [`crate::local`]).
 
 mod cap;
 mod lard;
@@ -68,9 +74,28 @@ pub struct PickCtx {
 }
 
 /// A pool's dispatch policy.
-pub trait DispatchPolicy: Send {
+pub trait DispatchPolicy: Send + Sync {
     /// The member to send `req` to, or `None` when no member is usable.
     fn pick(&mut self, members: &[MemberView], req: &Request<'_>, ctx: &PickCtx) -> Option<usize>;
+    /// The same pick from immutable state only, for a policy [`prepare`]d
+    /// for exactly these members: `Some(pick)` equals what [`pick`] returns;
+    /// `None` when this request needs mutable state (a cursor, load
+    /// counts) or the policy was prepared for other members. Never
+    /// allocates (it runs on workers).
+    ///
+    /// [`prepare`]: DispatchPolicy::prepare
+    /// [`pick`]: DispatchPolicy::pick
+    fn pick_shared(
+        &self,
+        _members: &[MemberView],
+        _req: &Request<'_>,
+        _ctx: &PickCtx,
+    ) -> Option<Option<usize>> {
+        None
+    }
+    /// Builds what [`DispatchPolicy::pick_shared`] reads (e.g. the Maglev
+    /// table) for `members`.
+    fn prepare(&mut self, _members: &[MemberView]) {}
     /// Name for logs and metrics.
     fn kind(&self) -> &'static str;
 }

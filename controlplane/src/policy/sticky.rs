@@ -44,6 +44,32 @@ impl DispatchPolicy for Sticky {
         self.fallback.pick(members, req, ctx)
     }
 
+    fn pick_shared(
+        &self,
+        members: &[MemberView],
+        req: &Request<'_>,
+        ctx: &PickCtx,
+    ) -> Option<Option<usize>> {
+        if let Some(v) = req.cookie(&self.cookie).filter(|v| !v.is_empty()) {
+            if let Some(i) = self.names.iter().position(|n| n == v) {
+                if members.get(i).is_some_and(|m| m.usable) {
+                    return Some(Some(i));
+                }
+            }
+            return self
+                .hash
+                .pick_hash_built(members, super::key_hash(v.as_bytes()));
+        }
+        self.fallback.pick_shared(members, req, ctx)
+    }
+
+    fn prepare(&mut self, members: &[MemberView]) {
+        if members.len() == self.names.len() {
+            self.hash.ensure(members);
+        }
+        self.fallback.prepare(members);
+    }
+
     fn kind(&self) -> &'static str {
         "sticky"
     }

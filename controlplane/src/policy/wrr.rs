@@ -16,6 +16,14 @@ impl WeightedRoundRobin {
     pub fn new(n: usize) -> Self {
         Self { credit: vec![0; n] }
     }
+
+    /// Credits for `n` members (reset when the count changes), so a pick
+    /// over `n` members never allocates.
+    pub fn resize(&mut self, n: usize) {
+        if self.credit.len() != n {
+            self.credit = vec![0; n];
+        }
+    }
 }
 
 impl DispatchPolicy for WeightedRoundRobin {

@@ -120,7 +120,18 @@ impl<B: PacketBuf, F: Forwarder> Engine<B, F> {
             Some(Slot::Session(s)) if self.sessions[s as usize].phase == Phase::Dispatch => s,
             _ => return self.counters.count_drop(DropReason::StaleDecision),
         };
-        let i = token.slot;
+        self.apply_verdict(token.slot, s, verdict, out);
+    }
+
+    /// Carries out a decision (the control plane's or the worker's own) for
+    /// session `s` in DISPATCH: hand off or answer the client.
+    pub(crate) fn apply_verdict<S: Sink<B>>(
+        &mut self,
+        i: u32,
+        s: u32,
+        verdict: Verdict,
+        out: &mut S,
+    ) {
         match verdict {
             Verdict::Reject(status) => {
                 let reason = if status == 503 {

@@ -92,6 +92,9 @@ pub struct Engine<B: PacketBuf, F: Forwarder = DirectRouting> {
     /// `now` as given (ns), for the wall-clock THOP timestamps.
     pub(crate) now_ns: u64,
     pub(crate) started: bool,
+    /// Decides first dispatches on this thread where the control plane's
+    /// snapshot allows (None: every request goes to the control plane).
+    pub(crate) decider: Option<Box<dyn crate::dispatch::LocalDecider>>,
 }
 
 #[inline]
@@ -180,6 +183,7 @@ impl<B: PacketBuf, F: Forwarder> Engine<B, F> {
             now_ms: 0,
             now_ns: 0,
             started: false,
+            decider: None,
         })
     }
 
@@ -187,6 +191,18 @@ impl<B: PacketBuf, F: Forwarder> Engine<B, F> {
     pub(crate) fn set_now(&mut self, now: u64) {
         self.now_ms = ms_of(now);
         self.now_ns = now;
+    }
+
+    /// Lets this engine decide first dispatches itself where `d` can.
+    pub fn set_decider(&mut self, d: Box<dyn crate::dispatch::LocalDecider>) {
+        self.decider = Some(d);
+    }
+
+    /// Hands a new routing snapshot to the decider (ignored without one).
+    pub fn install_routing(&mut self, u: crate::dispatch::RoutingUpdate) {
+        if let Some(d) = self.decider.as_mut() {
+            d.install(u);
+        }
     }
 
     /// This worker's counters.

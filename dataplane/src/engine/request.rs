@@ -8,7 +8,7 @@
 //! the switch wants the header quickly, and the ACKs are tiny).
 
 use crate::counters::{bump, AbortReason, DropReason};
-use crate::dispatch::DispatchRequest;
+use crate::dispatch::{DispatchRequest, LocalRequest, Verdict, WorkerEvent};
 use crate::engine::session::Phase;
 use crate::engine::{dur_ms, Engine, Forwarder, Sink};
 use crate::http;
@@ -229,7 +229,62 @@ impl<B: PacketBuf, F: Forwarder> Engine<B, F> {
         self.send_ack(out, i, s);
         self.go(State::WaitHeader, Event::HeaderComplete);
         self.sessions[s as usize].phase = Phase::Dispatch;
-        self.request_dispatch(i, s, out);
+        if !self.decide_locally(i, s, out) {
+            self.request_dispatch(i, s, out);
+        }
+        true
+    }
+
+    /// Decides a first dispatch on this thread when the decider can (no
+    /// exclusions, a stateless pool); false: send it to the control plane.
+    /// The header is read in place; a copy is made only when the decider
+    /// samples it for the access log (from the header pool).
+    fn decide_locally<S: Sink<B>>(&mut self, i: u32, s: u32, out: &mut S) -> bool {
+        let Some(decider) = self.decider.as_mut() else {
+            return false;
+        };
+        let e = *self.table.get(i);
+        let svc = self.svcs[e.key.service as usize];
+        let sess = &mut self.sessions[s as usize];
+        if !sess.exclude.is_empty() {
+            return false;
+        }
+        let header = &sess.reasm.data()[..sess.header_len];
+        let client = std::net::SocketAddr::new(e.key.client_ip(), e.key.client_port);
+        let vip = std::net::SocketAddr::new(svc.vip, svc.port);
+        let Some(d) = decider.decide(&LocalRequest {
+            client,
+            vip,
+            header,
+        }) else {
+            return false;
+        };
+        sess.attempts += 1;
+        let logged = if d.log {
+            let mut h = self.header_pool.pop().unwrap_or_default();
+            h.clear();
+            h.extend_from_slice(header);
+            h
+        } else {
+            Vec::new()
+        };
+        bump(&self.counters.local_decisions, 1);
+        let ev = WorkerEvent::Decided {
+            worker: self.index,
+            pool: d.pool,
+            member: d.member,
+            backend: match &d.verdict {
+                Verdict::Backend(t) => Some(t.id),
+                Verdict::Reject(_) => None,
+            },
+            client,
+            vip,
+            header: logged,
+        };
+        if !out.event(ev) {
+            self.counters.count_drop(DropReason::QueueFull);
+        }
+        self.apply_verdict(i, s, d.verdict, out);
         true
     }
 
@@ -272,7 +327,8 @@ impl<B: PacketBuf, F: Forwarder> Engine<B, F> {
         }
     }
 
-    pub(crate) fn recycle_header(&mut self, mut h: Vec<u8>) {
+    /// Keeps a header buffer for the next dispatch (up to `pending_capacity`).
+    pub fn recycle_header(&mut self, mut h: Vec<u8>) {
         if self.header_pool.len() < self.cfg.pending_capacity {
             h.clear();
             self.header_pool.push(h);
