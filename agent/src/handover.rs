@@ -362,9 +362,34 @@ impl Handover {
                     let s = &mut self.servers[idx];
                     tracing::info!(pid = s.pid, vip = %s.vip, error = %e, "handover listener gone");
                     s.gone = true;
-                    self.failed.push(token);
-                    self.failed.extend(s.waiting.drain(..));
+                    let vip = s.vip;
+                    let mut orphans: Vec<u64> = vec![token];
+                    orphans.extend(s.waiting.drain(..));
+                    self.requeue(vip, orphans);
+                    return;
                 }
+            }
+        }
+    }
+
+    /// Offers the connections of a listener that vanished (its server
+    /// restarted) to another listener of the same VIP; what finds no room
+    /// is refused on the loop's next turn, and the switch re-dispatches it.
+    fn requeue(&mut self, vip: SocketAddr, tokens: Vec<u64>) {
+        for token in tokens {
+            let target = self.servers.iter().position(|s| {
+                s.vip == vip
+                    && !s.gone
+                    && s.in_flight + (s.waiting.len() as u32) < self.max_outstanding
+            });
+            match (target, self.pending.get_mut(&token)) {
+                (Some(i), Some(p)) => {
+                    p.server = self.servers[i].name.clone();
+                    p.sent = false;
+                    self.servers[i].waiting.push_back(token);
+                    self.pump(i);
+                }
+                _ => self.failed.push(token),
             }
         }
     }

@@ -16,7 +16,10 @@
 //! only then acknowledges the handoff to the switch. This is the approach of
 //! OpenOnload and libvma: interpose the socket calls, leave the server as is.
 //!
-//! Every other descriptor and call goes straight to libc. Calls on a converted
+//! `bind` to a listed address is only recorded (the converted listener never
+//! needs the TCP port, and adopted connections hold it: a real bind could
+//! fail with `EADDRINUSE` when the server restarts). Every other descriptor
+//! and call goes straight to libc. Calls on a converted
 //! listener that only make sense for TCP (`setsockopt` at TCP level,
 //! `getsockname`, `SO_TYPE`) answer as the TCP listener would have. Because
 //! the datagram socket is shared by every process that inherits the listener
@@ -32,7 +35,7 @@
 use std::ffi::{c_int, c_void};
 use std::mem::{size_of, zeroed};
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Mutex, OnceLock};
 
 use handoff_proto::handover::{
@@ -79,6 +82,7 @@ impl Real {
     }
 }
 
+static REAL_BIND: Real = Real::new(b"bind\0");
 static REAL_LISTEN: Real = Real::new(b"listen\0");
 static REAL_ACCEPT: Real = Real::new(b"accept\0");
 static REAL_ACCEPT4: Real = Real::new(b"accept4\0");
@@ -87,6 +91,7 @@ static REAL_GETSOCKNAME: Real = Real::new(b"getsockname\0");
 static REAL_GETSOCKOPT: Real = Real::new(b"getsockopt\0");
 static REAL_SETSOCKOPT: Real = Real::new(b"setsockopt\0");
 
+type BindFn = unsafe extern "C" fn(c_int, *const sockaddr, socklen_t) -> c_int;
 type ListenFn = unsafe extern "C" fn(c_int, c_int) -> c_int;
 type AcceptFn = unsafe extern "C" fn(c_int, *mut sockaddr, *mut socklen_t) -> c_int;
 type Accept4Fn = unsafe extern "C" fn(c_int, *mut sockaddr, *mut socklen_t, c_int) -> c_int;
@@ -154,27 +159,40 @@ fn warn(msg: &str) {
     eprintln!("baton-handover[{}]: {msg}", std::process::id());
 }
 
-/// Which descriptors are converted listeners.
-static CONVERTED: [AtomicBool; MAX_FD] = [const { AtomicBool::new(false) }; MAX_FD];
-/// The TCP address each converted listener was bound to (for `getsockname`
-/// and HELLO). Touched only on `listen`, `close` of a listener and PING.
+/// What the library did to a descriptor: nothing, a listed address bound
+/// virtually (`bind`), or a converted listener (`listen`).
+static STATE: [AtomicU8; MAX_FD] = [const { AtomicU8::new(NONE) }; MAX_FD];
+const NONE: u8 = 0;
+const BOUND: u8 = 1;
+const CONVERTED: u8 = 2;
+/// The TCP address each bound or converted descriptor stands for (for
+/// `getsockname` and HELLO). Touched only on `bind`/`listen`/`close` of
+/// such descriptors and on PING.
 static LISTENERS: Mutex<Vec<(c_int, SocketAddr)>> = Mutex::new(Vec::new());
 /// Makes abstract names unique within a process.
 static SERIAL: AtomicU32 = AtomicU32::new(0);
 
-fn is_converted(fd: c_int) -> bool {
+fn state(fd: c_int) -> u8 {
     usize::try_from(fd)
         .ok()
-        .and_then(|i| CONVERTED.get(i))
-        .is_some_and(|f| f.load(Ordering::Acquire))
+        .and_then(|i| STATE.get(i))
+        .map_or(NONE, |f| f.load(Ordering::Acquire))
 }
 
-fn set_converted(fd: c_int, on: bool) {
-    if let Some(f) = usize::try_from(fd).ok().and_then(|i| CONVERTED.get(i)) {
-        f.store(on, Ordering::Release);
+fn is_converted(fd: c_int) -> bool {
+    state(fd) == CONVERTED
+}
+
+/// Sets `fd`'s state; `addr` is what it stands for (None: forget it).
+fn set_state(fd: c_int, st: u8, addr: Option<SocketAddr>) {
+    if let Some(f) = usize::try_from(fd).ok().and_then(|i| STATE.get(i)) {
+        f.store(st, Ordering::Release);
     }
     let mut l = LISTENERS.lock().unwrap_or_else(|p| p.into_inner());
     l.retain(|(f, _)| *f != fd);
+    if let Some(a) = addr {
+        l.push((fd, a));
+    }
 }
 
 fn listener_addr(fd: c_int) -> Option<SocketAddr> {
@@ -310,6 +328,64 @@ fn hello(cfg: &Config, fd: c_int) -> bool {
 }
 
 // ---------------------------------------------------------------------------
+// bind: a listed address is bound virtually.
+// ---------------------------------------------------------------------------
+
+/// Interposed `bind(2)`. A stream socket bound to a listed address is only
+/// recorded, not bound: it becomes a converted listener at `listen` and never
+/// needs the TCP port. Binding it for real could fail: on a handover backend
+/// the adopted connections hold VIP:port (after `TCP_REPAIR` is switched off
+/// they count as plain bound sockets, which even `SO_REUSEADDR` does not
+/// pass), so a server restarted while they live would get `EADDRINUSE`.
+#[no_mangle]
+pub unsafe extern "C" fn bind(fd: c_int, addr: *const sockaddr, len: socklen_t) -> c_int {
+    if let Some(a) = listed(fd, addr, len) {
+        set_state(fd, BOUND, Some(a));
+        return 0;
+    }
+    // SAFETY: forwarding the caller's arguments.
+    unsafe { call_real!(REAL_BIND as BindFn)(fd, addr, len) }
+}
+
+/// The address `addr` when it is listed and `fd` is a TCP socket.
+fn listed(fd: c_int, addr: *const sockaddr, len: socklen_t) -> Option<SocketAddr> {
+    let cfg = config()?;
+    if addr.is_null()
+        || len as usize > size_of::<sockaddr_storage>()
+        || fd < 0
+        || fd as usize >= MAX_FD
+    {
+        return None;
+    }
+    // SAFETY: zeroed storage; we copy the `len` bytes the caller gave.
+    let mut ss: sockaddr_storage = unsafe { zeroed() };
+    unsafe {
+        std::ptr::copy_nonoverlapping(
+            addr.cast::<u8>(),
+            (&mut ss as *mut sockaddr_storage).cast::<u8>(),
+            len as usize,
+        )
+    };
+    let a = to_socket_addr(&ss, len)?;
+    if !cfg.listen.iter().any(|s| s.matches(a)) || a.port() == 0 {
+        return None;
+    }
+    let mut ty: c_int = 0;
+    let mut tl = size_of::<c_int>() as socklen_t;
+    // SAFETY: reads an int option into a live int.
+    let rc = unsafe {
+        call_real!(REAL_GETSOCKOPT as GetOptFn)(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_TYPE,
+            (&mut ty as *mut c_int).cast(),
+            &mut tl,
+        )
+    };
+    (rc == 0 && ty == libc::SOCK_STREAM).then_some(a)
+}
+
+// ---------------------------------------------------------------------------
 // listen: convert a listed TCP listener.
 // ---------------------------------------------------------------------------
 
@@ -325,7 +401,8 @@ pub unsafe extern "C" fn listen(fd: c_int, backlog: c_int) -> c_int {
         // SAFETY: forwarding the caller's arguments.
         return unsafe { real(fd, backlog) };
     };
-    match convert(cfg, fd) {
+    let known = (state(fd) == BOUND).then(|| listener_addr(fd)).flatten();
+    match convert(cfg, fd, known) {
         Some(true) => 0,
         // SAFETY: forwarding the caller's arguments.
         _ => unsafe { real(fd, backlog) },
@@ -333,10 +410,14 @@ pub unsafe extern "C" fn listen(fd: c_int, backlog: c_int) -> c_int {
 }
 
 /// Puts a datagram socket in place of TCP listener `fd` when its address is
-/// listed. `Some(true)`: converted; `None`/`Some(false)`: leave it alone.
-fn convert(cfg: &Config, fd: c_int) -> Option<bool> {
+/// listed (`known`: bound virtually to it; else its real address is asked).
+/// `Some(true)`: converted; `None`/`Some(false)`: leave it alone.
+fn convert(cfg: &Config, fd: c_int, known: Option<SocketAddr>) -> Option<bool> {
     if fd < 0 || fd as usize >= MAX_FD {
         return None;
+    }
+    if let Some(addr) = known {
+        return install(cfg, fd, addr);
     }
     // SAFETY: zeroed storage is a valid out-buffer of the given length.
     let mut ss: sockaddr_storage = unsafe { zeroed() };
@@ -354,7 +435,6 @@ fn convert(cfg: &Config, fd: c_int) -> Option<bool> {
     }
     let addr = to_socket_addr(&ss, len)?;
     if !cfg.listen.iter().any(|s| s.matches(addr)) {
-        set_converted(fd, false);
         return Some(false);
     }
     let mut ty: c_int = 0;
@@ -372,7 +452,12 @@ fn convert(cfg: &Config, fd: c_int) -> Option<bool> {
     if rc != 0 || ty != libc::SOCK_STREAM {
         return None;
     }
+    install(cfg, fd, addr)
+}
 
+/// Puts the datagram socket in place of `fd` (same number and flags) and
+/// announces it; `addr` is the TCP address it stands for.
+fn install(cfg: &Config, fd: c_int, addr: SocketAddr) -> Option<bool> {
     // SAFETY: plain fcntl/socket/bind/dup3 calls on descriptors we own or
     // were given; every failure is checked.
     unsafe {
@@ -419,11 +504,7 @@ fn convert(cfg: &Config, fd: c_int) -> Option<bool> {
         }
         real_close(s);
     }
-    set_converted(fd, true);
-    LISTENERS
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .push((fd, addr));
+    set_state(fd, CONVERTED, Some(addr));
     if !hello(cfg, fd) {
         warn(&format!(
             "{addr}: agent socket {} not reachable (errno {}); it will find this listener when it starts",
@@ -511,7 +592,7 @@ unsafe fn take(
             if matches!(e, libc::ENOTSOCK | libc::EOPNOTSUPP | libc::EINVAL) {
                 // Not our socket any more (the number was reused without a
                 // close we saw): forget it and behave like libc.
-                set_converted(fd, false);
+                set_state(fd, NONE, None);
                 set_errno(0);
                 // SAFETY: forwarding the caller's arguments.
                 return unsafe { call_real!(REAL_ACCEPT4 as Accept4Fn)(fd, addr, len, flags) };
@@ -589,8 +670,8 @@ unsafe fn take(
 /// Interposed `close(2)`: forgets a converted listener.
 #[no_mangle]
 pub unsafe extern "C" fn close(fd: c_int) -> c_int {
-    if is_converted(fd) {
-        set_converted(fd, false);
+    if state(fd) != NONE {
+        set_state(fd, NONE, None);
     }
     real_close(fd)
 }
@@ -598,7 +679,7 @@ pub unsafe extern "C" fn close(fd: c_int) -> c_int {
 /// Interposed `getsockname(2)`: a converted listener reports its TCP address.
 #[no_mangle]
 pub unsafe extern "C" fn getsockname(fd: c_int, addr: *mut sockaddr, len: *mut socklen_t) -> c_int {
-    if is_converted(fd) {
+    if state(fd) != NONE {
         if let Some(a) = listener_addr(fd) {
             // SAFETY: the caller's buffer of `*len` bytes.
             unsafe { write_sockaddr(a, addr, len) };

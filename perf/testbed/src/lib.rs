@@ -23,6 +23,7 @@ pub mod demo;
 pub mod error;
 pub mod histo;
 pub mod ledger;
+pub mod lighttpd;
 pub mod netns;
 pub mod nginx;
 pub mod peers;

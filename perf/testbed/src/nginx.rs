@@ -20,9 +20,14 @@ use std::time::Duration;
 /// foreground, pid, error log and temp paths under `dir`, no access log.
 /// It opens the `http` block; the caller writes the rest and closes it.
 pub fn preamble(dir: &Path) -> String {
+    preamble_workers(dir, 1)
+}
+
+/// [`preamble`] with `workers` worker processes.
+pub fn preamble_workers(dir: &Path, workers: u32) -> String {
     let d = dir.display();
     format!(
-        r#"worker_processes 1;
+        r#"worker_processes {workers};
 worker_rlimit_nofile 16384;
 pid {d}/nginx.pid;
 error_log {d}/error.log warn;
@@ -42,8 +47,18 @@ http {{
 
 /// nginx config for backend `name` with files under `dir`.
 pub fn backend_config(dir: &Path, name: &str, data_ip: Option<std::net::Ipv4Addr>) -> String {
+    backend_config_workers(dir, name, data_ip, 1)
+}
+
+/// [`backend_config`] with `workers` worker processes.
+pub fn backend_config_workers(
+    dir: &Path,
+    name: &str,
+    data_ip: Option<std::net::Ipv4Addr>,
+    workers: u32,
+) -> String {
     let d = dir.display();
-    let preamble = preamble(dir);
+    let preamble = preamble_workers(dir, workers);
     let data_listen = data_ip
         .map(|ip| format!("listen {ip}:{} backlog=4096;", addr::WEB_PORT))
         .unwrap_or_default();
@@ -112,28 +127,47 @@ pub fn handover_socket(bed: &Bed, host: &Host) -> std::path::PathBuf {
     bed.path(&format!("{}/handover.sock", host.name))
 }
 
+/// The environment a backend's web server is started with: the preload
+/// library, the VIP listener it converts, the agent's socket.
+pub fn handover_env(bed: &Bed, host: &Host) -> Result<Vec<(&'static str, String)>> {
+    let lib = crate::baton::find_bin(HANDOVER_LIBRARY)?
+        .display()
+        .to_string();
+    Ok(vec![
+        ("LD_PRELOAD", lib),
+        (
+            handoff_proto::handover::ENV_LISTEN,
+            format!("{}:{}", addr::VIP, addr::VIP_PORT),
+        ),
+        (
+            handoff_proto::handover::ENV_SOCKET,
+            handover_socket(bed, host).display().to_string(),
+        ),
+    ])
+}
+
 /// Writes the site and config of `host` under `<bed dir>/<host>/nginx` and
 /// starts nginx; returns once it accepts connections on 127.0.0.1:8080.
 pub fn start_backend(bed: &Bed, host: &Host) -> Result<Proc> {
+    start_backend_workers(bed, host, 1)
+}
+
+/// [`start_backend`] with `workers` worker processes.
+pub fn start_backend_workers(bed: &Bed, host: &Host, workers: u32) -> Result<Proc> {
     let dir = bed.path(&format!("{}/nginx", host.name));
     std::fs::create_dir_all(dir.join("tmp")).map_err(|e| BedError::file(&dir, e))?;
     content::write_site(&dir.join("www"), &host.name)?;
     let conf = dir.join("nginx.conf");
-    std::fs::write(&conf, backend_config(&dir, &host.name, host.data_ip))
-        .map_err(|e| BedError::file(&conf, e))?;
+    std::fs::write(
+        &conf,
+        backend_config_workers(&dir, &host.name, host.data_ip, workers),
+    )
+    .map_err(|e| BedError::file(&conf, e))?;
     let log = dir.join("stdout.log");
     let prefix = format!("{}/", dir.display());
     let err_log = format!("{}/error.log", dir.display());
-    let lib = crate::baton::find_bin(HANDOVER_LIBRARY)?
-        .display()
-        .to_string();
-    let sock = handover_socket(bed, host).display().to_string();
-    let listen = format!("{}:{}", addr::VIP, addr::VIP_PORT);
-    let env = [
-        ("LD_PRELOAD", lib.as_str()),
-        (handoff_proto::handover::ENV_LISTEN, listen.as_str()),
-        (handoff_proto::handover::ENV_SOCKET, sock.as_str()),
-    ];
+    let env = handover_env(bed, host)?;
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
     let mut p = Proc::spawn_env(
         &format!("nginx@{}", host.name),
         &host.ns,

@@ -11,14 +11,15 @@ use std::time::Duration;
 use testbed::addr;
 use testbed::baton::BatonIo;
 use testbed::client;
-use testbed::content::OBJ_1K;
-use testbed::scenario::Running;
+use testbed::content::{self, OBJ_100K, OBJ_1K};
+use testbed::scenario::{Running, STATIC_POOL};
 use testbed::wrk::WrkRun;
 
 testbed::both_backends!(
     nginx_sees_the_client_and_receives_a_megabyte_intact,
     nginx_reload_under_load_fails_nothing,
-    stopped_nginx_requests_are_redispatched
+    stopped_nginx_requests_are_redispatched,
+    four_worker_nginx_and_lighttpd_take_the_socket
 );
 
 fn nginx_sees_the_client_and_receives_a_megabyte_intact(io: BatonIo) {
@@ -105,5 +106,52 @@ fn stopped_nginx_requests_are_redispatched(io: BatonIo) {
         served_by.into_iter().collect::<Vec<_>>(),
         vec!["b2".to_string()],
         "only the backend whose nginx runs serves"
+    );
+}
+
+/// Kills backend `i`'s nginx with its workers.
+fn kill_nginx(sys: &mut Running, i: usize) {
+    if let Some(master) = sys.nginx[i].pid() {
+        let _ = std::process::Command::new("pkill")
+            .args(["-KILL", "-P", &master.to_string()])
+            .status();
+    }
+    sys.nginx[i].kill_now();
+}
+
+/// Not nginx-specific, not single-process: b1 runs nginx with 4 workers, b2
+/// runs lighttpd, both started with the preload library; every response is
+/// whole and both serve.
+fn four_worker_nginx_and_lighttpd_take_the_socket(io: BatonIo) {
+    let mut sys = Running::up(io).expect("system up");
+    kill_nginx(&mut sys, 0);
+    kill_nginx(&mut sys, 1);
+    sys.nginx[0] = testbed::nginx::start_backend_workers(&sys.bed, &sys.bed.backends[0], 4)
+        .expect("nginx with 4 workers");
+    sys.nginx[1] =
+        testbed::lighttpd::start_backend(&sys.bed, &sys.bed.backends[1]).expect("lighttpd");
+    sys.wait_backends(OBJ_1K.path, &STATIC_POOL, Duration::from_secs(30))
+        .expect("both new servers serve");
+    let mut seen = std::collections::BTreeMap::new();
+    for i in 0..40 {
+        let obj = if i % 2 == 0 { OBJ_1K } else { OBJ_100K };
+        let r = sys
+            .get(obj.path)
+            .unwrap_or_else(|e| panic!("request {i}: {e}"));
+        assert_eq!(r.status, 200, "request {i}: {r:?}");
+        assert_eq!(
+            content::sha256_hex(&r.body),
+            content::expected_sha256(obj),
+            "request {i}: body of {}",
+            obj.path
+        );
+        *seen
+            .entry(r.backend().unwrap_or("?").to_string())
+            .or_insert(0) += 1;
+    }
+    assert_eq!(
+        seen.keys().cloned().collect::<Vec<_>>(),
+        vec!["b1", "b2"],
+        "{seen:?}"
     );
 }
