@@ -1,7 +1,8 @@
 //! `make demo`: the whole system on one machine, shown with real traffic.
 //!
-//! Brings the bed up (two clients, the switch, three backends: two nginx
-//! behind `baton-agent` relays, one running the agent's listener example),
+//! Brings the bed up (two clients, the switch, three backends: two stock
+//! nginx to which `baton-agent` hands each connection's socket, one running
+//! the agent's listener example),
 //! starts Baton, sends curl requests of several URL classes and two bounded
 //! wrk runs, and reports what happened: requests sent / ok / failed, where
 //! each rule's requests went, handoff latency from the switch's histogram,
