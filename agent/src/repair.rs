@@ -269,6 +269,13 @@ fn build(fd: RawFd, st: &TcpState, request: &[u8]) -> Result<(), AdoptError> {
         .map_err(sys("select recv queue"))?;
     setsockopt(fd, tcp, libc::TCP_QUEUE_SEQ, &rcv_seq).map_err(sys("recv queue seq"))?;
 
+    // The MSS must be known at connect: connect computes the send MSS
+    // (mss_cache) from the clamp, and TCP_REPAIR_OPTIONS' MSS, set once
+    // ESTABLISHED, only moves the clamp. Without this the socket sends
+    // 524-byte segments (the 536 default less timestamps) for its lifetime.
+    let mss = libc::c_int::from(st.mss);
+    setsockopt(fd, tcp, libc::TCP_MAXSEG, &mss).map_err(sys("TCP_MAXSEG"))?;
+
     let (peer, peer_len) = sockaddr(&st.client());
     // SAFETY: `peer` is a valid sockaddr of `peer_len` bytes. In repair mode
     // connect(2) only moves the socket to ESTABLISHED; no SYN leaves.

@@ -74,6 +74,14 @@ fn run(case: Case) {
     let r = req.clone();
     let server = common::netns::spawn_in_ns(&backend, move || adopt(&st, &r).expect("adopt"));
     let mut s = server.join().unwrap();
+    // The adopted socket sends full-sized segments: the client's MSS less
+    // the timestamp option when negotiated (not the 536-byte default).
+    let ts_len = if st.timestamps.is_some() { 12 } else { 0 };
+    assert_eq!(
+        send_mss(&s),
+        u32::from(st.mss) - ts_len,
+        "send MSS of the adopted socket ({st:?})"
+    );
     bed.forward_flow(port);
     let mut got = vec![0u8; req.len()];
     s.read_exact(&mut got).unwrap();
@@ -174,4 +182,23 @@ fn mss_1460_no_options() {
         expect_sack: false,
         ..Default::default()
     });
+}
+
+/// The socket's current send MSS (`TCP_MAXSEG` on an established socket).
+fn send_mss(s: &std::net::TcpStream) -> u32 {
+    use std::os::fd::AsRawFd;
+    let mut v: libc::c_int = 0;
+    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: reads an int option into a live int.
+    let rc = unsafe {
+        libc::getsockopt(
+            s.as_raw_fd(),
+            libc::IPPROTO_TCP,
+            libc::TCP_MAXSEG,
+            (&mut v as *mut libc::c_int).cast(),
+            &mut len,
+        )
+    };
+    assert_eq!(rc, 0);
+    v as u32
 }
