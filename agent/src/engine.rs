@@ -853,15 +853,7 @@ impl Agent {
                     self.by_cookie.insert(c, key);
                 }
                 self.adopted(Mode::Handover, since);
-                let h = Header {
-                    flags: 0,
-                    sender: self.local_node,
-                    receiver: key.0,
-                    conn_id: key.1,
-                    msg_seq: self.seq.next(),
-                    timestamp_ms: now_ms(),
-                };
-                self.send(switch, &h, &Body::Ack(Ack { echo_seq }));
+                self.ack_later(switch, key, echo_seq);
             }
             HandoverEvent::Expired { token } => {
                 self.set_pending_gauge();
@@ -880,17 +872,10 @@ impl Agent {
                         conn_id = key.1,
                         "server did not accept the connection in time: silenced, NACK"
                     );
-                    let h = Header {
-                        flags: 0,
-                        sender: key.0,
-                        receiver: self.local_node,
-                        conn_id: key.1,
-                        msg_seq: echo_seq,
-                        timestamp_ms: 0,
-                    };
-                    self.nack(
+                    self.nack_later(
                         entry.switch,
-                        &h,
+                        key,
+                        echo_seq,
                         NackReason::BacklogFull,
                         "server did not accept in time",
                     );
@@ -1052,15 +1037,7 @@ impl Agent {
                     entry.phase = Phase::Live;
                     let switch = entry.switch;
                     self.adopted(Mode::Relay, since);
-                    let h = Header {
-                        flags: 0,
-                        sender: self.local_node,
-                        receiver: key.0,
-                        conn_id: key.1,
-                        msg_seq: self.seq.next(),
-                        timestamp_ms: now_ms(),
-                    };
-                    self.send(switch, &h, &Body::Ack(Ack { echo_seq }));
+                    self.ack_later(switch, key, echo_seq);
                 }
             }
             RelayEvent::ConnectFailed(meta, why) => {
@@ -1072,17 +1049,10 @@ impl Agent {
                 };
                 if let Phase::Connecting { echo_seq, .. } = entry.phase {
                     tracing::warn!(conn_id = key.1, error = %why, "upstream connect failed: NACK");
-                    let h = Header {
-                        flags: 0,
-                        sender: key.0,
-                        receiver: self.local_node,
-                        conn_id: key.1,
-                        msg_seq: echo_seq,
-                        timestamp_ms: 0,
-                    };
-                    self.nack(
+                    self.nack_later(
                         entry.switch,
-                        &h,
+                        key,
+                        echo_seq,
                         NackReason::Internal,
                         "upstream connect failed",
                     );
@@ -1121,6 +1091,40 @@ impl Agent {
                 self.ended(entry.switch, key.0, key.1, reason, from_client, to_client);
             }
         }
+    }
+
+    /// ACKs a CREATE whose answer waited (upstream connect, server accept).
+    fn ack_later(&mut self, switch: SocketAddr, key: (u32, u64), echo_seq: u64) {
+        let h = Header {
+            flags: 0,
+            sender: self.local_node,
+            receiver: key.0,
+            conn_id: key.1,
+            msg_seq: self.seq.next(),
+            timestamp_ms: now_ms(),
+        };
+        self.send(switch, &h, &Body::Ack(Ack { echo_seq }));
+    }
+
+    /// NACKs a CREATE whose answer waited; the header is the CREATE's as
+    /// [`Agent::nack`] expects it (it swaps sender and receiver).
+    fn nack_later(
+        &mut self,
+        switch: SocketAddr,
+        key: (u32, u64),
+        echo_seq: u64,
+        reason: NackReason,
+        why: &str,
+    ) {
+        let h = Header {
+            flags: 0,
+            sender: key.0,
+            receiver: self.local_node,
+            conn_id: key.1,
+            msg_seq: echo_seq,
+            timestamp_ms: 0,
+        };
+        self.nack(switch, &h, reason, why);
     }
 
     fn key_of(&self, meta: &ConnMeta) -> Option<(u32, u64)> {

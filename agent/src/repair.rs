@@ -5,7 +5,7 @@
 //! any packet exchange: the mechanism CRIU uses for checkpoint/restore.
 //!
 //! The order below is the one verified on the target kernel (see
-//! `docs/agent.md` and DESIGN.md):
+//! `docs/agent.md`):
 //!
 //! `socket` → `TCP_REPAIR`=1 → `bind(VIP, port)` → send queue seq → recv queue
 //! seq → `connect(client)` (no SYN is sent in repair mode) →

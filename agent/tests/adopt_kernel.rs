@@ -1,7 +1,7 @@
 //! Adoption by `TCP_REPAIR` alone (no THOP): a real client connects to the
 //! switch namespace, the switch kernel's socket is frozen, and the backend
 //! namespace rebuilds it; the unmodified client must get the full response.
-//! Covers the option matrix of issue 4 part 6.
+//! Covers the TCP option matrix: timestamps, SACK, window scale, MSS.
 
 mod common;
 

@@ -1,4 +1,4 @@
-//! THOP + relay cases of issue 4 part 6, with the real `baton-agent` binary
+//! THOP + relay cases (fragmented CREATE, FIN, RST, duplicates, forgeries, ABORT), with the real `baton-agent` binary
 //! in a backend namespace, a scriptable upstream on its 127.0.0.1:8080 (to see
 //! exactly what the relay delivers), and unmodified Linux TCP clients.
 

@@ -1,4 +1,4 @@
-//! The TCP option matrix of issue 4 part 6 through the whole backend path:
+//! The TCP option matrix (timestamps, SACK, window scale, MSS) through the whole backend path:
 //! THOP_CREATE to the real `baton-agent`, adoption, splice relay to a real
 //! nginx, response straight to an unmodified client. Also many connections
 //! open at once on the agent's single event loop.

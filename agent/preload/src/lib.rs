@@ -347,6 +347,23 @@ pub unsafe extern "C" fn bind(fd: c_int, addr: *const sockaddr, len: socklen_t) 
     unsafe { call_real!(REAL_BIND as BindFn)(fd, addr, len) }
 }
 
+/// Whether `fd` is a stream socket (asked through libc's own getsockopt).
+fn is_stream(fd: c_int) -> bool {
+    let mut ty: c_int = 0;
+    let mut tl = size_of::<c_int>() as socklen_t;
+    // SAFETY: reads an int option into a live int.
+    let rc = unsafe {
+        call_real!(REAL_GETSOCKOPT as GetOptFn)(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_TYPE,
+            (&mut ty as *mut c_int).cast(),
+            &mut tl,
+        )
+    };
+    rc == 0 && ty == libc::SOCK_STREAM
+}
+
 /// The address `addr` when it is listed and `fd` is a TCP socket.
 fn listed(fd: c_int, addr: *const sockaddr, len: socklen_t) -> Option<SocketAddr> {
     let cfg = config()?;
@@ -370,19 +387,7 @@ fn listed(fd: c_int, addr: *const sockaddr, len: socklen_t) -> Option<SocketAddr
     if !cfg.listen.iter().any(|s| s.matches(a)) || a.port() == 0 {
         return None;
     }
-    let mut ty: c_int = 0;
-    let mut tl = size_of::<c_int>() as socklen_t;
-    // SAFETY: reads an int option into a live int.
-    let rc = unsafe {
-        call_real!(REAL_GETSOCKOPT as GetOptFn)(
-            fd,
-            libc::SOL_SOCKET,
-            libc::SO_TYPE,
-            (&mut ty as *mut c_int).cast(),
-            &mut tl,
-        )
-    };
-    (rc == 0 && ty == libc::SOCK_STREAM).then_some(a)
+    is_stream(fd).then_some(a)
 }
 
 // ---------------------------------------------------------------------------
@@ -437,19 +442,7 @@ fn convert(cfg: &Config, fd: c_int, known: Option<SocketAddr>) -> Option<bool> {
     if !cfg.listen.iter().any(|s| s.matches(addr)) {
         return Some(false);
     }
-    let mut ty: c_int = 0;
-    let mut tl = size_of::<c_int>() as socklen_t;
-    // SAFETY: reads an int option into a live int.
-    let rc = unsafe {
-        call_real!(REAL_GETSOCKOPT as GetOptFn)(
-            fd,
-            libc::SOL_SOCKET,
-            libc::SO_TYPE,
-            (&mut ty as *mut c_int).cast(),
-            &mut tl,
-        )
-    };
-    if rc != 0 || ty != libc::SOCK_STREAM {
+    if !is_stream(fd) {
         return None;
     }
     install(cfg, fd, addr)

@@ -1,4 +1,5 @@
-//! The shared test-bed addresses (DESIGN.md, "Shared test-bed conventions").
+//! The shared test-bed addresses (docs/testbed.md): 198.18.0.0/15 for data,
+//! 198.19.0.0/24 for management.
 //!
 //! Every part of Baton that runs in the bed (the switch profile, the agent
 //! profiles, the tests) uses these, so they live in one place.

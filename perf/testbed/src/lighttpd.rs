@@ -49,7 +49,7 @@ pub fn start_backend(bed: &Bed, host: &Host) -> Result<Proc> {
         &dir.join("stdout.log"),
     )?;
     let deadline = Instant::now() + Duration::from_secs(10);
-    while !converted_listener(host)? {
+    while !nginx::converted_listener(host)? {
         if Instant::now() > deadline {
             return Err(BedError::Setup(format!(
                 "lighttpd on {} did not convert its VIP listener:\n{}\n{}\n{}",
@@ -62,14 +62,4 @@ pub fn start_backend(bed: &Bed, host: &Host) -> Result<Proc> {
         std::thread::sleep(Duration::from_millis(20));
     }
     Ok(p)
-}
-
-/// Whether a process in `host` has converted a listener (its abstract socket
-/// is in the namespace's `/proc/net/unix`).
-pub fn converted_listener(host: &Host) -> Result<bool> {
-    let name = format!("@{}", handoff_proto::handover::LISTENER_PREFIX);
-    crate::netns::in_ns(&host.ns, move || {
-        // thread-self: /proc/self/net shows the main thread's namespace.
-        std::fs::read_to_string("/proc/thread-self/net/unix").is_ok_and(|t| t.contains(&name))
-    })
 }

@@ -197,3 +197,13 @@ pub fn start_backend_workers(bed: &Bed, host: &Host, workers: u32) -> Result<Pro
 pub fn start_all(bed: &Bed) -> Result<Vec<Proc>> {
     bed.backends.iter().map(|h| start_backend(bed, h)).collect()
 }
+
+/// Whether a process in `host` has converted a listener (its abstract socket
+/// is in the namespace's `/proc/net/unix`).
+pub fn converted_listener(host: &Host) -> Result<bool> {
+    let name = format!("@{}", handoff_proto::handover::LISTENER_PREFIX);
+    crate::netns::in_ns(&host.ns, move || {
+        // thread-self: /proc/self/net shows the main thread's namespace.
+        std::fs::read_to_string("/proc/thread-self/net/unix").is_ok_and(|t| t.contains(&name))
+    })
+}

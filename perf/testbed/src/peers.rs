@@ -1,4 +1,4 @@
-//! The systems users would pick instead of Baton (issue 8): nginx as a
+//! The systems users would pick instead of Baton: nginx as a
 //! reverse proxy and HAProxy in `mode http`, both two-way L7 proxies, running
 //! in the proxy host (198.18.0.3:80) in front of the backends' nginx (:8080).
 //! Each gets one worker/thread, like the single Baton worker it is compared

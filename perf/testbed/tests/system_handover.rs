@@ -87,12 +87,7 @@ fn nginx_reload_under_load_fails_nothing(io: BatonIo) {
 
 fn stopped_nginx_requests_are_redispatched(io: BatonIo) {
     let mut sys = Running::up(io).expect("system up");
-    // The whole nginx: its workers outlive a killed master.
-    let master = sys.nginx[0].pid().expect("nginx pid");
-    let _ = std::process::Command::new("pkill")
-        .args(["-KILL", "-P", &master.to_string()])
-        .status();
-    sys.nginx[0].kill_now();
+    kill_nginx(&mut sys, 0);
     let mut served_by = std::collections::BTreeSet::new();
     for i in 0..40 {
         let r = sys
@@ -117,6 +112,16 @@ fn kill_nginx(sys: &mut Running, i: usize) {
             .status();
     }
     sys.nginx[i].kill_now();
+    // Gone once no process holds its converted listener any more (SIGKILL
+    // is delivered asynchronously; a worker may still accept meanwhile).
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while testbed::nginx::converted_listener(&sys.bed.backends[i]).unwrap_or(false) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "nginx on backend {i} did not die"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
 }
 
 /// Not nginx-specific, not single-process: b1 runs nginx with 4 workers, b2
