@@ -433,10 +433,13 @@ fn end_to_end(io: Io) {
         .collect();
     assert!(statics.iter().all(|b| b.starts_with("static-")), "{got:?}");
     let s1 = statics.iter().filter(|b| b.as_str() == "static-1").count();
-    assert_eq!(
-        s1 * 2,
-        statics.len(),
-        "weighted round-robin with equal weights alternates: {got:?}"
+    let s2 = statics.len() - s1;
+    // Weighted round-robin is decided on each worker with its own sequence
+    // (2 workers here): each alternates, so the totals differ by at most
+    // one per worker.
+    assert!(
+        s1.abs_diff(s2) <= 2 && s1 > 0 && s2 > 0,
+        "weighted round-robin with equal weights alternates on each worker: {got:?}"
     );
 
     // Reload under traffic: flip the /api/ rule to the static pool and back with SIGHUP while requests flow.
