@@ -2,7 +2,10 @@
 //! between, their mean, and a quantile interpolated inside the bucket that
 //! holds it (what PromQL's `histogram_quantile` does). The latency probe uses
 //! it to say where an idle bed's added latency goes: the switch's decision
-//! and handoff times and the agents' adoption time.
+//! and handoff times and the agents' adoption time. Parsing and the quantile
+//! are [`crate::promtext`]'s.
+
+use crate::promtext;
 
 /// The observations of one histogram (summed over every label set) between
 /// two scrapes.
@@ -19,42 +22,9 @@ pub struct HistDelta {
 /// Cumulative buckets, count and sum of histogram `name` in one scrape,
 /// summed over every series.
 fn read(text: &str, name: &str) -> (Vec<(f64, f64)>, f64, f64) {
-    let bucket = format!("{name}_bucket{{");
-    let mut buckets: Vec<(f64, f64)> = Vec::new();
-    let (mut count, mut sum) = (0.0, 0.0);
-    for line in text.lines().filter(|l| !l.starts_with('#')) {
-        let Some((series, value)) = line.rsplit_once(' ') else {
-            continue;
-        };
-        let Ok(v) = value.parse::<f64>() else {
-            continue;
-        };
-        if let Some(labels) = series.strip_prefix(&bucket) {
-            let le = labels
-                .split(',')
-                .find_map(|p| p.trim_end_matches('}').strip_prefix("le=\""))
-                .map(|s| s.trim_end_matches('"'));
-            let le = match le {
-                Some("+Inf") => f64::INFINITY,
-                Some(s) => match s.parse() {
-                    Ok(x) => x,
-                    Err(_) => continue,
-                },
-                None => continue,
-            };
-            match buckets.iter_mut().find(|(b, _)| *b == le) {
-                Some(b) => b.1 += v,
-                None => buckets.push((le, v)),
-            }
-        } else if series == format!("{name}_count")
-            || series.starts_with(&format!("{name}_count{{"))
-        {
-            count += v;
-        } else if series == format!("{name}_sum") || series.starts_with(&format!("{name}_sum{{")) {
-            sum += v;
-        }
-    }
-    buckets.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let buckets = promtext::buckets(text, name, &[]);
+    let count = promtext::metric_sum(text, &format!("{name}_count"), &[]).unwrap_or(0.0);
+    let sum = promtext::metric_sum(text, &format!("{name}_sum"), &[]).unwrap_or(0.0);
     (buckets, count, sum)
 }
 
@@ -85,28 +55,7 @@ impl HistDelta {
 
     /// Quantile `q` (0–1), linearly interpolated inside its bucket.
     pub fn quantile(&self, q: f64) -> Option<f64> {
-        let total = self.buckets.last()?.1;
-        if total <= 0.0 {
-            return None;
-        }
-        let rank = q * total;
-        let mut prev = (0.0, 0.0);
-        for &(le, cum) in &self.buckets {
-            if cum >= rank {
-                if le.is_infinite() {
-                    return Some(prev.0);
-                }
-                let in_bucket = cum - prev.1;
-                let frac = if in_bucket > 0.0 {
-                    (rank - prev.1) / in_bucket
-                } else {
-                    1.0
-                };
-                return Some(prev.0 + (le - prev.0) * frac);
-            }
-            prev = (le, cum);
-        }
-        None
+        promtext::quantile(&self.buckets, q)
     }
 }
 
