@@ -9,6 +9,7 @@ use crate::netns;
 use std::fs::OpenOptions;
 use std::io::{Read, Seek, SeekFrom};
 use std::net::{SocketAddr, TcpStream};
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
@@ -47,7 +48,11 @@ impl Proc {
         for (k, v) in env {
             cmd.env(k, v);
         }
+        // Its own process group, so a kill reaches a master and the workers
+        // it forks in one signal (no window in which a master respawns a
+        // worker that outlives it).
         let child = cmd
+            .process_group(0)
             .stdin(Stdio::null())
             .stdout(file)
             .stderr(err)
@@ -108,18 +113,34 @@ impl Proc {
         }
     }
 
+    /// SIGKILL to the whole process group (a server's master and every
+    /// worker at once), then reaps the leader.
+    pub fn kill_group_now(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            // SAFETY: kill(2) on the process group our own child leads.
+            unsafe { libc::kill(-(c.id() as i32), libc::SIGKILL) };
+            let _ = c.wait();
+        }
+    }
+
     /// SIGTERM, then SIGKILL after `grace`; returns the exit status text.
     pub fn stop(&mut self, grace: Duration) -> Option<String> {
         let mut c = self.child.take()?;
         // SAFETY: kill(2) on our own child's pid.
         unsafe { libc::kill(c.id() as i32, libc::SIGTERM) };
         let deadline = Instant::now() + grace;
+        // Whatever of its group outlives it (a worker it did not reap) goes
+        // too, so no server keeps a test's listener after its handle drops.
+        // SAFETY: kill(2) on the process group our own child led.
+        let sweep = |pgid: u32| unsafe { libc::kill(-(pgid as i32), libc::SIGKILL) };
+        let pgid = c.id();
         loop {
             if let Ok(Some(st)) = c.try_wait() {
+                sweep(pgid);
                 return Some(st.to_string());
             }
             if Instant::now() >= deadline {
-                let _ = c.kill();
+                sweep(pgid);
                 return c.wait().ok().map(|s| format!("{s} (killed after grace)"));
             }
             std::thread::sleep(Duration::from_millis(20));

@@ -106,12 +106,7 @@ fn stopped_nginx_requests_are_redispatched(io: BatonIo) {
 
 /// Kills backend `i`'s nginx with its workers.
 fn kill_nginx(sys: &mut Running, i: usize) {
-    if let Some(master) = sys.nginx[i].pid() {
-        let _ = std::process::Command::new("pkill")
-            .args(["-KILL", "-P", &master.to_string()])
-            .status();
-    }
-    sys.nginx[i].kill_now();
+    sys.nginx[i].kill_group_now();
     // Gone once no process holds its converted listener any more (SIGKILL
     // is delivered asynchronously; a worker may still accept meanwhile).
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
