@@ -97,9 +97,28 @@ enum Phase {
     Live,
 }
 
+/// What tells one client connection from another that arrives under the
+/// same id (a restarted switch, or an id that came round again): the
+/// client's address and initial sequence number.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Fingerprint {
+    client: SocketAddr,
+    isn: u32,
+}
+
+impl Fingerprint {
+    fn of(st: &handoff_proto::TcpState) -> Fingerprint {
+        Fingerprint {
+            client: st.client(),
+            isn: st.client_isn,
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 struct Entry {
     switch: SocketAddr,
+    fp: Fingerprint,
     mode: Mode,
     phase: Phase,
     request_len: u64,
@@ -155,7 +174,9 @@ pub struct Agent {
     seq: SeqCounter,
     services: HashMap<SocketAddr, Target>,
     conns: HashMap<(u32, u64), Entry>,
-    recent: HashMap<(u32, u64), Instant>,
+    /// Connections closed in the last [`RECENT_TTL`]: a retransmitted CREATE
+    /// for one of them is acknowledged again, never adopted twice.
+    recent: HashMap<(u32, u64), (Instant, Fingerprint)>,
     relay: Relay,
     /// Handover mode: the socket servers announce themselves on.
     handover: Option<Handover>,
@@ -466,8 +487,15 @@ impl Agent {
                     sender,
                     conn_id,
                 } => {
-                    if self.conns.remove(&(sender, conn_id)).is_some() {
-                        self.ended(switch, sender, conn_id, CloseReason::ServerClose, 0, 0);
+                    if let Some(e) = self.conns.remove(&(sender, conn_id)) {
+                        self.ended(
+                            switch,
+                            (sender, conn_id),
+                            e.fp,
+                            CloseReason::ServerClose,
+                            0,
+                            0,
+                        );
                     }
                 }
                 LoopMsg::Stop { now } => {
@@ -496,7 +524,7 @@ impl Agent {
             .set(self.reasm.pending() as i64);
         self.relay.sweep(self.poll.registry(), now, out);
         self.recent
-            .retain(|_, t| now.saturating_duration_since(*t) < RECENT_TTL);
+            .retain(|_, (t, _)| now.saturating_duration_since(*t) < RECENT_TTL);
         let due: Vec<(u32, u64)> = self
             .pending_close
             .iter()
@@ -581,7 +609,7 @@ impl Agent {
         match frame.body {
             Body::Create(frag) => {
                 let key = (h.sender, h.conn_id);
-                if self.duplicate(key, &h, from) {
+                if self.duplicate(key, &h, from, frag.state.as_ref()) {
                     return;
                 }
                 if self.draining.is_some() {
@@ -604,15 +632,52 @@ impl Agent {
         }
     }
 
-    /// A CREATE for a connection adopted already: ACK again, never adopt twice.
-    fn duplicate(&mut self, key: (u32, u64), h: &Header, from: SocketAddr) -> bool {
-        let live = match self.conns.get(&key) {
-            Some(e) => matches!(e.phase, Phase::Live),
-            None if self.recent.contains_key(&key) => true,
-            None => return false,
+    /// A CREATE for a connection adopted already: ACK again, never adopt
+    /// twice. Only the same client connection is the same connection: a
+    /// first fragment whose client address or initial sequence number
+    /// differs is another connection under a reused id.
+    fn duplicate(
+        &mut self,
+        key: (u32, u64),
+        h: &Header,
+        from: SocketAddr,
+        state: Option<&handoff_proto::TcpState>,
+    ) -> bool {
+        let (known, live) = match (self.conns.get(&key), self.recent.get(&key)) {
+            (Some(e), _) => (e.fp, matches!(e.phase, Phase::Live)),
+            (None, Some((_, fp))) => (*fp, false),
+            (None, None) => return false,
         };
+        let open = self.conns.contains_key(&key);
+        match state.map(Fingerprint::of) {
+            Some(fp) if fp != known && !open => {
+                // The connection once known by this id is closed: this one
+                // is new.
+                self.recent.remove(&key);
+                return false;
+            }
+            Some(fp) if fp != known => {
+                tracing::warn!(conn_id = h.conn_id, client = %fp.client, owner = %known.client,
+                    "CREATE under the id of another client's open connection");
+                self.nack(
+                    from,
+                    h,
+                    NackReason::BadState,
+                    "the connection id names another client's open connection",
+                );
+                return true;
+            }
+            // A later fragment names no client: acknowledge only for an
+            // open connection (a closed one's id may be a new connection's
+            // whose first fragment is still on its way).
+            None if !open => {
+                self.metrics.duplicate_creates.inc();
+                return true;
+            }
+            _ => {}
+        }
         self.metrics.duplicate_creates.inc();
-        if live {
+        if live || !open {
             let mut rh = h.reply(self.seq.next(), now_ms());
             rh.flags = flags::DUPLICATE;
             self.send(
@@ -723,6 +788,7 @@ impl Agent {
                     key,
                     Entry {
                         switch: from,
+                        fp: Fingerprint::of(&asm.state),
                         mode,
                         phase,
                         request_len,
@@ -744,6 +810,7 @@ impl Agent {
                     key,
                     Entry {
                         switch: from,
+                        fp: Fingerprint::of(&asm.state),
                         mode,
                         phase: Phase::Live,
                         request_len,
@@ -762,7 +829,10 @@ impl Agent {
                     }),
                 );
             }
-            (None, None) => self.offer(stream, vip, key, h, from, started, request_len),
+            (None, None) => {
+                let fp = Fingerprint::of(&asm.state);
+                self.offer(stream, vip, key, fp, h, from, started, request_len)
+            }
         }
         tracing::debug!(conn_id = h.conn_id, %client, %vip, ?mode, "adopted");
     }
@@ -775,6 +845,7 @@ impl Agent {
         stream: std::net::TcpStream,
         vip: SocketAddr,
         key: (u32, u64),
+        fp: Fingerprint,
         h: &Header,
         from: SocketAddr,
         started: Instant,
@@ -794,6 +865,7 @@ impl Agent {
                     key,
                     Entry {
                         switch: from,
+                        fp,
                         mode: Mode::Handover,
                         phase: Phase::Offered {
                             echo_seq: h.msg_seq,
@@ -908,7 +980,7 @@ impl Agent {
                 continue;
             };
             if let Some(entry) = self.conns.remove(&key) {
-                self.ended(entry.switch, key.0, key.1, CloseReason::ServerClose, 0, 0);
+                self.ended(entry.switch, key, entry.fp, CloseReason::ServerClose, 0, 0);
             }
         }
     }
@@ -995,7 +1067,7 @@ impl Agent {
                     }
                 },
             }
-            self.recent.insert(key, Instant::now());
+            self.recent.insert(key, (Instant::now(), entry.fp));
             self.metrics
                 .closed
                 .with_label_values(&[CloseReason::Aborted.label()])
@@ -1088,7 +1160,7 @@ impl Agent {
                     End::Shutdown => CloseReason::Shutdown,
                 };
                 let from_client = from_client.saturating_sub(entry.request_len);
-                self.ended(entry.switch, key.0, key.1, reason, from_client, to_client);
+                self.ended(entry.switch, key, entry.fp, reason, from_client, to_client);
             }
         }
     }
@@ -1137,8 +1209,8 @@ impl Agent {
     fn ended(
         &mut self,
         switch: SocketAddr,
-        sender: u32,
-        conn_id: u64,
+        (sender, conn_id): (u32, u64),
+        fp: Fingerprint,
         reason: CloseReason,
         from: u64,
         to: u64,
@@ -1148,7 +1220,7 @@ impl Agent {
             .with_label_values(&[reason.label()])
             .inc();
         self.metrics.active.set(self.active() as i64);
-        self.recent.insert((sender, conn_id), Instant::now());
+        self.recent.insert((sender, conn_id), (Instant::now(), fp));
         let header = Header {
             flags: 0,
             sender: self.local_node,

@@ -155,6 +155,9 @@ pub struct WorkerConfig {
     /// Secret for ISNs, SYN cookies and table hashing. Every worker of one
     /// switch gets the same one.
     pub secret: [u8; 16],
+    /// Random per start of the switch: part of every THOP connection id, so
+    /// a restarted switch never reuses its predecessor's ids.
+    pub boot_id: u8,
 }
 
 impl Default for WorkerConfig {
@@ -195,6 +198,7 @@ impl Default for WorkerConfig {
             arp_timeout: Duration::from_secs(120),
             gratuitous_arp: true,
             secret: random_secret(),
+            boot_id: crate::connid::random_boot(),
         }
     }
 }
@@ -210,7 +214,7 @@ pub enum ConfigError {
     BufferTooLarge,
     #[error("{0} must be at least 1")]
     Zero(&'static str),
-    #[error("table_capacity must be at most 2^31 - 1")]
+    #[error("table_capacity must be at most 2^23 (8,388,608) per worker: connection ids need the other bits")]
     TableTooLarge,
     #[error("window_scale must be at most 14")]
     WindowScale,
@@ -248,7 +252,7 @@ impl WorkerConfig {
                 return Err(ConfigError::Zero(name));
             }
         }
-        if self.table_capacity >= (1 << 31) {
+        if self.table_capacity > crate::connid::MAX_TABLE_SLOTS {
             return Err(ConfigError::TableTooLarge);
         }
         if self.tcp.window_scale > 14 {

@@ -159,6 +159,10 @@ pub struct Counters {
     pub handoff_nacked: AtomicU64,
     pub handoff_timed_out: AtomicU64,
     pub handoff_aborted: AtomicU64,
+    /// ABORTs sent again because the agent had not acknowledged them.
+    pub thop_abort_retransmits: AtomicU64,
+    /// ABORTs given up without an acknowledgement (last try, or no room).
+    pub thop_aborts_unacknowledged: AtomicU64,
     pub redispatches: AtomicU64,
     pub held_packets: AtomicU64,
     pub responses_4xx: AtomicU64,
@@ -247,6 +251,11 @@ impl Counters {
             ("handoff_nacked", l(&self.handoff_nacked)),
             ("handoff_timed_out", l(&self.handoff_timed_out)),
             ("handoff_aborted", l(&self.handoff_aborted)),
+            ("thop_abort_retransmits", l(&self.thop_abort_retransmits)),
+            (
+                "thop_aborts_unacknowledged",
+                l(&self.thop_aborts_unacknowledged),
+            ),
             ("redispatches", l(&self.redispatches)),
             ("held_packets", l(&self.held_packets)),
             ("responses_4xx", l(&self.responses_4xx)),

@@ -7,6 +7,7 @@
 
 pub mod arp;
 pub mod config;
+pub mod connid;
 pub mod counters;
 pub mod dispatch;
 pub mod doorbell;

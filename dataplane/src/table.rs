@@ -24,6 +24,11 @@ use crate::hugemem::HugeSlice;
 
 /// "No entry" in links.
 pub const NIL: u32 = u32::MAX;
+/// `tprev` of an entry whose timer is not armed (an armed entry's `tprev`
+/// is a slot or [`NIL`]).
+const UNARMED: u32 = u32::MAX - 1;
+/// Connection serials wrap at 2^24.
+pub const SERIAL_MASK: u32 = (1 << 24) - 1;
 /// Timer wheel size (1 ms buckets).
 pub const WHEEL_SLOTS: usize = 8192;
 
@@ -161,18 +166,30 @@ pub struct Entry {
     pub key: FlowKey,
     /// Hash chain (or free list) link.
     next: u32,
+    /// Timer list links; `tprev` is [`UNARMED`] while no timer is armed.
     tprev: u32,
     tnext: u32,
     /// Timer deadline (valid while armed).
     deadline: Ms,
     /// Last client packet (FORWARDING idle check).
     pub last_seen: Ms,
-    /// Bumped on every reuse of the slot (stale decisions and THOP replies).
-    pub generation: u16,
+    /// The worker's connection serial (24 bits, little-endian) when the slot
+    /// was taken: tells this connection from earlier users of the slot
+    /// (stale decisions and THOP replies) and is part of its THOP connection
+    /// id. Three bytes keep the entry at one cache line.
+    serial: [u8; 3],
     /// Retransmission count of the current state.
     pub retries: u8,
-    armed: bool,
     pub slot: Slot,
+}
+
+impl Entry {
+    /// The connection serial of the slot's current (or last) connection.
+    #[inline]
+    pub fn generation(&self) -> u32 {
+        let [a, b, c] = self.serial;
+        u32::from_le_bytes([a, b, c, 0])
+    }
 }
 
 impl Default for Entry {
@@ -180,13 +197,12 @@ impl Default for Entry {
         Entry {
             key: FlowKey::default(),
             next: NIL,
-            tprev: NIL,
+            tprev: UNARMED,
             tnext: NIL,
             deadline: 0,
             last_seen: 0,
-            generation: 0,
+            serial: [0; 3],
             retries: 0,
-            armed: false,
             slot: Slot::Free,
         }
     }
@@ -223,13 +239,15 @@ pub struct ConnTable {
     /// The next tick the wheel will process.
     wheel_now: Ms,
     armed: usize,
+    /// Serial of the next connection.
+    serial: u32,
 }
 
 impl ConnTable {
     /// A table of `capacity` entries (allocated and touched now, so the
     /// packet path never faults pages in). `seed` keys the bucket hash.
     pub fn new(capacity: usize, seed: [u64; 4], now: Ms) -> ConnTable {
-        let capacity = capacity.clamp(1, (NIL - 1) as usize);
+        let capacity = capacity.clamp(1, (UNARMED - 1) as usize);
         let mut entries = HugeSlice::new(capacity, Entry::default());
         for (i, e) in entries.iter_mut().enumerate() {
             e.next = if i + 1 < capacity {
@@ -250,7 +268,14 @@ impl ConnTable {
             wheel_bits: vec![0u64; WHEEL_SLOTS / 64].into_boxed_slice(),
             wheel_now: now,
             armed: 0,
+            serial: 0,
         }
+    }
+
+    /// Numbers connections from `start` on (the serial part of the
+    /// connection ids, see [`crate::connid`]).
+    pub fn set_serial(&mut self, start: u32) {
+        self.serial = start & SERIAL_MASK;
     }
 
     /// Entries in use.
@@ -322,7 +347,9 @@ impl ConnTable {
         e.next = head;
         e.retries = 0;
         e.slot = slot;
-        e.generation = e.generation.wrapping_add(1);
+        let [s0, s1, s2, _] = self.serial.to_le_bytes();
+        e.serial = [s0, s1, s2];
+        self.serial = self.serial.wrapping_add(1) & SERIAL_MASK;
         self.buckets[b] = i;
         self.len += 1;
         Ok(i)
@@ -357,7 +384,6 @@ impl ConnTable {
         }
         let e = &mut self.entries[i as usize];
         e.slot = Slot::Free;
-        e.generation = e.generation.wrapping_add(1);
         e.next = self.free;
         self.free = i;
     }
@@ -375,10 +401,10 @@ impl ConnTable {
     }
 
     /// The entry in slot `i` if it is in use with this generation.
-    pub fn get_checked(&self, i: u32, generation: u16) -> Option<&Entry> {
+    pub fn get_checked(&self, i: u32, generation: u32) -> Option<&Entry> {
         self.entries
             .get(i as usize)
-            .filter(|e| e.generation == generation && e.slot != Slot::Free)
+            .filter(|e| e.generation() == generation && e.slot != Slot::Free)
     }
 
     /// Arms (or re-arms) slot `i`'s timer for `deadline`.
@@ -395,7 +421,6 @@ impl ConnTable {
         {
             let e = &mut self.entries[i as usize];
             e.deadline = d;
-            e.armed = true;
             e.tprev = NIL;
             e.tnext = head;
         }
@@ -410,7 +435,7 @@ impl ConnTable {
     /// Cancels slot `i`'s timer.
     pub fn disarm(&mut self, i: u32) {
         let e = self.entries[i as usize];
-        if !e.armed {
+        if e.tprev == UNARMED {
             return;
         }
         let b = e.deadline as usize % WHEEL_SLOTS;
@@ -426,8 +451,7 @@ impl ConnTable {
             self.entries[e.tnext as usize].tprev = e.tprev;
         }
         let e = &mut self.entries[i as usize];
-        e.armed = false;
-        e.tprev = NIL;
+        e.tprev = UNARMED;
         e.tnext = NIL;
         self.armed -= 1;
     }
@@ -435,7 +459,7 @@ impl ConnTable {
     /// The deadline of slot `i`, if armed.
     pub fn deadline(&self, i: u32) -> Option<Ms> {
         let e = &self.entries[i as usize];
-        e.armed.then_some(e.deadline)
+        (e.tprev != UNARMED).then_some(e.deadline)
     }
 
     /// The earliest tick that may have an expiry (a lower bound), or None when
@@ -508,6 +532,26 @@ mod tests {
             (n % 60000) as u16,
             0,
         )
+    }
+
+    #[test]
+    fn a_reused_slot_gets_a_new_serial_every_time() {
+        let mut t = ConnTable::new(16, [0; 4], 0);
+        t.set_serial(SERIAL_MASK - 2);
+        let mut seen = std::collections::HashSet::new();
+        for n in 0..100_000u32 {
+            let h = t.hash(&key(n));
+            let i = t.insert(key(n), h, Slot::Session(0)).unwrap();
+            assert!(
+                seen.insert(t.get(i).generation()),
+                "serial repeated after {n}"
+            );
+            assert!(t.get_checked(i, t.get(i).generation()).is_some());
+            t.remove(i);
+            assert!(t.get_checked(i, t.get(i).generation()).is_none());
+        }
+        // Wrapped at 2^24 and went on counting.
+        assert!(seen.contains(&0) && seen.contains(&SERIAL_MASK));
     }
 
     #[test]

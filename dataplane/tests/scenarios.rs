@@ -38,6 +38,11 @@ script!(oversized_header_431, "oversized_431.pkt");
 script!(slow_header_408, "slow_header_408.pkt");
 script!(handoff_nack_redispatch, "nack_redispatch.pkt");
 script!(handoff_timeout_redispatch, "handoff_timeout.pkt");
+script!(abort_retransmitted_until_given_up, "abort_retransmit.pkt");
+script!(
+    abort_retransmitted_until_acknowledged,
+    "abort_acknowledged.pkt"
+);
 script!(handoff_exhausted_503, "handoff_exhausted_503.pkt");
 script!(decision_timeout_503, "decision_timeout.pkt");
 script!(

@@ -490,8 +490,12 @@ fn check_limits(c: &mut Checker, p: &Profile) {
     if t.burst_size == 0 || t.burst_size > 1024 {
         c.err("tuning.burst_size", "must be between 1 and 1024");
     }
-    if t.table_capacity < 16 {
-        c.err("tuning.table_capacity", "must be at least 16");
+    if t.table_capacity < 16 || t.table_capacity as u64 > dataplane::connid::MAX_TABLE_SLOTS as u64
+    {
+        c.err(
+            "tuning.table_capacity",
+            "must be between 16 and 8388608 (2^23) per worker",
+        );
     }
     if !(0.0..=1.0).contains(&t.syn_cookies.threshold) {
         c.err("tuning.syn_cookies.threshold", "must be between 0 and 1");

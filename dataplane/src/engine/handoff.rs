@@ -12,6 +12,7 @@ use std::net::{IpAddr, SocketAddr};
 
 use handoff_proto::{Body, CreateSplitter, Endpoints, Header, TcpState, Timestamps, WindowScale};
 
+use super::aborts::PendingAbort;
 use crate::arp::Lookup;
 use crate::counters::{bump, AbortReason, CloseReason, DropReason};
 use crate::dispatch::{
@@ -28,27 +29,6 @@ use crate::wire::{self, flags::*, Mac, TcpSeg, UdpDgram};
 /// ARP retry while a backend MAC is unknown.
 const ARP_RETRY_MS: u64 = 100;
 
-/// THOP connection id for a connection: the top bit set (never 0), then the
-/// worker (15 bits), the slot generation (16 bits) and the slot (32 bits).
-pub fn conn_id(t: ConnToken) -> u64 {
-    (1 << 63)
-        | ((t.worker as u64 & 0x7fff) << 48)
-        | ((t.generation as u64 & 0xffff) << 32)
-        | t.slot as u64
-}
-
-/// The connection a THOP connection id names.
-pub fn token_of(id: u64) -> Option<ConnToken> {
-    if id >> 63 != 1 {
-        return None;
-    }
-    Some(ConnToken {
-        worker: ((id >> 48) & 0x7fff) as u16,
-        generation: ((id >> 32) & 0xffff) as u32,
-        slot: id as u32,
-    })
-}
-
 fn ipv4(ip: IpAddr) -> Option<std::net::Ipv4Addr> {
     match ip {
         IpAddr::V4(a) => Some(a),
@@ -61,7 +41,7 @@ impl<B: PacketBuf, F: Forwarder> Engine<B, F> {
         ConnToken {
             worker: self.index,
             slot: i,
-            generation: self.table.get(i).generation as u32,
+            generation: self.table.get(i).generation(),
         }
     }
 
@@ -114,7 +94,7 @@ impl<B: PacketBuf, F: Forwarder> Engine<B, F> {
         let live = token.worker == self.index
             && self
                 .table
-                .get_checked(token.slot, token.generation as u16)
+                .get_checked(token.slot, token.generation)
                 .is_some();
         let s = match live.then(|| self.table.get(token.slot).slot) {
             Some(Slot::Session(s)) if self.sessions[s as usize].phase == Phase::Dispatch => s,
@@ -282,7 +262,7 @@ impl<B: PacketBuf, F: Forwarder> Engine<B, F> {
             Ok(x) => x,
             Err(_) => return self.counters.count_drop(DropReason::Unsupported),
         };
-        let cid = conn_id(self.token(i));
+        let cid = self.ids.conn_id(self.token(i));
         let receiver = handoff_proto::node_id(target.thop.ip());
         let mut first_seq = None;
         for k in 0..split.fragment_count() {
@@ -341,7 +321,8 @@ impl<B: PacketBuf, F: Forwarder> Engine<B, F> {
         sess.creates_sent += 1;
     }
 
-    /// Sends a small THOP frame (ABORT, ACK of CLOSE) to `to`.
+    /// Sends a small THOP frame (ABORT, ACK of CLOSE) to `to`; returns its
+    /// `msg_seq`.
     fn send_thop<S: Sink<B>>(
         &self,
         out: &mut S,
@@ -349,7 +330,7 @@ impl<B: PacketBuf, F: Forwarder> Engine<B, F> {
         mac: Mac,
         cid: u64,
         body: Body<'_>,
-    ) {
+    ) -> u64 {
         let hdr = Header {
             flags: 0,
             sender: self.node,
@@ -359,12 +340,14 @@ impl<B: PacketBuf, F: Forwarder> Engine<B, F> {
             timestamp_ms: self.unix_ms(),
         };
         let Some(mut b) = out.alloc() else {
-            return self.counters.count_drop(DropReason::NoBuffer);
+            self.counters.count_drop(DropReason::NoBuffer);
+            return hdr.msg_seq;
         };
         let flen = handoff_proto::frame_len(&body);
         let total = wire::udp_payload_offset() + flen;
         if !b.set_len(total) {
-            return self.counters.count_drop(DropReason::NoBuffer);
+            self.counters.count_drop(DropReason::NoBuffer);
+            return hdr.msg_seq;
         }
         handoff_proto::seal(
             &hdr,
@@ -386,9 +369,11 @@ impl<B: PacketBuf, F: Forwarder> Engine<B, F> {
         {
             self.transmit(out, b);
         }
+        hdr.msg_seq
     }
 
-    /// Tells the agent to forget a CREATE and reports the outcome.
+    /// Tells the agent to forget a CREATE (sent again until it answers) and
+    /// reports the outcome.
     fn abort_handoff<S: Sink<B>>(
         &mut self,
         i: u32,
@@ -401,14 +386,27 @@ impl<B: PacketBuf, F: Forwarder> Engine<B, F> {
         let Some(t) = sess.target.clone() else { return };
         let latency = self.now_ns.saturating_sub(sess.header_done_ns);
         if let Some(mac) = sess.target_mac {
-            let cid = conn_id(self.token(i));
-            self.send_thop(
+            let cid = self.ids.conn_id(self.token(i));
+            let seq = self.send_thop(
                 out,
                 t.thop,
                 mac,
                 cid,
                 Body::Abort(handoff_proto::Abort { reason: why }),
             );
+            let given_up = self.aborts.push(PendingAbort {
+                to: t.thop,
+                mac,
+                node: handoff_proto::node_id(t.thop.ip()),
+                conn_id: cid,
+                reason: why,
+                first_seq: seq,
+                sent: 1,
+                due_ns: self.now_ns + self.cfg.handoff_rto.as_nanos() as u64,
+            });
+            if given_up.is_some() {
+                bump(&self.counters.thop_aborts_unacknowledged, 1);
+            }
         }
         match outcome {
             HandoffOutcome::TimedOut => bump(&self.counters.handoff_timed_out, 1),
@@ -422,6 +420,29 @@ impl<B: PacketBuf, F: Forwarder> Engine<B, F> {
             latency_ns: latency,
         }) {
             self.counters.count_drop(DropReason::QueueFull);
+        }
+    }
+
+    /// Sends the ABORTs due again (back-off doubling, as many transmissions
+    /// as a CREATE gets); gives up on those without an answer after the last.
+    pub(crate) fn retransmit_aborts<S: Sink<B>>(&mut self, out: &mut S) {
+        while let Some(mut a) = self.aborts.pop_due(self.now_ns) {
+            if a.sent > self.cfg.handoff_retries {
+                bump(&self.counters.thop_aborts_unacknowledged, 1);
+                continue;
+            }
+            self.send_thop(
+                out,
+                a.to,
+                a.mac,
+                a.conn_id,
+                Body::Abort(handoff_proto::Abort { reason: a.reason }),
+            );
+            bump(&self.counters.thop_abort_retransmits, 1);
+            let rto = self.cfg.handoff_rto.as_nanos() as u64;
+            a.due_ns = self.now_ns + rto.saturating_mul(1 << a.sent.min(10));
+            a.sent += 1;
+            self.aborts.push(a);
         }
     }
 
@@ -533,7 +554,7 @@ impl<B: PacketBuf, F: Forwarder> Engine<B, F> {
                 return self.counters.count_drop(DropReason::Ignored)
             }
         };
-        let Some(token) = token_of(h.conn_id) else {
+        let Some(token) = self.ids.token_of(h.conn_id) else {
             return self.counters.count_drop(DropReason::ThopStale);
         };
         let msg = PeerMsg {
@@ -554,12 +575,16 @@ impl<B: PacketBuf, F: Forwarder> Engine<B, F> {
     /// Applies a THOP reply for one of this worker's connections.
     pub fn handle_peer<S: Sink<B>>(&mut self, now: u64, msg: PeerMsg, out: &mut S) {
         self.set_now(now);
-        let i = msg.token.slot;
-        if self
-            .table
-            .get_checked(i, msg.token.generation as u16)
-            .is_none()
+        if msg.reply == PeerReply::Ack
+            && self.aborts.len() > 0
+            && self
+                .aborts
+                .acked(msg.sender, self.ids.conn_id(msg.token), msg.echo_seq)
         {
+            return;
+        }
+        let i = msg.token.slot;
+        if self.table.get_checked(i, msg.token.generation).is_none() {
             return self.counters.count_drop(DropReason::ThopStale);
         }
         match (self.table.get(i).slot, msg.reply) {
@@ -665,36 +690,5 @@ impl<B: PacketBuf, F: Forwarder> Engine<B, F> {
         if fin {
             self.mark_fin(i);
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn conn_id_round_trips() {
-        for t in [
-            ConnToken {
-                worker: 0,
-                slot: 0,
-                generation: 0,
-            },
-            ConnToken {
-                worker: 7,
-                slot: 123_456,
-                generation: 65535,
-            },
-            ConnToken {
-                worker: 0x7fff,
-                slot: u32::MAX,
-                generation: 1,
-            },
-        ] {
-            let id = conn_id(t);
-            assert_ne!(id, 0);
-            assert_eq!(token_of(id), Some(t));
-        }
-        assert_eq!(token_of(42), None);
     }
 }

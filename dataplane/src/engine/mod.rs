@@ -14,6 +14,7 @@
 //! the switch's own responses, CLOSING, TIME_WAIT), `handoff.rs` (DISPATCH,
 //! HANDOFF, THOP), `forward.rs` (FORWARDING).
 
+mod aborts;
 mod forward;
 mod handoff;
 mod handshake;
@@ -72,6 +73,10 @@ pub struct Engine<B: PacketBuf, F: Forwarder = DirectRouting> {
     pub(crate) index: u16,
     pub(crate) svcs: Vec<Svc>,
     pub(crate) table: ConnTable,
+    /// How this switch instance numbers its connections in THOP.
+    pub(crate) ids: crate::connid::IdLayout,
+    /// ABORTs retransmitted until the agent acknowledges them.
+    pub(crate) aborts: aborts::PendingAborts,
     pub(crate) sessions: Vec<Session<B>>,
     pub(crate) free_sessions: Vec<u32>,
     pub(crate) secrets: Secrets,
@@ -160,8 +165,20 @@ impl<B: PacketBuf, F: Forwarder> Engine<B, F> {
                 shared.arp.set_static(*a, *mac);
             }
         }
+        let ids = crate::connid::IdLayout::new(cfg.boot_id);
+        let mut table = ConnTable::new(cfg.table_capacity, secrets.table_seed(), 0);
+        // A random first serial: ids of this instance also differ from those
+        // of an earlier one that drew the same boot part.
+        let start = u32::from_le_bytes(
+            crate::config::random_secret()[..4]
+                .try_into()
+                .unwrap_or([0; 4]),
+        );
+        table.set_serial(start);
         Ok(Engine {
-            table: ConnTable::new(cfg.table_capacity, secrets.table_seed(), 0),
+            table,
+            ids,
+            aborts: aborts::PendingAborts::new(cfg.pending_capacity),
             sessions: Vec::with_capacity(cfg.pending_capacity),
             free_sessions: Vec::with_capacity(cfg.pending_capacity),
             node: handoff_proto::node_id(cfg.ip),
@@ -583,12 +600,16 @@ impl<B: PacketBuf, F: Forwarder> Engine<B, F> {
 
     /// When the next timer may fire (ns), if any is armed.
     pub fn poll_timeout(&self) -> Option<u64> {
-        self.table.next_expiry().map(|ms| {
+        let table = self.table.next_expiry().map(|ms| {
             // Map the wrapping ms clock back onto the caller's ns clock.
             let ahead = ms.wrapping_sub(self.now_ms);
             let ahead = if (ahead as i32) < 0 { 0 } else { ahead };
             ((self.now_ns / 1_000_000) + ahead as u64) * 1_000_000
-        })
+        });
+        match (table, self.aborts.next_due()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     /// Runs the timers due at `now`.
@@ -609,6 +630,7 @@ impl<B: PacketBuf, F: Forwarder> Engine<B, F> {
             }
         }
         self.expired = list;
+        self.retransmit_aborts(out);
     }
 
     fn on_timer<S: Sink<B>>(&mut self, now: u64, i: u32, out: &mut S) {

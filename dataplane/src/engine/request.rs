@@ -302,7 +302,7 @@ impl<B: PacketBuf, F: Forwarder> Engine<B, F> {
             token: crate::dispatch::ConnToken {
                 worker: self.index,
                 slot: i,
-                generation: e.generation as u32,
+                generation: e.generation(),
             },
             client: std::net::SocketAddr::new(e.key.client_ip(), client_port),
             vip: std::net::SocketAddr::new(svc.vip, svc.port),

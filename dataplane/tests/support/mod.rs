@@ -144,6 +144,8 @@ pub struct Bed {
     pub client_isn: u32,
     /// CREATE frames seen: (backend, conn_id, msg_seq, request bytes).
     pub creates: Vec<(u32, u64, u64, Vec<u8>)>,
+    /// ABORT frames seen: (backend, conn_id, msg_seq).
+    pub aborts: Vec<(u32, u64, u64)>,
     pub agent_seq: u64,
     pub trace: Vec<String>,
 }
@@ -172,6 +174,7 @@ impl Bed {
             client_port: 40000,
             client_isn: CLIENT_ISN,
             creates: vec![],
+            aborts: vec![],
             agent_seq: 1 << 40,
             trace: vec![],
         };
@@ -612,6 +615,16 @@ impl Bed {
                     let f = self.agent_frame(b, cid, body);
                     self.inject(&f);
                 }
+                ("<", Some("abortack")) => {
+                    self.check_drained(line);
+                    let b: u32 = t[3].parse().unwrap();
+                    let Some(&(_, cid, seq)) = self.aborts.iter().rev().find(|a| a.0 == b) else {
+                        self.fail(line, format!("no ABORT was sent to backend {b}"));
+                    };
+                    let f =
+                        self.agent_frame(b, cid, Body::Ack(handoff_proto::Ack { echo_seq: seq }));
+                    self.inject(&f);
+                }
                 ("<", _) => {
                     self.check_drained(line);
                     let l = parse_tcp(&t[2..]);
@@ -690,6 +703,7 @@ impl Bed {
                     if !matches!(fr.body, Body::Abort(_)) {
                         self.fail(line, format!("{:?}", fr.body));
                     }
+                    self.aborts.push((b, fr.header.conn_id, fr.header.msg_seq));
                 }
                 (">", Some("thopack")) => {
                     let b: u32 = t[3].parse().unwrap();
