@@ -69,6 +69,12 @@ fn help_for(metric: &str) -> String {
             "Handshakes completed (connections entering WAITHEADER), per worker.".into()
         }
         "baton_worker_thop_retransmits_total" => "THOP_CREATE retransmissions, per worker.".into(),
+        "baton_worker_thop_abort_retransmits_total" => {
+            "THOP_ABORTs sent again because the agent had not acknowledged them, per worker.".into()
+        }
+        "baton_worker_thop_aborts_unacknowledged_total" => {
+            "THOP_ABORTs given up without an acknowledgement (that agent may still hold the socket), per worker.".into()
+        }
         "baton_worker_idle_sleeps_total" => {
             "Times the worker blocked in adaptive polling (nothing to do), per worker.".into()
         }
