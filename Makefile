@@ -52,12 +52,14 @@ fuzz-build:
 	cd fuzz && RUSTC_BOOTSTRAP=1 $(CARGO) fuzz build
 
 fuzz: fuzz-build
-	@# Each target for FUZZ_SECONDS (default 60); new inputs go to fuzz/target/corpus,
-	@# the committed seeds in fuzz/corpus are only read.
+	@# Every target, one after the other, for FUZZ_SECONDS each (default 60), in
+	@# one process; FUZZ_ARGS adds libFuzzer flags. New inputs go to
+	@# fuzz/target/corpus, the committed seeds in fuzz/corpus are only read;
+	@# docs/fuzzing.md lists the targets and the long runs.
 	cd fuzz && for t in $$(RUSTC_BOOTSTRAP=1 $(CARGO) fuzz list); do \
 	  mkdir -p target/corpus/$$t && \
 	  RUSTC_BOOTSTRAP=1 $(CARGO) fuzz run $$t target/corpus/$$t corpus/$$t -- \
-	    -max_total_time=$${FUZZ_SECONDS:-60} -print_final_stats=1 || exit 1; \
+	    -max_total_time=$${FUZZ_SECONDS:-60} -print_final_stats=1 $(FUZZ_ARGS) || exit 1; \
 	done
 
 clean:

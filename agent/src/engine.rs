@@ -566,6 +566,13 @@ impl Agent {
         }
     }
 
+    /// Hands one received datagram to the receive path, as the loop does
+    /// after `recv_from` (the fuzzing harness's entry, [`crate::fuzzing`]).
+    #[cfg(feature = "testing")]
+    pub fn receive_datagram(&mut self, dgram: &[u8], from: SocketAddr) {
+        self.datagram(dgram, from);
+    }
+
     fn drop_frame(&self, reason: &str, from: SocketAddr) {
         self.metrics.thop_dropped.with_label_values(&[reason]).inc();
         tracing::debug!(%from, reason, "THOP frame dropped");

@@ -31,6 +31,8 @@
 pub mod checks;
 pub mod config;
 pub mod engine;
+#[cfg(feature = "testing")]
+pub mod fuzzing;
 pub mod handover;
 pub mod listener;
 pub mod metrics;

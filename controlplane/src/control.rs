@@ -524,19 +524,17 @@ impl ControlPlane {
     }
 
     fn access_log_status(&self, client: SocketAddr, l: &AccessLine, status: u16, waited_ns: u64) {
-        tracing::info!(
-            target: "baton::access",
-            client = %client,
-            method = %l.method,
-            host = %l.host,
-            path = %l.path,
-            rule = %l.rule,
-            pool = %l.pool,
-            backend = %l.backend,
+        crate::logging::access(&crate::logging::Access {
+            client,
+            method: &l.method,
+            host: &l.host,
+            path: &l.path,
+            rule: &l.rule,
+            pool: &l.pool,
+            backend: &l.backend,
             status,
-            decision_us = waited_ns / 1000,
-            "dispatch"
-        );
+            decision_us: waited_ns / 1000,
+        });
     }
 
     /// Applies one worker event.

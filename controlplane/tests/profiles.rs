@@ -230,3 +230,18 @@ fn pools_that_could_never_serve_and_shared_thop_addresses_are_refused() {
     assert!(paths.contains(&"pools[0].backends"), "{errs:?}");
     assert!(paths.contains(&"backends[1].thop"), "{errs:?}");
 }
+
+#[test]
+fn lard_url_table_bytes_below_the_minimum_are_refused_with_path_and_line() {
+    let d = Dir::new(&[(
+        "p.yaml",
+        &base().replace(
+            "    backends: [app-1]\n",
+            "    backends: [app-1]\n    policy:\n      lard_r:\n        max_bytes: 1000\n",
+        ),
+    )]);
+    let e = one_error(&d, "p.yaml");
+    assert_eq!(e.path, "pools[1].policy.lard_r.max_bytes", "{e}");
+    assert_eq!(e.line, Some(24), "{e}");
+    assert!(e.message.contains("at least 65536"), "{e}");
+}

@@ -421,6 +421,11 @@ pub struct LardParams {
     /// Number of URL targets remembered; the least recently used is forgotten.
     #[serde(default = "d_url_table")]
     pub max_targets: u32,
+    /// Bytes the URL table may hold (each URL counts its length plus 128);
+    /// the least recently used URLs are forgotten to stay under it, so a
+    /// client sending many distinct long URLs cannot grow it to max_targets × header size.
+    #[serde(default = "d_url_table_bytes")]
+    pub max_bytes: u64,
 }
 
 impl Default for LardParams {
@@ -429,6 +434,7 @@ impl Default for LardParams {
             t_low: d_t_low(),
             t_high: d_t_high(),
             max_targets: d_url_table(),
+            max_bytes: d_url_table_bytes(),
         }
     }
 }
@@ -449,6 +455,9 @@ pub struct LardRParams {
     /// Number of URL targets remembered.
     #[serde(default = "d_url_table")]
     pub max_targets: u32,
+    /// Bytes the URL table may hold (see LARD).
+    #[serde(default = "d_url_table_bytes")]
+    pub max_bytes: u64,
 }
 
 impl Default for LardRParams {
@@ -458,6 +467,7 @@ impl Default for LardRParams {
             t_high: d_t_high(),
             shrink_after: d_lardr_k(),
             max_targets: d_url_table(),
+            max_bytes: d_url_table_bytes(),
         }
     }
 }
@@ -1024,6 +1034,9 @@ fn d_t_high() -> u32 {
 }
 fn d_url_table() -> u32 {
     100_000
+}
+fn d_url_table_bytes() -> u64 {
+    32 << 20
 }
 fn d_lardr_k() -> DurationStr {
     DurationStr::secs(20)

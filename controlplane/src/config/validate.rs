@@ -264,10 +264,12 @@ fn check_policy(c: &mut Checker, at: &str, policy: &Policy, n_backends: usize, n
             }
         }
         Policy::Lard(p) => {
-            lard_thresholds(c, &format!("{at}.lard"), p.t_low, p.t_high, p.max_targets)
+            lard_thresholds(c, &format!("{at}.lard"), p.t_low, p.t_high, p.max_targets);
+            lard_bytes(c, &format!("{at}.lard"), p.max_bytes);
         }
         Policy::LardR(p) => {
             lard_thresholds(c, &format!("{at}.lard_r"), p.t_low, p.t_high, p.max_targets);
+            lard_bytes(c, &format!("{at}.lard_r"), p.max_bytes);
             if p.shrink_after.0.is_zero() {
                 c.err(format!("{at}.lard_r.shrink_after"), "must be positive");
             }
@@ -323,6 +325,18 @@ fn lard_thresholds(c: &mut Checker, at: &str, t_low: u32, t_high: u32, max_targe
     }
     if max_targets == 0 {
         c.err(format!("{at}.max_targets"), "must be at least 1");
+    }
+}
+
+/// The smallest LARD URL table: a few URLs as long as a large request header.
+pub const MIN_LARD_BYTES: u64 = 64 * 1024;
+
+fn lard_bytes(c: &mut Checker, at: &str, max_bytes: u64) {
+    if max_bytes < MIN_LARD_BYTES {
+        c.err(
+            format!("{at}.max_bytes"),
+            format!("must be at least {MIN_LARD_BYTES} (got {max_bytes})"),
+        );
     }
 }
 

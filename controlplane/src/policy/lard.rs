@@ -20,6 +20,7 @@
 //! Load is the number of active connections the switch handed to a server.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::{least_loaded, DispatchPolicy, MemberView, PickCtx};
@@ -27,23 +28,41 @@ use crate::config::{LardParams, LardRParams};
 use crate::request::Request;
 use dataplane::dispatch::BackendId;
 
-/// URL → value, bounded, least recently used forgotten first.
+/// What one remembered URL costs besides its bytes: the hash-map and
+/// B-tree slots, the shared string's header and the value (a server id, or
+/// LARD/R's small set).
+const ENTRY_BYTES: usize = 128;
+
+/// URL → value, bounded in entries and in bytes, least recently used
+/// forgotten first. A URL is stored once (shared by the map and the
+/// recency order); it is as long as the client made it, up to the largest
+/// request header, so the entry count alone would let a client that sends
+/// many distinct long URLs hold count × header size.
 #[derive(Debug)]
 struct LruMap<V> {
-    map: HashMap<String, (V, u64)>,
-    order: BTreeMap<u64, String>,
+    map: HashMap<Arc<str>, (V, u64)>,
+    order: BTreeMap<u64, Arc<str>>,
     clock: u64,
     cap: usize,
+    max_bytes: usize,
+    /// Σ (URL length + [`ENTRY_BYTES`]) over the entries.
+    bytes: usize,
 }
 
 impl<V> LruMap<V> {
-    fn new(cap: usize) -> Self {
+    fn new(cap: usize, max_bytes: u64) -> Self {
         Self {
             map: HashMap::new(),
             order: BTreeMap::new(),
             clock: 0,
             cap: cap.max(1),
+            max_bytes: usize::try_from(max_bytes).unwrap_or(usize::MAX),
+            bytes: 0,
         }
+    }
+
+    fn cost(k: &str) -> usize {
+        k.len() + ENTRY_BYTES
     }
 
     fn get_mut(&mut self, k: &str) -> Option<&mut V> {
@@ -59,20 +78,35 @@ impl<V> LruMap<V> {
 
     fn insert(&mut self, k: &str, v: V) {
         self.clock += 1;
-        if let Some((_, old)) = self.map.insert(k.to_string(), (v, self.clock)) {
-            self.order.remove(&old);
+        if let Some((old, stamp)) = self.map.get_mut(k) {
+            *old = v;
+            let key = self.order.remove(stamp);
+            *stamp = self.clock;
+            if let Some(key) = key {
+                self.order.insert(self.clock, key);
+            }
+            return;
         }
-        self.order.insert(self.clock, k.to_string());
-        while self.map.len() > self.cap {
+        let key: Arc<str> = Arc::from(k);
+        self.bytes += Self::cost(k);
+        self.map.insert(Arc::clone(&key), (v, self.clock));
+        self.order.insert(self.clock, key);
+        // A URL costing more than the whole bound goes too: it is not kept.
+        while self.map.len() > self.cap || self.bytes > self.max_bytes {
             let Some((_, oldest)) = self.order.pop_first() else {
                 break;
             };
+            self.bytes -= Self::cost(&oldest);
             self.map.remove(&oldest);
         }
     }
 
     fn len(&self) -> usize {
         self.map.len()
+    }
+
+    fn bytes(&self) -> usize {
+        self.bytes
     }
 }
 
@@ -100,7 +134,7 @@ impl Lard {
         Self {
             t_low: p.t_low,
             t_high: p.t_high,
-            server: LruMap::new(p.max_targets as usize),
+            server: LruMap::new(p.max_targets as usize, p.max_bytes),
             next: 0,
         }
     }
@@ -108,6 +142,11 @@ impl Lard {
     /// URLs currently assigned.
     pub fn targets(&self) -> usize {
         self.server.len()
+    }
+
+    /// Bytes the URL table accounts for (bounded by `max_bytes`).
+    pub fn table_bytes(&self) -> usize {
+        self.server.bytes()
     }
 
     fn least(&mut self, members: &[MemberView]) -> Option<usize> {
@@ -167,9 +206,19 @@ impl LardR {
             t_low: p.t_low,
             t_high: p.t_high,
             k: p.shrink_after.0,
-            sets: LruMap::new(p.max_targets as usize),
+            sets: LruMap::new(p.max_targets as usize, p.max_bytes),
             next: 0,
         }
+    }
+
+    /// URLs currently remembered.
+    pub fn targets(&self) -> usize {
+        self.sets.len()
+    }
+
+    /// Bytes the URL table accounts for (bounded by `max_bytes`).
+    pub fn table_bytes(&self) -> usize {
+        self.sets.bytes()
     }
 
     /// The server set of `target`, for tests and `/backends`.
@@ -257,6 +306,7 @@ mod tests {
             t_low: 25,
             t_high: 65,
             max_targets: 1000,
+            ..LardParams::default()
         })
     }
 
@@ -327,6 +377,7 @@ mod tests {
             t_low: 25,
             t_high: 65,
             max_targets: 10,
+            ..LardParams::default()
         });
         let m = members(2);
         let c = ctx();
@@ -343,6 +394,7 @@ mod tests {
             t_high: 65,
             shrink_after: DurationStr::secs(20),
             max_targets: 100,
+            ..LardRParams::default()
         });
         let mut m = members(3);
         let t0 = Instant::now();
@@ -367,5 +419,58 @@ mod tests {
         // Unchanged for more than K: the most loaded member leaves the set.
         assert_eq!(pick(&mut p, &m, "/hot", &at(30)), 0);
         assert_eq!(p.set_of("/hot"), vec![0]);
+    }
+
+    /// A client sending many distinct long URLs (each as long as a request
+    /// header allows) must not make the table hold count × length bytes.
+    #[test]
+    fn lard_table_is_bounded_in_bytes_by_distinct_long_urls() {
+        let max_bytes = 4 << 20;
+        let mut p = Lard::new(&LardParams {
+            max_targets: 100_000,
+            max_bytes,
+            ..LardParams::default()
+        });
+        let mut r = LardR::new(&LardRParams {
+            max_targets: 100_000,
+            max_bytes,
+            ..LardRParams::default()
+        });
+        let m = members(2);
+        let c = ctx();
+        let filler = "x".repeat(8 * 1024);
+        let mut peak = (0, 0);
+        for i in 0..100_000 {
+            let url = format!("/{i}/{filler}");
+            pick(&mut p, &m, &url, &c);
+            pick(&mut r, &m, &url, &c);
+            peak = (peak.0.max(p.table_bytes()), peak.1.max(r.table_bytes()));
+        }
+        assert!(
+            peak.0 <= max_bytes as usize && peak.1 <= max_bytes as usize,
+            "LARD table peaked at {} bytes, LARD/R at {}, bound {max_bytes}",
+            peak.0,
+            peak.1
+        );
+        // Still useful: the most recent URLs are remembered, and stay put.
+        assert!(p.targets() >= 400, "{} URLs remembered", p.targets());
+        let last = format!("/99999/{filler}");
+        let home = pick(&mut p, &m, &last, &c);
+        assert_eq!(pick(&mut p, &m, &last, &c), home);
+        assert_eq!(r.set_of(&last).len(), 1);
+    }
+
+    #[test]
+    fn byte_accounting_is_exact_through_reinsertion_and_eviction() {
+        let mut t: LruMap<u32> = LruMap::new(3, u64::MAX);
+        t.insert("/a", 1);
+        t.insert("/bb", 2);
+        t.insert("/a", 3); // replaced: counted once
+        assert_eq!(t.bytes(), 2 + 3 + 2 * ENTRY_BYTES);
+        t.insert("/ccc", 4);
+        t.insert("/dddd", 5); // evicts /bb, the least recently used
+        assert_eq!(t.len(), 3);
+        assert_eq!(t.get_mut("/bb"), None);
+        assert_eq!(t.bytes(), 2 + 4 + 5 + 3 * ENTRY_BYTES);
     }
 }
