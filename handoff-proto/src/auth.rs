@@ -241,14 +241,18 @@ impl Keyring {
         }
     }
 
-    /// The key to tag frames for `node` with: the key bound to it, else the
-    /// current key.
+    /// The key to tag frames for `node` with: the current key when it may
+    /// be used with `node`, else a key bound to `node`, else the current key.
     pub fn for_peer(&self, node: u32) -> &Key {
+        let current = self.current();
+        if self.allows(current.id, node) {
+            return current;
+        }
         self.bound
             .iter()
             .find(|(_, nodes)| nodes.contains(&node))
             .and_then(|(id, _)| self.get(*id))
-            .unwrap_or_else(|| self.current())
+            .unwrap_or(current)
     }
 
     /// Checks the tag of a parsed frame with the key it names, then that the
