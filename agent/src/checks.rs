@@ -263,7 +263,7 @@ mod tests {
     #[test]
     fn vip_not_on_lo_is_named() {
         let cfg = crate::config::Config::parse(
-            "thop: {listen: 127.0.0.1:9199, switches: [127.0.0.1], keys: [{id: 1, key: \"0000000000000000000000000000000000000000000000000000000000000000\"}]}\nservices:\n  - {vip: 198.51.100.77:80, mode: listener}\n",
+            "thop: {listen: 127.0.0.1:9199, switches: [127.0.0.1], allow_sample_keys: true, keys: [{id: 1, key: \"0000000000000000000000000000000000000000000000000000000000000000\"}]}\nservices:\n  - {vip: 198.51.100.77:80, mode: listener}\n",
         )
         .unwrap();
         match run(&cfg) {

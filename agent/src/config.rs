@@ -47,8 +47,13 @@ pub struct ThopConfig {
     pub listen: SocketAddr,
     /// Switches allowed to send THOP: an address (any port) or address:port.
     pub switches: Vec<String>,
-    /// Shared keys (id + 32-byte key as 64 hex digits).
+    /// Keys shared with the switches (id + 32 bytes, inline or in a file).
     pub keys: Vec<KeyConfig>,
+    /// Test beds only: accept published sample keys and low-entropy keys
+    /// (all zero, a repeated byte, a sequence, few distinct bytes). Without
+    /// it such a key is refused at `check-config` and at start.
+    #[serde(default)]
+    pub allow_sample_keys: bool,
     /// The key id used to sign frames this agent sends (default: the first).
     #[serde(default)]
     pub send_key: Option<u32>,
@@ -66,14 +71,24 @@ pub struct ThopConfig {
     pub max_clock_skew_ms: u64,
 }
 
-/// One shared key.
+/// One shared key: exactly one of `key` and `key_file`.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct KeyConfig {
     /// Key id, carried in every frame's header.
     pub id: u32,
     /// The 32-byte key as 64 hex digits.
-    pub key: String,
+    #[serde(default)]
+    pub key: Option<String>,
+    /// A file holding the 64 hex digits, not readable by group or others
+    /// (keeps the key out of the configuration file).
+    #[serde(default)]
+    pub key_file: Option<std::path::PathBuf>,
+    /// The switches (address, as in `thop.switches`) that may use this key;
+    /// empty: every configured switch. With several switches, give each its
+    /// own key so that none can speak for another.
+    #[serde(default)]
+    pub switches: Vec<String>,
 }
 
 /// How adopted connections reach the application.
@@ -391,6 +406,74 @@ impl Config {
         self.switches().iter().map(SwitchAddr::thop_addr).collect()
     }
 
+    /// The keys, read (key files included) and checked: well-formed, and
+    /// neither a published sample nor low-entropy unless
+    /// `thop.allow_sample_keys` says this is a test bed.
+    pub fn thop_keys(&self) -> Result<Vec<handoff_proto::Key>, ConfigError> {
+        let mut out = Vec::new();
+        for (i, k) in self.thop.keys.iter().enumerate() {
+            let (field, key) = match (&k.key, &k.key_file) {
+                (Some(hex), None) => {
+                    let field = format!("thop.keys[{i}].key");
+                    let key = handoff_proto::Key::from_hex(k.id, hex)
+                        .map_err(|_| invalid(&field, "must be 64 hex digits (32 bytes)"))?;
+                    (field, key)
+                }
+                (None, Some(path)) => {
+                    let field = format!("thop.keys[{i}].key_file");
+                    let bytes =
+                        handoff_proto::read_key_file(path).map_err(|e| invalid(&field, e))?;
+                    (field, handoff_proto::Key::new(k.id, bytes))
+                }
+                _ => {
+                    return Err(invalid(
+                        format!("thop.keys[{i}]"),
+                        "give exactly one of `key` and `key_file`",
+                    ))
+                }
+            };
+            if let Some(w) = key.weakness() {
+                if !self.thop.allow_sample_keys {
+                    return Err(invalid(
+                        field,
+                        format!(
+                            "the key {w}: generate one with `head -c32 /dev/urandom | xxd -p -c64` \
+                             (test beds may set thop.allow_sample_keys: true)"
+                        ),
+                    ));
+                }
+            }
+            out.push(key);
+        }
+        Ok(out)
+    }
+
+    /// The node ids of the switches, and for each key the switches' node
+    /// ids it is bound to (all switches when the key names none).
+    pub fn key_bindings(&self) -> Vec<(u32, Vec<u32>)> {
+        let all: Vec<u32> = self
+            .switches()
+            .iter()
+            .map(|s| handoff_proto::node_id(s.ip))
+            .collect();
+        self.thop
+            .keys
+            .iter()
+            .map(|k| {
+                let nodes = if k.switches.is_empty() {
+                    all.clone()
+                } else {
+                    k.switches
+                        .iter()
+                        .filter_map(|s| SwitchAddr::parse(s))
+                        .map(|a| handoff_proto::node_id(a.ip))
+                        .collect()
+                };
+                (k.id, nodes)
+            })
+            .collect()
+    }
+
     /// Semantic checks, each naming its field.
     pub fn validate(&self) -> Result<(), ConfigError> {
         if self.thop.listen.ip().is_unspecified() || self.thop.listen.port() == 0 {
@@ -424,14 +507,18 @@ impl Config {
                     format!("key id {} appears twice", k.id),
                 ));
             }
-            let ok = k.key.len() == 64 && k.key.bytes().all(|b| b.is_ascii_hexdigit());
-            if !ok {
-                return Err(invalid(
-                    format!("thop.keys[{i}].key"),
-                    "must be 64 hex digits (32 bytes)",
-                ));
+            for (j, s) in k.switches.iter().enumerate() {
+                let ok = SwitchAddr::parse(s)
+                    .is_some_and(|a| self.switches().iter().any(|w| w.ip == a.ip));
+                if !ok {
+                    return Err(invalid(
+                        format!("thop.keys[{i}].switches[{j}]"),
+                        format!("{s:?} is not one of thop.switches"),
+                    ));
+                }
             }
         }
+        self.thop_keys()?;
         if let Some(id) = self.thop.send_key {
             if !ids.contains(&id) {
                 return Err(invalid(
@@ -520,7 +607,7 @@ thop:
   switches: [198.18.0.2]
   keys:
     - id: 1
-      key: "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f"
+      key: "3f1c9a7be20d44c58e61b0f29d7a3c11e5b8047f6d92ac30b1e4f8a7256c0d9e"
 services:
   - vip: 198.18.0.10:80
     mode: relay
@@ -565,9 +652,64 @@ metrics:
         let bad = GOOD.replace("    upstream: 127.0.0.1:8080\n", "");
         let e = Config::parse(&bad).unwrap_err().to_string();
         assert!(e.starts_with("services[0].upstream"), "{e}");
-        let bad = GOOD.replace("0e0f101112", "0e0f1011");
+        let bad = GOOD.replace("44c58e61b0", "44c58e61");
         let e = Config::parse(&bad).unwrap_err().to_string();
         assert!(e.starts_with("thop.keys[0].key"), "{e}");
+    }
+
+    #[test]
+    fn sample_and_low_entropy_keys_are_refused_outside_a_test_bed() {
+        for (key, why) in [
+            (
+                "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff",
+                "published sample",
+            ),
+            (
+                "0000000000000000000000000000000000000000000000000000000000000000",
+                "same value in every byte",
+            ),
+            (
+                "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f",
+                "published sample",
+            ),
+        ] {
+            let bad = GOOD.replace(
+                "3f1c9a7be20d44c58e61b0f29d7a3c11e5b8047f6d92ac30b1e4f8a7256c0d9e",
+                key,
+            );
+            let e = Config::parse(&bad).unwrap_err().to_string();
+            assert!(e.starts_with("thop.keys[0].key:"), "{e}");
+            assert!(e.contains(why) && e.contains("allow_sample_keys"), "{e}");
+            let bed = bad.replace("  keys:\n", "  allow_sample_keys: true\n  keys:\n");
+            assert!(Config::parse(&bed).is_ok(), "{bed}");
+        }
+    }
+
+    #[test]
+    fn key_file_readable_by_others_is_refused() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = std::env::temp_dir().join(format!("agent-cfg-key-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("thop.key");
+        std::fs::write(
+            &path,
+            "3f1c9a7be20d44c58e61b0f29d7a3c11e5b8047f6d92ac30b1e4f8a7256c0d9e\n",
+        )
+        .unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let yaml = GOOD.replace(
+            "key: \"3f1c9a7be20d44c58e61b0f29d7a3c11e5b8047f6d92ac30b1e4f8a7256c0d9e\"",
+            &format!("key_file: {}", path.display()),
+        );
+        let e = Config::parse(&yaml).unwrap_err().to_string();
+        assert!(
+            e.starts_with("thop.keys[0].key_file:") && e.contains("0644"),
+            "{e}"
+        );
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let c = Config::parse(&yaml).unwrap();
+        assert_eq!(c.thop_keys().unwrap()[0].id(), 1);
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

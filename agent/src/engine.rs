@@ -7,10 +7,14 @@
 //! (no blocking), so it runs inline.
 //!
 //! Receiver order (`docs/thop.md` §9): source address allowed → parse →
-//! tag → receiver node → decode → replay window → act. Nothing is answered
-//! before the tag verified; every drop is counted by reason.
+//! tag (with a key bound to the sender) → receiver node → decode → sender is
+//! a configured switch → replay window → act. Nothing is answered before the
+//! tag verified; every drop is counted by reason, and logged at most once a
+//! second per reason ([`LogLimiter`]), so a flood of forged datagrams costs
+//! neither the log nor the relays: the socket is read at most [`RX_BUDGET`]
+//! datagrams per wake-up before relays and timers are served again.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::io;
 use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, OwnedFd};
@@ -20,8 +24,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use handoff_proto::{
     flags, node_id, open, seal, Abort, Ack, Assembled, Body, Close, CloseReason, DecodeError,
-    FrameView, Header, Key, Keyring, Load, Nack, NackReason, Opcode, Reassembler, ReassemblyConfig,
-    ReplayGuards, SeqCounter,
+    FrameView, Header, Keyring, Load, Nack, NackReason, Now, Opcode, Reassembler, ReassemblyConfig,
+    ReplayGuards, SeqCounter, NOT_BEFORE_SLACK_MS,
 };
 use mio::net::UdpSocket;
 use mio::unix::SourceFd;
@@ -56,6 +60,13 @@ const CLOSE_GRACE: Duration = Duration::from_secs(2);
 const UDP_RCVBUF: libc::c_int = 4 << 20;
 /// Largest datagram read (CREATE fragments are at most one MTU; allow jumbo).
 const RX_BUF: usize = 65536;
+/// Datagrams read from the THOP socket per wake-up before relays, timers and
+/// application messages are served again: a flood of datagrams (forged or
+/// not) delays them by at most this many tag checks (a few tens of µs each).
+pub const RX_BUDGET: usize = 256;
+/// Rejected frames are logged at most once per reason in this period; the
+/// next line says how many were not logged.
+const LOG_PERIOD: Duration = Duration::from_secs(1);
 
 /// Why the agent could not start.
 #[derive(Debug, thiserror::Error)]
@@ -166,7 +177,6 @@ pub struct Agent {
     poll: Poll,
     udp: UdpSocket,
     keys: Keyring,
-    send_key: Key,
     local_node: u32,
     switches: Vec<SwitchAddr>,
     replay: ReplayGuards,
@@ -177,6 +187,14 @@ pub struct Agent {
     /// Connections closed in the last [`RECENT_TTL`]: a retransmitted CREATE
     /// for one of them is acknowledged again, never adopted twice.
     recent: HashMap<(u32, u64), (Instant, Fingerprint)>,
+    /// `recent`'s entries in insertion order (= expiry order), so expiry
+    /// looks only at what is due.
+    recent_order: VecDeque<(Instant, (u32, u64))>,
+    /// Node ids of the configured switches: the only senders accepted.
+    switch_nodes: Vec<u32>,
+    /// The socket had more datagrams when the budget ran out.
+    rx_more: bool,
+    rejects: LogLimiter,
     relay: Relay,
     /// Handover mode: the socket servers announce themselves on.
     handover: Option<Handover>,
@@ -218,11 +236,64 @@ fn grow_rcvbuf(sock: &UdpSocket, bytes: libc::c_int) {
     }
 }
 
-fn now_ms() -> u64 {
+/// The wall clock when the process first asked, and the monotonic instant
+/// then: THOP timestamps are that wall time plus monotonic time elapsed, so a
+/// step of the wall clock while the agent runs does not move them (the
+/// switch's replay windows would refuse a jump; `docs/thop.md` §7.4).
+fn epoch() -> &'static (Instant, u64) {
+    static EPOCH: std::sync::OnceLock<(Instant, u64)> = std::sync::OnceLock::new();
+    EPOCH.get_or_init(|| (Instant::now(), wall_ms()))
+}
+
+/// The wall clock, ms since the Unix epoch (may step).
+fn wall_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)
         .unwrap_or(0)
+}
+
+/// This agent's THOP timestamp: the start's wall time plus monotonic time.
+fn now_ms() -> u64 {
+    let (at, wall) = epoch();
+    wall + at.elapsed().as_millis() as u64
+}
+
+/// Both clock readings for the replay check.
+fn clock_now() -> Now {
+    Now {
+        wall_ms: wall_ms(),
+        mono_ms: epoch().0.elapsed().as_millis() as u64,
+    }
+}
+
+/// Logs at most one line per reason per [`LOG_PERIOD`], with the number of
+/// occurrences not logged since the previous line.
+#[derive(Default)]
+struct LogLimiter {
+    last: HashMap<&'static str, (Instant, u64)>,
+}
+
+impl LogLimiter {
+    /// `Some(suppressed)` when a line for `reason` may be written now.
+    fn allow(&mut self, reason: &'static str, now: Instant) -> Option<u64> {
+        match self.last.get_mut(reason) {
+            Some((at, suppressed)) if now.saturating_duration_since(*at) < LOG_PERIOD => {
+                *suppressed += 1;
+                None
+            }
+            Some((at, suppressed)) => {
+                let n = *suppressed;
+                *at = now;
+                *suppressed = 0;
+                Some(n)
+            }
+            None => {
+                self.last.insert(reason, (now, 0));
+                Some(0)
+            }
+        }
+    }
 }
 
 impl Agent {
@@ -240,9 +311,10 @@ impl Agent {
         let tx = LoopTx { tx, waker };
 
         let mut keys: Option<Keyring> = None;
-        for k in &cfg.thop.keys {
-            let key = Key::from_hex(k.id, &k.key)
-                .map_err(|e| StartError::Key(format!("key {}: {e}", k.id)))?;
+        for key in cfg
+            .thop_keys()
+            .map_err(|e| StartError::Key(e.to_string()))?
+        {
             match keys.as_mut() {
                 None => keys = Some(Keyring::new(key)),
                 Some(ring) => ring.insert(key),
@@ -252,7 +324,9 @@ impl Agent {
         if let Some(id) = cfg.thop.send_key {
             keys.set_current(id);
         }
-        let send_key = keys.current().clone();
+        for (id, nodes) in cfg.key_bindings() {
+            keys.bind(id, nodes);
+        }
 
         let mut services = HashMap::new();
         for s in &cfg.services {
@@ -314,7 +388,11 @@ impl Agent {
         Ok(Agent {
             local_node: node_id(addr.ip()),
             switches: cfg.switches(),
-            replay: ReplayGuards::new(cfg.thop.max_clock_skew_ms, 1024),
+            switch_nodes: cfg.switches().iter().map(|s| node_id(s.ip)).collect(),
+            replay: ReplayGuards::new(cfg.thop.max_clock_skew_ms, 1024).with_start(
+                clock_now(),
+                NOT_BEFORE_SLACK_MS.min(cfg.thop.max_clock_skew_ms),
+            ),
             reasm,
             seq: SeqCounter::new(now_ms()),
             relay: Relay::new(Duration::from_secs(cfg.limits.idle_timeout_s.max(1))),
@@ -325,6 +403,9 @@ impl Agent {
             by_cookie: HashMap::new(),
             conns: HashMap::new(),
             recent: HashMap::new(),
+            recent_order: VecDeque::new(),
+            rx_more: false,
+            rejects: LogLimiter::default(),
             pending_close: HashMap::new(),
             adopted_in_period: 0,
             draining: None,
@@ -333,7 +414,6 @@ impl Agent {
             buf: vec![0; RX_BUF],
             out: vec![0; RX_BUF],
             keys,
-            send_key,
             cfg,
             metrics,
             poll,
@@ -394,7 +474,12 @@ impl Agent {
             if let Some(t) = self.handover.as_ref().and_then(Handover::next_expiry) {
                 wake = wake.min(t);
             }
-            let timeout = wake.saturating_duration_since(now);
+            let mut timeout = wake.saturating_duration_since(now);
+            if self.rx_more {
+                // Datagrams are waiting beyond the last budget: only look
+                // for other work, then read on.
+                timeout = Duration::ZERO;
+            }
             if let Err(e) = self.poll.poll(&mut events, Some(timeout)) {
                 if e.kind() != io::ErrorKind::Interrupted {
                     return Err(e);
@@ -417,6 +502,9 @@ impl Agent {
             }
             for ev in relay_events.drain(..) {
                 self.relay_event(ev);
+            }
+            if self.rx_more && !events.iter().any(|e| e.token() == UDP) {
+                self.receive();
             }
             let now = Instant::now();
             if let Some(h) = self.handover.as_mut() {
@@ -523,8 +611,7 @@ impl Agent {
             .reassembly_pending
             .set(self.reasm.pending() as i64);
         self.relay.sweep(self.poll.registry(), now, out);
-        self.recent
-            .retain(|_, (t, _)| now.saturating_duration_since(*t) < RECENT_TTL);
+        self.expire_recent(now);
         let due: Vec<(u32, u64)> = self
             .pending_close
             .iter()
@@ -549,14 +636,41 @@ impl Agent {
         }
     }
 
+    /// Remembers a connection id that ended (see [`RECENT_TTL`]).
+    fn remember_recent(&mut self, key: (u32, u64), fp: Fingerprint) {
+        let now = Instant::now();
+        self.recent.insert(key, (now, fp));
+        self.recent_order.push_back((now, key));
+    }
+
+    /// Forgets ended connection ids older than [`RECENT_TTL`]: only the due
+    /// front of the queue is looked at.
+    fn expire_recent(&mut self, now: Instant) {
+        while let Some(&(at, key)) = self.recent_order.front() {
+            if now.saturating_duration_since(at) < RECENT_TTL {
+                break;
+            }
+            self.recent_order.pop_front();
+            // Remembered again later: that younger entry decides.
+            if self.recent.get(&key).is_some_and(|(t, _)| *t == at) {
+                self.recent.remove(&key);
+            }
+        }
+    }
+
+    /// Reads at most [`RX_BUDGET`] datagrams; sets `rx_more` when the
+    /// socket may hold more.
     fn receive(&mut self) {
-        loop {
+        self.rx_more = false;
+        for _ in 0..RX_BUDGET {
             let (n, from) = match self.udp.recv_from(&mut self.buf) {
                 Ok(x) => x,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => {
-                    tracing::warn!(error = %e, "THOP receive failed");
+                    if let Some(n) = self.rejects.allow("receive_failed", Instant::now()) {
+                        tracing::warn!(error = %e, suppressed = n, "THOP receive failed");
+                    }
                     return;
                 }
             };
@@ -564,6 +678,7 @@ impl Agent {
             self.datagram(&dgram[..n], from);
             self.buf = dgram;
         }
+        self.rx_more = true;
     }
 
     /// Hands one received datagram to the receive path, as the loop does
@@ -573,9 +688,19 @@ impl Agent {
         self.datagram(dgram, from);
     }
 
-    fn drop_frame(&self, reason: &str, from: SocketAddr) {
+    /// Counts a dropped datagram; logs it (debug) at most once per reason
+    /// and second. Reasons that deserve an operator's attention are logged
+    /// where they are found, through the same limiter.
+    fn drop_frame(&mut self, reason: &'static str, from: SocketAddr) {
         self.metrics.thop_dropped.with_label_values(&[reason]).inc();
-        tracing::debug!(%from, reason, "THOP frame dropped");
+        if let Some(n) = self.rejects.allow(reason, Instant::now()) {
+            tracing::debug!(%from, reason, suppressed = n, "THOP frame dropped");
+        }
+    }
+
+    /// Counts a dropped datagram without logging (the caller did).
+    fn count_drop(&self, reason: &'static str) {
+        self.metrics.thop_dropped.with_label_values(&[reason]).inc();
     }
 
     fn datagram(&mut self, dgram: &[u8], from: SocketAddr) {
@@ -598,15 +723,29 @@ impl Agent {
                 return;
             }
             Err(e) => {
-                if e.is_auth_failure() {
-                    tracing::warn!(%from, reason = e.reason(), "THOP frame failed authentication");
+                if !e.is_auth_failure() {
+                    return self.drop_frame(e.label(), from);
                 }
-                return self.drop_frame(e.label(), from);
+                if let Some(n) = self.rejects.allow(e.label(), Instant::now()) {
+                    tracing::warn!(%from, reason = e.reason(), suppressed = n,
+                        "THOP frame failed authentication (one line per reason and second; \
+                         `suppressed` were not logged)");
+                }
+                return self.count_drop(e.label());
             }
         };
-        if let Err(e) = self.replay.accept(&frame.header, now_ms()) {
-            tracing::debug!(%from, error = %e, "THOP replay check failed");
-            return self.drop_frame(e.label(), from);
+        if !self.switch_nodes.contains(&frame.header.sender) {
+            if let Some(n) = self.rejects.allow("unknown_sender", Instant::now()) {
+                tracing::warn!(%from, sender = format_args!("{:#010x}", frame.header.sender),
+                    suppressed = n, "THOP frame from a node that is not a configured switch");
+            }
+            return self.count_drop("unknown_sender");
+        }
+        if let Err(e) = self.replay.accept_at(&frame.header, clock_now()) {
+            if let Some(n) = self.rejects.allow(e.label(), Instant::now()) {
+                tracing::info!(%from, error = %e, suppressed = n, "THOP replay check failed");
+            }
+            return self.count_drop(e.label());
         }
         self.metrics
             .thop_rx
@@ -1074,7 +1213,7 @@ impl Agent {
                     }
                 },
             }
-            self.recent.insert(key, (Instant::now(), entry.fp));
+            self.remember_recent(key, entry.fp);
             self.metrics
                 .closed
                 .with_label_values(&[CloseReason::Aborted.label()])
@@ -1227,7 +1366,7 @@ impl Agent {
             .with_label_values(&[reason.label()])
             .inc();
         self.metrics.active.set(self.active() as i64);
-        self.recent.insert((sender, conn_id), (Instant::now(), fp));
+        self.remember_recent((sender, conn_id), fp);
         let header = Header {
             flags: 0,
             sender: self.local_node,
@@ -1285,7 +1424,7 @@ impl Agent {
         if len > self.out.len() {
             return;
         }
-        let n = seal(h, body, &self.send_key, &mut self.out);
+        let n = seal(h, body, self.keys.for_peer(h.receiver), &mut self.out);
         match self.udp.send_to(&self.out[..n], to) {
             Ok(_) => self
                 .metrics

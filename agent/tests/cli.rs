@@ -26,14 +26,70 @@ fn version_prints_version() {
     );
 }
 
+/// Writes a fresh random key to `dir/thop.key` with `mode`.
+fn key_file(dir: &TempDir, mode: u32) -> std::path::PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let path = dir.0.join("thop.key");
+    std::fs::write(&path, format!("{}\n", common::thop::key_hex())).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+    path
+}
+
 #[test]
 fn shipped_configs_pass_check_config() {
+    // They read the key from /etc/baton/thop.key: point them at a real one.
+    let dir = TempDir::new("shipped");
+    let key = key_file(&dir, 0o600);
     for f in ["agent.yaml", "agent-listener.yaml", "agent-handover.yaml"] {
-        let path = format!("{}/../configs/{f}", env!("CARGO_MANIFEST_DIR"));
-        let (code, out, err) = run(&["check-config", &path]);
+        let src = format!("{}/../configs/{f}", env!("CARGO_MANIFEST_DIR"));
+        let text = std::fs::read_to_string(&src).unwrap();
+        assert!(text.contains("key_file: /etc/baton/thop.key"), "{f}");
+        let path = dir.0.join(f);
+        std::fs::write(
+            &path,
+            text.replace("/etc/baton/thop.key", key.to_str().unwrap()),
+        )
+        .unwrap();
+        let (code, out, err) = run(&["check-config", path.to_str().unwrap()]);
         assert_eq!(code, 0, "{f}: {out}{err}");
         assert!(out.contains(": ok"), "{out}");
     }
+}
+
+#[test]
+fn sample_key_and_open_key_file_are_refused_by_check_config() {
+    let dir = TempDir::new("weak");
+    let sample = dir.0.join("sample.yaml");
+    std::fs::write(
+        &sample,
+        config("").replace(
+            common::thop::key_hex(),
+            "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff",
+        ),
+    )
+    .unwrap();
+    let (code, _, err) = run(&["check-config", sample.to_str().unwrap()]);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("thop.keys[0].key") && err.contains("sample"),
+        "{err}"
+    );
+    let key = key_file(&dir, 0o644);
+    let open = dir.0.join("open.yaml");
+    std::fs::write(
+        &open,
+        config("").replace(
+            &format!("key: \"{}\"", common::thop::key_hex()),
+            &format!("key_file: {}", key.display()),
+        ),
+    )
+    .unwrap();
+    let (code, _, err) = run(&["check-config", open.to_str().unwrap()]);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("thop.keys[0].key_file") && err.contains("0644"),
+        "{err}"
+    );
 }
 
 #[test]

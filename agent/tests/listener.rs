@@ -9,7 +9,7 @@ use common::agent_proc::TempDir;
 use common::handoff::handoff;
 use common::netns::{Bed, BACKEND_IP, SWITCH_IP, VIP};
 use common::serve::*;
-use common::thop::{Rx, SwitchThop, KEY_HEX, KEY_ID};
+use common::thop::{key_hex, Rx, SwitchThop, KEY_ID};
 use handoff_proto::{CloseReason, NackReason};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::process::{Command, Stdio};
@@ -17,8 +17,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 fn listener_config(backlog: u32, metrics: &str) -> String {
+    let key = key_hex();
     format!(
-        "thop:\n  listen: {BACKEND_IP}:9199\n  switches: [{SWITCH_IP}]\n  keys:\n    - {{id: {KEY_ID}, key: \"{KEY_HEX}\"}}\n\
+        "thop:\n  listen: {BACKEND_IP}:9199\n  switches: [{SWITCH_IP}]\n  keys:\n    - {{id: {KEY_ID}, key: \"{key}\"}}\n\
          services:\n  - vip: {VIP}:80\n    mode: listener\nlimits:\n  backlog: {backlog}\nload:\n  period_ms: 0\nmetrics:\n  listen: {metrics}\n"
     )
 }

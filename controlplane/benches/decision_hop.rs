@@ -55,7 +55,7 @@ fn profile(policy: &str) -> Profile {
         .collect();
     let names: Vec<String> = (0..8).map(|i| format!("b{i}")).collect();
     let text = format!(
-        "name: bench\nio: {{ memory: {{}} }}\nswitch: {{ data_ip: 198.18.0.2 }}\nthop: {{ keys: [{{ id: 1, secret_hex: \"{KEY}\" }}] }}\n\
+        "name: bench\nio: {{ memory: {{}} }}\nswitch: {{ data_ip: 198.18.0.2 }}\nthop: {{ allow_sample_keys: true, keys: [{{ id: 1, secret_hex: \"{KEY}\" }}] }}\n\
          health: {{ check: {{ none: {{}} }} }}\nlogging: {{ access_log: {{ enabled: false }} }}\nbackends:\n{backends}\
          pools:\n  - {{ name: p, backends: [{}], policy: {policy} }}\n\
          services:\n  - name: web\n    vip: 198.18.0.10\n    rules:\n      - {{ match: {{ path_prefix: [/static/], extension: [png] }}, pool: p }}\n    default_pool: p\n",

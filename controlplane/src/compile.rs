@@ -25,15 +25,17 @@ pub enum CompileError {
 pub fn thop_keys(p: &Profile) -> Result<Vec<(u32, [u8; 32])>, CompileError> {
     let mut out = Vec::new();
     for (index, k) in p.thop.keys.iter().enumerate() {
-        let text = match (&k.secret_hex, &k.secret_file) {
-            (Some(h), _) => h.clone(),
-            (None, Some(f)) => std::fs::read_to_string(f)
-                .map_err(|e| CompileError::Key {
+        let key = match (&k.secret_hex, &k.secret_file) {
+            (Some(h), _) => {
+                let mut key = [0u8; 32];
+                hex::decode_to_slice(h, &mut key).map_err(|_| CompileError::Key {
                     index,
-                    message: format!("cannot read {f}: {e}"),
-                })?
-                .trim()
-                .to_string(),
+                    message: "secret must be 64 hex digits (32 bytes)".into(),
+                })?;
+                key
+            }
+            (None, Some(f)) => handoff_proto::read_key_file(std::path::Path::new(f))
+                .map_err(|message| CompileError::Key { index, message })?,
             (None, None) => {
                 return Err(CompileError::Key {
                     index,
@@ -41,14 +43,32 @@ pub fn thop_keys(p: &Profile) -> Result<Vec<(u32, [u8; 32])>, CompileError> {
                 })
             }
         };
-        let mut key = [0u8; 32];
-        hex::decode_to_slice(&text, &mut key).map_err(|_| CompileError::Key {
-            index,
-            message: "secret must be 64 hex digits (32 bytes)".into(),
-        })?;
+        if let Some(w) = handoff_proto::key_weakness(&key) {
+            if !p.thop.allow_sample_keys {
+                return Err(CompileError::Key {
+                    index,
+                    message: format!(
+                        "the key {w} (test beds may set thop.allow_sample_keys: true)"
+                    ),
+                });
+            }
+        }
         out.push((k.id, key));
     }
     Ok(out)
+}
+
+/// Backends with a key of their own: (agent node id, key id).
+pub fn thop_peers(p: &Profile) -> Vec<(u32, u32)> {
+    p.backends
+        .iter()
+        .filter_map(|b| {
+            let thop = b
+                .thop
+                .unwrap_or_else(|| std::net::SocketAddr::from((b.address, p.thop.port)));
+            b.thop_key.map(|k| (handoff_proto::node_id(thop.ip()), k))
+        })
+        .collect()
 }
 
 /// The polling mode of the profile.
@@ -132,6 +152,7 @@ pub fn worker_config(p: &Profile, port_mac: [u8; 6]) -> Result<WorkerConfig, Com
             port: p.thop.port,
             key_id,
             keys,
+            peers: thop_peers(p),
         },
         tcp: TcpOptionsConfig {
             mss: p.tcp.mss,

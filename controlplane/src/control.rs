@@ -584,8 +584,8 @@ impl ControlPlane {
                 vip,
                 header,
             } => self.on_local_decision(worker, pool, member, backend, (client, vip), header),
-            WorkerEvent::Load { from, report } => {
-                let matched = self.registry.on_load(from, report, now);
+            WorkerEvent::Load { sender, report, .. } => {
+                let matched = self.registry.on_load(sender, report, now);
                 self.metrics
                     .load_reports
                     .with_label_values(&[if matched { "matched" } else { "unknown" }])
@@ -982,7 +982,7 @@ pub fn restart_sections(old: &Profile, new: &Profile) -> Vec<&'static str> {
     if old.tuning != new.tuning {
         out.push("tuning");
     }
-    if old.thop != new.thop {
+    if old.thop != new.thop || crate::compile::thop_peers(old) != crate::compile::thop_peers(new) {
         out.push("thop");
     }
     if old.admin != new.admin {

@@ -221,7 +221,7 @@ mod tests {
             .map(|i| format!("  - {{ name: b{i}, address: 198.18.0.{} }}\n", 20 + i))
             .collect();
         let text = format!(
-            "name: t\nio: {{ memory: {{}} }}\nswitch: {{ data_ip: 198.18.0.2 }}\nthop: {{ keys: [{{ id: 1, secret_hex: \"{}\" }}] }}\n\
+            "name: t\nio: {{ memory: {{}} }}\nswitch: {{ data_ip: 198.18.0.2 }}\nthop: {{ allow_sample_keys: true, keys: [{{ id: 1, secret_hex: \"{}\" }}] }}\n\
              health: {{ check: {{ none: {{}} }} }}\nbackends:\n{backends}\
              pools:\n  - {{ name: p, backends: [b0, b1, b2, b3], policy: {policy} }}\n\
              \x20 - {{ name: lc, backends: [b0, b1], policy: {{ least_connections: {{}} }} }}\n\

@@ -122,7 +122,6 @@ pub enum HealthChange {
 pub struct Registry {
     backends: Vec<BackendState>,
     by_name: HashMap<String, BackendId>,
-    by_thop: HashMap<SocketAddr, BackendId>,
 }
 
 impl Registry {
@@ -194,12 +193,6 @@ impl Registry {
                 }
             }
         }
-        self.by_thop = self
-            .backends
-            .iter()
-            .filter(|b| b.configured)
-            .map(|b| (b.target.thop, b.id))
-            .collect();
     }
 
     /// Sets the profile's drain flags exactly (used when the profile's `drain` changed).
@@ -273,15 +266,15 @@ impl Registry {
         }
     }
 
-    /// A LOAD report from the agent at `from`; false when no backend has that THOP address.
-    pub fn on_load(&mut self, from: SocketAddr, report: LoadReport, now: Instant) -> bool {
-        let id = self.by_thop.get(&from).copied().or_else(|| {
-            // Agents may send from an ephemeral port: match on the address alone.
-            self.backends
-                .iter()
-                .find(|b| b.configured && b.target.thop.ip() == from.ip())
-                .map(|b| b.id)
-        });
+    /// A LOAD report from the agent with node id `sender` (authenticated);
+    /// false when no backend's THOP address has that node id. The UDP source
+    /// is not used: anyone can send from any port.
+    pub fn on_load(&mut self, sender: u32, report: LoadReport, now: Instant) -> bool {
+        let id = self
+            .backends
+            .iter()
+            .find(|b| b.configured && handoff_proto::node_id(b.target.thop.ip()) == sender)
+            .map(|b| b.id);
         let Some(id) = id else { return false };
         let b = &mut self.backends[id as usize];
         b.report = Some((report, now));
@@ -452,7 +445,7 @@ mod tests {
     }
 
     #[test]
-    fn load_reports_are_matched_by_thop_address_and_reset_since_report() {
+    fn load_reports_are_matched_by_sender_node_and_reset_since_report() {
         let p = profile("");
         let mut r = Registry::new(&p);
         let now = Instant::now();
@@ -464,9 +457,9 @@ mod tests {
             adopted_per_sec: 1,
             capacity_hint: 100,
         };
-        assert!(r.on_load("198.18.0.11:9199".parse().unwrap(), rep, now));
-        assert!(r.on_load("198.18.0.11:40000".parse().unwrap(), rep, now));
-        assert!(!r.on_load("198.18.0.99:9199".parse().unwrap(), rep, now));
+        let node = |a: &str| handoff_proto::node_id(a.parse().unwrap());
+        assert!(r.on_load(node("198.18.0.11"), rep, now));
+        assert!(!r.on_load(node("198.18.0.99"), rep, now));
         let b = r.get(id).unwrap();
         assert_eq!(
             (b.active, b.since_report, b.report.unwrap().0.active),
@@ -516,17 +509,14 @@ mod tests {
         };
         // No report yet: never taken down for silence.
         assert!(r.tick(t0 + Duration::from_secs(60)).is_empty());
-        assert!(r.on_load("198.18.0.13:9199".parse().unwrap(), rep, t0));
+        let a1 = handoff_proto::node_id("198.18.0.13".parse().unwrap());
+        assert!(r.on_load(a1, rep, t0));
         assert!(r.tick(t0 + Duration::from_secs(2)).is_empty());
         let changes = r.tick(t0 + Duration::from_secs(4));
         assert_eq!(changes.len(), 1, "{changes:?}");
         let id = r.id_of("a1").unwrap();
         assert!(!r.get(id).unwrap().usable(t0 + Duration::from_secs(4)));
-        r.on_load(
-            "198.18.0.13:9199".parse().unwrap(),
-            rep,
-            t0 + Duration::from_secs(5),
-        );
+        r.on_load(a1, rep, t0 + Duration::from_secs(5));
         assert!(r.get(id).unwrap().usable(t0 + Duration::from_secs(5)));
     }
 }

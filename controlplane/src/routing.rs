@@ -272,7 +272,7 @@ pub(crate) mod tests {
 name: t
 io: {{ memory: {{}} }}
 switch: {{ data_ip: 198.18.0.2 }}
-thop: {{ keys: [{{ id: 1, secret_hex: "{key}" }}] }}
+thop: {{ allow_sample_keys: true, keys: [{{ id: 1, secret_hex: "{key}" }}] }}
 backends:
   - {{ name: s1, address: 198.18.0.11 }}
   - {{ name: a1, address: 198.18.0.13 }}

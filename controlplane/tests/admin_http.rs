@@ -38,7 +38,7 @@ fn profile(listen: &str, weight: u32) -> String {
 io: {{ memory: {{}} }}
 workers: {{ count: 2 }}
 switch: {{ data_ip: 198.18.0.2 }}
-thop: {{ keys: [{{ id: 1, secret_hex: "{KEY}" }}] }}
+thop: {{ allow_sample_keys: true, keys: [{{ id: 1, secret_hex: "{KEY}" }}] }}
 admin: {{ listen: "{listen}" }}
 health: {{ check: {{ none: {{}} }} }}
 tuning: {{ table_capacity: 1024, polling: {{ mode: adaptive, max_sleep: 1ms }} }}

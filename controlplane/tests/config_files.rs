@@ -14,7 +14,7 @@ fn configs_dir() -> PathBuf {
 fn every_profile_in_configs_passes_check_config() {
     // The appliance profile reads its THOP key from a file; give it one.
     let key = std::env::temp_dir().join(format!("cp-thop-{}.key", std::process::id()));
-    std::fs::write(&key, format!("{}\n", "ab".repeat(32))).unwrap();
+    write_key(&key, &random_key_hex(), 0o600);
     let mut files: Vec<PathBuf> = std::fs::read_dir(configs_dir())
         .unwrap()
         .flatten()
@@ -71,6 +71,80 @@ fn every_profile_in_configs_passes_check_config() {
         );
     }
     let _ = std::fs::remove_file(&key);
+}
+
+/// 32 random bytes as 64 hex digits.
+fn random_key_hex() -> String {
+    use std::io::Read;
+    let mut b = [0u8; 32];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut b))
+        .unwrap();
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+fn write_key(path: &std::path::Path, hex: &str, mode: u32) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::write(path, format!("{hex}\n")).unwrap();
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+}
+
+#[test]
+fn weak_keys_and_open_key_files_are_refused_by_check_config() {
+    let dir = std::env::temp_dir().join(format!("cp-weak-key-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    for f in ["testbed.yaml", "base.yaml"] {
+        std::fs::copy(configs_dir().join(f), dir.join(f)).unwrap();
+    }
+    let check = |thop: &str| {
+        let p = dir.join("p.yaml");
+        std::fs::write(&p, format!("<<: !include testbed.yaml\nthop:\n{thop}")).unwrap();
+        let out = Command::new(env!("CARGO_BIN_EXE_baton"))
+            .arg("check-config")
+            .arg(&p)
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let zero = "0".repeat(64);
+    let published = "6261746f6e2d746573746265642d6b65792d6e6f742d666f722d70726f642121";
+    for (key, why) in [
+        (zero.as_str(), "same value"),
+        (published, "published sample"),
+    ] {
+        let (ok, err) = check(&format!(
+            "  keys:\n    - id: 1\n      secret_hex: \"{key}\"\n"
+        ));
+        assert!(!ok, "weak key {key} accepted");
+        assert!(
+            err.contains("thop.keys[0].secret_hex") && err.contains(why),
+            "{err}"
+        );
+        // A test bed says so.
+        let (ok, err) = check(&format!(
+            "  allow_sample_keys: true\n  keys:\n    - id: 1\n      secret_hex: \"{key}\"\n"
+        ));
+        assert!(ok, "{err}");
+    }
+    let key = dir.join("thop.key");
+    write_key(&key, &random_key_hex(), 0o644);
+    let file = format!(
+        "  keys:\n    - id: 1\n      secret_file: {}\n",
+        key.display()
+    );
+    let (ok, err) = check(&file);
+    assert!(!ok, "a key file readable by others was accepted");
+    assert!(
+        err.contains("thop.keys[0].secret_file") && err.contains("0644"),
+        "{err}"
+    );
+    write_key(&key, &random_key_hex(), 0o600);
+    let (ok, err) = check(&file);
+    assert!(ok, "{err}");
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]

@@ -89,7 +89,7 @@ fn profile_text(
 name: loop
 io: {{ memory: {{}} }}
 switch: {{ data_ip: 198.18.0.2 }}
-thop: {{ keys: [{{ id: 1, secret_hex: "{KEY}" }}] }}
+thop: {{ allow_sample_keys: true, keys: [{{ id: 1, secret_hex: "{KEY}" }}] }}
 logging: {{ access_log: {{ enabled: true, sample_every: 10 }} }}
 backends:
   - {{ name: static-1, address: 198.18.0.11, management: 127.0.0.1, weight: {w1}, health: {h1} }}
@@ -408,6 +408,7 @@ fn acked_handoffs_feed_the_latency_histogram_and_closes_the_connection_count() {
     ev(WorkerEvent::Closed { backend: 2 });
     ev(WorkerEvent::Load {
         from: "198.18.0.13:9199".parse::<SocketAddr>().unwrap(),
+        sender: handoff_proto::node_id("198.18.0.13".parse().unwrap()),
         report: dataplane::dispatch::LoadReport {
             active: 9,
             adopted_per_sec: 3,

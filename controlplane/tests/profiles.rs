@@ -37,6 +37,7 @@ const KEY: &str = "6261746f6e2d746573746265642d6b65792d6e6f742d666f722d70726f642
 fn base() -> String {
     format!(
         r#"thop: &thop
+  allow_sample_keys: true
   keys:
     - id: 1
       secret_hex: "{KEY}"

@@ -78,6 +78,7 @@ fn config(capacity: usize) -> WorkerConfig {
             port: 9199,
             key_id: 1,
             keys: vec![(1, KEY)],
+            peers: Vec::new(),
         },
         table_capacity: capacity,
         pending_capacity: 1024,

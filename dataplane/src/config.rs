@@ -70,6 +70,10 @@ pub struct ThopConfig {
     pub key_id: u32,
     /// All keys accepted on receipt (id, 32-byte key); must contain `key_id`.
     pub keys: Vec<(u32, [u8; 32])>,
+    /// Agents with a key of their own: (node id, key id). The switch signs
+    /// frames to the node with that key, and a key named here is accepted
+    /// only from the nodes naming it, so an agent cannot speak for another.
+    pub peers: Vec<(u32, u32)>,
 }
 
 impl Default for ThopConfig {
@@ -78,6 +82,7 @@ impl Default for ThopConfig {
             port: 9199,
             key_id: 0,
             keys: vec![(0, [0u8; 32])],
+            peers: Vec::new(),
         }
     }
 }
@@ -263,6 +268,11 @@ impl WorkerConfig {
         }
         if !self.thop.keys.iter().any(|(id, _)| *id == self.thop.key_id) {
             return Err(ConfigError::MissingKey(self.thop.key_id));
+        }
+        for (_, kid) in &self.thop.peers {
+            if !self.thop.keys.iter().any(|(id, _)| id == kid) {
+                return Err(ConfigError::MissingKey(*kid));
+            }
         }
         for ip in std::iter::once(self.ip).chain(self.services.iter().map(|s| s.vip)) {
             if ip.is_ipv6() {

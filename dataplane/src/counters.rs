@@ -59,6 +59,13 @@ reasons! {
         ThopInvalid => "thop_invalid",
         /// THOP reply for a connection that no longer exists (or another generation).
         ThopStale => "thop_stale",
+        /// Authentic THOP frame refused by the replay check (seen before,
+        /// stamped before the switch started, or off the sender's clock).
+        ThopReplay => "thop_replay",
+        /// THOP frame tagged with a key bound to other agents than its sender.
+        ThopKeyNotForSender => "thop_key_not_for_sender",
+        /// Authentic THOP frame about a connection handed to another agent.
+        ThopNotOwner => "thop_not_owner",
         /// Frame the backend transmit queue would not take.
         TxFull => "tx_full",
         /// No buffer to build a frame the switch originates.

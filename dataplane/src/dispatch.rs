@@ -119,9 +119,12 @@ pub enum WorkerEvent {
     },
     /// A FORWARDING connection to this backend ended (CLOSE, RST, timeout).
     Closed { backend: BackendId },
-    /// A LOAD frame from the agent at this THOP address.
+    /// A LOAD frame from the agent with this node id (authenticated; the
+    /// key it was tagged with is bound to that node when the profile gives
+    /// the backend a key of its own), received from `from`.
     Load {
         from: SocketAddr,
+        sender: u32,
         report: LoadReport,
     },
     /// The worker decided a request itself ([`LocalDecider`]): what the

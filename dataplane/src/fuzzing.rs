@@ -93,6 +93,7 @@ pub fn config() -> WorkerConfig {
             port: 9199,
             key_id: 1,
             keys: vec![(1, KEY)],
+            peers: Vec::new(),
         },
         header_max: 256,
         request_buffer: 512,

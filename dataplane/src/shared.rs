@@ -1,11 +1,12 @@
 //! State shared by all workers of one switch: the inter-worker THOP reply
-//! queues, the ARP cache, the THOP message sequence counter and the clock
-//! epoch. Created once by [`crate::dispatch::channels`] and handed to every
+//! queues, the ARP cache, the THOP message sequence counter, the THOP replay
+//! windows and the clock epoch. Created once by [`crate::dispatch::channels`] and handed to every
 //! worker inside its [`crate::dispatch::WorkerQueues`].
 
+use std::sync::Mutex;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
-use handoff_proto::SeqCounter;
+use handoff_proto::{Now, ReplayGuards, SeqCounter, DEFAULT_MAX_SKEW_MS, NOT_BEFORE_SLACK_MS};
 
 use crate::arp::ArpCache;
 use crate::peer::PeerQueues;
@@ -19,6 +20,11 @@ pub struct Shared {
     pub arp: ArpCache,
     /// THOP `msg_seq` of this switch (one sender node, many threads).
     pub thop_seq: SeqCounter,
+    /// Replay windows per authenticated sender node, one for all workers:
+    /// an agent's frame is accepted once by the switch, whichever worker the
+    /// NIC's hash (e.g. a changed UDP source port) delivers it to. THOP
+    /// frames come a few per connection, so the lock is cold.
+    pub thop_replay: Mutex<ReplayGuards>,
     /// Zero of the workers' monotonic clock.
     pub epoch: Instant,
     /// Wall-clock milliseconds at `epoch` (THOP timestamps are wall-clock).
@@ -35,6 +41,13 @@ impl Shared {
             peers: PeerQueues::new(n, capacity),
             arp: ArpCache::new(),
             thop_seq: SeqCounter::new(unix),
+            thop_replay: Mutex::new(ReplayGuards::new(DEFAULT_MAX_SKEW_MS, 4096).with_start(
+                Now {
+                    wall_ms: unix,
+                    mono_ms: 0,
+                },
+                NOT_BEFORE_SLACK_MS,
+            )),
             epoch: Instant::now(),
             epoch_unix_ms: unix,
         }

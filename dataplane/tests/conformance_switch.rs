@@ -174,6 +174,7 @@ impl Switch {
                 port: THOP_PORT,
                 key_id: 1,
                 keys: vec![(1, KEY)],
+                peers: Vec::new(),
             },
             table_capacity: 1024,
             pending_capacity: 64,

@@ -25,6 +25,14 @@ pub enum DecodeError {
     UnknownKey(u32),
     /// The authentication tag does not match: forged, corrupted or wrong key.
     BadTag,
+    /// The tag is right, but the key is bound to other nodes than the
+    /// frame's `sender`: a peer holding the key speaks for someone else.
+    KeyNotForSender {
+        /// The key id in the frame.
+        key_id: u32,
+        /// The sender node id the frame claims.
+        sender: u32,
+    },
     /// Authentic, but addressed to another node id.
     WrongReceiver {
         /// The node id this receiver answers to.
@@ -50,6 +58,7 @@ impl DecodeError {
         "unsupported_version",
         "unknown_key",
         "bad_tag",
+        "key_not_for_sender",
         "wrong_receiver",
         "unknown_opcode",
         "unknown_critical_flags",
@@ -65,6 +74,7 @@ impl DecodeError {
             DecodeError::UnsupportedVersion(_) => "unsupported_version",
             DecodeError::UnknownKey(_) => "unknown_key",
             DecodeError::BadTag => "bad_tag",
+            DecodeError::KeyNotForSender { .. } => "key_not_for_sender",
             DecodeError::WrongReceiver { .. } => "wrong_receiver",
             DecodeError::UnknownOpcode(_) => "unknown_opcode",
             DecodeError::UnknownCriticalFlags(_) => "unknown_critical_flags",
@@ -81,6 +91,7 @@ impl DecodeError {
             DecodeError::UnsupportedVersion(_) => "version newer than this implementation",
             DecodeError::UnknownKey(_) => "key id not in keyring",
             DecodeError::BadTag => "authentication tag mismatch",
+            DecodeError::KeyNotForSender { .. } => "key not bound to the sender node",
             DecodeError::WrongReceiver { .. } => "frame addressed to another node",
             DecodeError::UnknownOpcode(_) => "unknown opcode",
             DecodeError::UnknownCriticalFlags(_) => "unknown critical flag set",
@@ -91,7 +102,10 @@ impl DecodeError {
     /// True for failures of authentication (tag or key), which the spec says
     /// to count separately from malformed frames.
     pub fn is_auth_failure(&self) -> bool {
-        matches!(self, DecodeError::UnknownKey(_) | DecodeError::BadTag)
+        matches!(
+            self,
+            DecodeError::UnknownKey(_) | DecodeError::BadTag | DecodeError::KeyNotForSender { .. }
+        )
     }
 }
 
@@ -104,6 +118,9 @@ impl fmt::Display for DecodeError {
             DecodeError::UnsupportedVersion(v) => write!(f, "unsupported version {v}"),
             DecodeError::UnknownKey(k) => write!(f, "unknown key id {k}"),
             DecodeError::BadTag => f.write_str("authentication tag mismatch"),
+            DecodeError::KeyNotForSender { key_id, sender } => {
+                write!(f, "key id {key_id} may not be used by node {sender:#010x}")
+            }
             DecodeError::WrongReceiver { expected, got } => {
                 write!(
                     f,

@@ -58,7 +58,10 @@ mod replay;
 mod split;
 mod wire;
 
-pub use auth::{Key, KeyError, Keyring, KEY_LEN, PASSPHRASE_CONTEXT};
+pub use auth::{
+    key_weakness, read_key_file, Key, KeyError, KeyWeakness, Keyring, KEY_LEN, MIN_DISTINCT_BYTES,
+    PASSPHRASE_CONTEXT, SAMPLE_KEYS,
+};
 pub use control::{Abort, Ack, Close, Load, Nack};
 pub use create::{
     tcp_opt, CreateFragment, Endpoints, TcpState, Timestamps, WindowScale, CREATE_FIXED_LEN,
@@ -74,5 +77,8 @@ pub use header::{
 pub use node::{initial_msg_seq, node_id, SeqCounter};
 pub use reasons::{AbortReason, CloseReason, NackReason};
 pub use reassembly::{Assembled, Reassembler, ReassemblyConfig, ReassemblyError, MAX_RANGES};
-pub use replay::{ReplayError, ReplayGuard, ReplayGuards, DEFAULT_MAX_SKEW_MS, REPLAY_WINDOW};
+pub use replay::{
+    Now, ReplayError, ReplayGuard, ReplayGuards, DEFAULT_MAX_SKEW_MS, NOT_BEFORE_SLACK_MS,
+    REPLAY_WINDOW,
+};
 pub use split::{CreateSplitter, SplitError, MAX_UDP_FRAME_LEN};

@@ -6,6 +6,13 @@
 //!
 //! Check replay only *after* the tag verified, so forged frames cannot move
 //! the window.
+//!
+//! Time comes in two readings ([`Now`]): the wall clock, which may be stepped
+//! (NTP, an operator) and is only used for a sender's first frame, and a
+//! monotonic clock, which never steps. Once a sender's frame was accepted,
+//! its next timestamps are compared with that frame's timestamp plus the
+//! monotonic time elapsed since, so a step of either host's wall clock does
+//! not cut THOP off (spec §7.4).
 
 use core::fmt;
 use std::collections::HashMap;
@@ -16,6 +23,30 @@ use crate::header::Header;
 pub const REPLAY_WINDOW: u64 = 1024;
 /// Default accepted clock difference between sender and receiver.
 pub const DEFAULT_MAX_SKEW_MS: u64 = 30_000;
+/// How far before a receiver's start a frame may be stamped and still be
+/// accepted (clock difference between two NTP-synchronised hosts, plus
+/// transit); see [`ReplayGuards::with_start`].
+pub const NOT_BEFORE_SLACK_MS: u64 = 1_000;
+
+/// A receiver's reading of its clocks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Now {
+    /// Wall clock, ms since the Unix epoch (may step).
+    pub wall_ms: u64,
+    /// Monotonic clock, ms since any fixed origin (never steps).
+    pub mono_ms: u64,
+}
+
+impl Now {
+    /// Both readings from one wall-clock value (tests and callers without
+    /// a monotonic clock: then wall-clock steps are not tolerated).
+    pub fn wall(ms: u64) -> Now {
+        Now {
+            wall_ms: ms,
+            mono_ms: ms,
+        }
+    }
+}
 
 const WORDS: usize = (REPLAY_WINDOW / 64) as usize;
 
@@ -38,6 +69,12 @@ pub enum ReplayError {
     BehindWindow(u64),
     /// A new sender, but the table of senders is full.
     TooManyPeers,
+    /// Stamped before this receiver started (a frame captured before a
+    /// restart, replayed to the new process).
+    BeforeStart {
+        /// How far before the receiver's start, in ms.
+        early_ms: u64,
+    },
 }
 
 impl ReplayError {
@@ -48,6 +85,7 @@ impl ReplayError {
         "duplicate_seq",
         "seq_behind_window",
         "too_many_peers",
+        "before_receiver_start",
     ];
 
     /// A stable snake_case label for metrics.
@@ -58,6 +96,7 @@ impl ReplayError {
             ReplayError::Duplicate(_) => "duplicate_seq",
             ReplayError::BehindWindow(_) => "seq_behind_window",
             ReplayError::TooManyPeers => "too_many_peers",
+            ReplayError::BeforeStart { .. } => "before_receiver_start",
         }
     }
 }
@@ -72,6 +111,9 @@ impl fmt::Display for ReplayError {
                 write!(f, "message sequence {s} behind the replay window")
             }
             ReplayError::TooManyPeers => f.write_str("too many senders"),
+            ReplayError::BeforeStart { early_ms } => {
+                write!(f, "timestamp {early_ms} ms before this receiver started")
+            }
         }
     }
 }
@@ -86,6 +128,9 @@ pub struct ReplayGuard {
     highest: Option<u64>,
     /// Bit `s % REPLAY_WINDOW` is set when `s` (within the window) was seen.
     bitmap: [u64; WORDS],
+    /// The last accepted frame's timestamp and the receiver's monotonic
+    /// time then: where the sender's clock is expected to be now.
+    anchor: Option<(u64, u64)>,
 }
 
 impl Default for ReplayGuard {
@@ -101,6 +146,7 @@ impl ReplayGuard {
             max_skew_ms,
             highest: None,
             bitmap: [0; WORDS],
+            anchor: None,
         }
     }
 
@@ -114,17 +160,47 @@ impl ReplayGuard {
         (i / 64, 1u64 << (i % 64))
     }
 
-    /// Checks without recording.
+    /// Checks without recording (wall clock only, see [`Now::wall`]).
     pub fn check(&self, msg_seq: u64, timestamp_ms: u64, now_ms: u64) -> Result<(), ReplayError> {
-        if timestamp_ms < now_ms && now_ms - timestamp_ms > self.max_skew_ms {
+        self.check_at(msg_seq, timestamp_ms, Now::wall(now_ms))
+    }
+
+    /// Where the sender's clock should be now, from the last accepted frame.
+    fn expected(&self, now: Now) -> Option<u64> {
+        self.anchor
+            .map(|(ts, mono)| ts.saturating_add(now.mono_ms.saturating_sub(mono)))
+    }
+
+    /// The timestamp's distance from `reference`, as an error when beyond
+    /// the skew.
+    fn window(&self, timestamp_ms: u64, reference: u64) -> Result<(), ReplayError> {
+        if timestamp_ms < reference && reference - timestamp_ms > self.max_skew_ms {
             return Err(ReplayError::TooOld {
-                behind_ms: now_ms - timestamp_ms,
+                behind_ms: reference - timestamp_ms,
             });
         }
-        if timestamp_ms > now_ms && timestamp_ms - now_ms > self.max_skew_ms {
+        if timestamp_ms > reference && timestamp_ms - reference > self.max_skew_ms {
             return Err(ReplayError::TooNew {
-                ahead_ms: timestamp_ms - now_ms,
+                ahead_ms: timestamp_ms - reference,
             });
+        }
+        Ok(())
+    }
+
+    /// Checks without recording. The timestamp must be within the skew of
+    /// the sender's expected clock (last accepted timestamp plus monotonic
+    /// time elapsed) or, failing that, of the receiver's wall clock (a first
+    /// frame, or a sender that restarted after its clock was corrected).
+    pub fn check_at(&self, msg_seq: u64, timestamp_ms: u64, now: Now) -> Result<(), ReplayError> {
+        let by_wall = self.window(timestamp_ms, now.wall_ms);
+        match self.expected(now) {
+            Some(exp) => {
+                let by_anchor = self.window(timestamp_ms, exp);
+                if by_anchor.is_err() && by_wall.is_err() {
+                    return by_anchor;
+                }
+            }
+            None => by_wall?,
         }
         let Some(highest) = self.highest else {
             return Ok(());
@@ -142,14 +218,36 @@ impl ReplayGuard {
         Ok(())
     }
 
-    /// Checks and, if acceptable, records the frame as seen.
+    /// Checks and, if acceptable, records the frame as seen (wall clock only).
     pub fn accept(
         &mut self,
         msg_seq: u64,
         timestamp_ms: u64,
         now_ms: u64,
     ) -> Result<(), ReplayError> {
-        self.check(msg_seq, timestamp_ms, now_ms)?;
+        self.accept_at(msg_seq, timestamp_ms, Now::wall(now_ms))
+    }
+
+    /// Checks and, if acceptable, records the frame as seen and re-anchors
+    /// the sender's expected clock on it.
+    pub fn accept_at(
+        &mut self,
+        msg_seq: u64,
+        timestamp_ms: u64,
+        now: Now,
+    ) -> Result<(), ReplayError> {
+        self.check_at(msg_seq, timestamp_ms, now)?;
+        // Frames of one sender may arrive slightly out of order: only a
+        // later timestamp than expected moves the anchor forward, an earlier
+        // one (within the skew) re-anchors only when the sender's clock was
+        // evidently reset (it failed the anchor window and passed the wall's).
+        let reanchor = match self.expected(now) {
+            None => true,
+            Some(exp) => timestamp_ms >= exp || self.window(timestamp_ms, exp).is_err(),
+        };
+        if reanchor {
+            self.anchor = Some((timestamp_ms, now.mono_ms));
+        }
         match self.highest {
             Some(h) if msg_seq <= h => {}
             Some(h) => {
@@ -180,7 +278,8 @@ impl ReplayGuard {
 pub struct ReplayGuards {
     max_skew_ms: u64,
     max_peers: usize,
-    not_before_ms: u64,
+    /// The receiver's start on its monotonic clock, and the slack allowed.
+    start: Option<(u64, u64)>,
     peers: HashMap<u32, ReplayGuard>,
 }
 
@@ -196,28 +295,57 @@ impl ReplayGuards {
         ReplayGuards {
             max_skew_ms,
             max_peers,
-            not_before_ms: 0,
+            start: None,
             peers: HashMap::new(),
         }
     }
 
-    /// Also refuses frames stamped before `start_ms` (the receiver's start
-    /// time): a restarted receiver has lost its sequence windows, and this
-    /// keeps frames captured before the restart from being replayed to it
-    /// (spec §11).
-    pub fn with_not_before(mut self, start_ms: u64) -> ReplayGuards {
-        self.not_before_ms = start_ms;
+    /// Also refuses frames stamped more than `slack_ms` before the
+    /// receiver's start (`started`, read when it started): a restarted
+    /// receiver has lost its sequence windows, and this keeps frames captured
+    /// before the restart from being replayed to it (spec §11). The start is
+    /// kept on the monotonic clock and turned into wall time at each check,
+    /// so a later step of the wall clock moves it along.
+    pub fn with_start(mut self, started: Now, slack_ms: u64) -> ReplayGuards {
+        self.start = Some((started.mono_ms, slack_ms));
         self
     }
 
-    /// Checks and records an authenticated frame's header.
+    /// The earliest acceptable timestamp on the wall clock of `now`.
+    pub fn not_before(&self, now: Now) -> u64 {
+        match self.start {
+            None => 0,
+            Some((mono, slack)) => now
+                .wall_ms
+                .saturating_sub(now.mono_ms.saturating_sub(mono))
+                .saturating_sub(slack),
+        }
+    }
+
+    /// Checks and records an authenticated frame's header (wall clock only).
     pub fn accept(&mut self, header: &Header, now_ms: u64) -> Result<(), ReplayError> {
-        if header.timestamp_ms < self.not_before_ms {
-            return Err(ReplayError::TooOld {
-                behind_ms: now_ms.saturating_sub(header.timestamp_ms),
+        self.accept_at(header, Now::wall(now_ms))
+    }
+
+    /// Checks and records an authenticated frame's header.
+    pub fn accept_at(&mut self, header: &Header, now: Now) -> Result<(), ReplayError> {
+        let n = self.peers.len();
+        let known = self.peers.contains_key(&header.sender);
+        // A sender already heard from since the start is checked against its
+        // own timeline; the first frame, or one that fails it, must also be
+        // stamped after the start.
+        let nb = self.not_before(now);
+        let anchored_ok = known
+            && self.peers[&header.sender].expected(now).is_some_and(|exp| {
+                self.peers[&header.sender]
+                    .window(header.timestamp_ms, exp)
+                    .is_ok()
+            });
+        if !anchored_ok && header.timestamp_ms < nb {
+            return Err(ReplayError::BeforeStart {
+                early_ms: nb.saturating_add(self.start.map_or(0, |s| s.1)) - header.timestamp_ms,
             });
         }
-        let n = self.peers.len();
         let guard = match self.peers.get_mut(&header.sender) {
             Some(g) => g,
             None if n >= self.max_peers => return Err(ReplayError::TooManyPeers),
@@ -226,7 +354,7 @@ impl ReplayGuards {
                 .entry(header.sender)
                 .or_insert_with(|| ReplayGuard::new(self.max_skew_ms)),
         };
-        guard.accept(header.msg_seq, header.timestamp_ms, now_ms)
+        guard.accept_at(header.msg_seq, header.timestamp_ms, now)
     }
 
     /// Forgets a sender (e.g. removed from configuration).

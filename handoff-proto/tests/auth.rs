@@ -201,3 +201,40 @@ fn key_parsing() {
         "Debug must not print key bytes"
     );
 }
+
+#[test]
+fn a_key_bound_to_other_nodes_cannot_speak_for_this_sender() {
+    // Key 1 is shared by the switch and agent AGENT, key 2 by the switch and
+    // another agent. The other agent signs a LOAD claiming to be AGENT.
+    const OTHER: u32 = 0xc612_000c;
+    let k1 = Key::new(1, [0x31; 32]);
+    let k2 = Key::new(2, [0x32; 32]);
+    let mut ring = Keyring::new(k1.clone());
+    ring.insert(k2.clone());
+    ring.bind(1, [AGENT]);
+    ring.bind(2, [OTHER]);
+    let load = Body::Load(Load {
+        active_conns: 0,
+        adopted_per_sec: 0,
+        capacity_hint: 1,
+        interval_ms: 1000,
+    });
+    let forged = seal_vec(&reply_header(0, 1), &load, &k2);
+    assert_eq!(
+        open(&ring, SWITCH, &forged).unwrap_err(),
+        DecodeError::KeyNotForSender {
+            key_id: 2,
+            sender: AGENT
+        }
+    );
+    assert_eq!(
+        open(&ring, SWITCH, &forged).unwrap_err().label(),
+        "key_not_for_sender"
+    );
+    let genuine = seal_vec(&reply_header(0, 2), &load, &k1);
+    assert!(open(&ring, SWITCH, &genuine).is_ok());
+    // Frames to each node go out with its own key; unbound nodes get the current one.
+    assert_eq!(ring.for_peer(AGENT).id(), 1);
+    assert_eq!(ring.for_peer(OTHER).id(), 2);
+    assert_eq!(ring.for_peer(0x0a00_0001).id(), 1);
+}

@@ -293,6 +293,10 @@ fn labels_are_complete_and_frames_display() {
         DecodeError::UnsupportedVersion(2),
         DecodeError::UnknownKey(9),
         DecodeError::BadTag,
+        DecodeError::KeyNotForSender {
+            key_id: 1,
+            sender: 2,
+        },
         DecodeError::WrongReceiver {
             expected: 1,
             got: 2,
@@ -312,6 +316,7 @@ fn labels_are_complete_and_frames_display() {
         ReplayError::Duplicate(1),
         ReplayError::BehindWindow(1),
         ReplayError::TooManyPeers,
+        ReplayError::BeforeStart { early_ms: 1 },
     ];
     for e in replay {
         assert!(ReplayError::LABELS.contains(&e.label()), "{e:?}");

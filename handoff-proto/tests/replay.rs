@@ -157,15 +157,116 @@ fn rejected_frames_do_not_move_the_window() {
 
 #[test]
 fn restarted_receiver_refuses_frames_from_before_its_start() {
-    let mut guards = ReplayGuards::default().with_not_before(NOW_MS);
+    // Started at NOW_MS (monotonic 0); a frame captured 5 s before the start
+    // is refused, one stamped within the slack (clock difference) is not.
+    let started = Now {
+        wall_ms: NOW_MS,
+        mono_ms: 0,
+    };
+    let mut guards = ReplayGuards::default().with_start(started, NOT_BEFORE_SLACK_MS);
+    let now = Now {
+        wall_ms: NOW_MS + 10,
+        mono_ms: 10,
+    };
     let mut h = header(1, 1);
-    h.timestamp_ms = NOW_MS - 1;
+    h.timestamp_ms = NOW_MS - 5_000;
     assert_eq!(
-        guards.accept(&h, NOW_MS + 10),
-        Err(ReplayError::TooOld { behind_ms: 11 })
+        guards.accept_at(&h, now),
+        Err(ReplayError::BeforeStart { early_ms: 5_000 })
     );
+    h.timestamp_ms = NOW_MS - NOT_BEFORE_SLACK_MS / 2;
+    assert_eq!(guards.accept_at(&h, now), Ok(()));
+}
+
+#[test]
+fn not_before_follows_a_wall_clock_step_of_the_receiver() {
+    // The receiver's wall clock was an hour fast at its start and NTP
+    // stepped it back 10 s later: a sender with a correct clock is accepted.
+    let hour = 3_600_000;
+    let started = Now {
+        wall_ms: NOW_MS + hour,
+        mono_ms: 0,
+    };
+    let mut guards = ReplayGuards::default().with_start(started, NOT_BEFORE_SLACK_MS);
+    let now = Now {
+        wall_ms: NOW_MS + 10_000,
+        mono_ms: 10_000,
+    };
+    let mut h = header(1, 1);
+    h.timestamp_ms = NOW_MS + 10_000;
+    assert_eq!(guards.accept_at(&h, now), Ok(()));
+}
+
+#[test]
+fn a_known_sender_survives_a_wall_clock_step_of_the_receiver() {
+    let mut guards = ReplayGuards::default();
+    let mut h = header(1, 100);
     h.timestamp_ms = NOW_MS;
-    assert_eq!(guards.accept(&h, NOW_MS + 10), Ok(()));
+    let t0 = Now {
+        wall_ms: NOW_MS,
+        mono_ms: 5_000,
+    };
+    assert_eq!(guards.accept_at(&h, t0), Ok(()));
+    // The receiver's wall clock jumps an hour ahead (or back); the sender's
+    // timestamps follow real time, which the monotonic clock measures.
+    for step in [3_600_000i64, -3_600_000] {
+        for k in 1..=3u64 {
+            h.msg_seq += 1;
+            h.timestamp_ms += 20_000;
+            let now = Now {
+                wall_ms: (h.timestamp_ms as i64 + step) as u64,
+                mono_ms: t0.mono_ms + (h.timestamp_ms - NOW_MS),
+            };
+            assert_eq!(guards.accept_at(&h, now), Ok(()), "step {step}, frame {k}");
+        }
+    }
+    // A replay is still a replay, and a frame far off the sender's timeline
+    // is still refused.
+    let now = Now {
+        wall_ms: 0,
+        mono_ms: t0.mono_ms + (h.timestamp_ms - NOW_MS),
+    };
+    assert_eq!(
+        guards.accept_at(&h, now),
+        Err(ReplayError::Duplicate(h.msg_seq))
+    );
+    let mut old = h;
+    old.msg_seq += 1;
+    old.timestamp_ms -= 60_000;
+    assert_eq!(
+        guards.accept_at(&old, now),
+        Err(ReplayError::TooOld { behind_ms: 60_000 })
+    );
+}
+
+#[test]
+fn a_sender_whose_clock_was_corrected_is_accepted_again() {
+    // The sender ran an hour slow and the receiver had anchored on that;
+    // after NTP fixed the sender (and it restarted), its frames match the
+    // receiver's wall clock and re-anchor the window.
+    let hour = 3_600_000;
+    let mut guards = ReplayGuards::default();
+    let mut h = header(1, 100);
+    h.timestamp_ms = NOW_MS - hour + 10_000;
+    let t0 = Now {
+        wall_ms: NOW_MS - hour + 10_000,
+        mono_ms: 0,
+    };
+    assert_eq!(guards.accept_at(&h, t0), Ok(()));
+    let t1 = Now {
+        wall_ms: NOW_MS + 20_000,
+        mono_ms: 20_000,
+    };
+    h.msg_seq = 1 << 40;
+    h.timestamp_ms = NOW_MS + 20_000;
+    assert_eq!(guards.accept_at(&h, t1), Ok(()));
+    h.msg_seq += 1;
+    h.timestamp_ms += 1_000;
+    let t2 = Now {
+        wall_ms: 0,
+        mono_ms: 21_000,
+    };
+    assert_eq!(guards.accept_at(&h, t2), Ok(()));
 }
 
 mod model {

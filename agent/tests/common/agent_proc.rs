@@ -2,7 +2,7 @@
 //! generated configuration; killed on drop.
 
 use super::netns::{Bed, BACKEND_IP, SWITCH_IP, VIP};
-use super::thop::{KEY_HEX, KEY_ID};
+use super::thop::{key_hex, KEY_ID};
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
@@ -14,8 +14,9 @@ pub fn bin() -> &'static str {
 
 /// A configuration for the test bed: relay VIP:80 to 127.0.0.1:8080.
 pub fn config(extra: &str) -> String {
+    let key = key_hex();
     format!(
-        "name: test-backend\nthop:\n  listen: {BACKEND_IP}:9199\n  switches: [{SWITCH_IP}]\n  keys:\n    - id: {KEY_ID}\n      key: \"{KEY_HEX}\"\nservices:\n  - vip: {VIP}:80\n    mode: relay\n    upstream: 127.0.0.1:8080\nload:\n  period_ms: 200\nmetrics:\n  listen: 127.0.0.1:9101\nlog:\n  level: debug\n{extra}"
+        "name: test-backend\nthop:\n  listen: {BACKEND_IP}:9199\n  switches: [{SWITCH_IP}]\n  keys:\n    - id: {KEY_ID}\n      key: \"{key}\"\nservices:\n  - vip: {VIP}:80\n    mode: relay\n    upstream: 127.0.0.1:8080\nload:\n  period_ms: 200\nmetrics:\n  listen: 127.0.0.1:9101\nlog:\n  level: debug\n{extra}"
     )
 }
 

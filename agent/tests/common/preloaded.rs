@@ -32,9 +32,10 @@ pub fn library() -> PathBuf {
 /// The agent configuration for a handover service on VIP:80.
 pub fn handover_config(socket: &std::path::Path, library: &std::path::Path, extra: &str) -> String {
     use super::netns::{BACKEND_IP, SWITCH_IP};
-    use super::thop::{KEY_HEX, KEY_ID};
+    use super::thop::{key_hex, KEY_ID};
+    let key = key_hex();
     format!(
-        "name: test-backend\nthop:\n  listen: {BACKEND_IP}:9199\n  switches: [{SWITCH_IP}]\n  keys:\n    - id: {KEY_ID}\n      key: \"{KEY_HEX}\"\n\
+        "name: test-backend\nthop:\n  listen: {BACKEND_IP}:9199\n  switches: [{SWITCH_IP}]\n  keys:\n    - id: {KEY_ID}\n      key: \"{key}\"\n\
          services:\n  - vip: {VIP}:80\n    mode: handover\n\
          handover:\n  socket: {}\n  library: {}\n  accept_timeout_ms: 300\n\
          load:\n  period_ms: 200\nmetrics:\n  listen: 127.0.0.1:9101\nlog:\n  level: debug\n{extra}",

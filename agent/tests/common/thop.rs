@@ -6,8 +6,21 @@ use handoff_proto::*;
 use std::net::{SocketAddr, UdpSocket};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-pub const KEY_HEX: &str = "6261746f6e2d746573742d6b65792d30313233343536373839616263646566aa";
 pub const KEY_ID: u32 = 7;
+
+/// The THOP key of this test process: fresh random bytes, as an operator
+/// generates them (the agent refuses published and low-entropy keys).
+pub fn key_hex() -> &'static str {
+    static KEY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    KEY.get_or_init(|| {
+        use std::io::Read;
+        let mut b = [0u8; 32];
+        std::fs::File::open("/dev/urandom")
+            .and_then(|mut f| f.read_exact(&mut b))
+            .expect("/dev/urandom");
+        b.iter().map(|x| format!("{x:02x}")).collect()
+    })
+}
 
 pub fn now_ms() -> u64 {
     SystemTime::now()
@@ -57,7 +70,7 @@ impl SwitchThop {
         });
         sock.set_read_timeout(Some(Duration::from_millis(100)))
             .unwrap();
-        let key = Key::from_hex(KEY_ID, KEY_HEX).unwrap();
+        let key = Key::from_hex(KEY_ID, key_hex()).unwrap();
         SwitchThop {
             sock,
             keys: Keyring::new(key.clone()),

@@ -326,6 +326,12 @@ pub struct Backend {
     /// The agent's THOP address; default `address:thop.port`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub thop: Option<SocketAddr>,
+    /// Id of this backend's own THOP key (one of `thop.keys`): the switch
+    /// signs frames to this agent with it, and accepts that key only from
+    /// the backends naming it, so an agent cannot speak for another. Absent:
+    /// the shared `thop.active_key`. Changing it needs a restart.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub thop_key: Option<u32>,
     /// Management address for health checks (kernel stack); default `address`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub management: Option<IpAddr>,
@@ -888,6 +894,11 @@ pub struct Thop {
     /// Key id used to sign outgoing frames (default: the first key).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub active_key: Option<u32>,
+    /// Test beds only: accept published sample keys and low-entropy keys
+    /// (all zero, a repeated byte, a sequence, few distinct bytes), which
+    /// are otherwise refused by `check-config` and at start.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub allow_sample_keys: bool,
 }
 
 /// A THOP key.
@@ -899,7 +910,8 @@ pub struct ThopKey {
     /// 32-byte key as 64 hex digits.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub secret_hex: Option<String>,
-    /// File holding the 64 hex digits (kept out of the profile).
+    /// File holding the 64 hex digits (kept out of the profile); it must
+    /// not be readable by group or others (mode 0600 or 0400).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub secret_file: Option<String>,
 }

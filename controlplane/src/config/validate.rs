@@ -47,6 +47,7 @@ pub fn validate(p: &Profile) -> Vec<Problem> {
     check_health(&mut c, "health", &p.health);
     check_limits(&mut c, p);
     check_thop(&mut c, &p.thop);
+    check_backend_keys(&mut c, p);
     if p.logging.access_log.sample_every == 0 {
         c.err("logging.access_log.sample_every", "must be at least 1");
     }
@@ -548,29 +549,60 @@ fn check_thop(c: &mut Checker, t: &Thop) {
         if !ids.insert(k.id) {
             c.err(format!("{at}.id"), format!("key id {} is used twice", k.id));
         }
-        match (&k.secret_hex, &k.secret_file) {
+        let (field, bytes) = match (&k.secret_hex, &k.secret_file) {
             (Some(h), None) => {
-                if h.len() != 64 || hex::decode(h).is_err() {
-                    c.err(
-                        format!("{at}.secret_hex"),
-                        "must be 64 hex digits (32 bytes)",
-                    );
+                let field = format!("{at}.secret_hex");
+                let mut b = [0u8; 32];
+                if h.len() != 64 || hex::decode_to_slice(h, &mut b).is_err() {
+                    c.err(field, "must be 64 hex digits (32 bytes)");
+                    continue;
+                }
+                (field, b)
+            }
+            (None, Some(f)) => {
+                let field = format!("{at}.secret_file");
+                match handoff_proto::read_key_file(std::path::Path::new(f)) {
+                    Ok(b) => (field, b),
+                    Err(e) => {
+                        c.err(field, e);
+                        continue;
+                    }
                 }
             }
-            (None, Some(f)) => match std::fs::read_to_string(f) {
-                Ok(t) if t.trim().len() == 64 && hex::decode(t.trim()).is_ok() => {}
-                Ok(_) => c.err(
-                    format!("{at}.secret_file"),
-                    format!("{f} must hold 64 hex digits (32 bytes)"),
-                ),
-                Err(e) => c.err(format!("{at}.secret_file"), format!("cannot read {f}: {e}")),
-            },
-            _ => c.err(at, "give exactly one of `secret_hex` and `secret_file`"),
+            _ => {
+                c.err(at, "give exactly one of `secret_hex` and `secret_file`");
+                continue;
+            }
+        };
+        if let Some(w) = handoff_proto::key_weakness(&bytes) {
+            if !t.allow_sample_keys {
+                c.err(
+                    field,
+                    format!(
+                        "the key {w}: generate one with `head -c32 /dev/urandom | xxd -p -c64` \
+                         (test beds may set thop.allow_sample_keys: true)"
+                    ),
+                );
+            }
         }
     }
     if let Some(a) = t.active_key {
         if !ids.contains(&a) {
             c.err("thop.active_key", format!("no key with id {a}"));
+        }
+    }
+}
+
+/// Each backend's own key must be one of `thop.keys`.
+fn check_backend_keys(c: &mut Checker, p: &Profile) {
+    for (i, b) in p.backends.iter().enumerate() {
+        if let Some(id) = b.thop_key {
+            if !p.thop.keys.iter().any(|k| k.id == id) {
+                c.err(
+                    format!("backends[{i}].thop_key"),
+                    format!("no key with id {id} in thop.keys"),
+                );
+            }
         }
     }
 }

@@ -10,7 +10,9 @@
 
 use std::net::{IpAddr, SocketAddr};
 
-use handoff_proto::{Body, CreateSplitter, Endpoints, Header, TcpState, Timestamps, WindowScale};
+use handoff_proto::{
+    Body, CreateSplitter, DecodeError, Endpoints, Header, Now, TcpState, Timestamps, WindowScale,
+};
 
 use super::aborts::PendingAbort;
 use crate::arp::Lookup;
@@ -47,6 +49,14 @@ impl<B: PacketBuf, F: Forwarder> Engine<B, F> {
 
     fn unix_ms(&self) -> u64 {
         self.shared.epoch_unix_ms + self.now_ns / 1_000_000
+    }
+
+    /// The agent node id of a backend, as the last decision for it said.
+    fn backend_node(&self, id: u32) -> Option<u32> {
+        self.backend_nodes
+            .get(id as usize)
+            .copied()
+            .filter(|n| *n != 0)
     }
 
     /// A client segment while DISPATCH or HANDOFF is pending.
@@ -124,6 +134,13 @@ impl<B: PacketBuf, F: Forwarder> Engine<B, F> {
             }
             Verdict::Backend(t) => {
                 self.go(State::Dispatch, Event::Decision);
+                let at = t.id as usize;
+                if at < 1 << 16 {
+                    if self.backend_nodes.len() <= at {
+                        self.backend_nodes.resize(at + 1, 0);
+                    }
+                    self.backend_nodes[at] = handoff_proto::node_id(t.thop.ip());
+                }
                 let mac = self.resolve(t.mac, t.ip, out);
                 let sess = &mut self.sessions[s as usize];
                 sess.phase = Phase::Handoff;
@@ -291,7 +308,7 @@ impl<B: PacketBuf, F: Forwarder> Engine<B, F> {
             split.write(
                 k,
                 &hdr,
-                &self.key,
+                self.keys.for_peer(receiver),
                 &mut b.data_mut()[wire::udp_payload_offset()..total],
             );
             let port = self.cfg.thop.port;
@@ -352,7 +369,7 @@ impl<B: PacketBuf, F: Forwarder> Engine<B, F> {
         handoff_proto::seal(
             &hdr,
             &body,
-            &self.key,
+            self.keys.for_peer(hdr.receiver),
             &mut b.data_mut()[wire::udp_payload_offset()..total],
         );
         if wire::emit_udp(
@@ -513,10 +530,24 @@ impl<B: PacketBuf, F: Forwarder> Engine<B, F> {
         };
         let (frame, _) = match handoff_proto::open(&self.keys, self.node, payload) {
             Ok(f) => f,
+            Err(DecodeError::KeyNotForSender { .. }) => {
+                return self.counters.count_drop(DropReason::ThopKeyNotForSender)
+            }
             Err(_) => return self.counters.count_drop(DropReason::ThopInvalid),
         };
-        if self.replay.accept(&frame.header, self.unix_ms()).is_err() {
-            return self.counters.count_drop(DropReason::ThopInvalid);
+        // One window per sender for all workers (docs/thop.md §7.4).
+        let clock = Now {
+            wall_ms: self.unix_ms(),
+            mono_ms: self.now_ns / 1_000_000,
+        };
+        let fresh = self
+            .shared
+            .thop_replay
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .accept_at(&frame.header, clock);
+        if fresh.is_err() {
+            return self.counters.count_drop(DropReason::ThopReplay);
         }
         let h = frame.header;
         let (reply, echo) = match frame.body {
@@ -539,6 +570,7 @@ impl<B: PacketBuf, F: Forwarder> Engine<B, F> {
                 bump(&self.counters.load_reports, 1);
                 let ev = WorkerEvent::Load {
                     from: SocketAddr::new(d.src, d.src_port),
+                    sender: h.sender,
                     report: LoadReport {
                         active: l.active_conns,
                         adopted_per_sec: l.adopted_per_sec,
@@ -621,6 +653,11 @@ impl<B: PacketBuf, F: Forwarder> Engine<B, F> {
                 }
             }
             (Slot::Forwarding { backend, .. }, PeerReply::Close) => {
+                if self.backend_node(backend) != Some(msg.sender) {
+                    // Another agent (or one the switch never handed this
+                    // connection to) may not end it.
+                    return self.counters.count_drop(DropReason::ThopNotOwner);
+                }
                 bump(&self.counters.closes[CloseReason::ThopClose as usize], 1);
                 if !out.event(WorkerEvent::Closed { backend }) {
                     self.counters.count_drop(DropReason::QueueFull);

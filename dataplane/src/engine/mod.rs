@@ -24,7 +24,7 @@ pub mod session;
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 
-use handoff_proto::{Key, Keyring, ReplayGuards};
+use handoff_proto::{Key, Keyring};
 
 use crate::config::{ConfigError, WorkerConfig};
 use crate::counters::{bump, CloseReason, Counters, DropReason};
@@ -80,10 +80,13 @@ pub struct Engine<B: PacketBuf, F: Forwarder = DirectRouting> {
     pub(crate) sessions: Vec<Session<B>>,
     pub(crate) free_sessions: Vec<u32>,
     pub(crate) secrets: Secrets,
+    /// The switch's keys; frames to an agent are tagged with the key bound
+    /// to it, else the current key (`Keyring::for_peer`).
     pub(crate) keys: Keyring,
-    pub(crate) key: Key,
     pub(crate) node: u32,
-    pub(crate) replay: ReplayGuards,
+    /// Agent node id by backend id, learnt from decisions: a CLOSE must
+    /// come from the agent the connection was handed to.
+    pub(crate) backend_nodes: Vec<u32>,
     pub(crate) counters: Arc<Counters>,
     pub(crate) shared: Arc<Shared>,
     pub(crate) fwd: F,
@@ -159,7 +162,9 @@ impl<B: PacketBuf, F: Forwarder> Engine<B, F> {
         }
         let mut keys = keys.ok_or(ConfigError::MissingKey(cfg.thop.key_id))?;
         keys.set_current(cfg.thop.key_id);
-        let key = keys.current().clone();
+        for (node, kid) in &cfg.thop.peers {
+            keys.bind(*kid, [*node]);
+        }
         for (ip, mac) in &cfg.static_macs {
             if let IpAddr::V4(a) = ip {
                 shared.arp.set_static(*a, *mac);
@@ -182,7 +187,7 @@ impl<B: PacketBuf, F: Forwarder> Engine<B, F> {
             sessions: Vec::with_capacity(cfg.pending_capacity),
             free_sessions: Vec::with_capacity(cfg.pending_capacity),
             node: handoff_proto::node_id(cfg.ip),
-            replay: ReplayGuards::new(handoff_proto::DEFAULT_MAX_SKEW_MS, 4096),
+            backend_nodes: Vec::new(),
             header_pool: Vec::new(),
             expired: Vec::with_capacity(1024),
             cfg: cfg.clone(),
@@ -190,7 +195,6 @@ impl<B: PacketBuf, F: Forwarder> Engine<B, F> {
             svcs,
             secrets,
             keys,
-            key,
             counters,
             shared,
             fwd,

@@ -81,6 +81,7 @@ pub fn test_config() -> WorkerConfig {
             port: 9199,
             key_id: 1,
             keys: vec![(1, KEY)],
+            peers: Vec::new(),
         },
         header_max: 1024,
         request_buffer: 4096,
