@@ -168,6 +168,12 @@ pub struct Counters {
     pub icmp_echo_replies: AtomicU64,
     pub thop_peer_relayed: AtomicU64,
     pub load_reports: AtomicU64,
+    /// Challenge ACKs sent for a RST inside the window but not at the
+    /// expected sequence number (RFC 5961 §3.2).
+    pub challenge_acks: AtomicU64,
+    /// FORWARDING: client RSTs inside the window but not exact, relayed to
+    /// the backend without freeing the entry.
+    pub rst_relayed_in_window: AtomicU64,
     /// Times the worker blocked in adaptive polling.
     pub idle_sleeps: AtomicU64,
     /// Of those, the sleeps another thread ended through the worker's
@@ -256,6 +262,8 @@ impl Counters {
             ("icmp_echo_replies", l(&self.icmp_echo_replies)),
             ("thop_peer_relayed", l(&self.thop_peer_relayed)),
             ("load_reports", l(&self.load_reports)),
+            ("challenge_acks", l(&self.challenge_acks)),
+            ("rst_relayed_in_window", l(&self.rst_relayed_in_window)),
             ("idle_sleeps", l(&self.idle_sleeps)),
             ("doorbell_wakeups", l(&self.doorbell_wakeups)),
         ];

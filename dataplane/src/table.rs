@@ -143,6 +143,12 @@ pub enum Slot {
         mac: [u8; 6],
         backend: u32,
         fin: bool,
+        /// The client's next sequence number: the highest end of client data
+        /// (and FIN) relayed so far. A RST or FIN is judged against it.
+        rcv_nxt: u32,
+        /// The backend's receive window scale (its window is at most
+        /// `65535 << wshift` bytes): the width of the acceptable range.
+        wshift: u8,
     },
     /// The switch closed the connection itself; re-ACK retransmitted FINs.
     TimeWait {

@@ -704,7 +704,7 @@ pub struct Timeouts {
     /// Backends tried per request before answering `503`.
     #[serde(default = "d_redispatch")]
     pub max_redispatch: u32,
-    /// After a client FIN in FORWARDING, the entry lives this long.
+    /// After a client FIN in FORWARDING, the entry is freed once the client sent nothing for this long (a half-closed client still acknowledging the response keeps it).
     #[serde(default = "d_fin_timeout")]
     pub fin: DurationStr,
     /// A FORWARDING entry with no client packet for this long is freed.

@@ -79,17 +79,9 @@ impl<B: PacketBuf, F: Forwarder> Engine<B, F> {
         out: &mut S,
     ) {
         if seg.has(RST) {
-            self.counters.abort(AbortReason::ClientReset);
-            if self.sessions[s as usize].phase == Phase::Handoff {
-                self.abort_handoff(
-                    i,
-                    s,
-                    HandoffOutcome::Aborted,
-                    handoff_proto::AbortReason::ClientReset,
-                    out,
-                );
-            }
-            return self.free_entry(i, Event::ClientRst);
+            let sess = &self.sessions[s as usize];
+            let (rcv_nxt, wnd) = (sess.rcv_nxt_reasm(), sess.reasm.window() as u32);
+            return self.on_owned_rst(i, s, rcv_nxt, wnd, &seg, out);
         }
         let sess = &mut self.sessions[s as usize];
         if sess.held.len() < self.cfg.handoff_hold {
@@ -98,6 +90,20 @@ impl<B: PacketBuf, F: Forwarder> Engine<B, F> {
         } else {
             self.counters.count_drop(DropReason::HoldFull);
         }
+    }
+
+    /// The client reset a connection the switch still terminates.
+    pub(crate) fn on_client_reset<S: Sink<B>>(&mut self, i: u32, s: u32, out: &mut S) {
+        if self.sessions[s as usize].phase == Phase::Handoff {
+            self.abort_handoff(
+                i,
+                s,
+                HandoffOutcome::Aborted,
+                handoff_proto::AbortReason::ClientReset,
+                out,
+            );
+        }
+        self.free_entry(i, Event::ClientRst);
     }
 
     /// Takes the control plane's answer for one of this worker's connections.
@@ -640,10 +646,27 @@ impl<B: PacketBuf, F: Forwarder> Engine<B, F> {
         }
         self.go(State::Handoff, Event::ThopAck);
         let BackendTarget { id, .. } = t;
+        let sess = &self.sessions[s as usize];
+        // The backend's window scale is ours when the client agreed to
+        // scaling (it continues with the options of our SYN/ACK).
+        let wshift = if sess.client_ws.is_some() {
+            self.cfg.tcp.window_scale
+        } else {
+            0
+        };
+        let mut rcv_nxt = sess.rcv_nxt_reasm();
         let mut fin = false;
         for mut p in held.drain(..) {
             if let Ok(wire::Frame::Tcp(seg)) = wire::parse(p.data(), wire::Verify::Header) {
-                fin |= seg.has(FIN);
+                let end = seg.seq.wrapping_add(seg.len() as u32);
+                let covers = (seg.seq.wrapping_sub(rcv_nxt) as i32) <= 0
+                    && (end.wrapping_sub(rcv_nxt) as i32) >= 0;
+                if seg.has(FIN) && covers {
+                    fin = true;
+                    rcv_nxt = end.wrapping_add(1);
+                } else {
+                    rcv_nxt = super::forward::advance(rcv_nxt, end, wshift);
+                }
             }
             if self.fwd.forward(&mut p, mac) {
                 bump(&self.counters.forwarded, 1);
@@ -657,6 +680,8 @@ impl<B: PacketBuf, F: Forwarder> Engine<B, F> {
             mac,
             backend: id,
             fin: false,
+            rcv_nxt,
+            wshift,
         };
         e.last_seen = self.now_ms;
         e.retries = 0;

@@ -243,6 +243,8 @@ impl<B: PacketBuf, F: Forwarder> Engine<B, F> {
                 mac,
                 backend,
                 fin: false,
+                rcv_nxt: 0,
+                wshift: self.cfg.tcp.window_scale,
             },
         ) else {
             return false;
@@ -622,10 +624,16 @@ impl<B: PacketBuf, F: Forwarder> Engine<B, F> {
                 Phase::Closing => self.closing_timer(i, s, out),
             },
             Slot::Forwarding { fin, backend, .. } => {
+                // Both timers measure idleness: a client still sending
+                // (a half-closed one acknowledging the response too) stays.
                 let e = self.table.get(i);
-                let idle = dur_ms(self.cfg.idle_timeout);
-                let due = e.last_seen.wrapping_add(idle);
-                if !fin && !crate::table::ms_le(due, self.now_ms) {
+                let limit = if fin {
+                    dur_ms(self.fin_timeout())
+                } else {
+                    dur_ms(self.cfg.idle_timeout)
+                };
+                let due = e.last_seen.wrapping_add(limit);
+                if !crate::table::ms_le(due, self.now_ms) {
                     self.table.arm(i, due);
                     return;
                 }

@@ -97,15 +97,7 @@ impl<B: PacketBuf, F: Forwarder> Engine<B, F> {
         let rcv_nxt = irs.wrapping_add(1).wrapping_add(contig as u32);
         let wnd = self.sessions[s as usize].reasm.window() as u32;
         if seg.has(RST) {
-            // RFC 5961 §3.2: accept a RST in the window; exact match not required
-            // here because nothing of value is lost by honouring it.
-            if seg.seq.wrapping_sub(rcv_nxt) <= wnd.max(1) {
-                self.counters.abort(AbortReason::ClientReset);
-                self.free_entry(i, Event::ClientRst);
-            } else {
-                self.counters.count_drop(DropReason::OutOfWindow);
-            }
-            return;
+            return self.on_owned_rst(i, s, rcv_nxt, wnd, &seg, out);
         }
         if seg.has(SYN) {
             // A SYN on an established connection: challenge ACK (RFC 5961 §4).
@@ -179,6 +171,34 @@ impl<B: PacketBuf, F: Forwarder> Engine<B, F> {
         }
         if !payload.is_empty() || seg.has(FIN) {
             self.send_ack(out, i, s);
+        }
+    }
+
+    /// A RST on a connection the switch still terminates (WAITHEADER,
+    /// DISPATCH, HANDOFF, CLOSING), RFC 5961 §3.2: exactly at `rcv_nxt` it
+    /// ends the connection; elsewhere in the window it gets a challenge ACK
+    /// (a real client answers with a RST at the number the ACK names);
+    /// outside it is dropped.
+    pub(crate) fn on_owned_rst<S: Sink<B>>(
+        &mut self,
+        i: u32,
+        s: u32,
+        rcv_nxt: u32,
+        wnd: u32,
+        seg: &TcpSeg,
+        out: &mut S,
+    ) {
+        let off = seg.seq.wrapping_sub(rcv_nxt);
+        if off == 0 {
+            if self.sessions[s as usize].phase != Phase::Closing {
+                self.counters.abort(AbortReason::ClientReset);
+            }
+            self.on_client_reset(i, s, out);
+        } else if off < wnd.max(1) {
+            bump(&self.counters.challenge_acks, 1);
+            self.send_ack(out, i, s);
+        } else {
+            self.counters.count_drop(DropReason::OutOfWindow);
         }
     }
 
@@ -443,7 +463,8 @@ impl<B: PacketBuf, F: Forwarder> Engine<B, F> {
             (sess.iss, sess.rcv_nxt, sess.response.len() as u32)
         };
         if seg.has(RST) {
-            return self.free_entry(i, Event::ClientRst);
+            let wnd = self.adv_window(&self.sessions[s as usize]) as u32;
+            return self.on_owned_rst(i, s, rcv_nxt, wnd.max(1), &seg, out);
         }
         let mut progressed = false;
         if seg.has(ACK) {
