@@ -43,6 +43,9 @@ reasons! {
         NoFlow => "no_flow",
         /// Connection table full: a new SYN was refused.
         TableFull => "table_full",
+        /// The client address already has `client_max_connections` entries
+        /// (SYN dropped) or `client_max_pending` sessions (handshake reset).
+        ClientLimit => "client_limit",
         /// No request buffer free: a completed handshake was refused.
         PendingFull => "pending_full",
         /// SYN_RCVD budget full and SYN cookies off.
@@ -51,6 +54,11 @@ reasons! {
         OutOfWindow => "out_of_window",
         /// Client data after the request was frozen for dispatch, beyond the hold budget.
         HoldFull => "hold_full",
+        /// Client data while a handoff is pending, beyond the worker's `held_capacity`.
+        HoldWorkerFull => "hold_worker_full",
+        /// Segment during DISPATCH/HANDOFF with nothing new for the backend
+        /// (pure ACK, retransmission of acknowledged or held bytes): not held.
+        NotHeld => "not_held",
         /// New connection refused while draining.
         Draining => "draining",
         /// ACK carrying an invalid or expired SYN cookie.
@@ -73,6 +81,9 @@ reasons! {
         BadState => "bad_state",
         /// ARP or ICMP message the switch does not answer.
         Ignored => "ignored",
+        /// ARP naming a different MAC for a backend without the switch
+        /// having asked (gratuitous, unsolicited or late reply): not taken.
+        ArpUnsolicited => "arp_unsolicited",
     }
 }
 
@@ -115,6 +126,8 @@ reasons! {
         Fin => "fin_timeout",
         /// No client packet for `idle_timeout`.
         Idle => "idle_timeout",
+        /// Freed, idle for `evict_idle_after`, to make room in a full table.
+        Evicted => "evicted",
     }
 }
 
@@ -165,6 +178,8 @@ pub struct Counters {
     pub responses_5xx: AtomicU64,
     pub arp_replies_sent: AtomicU64,
     pub arp_requests_sent: AtomicU64,
+    /// Backend MACs changed by a reply to the switch's own ARP request.
+    pub arp_mac_changes: AtomicU64,
     pub icmp_echo_replies: AtomicU64,
     pub thop_peer_relayed: AtomicU64,
     pub load_reports: AtomicU64,
@@ -259,6 +274,7 @@ impl Counters {
             ("responses_5xx", l(&self.responses_5xx)),
             ("arp_replies_sent", l(&self.arp_replies_sent)),
             ("arp_requests_sent", l(&self.arp_requests_sent)),
+            ("arp_mac_changes", l(&self.arp_mac_changes)),
             ("icmp_echo_replies", l(&self.icmp_echo_replies)),
             ("thop_peer_relayed", l(&self.thop_peer_relayed)),
             ("load_reports", l(&self.load_reports)),

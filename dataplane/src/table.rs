@@ -15,8 +15,9 @@
 //! any deadline less than ~24 days ahead is ordered correctly.
 //!
 //! When the table is full, new connections are refused (the SYN is dropped
-//! and counted `table_full`); established ones are never evicted, because an
-//! evicted FORWARDING entry would silently cut a live handed-off connection.
+//! and counted `table_full`) unless the engine can free a FORWARDING entry
+//! that has been idle for `evict_idle_after` (an active one is never
+//! evicted: that would silently cut a live handed-off connection).
 
 use std::net::IpAddr;
 

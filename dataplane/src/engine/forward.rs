@@ -335,7 +335,7 @@ impl<B: PacketBuf, F: Forwarder> Engine<B, F> {
     /// How long a FORWARDING entry lives without client packets after the
     /// client's FIN.
     pub(crate) fn fin_timeout(&self) -> std::time::Duration {
-        self.cfg.fin_timeout
+        self.hold_for(self.cfg.fin_timeout, self.cfg.pressure_fin_timeout)
     }
 
     fn reopen<S: Sink<B>>(&mut self, pkt: B, seg: TcpSeg, out: &mut S) {

@@ -384,9 +384,10 @@ impl<B: PacketBuf, F: Forwarder> Engine<B, F> {
         sess.resp_acked = 0;
         sess.resp_sent = 0;
         sess.fin_sent = false;
+        sess.lingering = false;
         sess.phase = Phase::Closing;
         // Held packets would have gone to a backend; nobody takes them now.
-        sess.held.clear();
+        self.drop_held(s);
         self.table.get_mut(i).retries = 0;
         self.send_response(i, s, false, out);
         self.table
@@ -508,11 +509,11 @@ impl<B: PacketBuf, F: Forwarder> Engine<B, F> {
         };
         if fin_rcvd && fin_acked {
             self.enter_time_wait(i, s);
-        } else if fin_acked && self.table.get(i).retries < u8::MAX {
+        } else if fin_acked && !self.sessions[s as usize].lingering {
             // Our side is done; give the client `fin_timeout` to close its side.
-            self.table.get_mut(i).retries = u8::MAX;
-            self.table
-                .arm(i, self.now_ms.wrapping_add(dur_ms(self.cfg.fin_timeout)));
+            self.sessions[s as usize].lingering = true;
+            let limit = self.hold_for(self.cfg.fin_timeout, self.cfg.pressure_fin_timeout);
+            self.table.arm(i, self.now_ms.wrapping_add(dur_ms(limit)));
         }
     }
 
@@ -585,7 +586,14 @@ impl<B: PacketBuf, F: Forwarder> Engine<B, F> {
     pub(crate) fn closing_timer<S: Sink<B>>(&mut self, i: u32, s: u32, out: &mut S) {
         let retries = self.table.get(i).retries;
         let fin_acked = self.sessions[s as usize].fin_acked;
-        if fin_acked || retries as u32 >= self.cfg.response_retries {
+        let limit = if self.under_pressure() {
+            self.cfg
+                .response_retries
+                .min(self.cfg.pressure_response_retries)
+        } else {
+            self.cfg.response_retries
+        };
+        if fin_acked || crate::engine::retries_exhausted(retries, limit) {
             if !fin_acked {
                 self.counters.abort(AbortReason::ResponseTimeout);
                 let key = self.table.get(i).key;
@@ -600,13 +608,13 @@ impl<B: PacketBuf, F: Forwarder> Engine<B, F> {
             // Our FIN was acknowledged; the client never closed its side.
             return self.free_entry(i, Event::Expire);
         }
-        self.table.get_mut(i).retries = retries + 1;
+        self.table.get_mut(i).retries = retries.saturating_add(1);
         // Go back to the first unacknowledged byte (retransmission or probe).
         let sess = &mut self.sessions[s as usize];
         sess.resp_sent = sess.resp_acked;
         sess.fin_sent = false;
         self.send_response(i, s, true, out);
-        let rto = dur_ms(self.cfg.response_rto).saturating_mul(1 << (retries + 1).min(10));
+        let rto = dur_ms(self.cfg.response_rto).saturating_mul(1 << (retries as u32 + 1).min(10));
         self.table.arm(i, self.now_ms.wrapping_add(rto));
     }
 }
