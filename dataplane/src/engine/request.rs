@@ -464,7 +464,7 @@ impl<B: PacketBuf, F: Forwarder> Engine<B, F> {
             (sess.iss, sess.rcv_nxt, sess.response.len() as u32)
         };
         if seg.has(RST) {
-            let wnd = self.adv_window(&self.sessions[s as usize]) as u32;
+            let wnd = self.sessions[s as usize].reasm.window() as u32;
             return self.on_owned_rst(i, s, rcv_nxt, wnd.max(1), &seg, out);
         }
         let mut progressed = false;
