@@ -8,8 +8,13 @@
 //! entry stores its backend's MAC.
 //!
 //! To resist cache poisoning and flooding, a MAC is learned only for an
-//! address the switch asked about (or one already cached), and static
-//! entries from the config are never overwritten.
+//! address the switch asked about (the backends and agents it hands off to),
+//! and static entries from the config are never overwritten. A known MAC is
+//! replaced only by a reply to the switch's own request still outstanding
+//! (asked after the last confirmation, at most [`ANSWER_MS`] ago): any other
+//! ARP naming a different MAC (gratuitous, unsolicited, late) is refused and
+//! counted, so a host on the segment cannot silently retarget a backend.
+//! ARP carrying the MAC already known only confirms it.
 
 use std::net::Ipv4Addr;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
@@ -22,6 +27,23 @@ const PROBE: usize = 16;
 const VALID: u64 = 1 << 63;
 const STATIC: u64 = 1 << 62;
 const PENDING: u64 = 1 << 61;
+/// How long after a request its reply may change a known MAC.
+pub const ANSWER_MS: u64 = 3_000;
+
+/// What one ARP packet did to the cache.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Learned {
+    /// Not an address the switch asked about, or a static one.
+    Ignored,
+    /// The MAC already known: confirmed (its age restarts).
+    Confirmed,
+    /// The first MAC for an address the switch asked about.
+    Resolved,
+    /// A new MAC, from a reply to the switch's outstanding request.
+    Changed,
+    /// A different MAC the switch did not ask for: not taken.
+    Refused,
+}
 
 #[derive(Default)]
 struct Slot {
@@ -200,22 +222,42 @@ impl ArpCache {
         send
     }
 
-    /// Learns `ip → mac` from an ARP packet, if the switch asked about `ip`
-    /// or already knows it. Returns whether the cache changed.
-    pub fn learn(&self, ip: Ipv4Addr, mac: Mac, now_ms: u64) -> bool {
+    /// Learns `ip → mac` from an ARP packet. `reply_to_us`: the packet is an
+    /// ARP reply addressed to the switch's data address (only such a reply,
+    /// to a request still outstanding, may set or change a MAC).
+    pub fn learn(&self, ip: Ipv4Addr, mac: Mac, now_ms: u64, reply_to_us: bool) -> Learned {
         let ip = u32::from(ip);
-        let Some(s) = self.find(ip) else { return false };
-        let mut changed = false;
+        let Some(s) = self.find(ip) else {
+            return Learned::Ignored;
+        };
+        let mut out = Learned::Ignored;
         self.write(s, |s| {
             let v = s.mac.load(Ordering::Relaxed);
             if s.ip.load(Ordering::Relaxed) != ip || v & STATIC != 0 {
                 return;
             }
+            let known = v & VALID != 0;
+            if known && unpack(v) == mac {
+                s.updated.store(now_ms, Ordering::Relaxed);
+                out = Learned::Confirmed;
+                return;
+            }
+            let asked = s.requested.load(Ordering::Relaxed);
+            let outstanding = (!known || asked > s.updated.load(Ordering::Relaxed))
+                && now_ms.saturating_sub(asked) <= ANSWER_MS;
+            if !reply_to_us || !outstanding {
+                out = Learned::Refused;
+                return;
+            }
             s.mac.store(pack(mac) | VALID, Ordering::Relaxed);
             s.updated.store(now_ms, Ordering::Relaxed);
-            changed = true;
+            out = if known {
+                Learned::Changed
+            } else {
+                Learned::Resolved
+            };
         });
-        changed
+        out
     }
 }
 
@@ -228,17 +270,49 @@ mod tests {
         let c = ArpCache::new();
         let ip = Ipv4Addr::new(198, 18, 0, 11);
         let mac = [2, 0, 0, 0, 0, 11];
-        assert!(!c.learn(ip, mac, 0), "unsolicited");
+        assert_eq!(c.learn(ip, mac, 0, true), Learned::Ignored, "unsolicited");
         assert_eq!(c.lookup(ip, 0, 1000, 5000), Lookup::Missing);
         assert!(c.want(ip, 0, 100));
         assert!(!c.want(ip, 50, 100), "rate limited");
-        assert!(c.learn(ip, mac, 60));
+        assert_eq!(c.learn(ip, mac, 60, false), Learned::Refused, "not a reply");
+        assert_eq!(c.learn(ip, mac, 60, true), Learned::Resolved);
         assert_eq!(c.lookup(ip, 100, 1000, 5000), Lookup::Fresh(mac));
         assert_eq!(c.lookup(ip, 2000, 1000, 5000), Lookup::Stale(mac));
         assert_eq!(c.lookup(ip, 9000, 1000, 5000), Lookup::Missing);
         let s = Ipv4Addr::new(198, 18, 0, 12);
         assert!(c.set_static(s, [9; 6]));
-        assert!(!c.learn(s, [1; 6], 10));
+        assert_eq!(c.learn(s, [1; 6], 10, true), Learned::Ignored);
         assert_eq!(c.lookup(s, 1 << 40, 1, 1), Lookup::Fresh([9; 6]));
+    }
+
+    #[test]
+    fn a_known_mac_changes_only_on_a_reply_to_an_outstanding_request() {
+        let c = ArpCache::new();
+        let ip = Ipv4Addr::new(198, 18, 0, 11);
+        let (real, evil, new) = (
+            [2, 0, 0, 0, 0, 11],
+            [2, 0xee, 0, 0, 0, 1],
+            [2, 0, 0, 0, 1, 11],
+        );
+        assert!(c.want(ip, 0, 100));
+        assert_eq!(c.learn(ip, real, 1, true), Learned::Resolved);
+        assert_eq!(
+            c.learn(ip, evil, 2, true),
+            Learned::Refused,
+            "answered already"
+        );
+        assert_eq!(c.learn(ip, evil, 2, false), Learned::Refused);
+        assert_eq!(c.learn(ip, real, 3, false), Learned::Confirmed);
+        assert_eq!(c.lookup(ip, 4, 1000, 5000), Lookup::Fresh(real));
+        // The entry ages; the switch asks again and the backend moved.
+        assert!(c.want(ip, 2000, 100));
+        assert_eq!(c.learn(ip, new, 2001, true), Learned::Changed);
+        assert_eq!(c.lookup(ip, 2002, 1000, 5000), Lookup::Fresh(new));
+        // A request long unanswered does not let a late reply in.
+        assert!(c.want(ip, 4000, 100));
+        assert_eq!(
+            c.learn(ip, evil, 4000 + ANSWER_MS + 1, true),
+            Learned::Refused
+        );
     }
 }

@@ -109,6 +109,9 @@ pub struct WorkerConfig {
     pub max_headers: usize,
     /// Client packets held per connection while HANDOFF is pending.
     pub handoff_hold: usize,
+    /// Client packets held by one worker at once, all connections together
+    /// (held buffers come from the packet pool; this keeps most of it free).
+    pub held_capacity: usize,
 
     /// First SYN/ACK retransmission timeout (doubles each time).
     pub synack_rto: Duration,
@@ -128,7 +131,8 @@ pub struct WorkerConfig {
     pub response_rto: Duration,
     /// Retransmissions of that response before the connection is reset.
     pub response_retries: u32,
-    /// FORWARDING entry kept after the client's FIN.
+    /// After the client's FIN, a FORWARDING entry is freed when the client
+    /// sent nothing for this long.
     pub fin_timeout: Duration,
     /// FORWARDING entry without client packets for this long is freed.
     pub idle_timeout: Duration,
@@ -144,6 +148,26 @@ pub struct WorkerConfig {
     pub syncookie_mode: SynCookieMode,
     /// SYN_RCVD entries per worker above which cookies are used (OnOverload).
     pub syncookie_threshold: usize,
+    /// Table entries (any state) one client address may have on a worker;
+    /// its next SYN is dropped (0: no limit).
+    pub client_max_connections: usize,
+    /// Sessions (WAITHEADER to HANDOFF) one client address may have on a
+    /// worker; its next completed handshake is reset (0: no limit).
+    pub client_max_pending: usize,
+    /// Fill of the table or of the session pool (0..=1) from which new
+    /// connections get the shorter `pressure_*` holds.
+    pub pressure_threshold: f64,
+    /// Header timeout of connections established under pressure.
+    pub pressure_header_timeout: Duration,
+    /// Retransmissions of the switch's own response under pressure.
+    pub pressure_response_retries: u32,
+    /// FIN-to-free idle time under pressure (CLOSING after our FIN was
+    /// acknowledged, FORWARDING after the client's FIN).
+    pub pressure_fin_timeout: Duration,
+    /// A full table frees its longest-idle FORWARDING entry for a new
+    /// connection when that entry saw no client packet for this long
+    /// (zero: never evict).
+    pub evict_idle_after: Duration,
     /// Frames received per poll.
     pub burst: usize,
     pub poll: PollMode,
@@ -180,6 +204,7 @@ impl Default for WorkerConfig {
             request_buffer: 24 * 1024,
             max_headers: 100,
             handoff_hold: 4,
+            held_capacity: 512,
             synack_rto: Duration::from_secs(1),
             synack_retries: 5,
             header_timeout: Duration::from_secs(10),
@@ -196,6 +221,13 @@ impl Default for WorkerConfig {
             pending_capacity: 4096,
             syncookie_mode: SynCookieMode::OnOverload,
             syncookie_threshold: 1024,
+            client_max_connections: 1024,
+            client_max_pending: 256,
+            pressure_threshold: 0.75,
+            pressure_header_timeout: Duration::from_secs(2),
+            pressure_response_retries: 1,
+            pressure_fin_timeout: Duration::from_secs(2),
+            evict_idle_after: Duration::from_secs(60),
             burst: 32,
             poll: PollMode::ADAPTIVE,
             static_macs: Vec::new(),

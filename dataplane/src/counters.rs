@@ -43,6 +43,9 @@ reasons! {
         NoFlow => "no_flow",
         /// Connection table full: a new SYN was refused.
         TableFull => "table_full",
+        /// The client address already has `client_max_connections` entries
+        /// (SYN dropped) or `client_max_pending` sessions (handshake reset).
+        ClientLimit => "client_limit",
         /// No request buffer free: a completed handshake was refused.
         PendingFull => "pending_full",
         /// SYN_RCVD budget full and SYN cookies off.
@@ -51,6 +54,11 @@ reasons! {
         OutOfWindow => "out_of_window",
         /// Client data after the request was frozen for dispatch, beyond the hold budget.
         HoldFull => "hold_full",
+        /// Client data while a handoff is pending, beyond the worker's `held_capacity`.
+        HoldWorkerFull => "hold_worker_full",
+        /// Segment during DISPATCH/HANDOFF with nothing new for the backend
+        /// (pure ACK, retransmission of acknowledged or held bytes): not held.
+        NotHeld => "not_held",
         /// New connection refused while draining.
         Draining => "draining",
         /// ACK carrying an invalid or expired SYN cookie.
@@ -80,6 +88,9 @@ reasons! {
         BadState => "bad_state",
         /// ARP or ICMP message the switch does not answer.
         Ignored => "ignored",
+        /// ARP naming a different MAC for a backend without the switch
+        /// having asked (gratuitous, unsolicited or late reply): not taken.
+        ArpUnsolicited => "arp_unsolicited",
     }
 }
 
@@ -122,6 +133,8 @@ reasons! {
         Fin => "fin_timeout",
         /// No client packet for `idle_timeout`.
         Idle => "idle_timeout",
+        /// Freed, idle for `evict_idle_after`, to make room in a full table.
+        Evicted => "evicted",
     }
 }
 
@@ -176,9 +189,17 @@ pub struct Counters {
     pub responses_5xx: AtomicU64,
     pub arp_replies_sent: AtomicU64,
     pub arp_requests_sent: AtomicU64,
+    /// Backend MACs changed by a reply to the switch's own ARP request.
+    pub arp_mac_changes: AtomicU64,
     pub icmp_echo_replies: AtomicU64,
     pub thop_peer_relayed: AtomicU64,
     pub load_reports: AtomicU64,
+    /// Challenge ACKs sent for a RST inside the window but not at the
+    /// expected sequence number (RFC 5961 §3.2).
+    pub challenge_acks: AtomicU64,
+    /// FORWARDING: client RSTs inside the window but not exact, relayed to
+    /// the backend without freeing the entry.
+    pub rst_relayed_in_window: AtomicU64,
     /// Times the worker blocked in adaptive polling.
     pub idle_sleeps: AtomicU64,
     /// Of those, the sleeps another thread ended through the worker's
@@ -269,9 +290,12 @@ impl Counters {
             ("responses_5xx", l(&self.responses_5xx)),
             ("arp_replies_sent", l(&self.arp_replies_sent)),
             ("arp_requests_sent", l(&self.arp_requests_sent)),
+            ("arp_mac_changes", l(&self.arp_mac_changes)),
             ("icmp_echo_replies", l(&self.icmp_echo_replies)),
             ("thop_peer_relayed", l(&self.thop_peer_relayed)),
             ("load_reports", l(&self.load_reports)),
+            ("challenge_acks", l(&self.challenge_acks)),
+            ("rst_relayed_in_window", l(&self.rst_relayed_in_window)),
             ("idle_sleeps", l(&self.idle_sleeps)),
             ("doorbell_wakeups", l(&self.doorbell_wakeups)),
         ];

@@ -121,17 +121,26 @@ fn httparse_reason(e: httparse::Error) -> &'static str {
     }
 }
 
-/// Incremental search for the end of a request head (`\r\n\r\n`, or `\n\n`
-/// which httparse also accepts). Keeps the scan position between calls.
+/// Incremental search for the end of a request head: an empty line after
+/// the request line, where a line may end in `\r\n` or a bare `\n` (as
+/// httparse accepts), so `\r\n\r\n`, `\n\n`, `\n\r\n` and `\r\n\n` all
+/// end it. Empty lines before the request line are skipped, as httparse
+/// skips them, so the scanner and the parser always agree on where a head
+/// ends. Keeps the scan position between calls.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct HeaderScanner {
     pos: usize,
+    /// A byte other than CR or LF has been seen (the request line began).
+    started: bool,
 }
 
 impl HeaderScanner {
     /// Starts a new scan.
     pub fn new() -> Self {
-        HeaderScanner { pos: 0 }
+        HeaderScanner {
+            pos: 0,
+            started: false,
+        }
     }
 
     /// Looks at `buf` (the contiguous bytes received so far, a prefix that
@@ -139,13 +148,18 @@ impl HeaderScanner {
     pub fn find_end(&mut self, buf: &[u8]) -> Option<usize> {
         let mut i = self.pos;
         while i < buf.len() {
-            if buf[i] == b'\n' {
-                if i >= 1 && buf[i - 1] == b'\n' {
-                    return Some(i + 1);
+            match buf[i] {
+                b'\n' if self.started => {
+                    // The line before this LF is empty: LF LF or LF CR LF.
+                    if i >= 1 && buf[i - 1] == b'\n' {
+                        return Some(i + 1);
+                    }
+                    if i >= 2 && buf[i - 1] == b'\r' && buf[i - 2] == b'\n' {
+                        return Some(i + 1);
+                    }
                 }
-                if i >= 3 && &buf[i - 3..i] == b"\r\n\r" {
-                    return Some(i + 1);
-                }
+                b'\r' | b'\n' => {}
+                _ => self.started = true,
             }
             i += 1;
         }
@@ -247,6 +261,41 @@ mod tests {
             }
         }
         panic!("end not found");
+    }
+
+    /// Every way httparse lets a head end (and begin) is found by the
+    /// scanner at the same length, whether the bytes come at once or one
+    /// by one.
+    #[test]
+    fn scanner_agrees_with_httparse_on_line_endings() {
+        let eols: [&[u8]; 2] = [b"\r\n", b"\n"];
+        for pre in [&b""[..], b"\r\n", b"\n", b"\r\n\n"] {
+            for a in eols {
+                for b in eols {
+                    for c in eols {
+                        let mut req = pre.to_vec();
+                        req.extend_from_slice(b"GET / HTTP/1.1");
+                        req.extend_from_slice(a);
+                        req.extend_from_slice(b"Host: h");
+                        req.extend_from_slice(b);
+                        req.extend_from_slice(c);
+                        let want = {
+                            let mut h = [httparse::EMPTY_HEADER; 4];
+                            match httparse::Request::new(&mut h).parse(&req) {
+                                Ok(httparse::Status::Complete(n)) => n,
+                                other => panic!("{req:?}: {other:?}"),
+                            }
+                        };
+                        assert_eq!(HeaderScanner::new().find_end(&req), Some(want), "{req:?}");
+                        let mut s = HeaderScanner::new();
+                        let got = (1..=req.len()).find_map(|n| s.find_end(&req[..n]));
+                        assert_eq!(got, Some(want), "{req:?} byte by byte");
+                        req.extend_from_slice(b"BODY\n\n");
+                        assert_eq!(HeaderScanner::new().find_end(&req), Some(want));
+                    }
+                }
+            }
+        }
     }
 
     #[test]

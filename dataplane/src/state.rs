@@ -126,11 +126,13 @@ pub enum Event {
     ResponseTimeout,
     /// A client SYN reusing the 4-tuple of a finished connection.
     Reuse,
+    /// Handshake completed by a client address over its session limit (reset).
+    Refused,
 }
 
 impl Event {
     /// Every event, in table order.
-    pub const ALL: [Event; 18] = [
+    pub const ALL: [Event; 19] = [
         Event::Syn,
         Event::Ack,
         Event::SynAckTimeout,
@@ -149,6 +151,7 @@ impl Event {
         Event::Closed,
         Event::ResponseTimeout,
         Event::Reuse,
+        Event::Refused,
     ];
 }
 
@@ -168,7 +171,7 @@ pub fn transition(from: State, event: Event) -> Result<State, IllegalTransition>
         (S::Listen, E::Syn) => S::SynRcvd,
         (S::Listen, E::Ack) => S::WaitHeader, // SYN cookie
         (S::SynRcvd, E::Ack) => S::WaitHeader,
-        (S::SynRcvd, E::SynAckTimeout | E::ClientRst) => S::Closed,
+        (S::SynRcvd, E::SynAckTimeout | E::ClientRst | E::Refused) => S::Closed,
         (S::WaitHeader, E::HeaderComplete) => S::Dispatch,
         (S::WaitHeader, E::BadHeader | E::HeaderTimeout) => S::Closing,
         (S::WaitHeader, E::ClientRst) => S::Closed,

@@ -15,8 +15,9 @@
 //! any deadline less than ~24 days ahead is ordered correctly.
 //!
 //! When the table is full, new connections are refused (the SYN is dropped
-//! and counted `table_full`); established ones are never evicted, because an
-//! evicted FORWARDING entry would silently cut a live handed-off connection.
+//! and counted `table_full`) unless the engine can free a FORWARDING entry
+//! that has been idle for `evict_idle_after` (an active one is never
+//! evicted: that would silently cut a live handed-off connection).
 
 use std::net::IpAddr;
 
@@ -148,6 +149,12 @@ pub enum Slot {
         mac: [u8; 6],
         backend: u32,
         fin: bool,
+        /// The client's next sequence number: the highest end of client data
+        /// (and FIN) relayed so far. A RST or FIN is judged against it.
+        rcv_nxt: u32,
+        /// The backend's receive window scale (its window is at most
+        /// `65535 << wshift` bytes): the width of the acceptable range.
+        wshift: u8,
     },
     /// The switch closed the connection itself; re-ACK retransmitted FINs.
     TimeWait {

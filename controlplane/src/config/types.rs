@@ -676,6 +676,9 @@ pub struct Limits {
     /// Client packets held per connection while the handoff is in flight.
     #[serde(default = "d_held")]
     pub held_packets: u32,
+    /// Client packets one worker holds at once over all its connections (held packets are packet buffers: at most half the AF_PACKET pool of a worker, or half the DPDK mempool over all workers).
+    #[serde(default = "d_held_per_worker")]
+    pub held_packets_per_worker: u32,
     /// Dispatch requests in flight per worker; beyond it the worker answers `503`.
     #[serde(default = "d_dispatch_queue")]
     pub dispatch_queue: u32,
@@ -689,6 +692,7 @@ impl Default for Limits {
         Self {
             max_header_bytes: d_max_header(),
             held_packets: d_held(),
+            held_packets_per_worker: d_held_per_worker(),
             dispatch_queue: d_dispatch_queue(),
             pending_per_worker: d_pending(),
         }
@@ -720,7 +724,7 @@ pub struct Timeouts {
     /// Backends tried per request before answering `503`.
     #[serde(default = "d_redispatch")]
     pub max_redispatch: u32,
-    /// After a client FIN in FORWARDING, the entry lives this long.
+    /// After a client FIN in FORWARDING, the entry is freed once the client sent nothing for this long (a half-closed client still acknowledging the response keeps it).
     #[serde(default = "d_fin_timeout")]
     pub fin: DurationStr,
     /// A FORWARDING entry with no client packet for this long is freed.
@@ -796,6 +800,65 @@ pub struct Tuning {
     /// Workers decide requests for stateless pools (maglev, sticky, weighted round-robin) themselves from a routing snapshot, without the hop to the control thread; `false` sends every request to the control thread.
     #[serde(default = "d_true")]
     pub local_decisions: bool,
+    /// Bounds on what one client address may hold on a worker.
+    #[serde(default)]
+    pub per_client: PerClient,
+    /// Shorter holds once the connection table or the session pool fills up.
+    #[serde(default)]
+    pub pressure: Pressure,
+    /// When the table is full, a new connection may take the entry of the longest-idle FORWARDING connection that sent nothing for this long (`0s`: never evict).
+    #[serde(default = "d_evict_idle")]
+    pub evict_idle_after: DurationStr,
+}
+
+/// Per-client-address bounds, per worker (a client's connections spread over the workers).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PerClient {
+    /// Connections (table entries in any state) one client address may have on a worker; its next SYN is dropped (`0`: no limit).
+    #[serde(default = "d_client_conns")]
+    pub max_connections: u32,
+    /// Connections of one client address that may wait for a header or a handoff on a worker at once; the next completed handshake is reset (`0`: no limit).
+    #[serde(default = "d_client_pending")]
+    pub max_pending: u32,
+}
+
+impl Default for PerClient {
+    fn default() -> Self {
+        Self {
+            max_connections: d_client_conns(),
+            max_pending: d_client_pending(),
+        }
+    }
+}
+
+/// Holds under pressure: connections made while the table or the session pool is at least `threshold` full get these shorter limits.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Pressure {
+    /// Fill (0–1) of the connection table or of `limits.pending_per_worker` from which the shorter holds apply.
+    #[serde(default = "d_pressure_threshold")]
+    pub threshold: f64,
+    /// Header timeout under pressure (instead of `timeouts.header`).
+    #[serde(default = "d_pressure_header")]
+    pub header_timeout: DurationStr,
+    /// Retransmissions of the switch's own response (zero-window probes included) under pressure.
+    #[serde(default = "d_pressure_retries")]
+    pub response_retries: u32,
+    /// Idle time after a FIN before the entry is freed, under pressure (instead of `timeouts.fin`).
+    #[serde(default = "d_pressure_fin")]
+    pub fin_timeout: DurationStr,
+}
+
+impl Default for Pressure {
+    fn default() -> Self {
+        Self {
+            threshold: d_pressure_threshold(),
+            header_timeout: d_pressure_header(),
+            response_retries: d_pressure_retries(),
+            fin_timeout: d_pressure_fin(),
+        }
+    }
 }
 
 impl Default for Tuning {
@@ -806,6 +869,9 @@ impl Default for Tuning {
             polling: Polling::default(),
             syn_cookies: SynCookies::default(),
             local_decisions: true,
+            per_client: PerClient::default(),
+            pressure: Pressure::default(),
+            evict_idle_after: d_evict_idle(),
         }
     }
 }
@@ -1091,6 +1157,30 @@ fn d_max_header() -> u32 {
 }
 fn d_held() -> u32 {
     8
+}
+fn d_held_per_worker() -> u32 {
+    512
+}
+fn d_client_conns() -> u32 {
+    1024
+}
+fn d_client_pending() -> u32 {
+    256
+}
+fn d_pressure_threshold() -> f64 {
+    0.75
+}
+fn d_pressure_header() -> DurationStr {
+    DurationStr::secs(2)
+}
+fn d_pressure_retries() -> u32 {
+    1
+}
+fn d_pressure_fin() -> DurationStr {
+    DurationStr::secs(2)
+}
+fn d_evict_idle() -> DurationStr {
+    DurationStr::secs(60)
 }
 fn d_dispatch_queue() -> u32 {
     4096

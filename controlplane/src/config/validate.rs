@@ -515,6 +515,39 @@ fn check_limits(c: &mut Checker, p: &Profile) {
     if !(0.0..=1.0).contains(&t.syn_cookies.threshold) {
         c.err("tuning.syn_cookies.threshold", "must be between 0 and 1");
     }
+    check_holds(c, p);
+    if !(t.pressure.threshold > 0.0 && t.pressure.threshold <= 1.0) {
+        c.err("tuning.pressure.threshold", "must be above 0 and at most 1");
+    }
+    if t.pressure.header_timeout.0.is_zero() {
+        c.err("tuning.pressure.header_timeout", "must be positive");
+    } else if t.pressure.header_timeout.0 > p.timeouts.header.0 {
+        c.err(
+            "tuning.pressure.header_timeout",
+            "must not exceed timeouts.header (pressure shortens holds)",
+        );
+    }
+    if t.pressure.fin_timeout.0.is_zero() {
+        c.err("tuning.pressure.fin_timeout", "must be positive");
+    } else if t.pressure.fin_timeout.0 > p.timeouts.fin.0 {
+        c.err(
+            "tuning.pressure.fin_timeout",
+            "must not exceed timeouts.fin (pressure shortens holds)",
+        );
+    }
+    if t.pressure.response_retries > RETRIES_MAX {
+        c.err(
+            "tuning.pressure.response_retries",
+            format!("must be at most {RETRIES_MAX}"),
+        );
+    }
+    let limit = t.per_client.max_pending;
+    if limit != 0 && t.per_client.max_connections != 0 && limit > t.per_client.max_connections {
+        c.err(
+            "tuning.per_client.max_pending",
+            "must not exceed tuning.per_client.max_connections (each pending connection is one)",
+        );
+    }
     let to = &p.timeouts;
     for (name, d) in [
         ("header", to.header),
@@ -530,6 +563,61 @@ fn check_limits(c: &mut Checker, p: &Profile) {
     }
     if to.max_redispatch == 0 {
         c.err("timeouts.max_redispatch", "must be at least 1");
+    }
+    for (name, v) in [
+        ("syn_ack_retries", to.syn_ack_retries),
+        ("handoff_retries", to.handoff_retries),
+    ] {
+        if v > RETRIES_MAX {
+            c.err(
+                format!("timeouts.{name}"),
+                format!("must be at most {RETRIES_MAX}"),
+            );
+        }
+    }
+}
+
+/// Most retransmissions of one segment or frame (the backoff stops doubling
+/// after ten; beyond a hundred a peer is gone).
+const RETRIES_MAX: u32 = 100;
+
+/// Held client packets are packet buffers: whatever clients can make a
+/// worker hold must leave at least half of the pool for receiving and for
+/// the frames the switch sends (AF_PACKET: each worker's pool; DPDK: one
+/// mempool for every worker).
+fn check_holds(c: &mut Checker, p: &Profile) {
+    let l = &p.limits;
+    let per_worker = u64::from(l.held_packets_per_worker)
+        .min(u64::from(l.held_packets) * u64::from(l.pending_per_worker));
+    match &p.io {
+        IoSection::AfPacket(a) => {
+            if per_worker * 2 > u64::from(a.pool_size) {
+                c.err(
+                    "limits.held_packets_per_worker",
+                    format!(
+                        "a worker may hold {per_worker} packets (min of limits.held_packets_per_worker \
+                         and limits.held_packets x limits.pending_per_worker), more than half of \
+                         io.af_packet.pool_size ({})",
+                        a.pool_size
+                    ),
+                );
+            }
+        }
+        IoSection::Dpdk(d) => {
+            let all = per_worker * u64::from(p.workers.count);
+            if all * 2 > u64::from(d.mempool_size) {
+                c.err(
+                    "limits.held_packets_per_worker",
+                    format!(
+                        "{} workers may hold {all} mbufs (workers.count x the min of \
+                         limits.held_packets_per_worker and limits.held_packets x \
+                         limits.pending_per_worker), more than half of io.dpdk.mempool_size ({})",
+                        p.workers.count, d.mempool_size
+                    ),
+                );
+            }
+        }
+        IoSection::Memory(_) => {}
     }
 }
 

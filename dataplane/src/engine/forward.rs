@@ -11,6 +11,23 @@
 //! Connection end is tracked from the client side only (responses never pass
 //! the switch): a client RST is forwarded and frees the entry; a client FIN
 //! starts `fin_timeout`; THOP_CLOSE frees; `idle_timeout` is the backstop.
+//!
+//! RST and FIN are believed only inside the client's sequence space (RFC 5961),
+//! because anyone who can guess a client's address and port could otherwise
+//! end its connection with one spoofed segment. The entry keeps the client's
+//! next sequence number (`rcv_nxt`, the highest end of data relayed, moved
+//! forward by the fast path at no extra lookup) and the backend's window
+//! scale. A RST exactly at `rcv_nxt` frees the entry; one elsewhere in the
+//! backend's possible window is relayed without freeing it (the backend's
+//! kernel answers with a challenge ACK, which the switch cannot send for it,
+//! and a real client then resets at the exact number); anything further is
+//! dropped. A FIN acts only when it continues the data relayed. Both need a
+//! correct TCP checksum first (the fast path, which never sees them, does not
+//! check it: the backend's kernel does).
+//!
+//! `fin_timeout` measures idleness, not time since the FIN: a half-closed
+//! client still acknowledges the response it is reading, and each of its
+//! packets moves `last_seen`.
 
 use crate::counters::{bump, CloseReason, DropReason};
 use crate::dispatch::WorkerEvent;
@@ -76,11 +93,19 @@ impl<B: PacketBuf, F: Forwarder> Engine<B, F> {
         }
         let h = self.table.hash(&key);
         let i = self.table.lookup(&key, h)?;
+        let now = self.now_ms;
         let e = self.table.get_mut(i);
-        let Slot::Forwarding { mac, .. } = e.slot else {
+        let Slot::Forwarding {
+            mac,
+            ref mut rcv_nxt,
+            wshift,
+            ..
+        } = e.slot
+        else {
             return None;
         };
-        e.last_seen = self.now_ms;
+        *rcv_nxt = advance(*rcv_nxt, fast_seq_end(d), wshift);
+        e.last_seen = now;
         Some(mac)
     }
 
@@ -170,7 +195,17 @@ impl<B: PacketBuf, F: Forwarder> Engine<B, F> {
         self.set_now(now);
         bump(&self.counters.rx_packets, 1);
         bump(&self.counters.rx_bytes, pkt.data().len() as u64);
-        self.table.get_mut(i).last_seen = self.now_ms;
+        let end = fast_seq_end(pkt.data());
+        let e = self.table.get_mut(i);
+        if let Slot::Forwarding {
+            ref mut rcv_nxt,
+            wshift,
+            ..
+        } = e.slot
+        {
+            *rcv_nxt = advance(*rcv_nxt, end, wshift);
+        }
+        e.last_seen = self.now_ms;
         if !self.fwd.forward(&mut pkt, mac) {
             return self.counters.count_drop(DropReason::Malformed);
         }
@@ -188,22 +223,45 @@ impl<B: PacketBuf, F: Forwarder> Engine<B, F> {
         out: &mut S,
     ) {
         let now = self.now_ms;
-        let (mac, backend, fin) = match self.table.get(i).slot {
-            Slot::Forwarding { mac, backend, fin } => (mac, backend, fin),
+        let (mac, backend, fin, rcv_nxt, wshift) = match self.table.get(i).slot {
+            Slot::Forwarding {
+                mac,
+                backend,
+                fin,
+                rcv_nxt,
+                wshift,
+            } => (mac, backend, fin, rcv_nxt, wshift),
             _ => return,
         };
+        let end = seg.seq.wrapping_add(seg.len() as u32);
+        let mut next = advance(rcv_nxt, end, wshift);
         if seg.flags & (SYN | RST | FIN) != 0 {
-            if seg.has(SYN) && !seg.has(ACK) && fin {
-                // The client reuses the 4-tuple after closing: a new connection.
+            // Rare segments that may end the connection: check them in full.
+            if !wire::tcp_seg_checksum_ok(pkt.data(), &seg) {
+                return self.counters.count_drop(DropReason::BadChecksum);
+            }
+            let off = seg.seq.wrapping_sub(rcv_nxt);
+            let in_window = (off as i32).unsigned_abs() <= max_window(wshift);
+            if seg.has(SYN) && !seg.has(ACK) && fin && (off as i32) > 0 {
+                // The client reuses the 4-tuple after closing: a new
+                // connection (its ISN lies beyond the old sequence space).
                 self.free_entry(i, Event::Reuse);
-                let key = self.table.get(i).key;
-                let _ = key;
                 return self.reopen(pkt, seg, out);
             }
             if seg.has(RST) {
+                if !in_window {
+                    return self.counters.count_drop(DropReason::OutOfWindow);
+                }
                 if self.fwd.forward(&mut pkt, mac) {
                     bump(&self.counters.forwarded, 1);
                     self.transmit(out, pkt);
+                }
+                if off != 0 {
+                    // In the window but not exact: the backend judges it
+                    // (RFC 5961 §3.2 challenge ACK); the entry stays.
+                    bump(&self.counters.rst_relayed_in_window, 1);
+                    self.table.get_mut(i).last_seen = now;
+                    return;
                 }
                 bump(&self.counters.closes[CloseReason::ClientReset as usize], 1);
                 if !out.event(WorkerEvent::Closed { backend }) {
@@ -211,11 +269,32 @@ impl<B: PacketBuf, F: Forwarder> Engine<B, F> {
                 }
                 return self.free_entry(i, Event::ClientRst);
             }
-            if seg.has(FIN) && !fin {
-                self.mark_fin(i);
+            if seg.has(FIN) {
+                if !in_window {
+                    return self.counters.count_drop(DropReason::OutOfWindow);
+                }
+                // The FIN continues what was relayed: it covers `rcv_nxt`.
+                let in_order = (off as i32) <= 0 && (end.wrapping_sub(rcv_nxt) as i32) >= 0;
+                if in_order {
+                    next = end.wrapping_add(1);
+                    if !fin {
+                        self.mark_fin(i);
+                    }
+                } else {
+                    // After a gap (or forged): relayed, believed only when
+                    // it comes again in order.
+                    next = rcv_nxt;
+                }
             }
         }
-        self.table.get_mut(i).last_seen = now;
+        let e = self.table.get_mut(i);
+        if let Slot::Forwarding {
+            ref mut rcv_nxt, ..
+        } = e.slot
+        {
+            *rcv_nxt = next;
+        }
+        e.last_seen = now;
         if self.fwd.forward(&mut pkt, mac) {
             bump(&self.counters.forwarded, 1);
             self.transmit(out, pkt);
@@ -224,26 +303,39 @@ impl<B: PacketBuf, F: Forwarder> Engine<B, F> {
         }
     }
 
-    /// FORWARDING → FORWARDING_FIN: the entry now lives `fin_timeout` at most.
+    /// FORWARDING → FORWARDING_FIN: from now on the entry is freed after
+    /// `fin_timeout` without a client packet.
     pub(crate) fn mark_fin(&mut self, i: u32) {
         if let Slot::Forwarding {
             mac,
             backend,
             fin: false,
+            rcv_nxt,
+            wshift,
         } = self.table.get(i).slot
         {
             self.go(State::Forwarding, Event::ClientFin);
-            self.table.get_mut(i).slot = Slot::Forwarding {
+            let e = self.table.get_mut(i);
+            e.slot = Slot::Forwarding {
                 mac,
                 backend,
                 fin: true,
+                rcv_nxt,
+                wshift,
             };
-            let due = self.now_ms.wrapping_add(dur_ms(self.cfg.fin_timeout));
+            e.last_seen = self.now_ms;
+            let due = self.now_ms.wrapping_add(dur_ms(self.fin_timeout()));
             let earlier = self.table.deadline(i).is_none_or(|d| !ms_le(d, due));
             if earlier {
                 self.table.arm(i, due);
             }
         }
+    }
+
+    /// How long a FORWARDING entry lives without client packets after the
+    /// client's FIN.
+    pub(crate) fn fin_timeout(&self) -> std::time::Duration {
+        self.hold_for(self.cfg.fin_timeout, self.cfg.pressure_fin_timeout)
     }
 
     fn reopen<S: Sink<B>>(&mut self, pkt: B, seg: TcpSeg, out: &mut S) {
@@ -253,5 +345,50 @@ impl<B: PacketBuf, F: Forwarder> Engine<B, F> {
         let key = crate::table::FlowKey::new(seg.src, seg.src_port, svc);
         let h = self.table.hash(&key);
         self.on_listen(0, key, h, pkt, seg, out);
+    }
+}
+
+/// The largest receive window a backend with window scale `wshift` can
+/// advertise (RFC 7323 §2.3: the shift is at most 14).
+#[inline(always)]
+pub(crate) fn max_window(wshift: u8) -> u32 {
+    65535u32 << wshift.min(14)
+}
+
+/// Moves the client's next sequence number to `end` when `end` lies ahead of
+/// it within the backend's window (retransmissions and reordered segments
+/// leave it; a spoofed number far away cannot drag it).
+#[inline(always)]
+pub(crate) fn advance(rcv_nxt: u32, end: u32, wshift: u8) -> u32 {
+    let ahead = end.wrapping_sub(rcv_nxt);
+    if ahead != 0 && ahead <= max_window(wshift) {
+        end
+    } else {
+        rcv_nxt
+    }
+}
+
+/// Sequence number after a fast-path frame's payload (the frame passed
+/// `fast_key`: IPv4 without options, lengths consistent).
+#[inline(always)]
+fn fast_seq_end(d: &[u8]) -> u32 {
+    let seq = u32::from_be_bytes([d[38], d[39], d[40], d[41]]);
+    let total = u16::from_be_bytes([d[16], d[17]]) as u32;
+    let tcp_hl = ((d[46] >> 4) as u32) * 4;
+    seq.wrapping_add(total.wrapping_sub(20).wrapping_sub(tcp_hl))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn advance_moves_forward_within_the_window_only() {
+        assert_eq!(advance(1000, 1100, 0), 1100);
+        assert_eq!(advance(1100, 1000, 0), 1100, "retransmission");
+        assert_eq!(advance(1000, 1000 + 65535, 0), 1000 + 65535);
+        assert_eq!(advance(1000, 1000 + 65536, 0), 1000, "beyond the window");
+        assert_eq!(advance(u32::MAX - 10, 20, 7), 20, "wraps");
+        assert_eq!(advance(0, 1 << 30, 14), 0);
     }
 }

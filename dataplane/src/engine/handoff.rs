@@ -7,6 +7,13 @@
 //! Client packets arriving meanwhile are held (at most `handoff_hold`) and
 //! relayed after the ACK, so none reaches the backend before its socket
 //! exists; beyond that they are dropped and the client retransmits.
+//!
+//! Held packets are buffers of the worker's packet pool (on DPDK, of the
+//! mempool all workers share), so only segments that bring something new
+//! (data beyond what the switch acknowledged and not held yet, or a FIN) are
+//! held, and a worker holds at most `held_capacity` in all (`hold_worker_full`
+//! beyond): pure ACKs and retransmissions, which a client can send at line
+//! rate, never pin a buffer.
 
 use std::net::{IpAddr, SocketAddr};
 
@@ -69,25 +76,68 @@ impl<B: PacketBuf, F: Forwarder> Engine<B, F> {
         out: &mut S,
     ) {
         if seg.has(RST) {
-            self.counters.abort(AbortReason::ClientReset);
-            if self.sessions[s as usize].phase == Phase::Handoff {
-                self.abort_handoff(
-                    i,
-                    s,
-                    HandoffOutcome::Aborted,
-                    handoff_proto::AbortReason::ClientReset,
-                    out,
-                );
-            }
-            return self.free_entry(i, Event::ClientRst);
+            let sess = &self.sessions[s as usize];
+            let (rcv_nxt, wnd) = (sess.rcv_nxt_reasm(), sess.reasm.window() as u32);
+            return self.on_owned_rst(i, s, rcv_nxt, wnd, &seg, out);
+        }
+        if seg.has(SYN) {
+            // RFC 5961 §4: a SYN on a synchronized connection gets a challenge ACK.
+            self.counters.count_drop(DropReason::BadState);
+            return self.send_ack(out, i, s);
         }
         let sess = &mut self.sessions[s as usize];
-        if sess.held.len() < self.cfg.handoff_hold {
-            sess.held.push(pkt);
-            bump(&self.counters.held_packets, 1);
-        } else {
-            self.counters.count_drop(DropReason::HoldFull);
+        let rcv_nxt = sess.rcv_nxt_reasm();
+        let wnd = sess.reasm.window() as u32;
+        if seg.has(ACK) && seg.ack == sess.iss.wrapping_add(1) {
+            sess.client_window = (seg.window as u32) << sess.client_ws.unwrap_or(0);
         }
+        let len = seg.len() as u32;
+        let fin = seg.has(FIN) as u32;
+        if len + fin == 0 {
+            // A pure ACK: nothing for the backend.
+            return self.counters.count_drop(DropReason::NotHeld);
+        }
+        let start = seg.seq;
+        let end = start.wrapping_add(len + fin);
+        let ahead = end.wrapping_sub(rcv_nxt);
+        if ahead == 0 || (ahead as i32) < 0 {
+            // Only bytes already acknowledged: our ACK was lost.
+            self.counters.count_drop(DropReason::NotHeld);
+            return self.send_ack(out, i, s);
+        }
+        if ahead > wnd.saturating_add(fin) {
+            return self.counters.count_drop(DropReason::OutOfWindow);
+        }
+        let dup = sess.held_ranges.iter().any(|&(a, b)| {
+            (start.wrapping_sub(a) as i32) >= 0 && (b.wrapping_sub(end) as i32) >= 0
+        });
+        if dup {
+            return self.counters.count_drop(DropReason::NotHeld);
+        }
+        if sess.held.len() >= self.cfg.handoff_hold {
+            return self.counters.count_drop(DropReason::HoldFull);
+        }
+        if self.held_total >= self.cfg.held_capacity {
+            return self.counters.count_drop(DropReason::HoldWorkerFull);
+        }
+        sess.held.push(pkt);
+        sess.held_ranges.push((start, end));
+        self.held_total += 1;
+        bump(&self.counters.held_packets, 1);
+    }
+
+    /// The client reset a connection the switch still terminates.
+    pub(crate) fn on_client_reset<S: Sink<B>>(&mut self, i: u32, s: u32, out: &mut S) {
+        if self.sessions[s as usize].phase == Phase::Handoff {
+            self.abort_handoff(
+                i,
+                s,
+                HandoffOutcome::Aborted,
+                handoff_proto::AbortReason::ClientReset,
+                out,
+            );
+        }
+        self.free_entry(i, Event::ClientRst);
     }
 
     /// Takes the control plane's answer for one of this worker's connections.
@@ -487,9 +537,10 @@ impl<B: PacketBuf, F: Forwarder> Engine<B, F> {
     }
 
     pub(crate) fn handoff_timer<S: Sink<B>>(&mut self, _now: u64, i: u32, s: u32, out: &mut S) {
-        let retries = self.table.get(i).retries as u32;
-        if retries < self.cfg.handoff_retries {
-            self.table.get_mut(i).retries += 1;
+        let retries = self.table.get(i).retries;
+        if !crate::engine::retries_exhausted(retries, self.cfg.handoff_retries) {
+            self.table.get_mut(i).retries = retries.saturating_add(1);
+            let retries = retries as u32;
             let sess = &self.sessions[s as usize];
             if sess.target_mac.is_none() {
                 // Still resolving: ask again.
@@ -691,6 +742,8 @@ impl<B: PacketBuf, F: Forwarder> Engine<B, F> {
             return;
         };
         let mut held = std::mem::take(&mut sess.held);
+        sess.held_ranges.clear();
+        self.held_total = self.held_total.saturating_sub(held.len());
         let latency = now.saturating_sub(sess.header_done_ns);
         bump(&self.counters.handoff_acked, 1);
         if !out.event(WorkerEvent::Handoff {
@@ -702,10 +755,27 @@ impl<B: PacketBuf, F: Forwarder> Engine<B, F> {
         }
         self.go(State::Handoff, Event::ThopAck);
         let BackendTarget { id, .. } = t;
+        let sess = &self.sessions[s as usize];
+        // The backend's window scale is ours when the client agreed to
+        // scaling (it continues with the options of our SYN/ACK).
+        let wshift = if sess.client_ws.is_some() {
+            self.cfg.tcp.window_scale
+        } else {
+            0
+        };
+        let mut rcv_nxt = sess.rcv_nxt_reasm();
         let mut fin = false;
         for mut p in held.drain(..) {
             if let Ok(wire::Frame::Tcp(seg)) = wire::parse(p.data(), wire::Verify::Header) {
-                fin |= seg.has(FIN);
+                let end = seg.seq.wrapping_add(seg.len() as u32);
+                let covers = (seg.seq.wrapping_sub(rcv_nxt) as i32) <= 0
+                    && (end.wrapping_sub(rcv_nxt) as i32) >= 0;
+                if seg.has(FIN) && covers {
+                    fin = true;
+                    rcv_nxt = end.wrapping_add(1);
+                } else {
+                    rcv_nxt = super::forward::advance(rcv_nxt, end, wshift);
+                }
             }
             if self.fwd.forward(&mut p, mac) {
                 bump(&self.counters.forwarded, 1);
@@ -719,6 +789,8 @@ impl<B: PacketBuf, F: Forwarder> Engine<B, F> {
             mac,
             backend: id,
             fin: false,
+            rcv_nxt,
+            wshift,
         };
         e.last_seen = self.now_ms;
         e.retries = 0;

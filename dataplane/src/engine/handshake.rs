@@ -97,7 +97,18 @@ impl<B: PacketBuf, F: Forwarder> Engine<B, F> {
             Ok(o) => o,
             Err(r) => return self.counters.count_drop(r),
         };
-        let table_full = self.table.len() >= self.table.capacity();
+        let max = self.cfg.client_max_connections;
+        if max > 0 && self.clients.load(&key.client).conns as usize >= max {
+            // One address may not take the table: its next SYN is dropped.
+            return self.counters.count_drop(DropReason::ClientLimit);
+        }
+        let mut table_full = self.table.len() >= self.table.capacity();
+        if table_full && self.cfg.syncookie_mode == SynCookieMode::Off {
+            // Without cookies the entry is needed now. (With cookies the
+            // eviction waits for the cookie's ACK, so a spoofed SYN flood
+            // cannot flush idle connections.)
+            table_full = !self.evict_idle(out);
+        }
         let over = self.syn_rcvd >= self.cfg.syncookie_threshold;
         let cookie = match self.cfg.syncookie_mode {
             SynCookieMode::Always => true,
@@ -165,6 +176,7 @@ impl<B: PacketBuf, F: Forwarder> Engine<B, F> {
         let Ok(i) = self.table.insert(key, h, slot) else {
             return self.counters.count_drop(DropReason::TableFull);
         };
+        self.clients.add(&key.client, 1, 0);
         self.go(State::Listen, Event::Syn);
         self.syn_rcvd += 1;
         let a = self
@@ -281,6 +293,10 @@ impl<B: PacketBuf, F: Forwarder> Engine<B, F> {
         if seg.seq != a.irs.wrapping_add(1) {
             return self.counters.count_drop(DropReason::OutOfWindow);
         }
+        if self.pending_limited(&key) {
+            self.send_reset_for(out, &key, &seg);
+            return self.free_entry(i, Event::Refused);
+        }
         self.establish(now, i, a, State::SynRcvd, pkt, seg, out);
     }
 
@@ -325,6 +341,18 @@ impl<B: PacketBuf, F: Forwarder> Engine<B, F> {
         if seg.has(FIN) || seg.has(RST) {
             return self.counters.count_drop(DropReason::BadState);
         }
+        // The client believes it is connected: a refusal is a RST.
+        let max = self.cfg.client_max_connections;
+        if max > 0 && self.clients.load(&key.client).conns as usize >= max {
+            self.counters.count_drop(DropReason::ClientLimit);
+            return self.send_reset_for(out, &key, &seg);
+        }
+        if self.pending_limited(&key) {
+            return self.send_reset_for(out, &key, &seg);
+        }
+        if self.table.len() >= self.table.capacity() {
+            self.evict_idle(out);
+        }
         let slot = Slot::SynRcvd {
             irs,
             ts_recent,
@@ -336,6 +364,7 @@ impl<B: PacketBuf, F: Forwarder> Engine<B, F> {
         let Ok(i) = self.table.insert(key, h, slot) else {
             return self.counters.count_drop(DropReason::TableFull);
         };
+        self.clients.add(&key.client, 1, 0);
         bump(&self.counters.syncookies_validated, 1);
         let a = Agreed {
             irs,
@@ -404,17 +433,29 @@ impl<B: PacketBuf, F: Forwarder> Engine<B, F> {
         let e = self.table.get_mut(i);
         e.slot = Slot::Session(s);
         e.retries = 0;
-        self.table
-            .arm(i, self.now_ms.wrapping_add(dur_ms(self.cfg.header_timeout)));
+        // Under pressure a slow header may hold a session for less time.
+        let limit = self.hold_for(self.cfg.header_timeout, self.cfg.pressure_header_timeout);
+        self.table.arm(i, self.now_ms.wrapping_add(dur_ms(limit)));
         if !seg.is_empty() || seg.has(FIN) {
             self.on_session(now, i, s, pkt, seg, out);
         }
         true
     }
 
+    /// True (and counted) when `key`'s address already has
+    /// `client_max_pending` sessions: its next handshake is refused.
+    fn pending_limited(&self, key: &FlowKey) -> bool {
+        let max = self.cfg.client_max_pending;
+        let over = max > 0 && self.clients.load(&key.client).pending as usize >= max;
+        if over {
+            self.counters.count_drop(DropReason::ClientLimit);
+        }
+        over
+    }
+
     pub(crate) fn synack_timer<S: Sink<B>>(&mut self, i: u32, out: &mut S) {
         let retries = self.table.get(i).retries;
-        if retries as u32 >= self.cfg.synack_retries {
+        if crate::engine::retries_exhausted(retries, self.cfg.synack_retries) {
             self.counters.abort(AbortReason::SynAckTimeout);
             self.free_entry(i, Event::SynAckTimeout);
             return;
@@ -423,10 +464,10 @@ impl<B: PacketBuf, F: Forwarder> Engine<B, F> {
             return;
         };
         let key = self.table.get(i).key;
-        self.table.get_mut(i).retries = retries + 1;
+        self.table.get_mut(i).retries = retries.saturating_add(1);
         bump(&self.counters.synack_retransmits, 1);
         self.send_synack(out, &key, &a, None);
-        let rto = dur_ms(self.cfg.synack_rto).saturating_mul(1 << (retries + 1).min(10));
+        let rto = dur_ms(self.cfg.synack_rto).saturating_mul(1 << (retries as u32 + 1).min(10));
         self.table.arm(i, self.now_ms.wrapping_add(rto));
     }
 }

@@ -91,6 +91,16 @@ pub struct Engine<B: PacketBuf, F: Forwarder = DirectRouting> {
     pub(crate) shared: Arc<Shared>,
     pub(crate) fwd: F,
     pub(crate) syn_rcvd: usize,
+    /// Client packets held by all sessions together (at most `held_capacity`).
+    pub(crate) held_total: usize,
+    /// Connections and sessions per client address (per-client limits).
+    pub(crate) clients: crate::clients::ClientCounts,
+    /// Table entries from which connections get the pressure holds.
+    pub(crate) table_pressure: usize,
+    /// Sessions in use from which connections get the pressure holds.
+    pub(crate) session_pressure: usize,
+    /// Where the next search for an idle FORWARDING entry to evict starts.
+    pub(crate) evict_cursor: u32,
     pub(crate) draining: bool,
     /// Minute of the last SYN cookie sent (cookie ACKs are checked only then).
     pub(crate) last_cookie_min: Option<u64>,
@@ -108,6 +118,13 @@ pub struct Engine<B: PacketBuf, F: Forwarder = DirectRouting> {
 #[inline]
 pub(crate) fn ms_of(now: u64) -> Ms {
     (now / 1_000_000) as Ms
+}
+
+/// True when a retransmission count kept in a `u8` has reached `limit`
+/// (a limit above 255 counts as 255: the counter saturates there).
+#[inline]
+pub(crate) fn retries_exhausted(retries: u8, limit: u32) -> bool {
+    retries as u32 >= limit.min(u8::MAX as u32)
 }
 
 #[inline]
@@ -180,7 +197,19 @@ impl<B: PacketBuf, F: Forwarder> Engine<B, F> {
                 .unwrap_or([0; 4]),
         );
         table.set_serial(start);
+        let limits_on = cfg.client_max_connections > 0 || cfg.client_max_pending > 0;
+        let client_seed = secrets
+            .table_seed()
+            .map(|w| w.rotate_left(29) ^ 0x5bd1_e995);
+        let at_fill = |n: usize| ((n as f64 * cfg.pressure_threshold).ceil() as usize).max(1);
         Ok(Engine {
+            clients: crate::clients::ClientCounts::new(
+                limits_on.then_some(cfg.table_capacity),
+                client_seed,
+            ),
+            table_pressure: at_fill(cfg.table_capacity),
+            session_pressure: at_fill(cfg.pending_capacity),
+            evict_cursor: 0,
             table,
             ids,
             aborts: aborts::PendingAborts::new(cfg.pending_capacity),
@@ -199,6 +228,7 @@ impl<B: PacketBuf, F: Forwarder> Engine<B, F> {
             shared,
             fwd,
             syn_rcvd: 0,
+            held_total: 0,
             draining: false,
             last_cookie_min: None,
             now_ms: 0,
@@ -264,10 +294,13 @@ impl<B: PacketBuf, F: Forwarder> Engine<B, F> {
                 mac,
                 backend,
                 fin: false,
+                rcv_nxt: 0,
+                wshift: self.cfg.tcp.window_scale,
             },
         ) else {
             return false;
         };
+        self.clients.add(&key.client, 1, 0);
         self.counters.transition(None, State::Forwarding.gauge());
         self.table.get_mut(i).last_seen = self.now_ms;
         self.table
@@ -331,14 +364,86 @@ impl<B: PacketBuf, F: Forwarder> Engine<B, F> {
         if let Slot::Session(s) = self.table.get(i).slot {
             self.release_session(s);
         }
+        let client = self.table.get(i).key.client;
+        self.clients.add(&client, -1, 0);
         self.table.remove(i);
     }
 
     pub(crate) fn release_session(&mut self, s: u32) {
+        self.drop_held(s);
+        let entry = self.sessions[s as usize].entry;
+        let client = self.table.get(entry).key.client;
+        self.clients.add(&client, 0, -1);
         let sess = &mut self.sessions[s as usize];
-        sess.held.clear();
         sess.phase = Phase::WaitHeader;
         self.free_sessions.push(s);
+    }
+
+    /// True when the table or the session pool is filled beyond
+    /// `pressure_threshold`: connections then get the shorter holds.
+    pub(crate) fn under_pressure(&self) -> bool {
+        let sessions = self.sessions.len() - self.free_sessions.len();
+        self.table.len() >= self.table_pressure || sessions >= self.session_pressure
+    }
+
+    /// `normal`, or `short` when under pressure and shorter.
+    pub(crate) fn hold_for(
+        &self,
+        normal: std::time::Duration,
+        short: std::time::Duration,
+    ) -> std::time::Duration {
+        if self.under_pressure() {
+            normal.min(short)
+        } else {
+            normal
+        }
+    }
+
+    /// Makes room in a full table by freeing the longest-idle FORWARDING
+    /// entry among the next `EVICT_SCAN` slots, if it has been idle for
+    /// `evict_idle_after`; true when an entry was freed.
+    pub(crate) fn evict_idle(&mut self, out: &mut impl Sink<B>) -> bool {
+        /// Slots looked at per attempt (bounded work per refused SYN).
+        const EVICT_SCAN: u32 = 128;
+        let min_idle = self.cfg.evict_idle_after;
+        if min_idle.is_zero() {
+            return false;
+        }
+        let min_idle = dur_ms(min_idle);
+        let cap = self.table.capacity() as u32;
+        let mut best: Option<(u32, u32)> = None;
+        for k in 0..EVICT_SCAN.min(cap) {
+            let i = (self.evict_cursor + k) % cap;
+            let e = self.table.get(i);
+            if !matches!(e.slot, Slot::Forwarding { .. }) {
+                continue;
+            }
+            let idle = self.now_ms.wrapping_sub(e.last_seen);
+            if (idle as i32) >= 0 && idle >= min_idle && best.is_none_or(|(_, b)| idle > b) {
+                best = Some((i, idle));
+            }
+        }
+        self.evict_cursor = (self.evict_cursor + EVICT_SCAN.min(cap)) % cap;
+        let Some((i, _)) = best else {
+            return false;
+        };
+        let Slot::Forwarding { backend, .. } = self.table.get(i).slot else {
+            return false;
+        };
+        bump(&self.counters.closes[CloseReason::Evicted as usize], 1);
+        if !out.event(WorkerEvent::Closed { backend }) {
+            self.counters.count_drop(DropReason::QueueFull);
+        }
+        self.free_entry(i, Event::Expire);
+        true
+    }
+
+    /// Returns session `s`'s held packets to the pool.
+    pub(crate) fn drop_held(&mut self, s: u32) {
+        let sess = &mut self.sessions[s as usize];
+        self.held_total = self.held_total.saturating_sub(sess.held.len());
+        sess.held.clear();
+        sess.held_ranges.clear();
     }
 
     /// A session from the pool for table slot `entry`.
@@ -356,6 +461,8 @@ impl<B: PacketBuf, F: Forwarder> Engine<B, F> {
             None => return None,
         };
         self.sessions[s as usize].reset(entry);
+        let client = self.table.get(entry).key.client;
+        self.clients.add(&client, 0, 1);
         Some(s)
     }
 
@@ -576,16 +683,27 @@ impl<B: PacketBuf, F: Forwarder> Engine<B, F> {
     }
 
     fn on_arp<S: Sink<B>>(&mut self, a: wire::Arp, out: &mut S) {
+        use crate::arp::Learned;
         let now = self.now_ns / 1_000_000;
-        let learned = self.shared.arp.learn(a.sender_ip, a.sender_mac, now);
-        if learned {
-            self.arp_learned(a.sender_ip, a.sender_mac, out);
+        let reply_to_us = !a.request && IpAddr::V4(a.target_ip) == self.cfg.ip;
+        let learned = self
+            .shared
+            .arp
+            .learn(a.sender_ip, a.sender_mac, now, reply_to_us);
+        match learned {
+            Learned::Resolved => self.arp_learned(a.sender_ip, a.sender_mac, out),
+            Learned::Changed => {
+                bump(&self.counters.arp_mac_changes, 1);
+                self.arp_learned(a.sender_ip, a.sender_mac, out);
+            }
+            Learned::Refused => self.counters.count_drop(DropReason::ArpUnsolicited),
+            Learned::Confirmed | Learned::Ignored => {}
         }
         if a.request && self.is_ours(IpAddr::V4(a.target_ip)) && a.sender_ip != a.target_ip {
             self.send_arp(out, false, a.sender_mac, a.target_ip, a.sender_ip);
             return;
         }
-        if !learned {
+        if learned == Learned::Ignored {
             self.counters.count_drop(DropReason::Ignored);
         }
     }
@@ -648,10 +766,16 @@ impl<B: PacketBuf, F: Forwarder> Engine<B, F> {
                 Phase::Closing => self.closing_timer(i, s, out),
             },
             Slot::Forwarding { fin, backend, .. } => {
+                // Both timers measure idleness: a client still sending
+                // (a half-closed one acknowledging the response too) stays.
                 let e = self.table.get(i);
-                let idle = dur_ms(self.cfg.idle_timeout);
-                let due = e.last_seen.wrapping_add(idle);
-                if !fin && !crate::table::ms_le(due, self.now_ms) {
+                let limit = if fin {
+                    dur_ms(self.fin_timeout())
+                } else {
+                    dur_ms(self.cfg.idle_timeout)
+                };
+                let due = e.last_seen.wrapping_add(limit);
+                if !crate::table::ms_le(due, self.now_ms) {
                     self.table.arm(i, due);
                     return;
                 }

@@ -97,15 +97,7 @@ impl<B: PacketBuf, F: Forwarder> Engine<B, F> {
         let rcv_nxt = irs.wrapping_add(1).wrapping_add(contig as u32);
         let wnd = self.sessions[s as usize].reasm.window() as u32;
         if seg.has(RST) {
-            // RFC 5961 §3.2: accept a RST in the window; exact match not required
-            // here because nothing of value is lost by honouring it.
-            if seg.seq.wrapping_sub(rcv_nxt) <= wnd.max(1) {
-                self.counters.abort(AbortReason::ClientReset);
-                self.free_entry(i, Event::ClientRst);
-            } else {
-                self.counters.count_drop(DropReason::OutOfWindow);
-            }
-            return;
+            return self.on_owned_rst(i, s, rcv_nxt, wnd, &seg, out);
         }
         if seg.has(SYN) {
             // A SYN on an established connection: challenge ACK (RFC 5961 §4).
@@ -179,6 +171,34 @@ impl<B: PacketBuf, F: Forwarder> Engine<B, F> {
         }
         if !payload.is_empty() || seg.has(FIN) {
             self.send_ack(out, i, s);
+        }
+    }
+
+    /// A RST on a connection the switch still terminates (WAITHEADER,
+    /// DISPATCH, HANDOFF, CLOSING), RFC 5961 §3.2: exactly at `rcv_nxt` it
+    /// ends the connection; elsewhere in the window it gets a challenge ACK
+    /// (a real client answers with a RST at the number the ACK names);
+    /// outside it is dropped.
+    pub(crate) fn on_owned_rst<S: Sink<B>>(
+        &mut self,
+        i: u32,
+        s: u32,
+        rcv_nxt: u32,
+        wnd: u32,
+        seg: &TcpSeg,
+        out: &mut S,
+    ) {
+        let off = seg.seq.wrapping_sub(rcv_nxt);
+        if off == 0 {
+            if self.sessions[s as usize].phase != Phase::Closing {
+                self.counters.abort(AbortReason::ClientReset);
+            }
+            self.on_client_reset(i, s, out);
+        } else if off < wnd.max(1) {
+            bump(&self.counters.challenge_acks, 1);
+            self.send_ack(out, i, s);
+        } else {
+            self.counters.count_drop(DropReason::OutOfWindow);
         }
     }
 
@@ -364,9 +384,10 @@ impl<B: PacketBuf, F: Forwarder> Engine<B, F> {
         sess.resp_acked = 0;
         sess.resp_sent = 0;
         sess.fin_sent = false;
+        sess.lingering = false;
         sess.phase = Phase::Closing;
         // Held packets would have gone to a backend; nobody takes them now.
-        sess.held.clear();
+        self.drop_held(s);
         self.table.get_mut(i).retries = 0;
         self.send_response(i, s, false, out);
         self.table
@@ -443,7 +464,8 @@ impl<B: PacketBuf, F: Forwarder> Engine<B, F> {
             (sess.iss, sess.rcv_nxt, sess.response.len() as u32)
         };
         if seg.has(RST) {
-            return self.free_entry(i, Event::ClientRst);
+            let wnd = self.sessions[s as usize].reasm.window() as u32;
+            return self.on_owned_rst(i, s, rcv_nxt, wnd.max(1), &seg, out);
         }
         let mut progressed = false;
         if seg.has(ACK) {
@@ -487,11 +509,11 @@ impl<B: PacketBuf, F: Forwarder> Engine<B, F> {
         };
         if fin_rcvd && fin_acked {
             self.enter_time_wait(i, s);
-        } else if fin_acked && self.table.get(i).retries < u8::MAX {
+        } else if fin_acked && !self.sessions[s as usize].lingering {
             // Our side is done; give the client `fin_timeout` to close its side.
-            self.table.get_mut(i).retries = u8::MAX;
-            self.table
-                .arm(i, self.now_ms.wrapping_add(dur_ms(self.cfg.fin_timeout)));
+            self.sessions[s as usize].lingering = true;
+            let limit = self.hold_for(self.cfg.fin_timeout, self.cfg.pressure_fin_timeout);
+            self.table.arm(i, self.now_ms.wrapping_add(dur_ms(limit)));
         }
     }
 
@@ -564,7 +586,14 @@ impl<B: PacketBuf, F: Forwarder> Engine<B, F> {
     pub(crate) fn closing_timer<S: Sink<B>>(&mut self, i: u32, s: u32, out: &mut S) {
         let retries = self.table.get(i).retries;
         let fin_acked = self.sessions[s as usize].fin_acked;
-        if fin_acked || retries as u32 >= self.cfg.response_retries {
+        let limit = if self.under_pressure() {
+            self.cfg
+                .response_retries
+                .min(self.cfg.pressure_response_retries)
+        } else {
+            self.cfg.response_retries
+        };
+        if fin_acked || crate::engine::retries_exhausted(retries, limit) {
             if !fin_acked {
                 self.counters.abort(AbortReason::ResponseTimeout);
                 let key = self.table.get(i).key;
@@ -579,13 +608,13 @@ impl<B: PacketBuf, F: Forwarder> Engine<B, F> {
             // Our FIN was acknowledged; the client never closed its side.
             return self.free_entry(i, Event::Expire);
         }
-        self.table.get_mut(i).retries = retries + 1;
+        self.table.get_mut(i).retries = retries.saturating_add(1);
         // Go back to the first unacknowledged byte (retransmission or probe).
         let sess = &mut self.sessions[s as usize];
         sess.resp_sent = sess.resp_acked;
         sess.fin_sent = false;
         self.send_response(i, s, true, out);
-        let rto = dur_ms(self.cfg.response_rto).saturating_mul(1 << (retries + 1).min(10));
+        let rto = dur_ms(self.cfg.response_rto).saturating_mul(1 << (retries as u32 + 1).min(10));
         self.table.arm(i, self.now_ms.wrapping_add(rto));
     }
 }

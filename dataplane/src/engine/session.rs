@@ -59,6 +59,9 @@ pub struct Session<B> {
     pub creates_sent: u32,
     /// Client packets held during DISPATCH/HANDOFF.
     pub held: Vec<B>,
+    /// Sequence ranges (start, end including a FIN) of the `held` packets,
+    /// so a retransmission of one is not held twice.
+    pub held_ranges: Vec<(u32, u32)>,
     /// CLOSING: our response (sent with FIN).
     pub response: &'static [u8],
     /// CLOSING: next byte expected from the client.
@@ -73,6 +76,9 @@ pub struct Session<B> {
     pub resp_sent: u32,
     /// CLOSING: our FIN was sent.
     pub fin_sent: bool,
+    /// CLOSING: our FIN was acknowledged and the wait for the client's FIN
+    /// is armed.
+    pub lingering: bool,
 }
 
 impl<B> Session<B> {
@@ -103,6 +109,7 @@ impl<B> Session<B> {
             create_seq_lo: 0,
             creates_sent: 0,
             held: Vec::with_capacity(hold),
+            held_ranges: Vec::with_capacity(hold),
             response: b"",
             rcv_nxt: 0,
             fin_rcvd: false,
@@ -110,6 +117,7 @@ impl<B> Session<B> {
             resp_acked: 0,
             resp_sent: 0,
             fin_sent: false,
+            lingering: false,
         }
     }
 
@@ -129,12 +137,14 @@ impl<B> Session<B> {
         self.create_seq_lo = 0;
         self.creates_sent = 0;
         self.held.clear();
+        self.held_ranges.clear();
         self.response = b"";
         self.fin_rcvd = false;
         self.fin_acked = false;
         self.resp_acked = 0;
         self.resp_sent = 0;
         self.fin_sent = false;
+        self.lingering = false;
     }
 
     /// Next sequence number expected from the client in WAITHEADER.
