@@ -39,8 +39,7 @@ fn base() -> String {
         r#"thop: &thop
   allow_sample_keys: true
   keys:
-    - id: 1
-      secret_hex: "{KEY}"
+    - {{ id: 1, secret_hex: "{KEY}" }}
 tuning: &tuning
   burst_size: 32
   table_capacity: 4096

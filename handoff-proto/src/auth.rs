@@ -241,11 +241,17 @@ impl Keyring {
         }
     }
 
-    /// The key to tag frames for `node` with: the current key when it may
-    /// be used with `node`, else a key bound to `node`, else the current key.
+    /// The key to tag frames for `node` with: the current key when it is
+    /// bound to `node` (rotation), else a key bound to `node`, else the
+    /// current key.
     pub fn for_peer(&self, node: u32) -> &Key {
         let current = self.current();
-        if self.allows(current.id, node) {
+        let bound_to_node = |id: u32| {
+            self.bound
+                .iter()
+                .any(|(k, nodes)| *k == id && nodes.contains(&node))
+        };
+        if bound_to_node(current.id) {
             return current;
         }
         self.bound
