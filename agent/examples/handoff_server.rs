@@ -59,7 +59,10 @@ fn main() -> std::process::ExitCode {
         return std::process::ExitCode::from(2);
     }
     let metrics = Arc::new(agent::metrics::Metrics::new());
-    let _metrics = cfg.metrics.listen.and_then(|a| metrics.serve(a).ok());
+    let _metrics = cfg
+        .metrics
+        .listen
+        .and_then(|a| metrics.serve(a, &cfg.metrics).ok());
     let agent = match agent::Agent::new(cfg, metrics) {
         Ok(a) => a,
         Err(e) => {

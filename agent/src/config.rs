@@ -179,6 +179,17 @@ pub struct MetricsConfig {
     /// Address of `/metrics` (the management address); `null` disables it.
     #[serde(default = "default_metrics")]
     pub listen: Option<SocketAddr>,
+    /// Only these client addresses may connect (others are closed before a
+    /// byte is read); empty: any.
+    #[serde(default)]
+    pub allow: Vec<std::net::IpAddr>,
+    /// Time (ms) a client has to send a complete request head; also the
+    /// longest idle time between keep-alive requests.
+    #[serde(default = "default_metrics_header_timeout_ms")]
+    pub header_timeout_ms: u64,
+    /// Connections served at once; more are closed at accept (counted).
+    #[serde(default = "default_metrics_connections")]
+    pub max_connections: u32,
 }
 
 /// Log output.
@@ -234,6 +245,12 @@ fn default_drain_s() -> u64 {
 fn default_metrics() -> Option<SocketAddr> {
     Some(SocketAddr::from(([0, 0, 0, 0], 9101)))
 }
+fn default_metrics_header_timeout_ms() -> u64 {
+    5000
+}
+fn default_metrics_connections() -> u32 {
+    16
+}
 fn default_handover_socket() -> std::path::PathBuf {
     handoff_proto::handover::DEFAULT_SOCKET.into()
 }
@@ -279,6 +296,9 @@ impl Default for MetricsConfig {
     fn default() -> Self {
         MetricsConfig {
             listen: default_metrics(),
+            allow: Vec::new(),
+            header_timeout_ms: default_metrics_header_timeout_ms(),
+            max_connections: default_metrics_connections(),
         }
     }
 }
@@ -498,6 +518,18 @@ impl Config {
         }
         if self.thop.keys.is_empty() {
             return Err(invalid("thop.keys", "at least one key is required"));
+        }
+        if !(1..=300_000).contains(&self.metrics.header_timeout_ms) {
+            return Err(invalid(
+                "metrics.header_timeout_ms",
+                "must be between 1 and 300000",
+            ));
+        }
+        if !(1..=4096).contains(&self.metrics.max_connections) {
+            return Err(invalid(
+                "metrics.max_connections",
+                "must be between 1 and 4096",
+            ));
         }
         let mut ids = HashSet::new();
         for (i, k) in self.thop.keys.iter().enumerate() {

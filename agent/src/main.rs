@@ -132,7 +132,7 @@ fn run(path: PathBuf) -> ExitCode {
     raise_nofile();
     let metrics = Arc::new(Metrics::new());
     let _metrics_server = match cfg.metrics.listen {
-        Some(addr) => match metrics.serve(addr) {
+        Some(addr) => match metrics.serve(addr, &cfg.metrics) {
             Ok(s) => {
                 tracing::info!(addr = %s.addr(), "metrics listening");
                 Some(s)

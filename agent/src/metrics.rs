@@ -1,11 +1,19 @@
-//! The agent's Prometheus metrics, and the tiny HTTP server exposing them on
-//! the management address (`/metrics`; `/healthz` for probes).
+//! The agent's Prometheus metrics, and the HTTP server exposing them on the
+//! management address (`/metrics`; `/healthz` for probes). The server is
+//! [`mgmt_http`]'s: it bounds header size, header time and connections, so a
+//! client of the metrics port cannot exhaust the agent that carries the
+//! backend's traffic.
 //!
 //! Every refusal and every dropped frame is counted by a stable reason label,
 //! so an operator can tell a key mismatch from a full backlog at a glance.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
+
+use mgmt_http::{Allow, Handler, Limits, Method, Refusal, Request, Response, Server};
+
+use crate::config::MetricsConfig;
 
 use prometheus::{
     Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
@@ -52,6 +60,8 @@ pub struct Metrics {
     pub handover_listeners: IntGauge,
     /// Handover mode: connections offered to a server and not yet accepted.
     pub handover_pending: IntGauge,
+    /// Metrics endpoint: connections and requests refused, by reason.
+    pub metrics_refused: IntCounterVec,
 }
 
 fn counter_vec(reg: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
@@ -193,6 +203,12 @@ impl Metrics {
                 "baton_agent_handover_pending",
                 "Connections offered to a server and not yet accepted.",
             ),
+            metrics_refused: counter_vec(
+                &reg,
+                "baton_agent_metrics_refused_total",
+                "Metrics endpoint connections and requests refused, by reason.",
+                &["reason"],
+            ),
             adopt_seconds,
             registry: reg,
         }
@@ -206,36 +222,37 @@ impl Metrics {
         buf
     }
 
-    /// Serves `/metrics` and `/healthz` on `addr` from a background thread.
-    pub fn serve(self: &Arc<Self>, addr: SocketAddr) -> std::io::Result<MetricsServer> {
-        let server = tiny_http::Server::http(addr)
-            .map_err(|e| std::io::Error::other(format!("metrics on {addr}: {e}")))?;
-        let server = Arc::new(server);
-        let local = server.server_addr().to_ip().unwrap_or(addr);
-        let m = Arc::clone(self);
-        let srv = Arc::clone(&server);
-        let thread = std::thread::Builder::new()
-            .name("metrics".into())
-            .spawn(move || {
-                for req in srv.incoming_requests() {
-                    let (status, body, ctype) = match req.url() {
-                        "/metrics" => (200, m.render(), "text/plain; version=0.0.4"),
-                        "/healthz" => (200, b"ok\n".to_vec(), "text/plain"),
-                        _ => (404, b"not found\n".to_vec(), "text/plain"),
-                    };
-                    let header = tiny_http::Header::from_bytes("Content-Type", ctype)
-                        .expect("static header is valid");
-                    let resp = tiny_http::Response::from_data(body)
-                        .with_status_code(status)
-                        .with_header(header);
-                    let _ = req.respond(resp);
-                }
-            })?;
-        Ok(MetricsServer {
-            server,
-            thread: Some(thread),
-            addr: local,
-        })
+    /// Serves `/metrics` and `/healthz` as `cfg` says, from a background thread.
+    pub fn serve(
+        self: &Arc<Self>,
+        addr: SocketAddr,
+        cfg: &MetricsConfig,
+    ) -> std::io::Result<MetricsServer> {
+        for r in Refusal::ALL {
+            self.metrics_refused.with_label_values(&[r.label()]);
+        }
+        let allow = if cfg.allow.is_empty() {
+            Allow::Any
+        } else {
+            Allow::Only(cfg.allow.clone())
+        };
+        let limits = Limits {
+            header_timeout: Duration::from_millis(cfg.header_timeout_ms),
+            max_connections: cfg.max_connections as usize,
+            max_body_bytes: 4096,
+            request_timeout: Duration::from_secs(5),
+            handler_threads: 1,
+            ..Limits::default()
+        };
+        let server = Server::start(
+            "metrics",
+            addr,
+            allow,
+            limits,
+            Arc::new(Endpoint(self.clone())),
+        )
+        .map_err(|e| std::io::Error::other(format!("metrics on {addr}: {e}")))?;
+        Ok(MetricsServer { server })
     }
 }
 
@@ -245,26 +262,37 @@ impl Default for Metrics {
     }
 }
 
+struct Endpoint(Arc<Metrics>);
+
+impl Handler for Endpoint {
+    fn handle(&self, req: Request) -> Response {
+        if req.method != Method::GET && req.method != Method::HEAD {
+            return Response::new(405, "text/plain", "method not allowed\n");
+        }
+        match req.path.as_str() {
+            "/metrics" => Response::new(200, "text/plain; version=0.0.4", self.0.render()),
+            "/healthz" => Response::new(200, "text/plain", "ok\n"),
+            _ => Response::new(404, "text/plain", "not found\n"),
+        }
+    }
+
+    fn refused(&self, why: Refusal) {
+        self.0
+            .metrics_refused
+            .with_label_values(&[why.label()])
+            .inc();
+    }
+}
+
 /// A running metrics endpoint; stops when dropped.
 pub struct MetricsServer {
-    server: Arc<tiny_http::Server>,
-    thread: Option<std::thread::JoinHandle<()>>,
-    addr: SocketAddr,
+    server: Server,
 }
 
 impl MetricsServer {
     /// The bound address.
     pub fn addr(&self) -> SocketAddr {
-        self.addr
-    }
-}
-
-impl Drop for MetricsServer {
-    fn drop(&mut self) {
-        self.server.unblock();
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
+        self.server.addr()
     }
 }
 

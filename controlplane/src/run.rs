@@ -152,13 +152,12 @@ impl Switch {
         });
         let stopping = Arc::new(AtomicBool::new(false));
         let admin = AdminServer::start(
-            profile.admin.listen,
+            &profile.admin,
             AdminContext {
                 metrics: metrics.clone(),
                 admin_tx: admin_tx.clone(),
                 generation,
                 reloader: reloader.clone(),
-                allow: profile.admin.allow.clone(),
                 profile_name: profile.name.clone(),
                 stopping: stopping.clone(),
             },

@@ -15,6 +15,14 @@ fn every_profile_in_configs_passes_check_config() {
     // The appliance profile reads its THOP key from a file; give it one.
     let key = std::env::temp_dir().join(format!("cp-thop-{}.key", std::process::id()));
     write_key(&key, &random_key_hex(), 0o600);
+    // And its admin token file (private to its owner).
+    let token = std::env::temp_dir().join(format!("cp-admin-{}.token", std::process::id()));
+    std::fs::write(&token, format!("{}\n", "cd".repeat(16))).unwrap();
+    std::fs::set_permissions(
+        &token,
+        <std::fs::Permissions as std::os::unix::fs::PermissionsExt>::from_mode(0o600),
+    )
+    .unwrap();
     let mut files: Vec<PathBuf> = std::fs::read_dir(configs_dir())
         .unwrap()
         .flatten()
@@ -33,10 +41,10 @@ fn every_profile_in_configs_passes_check_config() {
     let mut included = HashSet::new();
     let mut fragments = Vec::new();
     for f in &files {
-        let props = controlplane::config::properties_from_env(&[(
-            "BATON_THOP_KEY_FILE".into(),
-            key.display().to_string(),
-        )]);
+        let props = controlplane::config::properties_from_env(&[
+            ("BATON_THOP_KEY_FILE".into(), key.display().to_string()),
+            ("BATON_ADMIN_TOKEN_FILE".into(), token.display().to_string()),
+        ]);
         match controlplane::config::load_file_with(f, &props) {
             Ok(l) => {
                 included.extend(l.files.iter().skip(1).map(|p| p.canonicalize().unwrap()));
@@ -45,6 +53,8 @@ fn every_profile_in_configs_passes_check_config() {
                     .arg(f)
                     .arg("--set")
                     .arg(format!("BATON_THOP_KEY_FILE={}", key.display()))
+                    .arg("--set")
+                    .arg(format!("BATON_ADMIN_TOKEN_FILE={}", token.display()))
                     .output()
                     .unwrap();
                 let stdout = String::from_utf8_lossy(&out.stdout);
@@ -71,6 +81,7 @@ fn every_profile_in_configs_passes_check_config() {
         );
     }
     let _ = std::fs::remove_file(&key);
+    let _ = std::fs::remove_file(&token);
 }
 
 /// 32 random bytes as 64 hex digits.

@@ -989,16 +989,28 @@ pub struct Admin {
     /// Address of `/metrics` and the admin API (kernel stack, management network).
     #[serde(default = "d_admin")]
     pub listen: SocketAddr,
-    /// Allow state-changing admin calls (`/reload`, drain) from these addresses only (empty: any).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    /// Only these client addresses may connect (others are closed before a byte is read); default: loopback only.
+    #[serde(default = "d_admin_allow")]
     pub allow: Vec<IpAddr>,
+    /// File holding the bearer token that state-changing calls (`/reload`, drain) must send; mode 0600 or stricter, at least 32 characters. Without it those calls are refused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_file: Option<String>,
+    /// Time a client has to send a complete request head; also the longest idle time between keep-alive requests.
+    #[serde(default = "d_admin_header_timeout")]
+    pub header_timeout: DurationStr,
+    /// Connections served at once; more are closed at accept (counted).
+    #[serde(default = "d_admin_connections")]
+    pub max_connections: u32,
 }
 
 impl Default for Admin {
     fn default() -> Self {
         Self {
             listen: d_admin(),
-            allow: Vec::new(),
+            allow: d_admin_allow(),
+            token_file: None,
+            header_timeout: d_admin_header_timeout(),
+            max_connections: d_admin_connections(),
         }
     }
 }
@@ -1232,6 +1244,18 @@ fn d_thop_port() -> u16 {
 }
 fn d_admin() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], 9100))
+}
+fn d_admin_allow() -> Vec<IpAddr> {
+    vec![
+        IpAddr::from([127, 0, 0, 1]),
+        IpAddr::from(std::net::Ipv6Addr::LOCALHOST),
+    ]
+}
+fn d_admin_header_timeout() -> DurationStr {
+    DurationStr::secs(5)
+}
+fn d_admin_connections() -> u32 {
+    64
 }
 fn d_level() -> String {
     "info".to_string()

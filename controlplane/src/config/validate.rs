@@ -48,6 +48,7 @@ pub fn validate(p: &Profile) -> Vec<Problem> {
     check_limits(&mut c, p);
     check_thop(&mut c, &p.thop);
     check_backend_keys(&mut c, p);
+    check_admin(&mut c, &p.admin);
     if p.logging.access_log.sample_every == 0 {
         c.err("logging.access_log.sample_every", "must be at least 1");
     }
@@ -694,6 +695,33 @@ fn check_backend_keys(c: &mut Checker, p: &Profile) {
         }
     }
 }
+
+fn check_admin(c: &mut Checker, a: &Admin) {
+    if a.allow.is_empty() {
+        c.err(
+            "admin.allow",
+            "must list at least one address (leave it out for loopback only)",
+        );
+    }
+    if a.header_timeout.0.is_zero() || a.header_timeout.0 > std::time::Duration::from_secs(300) {
+        c.err("admin.header_timeout", "must be between 1ms and 300s");
+    }
+    if !(1..=MAX_ADMIN_CONNECTIONS).contains(&a.max_connections) {
+        c.err(
+            "admin.max_connections",
+            format!("must be between 1 and {MAX_ADMIN_CONNECTIONS}"),
+        );
+    }
+    if let Some(f) = &a.token_file {
+        if let Err(e) = crate::admin::token::read_token_file(std::path::Path::new(f)) {
+            c.err("admin.token_file", e);
+        }
+    }
+}
+
+/// Upper bound of `admin.max_connections`: each costs a descriptor in the
+/// switch's process, whose descriptors the data path needs too.
+const MAX_ADMIN_CONNECTIONS: u32 = 4096;
 
 fn is_prime(n: u32) -> bool {
     if n < 2 {

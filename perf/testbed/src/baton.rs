@@ -264,6 +264,14 @@ pub fn switch_profile(bed: &Bed, opts: &SwitchOptions) -> Result<PathBuf> {
         "thop:\n  keys:\n    - id: {THOP_KEY_ID}\n      secret_file: \"{}\"\n",
         thop_key_file(bed)?.display()
     ));
+    // The admin endpoint answers the hub (198.19.0.1, where tests and the
+    // demo scrape it) and takes writes with this bed's own token.
+    let token = write_admin_token(bed)?;
+    y.push_str(&format!(
+        "admin:\n  listen: ${{BATON_ADMIN_LISTEN}}\n  allow: [127.0.0.1, {}]\n  token_file: {}\n",
+        addr::HUB_MGMT,
+        token.display()
+    ));
     let mode = opts.polling.as_str();
     y.push_str(&format!(
         "tuning:\n  <<: !include base.yaml#tuning\n  polling:\n    mode: {mode}\n    idle_spins: 256\n    max_sleep: 1ms\n"
@@ -271,6 +279,33 @@ pub fn switch_profile(bed: &Bed, opts: &SwitchOptions) -> Result<PathBuf> {
     y.push_str(&opts.extra_yaml);
     let path = dst.join(format!("bed-{}.yaml", opts.io.as_str()));
     std::fs::write(&path, y).map_err(|e| BedError::file(&path, e))?;
+    Ok(path)
+}
+
+/// This bed's admin token file (created on first use, mode 0600).
+pub fn admin_token_path(bed: &Bed) -> PathBuf {
+    bed.path("admin.token")
+}
+
+fn write_admin_token(bed: &Bed) -> Result<PathBuf> {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let path = admin_token_path(bed);
+    if path.is_file() {
+        return Ok(path);
+    }
+    let mut bytes = [0u8; 24];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut bytes))
+        .map_err(|e| BedError::io("reading /dev/urandom".to_string(), e))?;
+    let token: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&path)
+        .and_then(|mut f| writeln!(f, "{token}"))
+        .map_err(|e| BedError::file(&path, e))?;
     Ok(path)
 }
 
@@ -408,6 +443,27 @@ pub fn admin_get(hub: &str, path: &str) -> Result<String> {
     })?
     .map_err(|e| BedError::io(format!("GET {path} on the switch admin endpoint"), e))?;
     Ok(r.text())
+}
+
+/// A state-changing call (POST) on the switch's admin endpoint from the hub,
+/// with the bed's token; returns (status, body).
+pub fn admin_post(bed: &Bed, path: &str) -> Result<(u16, String)> {
+    let tf = admin_token_path(bed);
+    let token = std::fs::read_to_string(&tf).map_err(|e| BedError::file(&tf, e))?;
+    let p = path.to_string();
+    let r = netns::in_ns(bed.hub(), move || -> std::io::Result<client::Response> {
+        use std::io::Write as _;
+        let a = addr::switch_metrics();
+        let mut s = client::connect(a, Duration::from_secs(15))?;
+        write!(
+            s,
+            "POST {p} HTTP/1.1\r\nHost: {a}\r\nAuthorization: Bearer {}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+            token.trim()
+        )?;
+        client::read_response(&mut s, &mut Vec::new())
+    })?
+    .map_err(|e| BedError::io(format!("POST {path} on the switch admin endpoint"), e))?;
+    Ok((r.status, r.text()))
 }
 
 /// Starts `baton-agent` (or the listener example) on backend `i`.
