@@ -115,6 +115,15 @@ pub fn run(sys: &Running, p: BlindReset) -> Result<Outcome> {
     );
     o.legit(r);
     let m1 = sys.stack.metrics()?;
+    let closed = |m: &str| {
+        crate::client::metric_sum(
+            m,
+            "baton_worker_closed_connections_total",
+            &[("reason", "client_reset")],
+        )
+        .unwrap_or(0.0)
+    };
+    o.figure("closed_by_client_reset", closed(&m1) - closed(&m0));
     for reason in ["out_of_window", "no_flow", "bad_state"] {
         let d = crate::client::metric_sum(
             &m1,

@@ -74,7 +74,7 @@ struct LastAck {
 }
 
 /// One round in the attacker's namespace: open, request, capture, flood.
-fn round(p: DupAckFlood) -> std::io::Result<(u64, Vec<TcpStream>)> {
+fn round(p: DupAckFlood) -> std::io::Result<(u64, usize, Vec<TcpStream>)> {
     let cap = Capture::open(DATA_IF, Duration::from_millis(50))?;
     let mut conns = Vec::with_capacity(p.conns);
     for _ in 0..p.conns {
@@ -149,7 +149,7 @@ fn round(p: DupAckFlood) -> std::io::Result<(u64, Vec<TcpStream>)> {
             }
         }
     }
-    Ok((sent, conns))
+    Ok((sent, segs.len(), conns))
 }
 
 /// Runs the flood against a system started with [`profile_yaml`].
@@ -178,6 +178,7 @@ pub fn run(sys: &Running, p: DupAckFlood) -> Result<Outcome> {
     let mut stalled: Vec<String> = Vec::new();
     let mut pool_min = f64::INFINITY;
     let mut statuses: BTreeMap<String, u64> = BTreeMap::new();
+    let mut captured = 0usize;
     for r in 0..p.rounds {
         let ns = sys.client(ATTACKER).to_string();
         let h = std::thread::spawn(move || netns::in_ns(&ns, move || round(p)));
@@ -207,7 +208,7 @@ pub fn run(sys: &Running, p: DupAckFlood) -> Result<Outcome> {
             }
             std::thread::sleep(Duration::from_millis(100));
         }
-        let (sent, conns) = match h.join() {
+        let (sent, known, conns) = match h.join() {
             Ok(Ok(Ok(x))) => x,
             Ok(Ok(Err(e))) => return Err(crate::error::BedError::io("dup-ACK round", e)),
             Ok(Err(e)) => return Err(e),
@@ -218,6 +219,7 @@ pub fn run(sys: &Running, p: DupAckFlood) -> Result<Outcome> {
             }
         };
         o.sent += sent;
+        captured += known;
         // What the attacker's own requests got (503 once every attempt failed).
         let got = netns::in_ns(sys.client(ATTACKER), move || {
             conns
@@ -236,6 +238,16 @@ pub fn run(sys: &Running, p: DupAckFlood) -> Result<Outcome> {
         }
     }
     o.seconds = t0.elapsed().as_secs_f64();
+    let want = (p.rounds * p.conns * p.acks_per_conn) as u64;
+    o.check(
+        "every pending connection flooded",
+        captured == p.rounds * p.conns && o.sent == want,
+        format!(
+            "last ACK known for {captured} of {} connections; {} of {want} duplicate ACKs sent",
+            p.rounds * p.conns,
+            o.sent
+        ),
+    );
     // After the flood every worker still receives (the legitimate traffic).
     let before = per_worker(&sys.stack.metrics()?, "baton_worker_received_packets_total");
     std::thread::sleep(Duration::from_secs(1));

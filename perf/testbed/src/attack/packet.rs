@@ -333,8 +333,10 @@ pub struct Capture {
 
 impl Capture {
     /// Opens the capture on `iface` (e.g. `data0`), polling every `poll`.
+    /// It binds to every protocol: the kernel shows a host's own outgoing
+    /// frames only to `ETH_P_ALL` sockets; [`Capture::next`] keeps IPv4.
     pub fn open(iface: &str, poll: Duration) -> io::Result<Capture> {
-        let proto = (libc::ETH_P_IP as u16).to_be();
+        let proto = (libc::ETH_P_ALL as u16).to_be();
         // SAFETY: socket(2) with constant arguments; the fd is owned below.
         let fd = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_DGRAM, i32::from(proto)) };
         if fd < 0 {
@@ -390,7 +392,8 @@ impl Capture {
         Ok(Capture { fd })
     }
 
-    /// The next packet and its direction; None when the poll interval passed.
+    /// The next IPv4 packet and its direction; None when the poll interval
+    /// passed (or the frame was not IPv4).
     pub fn next(&self) -> Option<(Direction, Vec<u8>)> {
         let mut buf = vec![0u8; 65536];
         // SAFETY: zeroed sockaddr_ll is a valid out-parameter.
@@ -407,7 +410,7 @@ impl Capture {
                 &mut sl,
             )
         };
-        if n <= 0 {
+        if n <= 0 || sll.sll_protocol != (libc::ETH_P_IP as u16).to_be() {
             return None;
         }
         buf.truncate(n as usize);
