@@ -52,7 +52,7 @@ impl TcpSeg {
     /// The IPv4 packet (header, TCP header, options, payload).
     pub fn build(&self) -> Vec<u8> {
         let mut opts = self.options.clone();
-        while opts.len() % 4 != 0 {
+        while !opts.len().is_multiple_of(4) {
             opts.push(0);
         }
         let thl = 20 + opts.len();
@@ -229,7 +229,7 @@ impl Pacer {
     /// Call before each packet: sleeps while ahead of the rate.
     pub fn tick(&mut self) {
         self.sent += 1;
-        if self.rate <= 0.0 || self.sent % 64 != 0 {
+        if self.rate <= 0.0 || !self.sent.is_multiple_of(64) {
             return;
         }
         let due = Duration::from_secs_f64(self.sent as f64 / self.rate);
@@ -414,7 +414,7 @@ impl Capture {
             return None;
         }
         buf.truncate(n as usize);
-        let dir = if sll.sll_pkttype == libc::PACKET_OUTGOING as u8 {
+        let dir = if sll.sll_pkttype == libc::PACKET_OUTGOING {
             Direction::Out
         } else {
             Direction::In

@@ -52,7 +52,7 @@ pub fn spoofed_source(rng: &mut Rng) -> SocketAddrV4 {
         let r = rng.next_u32();
         let ip = Ipv4Addr::from(0xc612_0000 | (r & 0x1_ffff));
         let o = ip.octets();
-        if (o[1] == 18 && o[2] == 0) || (o[1] == 19 && o[2] == 0) || o[3] == 0 || o[3] == 255 {
+        if ((o[1] == 18 || o[1] == 19) && o[2] == 0) || o[3] == 0 || o[3] == 255 {
             continue;
         }
         let port = 1024 + (rng.next_u32() % 64000) as u16;

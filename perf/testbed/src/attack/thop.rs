@@ -123,8 +123,9 @@ pub fn capture(sys: &Running, i: usize, dur: Duration) -> Result<Captured> {
             Ok(out)
         })
     });
-    // Static requests from the attacker: half of them go to the target.
-    std::thread::sleep(Duration::from_millis(100));
+    // Static requests from the attacker: half of them go to the target
+    // (once the capture is surely open).
+    std::thread::sleep(Duration::from_millis(600));
     let _ = sys.in_client(ATTACKER, || {
         for _ in 0..20 {
             let _ = client::get(
@@ -156,7 +157,7 @@ pub fn forge(f: &[u8], rng: &mut Rng, bad_key: &Key, real: &Key) -> Vec<u8> {
     let mut v = f.to_vec();
     v[32..40].copy_from_slice(&rng.next_u64().to_be_bytes());
     v[40..48].copy_from_slice(&now_ms().to_be_bytes());
-    if rng.next_u32() % 2 == 0 {
+    if rng.next_u32().is_multiple_of(2) {
         bad_key.sign_in_place(&mut v);
     } else {
         real.sign_in_place(&mut v);
@@ -256,7 +257,7 @@ fn switch_rejected(m: &str) -> f64 {
 /// Runs the attack (restarts the target's agent once).
 pub fn run(sys: &mut Running, p: ThopForgery) -> Result<Outcome> {
     let mut o = Outcome::new("thop_forge_replay", super::synflood::sys_io(sys));
-    let cap = capture(sys, TARGET, Duration::from_secs(3))?;
+    let cap = capture(sys, TARGET, Duration::from_secs(4))?;
     o.figure("captured_creates", cap.creates.len());
     o.figure("captured_to_switch", cap.to_switch.len());
     if cap.creates.is_empty() || cap.to_switch.is_empty() {
