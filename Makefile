@@ -5,7 +5,7 @@ CARGO        ?= cargo
 FEATURES     ?= --features dpdk
 NEXTEST_ARGS ?=
 
-.PHONY: all deps build test lint fmt demo bench fuzz fuzz-build clean
+.PHONY: all deps build test lint fmt demo bench harden fuzz fuzz-build clean
 
 all: build
 
@@ -44,6 +44,15 @@ bench: deps
 	micro=""; case "$(BENCH_ARGS)" in *--quick*) ;; \
 	  *) micro=$$(bash perf/micro.sh $(FEATURES) | sed 's/^/--micro /') ;; esac; \
 	"$${CARGO_TARGET_DIR:-target}/release/baton-bench" $$micro $(BENCH_ARGS)
+
+## Attacks on the namespace test bed at full size (SYN flood, slowloris,
+## duplicate ACKs, blind RST/FIN, forged and replayed THOP, admin abuse,
+## restarts under load) beside legitimate traffic, over both I/O backends:
+## perf/results/harden-<timestamp>.json, the table in docs/security.md.
+## HARDEN_ARGS=--quick checks the plumbing (short counts, docs untouched).
+harden: deps
+	$(CARGO) build --release $(FEATURES) -p controlplane -p agent -p testbed --bins --examples
+	"$${CARGO_TARGET_DIR:-target}/release/baton-harden" $(HARDEN_ARGS)
 
 fuzz-build:
 	@# cargo-fuzz passes nightly-only flags (-Z sanitizer=address, sancov);

@@ -12,6 +12,7 @@
 //! (for a run that was SIGKILLed) by a sweep before the next bed comes up.
 
 pub mod addr;
+pub mod attack;
 pub mod baton;
 pub mod bench;
 pub mod cleanup;

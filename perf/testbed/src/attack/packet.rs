@@ -1,0 +1,470 @@
+//! Raw IPv4 packets for the attacks: TCP and UDP builders with finished
+//! checksums, a sender whose source address is whatever the packet says
+//! (`IPPROTO_RAW`: the kernel still routes and resolves ARP, so no MAC
+//! bookkeeping here), a pacer that bounds the send rate, and a capture of a
+//! host's data interface (`AF_PACKET`) with parsers for what it returns.
+//!
+//! Open sockets inside the namespace they belong to ([`crate::netns::in_ns`]).
+
+use std::io;
+use std::net::{Ipv4Addr, SocketAddrV4};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::time::{Duration, Instant};
+
+/// TCP flag bits.
+pub mod flags {
+    pub const FIN: u8 = 0x01;
+    pub const SYN: u8 = 0x02;
+    pub const RST: u8 = 0x04;
+    pub const PSH: u8 = 0x08;
+    pub const ACK: u8 = 0x10;
+}
+
+/// A TCP segment to build.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TcpSeg {
+    pub src: SocketAddrV4,
+    pub dst: SocketAddrV4,
+    pub seq: u32,
+    pub ack: u32,
+    pub flags: u8,
+    pub window: u16,
+    /// TCP options, padded here to a multiple of 4.
+    pub options: Vec<u8>,
+    pub payload: Vec<u8>,
+}
+
+impl TcpSeg {
+    /// A segment with no options and no payload.
+    pub fn new(src: SocketAddrV4, dst: SocketAddrV4, seq: u32, ack: u32, flags: u8) -> TcpSeg {
+        TcpSeg {
+            src,
+            dst,
+            seq,
+            ack,
+            flags,
+            window: 64240,
+            options: Vec::new(),
+            payload: Vec::new(),
+        }
+    }
+
+    /// The IPv4 packet (header, TCP header, options, payload).
+    pub fn build(&self) -> Vec<u8> {
+        let mut opts = self.options.clone();
+        while !opts.len().is_multiple_of(4) {
+            opts.push(0);
+        }
+        let thl = 20 + opts.len();
+        let mut t = Vec::with_capacity(thl + self.payload.len());
+        t.extend_from_slice(&self.src.port().to_be_bytes());
+        t.extend_from_slice(&self.dst.port().to_be_bytes());
+        t.extend_from_slice(&self.seq.to_be_bytes());
+        t.extend_from_slice(&self.ack.to_be_bytes());
+        t.push(((thl / 4) as u8) << 4);
+        t.push(self.flags);
+        t.extend_from_slice(&self.window.to_be_bytes());
+        t.extend_from_slice(&[0, 0, 0, 0]); // checksum, urgent pointer
+        t.extend_from_slice(&opts);
+        t.extend_from_slice(&self.payload);
+        let c = l4_checksum(*self.src.ip(), *self.dst.ip(), 6, &t);
+        t[16..18].copy_from_slice(&c.to_be_bytes());
+        ipv4(*self.src.ip(), *self.dst.ip(), 6, &t)
+    }
+}
+
+/// A UDP datagram as an IPv4 packet.
+pub fn udp(src: SocketAddrV4, dst: SocketAddrV4, payload: &[u8]) -> Vec<u8> {
+    let len = 8 + payload.len();
+    let mut u = Vec::with_capacity(len);
+    u.extend_from_slice(&src.port().to_be_bytes());
+    u.extend_from_slice(&dst.port().to_be_bytes());
+    u.extend_from_slice(&(len as u16).to_be_bytes());
+    u.extend_from_slice(&[0, 0]);
+    u.extend_from_slice(payload);
+    let mut c = l4_checksum(*src.ip(), *dst.ip(), 17, &u);
+    if c == 0 {
+        c = 0xffff;
+    }
+    u[6..8].copy_from_slice(&c.to_be_bytes());
+    ipv4(*src.ip(), *dst.ip(), 17, &u)
+}
+
+fn ipv4(src: Ipv4Addr, dst: Ipv4Addr, proto: u8, l4: &[u8]) -> Vec<u8> {
+    let total = 20 + l4.len();
+    let mut p = Vec::with_capacity(total);
+    p.extend_from_slice(&[0x45, 0]);
+    p.extend_from_slice(&(total as u16).to_be_bytes());
+    p.extend_from_slice(&[0, 0, 0x40, 0]); // id (kernel fills), DF
+    p.extend_from_slice(&[64, proto, 0, 0]);
+    p.extend_from_slice(&src.octets());
+    p.extend_from_slice(&dst.octets());
+    let c = fold(sum16(&p[..20], 0));
+    p[10..12].copy_from_slice(&c.to_be_bytes());
+    p.extend_from_slice(l4);
+    p
+}
+
+fn sum16(b: &[u8], mut acc: u32) -> u32 {
+    let mut chunks = b.chunks_exact(2);
+    for c in &mut chunks {
+        acc += u32::from(u16::from_be_bytes([c[0], c[1]]));
+    }
+    if let [last] = chunks.remainder() {
+        acc += u32::from(*last) << 8;
+    }
+    acc
+}
+
+fn fold(mut acc: u32) -> u16 {
+    while acc > 0xffff {
+        acc = (acc & 0xffff) + (acc >> 16);
+    }
+    !(acc as u16)
+}
+
+fn l4_checksum(src: Ipv4Addr, dst: Ipv4Addr, proto: u8, l4: &[u8]) -> u16 {
+    let mut pseudo = Vec::with_capacity(12);
+    pseudo.extend_from_slice(&src.octets());
+    pseudo.extend_from_slice(&dst.octets());
+    pseudo.extend_from_slice(&[0, proto]);
+    pseudo.extend_from_slice(&(l4.len() as u16).to_be_bytes());
+    fold(sum16(l4, sum16(&pseudo, 0)))
+}
+
+/// Sends finished IPv4 packets as they are (`IPPROTO_RAW` implies
+/// `IP_HDRINCL`): the source address may be anyone's.
+#[derive(Debug)]
+pub struct RawSender {
+    fd: OwnedFd,
+    /// Packets the kernel refused (ENOBUFS and the like).
+    pub refused: u64,
+}
+
+impl RawSender {
+    /// Opens the socket in the calling thread's namespace (needs CAP_NET_RAW).
+    pub fn open() -> io::Result<RawSender> {
+        // SAFETY: socket(2) with constant arguments; the fd is owned below.
+        let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_RAW, libc::IPPROTO_RAW) };
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: fd is a fresh descriptor nobody else owns.
+        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+        let big: libc::c_int = 4 << 20;
+        // SAFETY: setsockopt with a pointer to a local int of the right size.
+        unsafe {
+            libc::setsockopt(
+                fd.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_SNDBUF,
+                (&big as *const libc::c_int).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            );
+        }
+        Ok(RawSender { fd, refused: 0 })
+    }
+
+    /// Sends one packet; true when the kernel took it.
+    pub fn send(&mut self, pkt: &[u8]) -> bool {
+        if pkt.len() < 20 {
+            self.refused += 1;
+            return false;
+        }
+        let dst = Ipv4Addr::new(pkt[16], pkt[17], pkt[18], pkt[19]);
+        let sa = libc::sockaddr_in {
+            sin_family: libc::AF_INET as libc::sa_family_t,
+            sin_port: 0,
+            sin_addr: libc::in_addr {
+                s_addr: u32::from(dst).to_be(),
+            },
+            sin_zero: [0; 8],
+        };
+        for _ in 0..100 {
+            // SAFETY: sendto with a valid buffer and a sockaddr_in of the right size.
+            let n = unsafe {
+                libc::sendto(
+                    self.fd.as_raw_fd(),
+                    pkt.as_ptr().cast(),
+                    pkt.len(),
+                    0,
+                    (&sa as *const libc::sockaddr_in).cast(),
+                    std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t,
+                )
+            };
+            if n >= 0 {
+                return true;
+            }
+            match io::Error::last_os_error().raw_os_error() {
+                // The queue is full: let it drain rather than count a loss.
+                Some(libc::ENOBUFS) | Some(libc::EAGAIN) => {
+                    std::thread::sleep(Duration::from_micros(200))
+                }
+                _ => break,
+            }
+        }
+        self.refused += 1;
+        false
+    }
+}
+
+/// Bounds a send loop to `rate` packets per second.
+#[derive(Debug)]
+pub struct Pacer {
+    start: Instant,
+    rate: f64,
+    sent: u64,
+}
+
+impl Pacer {
+    /// A pacer for `rate` packets per second (0: unbounded).
+    pub fn new(rate: u64) -> Pacer {
+        Pacer {
+            start: Instant::now(),
+            rate: rate as f64,
+            sent: 0,
+        }
+    }
+
+    /// Call before each packet: sleeps while ahead of the rate.
+    pub fn tick(&mut self) {
+        self.sent += 1;
+        if self.rate <= 0.0 || !self.sent.is_multiple_of(64) {
+            return;
+        }
+        let due = Duration::from_secs_f64(self.sent as f64 / self.rate);
+        let el = self.start.elapsed();
+        if due > el {
+            std::thread::sleep(due - el);
+        }
+    }
+}
+
+/// A parsed IPv4 packet (no options beyond the header length honoured).
+#[derive(Debug, Clone, Copy)]
+pub struct Ip<'a> {
+    pub src: Ipv4Addr,
+    pub dst: Ipv4Addr,
+    pub proto: u8,
+    pub payload: &'a [u8],
+}
+
+/// Parses an IPv4 packet; None for anything else or a truncated one.
+pub fn parse_ipv4(p: &[u8]) -> Option<Ip<'_>> {
+    if p.len() < 20 || p[0] >> 4 != 4 {
+        return None;
+    }
+    let ihl = usize::from(p[0] & 0x0f) * 4;
+    let total = usize::from(u16::from_be_bytes([p[2], p[3]]));
+    if ihl < 20 || total < ihl || p.len() < total {
+        return None;
+    }
+    Some(Ip {
+        src: Ipv4Addr::new(p[12], p[13], p[14], p[15]),
+        dst: Ipv4Addr::new(p[16], p[17], p[18], p[19]),
+        proto: p[9],
+        payload: &p[ihl..total],
+    })
+}
+
+/// A parsed TCP segment.
+#[derive(Debug, Clone)]
+pub struct TcpView<'a> {
+    pub sport: u16,
+    pub dport: u16,
+    pub seq: u32,
+    pub ack: u32,
+    pub flags: u8,
+    pub window: u16,
+    pub options: &'a [u8],
+    pub payload: &'a [u8],
+}
+
+/// Parses a TCP segment (the payload of [`Ip`] with proto 6).
+pub fn parse_tcp(t: &[u8]) -> Option<TcpView<'_>> {
+    if t.len() < 20 {
+        return None;
+    }
+    let off = usize::from(t[12] >> 4) * 4;
+    if off < 20 || t.len() < off {
+        return None;
+    }
+    Some(TcpView {
+        sport: u16::from_be_bytes([t[0], t[1]]),
+        dport: u16::from_be_bytes([t[2], t[3]]),
+        seq: u32::from_be_bytes([t[4], t[5], t[6], t[7]]),
+        ack: u32::from_be_bytes([t[8], t[9], t[10], t[11]]),
+        flags: t[13],
+        window: u16::from_be_bytes([t[14], t[15]]),
+        options: &t[20..off],
+        payload: &t[off..],
+    })
+}
+
+/// Parses a UDP datagram: (source port, destination port, payload).
+pub fn parse_udp(u: &[u8]) -> Option<(u16, u16, &[u8])> {
+    if u.len() < 8 {
+        return None;
+    }
+    let len = usize::from(u16::from_be_bytes([u[4], u[5]]));
+    if len < 8 || u.len() < len {
+        return None;
+    }
+    Some((
+        u16::from_be_bytes([u[0], u[1]]),
+        u16::from_be_bytes([u[2], u[3]]),
+        &u[8..len],
+    ))
+}
+
+/// Whether a captured packet was received by the host or sent by it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    In,
+    Out,
+}
+
+/// A capture of IPv4 packets on one interface of the calling thread's
+/// namespace, both directions.
+#[derive(Debug)]
+pub struct Capture {
+    fd: OwnedFd,
+}
+
+impl Capture {
+    /// Opens the capture on `iface` (e.g. `data0`), polling every `poll`.
+    /// It binds to every protocol: the kernel shows a host's own outgoing
+    /// frames only to `ETH_P_ALL` sockets; [`Capture::next`] keeps IPv4.
+    pub fn open(iface: &str, poll: Duration) -> io::Result<Capture> {
+        let proto = (libc::ETH_P_ALL as u16).to_be();
+        // SAFETY: socket(2) with constant arguments; the fd is owned below.
+        let fd = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_DGRAM, i32::from(proto)) };
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: fd is a fresh descriptor nobody else owns.
+        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+        let name = std::ffi::CString::new(iface)
+            .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "interface name"))?;
+        // SAFETY: if_nametoindex on a NUL-terminated string.
+        let idx = unsafe { libc::if_nametoindex(name.as_ptr()) };
+        if idx == 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: an all-zero sockaddr_ll is valid; fields set below.
+        let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+        sll.sll_family = libc::AF_PACKET as u16;
+        sll.sll_protocol = proto;
+        sll.sll_ifindex = idx as i32;
+        // SAFETY: bind with a sockaddr_ll of the right size.
+        let rc = unsafe {
+            libc::bind(
+                fd.as_raw_fd(),
+                (&sll as *const libc::sockaddr_ll).cast(),
+                std::mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t,
+            )
+        };
+        if rc != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        let tv = libc::timeval {
+            tv_sec: poll.as_secs() as libc::time_t,
+            tv_usec: poll.subsec_micros() as libc::suseconds_t,
+        };
+        let big: libc::c_int = 8 << 20;
+        // SAFETY: setsockopt with pointers to locals of the right sizes.
+        unsafe {
+            libc::setsockopt(
+                fd.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_RCVTIMEO,
+                (&tv as *const libc::timeval).cast(),
+                std::mem::size_of::<libc::timeval>() as libc::socklen_t,
+            );
+            libc::setsockopt(
+                fd.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_RCVBUF,
+                (&big as *const libc::c_int).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            );
+        }
+        Ok(Capture { fd })
+    }
+
+    /// The next IPv4 packet and its direction; None when the poll interval
+    /// passed (or the frame was not IPv4).
+    pub fn next(&self) -> Option<(Direction, Vec<u8>)> {
+        let mut buf = vec![0u8; 65536];
+        // SAFETY: zeroed sockaddr_ll is a valid out-parameter.
+        let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+        let mut sl = std::mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t;
+        // SAFETY: recvfrom into a buffer we own, with a sockaddr_ll out-parameter.
+        let n = unsafe {
+            libc::recvfrom(
+                self.fd.as_raw_fd(),
+                buf.as_mut_ptr().cast(),
+                buf.len(),
+                0,
+                (&mut sll as *mut libc::sockaddr_ll).cast(),
+                &mut sl,
+            )
+        };
+        if n <= 0 || sll.sll_protocol != (libc::ETH_P_IP as u16).to_be() {
+            return None;
+        }
+        buf.truncate(n as usize);
+        let dir = if sll.sll_pkttype == libc::PACKET_OUTGOING {
+            Direction::Out
+        } else {
+            Direction::In
+        };
+        Some((dir, buf))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn built_segments_parse_back_with_valid_checksums() {
+        let s = TcpSeg {
+            options: vec![2, 4, 5, 0xb4],
+            payload: b"GET /".to_vec(),
+            ..TcpSeg::new(
+                "198.18.0.101:40000".parse().unwrap(),
+                "198.18.0.10:80".parse().unwrap(),
+                7,
+                9,
+                flags::ACK | flags::PSH,
+            )
+        };
+        let p = s.build();
+        let ip = parse_ipv4(&p).unwrap();
+        assert_eq!(ip.proto, 6);
+        assert_eq!(fold(sum16(&p[..20], 0)), 0, "IPv4 header checksum");
+        let t = parse_tcp(ip.payload).unwrap();
+        assert_eq!((t.sport, t.dport, t.seq, t.ack), (40000, 80, 7, 9));
+        assert_eq!(t.options, &[2, 4, 5, 0xb4]);
+        assert_eq!(t.payload, b"GET /");
+        assert_eq!(
+            l4_checksum(ip.src, ip.dst, 6, ip.payload),
+            0,
+            "TCP checksum"
+        );
+
+        let u = udp(
+            "198.18.0.2:9199".parse().unwrap(),
+            "198.18.0.11:9199".parse().unwrap(),
+            b"TH",
+        );
+        let ip = parse_ipv4(&u).unwrap();
+        assert_eq!(parse_udp(ip.payload).unwrap(), (9199, 9199, &b"TH"[..]));
+        assert_eq!(
+            l4_checksum(ip.src, ip.dst, 17, ip.payload),
+            0,
+            "UDP checksum"
+        );
+    }
+}
