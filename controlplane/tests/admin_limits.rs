@@ -374,19 +374,19 @@ fn a_token_file_others_can_read_or_a_short_token_is_refused_at_load() {
     let path = dir.0.join("p.yaml");
     let tf = token_file(&dir, 0o644, TOKEN);
     std::fs::write(&path, profile(&with_token(&tf))).unwrap();
-    let err = load_file_with(&path, &HashMap::new())
-        .err()
-        .expect("a 0644 token file is refused")
-        .to_string();
+    let Err(err) = load_file_with(&path, &HashMap::new()) else {
+        panic!("a 0644 token file is refused");
+    };
+    let err = err.to_string();
     assert!(err.contains("admin.token_file"), "{err}");
     assert!(err.contains("0600"), "{err}");
 
     let tf = token_file(&dir, 0o600, "short");
     std::fs::write(&path, profile(&with_token(&tf))).unwrap();
-    let err = load_file_with(&path, &HashMap::new())
-        .err()
-        .expect("a short token is refused")
-        .to_string();
+    let Err(err) = load_file_with(&path, &HashMap::new()) else {
+        panic!("a short token is refused");
+    };
+    let err = err.to_string();
     assert!(err.contains("admin.token_file"), "{err}");
     assert!(err.contains("at least"), "{err}");
 

@@ -25,7 +25,7 @@
 
 use super::packet::{parse_ipv4, parse_udp, Capture, Direction, Pacer, RawSender};
 use super::{metric_sum_where, Legit, LegitSpec, Outcome, Rng, Size, ATTACKER, LEGIT};
-use crate::baton::{self, AgentRole, THOP_KEY_HEX, THOP_KEY_ID};
+use crate::baton::{self, AgentRole, THOP_KEY_ID};
 use crate::error::{BedError, Result};
 use crate::scenario::Running;
 use crate::topology::DATA_IF;
@@ -200,8 +200,7 @@ fn blast(
 }
 
 /// Forged frames from captured ones.
-fn forgeries(frames: &[Vec<u8>], n: u64, seed: u64) -> Vec<Vec<u8>> {
-    let real = Key::from_hex(THOP_KEY_ID, THOP_KEY_HEX).expect("test-bed key");
+fn forgeries(real: &Key, frames: &[Vec<u8>], n: u64, seed: u64) -> Vec<Vec<u8>> {
     let mut rng = Rng::new(seed);
     let mut bytes = [0u8; handoff_proto::KEY_LEN];
     for b in bytes.iter_mut() {
@@ -210,7 +209,7 @@ fn forgeries(frames: &[Vec<u8>], n: u64, seed: u64) -> Vec<Vec<u8>> {
     let bad = Key::new(THOP_KEY_ID, bytes);
     // A bounded set of distinct forgeries, cycled.
     (0..n.min(4096))
-        .map(|k| forge(&frames[k as usize % frames.len()], &mut rng, &bad, &real))
+        .map(|k| forge(&frames[k as usize % frames.len()], &mut rng, &bad, real))
         .collect()
 }
 
@@ -277,7 +276,13 @@ pub fn run(sys: &mut Running, p: ThopForgery) -> Result<Outcome> {
     // 1. Forged and replayed at the agent.
     let a0 = agent_view(sys);
     let k0 = udp_rcvbuf_errors(sys, TARGET);
-    let forged_a = forgeries(&cap.creates, p.forged / 2, 0xf0);
+    // The bed's own key (a fresh one per bed), for tag-flipped forgeries.
+    let key_path = baton::thop_key_file(&sys.bed)?;
+    let key_hex = std::fs::read_to_string(&key_path)
+        .map_err(|e| crate::error::BedError::file(&key_path, e))?;
+    let real = Key::from_hex(THOP_KEY_ID, key_hex.trim())
+        .map_err(|e| crate::error::BedError::Setup(format!("{}: {e}", key_path.display())))?;
+    let forged_a = forgeries(&real, &cap.creates, p.forged / 2, 0xf0);
     let creates = cap.creates.clone();
     let half = p.forged / 2;
     let (fa, ra) = sys.in_client(ATTACKER, move || {
@@ -342,7 +347,7 @@ pub fn run(sys: &mut Running, p: ThopForgery) -> Result<Outcome> {
     };
     let l0 = own_loads(sys);
     let m0 = sys.stack.metrics()?;
-    let forged_s = forgeries(&cap.to_switch, p.forged - half, 0xf1);
+    let forged_s = forgeries(&real, &cap.to_switch, p.forged - half, 0xf1);
     let to_switch = cap.to_switch.clone();
     let (fs, rs) = sys.in_client(ATTACKER, move || {
         let f = blast(forged_s, p.forged - half, agent, switch, true, rate);
