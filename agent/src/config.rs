@@ -187,7 +187,7 @@ pub struct MetricsConfig {
     /// longest idle time between keep-alive requests.
     #[serde(default = "default_metrics_header_timeout_ms")]
     pub header_timeout_ms: u64,
-    /// Connections served at once; more are closed at accept (counted).
+    /// Connections served at once; a new one closes the oldest waiting for a request head (counted).
     #[serde(default = "default_metrics_connections")]
     pub max_connections: u32,
 }

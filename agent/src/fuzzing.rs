@@ -33,7 +33,10 @@ const MAX_OPS: usize = 64;
 const CONFIG: &str = "
 thop:
   listen: 127.0.0.1:9199
-  switches: [127.0.0.1]
+  # Frames come from 127.0.0.1 in the names of three switches.
+  switches: [127.0.0.1, 198.18.0.2, 198.18.0.3, 198.18.0.4]
+  # A fixed key, so that seeds sealed with it stay valid across runs.
+  allow_sample_keys: true
   keys:
     - id: 1
       key: \"0707070707070707070707070707070707070707070707070707070707070707\"

@@ -277,7 +277,7 @@ impl Metrics {
                 &["worker"],
             ),
             admin_refused: r.counter("baton_admin_refused_total",
-                "Admin/metrics endpoint connections and requests refused, by reason (not_allowed, too_many_connections, header_too_large, header_timeout, malformed, body_too_large, request_timeout, connection_age, writes_disabled, unauthorized, cross_site).",
+                "Admin/metrics endpoint connections and requests refused, by reason (not_allowed, too_many_connections, evicted_waiting, header_too_large, header_timeout, malformed, body_too_large, request_timeout, connection_age, writes_disabled, unauthorized, cross_site).",
                 &["reason"],
             ),
             worker_drops: r.counter("baton_worker_dropped_packets_total", "Frames dropped by the dataplane, by reason, per worker.", &["worker", "reason"]),

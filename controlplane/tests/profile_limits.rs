@@ -35,6 +35,7 @@ fn profile(io: &str, workers: u16, extra: &str) -> String {
     format!(
         r#"name: limits
 thop:
+  allow_sample_keys: true
   keys:
     - id: 1
       secret_hex: "{KEY}"

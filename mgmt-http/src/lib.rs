@@ -6,8 +6,10 @@
 //! The server therefore
 //!
 //! - checks the peer against the allow list at accept, before reading a byte;
-//! - serves at most `max_connections` at once; the excess is accepted and
-//!   closed at once;
+//! - serves at most `max_connections` at once; a new connection beyond that
+//!   closes the oldest one still waiting for a request head (slow, stalled
+//!   or idle), so a flood of slow clients cannot keep a scrape out; when
+//!   every connection is inside a request, the new one is closed at once;
 //! - reads a request head of at most `max_header_bytes` (larger: 431 and
 //!   close) and `max_headers` lines, within `header_timeout` (also the idle
 //!   time allowed between keep-alive requests);
@@ -20,10 +22,11 @@
 //! Every refusal is reported to [`Handler::refused`] with a [`Refusal`],
 //! whose [`Refusal::label`] is the metric label.
 
+use std::collections::BTreeMap;
 use std::convert::Infallible;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -79,8 +82,11 @@ impl Default for Limits {
 pub enum Refusal {
     /// The peer is not on the allow list (closed at accept).
     NotAllowed,
-    /// `max_connections` were being served (closed at accept).
+    /// `max_connections` were being served, none of them idle (closed at accept).
     TooManyConnections,
+    /// Closed to make room for a new connection: the oldest connection that
+    /// was waiting for a request head (slow, stalled or idle keep-alive).
+    Evicted,
     /// The request head exceeded `max_header_bytes` or `max_headers` (431).
     HeaderTooLarge,
     /// No complete request head within `header_timeout` (closed).
@@ -97,9 +103,10 @@ pub enum Refusal {
 
 impl Refusal {
     /// Every reason, for pre-registering metric series.
-    pub const ALL: [Refusal; 8] = [
+    pub const ALL: [Refusal; 9] = [
         Refusal::NotAllowed,
         Refusal::TooManyConnections,
+        Refusal::Evicted,
         Refusal::HeaderTooLarge,
         Refusal::HeaderTimeout,
         Refusal::Malformed,
@@ -113,6 +120,7 @@ impl Refusal {
         match self {
             Refusal::NotAllowed => "not_allowed",
             Refusal::TooManyConnections => "too_many_connections",
+            Refusal::Evicted => "evicted_waiting",
             Refusal::HeaderTooLarge => "header_too_large",
             Refusal::HeaderTimeout => "header_timeout",
             Refusal::Malformed => "malformed",
@@ -267,12 +275,40 @@ impl Drop for Server {
     }
 }
 
-/// Decrements the open-connection count when a connection task ends.
-struct Slot(Arc<AtomicUsize>);
+/// The connections being served, oldest first: each one's task (to close
+/// it) and whether it is inside a request (then it is never evicted).
+#[derive(Default)]
+struct Open {
+    next: u64,
+    conns: BTreeMap<u64, (tokio::task::AbortHandle, Arc<AtomicBool>)>,
+}
+
+impl Open {
+    /// Closes the oldest connection that waits for a request head, if any.
+    fn evict_waiting(&mut self) -> bool {
+        let victim = self
+            .conns
+            .iter()
+            .find(|(_, (_, busy))| !busy.load(Ordering::Relaxed))
+            .map(|(id, _)| *id);
+        match victim.and_then(|id| self.conns.remove(&id)) {
+            Some((task, _)) => {
+                task.abort();
+                true
+            }
+            None => false,
+        }
+    }
+}
+
+/// Takes a connection off the open set when its task ends (or is aborted).
+struct Slot(Arc<Mutex<Open>>, u64);
 
 impl Drop for Slot {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::Relaxed);
+        if let Ok(mut o) = self.0.lock() {
+            o.conns.remove(&self.1);
+        }
     }
 }
 
@@ -283,7 +319,7 @@ async fn accept_loop(
     handler: Arc<dyn Handler>,
     stop: Arc<Notify>,
 ) {
-    let open = Arc::new(AtomicUsize::new(0));
+    let open = Arc::new(Mutex::new(Open::default()));
     loop {
         let accepted = tokio::select! {
             _ = stop.notified() => return,
@@ -302,17 +338,29 @@ async fn accept_loop(
             handler.refused(Refusal::NotAllowed);
             continue;
         }
-        if open.load(Ordering::Relaxed) >= limits.max_connections {
-            handler.refused(Refusal::TooManyConnections);
-            continue;
+        // At the limit, the oldest connection still waiting for a request
+        // head makes room: slow or stalled clients cannot keep a scrape out
+        // for a whole header timeout. Connections inside a request stay.
+        let Ok(mut o) = open.lock() else { return };
+        if o.conns.len() >= limits.max_connections {
+            if !o.evict_waiting() {
+                handler.refused(Refusal::TooManyConnections);
+                continue;
+            }
+            handler.refused(Refusal::Evicted);
         }
-        open.fetch_add(1, Ordering::Relaxed);
-        let slot = Slot(open.clone());
-        let (limits, handler) = (limits.clone(), handler.clone());
-        tokio::spawn(async move {
+        o.next += 1;
+        let id = o.next;
+        let busy = Arc::new(AtomicBool::new(false));
+        let slot = Slot(open.clone(), id);
+        let (limits, handler, b) = (limits.clone(), handler.clone(), busy.clone());
+        let task = tokio::spawn(async move {
             let _slot = slot;
-            serve(stream, peer, limits, handler).await;
+            serve(stream, peer, limits, handler, b).await;
         });
+        // The runtime is single-threaded: the task cannot have run (and
+        // removed itself) before it is listed here.
+        o.conns.insert(id, (task.abort_handle(), busy));
     }
 }
 
@@ -321,6 +369,7 @@ async fn serve(
     peer: SocketAddr,
     limits: Arc<Limits>,
     handler: Arc<dyn Handler>,
+    busy: Arc<AtomicBool>,
 ) {
     let local = match stream.local_addr() {
         Ok(a) => a,
@@ -329,9 +378,11 @@ async fn serve(
     let h = handler.clone();
     let l = limits.clone();
     let svc = service_fn(move |req: hyper::Request<Incoming>| {
-        let (h, l) = (h.clone(), l.clone());
+        let (h, l, busy) = (h.clone(), l.clone(), busy.clone());
         async move {
+            busy.store(true, Ordering::Relaxed);
             let resp = answer(req, peer, local, &l, h).await;
+            busy.store(false, Ordering::Relaxed);
             Ok::<_, Infallible>(into_hyper(resp))
         }
     });

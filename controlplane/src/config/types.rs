@@ -998,7 +998,7 @@ pub struct Admin {
     /// Time a client has to send a complete request head; also the longest idle time between keep-alive requests.
     #[serde(default = "d_admin_header_timeout")]
     pub header_timeout: DurationStr,
-    /// Connections served at once; more are closed at accept (counted).
+    /// Connections served at once; a new one closes the oldest waiting for a request head (counted).
     #[serde(default = "d_admin_connections")]
     pub max_connections: u32,
 }
@@ -1174,10 +1174,10 @@ fn d_held_per_worker() -> u32 {
     512
 }
 fn d_client_conns() -> u32 {
-    1024
+    8192
 }
 fn d_client_pending() -> u32 {
-    256
+    1024
 }
 fn d_pressure_threshold() -> f64 {
     0.75
