@@ -14,12 +14,19 @@ use common::thop::{Rx, SwitchThop};
 use common::upstream::{read_request, respond, Upstream};
 use handoff_proto::flags;
 
-#[test]
-fn a_reused_id_from_a_restarted_switch_is_a_new_connection() {
+/// A backend namespace with a real agent, its upstream, and the switch's
+/// listener the test accepts clients on.
+fn start() -> (Bed, Upstream, AgentProc, std::net::TcpListener) {
     let bed = Bed::new();
     let up = Upstream::start(&bed);
     let agent = AgentProc::start(&bed, &config(""));
     let l = switch_listener(&bed, None);
+    (bed, up, agent, l)
+}
+
+#[test]
+fn a_reused_id_from_a_restarted_switch_is_a_new_connection() {
+    let (bed, up, agent, l) = start();
 
     // The switch's first run hands over connection 21; it is served and closed.
     let mut thop = SwitchThop::new(&bed);
@@ -68,10 +75,7 @@ fn a_reused_id_from_a_restarted_switch_is_a_new_connection() {
 
 #[test]
 fn an_id_naming_another_clients_open_connection_is_refused() {
-    let bed = Bed::new();
-    let up = Upstream::start(&bed);
-    let agent = AgentProc::start(&bed, &config(""));
-    let l = switch_listener(&bed, None);
+    let (bed, up, agent, l) = start();
     let mut thop = SwitchThop::new(&bed);
     let first = curl(&bed, "/first", &[]);
     let (rx, _, req) = handoff(&bed, &l, &mut thop, 22);
