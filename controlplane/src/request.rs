@@ -1,5 +1,6 @@
 //! The parts of a request header that routing rules and policies look at,
-//! parsed from the raw bytes a worker sends with `httparse`.
+//! parsed from the raw bytes a worker sends with the switch's own head
+//! parser (`dataplane::http::parse_request`, over httparse).
 //!
 //! The worker already parsed the header once to know it was complete and
 //! well-formed; the control plane parses again rather than receive a parsed
@@ -11,6 +12,8 @@
 //! Host with upper-case letters is lower-cased into a new string).
 
 use std::borrow::Cow;
+
+use dataplane::http::HttpError;
 
 /// Most header fields considered (the dataplane rejects more with 431).
 pub const MAX_HEADERS: usize = 128;
@@ -143,23 +146,21 @@ impl<'a> Request<'a> {
 }
 
 /// The request line and header fields of `raw`, the fields in `storage`.
+///
+/// The switch's own head parser does the work, with its checks (one Host,
+/// no Content-Length with Transfer-Encoding, HTTP/1.1 needs Host, a valid
+/// target): a head the workers refuse is refused here too.
 #[allow(clippy::type_complexity)]
 fn parse_head<'a, 's>(
     raw: &'a [u8],
     storage: &'s mut [httparse::Header<'a>],
 ) -> Result<(&'a str, &'a str, &'s [httparse::Header<'a>]), RequestError> {
-    let mut req = httparse::Request::new(storage);
-    match req.parse(raw) {
-        Ok(httparse::Status::Complete(_)) => {}
-        Ok(httparse::Status::Partial) => return Err(RequestError::Incomplete),
-        Err(httparse::Error::TooManyHeaders) => {
-            return Err(RequestError::Malformed("too many headers"))
-        }
-        Err(_) => return Err(RequestError::Malformed("not an HTTP/1.x request")),
+    match dataplane::http::parse_request(raw, storage) {
+        Ok(head) => Ok((head.method, head.path, head.headers)),
+        Err(HttpError::Incomplete) => Err(RequestError::Incomplete),
+        Err(HttpError::TooLarge) => Err(RequestError::Malformed("too many headers")),
+        Err(HttpError::Malformed(why)) => Err(RequestError::Malformed(why)),
     }
-    let method = req.method.ok_or(RequestError::Incomplete)?;
-    let target = req.path.ok_or(RequestError::Incomplete)?;
-    Ok((method, target, req.headers))
 }
 
 fn normalize_host(h: &str) -> Cow<'_, str> {
@@ -213,6 +214,22 @@ mod tests {
         let r = Request::parse(b"GET /.hidden HTTP/1.1\r\nHost: [2001:db8::1]:80\r\n\r\n").unwrap();
         assert_eq!(r.host, "2001:db8::1");
         assert_eq!(r.extension(), None);
+    }
+
+    #[test]
+    fn refuses_what_the_workers_refuse() {
+        for (raw, why) in [
+            (&b"GET / HTTP/1.1\r\n\r\n"[..], "HTTP/1.1 without Host"),
+            (b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", "more than one Host"),
+            (
+                b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n",
+                "Content-Length with Transfer-Encoding",
+            ),
+        ] {
+            assert_eq!(Request::parse(raw).unwrap_err(), RequestError::Malformed(why));
+            let mut h = [httparse::EMPTY_HEADER; 8];
+            assert!(dataplane::http::parse_request(raw, &mut h).is_err());
+        }
     }
 
     #[test]

@@ -341,19 +341,25 @@ services:
             (1, Some(3))
         );
         assert_eq!(
-            route(&r, "GET /login HTTP/1.1\r\nX-Tier: gold\r\n\r\n"),
+            route(&r, "GET /login HTTP/1.1\r\nHost: x\r\nX-Tier: gold\r\n\r\n"),
             (2, Some(4))
         );
         assert_eq!(
-            route(&r, "GET /login HTTP/1.1\r\nX-Tier: silver\r\n\r\n"),
+            route(
+                &r,
+                "GET /login HTTP/1.1\r\nHost: x\r\nX-Tier: silver\r\n\r\n"
+            ),
             (1, None)
         );
         assert_eq!(
-            route(&r, "GET / HTTP/1.1\r\nCookie: a=b; role=ops\r\n\r\n"),
+            route(
+                &r,
+                "GET / HTTP/1.1\r\nHost: x\r\nCookie: a=b; role=ops\r\n\r\n"
+            ),
             (2, Some(5))
         );
         assert_eq!(
-            route(&r, "GET / HTTP/1.1\r\nCookie: role=dev\r\n\r\n"),
+            route(&r, "GET / HTTP/1.1\r\nHost: x\r\nCookie: role=dev\r\n\r\n"),
             (1, None)
         );
     }
@@ -361,7 +367,7 @@ services:
     #[test]
     fn unknown_vip_has_no_route() {
         let r = Router::new(&profile("")).unwrap();
-        let req = Request::parse(b"GET / HTTP/1.1\r\n\r\n").unwrap();
+        let req = Request::parse(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
         assert!(r.route("198.18.0.99:80".parse().unwrap(), &req).is_none());
     }
 }

@@ -324,15 +324,15 @@ fn requests_follow_the_rules_and_the_pool_policies() {
             },
             client: "198.18.0.101:1".parse().unwrap(),
             vip: "198.18.0.99:80".parse().unwrap(),
-            header: b"GET / HTTP/1.1\r\n\r\n".to_vec(),
+            header: b"GET / HTTP/1.1\r\nHost: x\r\n\r\n".to_vec(),
             exclude: vec![],
             header_complete_ns: 0,
         })
         .unwrap();
     assert_eq!(h.recv(0).verdict, Verdict::Reject(503));
     // The header buffer comes back with the decision, for reuse.
-    h.send(0, "GET /a.css HTTP/1.1\r\n\r\n", vec![]);
-    assert_eq!(h.recv(0).header, b"GET /a.css HTTP/1.1\r\n\r\n");
+    h.send(0, "GET /a.css HTTP/1.1\r\nHost: x\r\n\r\n", vec![]);
+    assert_eq!(h.recv(0).header, b"GET /a.css HTTP/1.1\r\nHost: x\r\n\r\n");
 }
 
 #[test]
@@ -557,11 +557,11 @@ fn a_worker_with_a_full_decision_queue_does_not_stall_the_others() {
     let mut h = Harness::start(servers(), 2, 4);
     // Worker 0 stops reading: more requests than its decision queue holds.
     for _ in 0..8 {
-        h.send(0, "GET /a.png HTTP/1.1\r\n\r\n", vec![]);
+        h.send(0, "GET /a.png HTTP/1.1\r\nHost: x\r\n\r\n", vec![]);
     }
     // Worker 1 is still served at once.
     for _ in 0..20 {
-        h.send(1, "GET /a.png HTTP/1.1\r\n\r\n", vec![]);
+        h.send(1, "GET /a.png HTTP/1.1\r\nHost: x\r\n\r\n", vec![]);
         assert!(matches!(h.recv(1).verdict, Verdict::Backend(_)));
     }
     // Worker 0 gets every decision once it reads again.

@@ -2,9 +2,11 @@
 //! switch's own responses.
 //!
 //! The worker only needs to know where the header ends and whether it is well
-//! formed; routing rules (control plane) need method, path, Host and every
-//! field. Both use [`parse_request`], so the two can never disagree on what a
-//! request is. The end search is incremental ([`HeaderScanner`]) so a client
+//! formed; routing rules (control plane, and workers deciding locally) need
+//! method, path, Host and every field. Both go through [`parse_request`] —
+//! the control plane's `Request::parse` is a view over it — so the two planes
+//! never disagree on what a request is (one Host, no Content-Length with
+//! Transfer-Encoding, HTTP/1.1 carries Host). The end search is incremental ([`HeaderScanner`]) so a client
 //! sending a header one byte per segment costs O(n), not O(n²).
 
 /// Why a request head is refused.
@@ -16,13 +18,17 @@ pub enum HttpError {
     /// More bytes or more fields than allowed (431).
     #[error("request head too large")]
     TooLarge,
+    /// The head does not end within the bytes given (the switch only parses
+    /// a head its scanner found complete, so it answers 400 if it ever sees this).
+    #[error("request head is incomplete")]
+    Incomplete,
 }
 
 impl HttpError {
     /// The status the switch answers with.
     pub fn status(self) -> u16 {
         match self {
-            HttpError::Malformed(_) => 400,
+            HttpError::Malformed(_) | HttpError::Incomplete => 400,
             HttpError::TooLarge => 431,
         }
     }
@@ -62,7 +68,7 @@ pub fn parse_request<'h, 'b>(
     let mut req = httparse::Request::new(headers);
     let len = match req.parse(buf) {
         Ok(httparse::Status::Complete(n)) => n,
-        Ok(httparse::Status::Partial) => return Err(HttpError::Malformed("incomplete head")),
+        Ok(httparse::Status::Partial) => return Err(HttpError::Incomplete),
         Err(httparse::Error::TooManyHeaders) => return Err(HttpError::TooLarge),
         Err(e) => return Err(HttpError::Malformed(httparse_reason(e))),
     };
