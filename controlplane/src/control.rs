@@ -249,7 +249,7 @@ impl ControlPlane {
             .iter()
             .map(|p| {
                 member_views(&self.registry, &p.members, &[], now, &mut members);
-                let mode = LocalMode::of(&p.policy_cfg);
+                let mode = p.policy_cfg.local_mode();
                 let policy = (mode != LocalMode::Control).then(|| {
                     let mut pol = policy::build(&p.policy_cfg, &p.names);
                     pol.prepare(&members);

@@ -40,42 +40,10 @@ use dataplane::dispatch::{
     BackendTarget, LocalDecider, LocalDecision, LocalRequest, RoutingUpdate, Verdict,
 };
 
-use crate::config::Policy as PolicyConfig;
+pub use crate::policy::LocalMode;
 use crate::policy::{DispatchPolicy, MemberView, PickCtx, WeightedRoundRobin};
 use crate::request::{Request, MAX_HEADERS};
 use crate::routing::Router;
-
-/// How a worker may decide for a pool.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LocalMode {
-    /// Needs the control plane's mutable state: always the queue.
-    Control,
-    /// [`DispatchPolicy::pick_shared`]; the queue when it declines.
-    Shared,
-    /// `pick_shared`, else the worker's own weighted round-robin (a WRR
-    /// pool, or a sticky pool whose fallback is WRR).
-    SharedThenWrr,
-}
-
-impl LocalMode {
-    /// The mode for a pool's policy.
-    pub fn of(p: &PolicyConfig) -> Self {
-        match p {
-            PolicyConfig::Maglev(_) => LocalMode::Shared,
-            PolicyConfig::WeightedRoundRobin(_) => LocalMode::SharedThenWrr,
-            PolicyConfig::Sticky(s) => match LocalMode::of(&s.fallback) {
-                LocalMode::SharedThenWrr => LocalMode::SharedThenWrr,
-                // A cookie is decided locally; without one, the fallback's
-                // `pick_shared` says (a stateful fallback declines).
-                LocalMode::Shared | LocalMode::Control => LocalMode::Shared,
-            },
-            PolicyConfig::LeastConnections(_)
-            | PolicyConfig::Lard(_)
-            | PolicyConfig::LardR(_)
-            | PolicyConfig::Cap(_) => LocalMode::Control,
-        }
-    }
-}
 
 /// One pool as a worker sees it.
 pub(crate) struct PoolSnap {

@@ -207,7 +207,8 @@ pub struct SwitchSection {
     /// The data port's MAC; default: the interface's or port's own.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub data_mac: Option<MacAddr>,
-    /// How client packets reach the backend after handoff.
+    /// How client packets reach the backend after handoff (logged at start;
+    /// `mac_rewrite`, L2 direct routing, is the only mode).
     #[serde(default)]
     pub forwarding: Forwarding,
 }
@@ -362,191 +363,10 @@ pub struct Pool {
     pub unavailable_status: u16,
 }
 
-/// Dispatch policy of a pool: exactly one key.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "snake_case", deny_unknown_fields)]
-pub enum Policy {
-    /// Weighted round-robin (smooth, as nginx: no bursts to the heavy server).
-    WeightedRoundRobin(WrrParams),
-    /// Fewest active connections relative to weight; the switch's counts, corrected by agents' LOAD reports.
-    LeastConnections(LeastConnParams),
-    /// Locality-aware request distribution (Pai et al., ASPLOS 1998).
-    Lard(LardParams),
-    /// LARD with replication: a URL maps to a server set (Pai et al., ASPLOS 1998).
-    LardR(LardRParams),
-    /// Client-aware policy (Casalicchio and Colajanni): URL classes, round-robin per class.
-    Cap(CapParams),
-    /// Consistent hashing on a request key with a Maglev lookup table.
-    Maglev(MaglevParams),
-    /// Sticky sessions by cookie, another policy for the first request.
-    Sticky(StickyParams),
-}
-
-impl Default for Policy {
-    fn default() -> Self {
-        Policy::WeightedRoundRobin(WrrParams::default())
-    }
-}
-
-/// Weighted round-robin parameters (none yet).
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct WrrParams {}
-
-/// Least-connections parameters.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct LeastConnParams {
-    /// Use agents' LOAD reports (active connections) when fresh.
-    #[serde(default = "d_true")]
-    pub use_load_reports: bool,
-    /// A LOAD report older than this is ignored (the switch's own count is used).
-    #[serde(default = "d_load_age")]
-    pub load_report_max_age: DurationStr,
-}
-
-impl Default for LeastConnParams {
-    fn default() -> Self {
-        Self {
-            use_load_reports: true,
-            load_report_max_age: d_load_age(),
-        }
-    }
-}
-
-/// LARD parameters (loads are active connections per server).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct LardParams {
-    /// T_low: a server below this load is considered lightly loaded.
-    #[serde(default = "d_t_low")]
-    pub t_low: u32,
-    /// T_high: a URL moves off a server above this load if another is under T_low (or any above 2·T_high).
-    #[serde(default = "d_t_high")]
-    pub t_high: u32,
-    /// Number of URL targets remembered; the least recently used is forgotten.
-    #[serde(default = "d_url_table")]
-    pub max_targets: u32,
-    /// Bytes the URL table may hold (each URL counts its length plus 128);
-    /// the least recently used URLs are forgotten to stay under it, so a
-    /// client sending many distinct long URLs cannot grow it to max_targets × header size.
-    #[serde(default = "d_url_table_bytes")]
-    pub max_bytes: u64,
-}
-
-impl Default for LardParams {
-    fn default() -> Self {
-        Self {
-            t_low: d_t_low(),
-            t_high: d_t_high(),
-            max_targets: d_url_table(),
-            max_bytes: d_url_table_bytes(),
-        }
-    }
-}
-
-/// LARD/R parameters.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct LardRParams {
-    /// T_low (see LARD).
-    #[serde(default = "d_t_low")]
-    pub t_low: u32,
-    /// T_high (see LARD).
-    #[serde(default = "d_t_high")]
-    pub t_high: u32,
-    /// A server set that has not grown for this long loses its most loaded member.
-    #[serde(default = "d_lardr_k")]
-    pub shrink_after: DurationStr,
-    /// Number of URL targets remembered.
-    #[serde(default = "d_url_table")]
-    pub max_targets: u32,
-    /// Bytes the URL table may hold (see LARD).
-    #[serde(default = "d_url_table_bytes")]
-    pub max_bytes: u64,
-}
-
-impl Default for LardRParams {
-    fn default() -> Self {
-        Self {
-            t_low: d_t_low(),
-            t_high: d_t_high(),
-            shrink_after: d_lardr_k(),
-            max_targets: d_url_table(),
-            max_bytes: d_url_table_bytes(),
-        }
-    }
-}
-
-/// CAP parameters: URL patterns per class; a URL that matches none is `static`.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct CapParams {
-    /// Regexes (on the path) for static content.
-    #[serde(default)]
-    pub static_patterns: Vec<String>,
-    /// Regexes for CPU-bound (dynamic) requests.
-    #[serde(default)]
-    pub cpu_bound: Vec<String>,
-    /// Regexes for disk-bound (database, large files) requests.
-    #[serde(default)]
-    pub disk_bound: Vec<String>,
-}
-
-/// Maglev parameters.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct MaglevParams {
-    /// What is hashed.
-    #[serde(default)]
-    pub key: HashKey,
-    /// Lookup table size; a prime well above 100 × backends.
-    #[serde(default = "d_maglev_size")]
-    pub table_size: u32,
-}
-
-impl Default for MaglevParams {
-    fn default() -> Self {
-        Self {
-            key: HashKey::Url,
-            table_size: d_maglev_size(),
-        }
-    }
-}
-
-/// Consistent-hash key.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum HashKey {
-    /// Path and query.
-    #[default]
-    Url,
-    /// Host header.
-    Host,
-    /// Client IP address.
-    ClientIp,
-}
-
-/// Sticky-session parameters.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct StickyParams {
-    /// Cookie whose value names the backend (the application sets it, e.g. `BATON=app-1`).
-    #[serde(default = "d_cookie")]
-    pub cookie: String,
-    /// Policy for requests without a valid cookie (any but `sticky`).
-    #[serde(default = "d_fallback")]
-    pub fallback: Box<Policy>,
-}
-
-impl Default for StickyParams {
-    fn default() -> Self {
-        Self {
-            cookie: d_cookie(),
-            fallback: d_fallback(),
-        }
-    }
-}
+pub use crate::policy::{
+    CapParams, HashKey, LardParams, LardRParams, LeastConnParams, MaglevParams, Policy,
+    StickyParams, WrrParams,
+};
 
 // ---------------------------------------------------------------- health
 
@@ -1112,33 +932,6 @@ fn d_weight() -> u32 {
 }
 fn d_503() -> u16 {
     503
-}
-fn d_load_age() -> DurationStr {
-    DurationStr::secs(3)
-}
-fn d_t_low() -> u32 {
-    25
-}
-fn d_t_high() -> u32 {
-    65
-}
-fn d_url_table() -> u32 {
-    100_000
-}
-fn d_url_table_bytes() -> u64 {
-    32 << 20
-}
-fn d_lardr_k() -> DurationStr {
-    DurationStr::secs(20)
-}
-fn d_maglev_size() -> u32 {
-    65_537
-}
-fn d_cookie() -> String {
-    "BATON_BACKEND".to_string()
-}
-fn d_fallback() -> Box<Policy> {
-    Box::new(Policy::WeightedRoundRobin(WrrParams {}))
 }
 fn d_interval() -> DurationStr {
     DurationStr::secs(2)

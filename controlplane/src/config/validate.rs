@@ -5,6 +5,7 @@
 use std::collections::HashSet;
 
 use super::types::*;
+use crate::policy::ParamChecks;
 
 /// One semantic problem.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -248,97 +249,16 @@ fn check_pools(c: &mut Checker, p: &Profile, backends: &HashSet<String>) -> Hash
             &format!("{at}.policy"),
             &pool.policy,
             pool.backends.len(),
-            false,
         );
     }
     names
 }
 
-fn check_policy(c: &mut Checker, at: &str, policy: &Policy, n_backends: usize, nested: bool) {
-    match policy {
-        Policy::WeightedRoundRobin(_) => {}
-        Policy::LeastConnections(p) => {
-            if p.load_report_max_age.0.is_zero() {
-                c.err(
-                    format!("{at}.least_connections.load_report_max_age"),
-                    "must be positive",
-                );
-            }
-        }
-        Policy::Lard(p) => {
-            lard_thresholds(c, &format!("{at}.lard"), p.t_low, p.t_high, p.max_targets);
-            lard_bytes(c, &format!("{at}.lard"), p.max_bytes);
-        }
-        Policy::LardR(p) => {
-            lard_thresholds(c, &format!("{at}.lard_r"), p.t_low, p.t_high, p.max_targets);
-            lard_bytes(c, &format!("{at}.lard_r"), p.max_bytes);
-            if p.shrink_after.0.is_zero() {
-                c.err(format!("{at}.lard_r.shrink_after"), "must be positive");
-            }
-        }
-        Policy::Cap(p) => {
-            for (field, list) in [
-                ("static_patterns", &p.static_patterns),
-                ("cpu_bound", &p.cpu_bound),
-                ("disk_bound", &p.disk_bound),
-            ] {
-                for (k, re) in list.iter().enumerate() {
-                    c.regex(format!("{at}.cap.{field}[{k}]"), re);
-                }
-            }
-        }
-        Policy::Maglev(p) => {
-            if !is_prime(p.table_size) {
-                c.err(
-                    format!("{at}.maglev.table_size"),
-                    format!("{} is not prime (try 65537 or 655373)", p.table_size),
-                );
-            } else if (p.table_size as usize) < 100 * n_backends.max(1) {
-                c.err(
-                    format!("{at}.maglev.table_size"),
-                    "must be at least 100 × the pool's backends for an even spread",
-                );
-            }
-        }
-        Policy::Sticky(p) => {
-            if nested {
-                c.err(format!("{at}.sticky"), "sticky cannot be nested");
-            }
-            if p.cookie.is_empty() || p.cookie.contains([';', '=', ' ']) {
-                c.err(format!("{at}.sticky.cookie"), "must be a cookie name");
-            }
-            check_policy(
-                c,
-                &format!("{at}.sticky.fallback"),
-                &p.fallback,
-                n_backends,
-                true,
-            );
-        }
-    }
-}
-
-fn lard_thresholds(c: &mut Checker, at: &str, t_low: u32, t_high: u32, max_targets: u32) {
-    if t_low == 0 || t_low >= t_high {
-        c.err(
-            format!("{at}.t_low"),
-            format!("must satisfy 0 < t_low < t_high (got {t_low} and {t_high})"),
-        );
-    }
-    if max_targets == 0 {
-        c.err(format!("{at}.max_targets"), "must be at least 1");
-    }
-}
-
-/// The smallest LARD URL table: a few URLs as long as a large request header.
-pub const MIN_LARD_BYTES: u64 = 64 * 1024;
-
-fn lard_bytes(c: &mut Checker, at: &str, max_bytes: u64) {
-    if max_bytes < MIN_LARD_BYTES {
-        c.err(
-            format!("{at}.max_bytes"),
-            format!("must be at least {MIN_LARD_BYTES} (got {max_bytes})"),
-        );
+fn check_policy(c: &mut Checker, at: &str, policy: &Policy, n_backends: usize) {
+    let mut checks = ParamChecks::default();
+    policy.params().check(n_backends, &mut checks);
+    for (path, message) in checks.into_problems() {
+        c.err(format!("{at}.{path}"), message);
     }
 }
 
@@ -722,20 +642,6 @@ fn check_admin(c: &mut Checker, a: &Admin) {
 /// Upper bound of `admin.max_connections`: each costs a descriptor in the
 /// switch's process, whose descriptors the data path needs too.
 const MAX_ADMIN_CONNECTIONS: u32 = 4096;
-
-fn is_prime(n: u32) -> bool {
-    if n < 2 {
-        return false;
-    }
-    let mut d = 2u64;
-    while d * d <= u64::from(n) {
-        if u64::from(n) % d == 0 {
-            return false;
-        }
-        d += 1;
-    }
-    true
-}
 
 fn t_cap(p: &Profile) -> u32 {
     p.tuning.table_capacity

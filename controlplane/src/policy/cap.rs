@@ -10,10 +10,49 @@
 //! arrive in a pattern.
 
 use regex::RegexSet;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
 
-use super::{DispatchPolicy, MemberView, PickCtx};
-use crate::config::CapParams;
+use super::{DispatchPolicy, MemberView, ParamChecks, PickCtx, PolicyParams};
 use crate::request::Request;
+
+/// CAP parameters: URL patterns per class. A path matching a static pattern
+/// is static even if a CPU- or disk-bound pattern matches it too; one that
+/// matches no pattern is static.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CapParams {
+    /// Regexes (on the path) for static content; checked first, so they
+    /// carve exceptions out of the other classes (`\.png$` under `^/cgi-bin/`).
+    #[serde(default)]
+    pub static_patterns: Vec<String>,
+    /// Regexes for CPU-bound (dynamic) requests.
+    #[serde(default)]
+    pub cpu_bound: Vec<String>,
+    /// Regexes for disk-bound (database, large files) requests.
+    #[serde(default)]
+    pub disk_bound: Vec<String>,
+}
+
+impl PolicyParams for CapParams {
+    fn key(&self) -> &'static str {
+        "cap"
+    }
+    fn build(&self, _names: &[String]) -> Box<dyn DispatchPolicy> {
+        Box::new(Cap::new(self))
+    }
+    fn check(&self, _n_backends: usize, out: &mut ParamChecks) {
+        for (field, list) in [
+            ("static_patterns", &self.static_patterns),
+            ("cpu_bound", &self.cpu_bound),
+            ("disk_bound", &self.disk_bound),
+        ] {
+            for (k, re) in list.iter().enumerate() {
+                out.regex(self.key(), &format!("{field}[{k}]"), re);
+            }
+        }
+    }
+}
 
 /// A request class of CAP.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -55,15 +94,17 @@ impl Cap {
         }
     }
 
-    /// The class of a path: CPU-bound patterns first, then disk-bound, then
-    /// static; a path matching none is static.
+    /// The class of a path: static patterns first (an exception carved out
+    /// of the other classes), then CPU-bound, then disk-bound; a path
+    /// matching none is static.
     pub fn classify(&self, path: &str) -> Class {
-        if self.cpu.is_match(path) {
+        if self.static_.is_match(path) {
+            Class::Static
+        } else if self.cpu.is_match(path) {
             Class::CpuBound
         } else if self.disk.is_match(path) {
             Class::DiskBound
         } else {
-            let _ = self.static_.is_match(path);
             Class::Static
         }
     }
@@ -110,6 +151,9 @@ mod tests {
         assert_eq!(c.classify("/db/query"), Class::DiskBound);
         assert_eq!(c.classify("/img/a.png"), Class::Static);
         assert_eq!(c.classify("/unknown"), Class::Static);
+        // A static pattern wins over the dynamic classes.
+        assert_eq!(c.classify("/cgi/logo.png"), Class::Static);
+        assert_eq!(c.classify("/db/report.html"), Class::Static);
     }
 
     /// The defining property: each server gets an even share of every class,

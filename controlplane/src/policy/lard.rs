@@ -23,10 +23,149 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::{least_loaded, DispatchPolicy, MemberView, PickCtx};
-use crate::config::{LardParams, LardRParams};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::{least_loaded, DispatchPolicy, MemberView, ParamChecks, PickCtx, PolicyParams};
+use crate::config::units::DurationStr;
 use crate::request::Request;
 use dataplane::dispatch::BackendId;
+
+/// LARD parameters (loads are active connections per server).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LardParams {
+    /// T_low: a server below this load is considered lightly loaded.
+    #[serde(default = "d_t_low")]
+    pub t_low: u32,
+    /// T_high: a URL moves off a server above this load if another is under T_low (or any above 2·T_high).
+    #[serde(default = "d_t_high")]
+    pub t_high: u32,
+    /// Number of URL targets remembered; the least recently used is forgotten.
+    #[serde(default = "d_url_table")]
+    pub max_targets: u32,
+    /// Bytes the URL table may hold (each URL counts its length plus 128);
+    /// the least recently used URLs are forgotten to stay under it, so a
+    /// client sending many distinct long URLs cannot grow it to max_targets × header size.
+    #[serde(default = "d_url_table_bytes")]
+    pub max_bytes: u64,
+}
+
+impl Default for LardParams {
+    fn default() -> Self {
+        Self {
+            t_low: d_t_low(),
+            t_high: d_t_high(),
+            max_targets: d_url_table(),
+            max_bytes: d_url_table_bytes(),
+        }
+    }
+}
+
+/// LARD/R parameters.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LardRParams {
+    /// T_low (see LARD).
+    #[serde(default = "d_t_low")]
+    pub t_low: u32,
+    /// T_high (see LARD).
+    #[serde(default = "d_t_high")]
+    pub t_high: u32,
+    /// A server set that has not grown for this long loses its most loaded member.
+    #[serde(default = "d_lardr_k")]
+    pub shrink_after: DurationStr,
+    /// Number of URL targets remembered.
+    #[serde(default = "d_url_table")]
+    pub max_targets: u32,
+    /// Bytes the URL table may hold (see LARD).
+    #[serde(default = "d_url_table_bytes")]
+    pub max_bytes: u64,
+}
+
+impl Default for LardRParams {
+    fn default() -> Self {
+        Self {
+            t_low: d_t_low(),
+            t_high: d_t_high(),
+            shrink_after: d_lardr_k(),
+            max_targets: d_url_table(),
+            max_bytes: d_url_table_bytes(),
+        }
+    }
+}
+
+fn d_t_low() -> u32 {
+    25
+}
+fn d_t_high() -> u32 {
+    65
+}
+fn d_url_table() -> u32 {
+    100_000
+}
+fn d_url_table_bytes() -> u64 {
+    32 << 20
+}
+fn d_lardr_k() -> DurationStr {
+    DurationStr::secs(20)
+}
+
+/// The smallest `max_bytes` a LARD table may have: a few hundred long URLs.
+pub const MIN_LARD_BYTES: u64 = 64 * 1024;
+
+fn check_table(
+    out: &mut ParamChecks,
+    key: &str,
+    (t_low, t_high, max_targets, max_bytes): (u32, u32, u32, u64),
+) {
+    if t_low == 0 || t_low >= t_high {
+        out.err(
+            key,
+            "t_low",
+            format!("must satisfy 0 < t_low < t_high (got {t_low} and {t_high})"),
+        );
+    }
+    if max_targets == 0 {
+        out.err(key, "max_targets", "must be at least 1");
+    }
+    if max_bytes < MIN_LARD_BYTES {
+        out.err(
+            key,
+            "max_bytes",
+            format!("must be at least {MIN_LARD_BYTES} (got {max_bytes})"),
+        );
+    }
+}
+
+impl PolicyParams for LardParams {
+    fn key(&self) -> &'static str {
+        "lard"
+    }
+    fn build(&self, _names: &[String]) -> Box<dyn DispatchPolicy> {
+        Box::new(Lard::new(self))
+    }
+    fn check(&self, _n_backends: usize, out: &mut ParamChecks) {
+        let t = (self.t_low, self.t_high, self.max_targets, self.max_bytes);
+        check_table(out, self.key(), t);
+    }
+}
+
+impl PolicyParams for LardRParams {
+    fn key(&self) -> &'static str {
+        "lard_r"
+    }
+    fn build(&self, _names: &[String]) -> Box<dyn DispatchPolicy> {
+        Box::new(LardR::new(self))
+    }
+    fn check(&self, _n_backends: usize, out: &mut ParamChecks) {
+        let t = (self.t_low, self.t_high, self.max_targets, self.max_bytes);
+        check_table(out, self.key(), t);
+        if self.shrink_after.0.is_zero() {
+            out.err(self.key(), "shrink_after", "must be positive");
+        }
+    }
+}
 
 /// What one remembered URL costs besides its bytes: the hash-map and
 /// B-tree slots, the shared string's header and the value (a server id, or

@@ -7,9 +7,54 @@
 
 use std::time::Duration;
 
-use super::{least_loaded, DispatchPolicy, MemberView, PickCtx};
-use crate::config::LeastConnParams;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::{least_loaded, DispatchPolicy, MemberView, ParamChecks, PickCtx, PolicyParams};
+use crate::config::units::DurationStr;
 use crate::request::Request;
+
+/// Least-connections parameters.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LeastConnParams {
+    /// Use agents' LOAD reports (active connections) when fresh.
+    #[serde(default = "d_true")]
+    pub use_load_reports: bool,
+    /// A LOAD report older than this is ignored (the switch's own count is used).
+    #[serde(default = "d_load_age")]
+    pub load_report_max_age: DurationStr,
+}
+
+impl Default for LeastConnParams {
+    fn default() -> Self {
+        Self {
+            use_load_reports: true,
+            load_report_max_age: d_load_age(),
+        }
+    }
+}
+
+fn d_true() -> bool {
+    true
+}
+fn d_load_age() -> DurationStr {
+    DurationStr::secs(3)
+}
+
+impl PolicyParams for LeastConnParams {
+    fn key(&self) -> &'static str {
+        "least_connections"
+    }
+    fn build(&self, _names: &[String]) -> Box<dyn DispatchPolicy> {
+        Box::new(LeastConnections::new(self))
+    }
+    fn check(&self, _n_backends: usize, out: &mut ParamChecks) {
+        if self.load_report_max_age.0.is_zero() {
+            out.err(self.key(), "load_report_max_age", "must be positive");
+        }
+    }
+}
 
 /// Least connections.
 #[derive(Debug)]

@@ -15,11 +15,82 @@
 
 use std::hash::Hasher;
 
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
 use siphasher::sip::SipHasher13;
 
-use super::{DispatchPolicy, MemberView, PickCtx};
-use crate::config::{HashKey, MaglevParams};
+use super::{DispatchPolicy, LocalMode, MemberView, ParamChecks, PickCtx, PolicyParams};
 use crate::request::Request;
+
+/// Maglev parameters.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MaglevParams {
+    /// What is hashed.
+    #[serde(default)]
+    pub key: HashKey,
+    /// Lookup table size; a prime well above 100 × backends.
+    #[serde(default = "d_maglev_size")]
+    pub table_size: u32,
+}
+
+impl Default for MaglevParams {
+    fn default() -> Self {
+        Self {
+            key: HashKey::Url,
+            table_size: d_maglev_size(),
+        }
+    }
+}
+
+/// Consistent-hash key.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum HashKey {
+    /// Path and query.
+    #[default]
+    Url,
+    /// Host header.
+    Host,
+    /// Client IP address.
+    ClientIp,
+}
+
+fn d_maglev_size() -> u32 {
+    65_537
+}
+
+fn is_prime(n: u32) -> bool {
+    let n = u64::from(n);
+    n >= 2 && (2u64..).take_while(|d| d * d <= n).all(|d| n % d != 0)
+}
+
+impl PolicyParams for MaglevParams {
+    fn key(&self) -> &'static str {
+        "maglev"
+    }
+    fn build(&self, names: &[String]) -> Box<dyn DispatchPolicy> {
+        Box::new(Maglev::new(self, names))
+    }
+    fn check(&self, n_backends: usize, out: &mut ParamChecks) {
+        if !is_prime(self.table_size) {
+            out.err(
+                self.key(),
+                "table_size",
+                format!("{} is not prime (try 65537 or 655373)", self.table_size),
+            );
+        } else if (self.table_size as usize) < 100 * n_backends.max(1) {
+            out.err(
+                self.key(),
+                "table_size",
+                "must be at least 100 × the pool's backends for an even spread",
+            );
+        }
+    }
+    fn local_mode(&self) -> LocalMode {
+        LocalMode::Shared
+    }
+}
 
 const K_OFFSET: (u64, u64) = (0x6261_746f_6e2d_6d61, 0x676c_6576_2d6f_6666);
 const K_SKIP: (u64, u64) = (0x6261_746f_6e2d_6d61, 0x676c_6576_2d73_6b70);

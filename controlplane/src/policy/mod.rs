@@ -1,5 +1,14 @@
 //! Dispatch policies: given a pool's members and their state, pick one.
 //!
+//! A policy lives in one file, `policy/<name>.rs`: its profile parameters
+//! (with their defaults and doc comments, which become the JSON Schema and
+//! `docs/configuration.md`), the checks `check-config` runs on them
+//! ([`PolicyParams::check`]), whether a worker may decide with it locally
+//! ([`PolicyParams::local_mode`]), and the policy itself. The `policies!`
+//! list in this file is its one registration line: it generates the
+//! profile's [`Policy`] enum (one YAML key per policy) and the dispatch from a
+//! profile entry to the policy's [`PolicyParams`].
+//!
 //! A policy sees the pool as a slice of [`MemberView`]s in the pool's order
 //! and returns an index into it. It must only return a member whose `usable`
 //! is true (healthy, not drained, not excluded for this request); `None`
@@ -23,14 +32,16 @@ mod wrr;
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
-pub use cap::Cap;
-pub use lard::{Lard, LardR};
-pub use least_conn::LeastConnections;
-pub use maglev::{key_hash, Maglev};
-pub use sticky::Sticky;
-pub use wrr::WeightedRoundRobin;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
 
-use crate::config::Policy as PolicyConfig;
+pub use cap::{Cap, CapParams};
+pub use lard::{Lard, LardParams, LardR, LardRParams, MIN_LARD_BYTES};
+pub use least_conn::{LeastConnParams, LeastConnections};
+pub use maglev::{key_hash, HashKey, Maglev, MaglevParams};
+pub use sticky::{Sticky, StickyParams};
+pub use wrr::{WeightedRoundRobin, WrrParams};
+
 use crate::request::Request;
 use dataplane::dispatch::BackendId;
 
@@ -100,17 +111,126 @@ pub trait DispatchPolicy: Send + Sync {
     fn kind(&self) -> &'static str;
 }
 
-/// Builds the policy of a pool whose members are `names` (in pool order).
-pub fn build(cfg: &PolicyConfig, names: &[String]) -> Box<dyn DispatchPolicy> {
-    match cfg {
-        PolicyConfig::WeightedRoundRobin(_) => Box::new(WeightedRoundRobin::new(names.len())),
-        PolicyConfig::LeastConnections(p) => Box::new(LeastConnections::new(p)),
-        PolicyConfig::Lard(p) => Box::new(Lard::new(p)),
-        PolicyConfig::LardR(p) => Box::new(LardR::new(p)),
-        PolicyConfig::Cap(p) => Box::new(Cap::new(p)),
-        PolicyConfig::Maglev(p) => Box::new(Maglev::new(p, names)),
-        PolicyConfig::Sticky(p) => Box::new(Sticky::new(p, names)),
+/// How a worker may decide for a pool.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LocalMode {
+    /// Needs the control plane's mutable state: always the queue.
+    Control,
+    /// [`DispatchPolicy::pick_shared`]; the queue when it declines.
+    Shared,
+    /// `pick_shared`, else the worker's own weighted round-robin (a WRR
+    /// pool, or a sticky pool whose fallback is WRR).
+    SharedThenWrr,
+}
+
+/// What a policy's profile parameters provide.
+pub trait PolicyParams {
+    /// The policy's key in a profile (`lard_r`): the start of its error paths.
+    fn key(&self) -> &'static str;
+    /// A fresh policy for a pool whose members are `names` (in pool order).
+    fn build(&self, names: &[String]) -> Box<dyn DispatchPolicy>;
+    /// What the types alone cannot check, for a pool of `n_backends`.
+    fn check(&self, _n_backends: usize, _out: &mut ParamChecks) {}
+    /// Whether workers may decide with this policy (default: never).
+    fn local_mode(&self) -> LocalMode {
+        LocalMode::Control
     }
+}
+
+/// Problems found in a policy's parameters, each at a path relative to the
+/// pool's `policy` (`lard.t_low`).
+#[derive(Debug, Default)]
+pub struct ParamChecks {
+    prefix: String,
+    problems: Vec<(String, String)>,
+}
+
+impl ParamChecks {
+    /// Records a problem with `field` of the policy keyed `key` ("" for the key itself).
+    pub fn err(&mut self, key: &str, field: &str, message: impl Into<String>) {
+        let mut path = format!("{}{key}", self.prefix);
+        if !field.is_empty() {
+            path.push('.');
+            path.push_str(field);
+        }
+        self.problems.push((path, message.into()));
+    }
+
+    /// Records a problem when `re` is not a valid regular expression.
+    pub fn regex(&mut self, key: &str, field: &str, re: &str) {
+        if let Err(e) = regex::Regex::new(re) {
+            self.err(key, field, format!("invalid regular expression: {e}"));
+        }
+    }
+
+    /// Checks a policy nested under `key.field` (a sticky pool's fallback).
+    pub fn nested(&mut self, key: &str, field: &str, inner: &Policy, n_backends: usize) {
+        let saved = std::mem::take(&mut self.prefix);
+        self.prefix = format!("{saved}{key}.{field}.");
+        inner.params().check(n_backends, self);
+        self.prefix = saved;
+    }
+
+    /// The problems as (relative path, message).
+    pub fn into_problems(self) -> Vec<(String, String)> {
+        self.problems
+    }
+}
+
+/// Generates the profile's [`Policy`] enum from the list of policies.
+macro_rules! policies {
+    ($( $(#[$doc:meta])* $variant:ident($params:path), )*) => {
+        /// Dispatch policy of a pool: exactly one key.
+        #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+        #[serde(rename_all = "snake_case", deny_unknown_fields)]
+        pub enum Policy {
+            $( $(#[$doc])* $variant($params), )*
+        }
+
+        impl Policy {
+            /// The parameters, as the policy's own type sees them.
+            pub fn params(&self) -> &dyn PolicyParams {
+                match self {
+                    $( Policy::$variant(p) => p, )*
+                }
+            }
+        }
+    };
+}
+
+policies! {
+    /// Weighted round-robin (smooth, as nginx: no bursts to the heavy server).
+    WeightedRoundRobin(wrr::WrrParams),
+    /// Fewest active connections relative to weight; the switch's counts, corrected by agents' LOAD reports.
+    LeastConnections(least_conn::LeastConnParams),
+    /// Locality-aware request distribution (Pai et al., ASPLOS 1998).
+    Lard(lard::LardParams),
+    /// LARD with replication: a URL maps to a server set (Pai et al., ASPLOS 1998).
+    LardR(lard::LardRParams),
+    /// Client-aware policy (Casalicchio and Colajanni): URL classes, round-robin per class.
+    Cap(cap::CapParams),
+    /// Consistent hashing on a request key with a Maglev lookup table.
+    Maglev(maglev::MaglevParams),
+    /// Sticky sessions by cookie, another policy for the first request.
+    Sticky(sticky::StickyParams),
+}
+
+impl Default for Policy {
+    fn default() -> Self {
+        Policy::WeightedRoundRobin(wrr::WrrParams::default())
+    }
+}
+
+impl Policy {
+    /// How workers may decide for a pool with this policy.
+    pub fn local_mode(&self) -> LocalMode {
+        self.params().local_mode()
+    }
+}
+
+/// Builds the policy of a pool whose members are `names` (in pool order).
+pub fn build(cfg: &Policy, names: &[String]) -> Box<dyn DispatchPolicy> {
+    cfg.params().build(names)
 }
 
 /// Index of the usable member with the least load relative to weight, ties

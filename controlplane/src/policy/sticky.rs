@@ -8,9 +8,71 @@
 //! application's help, and only sessions of a removed server move. Requests
 //! without the cookie go to the fallback policy.
 
-use super::{maglev::Maglev, DispatchPolicy, MemberView, PickCtx};
-use crate::config::{HashKey, StickyParams};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::maglev::HashKey;
+use super::wrr::WrrParams;
+use super::{
+    maglev::Maglev, DispatchPolicy, LocalMode, MemberView, ParamChecks, PickCtx, Policy,
+    PolicyParams,
+};
 use crate::request::Request;
+
+/// Sticky-session parameters.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StickyParams {
+    /// Cookie whose value names the backend (the application sets it, e.g. `BATON=app-1`).
+    #[serde(default = "d_cookie")]
+    pub cookie: String,
+    /// Policy for requests without a valid cookie (any but `sticky`).
+    #[serde(default = "d_fallback")]
+    pub fallback: Box<Policy>,
+}
+
+impl Default for StickyParams {
+    fn default() -> Self {
+        Self {
+            cookie: d_cookie(),
+            fallback: d_fallback(),
+        }
+    }
+}
+
+fn d_cookie() -> String {
+    "BATON_BACKEND".to_string()
+}
+fn d_fallback() -> Box<Policy> {
+    Box::new(Policy::WeightedRoundRobin(WrrParams {}))
+}
+
+impl PolicyParams for StickyParams {
+    fn key(&self) -> &'static str {
+        "sticky"
+    }
+    fn build(&self, names: &[String]) -> Box<dyn DispatchPolicy> {
+        Box::new(Sticky::new(self, names))
+    }
+    fn check(&self, n_backends: usize, out: &mut ParamChecks) {
+        if self.cookie.is_empty() || self.cookie.contains([';', '=', ' ']) {
+            out.err(self.key(), "cookie", "must be a cookie name");
+        }
+        if matches!(*self.fallback, Policy::Sticky(_)) {
+            out.err(self.key(), "fallback.sticky", "sticky cannot be nested");
+        } else {
+            out.nested(self.key(), "fallback", &self.fallback, n_backends);
+        }
+    }
+    fn local_mode(&self) -> LocalMode {
+        match self.fallback.local_mode() {
+            LocalMode::SharedThenWrr => LocalMode::SharedThenWrr,
+            // A cookie is decided locally; without one, the fallback's
+            // `pick_shared` says (a stateful fallback declines).
+            LocalMode::Shared | LocalMode::Control => LocalMode::Shared,
+        }
+    }
+}
 
 /// Sticky sessions.
 pub struct Sticky {
@@ -26,7 +88,7 @@ impl Sticky {
             cookie: p.cookie.clone(),
             names: names.to_vec(),
             hash: Maglev::with_size(HashKey::Url, 65537, names),
-            fallback: super::build(&p.fallback, names),
+            fallback: p.fallback.params().build(names),
         }
     }
 }

@@ -3,8 +3,28 @@
 //! the total. Over any window of `sum(weights)` picks each member is chosen
 //! exactly `weight` times, and heavy members are interleaved, not bunched.
 
-use super::{DispatchPolicy, MemberView, PickCtx};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::{DispatchPolicy, LocalMode, MemberView, PickCtx, PolicyParams};
 use crate::request::Request;
+
+/// Weighted round-robin parameters (none yet).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct WrrParams {}
+
+impl PolicyParams for WrrParams {
+    fn key(&self) -> &'static str {
+        "weighted_round_robin"
+    }
+    fn build(&self, names: &[String]) -> Box<dyn DispatchPolicy> {
+        Box::new(WeightedRoundRobin::new(names.len()))
+    }
+    fn local_mode(&self) -> LocalMode {
+        LocalMode::SharedThenWrr
+    }
+}
 
 /// Smooth weighted round-robin.
 #[derive(Debug)]
