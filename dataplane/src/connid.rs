@@ -25,8 +25,17 @@
 //! sequence number with the connection they know under that id, so even a
 //! repeated id cannot make an agent take a new connection for an old one.
 
-use crate::dispatch::ConnToken;
 use crate::table::SERIAL_MASK;
+
+/// Identifies one connection of one worker; opaque to the control plane,
+/// echoed back in the decision. Carries a generation so a stale decision for a
+/// reused table slot is recognised and dropped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ConnToken {
+    pub worker: u16,
+    pub slot: u32,
+    pub generation: u32,
+}
 
 const SLOT_BITS: u32 = 23;
 const SERIAL_SHIFT: u32 = SLOT_BITS;
@@ -75,7 +84,7 @@ impl IdLayout {
 
 /// A random boot part for a new switch instance.
 pub fn random_boot() -> u8 {
-    crate::config::random_secret()[0]
+    crate::entropy::random_secret()[0]
 }
 
 #[cfg(test)]

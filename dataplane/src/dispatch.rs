@@ -28,15 +28,7 @@ use std::net::{IpAddr, SocketAddr};
 /// for a backend that keeps its name).
 pub type BackendId = u32;
 
-/// Identifies one connection of one worker; opaque to the control plane,
-/// echoed back in the decision. Carries a generation so a stale decision for a
-/// reused table slot is recognised and dropped.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct ConnToken {
-    pub worker: u16,
-    pub slot: u32,
-    pub generation: u32,
-}
+pub use crate::connid::ConnToken;
 
 /// A request whose header is complete, waiting for a backend.
 #[derive(Debug)]

@@ -13,6 +13,7 @@ pub mod counters;
 pub mod dispatch;
 pub mod doorbell;
 pub mod engine;
+pub mod entropy;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod http;

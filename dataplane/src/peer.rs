@@ -16,7 +16,7 @@ use std::sync::Arc;
 
 use crossbeam_queue::ArrayQueue;
 
-use crate::dispatch::ConnToken;
+use crate::connid::ConnToken;
 use crate::doorbell::Doorbell;
 
 /// What a THOP reply asks the owning worker to do.

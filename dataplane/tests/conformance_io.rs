@@ -975,5 +975,5 @@ fn dpdk_without_the_feature_is_a_clear_error() {
     let e = open(&IoConfig::Dpdk(c), 1)
         .err()
         .expect("no DPDK in this build");
-    assert!(matches!(e, IoError::DpdkNotBuilt), "{e}");
+    assert!(matches!(e, IoError::NotBuilt("dpdk")), "{e}");
 }

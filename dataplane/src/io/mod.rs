@@ -6,21 +6,25 @@
 //! forwarding), allocate a fresh one for a packet it originates (SYN/ACK, THOP,
 //! ARP), or simply drop it (which returns it to the backend's pool).
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::doorbell::Doorbell;
 
 pub mod afpacket;
-pub mod any;
 pub mod config;
-#[cfg(feature = "dpdk")]
 pub mod dpdk;
 pub mod faulty;
 pub mod memory;
 pub mod poll;
+pub mod port;
+pub mod registry;
 
-pub use any::{open, AnyBuf, AnyQueue, IoError, LinkStatus, PortMonitor, PortStats};
-pub use config::{AfPacketConfig, AfPacketRing, DpdkConfig, DpdkPort, IoConfig, PollMode};
+pub use afpacket::{AfPacketConfig, AfPacketRing};
+pub use config::PollMode;
+pub use dpdk::{DpdkConfig, DpdkPort};
+pub use port::{IoError, LinkStatus, PortMonitor, PortStats};
+pub use registry::{open, AnyBuf, AnyQueue, IoConfig};
 
 /// One packet buffer owned by the worker. Dropping it returns it to its pool.
 pub trait PacketBuf {
@@ -72,4 +76,21 @@ pub trait PacketIo {
 
     /// Port/queue counters.
     fn stats(&self) -> IoStats;
+}
+
+/// A real port's queue: what [`AnyQueue`] needs from a backend besides
+/// [`PacketIo`]. Every backend in [`registry`] implements it.
+pub trait PortQueue: PacketIo {
+    /// The monitor shared by all queues of the port.
+    fn monitor(&self) -> Arc<dyn PortMonitor>;
+    /// The port's MAC address (source of frames the worker originates).
+    fn mac(&self) -> [u8; 6];
+    /// This queue's index (= the worker it belongs to).
+    fn index(&self) -> usize;
+    /// Hands up to `max` received frames to `push`; returns how many (lets
+    /// [`AnyQueue`] wrap each buffer without an intermediate vector).
+    fn rx_burst_with(&mut self, max: usize, push: impl FnMut(Self::Buf)) -> usize;
+    /// An empty vector kept in the queue, lent to [`AnyQueue`]'s transmit
+    /// path so it can unwrap buffers without allocating.
+    fn tx_scratch(&mut self) -> &mut Vec<Self::Buf>;
 }

@@ -17,6 +17,7 @@
 //! the receive rings (on kernels without it, the receive path drops frames
 //! whose packet type is `PACKET_OUTGOING`).
 
+pub mod config;
 mod pool;
 mod ring;
 mod socket;
@@ -30,9 +31,9 @@ pub use pool::{AfPacketBuf, FramePool};
 use ring::{tx_data_offset, RingLayout, Rings};
 
 use crate::doorbell::Doorbell;
-use crate::io::any::{IoError, LinkStatus, PortMonitor, PortStats};
-use crate::io::config::{AfPacketConfig, AfPacketRing};
-use crate::io::{IoStats, PacketBuf, PacketIo};
+use crate::io::port::{IoError, LinkStatus, PortMonitor, PortStats};
+use crate::io::{IoStats, PacketBuf, PacketIo, PortQueue};
+pub use config::{AfPacketConfig, AfPacketRing};
 
 /// Transmit ring block size: 64 KiB holds 32 two-KiB slots.
 const TX_BLOCK_SIZE: u32 = 1 << 16;
@@ -180,7 +181,7 @@ pub struct AfPacketQueue {
     /// Flushes have been failing (link down, interface gone) since the last
     /// success.
     tx_failing: bool,
-    /// Scratch for [`crate::io::any::AnyQueue`]'s transmit path.
+    /// Scratch for [`crate::io::AnyQueue`]'s transmit path.
     pub(crate) any_scratch: Vec<AfPacketBuf>,
 }
 
@@ -646,5 +647,23 @@ impl PacketIo for AfPacketQueue {
         let mut s = self.stats;
         s.rx_dropped += self.counters.rx_ring_drops.load(Ordering::Relaxed);
         s
+    }
+}
+
+impl PortQueue for AfPacketQueue {
+    fn monitor(&self) -> Arc<dyn PortMonitor> {
+        AfPacketQueue::monitor(self)
+    }
+    fn mac(&self) -> [u8; 6] {
+        AfPacketQueue::mac(self)
+    }
+    fn index(&self) -> usize {
+        AfPacketQueue::index(self)
+    }
+    fn rx_burst_with(&mut self, max: usize, push: impl FnMut(AfPacketBuf)) -> usize {
+        AfPacketQueue::rx_burst_with(self, max, push)
+    }
+    fn tx_scratch(&mut self) -> &mut Vec<AfPacketBuf> {
+        &mut self.any_scratch
     }
 }

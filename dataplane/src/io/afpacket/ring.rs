@@ -22,8 +22,8 @@ use std::os::fd::RawFd;
 use std::ptr::NonNull;
 use std::sync::atomic::{fence, Ordering};
 
-use crate::io::any::IoError;
-use crate::io::config::AfPacketRing;
+use super::config::AfPacketRing;
+use crate::io::port::IoError;
 
 /// Where frame data starts in a transmit slot: after the version's header
 /// (the kernel's `tp_hdrlen - sizeof(struct sockaddr_ll)`).

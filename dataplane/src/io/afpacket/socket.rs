@@ -10,7 +10,7 @@ use std::io;
 use std::mem::size_of;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 
-use crate::io::any::IoError;
+use crate::io::port::IoError;
 
 /// `ETH_P_ALL` in network byte order, as `bind` wants it.
 pub const ETH_P_ALL_BE: u16 = (libc::ETH_P_ALL as u16).to_be();

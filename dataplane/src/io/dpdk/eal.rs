@@ -14,7 +14,7 @@ use std::ffi::{CStr, CString};
 use std::sync::OnceLock;
 
 use super::ffi;
-use crate::io::any::IoError;
+use crate::io::port::IoError;
 
 static EAL: OnceLock<Result<Vec<String>, String>> = OnceLock::new();
 

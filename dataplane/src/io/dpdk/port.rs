@@ -7,10 +7,10 @@ use std::sync::Mutex;
 
 use crossbeam_queue::ArrayQueue;
 
+use super::config::{DpdkConfig, DpdkPort};
 use super::eal::rte_error;
 use super::ffi;
-use crate::io::any::{IoError, LinkStatus, PortMonitor, PortStats};
-use crate::io::config::DpdkConfig;
+use crate::io::port::{IoError, LinkStatus, PortMonitor, PortStats};
 
 /// How frames reach the worker that owns their flow.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -116,7 +116,7 @@ pub fn resolve(cfg: &DpdkConfig) -> Result<(u16, String), IoError> {
         });
     }
     match &cfg.port {
-        crate::io::config::DpdkPort::Id(id) => {
+        DpdkPort::Id(id) => {
             let mut info: ffi::baton_port_info = unsafe { std::mem::zeroed() };
             // SAFETY: `info` is a live out-parameter.
             let rc = unsafe { ffi::baton_port_info(*id, &mut info) };
@@ -125,7 +125,7 @@ pub fn resolve(cfg: &DpdkConfig) -> Result<(u16, String), IoError> {
             }
             Ok((*id, format!("port{id}")))
         }
-        crate::io::config::DpdkPort::Name(name) => {
+        DpdkPort::Name(name) => {
             let c = std::ffi::CString::new(name.as_str())
                 .map_err(|_| IoError::Config(format!("DPDK port name {name:?} contains NUL")))?;
             let mut id = 0u16;

@@ -1,31 +1,18 @@
-//! DPDK backend (cargo feature `dpdk`): workers poll NIC queues from user
-//! space and never enter the kernel on the packet path.
-//!
-//! Bound to the system DPDK (22.11, found by pkg-config) through bindgen and
-//! the C shim in `csrc/` (DPDK's fast-path calls are inline functions). The
-//! EAL starts once per process ([`eal`]); the port gets one RX/TX queue pair
-//! per worker and spreads flows with RSS (symmetric key) where the PMD can,
-//! trusts the af_packet PMD's own kernel fanout, or else steers in software
-//! ([`crate::steer`], [`port::Steering`]). One mbuf pool serves the port; each
-//! worker thread registers with the EAL so it gets its own lcore mempool
-//! cache. Received mbufs are handed to the worker as [`DpdkBuf`]s and
-//! transmitted from the same mbuf after an in-place rewrite (zero copy).
-
-pub mod buf;
-pub mod eal;
-mod ffi;
-pub mod port;
+//! One worker's queue pair on the DPDK port: receive and transmit bursts,
+//! the adaptive wait, and opening the port's queues.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-pub use buf::DpdkBuf;
-use port::{MbufPtr, Port, Steering};
+use super::buf::DpdkBuf;
+use super::eal;
+use super::ffi;
+use super::port::{self, MbufPtr, Port, Steering};
 
+use super::config::DpdkConfig;
 use crate::doorbell::Doorbell;
-use crate::io::any::{IoError, PortMonitor};
-use crate::io::config::DpdkConfig;
-use crate::io::{IoStats, PacketBuf, PacketIo};
+use crate::io::port::{IoError, PortMonitor};
+use crate::io::{IoStats, PacketBuf, PacketIo, PortQueue};
 
 /// Largest burst handed to the PMD in one call.
 const BURST: usize = 64;
@@ -46,7 +33,7 @@ pub struct DpdkQueue {
     rx_scratch: [*mut ffi::rte_mbuf; BURST],
     tx_scratch: [*mut ffi::rte_mbuf; BURST],
     stats: IoStats,
-    /// Scratch for [`crate::io::any::AnyQueue`]'s transmit path.
+    /// Scratch for [`crate::io::AnyQueue`]'s transmit path.
     pub(crate) any_scratch: Vec<DpdkBuf>,
 }
 
@@ -275,5 +262,23 @@ impl PacketIo for DpdkQueue {
 
     fn stats(&self) -> IoStats {
         self.stats
+    }
+}
+
+impl PortQueue for DpdkQueue {
+    fn monitor(&self) -> Arc<dyn PortMonitor> {
+        DpdkQueue::monitor(self)
+    }
+    fn mac(&self) -> [u8; 6] {
+        DpdkQueue::mac(self)
+    }
+    fn index(&self) -> usize {
+        DpdkQueue::index(self)
+    }
+    fn rx_burst_with(&mut self, max: usize, push: impl FnMut(DpdkBuf)) -> usize {
+        DpdkQueue::rx_burst_with(self, max, push)
+    }
+    fn tx_scratch(&mut self) -> &mut Vec<DpdkBuf> {
+        &mut self.any_scratch
     }
 }
