@@ -9,7 +9,8 @@ use dataplane::io::{AfPacketConfig, AfPacketRing, DpdkConfig, DpdkPort, IoConfig
 use dataplane::WorkerConfig;
 
 use crate::config::{
-    AfPacketRingKind, IoSection, PollMode as ProfilePoll, Profile, SynCookieMode as ProfileCookies,
+    AfPacketRingKind, Forwarding, IoSection, PollMode as ProfilePoll, Profile,
+    SynCookieMode as ProfileCookies,
 };
 
 /// Why a profile cannot be turned into a running configuration.
@@ -79,6 +80,17 @@ pub fn poll_mode(p: &Profile) -> PollMode {
             spin_polls: p.tuning.polling.idle_spins,
             max_wait: p.tuning.polling.max_sleep.0,
         },
+    }
+}
+
+/// The forwarding step after handoff, by the name the dataplane's forwarder
+/// has (logged at start). MAC rewriting (L2 direct routing,
+/// `dataplane::engine::DirectRouting`) is the only one; a mode for backends on
+/// another segment (an IP-in-IP or GUE tunnel) is a new `Forwarder` in the
+/// dataplane and a new arm here.
+pub fn forwarding_mode(p: &Profile) -> &'static str {
+    match p.switch.forwarding {
+        Forwarding::MacRewrite => "mac_rewrite",
     }
 }
 

@@ -205,6 +205,7 @@ impl Switch {
             profile = %profile.name,
             workers = n,
             io = io_name(&profile),
+            forwarding = compile::forwarding_mode(&profile),
             admin = %admin.addr(),
             services = profile.services.len(),
             backends = profile.backends.len(),

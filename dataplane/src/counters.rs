@@ -117,7 +117,10 @@ reasons! {
         ClientClosed => "client_closed",
         /// Our response was never acknowledged.
         ResponseTimeout => "response_timeout",
-        /// Control plane asked to stop at once.
+        /// The worker stopped while the connection was being set up (SYN_RCVD,
+        /// WAITHEADER, DISPATCH, HANDOFF) or answered (CLOSING): counted once
+        /// when the worker's loop ends. FORWARDING connections are not
+        /// counted: their sockets live on the agents.
         Stopped => "stopped",
     }
 }
@@ -228,6 +231,10 @@ impl Counters {
     #[inline]
     pub fn abort(&self, r: AbortReason) {
         bump(&self.aborts[r as usize], 1);
+    }
+    /// Counts `n` aborts for one reason.
+    pub fn abort_n(&self, r: AbortReason, n: u64) {
+        bump(&self.aborts[r as usize], n);
     }
     /// Reads one drop counter.
     pub fn dropped(&self, r: DropReason) -> u64 {

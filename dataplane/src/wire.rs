@@ -807,8 +807,13 @@ mod tests {
         );
         let mut b = [0u8; 100];
         let n = emit_tcp(&mut b, &t).unwrap();
+        assert!(matches!(parse(&b[..n], Verify::Full), Ok(Frame::Tcp(_))));
         for cut in 0..n {
-            let _ = parse(&b[..cut], Verify::Full);
+            assert_eq!(
+                parse(&b[..cut], Verify::Full).err(),
+                Some(DropReason::Malformed),
+                "frame cut to {cut} of {n} bytes"
+            );
         }
     }
 

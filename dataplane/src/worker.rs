@@ -230,5 +230,6 @@ impl<Io: PacketIo> Worker<Io> {
                 }
             }
         }
+        self.engine.count_abandoned();
     }
 }

@@ -393,3 +393,41 @@ fn a_sleeping_worker_sees_the_stop_flag_when_rung() {
     h.join().unwrap();
     assert!(t.elapsed() < Duration::from_secs(5), "not the 10 s timer");
 }
+
+/// A worker told to stop at once counts what it abandons before handoff
+/// (here one connection in WAITHEADER, one in DISPATCH) as aborted `stopped`.
+#[test]
+fn stopping_at_once_counts_the_connections_not_handed_off() {
+    use dataplane::counters::AbortReason;
+    let (mut wq, ctrl) = channels(1, 16);
+    let cfg = test_config();
+    let mut w = Worker::new(0, &cfg, MemoryIo::new(256), wq.pop().unwrap()).unwrap();
+    let now = 1_000_000_000u64;
+    for (port, req) in [(46000u16, &b""[..]), (46001, b"GET / HTTP/1.1\r\nHost: h\r\n\r\n")] {
+        let isn = 9_000_000u32;
+        let syn_opts = TcpOpts {
+            mss: Some(1460),
+            ..Default::default()
+        };
+        w.io_mut()
+            .inject(&tcp_frame(port, flags::SYN, isn, 0, 65535, syn_opts, b""));
+        w.poll_once(now);
+        let synack = tx(&mut w);
+        let Ok(Frame::Tcp(sa)) = wire::parse(synack[0].data(), Verify::Full) else {
+            panic!("no SYN/ACK")
+        };
+        let ack = |data: &[u8]| {
+            tcp_frame(port, flags::ACK, isn + 1, sa.seq + 1, 65535, TcpOpts::default(), data)
+        };
+        w.io_mut().inject(&ack(b""));
+        if !req.is_empty() {
+            w.io_mut().inject(&ack(req));
+        }
+        w.poll_once(now + 1_000_000);
+        tx(&mut w);
+    }
+    assert!(ctrl.requests.try_recv().is_ok(), "the second is in DISPATCH");
+    ctrl.commands[0].send(WorkerCommand::Stop { now: true }).unwrap();
+    w.run(&AtomicBool::new(false));
+    assert_eq!(w.counters().aborted(AbortReason::Stopped), 2);
+}

@@ -313,6 +313,17 @@ impl<B: PacketBuf, F: Forwarder> Engine<B, F> {
         self.draining = true;
     }
 
+    /// Counts the connections a stopping worker leaves behind before
+    /// handoff (SYN_RCVD entries and sessions) as aborted `stopped`; returns
+    /// how many. Called once, when the worker's loop ends.
+    pub fn count_abandoned(&mut self) -> u64 {
+        let sessions = self.sessions.len() - self.free_sessions.len();
+        let n = (sessions + self.syn_rcvd) as u64;
+        self.counters
+            .abort_n(crate::counters::AbortReason::Stopped, n);
+        n
+    }
+
     /// The state of the connection from `client` to service `svc`, if any.
     pub fn state_of(&self, client: IpAddr, port: u16, svc: u16) -> Option<State> {
         let key = FlowKey::new(client, port, svc);
