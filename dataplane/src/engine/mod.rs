@@ -13,6 +13,13 @@
 //! `handshake.rs` (LISTEN, SYN_RCVD, SYN cookies), `request.rs` (WAITHEADER,
 //! the switch's own responses, CLOSING, TIME_WAIT), `handoff.rs` (DISPATCH,
 //! HANDOFF, THOP), `forward.rs` (FORWARDING).
+//!
+//! A connection's state is stored in two shapes (the slot, and for
+//! WAITHEADER to CLOSING the session's phase) by code in all those files, so
+//! none of them sets it on its own authority: each state change asks
+//! `Engine::apply`, which answers from the one table in `state.rs` (or
+//! refuses an edge the table lacks), and stores that answer; debug builds
+//! check the stored state against it (`Engine::stored`).
 
 mod aborts;
 mod forward;
