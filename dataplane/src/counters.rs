@@ -137,6 +137,8 @@ reasons! {
         Idle => "idle_timeout",
         /// Freed, idle for `evict_idle_after`, to make room in a full table.
         Evicted => "evicted",
+        /// The client opened a new connection on the same 4-tuple after its FIN.
+        Reused => "reused",
     }
 }
 

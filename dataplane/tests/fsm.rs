@@ -422,7 +422,16 @@ fn forwarding_fin_thop_close() {
 fn forwarding_fin_reuse() {
     let mut bed = Bed::new(test_config());
     to_forwarding_fin(&mut bed);
+    bed.sink.events.clear();
     reuse_port(&mut bed);
+    // The old connection is over: the control plane hears of it (the
+    // backend's active count falls) and the close is counted.
+    assert!(bed
+        .sink
+        .events
+        .iter()
+        .any(|e| matches!(e, dataplane::dispatch::WorkerEvent::Closed { .. })));
+    bed.run_script("0.020 counter close.reused 1");
 }
 
 #[test]

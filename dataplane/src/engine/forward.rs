@@ -246,6 +246,10 @@ impl<B: PacketBuf, F: Forwarder> Engine<B, F> {
                 // The client reuses the 4-tuple after closing: a new
                 // connection (its ISN lies beyond the old sequence space).
                 if self.free_entry(i, Event::Reuse) {
+                    bump(&self.counters.closes[CloseReason::Reused as usize], 1);
+                    if !out.event(WorkerEvent::Closed { backend }) {
+                        self.counters.count_drop(DropReason::QueueFull);
+                    }
                     self.reopen(pkt, seg, out);
                 }
                 return;
