@@ -81,6 +81,9 @@ fn help_for(metric: &str) -> String {
         "baton_worker_local_decisions_total" => {
             "Requests the worker decided itself from the routing snapshot (no queue hop), per worker.".into()
         }
+        "baton_worker_illegal_transitions_total" => {
+            "State changes the dataplane's transition table does not list, refused (the connection stays as it was; any is a bug), per worker.".into()
+        }
         "baton_worker_doorbell_wakeups_total" => {
             "Sleeps ended by the worker's doorbell (a decision, command or relayed THOP reply queued for it), per worker.".into()
         }

@@ -84,7 +84,9 @@ reasons! {
         QueueFull => "queue_full",
         /// Decision for a connection that is gone or in another state.
         StaleDecision => "stale_decision",
-        /// Segment arriving in a state that takes no such segment.
+        /// Segment arriving in a state that takes no such segment (a SYN on
+        /// an established connection, a segment without ACK). Not a
+        /// transition: those the table refuses are `illegal_transitions`.
         BadState => "bad_state",
         /// ARP or ICMP message the switch does not answer.
         Ignored => "ignored",
@@ -138,6 +140,8 @@ reasons! {
         Idle => "idle_timeout",
         /// Freed, idle for `evict_idle_after`, to make room in a full table.
         Evicted => "evicted",
+        /// The client opened a new connection on the same 4-tuple after its FIN.
+        Reused => "reused",
     }
 }
 
@@ -149,7 +153,7 @@ reasons! {
         Dispatch => "DISPATCH",
         Handoff => "HANDOFF",
         Forwarding => "FORWARDING",
-        FinWait => "FORWARDING_FIN",
+        ForwardingFin => "FORWARDING_FIN",
         Closing => "CLOSING",
         TimeWait => "TIME_WAIT",
     }
@@ -203,6 +207,10 @@ pub struct Counters {
     /// FORWARDING: client RSTs inside the window but not exact, relayed to
     /// the backend without freeing the entry.
     pub rst_relayed_in_window: AtomicU64,
+    /// State changes the transition table does not list, refused (the
+    /// connection stays as it was). Any is a bug in the engine; debug
+    /// builds stop at the first.
+    pub illegal_transitions: AtomicU64,
     /// Times the worker blocked in adaptive polling.
     pub idle_sleeps: AtomicU64,
     /// Of those, the sleeps another thread ended through the worker's
@@ -303,6 +311,7 @@ impl Counters {
             ("load_reports", l(&self.load_reports)),
             ("challenge_acks", l(&self.challenge_acks)),
             ("rst_relayed_in_window", l(&self.rst_relayed_in_window)),
+            ("illegal_transitions", l(&self.illegal_transitions)),
             ("idle_sleeps", l(&self.idle_sleeps)),
             ("doorbell_wakeups", l(&self.doorbell_wakeups)),
         ];

@@ -139,7 +139,7 @@ fn half_closed_client_is_kept_while_it_acknowledges() {
     let mut bed = forwarding_bed();
     let f = seg(&bed, flags::FIN | flags::ACK, 28, b"");
     bed.inject(&f);
-    assert_eq!(state(&bed), Some(State::FinWait));
+    assert_eq!(state(&bed), Some(State::ForwardingFin));
     // fin_timeout is 10 s; the client keeps acknowledging a long response
     // for 30 s.
     for k in 1..=15u64 {
@@ -154,11 +154,16 @@ fn half_closed_client_is_kept_while_it_acknowledges() {
             b"",
         );
         bed.inject(&f);
-        assert_eq!(state(&bed), Some(State::FinWait), "cut at {} s", 2 * k);
+        assert_eq!(
+            state(&bed),
+            Some(State::ForwardingFin),
+            "cut at {} s",
+            2 * k
+        );
     }
     // Then it goes quiet: fin_timeout after its last packet, it is gone.
     bed.advance_to(bed.now + 9_000_000_000);
-    assert_eq!(state(&bed), Some(State::FinWait));
+    assert_eq!(state(&bed), Some(State::ForwardingFin));
     bed.advance_to(bed.now + 2_000_000_000);
     assert_eq!(state(&bed), None);
 }

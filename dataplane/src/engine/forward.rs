@@ -245,8 +245,14 @@ impl<B: PacketBuf, F: Forwarder> Engine<B, F> {
             if seg.has(SYN) && !seg.has(ACK) && fin && (off as i32) > 0 {
                 // The client reuses the 4-tuple after closing: a new
                 // connection (its ISN lies beyond the old sequence space).
-                self.free_entry(i, Event::Reuse);
-                return self.reopen(pkt, seg, out);
+                if self.free_entry(i, Event::Reuse) {
+                    bump(&self.counters.closes[CloseReason::Reused as usize], 1);
+                    if !out.event(WorkerEvent::Closed { backend }) {
+                        self.counters.count_drop(DropReason::QueueFull);
+                    }
+                    self.reopen(pkt, seg, out);
+                }
+                return;
             }
             if seg.has(RST) {
                 if !in_window {
@@ -263,11 +269,14 @@ impl<B: PacketBuf, F: Forwarder> Engine<B, F> {
                     self.table.get_mut(i).last_seen = now;
                     return;
                 }
+                if !self.free_entry(i, Event::ClientRst) {
+                    return;
+                }
                 bump(&self.counters.closes[CloseReason::ClientReset as usize], 1);
                 if !out.event(WorkerEvent::Closed { backend }) {
                     self.counters.count_drop(DropReason::QueueFull);
                 }
-                return self.free_entry(i, Event::ClientRst);
+                return;
             }
             if seg.has(FIN) {
                 if !in_window {
@@ -314,7 +323,9 @@ impl<B: PacketBuf, F: Forwarder> Engine<B, F> {
             wshift,
         } = self.table.get(i).slot
         {
-            self.go(State::Forwarding, Event::ClientFin);
+            let Some(to) = self.apply(i, State::Forwarding, Event::ClientFin) else {
+                return;
+            };
             let e = self.table.get_mut(i);
             e.slot = Slot::Forwarding {
                 mac,
@@ -324,6 +335,7 @@ impl<B: PacketBuf, F: Forwarder> Engine<B, F> {
                 wshift,
             };
             e.last_seen = self.now_ms;
+            self.stored(i, to);
             let due = self.now_ms.wrapping_add(dur_ms(self.fin_timeout()));
             let earlier = self.table.deadline(i).is_none_or(|d| !ms_le(d, due));
             if earlier {

@@ -183,7 +183,9 @@ impl<B: PacketBuf, F: Forwarder> Engine<B, F> {
                 self.respond(i, s, status, Event::Reject, out);
             }
             Verdict::Backend(t) => {
-                self.go(State::Dispatch, Event::Decision);
+                let Some(to) = self.apply(i, State::Dispatch, Event::Decision) else {
+                    return;
+                };
                 let at = t.id as usize;
                 if at < 1 << 16 {
                     if self.backend_nodes.len() <= at {
@@ -193,10 +195,10 @@ impl<B: PacketBuf, F: Forwarder> Engine<B, F> {
                 }
                 let mac = self.resolve(t.mac, t.ip, out);
                 let sess = &mut self.sessions[s as usize];
-                sess.phase = Phase::Handoff;
                 sess.target = Some(t);
                 sess.target_mac = mac;
                 sess.creates_sent = 0;
+                self.set_phase(i, s, to);
                 self.table.get_mut(i).retries = 0;
                 if mac.is_some() {
                     self.send_create(i, s, out);
@@ -521,8 +523,10 @@ impl<B: PacketBuf, F: Forwarder> Engine<B, F> {
         }
         sess.target_mac = None;
         if sess.attempts < self.cfg.dispatch_attempts {
-            self.go(State::Handoff, Event::Redispatch);
-            self.sessions[s as usize].phase = Phase::Dispatch;
+            let Some(to) = self.apply(i, State::Handoff, Event::Redispatch) else {
+                return;
+            };
+            self.set_phase(i, s, to);
             bump(&self.counters.redispatches, 1);
             self.request_dispatch(i, s, out);
         } else {
@@ -697,9 +701,10 @@ impl<B: PacketBuf, F: Forwarder> Engine<B, F> {
                     PeerReply::Close => {
                         // Adopted and already closed (our ACK was lost): done.
                         let backend = sess.target.as_ref().map_or(0, |t| t.id);
-                        bump(&self.counters.closes[CloseReason::ThopClose as usize], 1);
-                        let _ = out.event(WorkerEvent::Closed { backend });
-                        self.free_entry(i, Event::ThopClose);
+                        if self.free_entry(i, Event::ThopClose) {
+                            bump(&self.counters.closes[CloseReason::ThopClose as usize], 1);
+                            let _ = out.event(WorkerEvent::Closed { backend });
+                        }
                     }
                 }
             }
@@ -709,11 +714,13 @@ impl<B: PacketBuf, F: Forwarder> Engine<B, F> {
                     // connection to) may not end it.
                     return self.counters.count_drop(DropReason::ThopNotOwner);
                 }
+                if !self.free_entry(i, Event::ThopClose) {
+                    return;
+                }
                 bump(&self.counters.closes[CloseReason::ThopClose as usize], 1);
                 if !out.event(WorkerEvent::Closed { backend }) {
                     self.counters.count_drop(DropReason::QueueFull);
                 }
-                self.free_entry(i, Event::ThopClose);
             }
             _ => self.counters.count_drop(DropReason::ThopStale),
         }
@@ -737,10 +744,14 @@ impl<B: PacketBuf, F: Forwarder> Engine<B, F> {
 
     /// HANDOFF → FORWARDING: relay the held packets, free the session.
     fn enter_forwarding<S: Sink<B>>(&mut self, now: u64, i: u32, s: u32, out: &mut S) {
-        let sess = &mut self.sessions[s as usize];
+        let sess = &self.sessions[s as usize];
         let (Some(t), Some(mac)) = (sess.target.clone(), sess.target_mac) else {
             return;
         };
+        let Some(to) = self.apply(i, State::Handoff, Event::ThopAck) else {
+            return;
+        };
+        let sess = &mut self.sessions[s as usize];
         let mut held = std::mem::take(&mut sess.held);
         sess.held_ranges.clear();
         self.held_total = self.held_total.saturating_sub(held.len());
@@ -753,7 +764,6 @@ impl<B: PacketBuf, F: Forwarder> Engine<B, F> {
         }) {
             self.counters.count_drop(DropReason::QueueFull);
         }
-        self.go(State::Handoff, Event::ThopAck);
         let BackendTarget { id, .. } = t;
         let sess = &self.sessions[s as usize];
         // The backend's window scale is ours when the client agreed to
@@ -794,6 +804,7 @@ impl<B: PacketBuf, F: Forwarder> Engine<B, F> {
         };
         e.last_seen = self.now_ms;
         e.retries = 0;
+        self.stored(i, to);
         self.table
             .arm(i, self.now_ms.wrapping_add(dur_ms(self.cfg.idle_timeout)));
         if fin {

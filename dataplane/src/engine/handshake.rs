@@ -5,6 +5,10 @@
 //! only when the client offered it (RFC 7323 §2.2, §3.2; RFC 2018 §2). It is
 //! retransmitted with exponential backoff (RFC 6298 §5.5) up to
 //! `synack_retries` times, as Linux's `tcp_synack_retries`.
+//!
+//! With SYN cookies the switch keeps nothing for the SYN: a valid cookie ACK
+//! creates the entry directly in WAITHEADER (the table's LISTEN → WAITHEADER
+//! row), so a SYN flood costs no table entries and no SYN_RCVD gauge.
 
 use crate::config::SynCookieMode;
 use crate::counters::{bump, AbortReason, DropReason};
@@ -177,7 +181,10 @@ impl<B: PacketBuf, F: Forwarder> Engine<B, F> {
             return self.counters.count_drop(DropReason::TableFull);
         };
         self.clients.add(&key.client, 1, 0);
-        self.go(State::Listen, Event::Syn);
+        let Some(to) = self.apply(i, State::Listen, Event::Syn) else {
+            return self.forget_entry(i);
+        };
+        self.stored(i, to);
         self.syn_rcvd += 1;
         let a = self
             .agreed_from_slot(i)
@@ -255,8 +262,9 @@ impl<B: PacketBuf, F: Forwarder> Engine<B, F> {
         if seg.has(RST) {
             // RFC 5961 §3.2: only an in-window RST counts.
             if seg.seq == a.irs.wrapping_add(1) {
-                self.counters.abort(AbortReason::ClientReset);
-                self.free_entry(i, Event::ClientRst);
+                if self.free_entry(i, Event::ClientRst) {
+                    self.counters.abort(AbortReason::ClientReset);
+                }
             } else {
                 self.counters.count_drop(DropReason::OutOfWindow);
             }
@@ -294,10 +302,16 @@ impl<B: PacketBuf, F: Forwarder> Engine<B, F> {
             return self.counters.count_drop(DropReason::OutOfWindow);
         }
         if self.pending_limited(&key) {
-            self.send_reset_for(out, &key, &seg);
-            return self.free_entry(i, Event::Refused);
+            if self.free_entry(i, Event::Refused) {
+                self.send_reset_for(out, &key, &seg);
+            }
+            return;
         }
-        self.establish(now, i, a, State::SynRcvd, pkt, seg, out);
+        let Some(s) = self.take_session(i) else {
+            // The ACK is dropped; the client's next segment retries.
+            return self.counters.count_drop(DropReason::PendingFull);
+        };
+        self.establish(now, i, s, a, State::SynRcvd, pkt, seg, out);
     }
 
     fn on_cookie_ack<S: Sink<B>>(
@@ -350,21 +364,20 @@ impl<B: PacketBuf, F: Forwarder> Engine<B, F> {
         if self.pending_limited(&key) {
             return self.send_reset_for(out, &key, &seg);
         }
+        // The entry is created in WAITHEADER, so it needs a session now; with
+        // none free no entry is made and the client's retransmission retries.
+        let Some(s) = self.alloc_session() else {
+            return self.counters.count_drop(DropReason::PendingFull);
+        };
         if self.table.len() >= self.table.capacity() {
             self.evict_idle(out);
         }
-        let slot = Slot::SynRcvd {
-            irs,
-            ts_recent,
-            mss,
-            wscale: client_ws.unwrap_or(NO_WS),
-            opts: if sack { OPT_SACK } else { 0 } | if ts { OPT_TS } else { 0 },
-            mac: seg.src_mac,
-        };
-        let Ok(i) = self.table.insert(key, h, slot) else {
+        let Ok(i) = self.table.insert(key, h, Slot::Session(s)) else {
+            self.free_sessions.push(s);
             return self.counters.count_drop(DropReason::TableFull);
         };
         self.clients.add(&key.client, 1, 0);
+        self.bind_session(s, i);
         bump(&self.counters.syncookies_validated, 1);
         let a = Agreed {
             irs,
@@ -376,34 +389,37 @@ impl<B: PacketBuf, F: Forwarder> Engine<B, F> {
             ts_recent,
             mac: seg.src_mac,
         };
-        // The slot never was SYN_RCVD on this switch: LISTEN → WAITHEADER.
-        self.counters.transition(None, State::SynRcvd.gauge());
-        self.syn_rcvd += 1;
-        if !self.establish(now, i, a, State::SynRcvd, pkt, seg, out) {
-            // No session free: forget it; the client's retransmission retries.
-            self.free_entry(i, Event::SynAckTimeout);
-        }
+        // The cookie stands for the SYN_RCVD entry the switch did not keep:
+        // the connection goes from LISTEN straight to WAITHEADER.
+        self.establish(now, i, s, a, State::Listen, pkt, seg, out);
     }
 
-    /// SYN_RCVD → WAITHEADER: takes a session, then handles any data the ACK
-    /// carries. False when no session is free (the ACK is dropped).
+    /// SYN_RCVD (or LISTEN, for a SYN cookie) → WAITHEADER in slot `i` with
+    /// session `s` (bound to it), then handles any data the ACK carries.
     #[allow(clippy::too_many_arguments)]
     fn establish<S: Sink<B>>(
         &mut self,
         now: u64,
         i: u32,
+        s: u32,
         a: Agreed,
         from: State,
         pkt: B,
         seg: TcpSeg,
         out: &mut S,
-    ) -> bool {
-        let Some(s) = self.take_session(i) else {
-            self.counters.count_drop(DropReason::PendingFull);
-            return false;
+    ) {
+        let Some(to) = self.apply(i, from, Event::Ack) else {
+            // Left as before the ACK: a cookie's entry goes, SYN_RCVD stays.
+            if from == State::Listen {
+                self.forget_entry(i);
+            } else {
+                self.release_session(s);
+            }
+            return;
         };
-        self.go(from, Event::Ack);
-        self.syn_rcvd = self.syn_rcvd.saturating_sub(1);
+        if from == State::SynRcvd {
+            self.syn_rcvd = self.syn_rcvd.saturating_sub(1);
+        }
         bump(&self.counters.new_connections, 1);
         let ts_off = {
             let key = self.table.get(i).key;
@@ -433,13 +449,13 @@ impl<B: PacketBuf, F: Forwarder> Engine<B, F> {
         let e = self.table.get_mut(i);
         e.slot = Slot::Session(s);
         e.retries = 0;
+        self.set_phase(i, s, to);
         // Under pressure a slow header may hold a session for less time.
         let limit = self.hold_for(self.cfg.header_timeout, self.cfg.pressure_header_timeout);
         self.table.arm(i, self.now_ms.wrapping_add(dur_ms(limit)));
         if !seg.is_empty() || seg.has(FIN) {
             self.on_session(now, i, s, pkt, seg, out);
         }
-        true
     }
 
     /// True (and counted) when `key`'s address already has
@@ -456,8 +472,9 @@ impl<B: PacketBuf, F: Forwarder> Engine<B, F> {
     pub(crate) fn synack_timer<S: Sink<B>>(&mut self, i: u32, out: &mut S) {
         let retries = self.table.get(i).retries;
         if crate::engine::retries_exhausted(retries, self.cfg.synack_retries) {
-            self.counters.abort(AbortReason::SynAckTimeout);
-            self.free_entry(i, Event::SynAckTimeout);
+            if self.free_entry(i, Event::SynAckTimeout) {
+                self.counters.abort(AbortReason::SynAckTimeout);
+            }
             return;
         }
         let Some(a) = self.agreed_from_slot(i) else {

@@ -13,6 +13,13 @@
 //! `handshake.rs` (LISTEN, SYN_RCVD, SYN cookies), `request.rs` (WAITHEADER,
 //! the switch's own responses, CLOSING, TIME_WAIT), `handoff.rs` (DISPATCH,
 //! HANDOFF, THOP), `forward.rs` (FORWARDING).
+//!
+//! A connection's state is stored in two shapes (the slot, and for
+//! WAITHEADER to CLOSING the session's phase) by code in all those files, so
+//! none of them sets it on its own authority: each state change asks
+//! `Engine::apply`, which answers from the one table in `state.rs` (or
+//! refuses an edge the table lacks), and stores that answer; debug builds
+//! check the stored state against it (`Engine::stored`).
 
 mod aborts;
 mod forward;
@@ -301,7 +308,10 @@ impl<B: PacketBuf, F: Forwarder> Engine<B, F> {
             return false;
         };
         self.clients.add(&key.client, 1, 0);
+        // Not a transition (no connection went through the handshake): the
+        // entry is placed in FORWARDING, counted as one.
         self.counters.transition(None, State::Forwarding.gauge());
+        self.stored(i, State::Forwarding);
         self.table.get_mut(i).last_seen = self.now_ms;
         self.table
             .arm(i, self.now_ms.wrapping_add(dur_ms(self.cfg.idle_timeout)));
@@ -336,7 +346,7 @@ impl<B: PacketBuf, F: Forwarder> Engine<B, F> {
             Slot::Free => State::Closed,
             Slot::SynRcvd { .. } => State::SynRcvd,
             Slot::Forwarding { fin: false, .. } => State::Forwarding,
-            Slot::Forwarding { fin: true, .. } => State::FinWait,
+            Slot::Forwarding { fin: true, .. } => State::ForwardingFin,
             Slot::TimeWait { .. } => State::TimeWait,
             Slot::Session(s) => match self.sessions[s as usize].phase {
                 Phase::WaitHeader => State::WaitHeader,
@@ -347,31 +357,72 @@ impl<B: PacketBuf, F: Forwarder> Engine<B, F> {
         }
     }
 
-    /// Applies the declared transition for `ev` from `from`, keeping the state
-    /// gauges; returns the new state. The callers only make transitions the
-    /// table lists; an illegal one is a bug, caught in debug builds and
-    /// counted in release.
-    pub(crate) fn go(&self, from: State, ev: Event) -> State {
+    /// The one place a connection changes state: looks up the row of
+    /// [`crate::state::TABLE`] for `ev` in `from` and moves the state gauges.
+    /// Returns the state the caller must store next (in the slot or the
+    /// session's phase, then [`Self::stored`]); `None` when the table has no
+    /// such row: the caller leaves the connection as it is and the attempt
+    /// is counted `illegal_transitions` (a bug; debug builds stop). `from` is
+    /// what slot `i` holds now, or LISTEN for an entry just created.
+    #[must_use = "store the state the table answers, or leave the connection as it is"]
+    #[inline]
+    pub(crate) fn apply(&self, i: u32, from: State, ev: Event) -> Option<State> {
+        debug_assert!(
+            from == State::Listen || self.state_at(i) == from,
+            "slot {i} is {} but {ev:?} is applied from {from}",
+            self.state_at(i)
+        );
         match transition(from, ev) {
             Ok(to) => {
                 self.counters.transition(from.gauge(), to.gauge());
-                to
+                Some(to)
             }
             Err(e) => {
                 debug_assert!(false, "{e}");
-                self.counters.count_drop(DropReason::BadState);
-                from
+                bump(&self.counters.illegal_transitions, 1);
+                None
             }
         }
     }
 
-    /// Frees table slot `i` (and its session), counting the state change.
-    pub(crate) fn free_entry(&mut self, i: u32, ev: Event) {
+    /// Debug builds: what slot `i` stores now reads as `to`, the state
+    /// [`Self::apply`] answered (call it where the slot or phase is set).
+    #[inline(always)]
+    pub(crate) fn stored(&self, i: u32, to: State) {
+        debug_assert_eq!(
+            self.state_at(i),
+            to,
+            "slot {i}: the stored state is not the table's"
+        );
+    }
+
+    /// Stores a session state the table answered as session `s`'s phase.
+    #[inline]
+    pub(crate) fn set_phase(&mut self, i: u32, s: u32, to: State) {
+        if let Some(p) = Phase::of(to) {
+            self.sessions[s as usize].phase = p;
+        }
+        self.stored(i, to);
+    }
+
+    /// Frees table slot `i` (and its session) by `ev`. False, with nothing
+    /// freed, when the table has no such row from the slot's state.
+    pub(crate) fn free_entry(&mut self, i: u32, ev: Event) -> bool {
         let from = self.state_at(i);
-        self.go(from, ev);
+        let Some(to) = self.apply(i, from, ev) else {
+            return false;
+        };
         if from == State::SynRcvd {
             self.syn_rcvd = self.syn_rcvd.saturating_sub(1);
         }
+        self.forget_entry(i);
+        self.stored(i, to);
+        true
+    }
+
+    /// Frees slot `i` and its session without a state change (an entry the
+    /// caller created and could not use).
+    pub(crate) fn forget_entry(&mut self, i: u32) {
         if let Slot::Session(s) = self.table.get(i).slot {
             self.release_session(s);
         }
@@ -441,11 +492,13 @@ impl<B: PacketBuf, F: Forwarder> Engine<B, F> {
         let Slot::Forwarding { backend, .. } = self.table.get(i).slot else {
             return false;
         };
+        if !self.free_entry(i, Event::Expire) {
+            return false;
+        }
         bump(&self.counters.closes[CloseReason::Evicted as usize], 1);
         if !out.event(WorkerEvent::Closed { backend }) {
             self.counters.count_drop(DropReason::QueueFull);
         }
-        self.free_entry(i, Event::Expire);
         true
     }
 
@@ -459,22 +512,33 @@ impl<B: PacketBuf, F: Forwarder> Engine<B, F> {
 
     /// A session from the pool for table slot `entry`.
     pub(crate) fn take_session(&mut self, entry: u32) -> Option<u32> {
-        let s = match self.free_sessions.pop() {
-            Some(s) => s,
+        let s = self.alloc_session()?;
+        self.bind_session(s, entry);
+        Some(s)
+    }
+
+    /// A session from the pool, not yet bound to an entry (give it back to
+    /// `free_sessions` if unused).
+    pub(crate) fn alloc_session(&mut self) -> Option<u32> {
+        match self.free_sessions.pop() {
+            Some(s) => Some(s),
             None if self.sessions.len() < self.cfg.pending_capacity => {
                 self.sessions.push(Session::new(
                     self.cfg.request_buffer,
                     self.cfg.handoff_hold,
                     self.cfg.dispatch_attempts as usize,
                 ));
-                (self.sessions.len() - 1) as u32
+                Some((self.sessions.len() - 1) as u32)
             }
-            None => return None,
-        };
+            None => None,
+        }
+    }
+
+    /// Resets session `s` for the connection in table slot `entry`.
+    pub(crate) fn bind_session(&mut self, s: u32, entry: u32) {
         self.sessions[s as usize].reset(entry);
         let client = self.table.get(entry).key.client;
         self.clients.add(&client, 0, 1);
-        Some(s)
     }
 
     #[inline]
@@ -790,6 +854,9 @@ impl<B: PacketBuf, F: Forwarder> Engine<B, F> {
                     self.table.arm(i, due);
                     return;
                 }
+                if !self.free_entry(i, Event::Expire) {
+                    return;
+                }
                 let reason = if fin {
                     CloseReason::Fin
                 } else {
@@ -799,9 +866,10 @@ impl<B: PacketBuf, F: Forwarder> Engine<B, F> {
                 if !out.event(WorkerEvent::Closed { backend }) {
                     self.counters.count_drop(DropReason::QueueFull);
                 }
+            }
+            Slot::TimeWait { .. } => {
                 self.free_entry(i, Event::Expire);
             }
-            Slot::TimeWait { .. } => self.free_entry(i, Event::Expire),
         }
     }
 }

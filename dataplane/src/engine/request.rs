@@ -239,6 +239,9 @@ impl<B: PacketBuf, F: Forwarder> Engine<B, F> {
             self.respond(i, s, e.status(), Event::BadHeader, out);
             return true;
         }
+        let Some(to) = self.apply(i, State::WaitHeader, Event::HeaderComplete) else {
+            return false;
+        };
         // Freeze: everything in order so far is the request handed off.
         {
             let sess = &mut self.sessions[s as usize];
@@ -247,8 +250,7 @@ impl<B: PacketBuf, F: Forwarder> Engine<B, F> {
             sess.header_done_ns = now;
         }
         self.send_ack(out, i, s);
-        self.go(State::WaitHeader, Event::HeaderComplete);
-        self.sessions[s as usize].phase = Phase::Dispatch;
+        self.set_phase(i, s, to);
         if !self.decide_locally(i, s, out) {
             self.request_dispatch(i, s, out);
         }
@@ -366,7 +368,9 @@ impl<B: PacketBuf, F: Forwarder> Engine<B, F> {
         out: &mut S,
     ) {
         let from = self.state_at(i);
-        self.go(from, ev);
+        let Some(to) = self.apply(i, from, ev) else {
+            return;
+        };
         let response: &'static [u8] = if status == 0 {
             b""
         } else {
@@ -385,7 +389,7 @@ impl<B: PacketBuf, F: Forwarder> Engine<B, F> {
         sess.resp_sent = 0;
         sess.fin_sent = false;
         sess.lingering = false;
-        sess.phase = Phase::Closing;
+        self.set_phase(i, s, to);
         // Held packets would have gone to a backend; nobody takes them now.
         self.drop_held(s);
         self.table.get_mut(i).retries = 0;
@@ -524,7 +528,9 @@ impl<B: PacketBuf, F: Forwarder> Engine<B, F> {
             .wrapping_add(2)
             .wrapping_add(sess.response.len() as u32);
         let (rcv_nxt, mac, ts) = (sess.rcv_nxt, sess.mac, sess.ts.then_some(sess.ts_recent));
-        self.go(State::Closing, Event::Closed);
+        let Some(to) = self.apply(i, State::Closing, Event::Closed) else {
+            return;
+        };
         self.release_session(s);
         let e = self.table.get_mut(i);
         e.slot = Slot::TimeWait {
@@ -534,6 +540,7 @@ impl<B: PacketBuf, F: Forwarder> Engine<B, F> {
             ts: ts.is_some(),
             mac,
         };
+        self.stored(i, to);
         self.table
             .arm(i, self.now_ms.wrapping_add(dur_ms(self.cfg.time_wait)));
     }
@@ -561,11 +568,14 @@ impl<B: PacketBuf, F: Forwarder> Engine<B, F> {
             return;
         };
         if seg.has(SYN) && !seg.has(ACK) {
-            self.free_entry(i, Event::Reuse);
-            return self.on_listen(now, key, h, pkt, seg, out);
+            if self.free_entry(i, Event::Reuse) {
+                self.on_listen(now, key, h, pkt, seg, out);
+            }
+            return;
         }
         if seg.has(RST) {
-            return self.free_entry(i, Event::ClientRst);
+            self.free_entry(i, Event::ClientRst);
+            return;
         }
         if seg.has(FIN) {
             let opts = TcpOpts {
@@ -595,18 +605,23 @@ impl<B: PacketBuf, F: Forwarder> Engine<B, F> {
         };
         if fin_acked || crate::engine::retries_exhausted(retries, limit) {
             if !fin_acked {
-                self.counters.abort(AbortReason::ResponseTimeout);
                 let key = self.table.get(i).key;
                 let sess = &self.sessions[s as usize];
-                let seq = sess
-                    .iss
-                    .wrapping_add(2)
-                    .wrapping_add(sess.response.len() as u32);
-                self.send_tcp(out, &key, sess.mac, seq, 0, RST, 0, TcpOpts::default(), &[]);
-                return self.free_entry(i, Event::ResponseTimeout);
+                let (mac, seq) = (
+                    sess.mac,
+                    sess.iss
+                        .wrapping_add(2)
+                        .wrapping_add(sess.response.len() as u32),
+                );
+                if self.free_entry(i, Event::ResponseTimeout) {
+                    self.counters.abort(AbortReason::ResponseTimeout);
+                    self.send_tcp(out, &key, mac, seq, 0, RST, 0, TcpOpts::default(), &[]);
+                }
+                return;
             }
             // Our FIN was acknowledged; the client never closed its side.
-            return self.free_entry(i, Event::Expire);
+            self.free_entry(i, Event::Expire);
+            return;
         }
         self.table.get_mut(i).retries = retries.saturating_add(1);
         // Go back to the first unacknowledged byte (retransmission or probe).

@@ -8,15 +8,30 @@
 use crate::dispatch::{BackendId, BackendTarget};
 use crate::http::HeaderScanner;
 use crate::reassembly::Reassembly;
+use crate::state::State;
 use crate::wire::Mac;
 
-/// Which phase a session is in.
+/// Which phase a session is in: how the states WAITHEADER, DISPATCH,
+/// HANDOFF and CLOSING are stored (the table slot holds only the session).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Phase {
     WaitHeader,
     Dispatch,
     Handoff,
     Closing,
+}
+
+impl Phase {
+    /// The phase that stores `state`, if a session stores it.
+    pub fn of(state: State) -> Option<Phase> {
+        Some(match state {
+            State::WaitHeader => Phase::WaitHeader,
+            State::Dispatch => Phase::Dispatch,
+            State::Handoff => Phase::Handoff,
+            State::Closing => Phase::Closing,
+            _ => return None,
+        })
+    }
 }
 
 /// One connection between the handshake and FORWARDING (or its close).
