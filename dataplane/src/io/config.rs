@@ -2,7 +2,7 @@
 //!
 //! Plain structs, no YAML: the control plane builds them from the profile.
 //! Defaults are what a test bed on veths needs; the appliance profile sets
-//! the DPDK ring and pool sizes for its NIC (see `docs/dpdk.md`).
+//! the DPDK ring and pool sizes for its NIC (see `docs/packet-io.md`).
 
 use std::time::Duration;
 
