@@ -1,7 +1,7 @@
 //! The DPDK backend's settings. Compiled with or without the `dpdk` feature,
 //! so a profile can name DPDK and get a clear error from a build without it.
 //! The appliance profile sets the ring and pool sizes for its NIC
-//! (`docs/dpdk.md`).
+//! (`docs/packet-io.md`).
 
 use crate::io::config::PollMode;
 
