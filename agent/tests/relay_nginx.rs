@@ -1,4 +1,4 @@
-//! The "done" criterion: an unmodified nginx in a backend namespace
+//! The relay mode end to end: an unmodified nginx in a backend namespace
 //! serves a client whose connection was opened with another host (the switch
 //! namespace), through `baton-agent` in relay mode; the response bytes are
 //! verified, and the agent reports CLOSE and LOAD to the switch.

@@ -1,8 +1,8 @@
 //! Baton's dataplane: the packet path of the content-aware switch.
 //!
 //! Poll-mode workers each own a shard of the connection table and run the
-//! modified TCP state machine (LISTEN → SYN_RCVD → WAITHEADER → HANDOFF →
-//! FORWARDING). The dataplane knows nothing of YAML or Prometheus: it takes
+//! modified TCP state machine (LISTEN → SYN_RCVD → WAITHEADER → DISPATCH →
+//! HANDOFF → FORWARDING; the whole table is `state::TABLE`). The dataplane knows nothing of YAML or Prometheus: it takes
 //! plain config structs and exposes counters that an exporter reads.
 
 pub mod arp;

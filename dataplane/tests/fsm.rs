@@ -1,6 +1,6 @@
 //! The transition table: its shape (every state can be left, CLOSED is
-//! terminal, every row can be reached from LISTEN), the copy printed in
-//! `dataplane/README.md`, and connections walked through it with the state
+//! terminal, every row can be reached from LISTEN), the copies printed in
+//! `dataplane/README.md` and `docs/architecture.md`, and connections walked through it with the state
 //! gauges checked at every step.
 
 mod support;
@@ -15,27 +15,31 @@ use support::{client_ip, test_config, Bed};
 const BEGIN: &str = "<!-- BEGIN GENERATED STATE TABLE -->";
 const END: &str = "<!-- END GENERATED STATE TABLE -->";
 
-/// The README's table is the one rendered from `TABLE`;
-/// `BATON_BLESS=1 cargo test -p dataplane --test fsm` rewrites it.
+/// The copies of the table in `dataplane/README.md` and
+/// `docs/architecture.md` are the one rendered from `TABLE`;
+/// `BATON_BLESS=1 cargo test -p dataplane --test fsm` rewrites them.
 #[test]
-fn readme_prints_the_table() {
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md");
-    let text = std::fs::read_to_string(&path).expect("dataplane/README.md");
-    let (Some(b), Some(e)) = (text.find(BEGIN), text.find(END)) else {
-        panic!("dataplane/README.md lacks the generated-table markers {BEGIN} … {END}");
-    };
-    let generated = format!("\n{}", table_markdown());
-    let current = &text[b + BEGIN.len()..e];
-    if std::env::var_os("BATON_BLESS").is_some() && current != generated {
-        let new = format!("{}{BEGIN}{generated}{}", &text[..b], &text[e..]);
-        std::fs::write(&path, new).expect("write README.md");
-        return;
+fn docs_print_the_table() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    for path in [root.join("README.md"), root.join("../docs/architecture.md")] {
+        let text = std::fs::read_to_string(&path).expect("a doc with the table");
+        let shown = path.display();
+        let (Some(b), Some(e)) = (text.find(BEGIN), text.find(END)) else {
+            panic!("{shown} lacks the generated-table markers {BEGIN} … {END}");
+        };
+        let generated = format!("\n{}", table_markdown());
+        let current = &text[b + BEGIN.len()..e];
+        if std::env::var_os("BATON_BLESS").is_some() && current != generated {
+            let new = format!("{}{BEGIN}{generated}{}", &text[..b], &text[e..]);
+            std::fs::write(&path, new).expect("write the doc");
+            continue;
+        }
+        assert!(
+            current == generated,
+            "the state table in {shown} is stale: run \
+             `BATON_BLESS=1 cargo test -p dataplane --test fsm`"
+        );
     }
-    assert!(
-        current == generated,
-        "the state table in dataplane/README.md is stale: run \
-         `BATON_BLESS=1 cargo test -p dataplane --test fsm`"
-    );
 }
 
 /// The lookup the engine uses answers exactly the rows of `TABLE`.
