@@ -1,28 +1,32 @@
 //! The agent's THOP receive path driven by a fuzzer (`fuzz/fuzz_targets/
 //! agent_datagram.rs`), behind the `testing` feature.
 //!
-//! Every datagram the agent receives goes through one function: source check,
-//! structural parse, authentication, receiver and replay checks, then
-//! dispatch by opcode (CREATE reassembly and duplicate detection, ABORT, ACK,
-//! refusals answered with NACK). A fuzzer that only sends random bytes stops
-//! at the tag, so the input is read as a program that can also build frames
-//! the agent accepts: a fuzzed body sealed with the agent's key, for this
-//! agent, with a fresh sequence number and a current timestamp.
+//! Every datagram the agent receives goes through one function,
+//! [`Core::handle_frame`]: source check, structural parse, authentication,
+//! receiver and replay checks, then dispatch by opcode (CREATE reassembly and
+//! duplicate detection, ABORT, ACK, refusals answered with NACK). A fuzzer
+//! that only sends random bytes stops at the tag, so the input is read as a
+//! program that can also build frames the agent accepts: a fuzzed body
+//! sealed with the agent's key, for this agent, with a fresh sequence number
+//! and a current timestamp.
 //!
-//! The agent is real: its THOP socket is bound on loopback and its answers
-//! go to a loopback socket that is never read (its small buffer drops them).
-//! It has no service, so a complete CREATE ends at the service lookup with a
-//! NACK: adopting a socket with `TCP_REPAIR` changes the kernel's state and
-//! is tested in a network namespace by `tests/adopt_kernel.rs`, not here.
+//! The core is the agent's own, configured as the real one is, and driven
+//! on a virtual clock (1 ms per operation), so a run is deterministic and
+//! needs no socket. It has no service, so a complete CREATE ends at the
+//! service lookup with a NACK: adopting a socket with `TCP_REPAIR` changes
+//! the kernel's state and is tested in a network namespace by
+//! `tests/adopt_kernel.rs`, not here. The actions it asks for (frames to
+//! send) are taken and dropped.
 
-use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
+use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use handoff_proto::{seal, Body, Header, Key, Opcode, HEADER_LEN, MAX_FRAME_LEN_V4};
 
 use crate::config::Config;
-use crate::engine::Agent;
+use crate::engine::keyring;
+use crate::handoff::Core;
 use crate::metrics::Metrics;
 
 /// The shared key of the harness (id 1).
@@ -67,40 +71,54 @@ impl Input<'_> {
     }
 }
 
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
-}
+/// The virtual wall clock at the start of a run (ms since the Unix epoch).
+const WALL0: u64 = 1_800_000_000_000;
 
-/// A fresh agent and the loopback addresses it talks with.
+/// A fresh core and its virtual clock.
 struct Bench {
-    agent: Agent,
+    core: Core,
     metrics: Arc<Metrics>,
     /// The node id the agent answers to (its own THOP address).
     node: u32,
-    /// An allowed switch: a loopback socket nobody reads.
-    switch: UdpSocket,
-    /// A source the agent does not allow.
-    stranger: SocketAddr,
+    /// The monotonic origin and the operations run so far (1 ms each).
+    start: Instant,
+    ticks: u64,
+}
+
+impl Bench {
+    /// Advances the virtual clock by 1 ms; the new (monotonic, wall) time.
+    fn tick(&mut self) -> (Instant, u64) {
+        self.ticks += 1;
+        (
+            self.start + Duration::from_millis(self.ticks),
+            WALL0 + self.ticks,
+        )
+    }
+
+    /// Hands one datagram to the core and drops the actions it asks for.
+    fn receive(&mut self, dgram: &[u8], from: SocketAddr) {
+        let (now, wall) = self.tick();
+        self.core.handle_frame(now, wall, dgram, from);
+        self.core.handle_timeout(now);
+        while self.core.poll_action().is_some() {}
+    }
 }
 
 fn bench() -> Bench {
     let mut cfg = Config::parse(CONFIG).expect("the harness configuration is valid");
-    cfg.thop.listen = SocketAddr::from((Ipv4Addr::LOCALHOST, 0));
     // No service: a complete CREATE is refused before adoption.
     cfg.services.clear();
     let metrics = Arc::new(Metrics::new());
-    let agent = Agent::new(cfg, Arc::clone(&metrics)).expect("agent on loopback");
+    let keys = keyring(&cfg).expect("the harness key is valid");
+    let start = Instant::now();
+    let core = Core::new(&cfg, keys, Arc::clone(&metrics), start, WALL0);
     let node = handoff_proto::node_id(Ipv4Addr::LOCALHOST.into());
-    let switch = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).expect("loopback socket");
     Bench {
-        agent,
+        core,
         metrics,
         node,
-        switch,
-        stranger: SocketAddr::from(([127, 0, 0, 2], 9199)),
+        start,
+        ticks: 0,
     }
 }
 
@@ -140,10 +158,11 @@ fn total(v: &prometheus::IntCounterVec) -> u64 {
 /// - `3`: raw datagram from a source that is not an allowed switch.
 pub fn run(data: &[u8]) -> Reached {
     let mut b = bench();
-    let from = b.switch.local_addr().expect("bound");
+    let from = SocketAddr::from((Ipv4Addr::LOCALHOST, 9199));
+    let stranger = SocketAddr::from(([127, 0, 0, 2], 9199));
     let key = Key::new(1, KEY);
     let mut input = Input(data);
-    let mut seq = now_ms();
+    let mut seq = WALL0;
     let mut frame = vec![0u8; 65_536 + HEADER_LEN];
     for _ in 0..MAX_OPS {
         let Some(op) = input.u8() else { break };
@@ -151,7 +170,7 @@ pub fn run(data: &[u8]) -> Reached {
             0 => {
                 let len = usize::from(input.u16().unwrap_or(0));
                 let dgram = input.bytes(len).to_vec();
-                b.agent.receive_datagram(&dgram, from);
+                b.receive(&dgram, from);
             }
             1 => {
                 let (Some(opcode), Some(flags), Some(conn), Some(sender), Some(step), Some(skew)) = (
@@ -181,16 +200,17 @@ pub fn run(data: &[u8]) -> Reached {
                     receiver: b.node,
                     conn_id: u64::from(conn % 8) + 1,
                     msg_seq: seq,
-                    timestamp_ms: now_ms().saturating_add_signed(i64::from(skew as i8) * 1000),
+                    timestamp_ms: (WALL0 + b.ticks)
+                        .saturating_add_signed(i64::from(skew as i8) * 1000),
                 };
                 let n = seal(&h, &body, &key, &mut frame);
-                b.agent.receive_datagram(&frame[..n], from);
+                b.receive(&frame[..n], from);
             }
             2 => {
                 let len = usize::from(input.u16().unwrap_or(0));
                 let raw = input.bytes(len);
                 if raw.len() < HEADER_LEN {
-                    b.agent.receive_datagram(raw, from);
+                    b.receive(raw, from);
                     continue;
                 }
                 let f = &mut frame[..raw.len()];
@@ -199,14 +219,14 @@ pub fn run(data: &[u8]) -> Reached {
                 f[16..20].copy_from_slice(&b.node.to_be_bytes());
                 seq += 1;
                 f[32..40].copy_from_slice(&seq.to_be_bytes());
-                f[40..48].copy_from_slice(&now_ms().to_be_bytes());
+                f[40..48].copy_from_slice(&(WALL0 + b.ticks).to_be_bytes());
                 key.sign_in_place(f);
-                b.agent.receive_datagram(f, from);
+                b.receive(f, from);
             }
             _ => {
                 let len = usize::from(input.u16().unwrap_or(0));
                 let dgram = input.bytes(len).to_vec();
-                b.agent.receive_datagram(&dgram, b.stranger);
+                b.receive(&dgram, stranger);
             }
         }
     }

@@ -6,7 +6,11 @@
 //!
 //! Module map:
 //! - [`repair`]: rebuilds an ESTABLISHED socket from a connection's state;
-//! - [`engine`]: the event loop (THOP in/out, adoption, CLOSE, LOAD);
+//! - [`handoff`]: the sans-IO THOP core (authentication, replay, duplicates,
+//!   the connection table, NACK decisions, ABORT, CLOSE retries, LOAD): no
+//!   socket, no clock, driven by calls that take `now`;
+//! - [`engine`]: the event loop around it (THOP socket, adoption, relay,
+//!   listener and handover plumbing);
 //! - [`relay`]: splice(2) relay to the local server on one mio loop;
 //! - [`listener`]: adopted sockets for Rust applications;
 //! - [`handover`], [`sockdiag`]: adopted sockets given to an unmodified
@@ -33,6 +37,7 @@ pub mod config;
 pub mod engine;
 #[cfg(feature = "testing")]
 pub mod fuzzing;
+pub mod handoff;
 pub mod handover;
 pub mod listener;
 pub mod metrics;

@@ -27,9 +27,7 @@ use std::time::Duration;
 pub(crate) enum LoopMsg {
     /// A listener-mode connection was dropped by the application.
     Closed {
-        /// Switch the connection came from.
-        switch: SocketAddr,
-        /// Sender node id of that switch.
+        /// Sender node id of the switch the connection came from.
         sender: u32,
         /// THOP connection id.
         conn_id: u64,
@@ -84,7 +82,6 @@ impl Drop for CloseTicket {
     fn drop(&mut self) {
         if let Some(tx) = self.tx.take() {
             tx.send(LoopMsg::Closed {
-                switch: self.switch,
                 sender: self.sender,
                 conn_id: self.conn_id,
             });

@@ -281,7 +281,9 @@ pub(crate) fn close_silently(fd: RawFd) {
     };
 }
 
-/// [`close_silently`] for benchmarks and tools outside the crate.
+/// [`close_silently`] for benchmarks outside the crate (feature `testing`:
+/// never in the release binary).
+#[cfg(feature = "testing")]
 #[doc(hidden)]
 pub fn close_silently_for_bench(fd: RawFd) {
     close_silently(fd)
