@@ -403,7 +403,10 @@ fn stopping_at_once_counts_the_connections_not_handed_off() {
     let cfg = test_config();
     let mut w = Worker::new(0, &cfg, MemoryIo::new(256), wq.pop().unwrap()).unwrap();
     let now = 1_000_000_000u64;
-    for (port, req) in [(46000u16, &b""[..]), (46001, b"GET / HTTP/1.1\r\nHost: h\r\n\r\n")] {
+    for (port, req) in [
+        (46000u16, &b""[..]),
+        (46001, b"GET / HTTP/1.1\r\nHost: h\r\n\r\n"),
+    ] {
         let isn = 9_000_000u32;
         let syn_opts = TcpOpts {
             mss: Some(1460),
@@ -417,7 +420,15 @@ fn stopping_at_once_counts_the_connections_not_handed_off() {
             panic!("no SYN/ACK")
         };
         let ack = |data: &[u8]| {
-            tcp_frame(port, flags::ACK, isn + 1, sa.seq + 1, 65535, TcpOpts::default(), data)
+            tcp_frame(
+                port,
+                flags::ACK,
+                isn + 1,
+                sa.seq + 1,
+                65535,
+                TcpOpts::default(),
+                data,
+            )
         };
         w.io_mut().inject(&ack(b""));
         if !req.is_empty() {
@@ -426,8 +437,13 @@ fn stopping_at_once_counts_the_connections_not_handed_off() {
         w.poll_once(now + 1_000_000);
         tx(&mut w);
     }
-    assert!(ctrl.requests.try_recv().is_ok(), "the second is in DISPATCH");
-    ctrl.commands[0].send(WorkerCommand::Stop { now: true }).unwrap();
+    assert!(
+        ctrl.requests.try_recv().is_ok(),
+        "the second is in DISPATCH"
+    );
+    ctrl.commands[0]
+        .send(WorkerCommand::Stop { now: true })
+        .unwrap();
     w.run(&AtomicBool::new(false));
     assert_eq!(w.counters().aborted(AbortReason::Stopped), 2);
 }
