@@ -22,9 +22,12 @@ test: deps
 	$(CARGO) nextest run --workspace --release $(FEATURES) --no-fail-fast $(NEXTEST_ARGS)
 	$(MAKE) --no-print-directory fuzz-build
 
+## Formatting, clippy with warnings denied, and no import circles between
+## the modules of a crate (docs/architecture.md).
 lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets $(FEATURES) -- -D warnings
+	python3 scripts/import-cycles.py handoff-proto dataplane controlplane agent mgmt-http perf/testbed
 
 fmt:
 	$(CARGO) fmt --all
