@@ -13,6 +13,8 @@ use std::time::{Duration, Instant};
 
 use controlplane::config::load_file_with;
 use controlplane::run::Switch;
+use testkit::http::{get, request};
+use testkit::process::rss_kib;
 
 const KEY: &str = "6261746f6e2d746573746265642d6b65792d6e6f742d666f722d70726f642121";
 const TOKEN: &str = "admin-test-token-0123456789abcdef0123456789";
@@ -63,40 +65,6 @@ fn start(dir: &Dir, admin: &str) -> Switch {
     Switch::start(l.profile, &path, HashMap::new()).unwrap()
 }
 
-/// One request with extra header lines; returns (status, body). Status 0:
-/// the connection was closed without an answer.
-fn request(addr: SocketAddr, method: &str, path: &str, headers: &[(&str, &str)]) -> (u16, String) {
-    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
-    let mut req = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: 0\r\nConnection: close\r\n"
-    );
-    for (k, v) in headers {
-        req.push_str(&format!("{k}: {v}\r\n"));
-    }
-    req.push_str("\r\n");
-    if s.write_all(req.as_bytes()).is_err() {
-        return (0, String::new());
-    }
-    let mut out = Vec::new();
-    let _ = s.read_to_end(&mut out);
-    let text = String::from_utf8_lossy(&out).to_string();
-    let status = text
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    let body = text
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_string())
-        .unwrap_or_default();
-    (status, body)
-}
-
-fn get(addr: SocketAddr, path: &str) -> (u16, String) {
-    request(addr, "GET", path, &[])
-}
-
 /// The value of one series in `/metrics` (0 when absent).
 fn series(addr: SocketAddr, name_and_labels: &str) -> f64 {
     let (status, body) = get(addr, "/metrics");
@@ -104,15 +72,6 @@ fn series(addr: SocketAddr, name_and_labels: &str) -> f64 {
     body.lines()
         .find_map(|l| l.strip_prefix(name_and_labels)?.trim().parse().ok())
         .unwrap_or(0.0)
-}
-
-/// This process's resident set size in KiB.
-fn rss_kib() -> u64 {
-    let s = std::fs::read_to_string("/proc/self/status").unwrap();
-    s.lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap()
 }
 
 /// Threads of this process.

@@ -11,8 +11,9 @@
 //! * [`raw_socket`]: an AF_PACKET socket and numbered test frames for the
 //!   far end of a veth.
 //! * [`process`]: child processes in a namespace, stopped on drop, waited on
-//!   for a port or a log line.
+//!   for a port or a log line; this process's memory.
 //! * [`fake_agent`]: a THOP-speaking backend agent over UDP.
+//! * [`http`]: requests to admin and metrics endpoints, metric samples.
 //! * [`dpdk`]: one process per DPDK test (the EAL starts once per process).
 //! * [`sink`], [`worker`]: the recording engine sink and the worker
 //!   configuration of the dataplane's engine tests and benches.
@@ -20,6 +21,7 @@
 
 pub mod dpdk;
 pub mod fake_agent;
+pub mod http;
 pub mod netns;
 pub mod process;
 pub mod raw_socket;
