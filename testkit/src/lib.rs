@@ -18,6 +18,7 @@
 //! * [`sink`], [`worker`]: the recording engine sink and the worker
 //!   configuration of the dataplane's engine tests and benches.
 //! * [`tcp_state`]: `handoff_proto::TcpState` fixtures.
+//! * [`temp_dir`]: a scratch directory removed on drop.
 
 pub mod dpdk;
 pub mod fake_agent;
@@ -28,6 +29,7 @@ pub mod raw_socket;
 pub mod root;
 pub mod sink;
 pub mod tcp_state;
+pub mod temp_dir;
 pub mod worker;
 
 pub use root::require_root;
