@@ -405,7 +405,7 @@ impl Stack {
     /// Fails with the switch's log if it has exited.
     pub fn ensure_running(&mut self) -> Result<()> {
         match self.switch.as_mut() {
-            Some(s) => s.ensure_running(),
+            Some(s) => Ok(s.ensure_running()?),
             None => Err(BedError::Setup("switch stopped".into())),
         }
     }
