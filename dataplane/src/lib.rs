@@ -13,6 +13,8 @@ pub mod counters;
 pub mod dispatch;
 pub mod doorbell;
 pub mod engine;
+/// The worker fuzz program (feature `testing`: fuzzing and tests only).
+#[cfg(feature = "testing")]
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod http;

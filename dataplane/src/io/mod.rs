@@ -15,6 +15,8 @@ pub mod any;
 pub mod config;
 #[cfg(feature = "dpdk")]
 pub mod dpdk;
+/// Seeded fault injection (feature `testing`: tests and the test bed only).
+#[cfg(feature = "testing")]
 pub mod faulty;
 pub mod memory;
 pub mod poll;
