@@ -91,7 +91,7 @@ impl Drop for Bed {
 type Seen = Arc<Mutex<Vec<(String, String)>>>;
 
 /// A fake agent on backend `ip` in namespace `ns`, recording what it adopts.
-fn fake_agent(
+fn recording_agent(
     ns: String,
     name: &'static str,
     ip: [u8; 4],
@@ -236,7 +236,7 @@ fn end_to_end(io: Io) {
         .iter()
         .enumerate()
         .map(|(i, (name, ip))| {
-            fake_agent(
+            recording_agent(
                 bed.name(&format!("b{}", i + 1)),
                 name,
                 *ip,

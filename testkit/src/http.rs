@@ -66,3 +66,15 @@ pub fn sum(text: &str, prefix: &str) -> f64 {
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
         .sum()
 }
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn reads_samples_exactly_and_sums_by_prefix() {
+        let t = "# HELP x\na_total 1\na_total_more 5\nb{k=\"1\"} 2\nb{k=\"2\"} 3\n";
+        assert_eq!(super::sample(t, "a_total"), 1.0);
+        assert_eq!(super::sample(t, "b{k=\"2\"}"), 3.0);
+        assert_eq!(super::sample(t, "missing"), 0.0);
+        assert_eq!(super::sum(t, "b{"), 5.0);
+    }
+}
