@@ -4,6 +4,10 @@
 CARGO        ?= cargo
 FEATURES     ?= --features dpdk
 NEXTEST_ARGS ?=
+# Test builds add the test-only code (`baton` honours BATON_TEST_FAULTS; the
+# test bed's dev-dependency asks for it too). The pre-build and the nextest
+# run use this one set, so nothing is compiled twice; `make build` never has it.
+TEST_FEATURES ?= $(FEATURES) --features controlplane/testing
 
 .PHONY: all deps build test lint fmt demo bench harden fuzz fuzz-build clean
 
@@ -18,8 +22,8 @@ build: deps
 ## The whole suite: unit, property, scenario, namespace and end-to-end tests,
 ## over both packet I/O backends, plus a build of every fuzz target.
 test: deps
-	$(CARGO) build --workspace --release $(FEATURES) --bins --examples
-	$(CARGO) nextest run --workspace --release $(FEATURES) --no-fail-fast $(NEXTEST_ARGS)
+	$(CARGO) build --workspace --release $(TEST_FEATURES) --bins --examples
+	$(CARGO) nextest run --workspace --release $(TEST_FEATURES) --no-fail-fast $(NEXTEST_ARGS)
 	$(MAKE) --no-print-directory fuzz-build
 
 ## Formatting, clippy with warnings denied, and no import circles between

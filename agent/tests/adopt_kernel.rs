@@ -6,7 +6,7 @@
 mod common;
 
 use agent::repair::adopt;
-use common::netns::{Bed, TcpKnobs};
+use common::bed::{Bed, TcpKnobs};
 use common::serve::*;
 use std::io::{Read, Write};
 
@@ -72,7 +72,7 @@ fn run(case: Case) {
     let want = body.clone();
     let backend = bed.backend.clone();
     let r = req.clone();
-    let server = common::netns::spawn_in_ns(&backend, move || adopt(&st, &r).expect("adopt"));
+    let server = testkit::netns::spawn_in(&backend, move || adopt(&st, &r).expect("adopt"));
     let mut s = server.join().unwrap();
     // The adopted socket sends full-sized segments: the client's MSS less
     // the timestamp option when negotiated (not the 536-byte default).

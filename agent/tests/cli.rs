@@ -3,9 +3,10 @@
 
 mod common;
 
-use common::agent_proc::{bin, config, TempDir};
-use common::netns::Bed;
+use common::agent_proc::{bin, config};
+use common::bed::Bed;
 use std::process::Command;
+use testkit::temp_dir::TempDir;
 
 fn run(args: &[&str]) -> (i32, String, String) {
     let out = Command::new(bin()).args(args).output().unwrap();

@@ -7,15 +7,17 @@
 
 mod common;
 
-use common::agent_proc::{metric, AgentProc, TempDir};
+use common::agent_proc::AgentProc;
+use common::bed::{Bed, CLIENT_IP};
 use common::handoff::handoff;
-use common::netns::{Bed, CLIENT_IP};
 use common::preloaded::{handover_config, library, Kind, Preloaded};
 use common::serve::*;
 use common::thop::{Rx, SwitchThop};
 use handoff_proto::NackReason;
 use std::process::Command;
 use std::time::{Duration, Instant};
+use testkit::http::sample as metric;
+use testkit::temp_dir::TempDir;
 
 /// One handoff of a curl GET for `path`; asserts the ACK and the body.
 fn serve_one(

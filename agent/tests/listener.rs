@@ -5,9 +5,8 @@ mod common;
 
 use agent::config::Config;
 use agent::metrics::Metrics;
-use common::agent_proc::TempDir;
+use common::bed::{Bed, BACKEND_IP, SWITCH_IP, VIP};
 use common::handoff::handoff;
-use common::netns::{Bed, BACKEND_IP, SWITCH_IP, VIP};
 use common::serve::*;
 use common::thop::{key_hex, Rx, SwitchThop, KEY_ID};
 use handoff_proto::{CloseReason, NackReason};
@@ -15,6 +14,7 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
+use testkit::temp_dir::TempDir;
 
 fn listener_config(backlog: u32, metrics: &str) -> String {
     let key = key_hex();

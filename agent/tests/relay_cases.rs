@@ -4,15 +4,17 @@
 
 mod common;
 
-use common::agent_proc::{config, metric, AgentProc, TempDir};
+use common::agent_proc::{config, AgentProc};
+use common::bed::Bed;
 use common::handoff::{handoff, handoff_frames};
-use common::netns::Bed;
 use common::serve::*;
 use common::thop::{Rx, SwitchThop};
 use common::upstream::{read_request, respond, Upstream};
 use handoff_proto::{flags, Abort, AbortReason, Body, CloseReason, Endpoints, Key, NackReason};
 use std::io::Read;
 use std::time::Duration;
+use testkit::http::sample as metric;
+use testkit::temp_dir::TempDir;
 
 struct World {
     bed: Bed,
@@ -355,10 +357,7 @@ fn sigterm_lets_adopted_connections_finish() {
         ),
         "{rx:?}"
     );
-    assert!(
-        w.agent.child.try_wait().unwrap().is_none(),
-        "agent waits for the open connection"
-    );
+    assert!(w.agent.is_running(), "agent waits for the open connection");
     respond(&mut s, b"finished during drain");
     drop(s);
     assert_eq!(finish(client), b"finished during drain");

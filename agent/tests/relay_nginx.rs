@@ -5,14 +5,15 @@
 
 mod common;
 
-use common::agent_proc::{config, metric, AgentProc};
+use common::agent_proc::{config, AgentProc};
+use common::bed::Bed;
 use common::handoff::handoff;
-use common::netns::Bed;
 use common::serve::*;
 use common::thop::{Rx, SwitchThop};
 use common::upstream::Nginx;
 use handoff_proto::CloseReason;
 use std::time::Duration;
+use testkit::http::sample as metric;
 
 #[test]
 fn nginx_serves_a_handed_off_connection() {

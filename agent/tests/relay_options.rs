@@ -5,13 +5,14 @@
 
 mod common;
 
-use common::agent_proc::{config, metric, AgentProc};
+use common::agent_proc::{config, AgentProc};
+use common::bed::{Bed, TcpKnobs, VIP};
 use common::handoff::handoff;
-use common::netns::{Bed, TcpKnobs, VIP};
 use common::serve::*;
 use common::thop::{Rx, SwitchThop};
 use common::upstream::Nginx;
 use std::io::{Read, Write};
+use testkit::http::sample as metric;
 
 struct Case {
     knobs: TcpKnobs,
@@ -135,7 +136,7 @@ fn many_connections_on_one_loop() {
     let l = switch_listener(&bed, None);
     // The clients: plain kernel sockets in the client namespace, each sends
     // its request and waits (connecting while the switch hands them off).
-    let clients = common::netns::spawn_in_ns(&bed.client, || {
+    let clients = testkit::netns::spawn_in(&bed.client, || {
         (0..N)
             .map(|_| {
                 let mut s = std::net::TcpStream::connect((VIP, 80)).unwrap();

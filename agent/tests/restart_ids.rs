@@ -6,13 +6,14 @@
 
 mod common;
 
-use common::agent_proc::{config, metric, AgentProc};
+use common::agent_proc::{config, AgentProc};
+use common::bed::Bed;
 use common::handoff::handoff;
-use common::netns::Bed;
 use common::serve::*;
 use common::thop::{Rx, SwitchThop};
 use common::upstream::{read_request, respond, Upstream};
 use handoff_proto::flags;
+use testkit::http::sample as metric;
 
 /// A backend namespace with a real agent, its upstream, and the switch's
 /// listener the test accepts clients on.

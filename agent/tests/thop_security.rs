@@ -5,8 +5,8 @@
 
 mod common;
 
-use common::agent_proc::{config, metric, AgentProc};
-use common::netns::{Bed, SWITCH_IP};
+use common::agent_proc::{config, AgentProc};
+use common::bed::{Bed, SWITCH_IP};
 use common::serve::*;
 use common::thop::{now_ms, Rx, SwitchThop, KEY_ID};
 use common::upstream::{read_request, respond, Upstream};
@@ -14,6 +14,7 @@ use handoff_proto::{
     node_id, seal, Abort, AbortReason, Body, CreateSplitter, Header, Key, MAX_FRAME_LEN_V4,
 };
 use std::time::{Duration, Instant};
+use testkit::http::sample as metric;
 
 /// The CREATE fragments for a connection, as datagrams (so they can be
 /// replayed byte for byte).
@@ -206,7 +207,7 @@ fn bad_tag_flood_neither_delays_a_handoff_nor_floods_the_log() {
     // Forged ABORTs from the switch's own address (allowed), wrong tag.
     let forged = abort_frame(&thop, thop.node, 99, &Key::new(KEY_ID, [0x5c; 32]));
     let target = thop.agent;
-    let flooder = common::netns::spawn_in_ns(&bed.switch, move || {
+    let flooder = testkit::netns::spawn_in(&bed.switch, move || {
         let sock = std::net::UdpSocket::bind((SWITCH_IP, 0)).unwrap();
         let mut sent = 0;
         while sent < FLOOD {

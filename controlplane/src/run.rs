@@ -374,29 +374,27 @@ fn spawn_worker(
                 pin(&format!("worker-{i}"), c);
             }
             match io {
-                WorkerIo::Port(q0) => match test_faults() {
-                    Some(f) => run(
-                        i,
-                        dataplane::io::faulty::FaultyIo::new(q0, f),
-                        q,
-                        &cfg,
-                        decider,
-                        &stop,
-                        &report,
-                    ),
-                    None => run(i, q0, q, &cfg, decider, &stop, &report),
-                },
+                WorkerIo::Port(q0) => {
+                    #[cfg(feature = "testing")]
+                    if let Some(f) = test_faults() {
+                        let faulty = dataplane::io::faulty::FaultyIo::new(q0, f);
+                        return run(i, faulty, q, &cfg, decider, &stop, &report);
+                    }
+                    run(i, q0, q, &cfg, decider, &stop, &report)
+                }
                 WorkerIo::Memory(m) => run(i, m, q, &cfg, decider, &stop, &report),
             }
         })
         .map_err(|e| format!("cannot start worker {i}: {e}"))
 }
 
-/// Test-only (the namespace test bed's fault tests, docs/testbed.md):
+/// Test-only, compiled with the `testing` feature alone (the namespace test
+/// bed's fault tests, docs/testbed.md; release builds do not have it):
 /// `BATON_TEST_FAULTS="seed=7,reorder=0.05,duplicate=0.05,drop=0"` wraps each
 /// worker's packet I/O in the dataplane's seeded `FaultyIo` (receive side).
 /// An environment variable, never a profile field, so no operator's profile
 /// can turn it on. A malformed value is ignored with an error log.
+#[cfg(feature = "testing")]
 fn test_faults() -> Option<dataplane::io::faulty::FaultConfig> {
     let spec = std::env::var("BATON_TEST_FAULTS").ok()?;
     let mut f = dataplane::io::faulty::FaultConfig::default();

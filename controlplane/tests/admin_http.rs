@@ -7,34 +7,19 @@
 use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use controlplane::config::load_file_with;
 use controlplane::run::Switch;
+use testkit::temp_dir::TempDir;
 
 const KEY: &str = "6261746f6e2d746573746265642d6b65792d6e6f742d666f722d70726f642121";
 /// The admin token every request sends (writes need it).
 const TOKEN: &str = "admin-http-test-token-0123456789abcdef";
 
 /// A temporary directory, removed on drop.
-struct Dir(PathBuf);
-
-impl Dir {
-    fn new(tag: &str) -> Dir {
-        let d = std::env::temp_dir().join(format!("cp-admin-{tag}-{}", std::process::id()));
-        std::fs::create_dir_all(&d).unwrap();
-        Dir(d)
-    }
-}
-
-impl Drop for Dir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
 fn profile(listen: &str, weight: u32) -> String {
     format!(
         r#"name: admin-test
@@ -118,7 +103,7 @@ fn promtool_check(text: &str) {
 
 #[test]
 fn metrics_are_scraped_over_http_and_pass_promtool() {
-    let dir = Dir::new("metrics");
+    let dir = TempDir::new("cp-admin-metrics");
     let path = dir.0.join("p.yaml");
     std::fs::write(&path, profile("127.0.0.1:0", 1)).unwrap();
     let l = load_file_with(&path, &HashMap::new()).unwrap();
@@ -160,7 +145,7 @@ fn metrics_are_scraped_over_http_and_pass_promtool() {
 
 #[test]
 fn reload_and_drain_through_the_admin_endpoint() {
-    let dir = Dir::new("reload");
+    let dir = TempDir::new("cp-admin-reload");
     let path = dir.0.join("p.yaml");
     let token = dir.0.join("admin.token");
     std::fs::write(&token, TOKEN).unwrap();
@@ -272,7 +257,7 @@ fn signal(child: &Child, sig: i32) {
 
 #[test]
 fn the_binary_reloads_on_sighup_and_stops_gracefully_on_sigterm() {
-    let dir = Dir::new("binary");
+    let dir = TempDir::new("cp-admin-binary");
     let path = dir.0.join("p.yaml");
     let port = free_port();
     let listen = format!("127.0.0.1:{port}");
@@ -317,7 +302,7 @@ fn the_binary_reloads_on_sighup_and_stops_gracefully_on_sigterm() {
 
 #[test]
 fn run_refuses_a_bad_profile_with_its_errors() {
-    let dir = Dir::new("bad");
+    let dir = TempDir::new("cp-admin-bad");
     let path = dir.0.join("p.yaml");
     std::fs::write(
         &path,

@@ -13,27 +13,14 @@ use std::time::{Duration, Instant};
 
 use controlplane::config::load_file_with;
 use controlplane::run::Switch;
+use testkit::http::{get, request};
+use testkit::process::rss_kib;
+use testkit::temp_dir::TempDir;
 
 const KEY: &str = "6261746f6e2d746573746265642d6b65792d6e6f742d666f722d70726f642121";
 const TOKEN: &str = "admin-test-token-0123456789abcdef0123456789";
 
 /// A temporary directory, removed on drop.
-struct Dir(PathBuf);
-
-impl Dir {
-    fn new(tag: &str) -> Dir {
-        let d = std::env::temp_dir().join(format!("cp-admin-limits-{tag}-{}", std::process::id()));
-        std::fs::create_dir_all(&d).unwrap();
-        Dir(d)
-    }
-}
-
-impl Drop for Dir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
 /// A profile whose `admin` section is `admin`.
 fn profile(admin: &str) -> String {
     format!(
@@ -56,45 +43,11 @@ services:
     )
 }
 
-fn start(dir: &Dir, admin: &str) -> Switch {
+fn start(dir: &TempDir, admin: &str) -> Switch {
     let path = dir.0.join("p.yaml");
     std::fs::write(&path, profile(admin)).unwrap();
     let l = load_file_with(&path, &HashMap::new()).unwrap_or_else(|e| panic!("{e}"));
     Switch::start(l.profile, &path, HashMap::new()).unwrap()
-}
-
-/// One request with extra header lines; returns (status, body). Status 0:
-/// the connection was closed without an answer.
-fn request(addr: SocketAddr, method: &str, path: &str, headers: &[(&str, &str)]) -> (u16, String) {
-    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
-    let mut req = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: 0\r\nConnection: close\r\n"
-    );
-    for (k, v) in headers {
-        req.push_str(&format!("{k}: {v}\r\n"));
-    }
-    req.push_str("\r\n");
-    if s.write_all(req.as_bytes()).is_err() {
-        return (0, String::new());
-    }
-    let mut out = Vec::new();
-    let _ = s.read_to_end(&mut out);
-    let text = String::from_utf8_lossy(&out).to_string();
-    let status = text
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    let body = text
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_string())
-        .unwrap_or_default();
-    (status, body)
-}
-
-fn get(addr: SocketAddr, path: &str) -> (u16, String) {
-    request(addr, "GET", path, &[])
 }
 
 /// The value of one series in `/metrics` (0 when absent).
@@ -104,15 +57,6 @@ fn series(addr: SocketAddr, name_and_labels: &str) -> f64 {
     body.lines()
         .find_map(|l| l.strip_prefix(name_and_labels)?.trim().parse().ok())
         .unwrap_or(0.0)
-}
-
-/// This process's resident set size in KiB.
-fn rss_kib() -> u64 {
-    let s = std::fs::read_to_string("/proc/self/status").unwrap();
-    s.lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap()
 }
 
 /// Threads of this process.
@@ -127,7 +71,7 @@ fn draining(addr: SocketAddr) -> String {
     v["backends"][0]["status"].as_str().unwrap().to_string()
 }
 
-fn token_file(dir: &Dir, mode: u32, token: &str) -> PathBuf {
+fn token_file(dir: &TempDir, mode: u32, token: &str) -> PathBuf {
     let p = dir.0.join("admin.token");
     std::fs::write(&p, format!("{token}\n")).unwrap();
     std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode)).unwrap();
@@ -143,7 +87,7 @@ fn with_token(path: &Path) -> String {
 
 #[test]
 fn an_endless_header_is_cut_and_metrics_keep_answering() {
-    let dir = Dir::new("endless");
+    let dir = TempDir::new("cp-admin-limits-endless");
     let sw = start(&dir, "{ listen: \"127.0.0.1:0\" }");
     let addr = sw.admin_addr().unwrap();
     assert_eq!(get(addr, "/metrics").0, 200);
@@ -208,7 +152,7 @@ fn more_files() {
 #[test]
 fn stalled_headers_are_closed_at_the_header_timeout_and_metrics_still_answer() {
     more_files();
-    let dir = Dir::new("slow");
+    let dir = TempDir::new("cp-admin-limits-slow");
     let sw = start(
         &dir,
         "{ listen: \"127.0.0.1:0\", header_timeout: 1s, max_connections: 32 }",
@@ -283,7 +227,7 @@ fn stalled_headers_are_closed_at_the_header_timeout_and_metrics_still_answer() {
 
 #[test]
 fn writes_without_a_token_file_are_refused_and_say_how_to_enable_them() {
-    let dir = Dir::new("notoken");
+    let dir = TempDir::new("cp-admin-limits-notoken");
     let sw = start(&dir, "{ listen: \"127.0.0.1:0\" }");
     let addr = sw.admin_addr().unwrap();
     let (status, body) = request(addr, "POST", "/backends/static-1/drain", &[]);
@@ -303,7 +247,7 @@ fn writes_without_a_token_file_are_refused_and_say_how_to_enable_them() {
 
 #[test]
 fn writes_need_the_token_and_cross_site_requests_are_refused() {
-    let dir = Dir::new("token");
+    let dir = TempDir::new("cp-admin-limits-token");
     let tf = token_file(&dir, 0o600, TOKEN);
     let sw = start(&dir, &with_token(&tf));
     let addr = sw.admin_addr().unwrap();
@@ -378,7 +322,7 @@ fn writes_need_the_token_and_cross_site_requests_are_refused() {
 
 #[test]
 fn a_token_file_others_can_read_or_a_short_token_is_refused_at_load() {
-    let dir = Dir::new("mode");
+    let dir = TempDir::new("cp-admin-limits-mode");
     let path = dir.0.join("p.yaml");
     let tf = token_file(&dir, 0o644, TOKEN);
     std::fs::write(&path, profile(&with_token(&tf))).unwrap();
@@ -413,7 +357,7 @@ fn a_token_file_others_can_read_or_a_short_token_is_refused_at_load() {
 
 #[test]
 fn addresses_outside_the_allow_list_are_closed_before_a_byte_is_read() {
-    let dir = Dir::new("allow");
+    let dir = TempDir::new("cp-admin-limits-allow");
     let sw = start(&dir, "{ listen: \"127.0.0.1:0\", allow: [198.51.100.1] }");
     let addr = sw.admin_addr().unwrap();
     let (status, _) = get(addr, "/metrics");

@@ -4,30 +4,11 @@
 //! the field.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
 
 use controlplane::config::{load_file_with, ConfigError};
+use testkit::temp_dir::TempDir;
 
 /// A temporary directory with one profile, removed on drop.
-struct Dir(PathBuf);
-
-impl Dir {
-    fn new(text: &str) -> Dir {
-        static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let d = std::env::temp_dir().join(format!("cp-limits-{}-{n}", std::process::id()));
-        std::fs::create_dir_all(&d).unwrap();
-        std::fs::write(d.join("p.yaml"), text).unwrap();
-        Dir(d)
-    }
-}
-
-impl Drop for Dir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
 const KEY: &str = "6261746f6e2d746573746265642d6b65792d6e6f742d666f722d70726f642121";
 
 /// A valid profile with `io`, `workers` and `extra` top-level sections.
@@ -60,7 +41,7 @@ services:
 }
 
 fn errors(text: &str) -> Vec<ConfigError> {
-    let d = Dir::new(text);
+    let d = TempDir::with_files("cp-limits", &[("p.yaml", text)]);
     match load_file_with(&d.0.join("p.yaml"), &HashMap::new()) {
         Ok(_) => Vec::new(),
         Err(e) => e.0,

@@ -2,36 +2,12 @@
 //! the line and the field path.
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use controlplane::config::{load_file_with, ConfigError, Policy};
+use testkit::temp_dir::TempDir;
 
 /// A temporary directory of YAML files, removed on drop.
-struct Dir(PathBuf);
-
-impl Dir {
-    fn new(files: &[(&str, &str)]) -> Dir {
-        static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let d = std::env::temp_dir().join(format!("cp-profiles-{}-{n}", std::process::id()));
-        std::fs::create_dir_all(&d).unwrap();
-        for (name, text) in files {
-            std::fs::write(d.join(name), text).unwrap();
-        }
-        Dir(d)
-    }
-
-    fn path(&self, f: &str) -> PathBuf {
-        self.0.join(f)
-    }
-}
-
-impl Drop for Dir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
 const KEY: &str = "6261746f6e2d746573746265642d6b65792d6e6f742d666f722d70726f642121";
 
 fn base() -> String {
@@ -66,11 +42,11 @@ name: base
     )
 }
 
-fn load(dir: &Dir, file: &str) -> Result<controlplane::config::Loaded, Vec<ConfigError>> {
-    load_file_with(&dir.path(file), &HashMap::new()).map_err(|e| e.0)
+fn load(dir: &TempDir, file: &str) -> Result<controlplane::config::Loaded, Vec<ConfigError>> {
+    load_file_with(&dir.join(file), &HashMap::new()).map_err(|e| e.0)
 }
 
-fn one_error(dir: &Dir, file: &str) -> ConfigError {
+fn one_error(dir: &TempDir, file: &str) -> ConfigError {
     let mut errs = load(dir, file).expect_err("profile must be rejected");
     assert_eq!(errs.len(), 1, "{errs:?}");
     errs.remove(0)
@@ -78,7 +54,7 @@ fn one_error(dir: &Dir, file: &str) -> ConfigError {
 
 #[test]
 fn profile_keys_win_over_the_included_base_and_sections_merge_by_anchor() {
-    let d = Dir::new(&[
+    let d = TempDir::with_files("cp-profiles", &[
         ("base.yaml", &base()),
         (
             "p.yaml",
@@ -97,19 +73,19 @@ fn profile_keys_win_over_the_included_base_and_sections_merge_by_anchor() {
         matches!(l.profile.pools[0].policy, Policy::WeightedRoundRobin(_)),
         "default policy"
     );
-    assert_eq!(l.files, vec![d.path("p.yaml"), d.path("base.yaml")]);
+    assert_eq!(l.files, vec![d.join("p.yaml"), d.join("base.yaml")]);
 }
 
 #[test]
 fn unknown_field_names_path_and_line() {
-    let d = Dir::new(&[
+    let d = TempDir::with_files("cp-profiles", &[
         ("base.yaml", &base()),
         ("p.yaml", "<<: !include base.yaml\npools:\n  - name: a\n    backends: [app-1]\n  - name: b\n    backends: [app-1]\n    polcy: {}\n"),
     ]);
     let e = one_error(&d, "p.yaml");
     assert_eq!(e.path, "pools[1].polcy");
     assert_eq!(e.line, Some(7));
-    assert_eq!(e.file, d.path("p.yaml"));
+    assert_eq!(e.file, d.join("p.yaml"));
     assert!(e.message.contains("unknown field `polcy`"), "{}", e.message);
     let shown = e.to_string();
     assert!(
@@ -120,17 +96,20 @@ fn unknown_field_names_path_and_line() {
 
 #[test]
 fn type_errors_name_path_and_line() {
-    let d = Dir::new(&[
-        ("base.yaml", &base()),
-        (
-            "p.yaml",
-            "<<: !include base.yaml\ntimeouts:\n  header: 10\n",
-        ),
-        (
-            "q.yaml",
-            "<<: !include base.yaml\nbackends:\n  - name: x\n    address: 198.18.0.300\n",
-        ),
-    ]);
+    let d = TempDir::with_files(
+        "cp-profiles",
+        &[
+            ("base.yaml", &base()),
+            (
+                "p.yaml",
+                "<<: !include base.yaml\ntimeouts:\n  header: 10\n",
+            ),
+            (
+                "q.yaml",
+                "<<: !include base.yaml\nbackends:\n  - name: x\n    address: 198.18.0.300\n",
+            ),
+        ],
+    );
     let e = one_error(&d, "p.yaml");
     assert_eq!((e.path.as_str(), e.line), ("timeouts.header", Some(3)));
     assert!(e.message.contains("no unit"), "{}", e.message);
@@ -141,19 +120,22 @@ fn type_errors_name_path_and_line() {
 #[test]
 fn an_error_inside_an_included_file_names_that_file_and_its_line() {
     let broken = base().replace("  burst_size: 32\n", "  burst_size: 32\n  brust: 1\n");
-    let d = Dir::new(&[
-        ("base.yaml", &broken),
-        ("p.yaml", "# a profile\n<<: !include base.yaml\n"),
-    ]);
+    let d = TempDir::with_files(
+        "cp-profiles",
+        &[
+            ("base.yaml", &broken),
+            ("p.yaml", "# a profile\n<<: !include base.yaml\n"),
+        ],
+    );
     let e = one_error(&d, "p.yaml");
-    assert_eq!(e.file, d.path("base.yaml"));
+    assert_eq!(e.file, d.join("base.yaml"));
     assert_eq!(e.path, "tuning.brust");
     assert_eq!(e.line, Some(7));
 }
 
 #[test]
 fn semantic_errors_are_all_reported_with_path_and_line() {
-    let d = Dir::new(&[(
+    let d = TempDir::with_files("cp-profiles", &[(
         "p.yaml",
         &base()
             .replace("    backends: [app-1]\n", "    backends: [app-1, app-9]\n")
@@ -189,21 +171,24 @@ fn interpolation_uses_given_values_then_defaults() {
         "  data_ip: 198.18.0.2\n",
         "  data_ip: ${BATON_T_IP:-198.18.0.3}\n",
     );
-    let d = Dir::new(&[("p.yaml", &text)]);
-    let l = load_file_with(&d.path("p.yaml"), &HashMap::new()).unwrap();
+    let d = TempDir::with_files("cp-profiles", &[("p.yaml", &text)]);
+    let l = load_file_with(&d.join("p.yaml"), &HashMap::new()).unwrap();
     assert_eq!(l.profile.switch.data_ip.to_string(), "198.18.0.3");
     let props = HashMap::from([("BATON_T_IP".to_string(), "198.18.0.4".to_string())]);
-    let l = load_file_with(&d.path("p.yaml"), &props).unwrap();
+    let l = load_file_with(&d.join("p.yaml"), &props).unwrap();
     assert_eq!(l.profile.switch.data_ip.to_string(), "198.18.0.4");
 }
 
 #[test]
 fn includes_cannot_leave_the_profile_directory_and_bad_yaml_is_an_error() {
-    let d = Dir::new(&[
-        ("p.yaml", "<<: !include ../../etc/passwd\nname: x\n"),
-        ("q.yaml", "name: [unclosed\n"),
-        ("r.yaml", ""),
-    ]);
+    let d = TempDir::with_files(
+        "cp-profiles",
+        &[
+            ("p.yaml", "<<: !include ../../etc/passwd\nname: x\n"),
+            ("q.yaml", "name: [unclosed\n"),
+            ("r.yaml", ""),
+        ],
+    );
     for f in ["p.yaml", "q.yaml", "r.yaml"] {
         let errs = load(&d, f).expect_err(f);
         assert!(!errs[0].message.is_empty());
@@ -224,7 +209,7 @@ fn pools_that_could_never_serve_and_shared_thop_addresses_are_refused() {
             "  - name: app-1\n    address: 198.18.0.13\n",
             "  - name: app-1\n    address: 198.18.0.13\n    thop: 198.18.0.11:9199\n",
         );
-    let d = Dir::new(&[("p.yaml", &text)]);
+    let d = TempDir::with_files("cp-profiles", &[("p.yaml", &text)]);
     let errs = load(&d, "p.yaml").expect_err("invalid");
     let paths: Vec<&str> = errs.iter().map(|e| e.path.as_str()).collect();
     assert!(paths.contains(&"pools[0].backends"), "{errs:?}");
@@ -233,13 +218,16 @@ fn pools_that_could_never_serve_and_shared_thop_addresses_are_refused() {
 
 #[test]
 fn lard_url_table_bytes_below_the_minimum_are_refused_with_path_and_line() {
-    let d = Dir::new(&[(
-        "p.yaml",
-        &base().replace(
-            "    backends: [app-1]\n",
-            "    backends: [app-1]\n    policy:\n      lard_r:\n        max_bytes: 1000\n",
-        ),
-    )]);
+    let d = TempDir::with_files(
+        "cp-profiles",
+        &[(
+            "p.yaml",
+            &base().replace(
+                "    backends: [app-1]\n",
+                "    backends: [app-1]\n    policy:\n      lard_r:\n        max_bytes: 1000\n",
+            ),
+        )],
+    );
     let e = one_error(&d, "p.yaml");
     assert_eq!(e.path, "pools[1].policy.lard_r.max_bytes", "{e}");
     assert_eq!(e.line, Some(24), "{e}");

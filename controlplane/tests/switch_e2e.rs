@@ -12,20 +12,20 @@
 //! 198.18.0.11–13.
 
 use std::collections::HashMap;
-use std::fs::File;
 use std::io::{Read, Write};
-use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpStream, UdpSocket};
-use std::os::fd::AsRawFd;
+use std::net::{Ipv4Addr, SocketAddr, TcpStream, UdpSocket};
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
-use handoff_proto::{
-    node_id, open, seal, Ack, Body, Header, Key, Keyring, Reassembler, ReassemblyConfig, SeqCounter,
-};
+use handoff_proto::Key;
+use testkit::fake_agent::FakeAgent;
+use testkit::http::sum as metric;
+use testkit::netns::{spawn_in as in_ns, unique, Netns};
+use testkit::process::Proc;
 
 const KEY: [u8; 32] = *b"baton-testbed-key-not-for-prod!!";
 const BACKENDS: [(&str, [u8; 4]); 3] = [
@@ -34,130 +34,64 @@ const BACKENDS: [(&str, [u8; 4]); 3] = [
     ("app-1", [198, 18, 0, 13]),
 ];
 
-fn sh(args: &[&str]) {
-    let out = Command::new(args[0])
-        .args(&args[1..])
-        .output()
-        .unwrap_or_else(|e| panic!("{args:?}: {e}"));
-    assert!(
-        out.status.success(),
-        "{args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-/// Namespaces of one test, removed on drop.
+/// Namespaces of one test (the hub first), removed on drop.
 struct Bed {
     prefix: String,
-    namespaces: Vec<String>,
+    namespaces: Vec<Netns>,
 }
 
 impl Bed {
     fn new() -> Bed {
-        static N: AtomicU32 = AtomicU32::new(0);
-        let prefix = format!(
-            "cpe{}x{}",
-            std::process::id(),
-            N.fetch_add(1, Ordering::Relaxed)
-        );
+        testkit::require_root();
+        let prefix = unique("cpe");
+        let hub = Netns::named(&format!("{prefix}-hub"));
+        hub.bridge("br0");
         let mut bed = Bed {
             prefix,
-            namespaces: Vec::new(),
+            namespaces: vec![hub],
         };
-        let hub = bed.ns("hub");
-        sh(&["ip", "-n", &hub, "link", "add", "br0", "type", "bridge"]);
-        sh(&["ip", "-n", &hub, "link", "set", "br0", "up"]);
         // The switch: data veth with no address.
-        let sw = bed.ns("sw");
-        bed.wire(&sw, "sw-data", None);
-        bed.up_lo(&sw);
-        let c = bed.ns("c1");
-        bed.wire(&c, "eth0", Some("198.18.0.101/24"));
+        bed.host("sw", "sw-data", None);
+        bed.host("c1", "eth0", Some("198.18.0.101/24"));
         for (i, (_, ip)) in BACKENDS.iter().enumerate() {
-            let b = bed.ns(&format!("b{}", i + 1));
             let addr = format!("{}/24", Ipv4Addr::from(*ip));
-            bed.wire(&b, "eth0", Some(&addr));
+            bed.host(&format!("b{}", i + 1), "eth0", Some(&addr));
         }
         bed
     }
 
-    fn ns(&mut self, role: &str) -> String {
-        let name = format!("{}-{role}", self.prefix);
-        sh(&["ip", "netns", "add", &name]);
-        self.namespaces.push(name.clone());
-        name
+    /// A namespace with a veth (named `ifname`) to the hub's bridge.
+    fn host(&mut self, role: &str, ifname: &str, addr: Option<&str>) {
+        let ns = Netns::named(&self.name(role));
+        let hub = &self.namespaces[0];
+        let port = format!("p{}", self.namespaces.len());
+        ns.veth(ifname, hub, &port);
+        hub.ip(&["link", "set", &port, "master", "br0"]);
+        if let Some(a) = addr {
+            ns.addr(ifname, a);
+        }
+        self.namespaces.push(ns);
     }
 
     fn name(&self, role: &str) -> String {
         format!("{}-{role}", self.prefix)
     }
-
-    fn up_lo(&self, ns: &str) {
-        sh(&["ip", "-n", ns, "link", "set", "lo", "up"]);
-    }
-
-    /// A veth from `ns` (named `ifname`) to the hub's bridge, offloads off.
-    fn wire(&self, ns: &str, ifname: &str, addr: Option<&str>) {
-        let hub = self.name("hub");
-        let port = format!("p{}", self.namespaces.len());
-        sh(&[
-            "ip", "link", "add", "name", ifname, "netns", ns, "type", "veth", "peer", "name",
-            &port, "netns", &hub,
-        ]);
-        sh(&[
-            "ip", "-n", &hub, "link", "set", &port, "master", "br0", "up",
-        ]);
-        for (n, i) in [(ns, ifname), (hub.as_str(), port.as_str())] {
-            let _ = Command::new("ip")
-                .args([
-                    "netns", "exec", n, "ethtool", "-K", i, "tx", "off", "rx", "off", "tso", "off",
-                    "gso", "off", "gro", "off",
-                ])
-                .output();
-        }
-        if let Some(a) = addr {
-            sh(&["ip", "-n", ns, "addr", "add", a, "dev", ifname]);
-        }
-        sh(&["ip", "-n", ns, "link", "set", ifname, "up"]);
-        self.up_lo(ns);
-    }
 }
 
 impl Drop for Bed {
     fn drop(&mut self) {
-        for ns in self.namespaces.iter().rev() {
-            let _ = Command::new("ip").args(["netns", "del", ns]).output();
+        // Hosts before the hub.
+        while let Some(ns) = self.namespaces.pop() {
+            drop(ns);
         }
     }
-}
-
-/// Runs `f` on a thread that has entered namespace `ns` (sockets it creates stay there).
-fn in_ns<T: Send + 'static>(ns: &str, f: impl FnOnce() -> T + Send + 'static) -> JoinHandle<T> {
-    let path = format!("/run/netns/{ns}");
-    std::thread::spawn(move || {
-        let fd = File::open(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
-        // SAFETY: setns on a namespace file we opened; affects this thread only.
-        assert_eq!(
-            unsafe { libc::setns(fd.as_raw_fd(), libc::CLONE_NEWNET) },
-            0,
-            "setns {path}"
-        );
-        f()
-    })
-}
-
-fn unix_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as u64
 }
 
 /// What the fake agents saw: (backend, request path), in arrival order.
 type Seen = Arc<Mutex<Vec<(String, String)>>>;
 
-/// A fake agent: authenticates CREATE, records the request, answers ACK.
-fn fake_agent(
+/// A fake agent on backend `ip` in namespace `ns`, recording what it adopts.
+fn recording_agent(
     ns: String,
     name: &'static str,
     ip: [u8; 4],
@@ -167,72 +101,10 @@ fn fake_agent(
     in_ns(&ns, move || {
         let me = Ipv4Addr::from(ip);
         let sock = UdpSocket::bind((me, 9199)).unwrap();
-        sock.set_read_timeout(Some(Duration::from_millis(50)))
-            .unwrap();
-        let keys = Keyring::new(Key::new(1, KEY));
-        let key = Key::new(1, KEY);
-        let my_node = node_id(IpAddr::V4(me));
-        let mut reasm = Reassembler::new(ReassemblyConfig::default());
-        let seq = SeqCounter::new(unix_ms());
-        let mut acked = std::collections::HashSet::new();
-        let mut buf = vec![0u8; 65536];
-        while !stop.load(Ordering::Relaxed) {
-            let Ok((n, from)) = sock.recv_from(&mut buf) else {
-                continue;
-            };
-            let Ok((frame, _)) = open(&keys, my_node, &buf[..n]) else {
-                continue;
-            };
-            let Body::Create(frag) = frame.body else {
-                continue;
-            };
-            let h = frame.header;
-            let done = reasm
-                .push(h.sender, h.conn_id, &frag, unix_ms())
-                .ok()
-                .flatten();
-            if let Some(a) = done {
-                if acked.insert((h.sender, h.conn_id)) {
-                    let text = String::from_utf8_lossy(&a.request).to_string();
-                    let path = text.split_whitespace().nth(1).unwrap_or("").to_string();
-                    seen.lock().unwrap().push((name.to_string(), path));
-                }
-            }
-            // ACK every copy (a retransmission means our ACK was lost).
-            if acked.contains(&(h.sender, h.conn_id)) {
-                let hdr = Header {
-                    flags: 0,
-                    sender: my_node,
-                    receiver: h.sender,
-                    conn_id: h.conn_id,
-                    msg_seq: seq.next(),
-                    timestamp_ms: unix_ms(),
-                };
-                let mut out = [0u8; 256];
-                let len = seal(
-                    &hdr,
-                    &Body::Ack(Ack {
-                        echo_seq: h.msg_seq,
-                    }),
-                    &key,
-                    &mut out,
-                );
-                let _ = sock.send_to(&out[..len], from);
-            }
-        }
+        FakeAgent::new(sock, me.into(), Key::new(1, KEY)).serve(&stop, |a| {
+            seen.lock().unwrap().push((name.to_string(), a.path()));
+        });
     })
-}
-
-struct Baton {
-    child: Child,
-    log: PathBuf,
-}
-
-impl Drop for Baton {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 fn configs_dir() -> PathBuf {
@@ -306,66 +178,41 @@ fn request(client_ns: &str, path: String) {
 }
 
 /// Waits (bounded) until the agents have seen `n` requests.
-fn wait_seen(seen: &Seen, n: usize, baton: &mut Baton) {
+fn wait_seen(seen: &Seen, n: usize, baton: &mut Proc) {
     let deadline = Instant::now() + Duration::from_secs(20);
     while seen.lock().unwrap().len() < n {
-        if let Ok(Some(st)) = baton.child.try_wait() {
-            panic!(
-                "baton exited ({st}): {}",
-                std::fs::read_to_string(&baton.log).unwrap_or_default()
-            );
-        }
+        baton.ensure_running().unwrap_or_else(|e| panic!("{e}"));
         assert!(
             Instant::now() < deadline,
             "only {:?} of {n} requests reached an agent; baton log:\n{}",
             seen.lock().unwrap(),
-            std::fs::read_to_string(&baton.log).unwrap_or_default()
+            baton.log()
         );
         std::thread::sleep(Duration::from_millis(10));
     }
 }
 
-fn start_baton(bed: &Bed, profile: &std::path::Path, dir: &std::path::Path) -> Baton {
-    let log = dir.join("baton.log");
-    let child = Command::new("ip")
-        .args([
-            "netns",
-            "exec",
-            &bed.name("sw"),
-            env!("CARGO_BIN_EXE_baton"),
-            "run",
-            "--config",
-        ])
-        .arg(profile)
-        .env("BATON_DATA_IFACE", "sw-data")
-        .stdout(Stdio::null())
-        .stderr(File::create(&log).unwrap())
-        .spawn()
-        .unwrap();
-    let mut b = Baton { child, log };
+fn start_baton(bed: &Bed, profile: &std::path::Path, dir: &std::path::Path) -> Proc {
+    let mut b = Proc::spawn_env(
+        "baton",
+        &bed.name("sw"),
+        env!("CARGO_BIN_EXE_baton"),
+        &["run", "--config", profile.to_str().unwrap()],
+        &[("BATON_DATA_IFACE", "sw-data")],
+        &dir.join("baton.log"),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
     let deadline = Instant::now() + Duration::from_secs(30);
     while !http_in_ns(&bed.name("sw"), "/healthz").contains("\"ok\"") {
-        if let Ok(Some(st)) = b.child.try_wait() {
-            panic!(
-                "baton exited ({st}): {}",
-                std::fs::read_to_string(&b.log).unwrap_or_default()
-            );
-        }
+        b.ensure_running().unwrap_or_else(|e| panic!("{e}"));
         assert!(
             Instant::now() < deadline,
             "baton did not come up: {}",
-            std::fs::read_to_string(&b.log).unwrap_or_default()
+            b.log()
         );
         std::thread::sleep(Duration::from_millis(50));
     }
     b
-}
-
-fn metric(text: &str, prefix: &str) -> f64 {
-    text.lines()
-        .filter(|l| l.starts_with(prefix))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
 }
 
 #[test]
@@ -389,7 +236,7 @@ fn end_to_end(io: Io) {
         .iter()
         .enumerate()
         .map(|(i, (name, ip))| {
-            fake_agent(
+            recording_agent(
                 bed.name(&format!("b{}", i + 1)),
                 name,
                 *ip,
@@ -451,8 +298,7 @@ fn end_to_end(io: Io) {
     for i in 0..total {
         if i % 8 == 4 {
             std::fs::write(&profile, if (i / 8) % 2 == 0 { &text_b } else { &text_a }).unwrap();
-            // SAFETY: kill(2) on the `ip netns exec` child, which exec'd baton (same pid).
-            unsafe { libc::kill(baton.child.id() as i32, libc::SIGHUP) };
+            baton.signal(libc::SIGHUP);
         }
         request(&client, format!("/api/r{i}"));
     }
@@ -478,8 +324,7 @@ fn end_to_end(io: Io) {
     };
     let g0 = generation(&bed);
     std::fs::write(&profile, &text_b).unwrap();
-    // SAFETY: as above.
-    unsafe { libc::kill(baton.child.id() as i32, libc::SIGHUP) };
+    baton.signal(libc::SIGHUP);
     let deadline = Instant::now() + Duration::from_secs(20);
     while generation(&bed) <= g0 {
         assert!(Instant::now() < deadline, "SIGHUP reload not applied");
@@ -522,7 +367,7 @@ fn end_to_end(io: Io) {
     promtool.1.clear();
 
     // Access log: one JSON line per dispatch, with the fields operators need.
-    let log = std::fs::read_to_string(&baton.log).unwrap();
+    let log = baton.log();
     let access: Vec<&str> = log
         .lines()
         .filter(|l| l.contains("\"target\":\"baton::access\""))

@@ -21,73 +21,35 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::Instant;
 
-use dataplane::config::{Service, SynCookieMode, ThopConfig, WorkerConfig};
+use dataplane::config::{SynCookieMode, WorkerConfig};
 use dataplane::counters::Counters;
-use dataplane::dispatch::{BackendTarget, Decision, DispatchRequest, Verdict, WorkerEvent};
-use dataplane::engine::{Engine, Sink};
+use dataplane::dispatch::{BackendTarget, Decision, Verdict};
+use dataplane::engine::Engine;
 use dataplane::io::memory::{MemBuf, MemoryIo};
 use dataplane::io::{PacketBuf, PacketIo};
-use dataplane::peer::PeerMsg;
 use dataplane::shared::Shared;
 use dataplane::wire::{self, flags, Frame, TcpOpts, TcpOut, Verify};
 use handoff_proto::{Body, Header, Key};
-
-const SWITCH_MAC: [u8; 6] = [2, 0xba, 0x70, 0, 0, 2];
-const CLIENT_MAC: [u8; 6] = [2, 0, 0, 0, 0, 0x65];
-const KEY: [u8; 32] = [5; 32];
-
-struct BenchSink {
-    io: MemoryIo,
-    out: Vec<MemBuf>,
-    requests: Vec<DispatchRequest>,
-}
-
-impl Sink<MemBuf> for BenchSink {
-    fn alloc(&mut self) -> Option<MemBuf> {
-        self.io.alloc()
-    }
-    #[inline]
-    fn send(&mut self, pkt: MemBuf) {
-        self.out.push(pkt);
-    }
-    fn dispatch(&mut self, req: DispatchRequest) -> Result<(), DispatchRequest> {
-        self.requests.push(req);
-        Ok(())
-    }
-    fn event(&mut self, _ev: WorkerEvent) -> bool {
-        true
-    }
-    fn relay(&mut self, _w: u16, _m: PeerMsg) -> bool {
-        true
-    }
-}
+use testkit::sink::RecordingSink;
+use testkit::worker::{test_config, CLIENT_MAC, KEY, SWITCH_MAC};
 
 fn ip(a: u8, b: u8) -> IpAddr {
     IpAddr::V4(Ipv4Addr::new(198, 18, a, b))
 }
 
+/// The engine tests' configuration, sized for the run; no SYN cookies, and
+/// the default request buffers.
 fn config(capacity: usize) -> WorkerConfig {
+    let defaults = WorkerConfig::default();
     WorkerConfig {
-        services: vec![Service {
-            vip: ip(0, 10),
-            port: 80,
-        }],
-        mac: SWITCH_MAC,
-        ip: ip(0, 2),
-        thop: ThopConfig {
-            port: 9199,
-            key_id: 1,
-            keys: vec![(1, KEY)],
-            peers: Vec::new(),
-        },
         table_capacity: capacity,
         pending_capacity: 1024,
         syncookie_mode: SynCookieMode::Off,
         syncookie_threshold: usize::MAX,
-        static_macs: vec![(ip(0, 11), [2, 0, 0, 0, 0, 11])],
-        gratuitous_arp: false,
+        header_max: defaults.header_max,
+        request_buffer: defaults.request_buffer,
         secret: [1; 16],
-        ..WorkerConfig::default()
+        ..test_config()
     }
 }
 
@@ -164,7 +126,7 @@ fn client(c: u64) -> IpAddr {
 fn forward_burst(
     e: &mut Engine<MemBuf>,
     bufs: &mut Vec<MemBuf>,
-    sink: &mut BenchSink,
+    sink: &mut RecordingSink,
     x: &mut u64,
     span: u64,
     now: u64,
@@ -191,11 +153,7 @@ fn bench_forwarding(entries: usize, packets: u64) {
         e.bytes_per_entry(),
         t0.elapsed().as_secs_f64()
     );
-    let mut sink = BenchSink {
-        io: MemoryIo::new(64),
-        out: Vec::with_capacity(64),
-        requests: vec![],
-    };
+    let mut sink = RecordingSink::new(64);
     for (label, span) in [
         ("cold, flows random over all entries", entries as u64),
         ("hot, 4,096 flows", 4096u64),
@@ -264,11 +222,7 @@ fn bench_forwarding(entries: usize, packets: u64) {
 
 fn bench_new_connections(conns: u64) {
     let (mut e, shared) = engine(1 << 16);
-    let mut sink = BenchSink {
-        io: MemoryIo::new(4096),
-        out: Vec::with_capacity(64),
-        requests: Vec::with_capacity(64),
-    };
+    let mut sink = RecordingSink::new(4096);
     let req = b"GET /index.html HTTP/1.1\r\nHost: bench\r\nUser-Agent: b\r\n\r\n";
     let key = Key::new(1, KEY);
     let target = BackendTarget {
@@ -366,6 +320,7 @@ fn bench_new_connections(conns: u64) {
     let mut round = cpu_now();
     let mut per_round = Vec::new();
     for n in 0..conns {
+        sink.events.clear();
         if n % 10_000 == 0 && n > 0 {
             per_round.push((cpu_now() - round) / 10_000.0);
             round = cpu_now();

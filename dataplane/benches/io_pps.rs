@@ -16,9 +16,6 @@
 //! figures compare backends on one host rather than predict NIC line rate.
 //! DPDK runs in a child process (its EAL starts once per process).
 
-#[path = "../tests/conformance_net/mod.rs"]
-mod net;
-
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -27,6 +24,8 @@ use std::time::{Duration, Instant};
 use dataplane::io::{
     open, AfPacketConfig, AnyBuf, AnyQueue, IoConfig, PacketBuf, PacketIo, PollMode,
 };
+use testkit::netns::{unique, Netns};
+use testkit::raw_socket::{test_frame, test_seq, RawSock};
 
 const LIMIT: Duration = Duration::from_secs(5);
 const BURST: usize = 32;
@@ -148,7 +147,7 @@ fn sink(q: &mut AnyQueue, n: u64, done: &AtomicBool) -> (u64, f64) {
             last = now;
             got += buf
                 .drain(..)
-                .filter(|b| net::test_seq(b.data()).is_some())
+                .filter(|b| test_seq(b.data()).is_some())
                 .count() as u64;
         } else if done.load(Ordering::Relaxed) && last.elapsed() > Duration::from_millis(300) {
             break;
@@ -168,10 +167,10 @@ impl Drop for RunDir {
 }
 
 fn measure(backend: &str, o: &Opts) -> Vec<(String, Figure)> {
-    let ns = net::Netns::new("bn");
+    let ns = Netns::new("bpk-bn").no_ipv6();
     ns.veth("io0", &ns, "peer0");
     ns.enter();
-    let prefix = net::unique("b");
+    let prefix = unique("bpk-b");
     let _run_dir = RunDir(format!("/var/run/dpdk/{prefix}"));
     let (io_mac, peer_mac) = (ns.mac("io0"), ns.mac("peer0"));
     let mut dut = match backend {
@@ -183,7 +182,7 @@ fn measure(backend: &str, o: &Opts) -> Vec<(String, Figure)> {
     let mut out = Vec::new();
 
     // rx: peer generates, the backend under test receives.
-    let frame = net::test_frame(io_mac, peer_mac, 1, o.size);
+    let frame = test_frame(io_mac, peer_mac, 1, o.size);
     let done = Arc::new(AtomicBool::new(false));
     let sent = Arc::new(AtomicU64::new(0));
     let (d, s, f, n) = (done.clone(), sent.clone(), frame.clone(), o.frames);
@@ -207,7 +206,7 @@ fn measure(backend: &str, o: &Opts) -> Vec<(String, Figure)> {
     ));
 
     // tx: the backend under test generates, peer receives.
-    let frame = net::test_frame(peer_mac, io_mac, 2, o.size);
+    let frame = test_frame(peer_mac, io_mac, 2, o.size);
     let done = Arc::new(AtomicBool::new(false));
     let (d, n) = (done.clone(), o.frames);
     let rx = std::thread::spawn(move || {
@@ -228,7 +227,7 @@ fn measure(backend: &str, o: &Opts) -> Vec<(String, Figure)> {
     ));
 
     // fwd: peer → backend (rewrite in place) → peer.
-    let to_dut = net::test_frame(io_mac, peer_mac, 3, o.size);
+    let to_dut = test_frame(io_mac, peer_mac, 3, o.size);
     let stop = Arc::new(AtomicBool::new(false));
     let (st, n) = (stop.clone(), o.frames);
     let fwd = std::thread::spawn(move || {
@@ -277,7 +276,7 @@ fn measure(backend: &str, o: &Opts) -> Vec<(String, Figure)> {
             last = now;
             got += rxb
                 .drain(..)
-                .filter(|b| net::test_seq(b.data()).is_some())
+                .filter(|b| test_seq(b.data()).is_some())
                 .count() as u64;
         } else if sent >= o.frames && last.elapsed() > Duration::from_millis(300) {
             break;
@@ -318,7 +317,7 @@ fn measure(backend: &str, o: &Opts) -> Vec<(String, Figure)> {
 fn round_trips(dut: &mut AnyQueue, io_mac: [u8; 6], peer_mac: [u8; 6], n: usize) -> Vec<f64> {
     let stop = Arc::new(AtomicBool::new(false));
     let st = stop.clone();
-    let peer = net::RawSock::open("peer0");
+    let peer = RawSock::open("peer0");
     let mut rtts = Vec::with_capacity(n);
     std::thread::scope(|s| {
         s.spawn(|| {
@@ -343,11 +342,11 @@ fn round_trips(dut: &mut AnyQueue, io_mac: [u8; 6], peer_mac: [u8; 6], n: usize)
             if Instant::now() > deadline {
                 break;
             }
-            let f = net::test_frame(io_mac, peer_mac, 1_000_000 + i, 64);
+            let f = test_frame(io_mac, peer_mac, 1_000_000 + i, 64);
             let t0 = Instant::now();
             peer.send(&f);
             while let Some(g) = peer.recv(Duration::from_millis(100)) {
-                if net::test_seq(&g) == Some(1_000_000 + i) {
+                if test_seq(&g) == Some(1_000_000 + i) {
                     rtts.push(t0.elapsed().as_secs_f64() * 1e6);
                     break;
                 }
@@ -361,7 +360,7 @@ fn round_trips(dut: &mut AnyQueue, io_mac: [u8; 6], peer_mac: [u8; 6], n: usize)
 
 fn main() {
     let o = opts();
-    if !net::can_netns() {
+    if !testkit::root::is_root() {
         eprintln!("io_pps: needs root (network namespaces); skipped");
         return;
     }

@@ -14,6 +14,8 @@ pub mod dispatch;
 pub mod doorbell;
 pub mod engine;
 pub mod entropy;
+/// The worker fuzz program (feature `testing`: fuzzing and tests only).
+#[cfg(feature = "testing")]
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod http;

@@ -7,17 +7,17 @@
 //! starts once per process, so every DPDK test runs in its own process
 //! (nextest does this; under plain `cargo test` the test re-executes itself).
 
-mod conformance_net;
-
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use conformance_net::{can_netns, test_frame, test_seq, Netns, RawSock};
 use dataplane::doorbell::Doorbell;
 use dataplane::io::{
     open, AfPacketConfig, AnyBuf, AnyQueue, IoConfig, IoError, PacketBuf, PacketIo,
 };
+use testkit::netns::{unique, Netns};
+use testkit::raw_socket::{test_frame, test_seq, RawSock};
+use testkit::require_root;
 
 const IFC: &str = "io0";
 const PEER: &str = "peer0";
@@ -40,7 +40,7 @@ impl Drop for Bed {
 
 impl Bed {
     fn new() -> Bed {
-        let ns = Netns::new("io");
+        let ns = Netns::new("bpk-io").no_ipv6();
         ns.veth(IFC, &ns, PEER);
         ns.enter();
         let peer = RawSock::open(PEER);
@@ -50,7 +50,7 @@ impl Bed {
             peer,
             io_mac,
             peer_mac,
-            prefix: conformance_net::unique("e"),
+            prefix: unique("bpk-e"),
         }
     }
 }
@@ -455,105 +455,79 @@ fn monitor_reports_port(backend: Backend) {
 
 #[test]
 fn afpacket_rx_intact() {
-    if !can_netns() {
-        return eprintln!("skipped: needs root");
-    }
+    require_root();
     rx_intact(Backend::AfPacket);
 }
 
 #[test]
 fn afpacket_tx_intact() {
-    if !can_netns() {
-        return eprintln!("skipped: needs root");
-    }
+    require_root();
     tx_intact(Backend::AfPacket);
 }
 
 #[test]
 fn afpacket_forward_in_place() {
-    if !can_netns() {
-        return eprintln!("skipped: needs root");
-    }
+    require_root();
     forward_in_place(Backend::AfPacket);
 }
 
 #[test]
 fn afpacket_flows_stay_on_one_worker() {
-    if !can_netns() {
-        return eprintln!("skipped: needs root");
-    }
+    require_root();
     flows_stay_on_one_worker(Backend::AfPacket);
 }
 
 #[test]
 fn afpacket_monitor_reports_port() {
-    if !can_netns() {
-        return eprintln!("skipped: needs root");
-    }
+    require_root();
     monitor_reports_port(Backend::AfPacket);
 }
 
 #[test]
 fn afpacket_v2_rx_intact() {
-    if !can_netns() {
-        return eprintln!("skipped: needs root");
-    }
+    require_root();
     rx_intact(Backend::AfPacketV2);
 }
 
 #[test]
 fn afpacket_v2_tx_intact() {
-    if !can_netns() {
-        return eprintln!("skipped: needs root");
-    }
+    require_root();
     tx_intact(Backend::AfPacketV2);
 }
 
 #[test]
 fn afpacket_v2_forward_in_place() {
-    if !can_netns() {
-        return eprintln!("skipped: needs root");
-    }
+    require_root();
     forward_in_place(Backend::AfPacketV2);
 }
 
 #[test]
 fn afpacket_v2_flows_stay_on_one_worker() {
-    if !can_netns() {
-        return eprintln!("skipped: needs root");
-    }
+    require_root();
     flows_stay_on_one_worker(Backend::AfPacketV2);
 }
 
 #[test]
 fn afpacket_wait_wakes_on_arrival() {
-    if !can_netns() {
-        return eprintln!("skipped: needs root");
-    }
+    require_root();
     wait_wakes_on_arrival(Backend::AfPacket);
 }
 
 #[test]
 fn afpacket_v2_wait_wakes_on_arrival() {
-    if !can_netns() {
-        return eprintln!("skipped: needs root");
-    }
+    require_root();
     wait_wakes_on_arrival(Backend::AfPacketV2);
 }
 
 #[test]
 fn afpacket_wait_wakes_on_doorbell() {
-    if !can_netns() {
-        return eprintln!("skipped: needs root");
-    }
+    require_root();
     wait_wakes_on_doorbell(Backend::AfPacket);
 }
 
 #[test]
 fn afpacket_v2_wait_wakes_on_doorbell() {
-    if !can_netns() {
-        return eprintln!("skipped: needs root");
-    }
+    require_root();
     wait_wakes_on_doorbell(Backend::AfPacketV2);
 }
 
@@ -562,9 +536,7 @@ fn afpacket_v2_wait_wakes_on_doorbell() {
 /// link is back, everything reaches the wire in order.
 #[test]
 fn afpacket_full_tx_ring_leaves_the_rest_in_order() {
-    if !can_netns() {
-        return eprintln!("skipped: needs root");
-    }
+    require_root();
     let bed = Bed::new();
     let cfg = AfPacketConfig {
         tx_frames: 32, // one 64 KiB block of 2 KiB slots
@@ -612,9 +584,7 @@ fn afpacket_full_tx_ring_leaves_the_rest_in_order() {
 /// the flap left behind is cleared (so `wait()` blocks again when idle).
 #[test]
 fn afpacket_survives_a_link_flap() {
-    if !can_netns() {
-        return eprintln!("skipped: needs root");
-    }
+    require_root();
     survives_a_link_flap(Backend::AfPacket);
 }
 
@@ -689,18 +659,14 @@ fn survives_interface_removal(backend: Backend) {
 
 #[test]
 fn afpacket_survives_interface_removal() {
-    if !can_netns() {
-        return eprintln!("skipped: needs root");
-    }
+    require_root();
     survives_interface_removal(Backend::AfPacket);
 }
 
 #[test]
 fn afpacket_frame_size_must_hold_the_mtu() {
-    if !can_netns() {
-        return eprintln!("skipped: needs root");
-    }
-    let ns = Netns::new("mtu");
+    require_root();
+    let ns = Netns::new("bpk-mtu").no_ipv6();
     ns.veth(IFC, &ns, PEER);
     ns.ip(&["link", "set", IFC, "mtu", "9000"]);
     ns.enter();
@@ -758,9 +724,7 @@ fn drop_net_raw_on_this_thread() {
 
 #[test]
 fn afpacket_without_cap_net_raw_is_a_permission_error() {
-    if !can_netns() {
-        return eprintln!("skipped: needs root");
-    }
+    require_root();
     let e = std::thread::spawn(|| {
         drop_net_raw_on_this_thread();
         open(&IoConfig::AfPacket(AfPacketConfig::new("lo")), 1).err()
@@ -793,40 +757,16 @@ fn afpacket_missing_interface_is_a_clear_error() {
 
 // ---- DPDK (the af_packet PMD on the veth) ----
 
-/// Runs `body` in a process of its own: DPDK's EAL starts once per process.
-/// Under nextest (a process per test) it runs in place; under `cargo test`
-/// the test binary re-executes itself for just this test.
-#[cfg(feature = "dpdk")]
-fn isolated(name: &str, body: fn()) {
-    if !can_netns() {
-        return eprintln!("skipped: needs root");
-    }
-    if std::env::var_os("NEXTEST").is_some() || std::env::var_os("BATON_ISOLATED").is_some() {
-        return body();
-    }
-    let out = std::process::Command::new(std::env::current_exe().unwrap())
-        .args([name, "--exact", "--nocapture", "--test-threads=1"])
-        .env("BATON_ISOLATED", "1")
-        .output()
-        .expect("re-exec test binary");
-    assert!(
-        out.status.success(),
-        "{name} failed:\n{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 #[cfg(feature = "dpdk")]
 #[test]
 fn dpdk_rx_intact() {
-    isolated("dpdk_rx_intact", || rx_intact(Backend::Dpdk));
+    testkit::dpdk::isolated("dpdk_rx_intact", || rx_intact(Backend::Dpdk));
 }
 
 #[cfg(feature = "dpdk")]
 #[test]
 fn dpdk_wait_wakes_on_doorbell() {
-    isolated("dpdk_wait_wakes_on_doorbell", || {
+    testkit::dpdk::isolated("dpdk_wait_wakes_on_doorbell", || {
         wait_wakes_on_doorbell(Backend::Dpdk)
     });
 }
@@ -834,19 +774,19 @@ fn dpdk_wait_wakes_on_doorbell() {
 #[cfg(feature = "dpdk")]
 #[test]
 fn dpdk_tx_intact() {
-    isolated("dpdk_tx_intact", || tx_intact(Backend::Dpdk));
+    testkit::dpdk::isolated("dpdk_tx_intact", || tx_intact(Backend::Dpdk));
 }
 
 #[cfg(feature = "dpdk")]
 #[test]
 fn dpdk_forward_in_place() {
-    isolated("dpdk_forward_in_place", || forward_in_place(Backend::Dpdk));
+    testkit::dpdk::isolated("dpdk_forward_in_place", || forward_in_place(Backend::Dpdk));
 }
 
 #[cfg(feature = "dpdk")]
 #[test]
 fn dpdk_flows_stay_on_one_worker_pmd_fanout() {
-    isolated("dpdk_flows_stay_on_one_worker_pmd_fanout", || {
+    testkit::dpdk::isolated("dpdk_flows_stay_on_one_worker_pmd_fanout", || {
         flows_stay_on_one_worker_with(Backend::Dpdk, 2)
     });
 }
@@ -855,7 +795,7 @@ fn dpdk_flows_stay_on_one_worker_pmd_fanout() {
 #[test]
 fn dpdk_flows_stay_on_one_worker_software_steering() {
     // One PMD queue pair for two workers: the backend steers in software.
-    isolated("dpdk_flows_stay_on_one_worker_software_steering", || {
+    testkit::dpdk::isolated("dpdk_flows_stay_on_one_worker_software_steering", || {
         flows_stay_on_one_worker_with(Backend::Dpdk, 1)
     });
 }
@@ -865,7 +805,7 @@ fn dpdk_flows_stay_on_one_worker_software_steering() {
 fn dpdk_worker_threads_get_an_lcore_cache() {
     // A worker is a plain Rust thread; its first poll registers it with the
     // EAL so that it has an lcore id (and with it a mempool cache).
-    isolated("dpdk_worker_threads_get_an_lcore_cache", || {
+    testkit::dpdk::isolated("dpdk_worker_threads_get_an_lcore_cache", || {
         let bed = Bed::new();
         let mut qs = open(&config(Backend::Dpdk, &bed, 2), 2).expect("open");
         let q1 = qs.pop().unwrap();
@@ -894,7 +834,7 @@ fn dpdk_worker_threads_get_an_lcore_cache() {
 #[cfg(feature = "dpdk")]
 #[test]
 fn dpdk_survives_a_link_flap() {
-    isolated("dpdk_survives_a_link_flap", || {
+    testkit::dpdk::isolated("dpdk_survives_a_link_flap", || {
         survives_a_link_flap(Backend::Dpdk)
     });
 }
@@ -902,7 +842,7 @@ fn dpdk_survives_a_link_flap() {
 #[cfg(feature = "dpdk")]
 #[test]
 fn dpdk_survives_interface_removal() {
-    isolated("dpdk_survives_interface_removal", || {
+    testkit::dpdk::isolated("dpdk_survives_interface_removal", || {
         survives_interface_removal(Backend::Dpdk)
     });
 }
@@ -910,7 +850,7 @@ fn dpdk_survives_interface_removal() {
 #[cfg(feature = "dpdk")]
 #[test]
 fn dpdk_monitor_reports_port() {
-    isolated("dpdk_monitor_reports_port", || {
+    testkit::dpdk::isolated("dpdk_monitor_reports_port", || {
         monitor_reports_port(Backend::Dpdk)
     });
 }
@@ -918,7 +858,7 @@ fn dpdk_monitor_reports_port() {
 #[cfg(feature = "dpdk")]
 #[test]
 fn dpdk_errors_are_clear_and_eal_starts_once() {
-    isolated("dpdk_errors_are_clear_and_eal_starts_once", || {
+    testkit::dpdk::isolated("dpdk_errors_are_clear_and_eal_starts_once", || {
         let bed = Bed::new();
         let IoConfig::Dpdk(good) = config(Backend::Dpdk, &bed, 1) else {
             unreachable!()
@@ -949,7 +889,7 @@ fn dpdk_errors_are_clear_and_eal_starts_once() {
 #[cfg(feature = "dpdk")]
 #[test]
 fn dpdk_bad_eal_arguments_are_a_clear_error() {
-    isolated("dpdk_bad_eal_arguments_are_a_clear_error", || {
+    testkit::dpdk::isolated("dpdk_bad_eal_arguments_are_a_clear_error", || {
         let args = ["--no-huge", "--no-pci", "-m", "512", "--no-such-eal-option"];
         let c = dataplane::io::DpdkConfig::new(
             args.iter().map(|s| s.to_string()).collect(),

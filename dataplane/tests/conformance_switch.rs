@@ -17,22 +17,23 @@
 //! THOP_CREATE to the agent carrying that request and the client's endpoints,
 //! and, after the ACK, client packets forwarded to the backend's MAC.
 
-mod conformance_net;
-
 use std::io::{Read, Write};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpStream, UdpSocket};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
-use conformance_net::{can_netns, Netns, RawSock};
 use dataplane::config::WorkerConfig;
 use dataplane::dispatch::{
     channels, BackendTarget, ControlQueues, Decision, HandoffOutcome, Verdict, WorkerEvent,
 };
 use dataplane::io::{open, AfPacketConfig, AnyQueue, IoConfig, PollMode};
 use dataplane::worker::Worker;
-use handoff_proto::{Body, Key, Keyring, Reassembler, ReassemblyConfig, SeqCounter};
+use handoff_proto::Key;
+use testkit::fake_agent::FakeAgent;
+use testkit::netns::{parse_mac, unique, Netns};
+use testkit::raw_socket::{test_frame, RawSock};
+use testkit::require_root;
 
 const VIP: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 10);
 const SWITCH_IP: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 2);
@@ -69,10 +70,14 @@ impl Drop for Bed {
 
 impl Bed {
     fn new() -> Bed {
-        let hub = Netns::new("h");
+        let hub = Netns::new("bpk-h").no_ipv6();
         hub.ip(&["link", "add", "br0", "type", "bridge"]);
         hub.ip(&["link", "set", "br0", "up"]);
-        let (client, agent, switch) = (Netns::new("c"), Netns::new("a"), Netns::new("s"));
+        let (client, agent, switch) = (
+            Netns::new("bpk-c").no_ipv6(),
+            Netns::new("bpk-a").no_ipv6(),
+            Netns::new("bpk-s").no_ipv6(),
+        );
         for (ns, ifc, port) in [
             (&client, "c0", "pc"),
             (&agent, "a0", "pa"),
@@ -88,7 +93,7 @@ impl Bed {
             agent,
             switch,
             _hub: hub,
-            prefix: conformance_net::unique("e"),
+            prefix: unique("bpk-e"),
         }
     }
 
@@ -134,18 +139,6 @@ impl Bed {
             }
         }
     }
-}
-
-/// Runs `f` on a thread inside `ns` and returns its result.
-fn in_ns<T: Send + 'static>(
-    ns: &Netns,
-    f: impl FnOnce() -> T + Send + 'static,
-) -> std::thread::JoinHandle<T> {
-    let name = ns.name.clone();
-    std::thread::spawn(move || {
-        conformance_net::enter_named(&name);
-        f()
-    })
 }
 
 /// The running switch: workers on their threads.
@@ -251,66 +244,6 @@ impl Drop for Switch {
     }
 }
 
-/// What the fake agent saw of one connection.
-#[derive(Debug)]
-struct Adopted {
-    client: SocketAddr,
-    vip: SocketAddr,
-    request: Vec<u8>,
-    from: SocketAddr,
-}
-
-/// A fake agent: decodes THOP_CREATE (authenticated, reassembled) and
-/// answers THOP_ACK, for `n` connections or until 20 s passed.
-fn fake_agent(sock: UdpSocket, n: usize) -> Vec<Adopted> {
-    let keys = Keyring::new(Key::new(1, KEY));
-    let me = handoff_proto::node_id(IpAddr::V4(AGENT_IP));
-    let now_ms = || {
-        SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap()
-            .as_millis() as u64
-    };
-    let seq = SeqCounter::new(now_ms());
-    let mut reasm = Reassembler::new(ReassemblyConfig::default());
-    let mut out = Vec::new();
-    let mut buf = vec![0u8; 65536];
-    let deadline = Instant::now() + Duration::from_secs(20);
-    sock.set_read_timeout(Some(Duration::from_millis(50)))
-        .unwrap();
-    while out.len() < n && Instant::now() < deadline {
-        let Ok((len, from)) = sock.recv_from(&mut buf) else {
-            continue;
-        };
-        let Ok((frame, _)) = handoff_proto::open(&keys, me, &buf[..len]) else {
-            panic!("the switch sent a THOP frame that does not verify");
-        };
-        let Body::Create(frag) = frame.body else {
-            continue;
-        };
-        let Some(done) = reasm
-            .push(frame.header.sender, frame.header.conn_id, &frag, now_ms())
-            .expect("CREATE fragments reassemble")
-        else {
-            continue;
-        };
-        let hdr = frame.header.reply(seq.next(), now_ms());
-        let ack = Body::Ack(handoff_proto::Ack {
-            echo_seq: frame.header.msg_seq,
-        });
-        let mut wire = vec![0u8; 256];
-        let l = handoff_proto::seal(&hdr, &ack, &Key::new(1, KEY), &mut wire);
-        sock.send_to(&wire[..l], from).unwrap();
-        out.push(Adopted {
-            client: done.state.endpoints.client(),
-            vip: done.state.endpoints.vip(),
-            request: done.request,
-            from,
-        });
-    }
-    out
-}
-
 /// One ICMP echo to `dst` from the calling thread's namespace; true when the
 /// matching reply arrived.
 fn ping(dst: Ipv4Addr, id: u16) -> bool {
@@ -404,7 +337,7 @@ fn neighbour_mac(ns: &Netns, ip: Ipv4Addr) -> Option<[u8; 6]> {
         .split_whitespace()
         .skip_while(|w| *w != "lladdr")
         .nth(1)?;
-    Some(conformance_net::parse_mac(mac))
+    Some(parse_mac(mac))
 }
 
 /// A TCP segment the capture saw: (dst MAC, src port, flags, payload).
@@ -434,7 +367,7 @@ fn handoff_scenario_with(backend: Backend, workers: usize, qpairs: usize, conns:
     assert_eq!(sw.steering, expected_steering(backend, workers, qpairs));
 
     // ARP and ICMP for the VIP, from the client's kernel.
-    let pinged = in_ns(&bed.client, || ping(VIP, 0xba70)).join().unwrap();
+    let pinged = bed.client.spawn(|| ping(VIP, 0xba70)).join().unwrap();
     assert!(pinged, "ICMP echo to the VIP answered");
     assert_eq!(
         neighbour_mac(&bed.client, VIP),
@@ -443,18 +376,22 @@ fn handoff_scenario_with(backend: Backend, workers: usize, qpairs: usize, conns:
     );
 
     // Fake agent and a capture of what reaches the backend host.
-    let agent_sock = in_ns(&bed.agent, || {
-        UdpSocket::bind((AGENT_IP, THOP_PORT)).unwrap()
-    })
-    .join()
-    .unwrap();
-    let agent = std::thread::spawn(move || fake_agent(agent_sock, conns));
-    let capture = in_ns(&bed.agent, || RawSock::open("a0")).join().unwrap();
+    let agent_sock = bed
+        .agent
+        .spawn(|| UdpSocket::bind((AGENT_IP, THOP_PORT)).unwrap())
+        .join()
+        .unwrap();
+    let agent = std::thread::spawn(move || {
+        FakeAgent::new(agent_sock, IpAddr::V4(AGENT_IP), Key::new(1, KEY))
+            .strict()
+            .collect(conns, Duration::from_secs(20))
+    });
+    let capture = bed.agent.spawn(|| RawSock::open("a0")).join().unwrap();
 
     // Real kernel TCP clients: handshake, request; more data and FIN once
     // the handoff is acknowledged.
     let (go_tx, go_rx) = mpsc::channel::<()>();
-    let client = in_ns(&bed.client, move || {
+    let client = bed.client.spawn(move || {
         let mut streams = Vec::new();
         for i in 0..conns {
             let mut s = TcpStream::connect_timeout(
@@ -561,7 +498,7 @@ fn handoff_scenario_with(backend: Backend, workers: usize, qpairs: usize, conns:
     let not_for_us = sw.dropped(DropReason::NotForUs);
     let unsupported = sw.dropped(DropReason::Unsupported);
     let client_mac = bed.client.mac("c0");
-    let stray = in_ns(&bed.client, || RawSock::open("c0")).join().unwrap();
+    let stray = bed.client.spawn(|| RawSock::open("c0")).join().unwrap();
     // A TCP SYN to 198.18.0.99:80 (an address the switch does not serve).
     let mut other_ip = Vec::with_capacity(60);
     other_ip.extend_from_slice(&sw.mac);
@@ -577,7 +514,7 @@ fn handoff_scenario_with(backend: Backend, workers: usize, qpairs: usize, conns:
         0x04, 0xd2, 0, 80, 0, 0, 0, 1, 0, 0, 0, 0, 0x50, 0x02, 0xff, 0xff, 0, 0, 0, 0,
     ]);
     other_ip.resize(60, 0);
-    let odd_type = conformance_net::test_frame(sw.mac, client_mac, 2, 60);
+    let odd_type = test_frame(sw.mac, client_mac, 2, 60);
     let deadline = Instant::now() + Duration::from_secs(10);
     while Instant::now() < deadline
         && (sw.dropped(DropReason::NotForUs) == not_for_us
@@ -622,7 +559,7 @@ fn handoff_scenario_with(backend: Backend, workers: usize, qpairs: usize, conns:
         }
         stray.send(&f);
     }
-    let alive = in_ns(&bed.client, || ping(VIP, 0xba71)).join().unwrap();
+    let alive = bed.client.spawn(|| ping(VIP, 0xba71)).join().unwrap();
     assert!(alive, "the switch still answers after garbage");
     assert!(
         sw.threads.iter().all(|t| !t.is_finished()),
@@ -645,56 +582,28 @@ fn expected_steering(backend: Backend, workers: usize, qpairs: usize) -> &'stati
 
 #[test]
 fn afpacket_handoff_one_worker() {
-    if !can_netns() {
-        return eprintln!("skipped: needs root");
-    }
+    require_root();
     handoff_scenario(Backend::AfPacket, 1, 1);
 }
 
 #[test]
 fn afpacket_handoff_two_workers_fanout() {
-    if !can_netns() {
-        return eprintln!("skipped: needs root");
-    }
+    require_root();
     handoff_scenario(Backend::AfPacket, 2, 6);
 }
 
 #[test]
 fn afpacket_v2_handoff_two_workers_fanout() {
-    if !can_netns() {
-        return eprintln!("skipped: needs root");
-    }
+    require_root();
     handoff_scenario(Backend::AfPacketV2, 2, 6);
 }
 
 // ---- DPDK ----
 
-/// Runs `body` in a process of its own (DPDK's EAL starts once per process).
-#[cfg(feature = "dpdk")]
-fn isolated(name: &str, body: fn()) {
-    if !can_netns() {
-        return eprintln!("skipped: needs root");
-    }
-    if std::env::var_os("NEXTEST").is_some() || std::env::var_os("BATON_ISOLATED").is_some() {
-        return body();
-    }
-    let out = std::process::Command::new(std::env::current_exe().unwrap())
-        .args([name, "--exact", "--nocapture", "--test-threads=1"])
-        .env("BATON_ISOLATED", "1")
-        .output()
-        .expect("re-exec test binary");
-    assert!(
-        out.status.success(),
-        "{name} failed:\n{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 #[cfg(feature = "dpdk")]
 #[test]
 fn dpdk_handoff_one_worker() {
-    isolated("dpdk_handoff_one_worker", || {
+    testkit::dpdk::isolated("dpdk_handoff_one_worker", || {
         handoff_scenario(Backend::Dpdk, 1, 1)
     });
 }
@@ -702,7 +611,7 @@ fn dpdk_handoff_one_worker() {
 #[cfg(feature = "dpdk")]
 #[test]
 fn dpdk_handoff_two_workers_pmd_fanout() {
-    isolated("dpdk_handoff_two_workers_pmd_fanout", || {
+    testkit::dpdk::isolated("dpdk_handoff_two_workers_pmd_fanout", || {
         handoff_scenario(Backend::Dpdk, 2, 6)
     });
 }
@@ -711,7 +620,7 @@ fn dpdk_handoff_two_workers_pmd_fanout() {
 #[test]
 fn dpdk_handoff_two_workers_software_steering() {
     // One PMD queue pair for two workers: frames are steered in software.
-    isolated("dpdk_handoff_two_workers_software_steering", || {
+    testkit::dpdk::isolated("dpdk_handoff_two_workers_software_steering", || {
         handoff_scenario_with(Backend::Dpdk, 2, 1, 6)
     });
 }

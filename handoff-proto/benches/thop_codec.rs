@@ -15,30 +15,9 @@ const NOW_MS: u64 = 1_800_000_000_000;
 const SWITCH: u32 = 0xc612_0002;
 const AGENT: u32 = 0xc612_000b;
 
+/// The spec's worked example with a request of `len` bytes.
 fn state(len: usize) -> TcpState {
-    TcpState {
-        endpoints: Endpoints::new(
-            "198.18.0.101:40000".parse().unwrap(),
-            "198.18.0.10:80".parse().unwrap(),
-        )
-        .unwrap(),
-        client_isn: 0x1000_0000,
-        client_next: 0x1000_0001u32.wrapping_add(len as u32),
-        server_isn: 0xa000_0000,
-        server_next: 0xa000_0001,
-        client_window: 64_240 << 7,
-        server_window: 65_535,
-        mss: 1460,
-        window_scale: Some(WindowScale {
-            client: 7,
-            server: 7,
-        }),
-        sack_permitted: true,
-        timestamps: Some(Timestamps {
-            recent: 1,
-            next_val: 2,
-        }),
-    }
+    testkit::tcp_state::v4(len as u32)
 }
 
 fn header(conn_id: u64, msg_seq: u64) -> Header {

@@ -8,8 +8,12 @@ use handoff_proto::*;
 
 fn sample_frames() -> Vec<Vec<u8>> {
     let k = key();
-    let split =
-        CreateSplitter::new(state_v4(REQUEST.len() as u32), REQUEST, MAX_FRAME_LEN_V4).unwrap();
+    let split = CreateSplitter::new(
+        tcp_state::v4(REQUEST.len() as u32),
+        REQUEST,
+        MAX_FRAME_LEN_V4,
+    )
+    .unwrap();
     let mut create = vec![0u8; split.frame_len(0)];
     split.write(0, &header(42, 1), &k, &mut create);
     vec![

@@ -20,8 +20,12 @@ fn fixtures() -> Vec<(&'static str, Vec<u8>)> {
     let seq0 = initial_msg_seq(NOW_MS);
 
     // §10 worked example: one-fragment CREATE, IPv4, every option.
-    let split =
-        CreateSplitter::new(state_v4(REQUEST.len() as u32), REQUEST, MAX_FRAME_LEN_V4).unwrap();
+    let split = CreateSplitter::new(
+        tcp_state::v4(REQUEST.len() as u32),
+        REQUEST,
+        MAX_FRAME_LEN_V4,
+    )
+    .unwrap();
     assert_eq!(split.fragment_count(), 1);
     let mut h = header(EXAMPLE_CONN, seq0);
     let mut buf = vec![0u8; split.frame_len(0)];
@@ -30,7 +34,7 @@ fn fixtures() -> Vec<(&'static str, Vec<u8>)> {
 
     // A.1: CREATE over IPv6 without options, 300-byte request, 256-byte frames.
     let req: Vec<u8> = (0..300u32).map(|i| i as u8).collect();
-    let split = CreateSplitter::new(state_v6(300), &req, MIN_FRAME_LEN).unwrap();
+    let split = CreateSplitter::new(tcp_state::v6(300), &req, MIN_FRAME_LEN).unwrap();
     assert_eq!(split.fragment_count(), 3);
     for (i, name) in [
         (0, "create-v6-fragment-0"),
@@ -232,7 +236,7 @@ fn worked_example_decodes_to_the_documented_values() {
     let Body::Create(frag) = frame.body else {
         panic!("not a CREATE")
     };
-    assert_eq!(frag.state, Some(state_v4(REQUEST.len() as u32)));
+    assert_eq!(frag.state, Some(tcp_state::v4(REQUEST.len() as u32)));
     assert_eq!(frag.data, REQUEST);
     assert!(frag.is_whole());
     let client = frag.state.unwrap().client();

@@ -133,7 +133,7 @@ fn trailing_fields_of_fixed_bodies_are_ignored() {
 #[test]
 fn longer_state_block_is_accepted_and_extension_ignored() {
     // Build a CREATE whose state block carries 8 more bytes (a future field).
-    let state = state_v4(REQUEST.len() as u32);
+    let state = tcp_state::v4(REQUEST.len() as u32);
     let f = seal_vec(
         &header(1, 1),
         &Body::Create(CreateFragment {
@@ -191,7 +191,7 @@ fn unknown_reason_codes_are_preserved() {
 
 #[test]
 fn unknown_tcp_option_bit_is_rejected() {
-    let state = state_v4(REQUEST.len() as u32);
+    let state = tcp_state::v4(REQUEST.len() as u32);
     let mut f = seal_vec(
         &header(1, 1),
         &Body::Create(CreateFragment {
@@ -212,7 +212,7 @@ fn unknown_tcp_option_bit_is_rejected() {
 
 #[test]
 fn create_semantic_checks() {
-    let state = state_v4(REQUEST.len() as u32);
+    let state = tcp_state::v4(REQUEST.len() as u32);
     let frag = CreateFragment {
         total_len: REQUEST.len() as u32,
         offset: 0,
@@ -336,8 +336,12 @@ fn labels_are_complete_and_frames_display() {
     }
     assert_eq!(ReassemblyError::LABELS.len(), reasm.len());
 
-    let split =
-        CreateSplitter::new(state_v4(REQUEST.len() as u32), REQUEST, MAX_FRAME_LEN_V4).unwrap();
+    let split = CreateSplitter::new(
+        tcp_state::v4(REQUEST.len() as u32),
+        REQUEST,
+        MAX_FRAME_LEN_V4,
+    )
+    .unwrap();
     let mut buf = vec![0u8; split.frame_len(0)];
     split.write(0, &header(0x2a, 5), &key(), &mut buf);
     let (frame, _) = open(&keyring(), AGENT, &buf).unwrap();

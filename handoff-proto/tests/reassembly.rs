@@ -12,7 +12,7 @@ fn request(len: usize) -> Vec<u8> {
 #[test]
 fn out_of_order_fragments_reassemble() {
     let req = request(10_000);
-    let split = CreateSplitter::new(state_v6(10_000), &req, MAX_FRAME_LEN_V6).unwrap();
+    let split = CreateSplitter::new(tcp_state::v6(10_000), &req, MAX_FRAME_LEN_V6).unwrap();
     let mut r = Reassembler::new(ReassemblyConfig::default());
     let n = split.fragment_count();
     for i in (1..n).rev() {
@@ -25,13 +25,13 @@ fn out_of_order_fragments_reassemble() {
     assert_eq!(got as usize, 10_000 - split.fragment(0).data.len());
     let a = r.push(SWITCH, 1, &split.fragment(0), 0).unwrap().unwrap();
     assert_eq!(a.request, req);
-    assert_eq!(a.state, state_v6(10_000));
+    assert_eq!(a.state, tcp_state::v6(10_000));
     assert_eq!((r.pending(), r.memory()), (0, 0));
 }
 
 #[test]
 fn empty_request_completes_at_once() {
-    let split = CreateSplitter::new(state_v4(0), b"", MAX_FRAME_LEN_V4).unwrap();
+    let split = CreateSplitter::new(tcp_state::v4(0), b"", MAX_FRAME_LEN_V4).unwrap();
     assert_eq!(split.fragment_count(), 1);
     let mut r = Reassembler::new(ReassemblyConfig::default());
     let a = r.push(SWITCH, 1, &split.fragment(0), 0).unwrap().unwrap();
@@ -48,7 +48,7 @@ fn limits_are_enforced() {
     };
     let mut r = Reassembler::new(cfg);
     let big = request(80_000);
-    let split = CreateSplitter::new(state_v4(80_000), &big, MAX_FRAME_LEN_V4).unwrap();
+    let split = CreateSplitter::new(tcp_state::v4(80_000), &big, MAX_FRAME_LEN_V4).unwrap();
     let err = r.push(SWITCH, 1, &split.fragment(1), 0).unwrap_err();
     assert_eq!(
         err,
@@ -60,7 +60,7 @@ fn limits_are_enforced() {
     assert_eq!(err.nack_reason(), NackReason::RequestTooLarge);
 
     let req = request(60_000);
-    let split = CreateSplitter::new(state_v4(60_000), &req, MAX_FRAME_LEN_V4).unwrap();
+    let split = CreateSplitter::new(tcp_state::v4(60_000), &req, MAX_FRAME_LEN_V4).unwrap();
     assert_eq!(r.push(SWITCH, 1, &split.fragment(1), 0), Ok(None));
     // A second 60 KB request would pass the 100 KB memory limit.
     assert_eq!(
@@ -68,7 +68,7 @@ fn limits_are_enforced() {
         Err(ReassemblyError::NoMemory)
     );
     let small = request(5000);
-    let s2 = CreateSplitter::new(state_v4(5000), &small, MAX_FRAME_LEN_V4).unwrap();
+    let s2 = CreateSplitter::new(tcp_state::v4(5000), &small, MAX_FRAME_LEN_V4).unwrap();
     assert_eq!(r.push(SWITCH, 2, &s2.fragment(1), 10), Ok(None));
     assert_eq!(
         r.push(SWITCH, 3, &s2.fragment(1), 10),
@@ -88,7 +88,7 @@ fn limits_are_enforced() {
 #[test]
 fn expire_drops_stale_partials_only() {
     let req = request(5000);
-    let split = CreateSplitter::new(state_v4(5000), &req, MAX_FRAME_LEN_V4).unwrap();
+    let split = CreateSplitter::new(tcp_state::v4(5000), &req, MAX_FRAME_LEN_V4).unwrap();
     let mut r = Reassembler::new(ReassemblyConfig {
         timeout_ms: 100,
         ..Default::default()
@@ -108,7 +108,7 @@ fn expire_drops_stale_partials_only() {
 #[test]
 fn abort_removes_partial_state() {
     let req = request(5000);
-    let split = CreateSplitter::new(state_v4(5000), &req, MAX_FRAME_LEN_V4).unwrap();
+    let split = CreateSplitter::new(tcp_state::v4(5000), &req, MAX_FRAME_LEN_V4).unwrap();
     let mut r = Reassembler::new(ReassemblyConfig::default());
     r.push(SWITCH, 1, &split.fragment(0), 0).unwrap();
     assert!(r.remove(SWITCH, 1));
@@ -119,7 +119,7 @@ fn abort_removes_partial_state() {
 #[test]
 fn same_conn_id_from_two_switches_is_kept_apart() {
     let req = request(5000);
-    let split = CreateSplitter::new(state_v4(5000), &req, MAX_FRAME_LEN_V4).unwrap();
+    let split = CreateSplitter::new(tcp_state::v4(5000), &req, MAX_FRAME_LEN_V4).unwrap();
     let mut r = Reassembler::new(ReassemblyConfig::default());
     for i in 0..split.fragment_count() - 1 {
         r.push(SWITCH, 1, &split.fragment(i), 0).unwrap();
@@ -138,8 +138,8 @@ fn same_conn_id_from_two_switches_is_kept_apart() {
 fn larger_total_restarts_smaller_is_stale() {
     let old = request(3000);
     let new = request(4000);
-    let s_old = CreateSplitter::new(state_v4(3000), &old, MAX_FRAME_LEN_V4).unwrap();
-    let s_new = CreateSplitter::new(state_v4(4000), &new, MAX_FRAME_LEN_V4).unwrap();
+    let s_old = CreateSplitter::new(tcp_state::v4(3000), &old, MAX_FRAME_LEN_V4).unwrap();
+    let s_new = CreateSplitter::new(tcp_state::v4(4000), &new, MAX_FRAME_LEN_V4).unwrap();
     let mut r = Reassembler::new(ReassemblyConfig::default());
     r.push(SWITCH, 1, &s_old.fragment(0), 0).unwrap();
     r.push(SWITCH, 1, &s_new.fragment(1), 0).unwrap();
@@ -158,7 +158,7 @@ fn larger_total_restarts_smaller_is_stale() {
 #[test]
 fn overlapping_fragments_keep_first_bytes() {
     let req = request(3000);
-    let split = CreateSplitter::new(state_v4(3000), &req, MAX_FRAME_LEN_V4).unwrap();
+    let split = CreateSplitter::new(tcp_state::v4(3000), &req, MAX_FRAME_LEN_V4).unwrap();
     let mut r = Reassembler::new(ReassemblyConfig::default());
     r.push(SWITCH, 1, &split.fragment(1), 0).unwrap();
     // An overlapping fragment whose bytes differ where they overlap.

@@ -113,8 +113,12 @@ fn restarted_sender_is_accepted_by_clock_seeded_sequence() {
 
 #[test]
 fn retransmitted_create_with_fresh_seq_is_not_a_replay() {
-    let split =
-        CreateSplitter::new(state_v4(REQUEST.len() as u32), REQUEST, MAX_FRAME_LEN_V4).unwrap();
+    let split = CreateSplitter::new(
+        tcp_state::v4(REQUEST.len() as u32),
+        REQUEST,
+        MAX_FRAME_LEN_V4,
+    )
+    .unwrap();
     let mut guards = ReplayGuards::default();
     let mut buf = [0u8; MAX_FRAME_LEN_V4];
     for (seq, flags) in [(1, 0), (2, flags::RETRANSMIT)] {

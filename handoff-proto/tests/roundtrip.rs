@@ -217,8 +217,8 @@ proptest! {
 fn sixty_four_kib_fits_1500_mtu_ipv4_and_ipv6() {
     let request = vec![b'x'; 64 * 1024];
     for (state, max) in [
-        (state_v4(65536), MAX_FRAME_LEN_V4),
-        (state_v6(65536), MAX_FRAME_LEN_V6),
+        (tcp_state::v4(65536), MAX_FRAME_LEN_V4),
+        (tcp_state::v6(65536), MAX_FRAME_LEN_V6),
     ] {
         let split = CreateSplitter::new(state, &request, max).unwrap();
         // Spec §6.3: 1 + ceil((65536 - 1344) / 1396) = 47 frames over IPv4.
@@ -240,20 +240,20 @@ fn sixty_four_kib_fits_1500_mtu_ipv4_and_ipv6() {
 #[test]
 fn splitter_rejects_bad_input() {
     assert_eq!(
-        CreateSplitter::new(state_v4(3), b"abc", 100).unwrap_err(),
+        CreateSplitter::new(tcp_state::v4(3), b"abc", 100).unwrap_err(),
         SplitError::BadFrameLen(100)
     );
     assert!(matches!(
-        CreateSplitter::new(state_v4(4), b"abc", 1472).unwrap_err(),
+        CreateSplitter::new(tcp_state::v4(4), b"abc", 1472).unwrap_err(),
         SplitError::InvalidState(_)
     ));
-    let mut s = state_v4(3);
+    let mut s = tcp_state::v4(3);
     s.mss = 10;
     assert!(matches!(
         CreateSplitter::new(s, b"abc", 1472).unwrap_err(),
         SplitError::InvalidState(_)
     ));
-    let mut s = state_v4(3);
+    let mut s = tcp_state::v4(3);
     s.window_scale = Some(WindowScale {
         client: 15,
         server: 0,
@@ -262,7 +262,7 @@ fn splitter_rejects_bad_input() {
         CreateSplitter::new(s, b"abc", 1472).unwrap_err(),
         SplitError::InvalidState(_)
     ));
-    let mut s = state_v4(3);
+    let mut s = tcp_state::v4(3);
     s.endpoints = Endpoints::new(
         "224.0.0.1:1".parse().unwrap(),
         "198.18.0.10:80".parse().unwrap(),
@@ -280,9 +280,9 @@ fn every_option_combination_round_trips() {
     for family in [4, 6] {
         for bits in 0u8..8 {
             let mut s = if family == 4 {
-                state_v4(REQUEST.len() as u32)
+                tcp_state::v4(REQUEST.len() as u32)
             } else {
-                state_v6(REQUEST.len() as u32)
+                tcp_state::v6(REQUEST.len() as u32)
             };
             s.client_next = s.client_isn.wrapping_add(1 + REQUEST.len() as u32);
             s.window_scale = (bits & 1 != 0).then_some(WindowScale {
@@ -314,7 +314,7 @@ fn every_option_combination_round_trips() {
 
 #[test]
 fn frame_length_bounds() {
-    let s = state_v4(3);
+    let s = tcp_state::v4(3);
     assert!(CreateSplitter::new(s, b"abc", MIN_FRAME_LEN).is_ok());
     assert!(CreateSplitter::new(s, b"abc", MAX_UDP_FRAME_LEN).is_ok());
     assert_eq!(

@@ -10,7 +10,7 @@ use handoff_proto::*;
 fn frames() -> Vec<Vec<u8>> {
     let req = vec![b'r'; 3000];
     let mut out = Vec::new();
-    for state in [state_v4(3000), state_v6(3000)] {
+    for state in [tcp_state::v4(3000), tcp_state::v6(3000)] {
         let split = CreateSplitter::new(state, &req, MAX_FRAME_LEN_V4).unwrap();
         for i in 0..split.fragment_count() {
             let mut b = vec![0u8; split.frame_len(i)];

@@ -1,12 +1,11 @@
 //! The real `baton-agent` binary, started in the backend namespace with a
-//! generated configuration; killed on drop.
+//! generated configuration; killed on drop (`testkit::process::Proc`).
 
-use super::netns::{Bed, BACKEND_IP, SWITCH_IP, VIP};
+use super::bed::{Bed, BACKEND_IP, SWITCH_IP, VIP};
 use super::thop::{key_hex, KEY_ID};
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+use testkit::process::Proc;
+use testkit::temp_dir::TempDir;
 
 pub fn bin() -> &'static str {
     env!("CARGO_BIN_EXE_baton-agent")
@@ -20,139 +19,63 @@ pub fn config(extra: &str) -> String {
     )
 }
 
+/// The agent process (stdout and stderr in its log file); killed on drop.
 pub struct AgentProc {
-    pub child: Child,
-    pub log: Arc<Mutex<String>>,
+    pub proc: Proc,
     _dir: TempDir,
-}
-
-/// A directory removed on drop.
-pub struct TempDir(pub std::path::PathBuf);
-
-impl TempDir {
-    pub fn new(tag: &str) -> TempDir {
-        static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-        let n = N.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        let p =
-            std::env::temp_dir().join(format!("baton-agent-test-{tag}-{}-{n}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&p);
-        std::fs::create_dir_all(&p).unwrap();
-        TempDir(p)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
 }
 
 impl AgentProc {
     /// Starts the agent and waits until its loop runs.
     pub fn start(bed: &Bed, yaml: &str) -> AgentProc {
         let dir = TempDir::new("agent");
-        let cfg = dir.0.join("agent.yaml");
-        std::fs::write(&cfg, yaml).unwrap();
-        let mut child = Command::new("ip")
-            .args([
-                "netns",
-                "exec",
-                &bed.backend,
-                bin(),
-                "run",
-                "--config",
-                cfg.to_str().unwrap(),
-            ])
-            .env("RUST_LOG", "debug")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let log = Arc::new(Mutex::new(String::new()));
-        let (tx, rx) = std::sync::mpsc::channel();
-        let stderr = child.stderr.take().unwrap();
-        let l = Arc::clone(&log);
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if line.contains("agent running") {
-                    let _ = tx.send(());
-                }
-                let mut g = l.lock().unwrap();
-                g.push_str(&line);
-                g.push('\n');
-            }
-        });
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            if rx.recv_timeout(Duration::from_millis(50)).is_ok() {
-                break;
-            }
-            if let Ok(Some(st)) = child.try_wait() {
-                panic!(
-                    "baton-agent exited at start ({st}):\n{}",
-                    log.lock().unwrap()
-                );
-            }
-            assert!(
-                Instant::now() < deadline,
-                "baton-agent did not start:\n{}",
-                log.lock().unwrap()
-            );
-        }
-        AgentProc {
-            child,
-            log,
-            _dir: dir,
-        }
+        let cfg = dir.write("agent.yaml", yaml);
+        let mut proc = Proc::spawn_env(
+            "baton-agent",
+            &bed.backend,
+            bin(),
+            &["run", "--config", cfg.to_str().unwrap()],
+            &[("RUST_LOG", "debug")],
+            &dir.join("agent.log"),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        proc.wait_log("agent running", Duration::from_secs(10))
+            .unwrap_or_else(|e| panic!("baton-agent did not start: {e}"));
+        AgentProc { proc, _dir: dir }
     }
 
+    /// Everything it logged so far.
     pub fn log(&self) -> String {
-        self.log.lock().unwrap().clone()
+        self.proc.log()
+    }
+
+    /// True while it has not exited.
+    pub fn is_running(&mut self) -> bool {
+        self.proc.is_running()
     }
 
     /// Sends SIGTERM.
     pub fn terminate(&self) {
-        // SAFETY: kill(2) on our own child.
-        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        self.proc.signal(libc::SIGTERM);
     }
 
     /// Waits (bounded) for exit; returns the exit code.
     pub fn wait_exit(&mut self, timeout: Duration) -> Option<i32> {
-        let deadline = Instant::now() + timeout;
-        while Instant::now() < deadline {
-            if let Ok(Some(st)) = self.child.try_wait() {
-                return st.code();
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        None
+        self.proc.wait_exit(timeout)
     }
 
     /// The agent's /metrics text (from inside the backend namespace).
     pub fn metrics(&self, bed: &Bed) -> String {
         bed.in_ns(&bed.backend, || {
-            use std::io::{Read, Write};
-            let mut s = std::net::TcpStream::connect("127.0.0.1:9101").expect("metrics endpoint");
-            s.write_all(b"GET /metrics HTTP/1.0\r\n\r\n").unwrap();
-            let mut out = String::new();
-            s.read_to_string(&mut out).unwrap();
-            out
+            let (status, body) = testkit::http::get("127.0.0.1:9101".parse().unwrap(), "/metrics");
+            assert_eq!(status, 200, "metrics endpoint: {body}");
+            body
         })
     }
 }
 
-/// The value of one sample line (`name{labels} value`) in a metrics text.
-pub fn metric(text: &str, sample: &str) -> f64 {
-    text.lines()
-        .find(|l| l.starts_with(sample) && l[sample.len()..].starts_with(' '))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0.0)
-}
-
 impl Drop for AgentProc {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.proc.kill_group_now();
     }
 }

@@ -2,7 +2,7 @@
 //! the flow, freeze, THOP_CREATE, wait for the answer, then forward the
 //! client's packets to the backend.
 
-use super::netns::Bed;
+use super::bed::Bed;
 use super::serve::accept_and_freeze;
 use super::thop::{Rx, SwitchThop};
 use handoff_proto::{TcpState, MAX_FRAME_LEN_V4};

@@ -3,9 +3,9 @@
 #![allow(dead_code)]
 
 pub mod agent_proc;
+pub mod bed;
 pub mod freeze;
 pub mod handoff;
-pub mod netns;
 pub mod preloaded;
 pub mod serve;
 pub mod thop;

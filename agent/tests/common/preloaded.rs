@@ -2,11 +2,12 @@
 //! backend namespace, listening on the VIP: stock Debian nginx (any number of
 //! workers) and lighttpd.
 
-use super::agent_proc::TempDir;
-use super::netns::{Bed, VIP};
+use super::bed::{Bed, VIP};
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
+use testkit::process::Proc;
+use testkit::temp_dir::TempDir;
 
 /// `libbaton_handover.so` next to the test's `baton-agent`; built on demand
 /// when a lone `cargo test -p agent` did not build the workspace's cdylib.
@@ -31,7 +32,7 @@ pub fn library() -> PathBuf {
 
 /// The agent configuration for a handover service on VIP:80.
 pub fn handover_config(socket: &std::path::Path, library: &std::path::Path, extra: &str) -> String {
-    use super::netns::{BACKEND_IP, SWITCH_IP};
+    use super::bed::{BACKEND_IP, SWITCH_IP};
     use super::thop::{key_hex, KEY_ID};
     let key = key_hex();
     format!(
@@ -53,9 +54,9 @@ pub enum Kind {
     Lighttpd,
 }
 
-/// A preloaded server; killed on drop.
+/// A preloaded server (its whole process group); killed on drop.
 pub struct Preloaded {
-    pub child: Child,
+    pub proc: Proc,
     pub dir: TempDir,
     pub kind: Kind,
 }
@@ -101,17 +102,26 @@ impl Preloaded {
             ),
         };
         std::fs::write(dir.0.join("server.conf"), conf).unwrap();
-        let mut cmd = Command::new("ip");
-        cmd.args(["netns", "exec", &bed.backend, prog])
-            .args(&args)
-            .env("LD_PRELOAD", library())
-            .env(handoff_proto::handover::ENV_LISTEN, format!("{VIP}:80"))
-            .env(handoff_proto::handover::ENV_SOCKET, socket)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null());
-        let child = cmd.spawn().expect("start server");
-        let _ = &p;
-        let s = Preloaded { child, dir, kind };
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let (lib, listen) = (library(), format!("{VIP}:80"));
+        let env = [
+            ("LD_PRELOAD", lib.to_str().unwrap()),
+            (handoff_proto::handover::ENV_LISTEN, listen.as_str()),
+            (
+                handoff_proto::handover::ENV_SOCKET,
+                socket.to_str().unwrap(),
+            ),
+        ];
+        let proc = Proc::spawn_env(
+            prog,
+            &bed.backend,
+            prog,
+            &args,
+            &env,
+            &dir.join("stderr.log"),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        let s = Preloaded { proc, dir, kind };
         s.wait_converted(bed);
         s
     }
@@ -202,7 +212,6 @@ impl Drop for Preloaded {
             // SAFETY: kill(2) to the server we started.
             unsafe { libc::kill(pid, libc::SIGTERM) };
         }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.proc.kill_group_now();
     }
 }

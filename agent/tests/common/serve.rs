@@ -1,8 +1,8 @@
 //! Client-side helpers: unmodified curl / Python http.client in the client
 //! namespace, and the switch's accept-read-freeze step.
 
+use super::bed::{Bed, VIP};
 use super::freeze::freeze;
-use super::netns::{Bed, VIP};
 use handoff_proto::TcpState;
 use std::io::Read;
 use std::net::{TcpListener, TcpStream};

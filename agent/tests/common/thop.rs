@@ -1,7 +1,7 @@
 //! The switch's THOP side: CREATE fragments out, ACK/NACK/CLOSE/LOAD in,
 //! from the switch's data address in the switch namespace.
 
-use super::netns::{Bed, BACKEND_IP, SWITCH_IP};
+use super::bed::{Bed, BACKEND_IP, SWITCH_IP};
 use handoff_proto::*;
 use std::net::{SocketAddr, UdpSocket};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};

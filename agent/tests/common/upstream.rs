@@ -1,13 +1,13 @@
 //! Local servers on the backend's 127.0.0.1:8080: a scriptable Rust server
 //! (to observe exactly what the relay delivers) and a real nginx.
 
-use super::agent_proc::TempDir;
-use super::netns::Bed;
+use super::bed::Bed;
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::process::{Child, Command, Stdio};
 use std::sync::mpsc::{channel, Receiver};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+use testkit::process::Proc;
+use testkit::temp_dir::TempDir;
 
 /// Accepted upstream connections, handed to the test.
 pub struct Upstream {
@@ -79,7 +79,7 @@ pub fn respond(s: &mut TcpStream, body: &[u8]) {
 
 /// A real nginx serving `files` from a generated root on 127.0.0.1:8080.
 pub struct Nginx {
-    child: Child,
+    proc: Proc,
     pub dir: TempDir,
 }
 
@@ -101,38 +101,22 @@ impl Nginx {
                server {{\n    listen 127.0.0.1:8080;\n    root {p}/root;\n    add_header X-Backend nginx-test;\n  }}\n}}\n"
         );
         std::fs::write(dir.0.join("nginx.conf"), conf).unwrap();
-        let child = Command::new("ip")
-            .args([
-                "netns",
-                "exec",
-                &bed.backend,
-                "nginx",
-                "-p",
-                &p,
-                "-c",
-                &format!("{p}/nginx.conf"),
-            ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start nginx");
+        let mut proc = Proc::spawn(
+            "nginx",
+            &bed.backend,
+            "nginx",
+            &["-p", &p, "-c", &format!("{p}/nginx.conf")],
+            &dir.join("stderr.log"),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
         // Ready when it accepts on 127.0.0.1:8080 inside the namespace.
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            let up = bed.in_ns(&bed.backend, || {
-                TcpStream::connect("127.0.0.1:8080").is_ok()
-            });
-            if up {
-                break;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "nginx did not start: {}",
+        if let Err(e) = proc.wait_tcp("127.0.0.1:8080".parse().unwrap(), Duration::from_secs(10)) {
+            panic!(
+                "nginx did not start: {e}\n{}",
                 std::fs::read_to_string(dir.0.join("error.log")).unwrap_or_default()
             );
-            std::thread::sleep(Duration::from_millis(20));
         }
-        Nginx { child, dir }
+        Nginx { proc, dir }
     }
 
     pub fn access_log(&self) -> String {
@@ -142,7 +126,6 @@ impl Nginx {
 
 impl Drop for Nginx {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.proc.kill_group_now();
     }
 }

@@ -280,7 +280,7 @@ impl<B: PacketBuf, F: Forwarder> Engine<B, F> {
 
     /// Puts a FORWARDING entry straight into the table (benchmarks and
     /// tests that need many live entries without a million handshakes).
-    #[doc(hidden)]
+    #[cfg(any(test, feature = "testing"))]
     pub fn insert_forwarding(
         &mut self,
         client: IpAddr,

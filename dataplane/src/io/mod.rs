@@ -14,6 +14,8 @@ use crate::doorbell::Doorbell;
 pub mod afpacket;
 pub mod config;
 pub mod dpdk;
+/// Seeded fault injection (feature `testing`: tests and the test bed only).
+#[cfg(feature = "testing")]
 pub mod faulty;
 pub mod memory;
 pub mod poll;

@@ -25,115 +25,28 @@
 //! forward; every timer due in between fires at its own time.
 #![allow(dead_code)]
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+pub use testkit::sink::RecordingSink;
+pub use testkit::worker::*;
+
+use std::net::SocketAddr;
 use std::sync::Arc;
 
-use dataplane::config::{Service, SynCookieMode, ThopConfig, WorkerConfig};
+use dataplane::config::WorkerConfig;
 use dataplane::counters::Counters;
-use dataplane::dispatch::{BackendTarget, Decision, DispatchRequest, Verdict, WorkerEvent};
-use dataplane::engine::{Engine, Sink};
-use dataplane::io::memory::{MemBuf, MemoryIo};
-use dataplane::io::{PacketBuf, PacketIo};
-use dataplane::peer::PeerMsg;
+use dataplane::dispatch::{Decision, Verdict};
+use dataplane::engine::Engine;
+use dataplane::io::memory::MemBuf;
+use dataplane::io::PacketBuf;
 use dataplane::shared::Shared;
-use dataplane::wire::{self, flags, Frame, Mac, TcpOpts, TcpOut, Verify};
+use dataplane::wire::{self, flags, Frame, TcpOpts, TcpOut, Verify};
 use handoff_proto::{Body, Header, Key, Keyring};
 
-pub const CLIENT_MAC: Mac = [0x02, 0, 0, 0, 0, 0x65];
-pub const SWITCH_MAC: Mac = [0x02, 0xba, 0x70, 0, 0, 0x02];
 pub const CLIENT_ISN: u32 = 1_000_000;
-pub const KEY: [u8; 32] = [0x42; 32];
-
-pub fn client_ip() -> IpAddr {
-    IpAddr::V4(Ipv4Addr::new(198, 18, 0, 101))
-}
-pub fn vip() -> IpAddr {
-    IpAddr::V4(Ipv4Addr::new(198, 18, 0, 10))
-}
-pub fn switch_ip() -> IpAddr {
-    IpAddr::V4(Ipv4Addr::new(198, 18, 0, 2))
-}
-pub fn backend_ip(b: u32) -> IpAddr {
-    IpAddr::V4(Ipv4Addr::new(198, 18, 0, 10 + b as u8))
-}
-pub fn backend_mac(b: u32) -> Mac {
-    [0x02, 0, 0, 0, 0, 10 + b as u8]
-}
-pub fn target(b: u32) -> BackendTarget {
-    BackendTarget {
-        id: b,
-        ip: backend_ip(b),
-        mac: None,
-        thop: SocketAddr::new(backend_ip(b), 9199),
-    }
-}
-
-/// The configuration scenario scripts run with (small, deterministic).
-pub fn test_config() -> WorkerConfig {
-    WorkerConfig {
-        services: vec![Service {
-            vip: vip(),
-            port: 80,
-        }],
-        mac: SWITCH_MAC,
-        ip: switch_ip(),
-        thop: ThopConfig {
-            port: 9199,
-            key_id: 1,
-            keys: vec![(1, KEY)],
-            peers: Vec::new(),
-        },
-        header_max: 1024,
-        request_buffer: 4096,
-        table_capacity: 64,
-        pending_capacity: 16,
-        syncookie_mode: SynCookieMode::OnOverload,
-        syncookie_threshold: 32,
-        static_macs: (1..=3).map(|b| (backend_ip(b), backend_mac(b))).collect(),
-        gratuitous_arp: false,
-        secret: [9; 16],
-        ..WorkerConfig::default()
-    }
-}
-
-/// Records the engine's outputs.
-pub struct TestSink {
-    pub io: MemoryIo,
-    pub out: Vec<MemBuf>,
-    pub requests: Vec<DispatchRequest>,
-    pub events: Vec<WorkerEvent>,
-    pub relays: Vec<(u16, PeerMsg)>,
-    pub dispatch_full: bool,
-}
-
-impl Sink<MemBuf> for TestSink {
-    fn alloc(&mut self) -> Option<MemBuf> {
-        self.io.alloc()
-    }
-    fn send(&mut self, pkt: MemBuf) {
-        self.out.push(pkt);
-    }
-    fn dispatch(&mut self, req: DispatchRequest) -> Result<(), DispatchRequest> {
-        if self.dispatch_full {
-            return Err(req);
-        }
-        self.requests.push(req);
-        Ok(())
-    }
-    fn event(&mut self, ev: WorkerEvent) -> bool {
-        self.events.push(ev);
-        true
-    }
-    fn relay(&mut self, worker: u16, msg: PeerMsg) -> bool {
-        self.relays.push((worker, msg));
-        true
-    }
-}
 
 /// One engine on a virtual clock.
 pub struct Bed {
     pub engine: Engine<MemBuf>,
-    pub sink: TestSink,
+    pub sink: RecordingSink,
     pub counters: Arc<Counters>,
     pub shared: Arc<Shared>,
     pub cfg: WorkerConfig,
@@ -159,14 +72,7 @@ impl Bed {
         let start = 1_000_000_000;
         let mut b = Bed {
             engine,
-            sink: TestSink {
-                io: MemoryIo::new(4096),
-                out: vec![],
-                requests: vec![],
-                events: vec![],
-                relays: vec![],
-                dispatch_full: false,
-            },
+            sink: RecordingSink::new(4096),
             counters,
             shared,
             cfg,

@@ -1,8 +1,10 @@
-//! Shared fixtures: the key, node ids, clock and TCP states the spec's
+//! Shared fixtures: the key, node ids, clock and (from testkit) TCP states the spec's
 //! examples (docs/thop.md, Appendix A) are built from.
 #![allow(dead_code)]
 
 use handoff_proto::*;
+/// The worked example's TCP state (`tcp_state::v4`) and an IPv6 one.
+pub use testkit::tcp_state;
 
 /// Key id 1, bytes 0x00, 0x01, …, 0x1f (spec Appendix A).
 pub fn key() -> Key {
@@ -45,54 +47,6 @@ pub fn reply_header(conn_id: u64, msg_seq: u64) -> Header {
         conn_id,
         msg_seq,
         timestamp_ms: NOW_MS + 1,
-    }
-}
-
-/// The worked example's connection: 198.18.0.101:40000 → 198.18.0.10:80, all options.
-pub fn state_v4(request_len: u32) -> TcpState {
-    TcpState {
-        endpoints: Endpoints::new(
-            "198.18.0.101:40000".parse().unwrap(),
-            "198.18.0.10:80".parse().unwrap(),
-        )
-        .unwrap(),
-        client_isn: 0x1000_0000,
-        client_next: 0x1000_0001u32.wrapping_add(request_len),
-        server_isn: 0xa000_0000,
-        server_next: 0xa000_0001,
-        client_window: 64_240 << 7,
-        server_window: 65_535,
-        mss: 1460,
-        window_scale: Some(WindowScale {
-            client: 7,
-            server: 7,
-        }),
-        sack_permitted: true,
-        timestamps: Some(Timestamps {
-            recent: 0x0012_3456,
-            next_val: 0x0765_4321,
-        }),
-    }
-}
-
-/// An IPv6 connection without any option negotiated.
-pub fn state_v6(request_len: u32) -> TcpState {
-    TcpState {
-        endpoints: Endpoints::new(
-            "[2001:db8::101]:40000".parse().unwrap(),
-            "[2001:db8::10]:443".parse().unwrap(),
-        )
-        .unwrap(),
-        client_isn: 0xffff_fff0,
-        client_next: 0xffff_fff1u32.wrapping_add(request_len),
-        server_isn: 7,
-        server_next: 8,
-        client_window: 65_535,
-        server_window: 29_200,
-        mss: 1440,
-        window_scale: None,
-        sack_permitted: false,
-        timestamps: None,
     }
 }
 

@@ -66,7 +66,9 @@ pub struct SwitchOptions {
 
 /// Test-only switch setting: wraps every worker's packet I/O in the
 /// dataplane's seeded fault injector, e.g.
-/// `seed=7,reorder=0.05,duplicate=0.05,drop=0` (receive side).
+/// `seed=7,reorder=0.05,duplicate=0.05,drop=0` (receive side). Only a
+/// `baton` built with the controlplane `testing` feature honours it (test
+/// builds of the workspace have it; release builds do not).
 pub const FAULTS_ENV: &str = "BATON_TEST_FAULTS";
 
 impl SwitchOptions {
@@ -405,7 +407,7 @@ impl Stack {
     /// Fails with the switch's log if it has exited.
     pub fn ensure_running(&mut self) -> Result<()> {
         match self.switch.as_mut() {
-            Some(s) => s.ensure_running(),
+            Some(s) => Ok(s.ensure_running()?),
             None => Err(BedError::Setup("switch stopped".into())),
         }
     }

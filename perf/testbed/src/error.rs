@@ -65,3 +65,34 @@ impl BedError {
         }
     }
 }
+
+impl From<testkit::netns::CmdError> for BedError {
+    fn from(e: testkit::netns::CmdError) -> Self {
+        use testkit::netns::CmdError;
+        match e {
+            CmdError::Spawn { cmd, source } => BedError::Spawn { cmd, source },
+            CmdError::Failed {
+                cmd,
+                status,
+                stderr,
+            } => BedError::Command {
+                cmd,
+                status,
+                stderr,
+            },
+        }
+    }
+}
+
+impl From<testkit::process::ProcError> for BedError {
+    fn from(e: testkit::process::ProcError) -> Self {
+        use testkit::process::ProcError;
+        match e {
+            ProcError::Log { path, source } => BedError::File { path, source },
+            ProcError::Spawn { cmd, source } => BedError::Spawn { cmd, source },
+            ProcError::Exited(m) => BedError::Setup(m),
+            ProcError::Timeout(m) => BedError::Timeout(m),
+            ProcError::Netns { ns, source } => BedError::io(format!("setns into {ns}"), source),
+        }
+    }
+}

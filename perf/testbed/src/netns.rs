@@ -1,142 +1,45 @@
-//! Network namespaces and the commands run in them.
+//! Network namespaces of the bed: `testkit::netns` (shared with every test
+//! suite) with its errors as [`BedError`], plus interface counters.
 //!
 //! Namespaces are created with iproute2 (`ip netns add`), so they are visible
 //! to operators (`ip netns list`) and to every tool started with
 //! `ip netns exec`. Rust code that must itself talk from inside a namespace
-//! (a test's TCP client) runs in a thread switched there with `setns(2)`:
-//! the network namespace is a per-thread attribute, so the rest of the
-//! process is unaffected.
+//! (a test's TCP client) runs in a thread switched there with `setns(2)`.
 
 use crate::error::{BedError, Result};
-use std::os::fd::AsRawFd;
-use std::process::{Command, Output, Stdio};
+use std::process::Output;
+
+pub use testkit::netns::{command, delete, list, pids};
 
 /// Runs `prog args…` (in namespace `ns` when given) and returns its output,
 /// or an error carrying stderr when it exits unsuccessfully.
 pub fn run(ns: Option<&str>, prog: &str, args: &[&str]) -> Result<Output> {
-    let mut cmd = command(ns, prog, args);
-    let shown = describe(ns, prog, args);
-    let out = cmd
-        .stdin(Stdio::null())
-        .output()
-        .map_err(|source| BedError::Spawn {
-            cmd: shown.clone(),
-            source,
-        })?;
-    if !out.status.success() {
-        return Err(BedError::Command {
-            cmd: shown,
-            status: out.status.to_string(),
-            stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
-        });
-    }
-    Ok(out)
+    Ok(testkit::netns::run(ns, prog, args)?)
 }
 
 /// Like [`run`], returning stdout as text.
 pub fn run_stdout(ns: Option<&str>, prog: &str, args: &[&str]) -> Result<String> {
-    let out = run(ns, prog, args)?;
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-}
-
-/// A `Command` for `prog args…` inside namespace `ns` (or the current one).
-pub fn command(ns: Option<&str>, prog: &str, args: &[&str]) -> Command {
-    match ns {
-        Some(ns) => {
-            let mut c = Command::new("ip");
-            c.args(["netns", "exec", ns, prog]).args(args);
-            c
-        }
-        None => {
-            let mut c = Command::new(prog);
-            c.args(args);
-            c
-        }
-    }
-}
-
-fn describe(ns: Option<&str>, prog: &str, args: &[&str]) -> String {
-    let mut s = match ns {
-        Some(ns) => format!("[{ns}] {prog}"),
-        None => prog.to_string(),
-    };
-    for a in args {
-        s.push(' ');
-        s.push_str(a);
-    }
-    s
+    Ok(testkit::netns::run_stdout(ns, prog, args)?)
 }
 
 /// Runs `ip args…` in the namespace (`ip -n ns …`).
 pub fn ip(ns: &str, args: &[&str]) -> Result<()> {
-    let mut all = vec!["-n", ns];
-    all.extend_from_slice(args);
-    run(None, "ip", &all).map(|_| ())
+    Ok(testkit::netns::ip(ns, args)?)
 }
 
 /// Sets a sysctl inside the namespace.
 pub fn sysctl(ns: &str, key: &str, value: &str) -> Result<()> {
-    let kv = format!("{key}={value}");
-    run(Some(ns), "sysctl", &["-q", "-w", &kv]).map(|_| ())
+    Ok(testkit::netns::sysctl(ns, key, value)?)
 }
 
-/// Turns off checksum and segmentation offloads on an interface, so frames
-/// seen by AF_PACKET or DPDK's af_packet PMD carry finished checksums.
+/// Turns off checksum and segmentation offloads on an interface.
 pub fn offloads_off(ns: &str, iface: &str) -> Result<()> {
-    run(
-        Some(ns),
-        "ethtool",
-        &[
-            "-K", iface, "tx", "off", "rx", "off", "tso", "off", "gso", "off", "gro", "off",
-        ],
-    )
-    .map(|_| ())
+    Ok(testkit::netns::offloads_off(ns, iface)?)
 }
 
 /// Creates a namespace with its loopback up.
 pub fn add(ns: &str) -> Result<()> {
-    run(None, "ip", &["netns", "add", ns])?;
-    ip(ns, &["link", "set", "lo", "up"])
-}
-
-/// Kills every process left in the namespace, then deletes it. Never fails:
-/// this is the cleanup path, and it must go on with the next namespace.
-pub fn delete(ns: &str) {
-    for _ in 0..3 {
-        let pids = pids(ns);
-        if pids.is_empty() {
-            break;
-        }
-        for pid in pids {
-            // SAFETY: kill(2) on a pid that lives in a namespace this bed made.
-            unsafe { libc::kill(pid, libc::SIGKILL) };
-        }
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
-    let _ = run(None, "ip", &["netns", "del", ns]);
-}
-
-/// The processes inside a namespace (`ip netns pids`).
-pub fn pids(ns: &str) -> Vec<i32> {
-    run_stdout(None, "ip", &["netns", "pids", ns])
-        .map(|s| {
-            s.split_whitespace()
-                .filter_map(|p| p.parse().ok())
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
-/// Every namespace name on the machine.
-pub fn list() -> Vec<String> {
-    run_stdout(None, "ip", &["netns", "list"])
-        .map(|s| {
-            s.lines()
-                .filter_map(|l| l.split_whitespace().next())
-                .map(str::to_string)
-                .collect()
-        })
-        .unwrap_or_default()
+    Ok(testkit::netns::add(ns)?)
 }
 
 /// Runs `f` on a new thread that has joined namespace `ns`, and returns its
@@ -146,22 +49,7 @@ where
     T: Send + 'static,
     F: FnOnce() -> T + Send + 'static,
 {
-    let path = format!("/run/netns/{ns}");
-    let file = std::fs::File::open(&path).map_err(|e| BedError::file(&path, e))?;
-    let handle = std::thread::spawn(move || {
-        // SAFETY: setns(2) on a namespace fd we hold open; it changes only
-        // this thread's network namespace.
-        let rc = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
-        if rc != 0 {
-            return Err(std::io::Error::last_os_error());
-        }
-        Ok(f())
-    });
-    match handle.join() {
-        Ok(Ok(v)) => Ok(v),
-        Ok(Err(e)) => Err(BedError::io(format!("setns into {ns}"), e)),
-        Err(panic) => std::panic::resume_unwind(panic),
-    }
+    testkit::netns::in_ns(ns, f).map_err(|e| BedError::io(format!("setns into {ns}"), e))
 }
 
 /// Byte and packet counters of one interface, read with `ip -s -j link`.

@@ -303,10 +303,9 @@ pub fn raise_nofile() {
 
 /// Fails early, with a message saying what to do, when the bed cannot work.
 fn preflight() -> Result<()> {
-    // SAFETY: geteuid(2) has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
+    if !testkit::root::is_root() {
         return Err(BedError::Setup(
-            "the test bed creates network namespaces: run as root".into(),
+            "the test bed creates network namespaces: run as root (CAP_NET_ADMIN)".into(),
         ));
     }
     for tool in ["ip", "ethtool", "sysctl"] {

@@ -96,6 +96,30 @@ fn backend_reorder_evidence(sys: &Running) -> u64 {
         .sum()
 }
 
+/// Fails (never passes vacuously) when `baton` ignored [`FAULTS_ENV`]: the
+/// injector exists only in builds with the controlplane `testing` feature.
+fn assert_fault_injection_on(sys: &Running) {
+    let log = || {
+        sys.stack
+            .switch
+            .as_ref()
+            .map(|s| s.log())
+            .unwrap_or_default()
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while !log().contains("TEST-ONLY fault injection") {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "`baton` did not turn on fault injection for {FAULTS_ENV}: it was built without \
+             the controlplane `testing` feature. Build it as `make test` does \
+             (`cargo build --workspace --release --bins --examples`, or \
+             `cargo build --release -p controlplane --features testing`). Switch log:\n{}",
+            testbed::scenario::tail(&log(), 2000)
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 fn reordered_and_duplicated_client_packets_bodies_intact(io: BatonIo) {
     // The switch's test-only fault injector: seeded reordering and
     // duplication of every frame the switch receives, so the backends get
@@ -107,6 +131,7 @@ fn reordered_and_duplicated_client_packets_bodies_intact(io: BatonIo) {
         ));
     })
     .expect("system up with faults");
+    assert_fault_injection_on(&sys);
     let before = backend_reorder_evidence(&sys);
     fetch_and_verify(&sys, 6);
     // Larger requests give the injector client data segments to reorder.
