@@ -31,7 +31,7 @@ test: deps
 lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets $(FEATURES) -- -D warnings
-	python3 scripts/import-cycles.py handoff-proto dataplane controlplane agent mgmt-http perf/testbed
+	python3 scripts/import-cycles.py handoff-proto dataplane controlplane agent mgmt-http perf/testbed testkit
 
 fmt:
 	$(CARGO) fmt --all

@@ -15,6 +15,7 @@ pub mod addr;
 pub mod attack;
 pub mod baton;
 pub mod bench;
+pub mod bins;
 pub mod cleanup;
 pub mod client;
 pub mod content;

@@ -130,7 +130,7 @@ pub fn handover_socket(bed: &Bed, host: &Host) -> std::path::PathBuf {
 /// The environment a backend's web server is started with: the preload
 /// library, the VIP listener it converts, the agent's socket.
 pub fn handover_env(bed: &Bed, host: &Host) -> Result<Vec<(&'static str, String)>> {
-    let lib = crate::baton::find_bin(HANDOVER_LIBRARY)?
+    let lib = crate::bins::find_bin(HANDOVER_LIBRARY)?
         .display()
         .to_string();
     Ok(vec![
