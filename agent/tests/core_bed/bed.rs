@@ -295,28 +295,8 @@ impl Bed {
     }
 }
 
-/// A client's TCP state for a CREATE (IPv4, timestamps, window scaling).
-pub fn tcp_state(client: SocketAddr, vip: SocketAddr, isn: u32, req_len: u32) -> TcpState {
-    TcpState {
-        endpoints: Endpoints::new(client, vip).expect("same family"),
-        client_isn: isn,
-        client_next: isn.wrapping_add(1).wrapping_add(req_len),
-        server_isn: 7_000,
-        server_next: 7_001,
-        client_window: 65_535,
-        server_window: 29_200,
-        mss: 1460,
-        window_scale: Some(handoff_proto::WindowScale {
-            client: 7,
-            server: 7,
-        }),
-        sack_permitted: true,
-        timestamps: Some(handoff_proto::Timestamps {
-            recent: 100,
-            next_val: 200,
-        }),
-    }
-}
+/// A client's TCP state for a CREATE (IPv4, every option negotiated).
+pub use testkit::tcp_state::between as tcp_state;
 
 /// A close reason by label.
 pub fn close_reason(label: &str) -> CloseReason {
