@@ -10,8 +10,8 @@ use agent::config::{Config, Mode};
 use agent::handoff::{Action, AdoptOrder, ConnKey, Core};
 use agent::metrics::Metrics;
 use handoff_proto::{
-    node_id, open, seal, Body, Close, CloseReason, CreateSplitter, Endpoints, Header, Key, Keyring,
-    Load, NackReason, TcpState, MAX_FRAME_LEN_V4,
+    node_id, open, seal, Body, Close, CloseReason, CreateSplitter, Header, Key, Keyring, Load,
+    NackReason, TcpState, MAX_FRAME_LEN_V4,
 };
 
 /// The key the switch and the agent share.
