@@ -29,22 +29,7 @@ fn an_endless_header_is_cut_and_metrics_keep_answering() {
     assert_eq!(get(addr, "/metrics").0, 200);
     let before = rss_kib();
 
-    let mut s = TcpStream::connect(addr).unwrap();
-    s.set_write_timeout(Some(Duration::from_secs(1))).unwrap();
-    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nX-Endless: ")
-        .unwrap();
-    let chunk = vec![b'a'; 64 * 1024];
-    let (mut sent, t0) = (0usize, Instant::now());
-    let cut = loop {
-        if sent >= 32 << 20 || t0.elapsed() > Duration::from_secs(5) {
-            break false;
-        }
-        match s.write(&chunk) {
-            Ok(n) => sent += n,
-            Err(e) if e.kind() == ErrorKind::WouldBlock || e.kind() == ErrorKind::TimedOut => {}
-            Err(_) => break true,
-        }
-    };
+    let (cut, sent, _s) = testkit::http::endless_header(addr);
     let grown = rss_kib().saturating_sub(before);
     assert!(
         cut,

@@ -11,7 +11,7 @@ use dataplane::config::SynCookieMode;
 use dataplane::io::PacketBuf;
 use dataplane::state::State;
 use dataplane::wire::{self, flags, Frame, TcpOpts, TcpOut, Verify};
-use support::{test_config, vip, Bed, CLIENT_MAC, SWITCH_MAC};
+use support::{drops, test_config, vip, Bed, CLIENT_MAC, SWITCH_MAC};
 
 fn frame_from(src: IpAddr, port: u16, fl: u8, seq: u32, ack: u32, payload: &[u8]) -> Vec<u8> {
     let t = TcpOut {
@@ -70,15 +70,6 @@ fn handshake(bed: &mut Bed, src: IpAddr, port: u16) -> Vec<u8> {
         .collect()
 }
 
-fn drops(bed: &Bed, reason: &str) -> u64 {
-    bed.counters
-        .snapshot()
-        .drops
-        .iter()
-        .find(|(n, _)| *n == reason)
-        .map_or(0, |(_, v)| *v)
-}
-
 #[test]
 fn one_address_is_refused_its_n_plus_first_connection_while_another_connects() {
     let mut cfg = test_config();
@@ -88,7 +79,7 @@ fn one_address_is_refused_its_n_plus_first_connection_while_another_connects() {
         assert!(syn(&mut bed, ip(1), 50000 + p).is_some(), "conn {p}");
     }
     assert_eq!(syn(&mut bed, ip(1), 50003), None, "4th from one address");
-    assert_eq!(drops(&bed, "client_limit"), 1);
+    assert_eq!(drops(&bed.counters, "client_limit"), 1);
     assert!(syn(&mut bed, ip(2), 50003).is_some(), "another address");
     // Once one of the first three ends, the address may connect again.
     let f = frame_from(ip(1), 50000, flags::RST, 5001, 0, b"");
@@ -116,7 +107,7 @@ fn one_address_cannot_take_every_session() {
         "3rd session of one address is reset: {got:?}"
     );
     assert_eq!(bed.engine.state_of(ip(1), 50002, 0), None);
-    assert_eq!(drops(&bed, "client_limit"), 1);
+    assert_eq!(drops(&bed.counters, "client_limit"), 1);
     handshake(&mut bed, ip(2), 50002);
     assert_eq!(
         bed.engine.state_of(ip(2), 50002, 0),
@@ -163,7 +154,7 @@ fn an_idle_forwarding_entry_is_evicted_when_the_table_is_full() {
     );
     // None of the others is idle long enough: the next SYN is refused.
     assert_eq!(syn(&mut bed, ip(98), 40000), None);
-    assert_eq!(drops(&bed, "table_full"), 1);
+    assert_eq!(drops(&bed.counters, "table_full"), 1);
 }
 
 #[test]

@@ -7,7 +7,7 @@ mod support;
 use dataplane::io::memory::MemoryIo;
 use dataplane::io::PacketIo;
 use dataplane::wire::{flags, TcpOpts};
-use support::{test_config, Bed};
+use support::{drops, test_config, Bed};
 
 fn open_to_dispatch(bed: &mut Bed, port: u16) {
     bed.run_script(&format!(
@@ -34,15 +34,6 @@ fn inject_pooled(bed: &mut Bed, frame: &[u8]) -> bool {
         bed.engine.handle_packet(bed.now, b, &mut bed.sink);
     }
     true
-}
-
-fn drops(bed: &Bed, reason: &str) -> u64 {
-    bed.counters
-        .snapshot()
-        .drops
-        .iter()
-        .find(|(n, _)| *n == reason)
-        .map_or(0, |(_, v)| *v)
 }
 
 #[test]
@@ -115,7 +106,7 @@ fn holds_are_capped_per_worker_and_the_pool_keeps_buffers() {
         bed.sink.out.clear();
     }
     assert_eq!(bed.counters.snapshot().get("held_packets"), 16);
-    assert_eq!(drops(&bed, "hold_worker_full"), 48);
+    assert_eq!(drops(&bed.counters, "hold_worker_full"), 48);
     assert!(bed.sink.io.pool_free() >= 64 - 16, "pool pinned");
     // A new client is still answered.
     bed.run_script(

@@ -15,14 +15,6 @@ use dataplane::{Counters, Engine};
 use handoff_proto::{Body, Close, CloseReason, Load};
 use support::*;
 
-fn drops(c: &Counters, reason: &str) -> u64 {
-    c.snapshot()
-        .drops
-        .iter()
-        .find(|(n, _)| *n == reason)
-        .map_or(0, |x| x.1)
-}
-
 fn load() -> Body<'static> {
     Body::Load(Load {
         active_conns: 1,

@@ -3,9 +3,9 @@
 //! text exposition: the control plane's and the agent's endpoint tests and
 //! the end-to-end test all query `/metrics` and friends this way.
 
-use std::io::{Read, Write};
+use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// One request with extra header lines (`Connection: close`); returns the
 /// status and the body. Status 0: the connection was closed without an
@@ -42,6 +42,30 @@ pub fn request(
         .map(|(_, b)| b.to_string())
         .unwrap_or_default();
     (status, body)
+}
+
+/// Sends an HTTP server at `addr` a header line that never ends (64 KiB
+/// chunks, up to 32 MiB or 5 s) — the slow-memory attack every management
+/// server must cut. Returns whether the server closed the connection, how
+/// many bytes were sent, and the stream (to read what it answered).
+pub fn endless_header(addr: SocketAddr) -> (bool, usize, TcpStream) {
+    let mut s = TcpStream::connect(addr).unwrap_or_else(|e| panic!("connect to {addr}: {e}"));
+    s.set_write_timeout(Some(Duration::from_secs(1))).unwrap();
+    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nX-Endless: ")
+        .unwrap();
+    let chunk = vec![b'a'; 64 * 1024];
+    let (mut sent, t0) = (0usize, Instant::now());
+    let cut = loop {
+        if sent >= 32 << 20 || t0.elapsed() > Duration::from_secs(5) {
+            break false;
+        }
+        match s.write(&chunk) {
+            Ok(n) => sent += n,
+            Err(e) if e.kind() == ErrorKind::WouldBlock || e.kind() == ErrorKind::TimedOut => {}
+            Err(_) => break true,
+        }
+    };
+    (cut, sent, s)
 }
 
 /// `GET path`: (status, body).

@@ -43,6 +43,15 @@ use handoff_proto::{Body, Header, Key, Keyring};
 
 pub const CLIENT_ISN: u32 = 1_000_000;
 
+/// A drop counter by its label (`"out_of_window"`); 0 when never bumped.
+pub fn drops(c: &Counters, reason: &str) -> u64 {
+    c.snapshot()
+        .drops
+        .iter()
+        .find(|(n, _)| *n == reason)
+        .map_or(0, |(_, v)| *v)
+}
+
 /// One engine on a virtual clock.
 pub struct Bed {
     pub engine: Engine<MemBuf>,
