@@ -1,4 +1,4 @@
-//! Packet I/O: the one interface every backend (in-memory, AF_PACKET, DPDK)
+//! Packet I/O: the one interface every backend (in-memory, AF_PACKET, AF_XDP, DPDK)
 //! implements, and that the worker loop is generic over.
 //!
 //! A backend hands the worker *owned* buffers. The worker may rewrite a
@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use crate::doorbell::Doorbell;
 
+pub mod af_xdp;
 pub mod afpacket;
 pub mod config;
 pub mod dpdk;
@@ -22,10 +23,11 @@ pub mod poll;
 pub mod port;
 pub mod registry;
 
+pub use af_xdp::{AfXdpConfig, FastPath, XdpAttach, XdpBind};
 pub use afpacket::{AfPacketConfig, AfPacketRing};
 pub use config::PollMode;
 pub use dpdk::{DpdkConfig, DpdkPort};
-pub use port::{IoError, LinkStatus, PortMonitor, PortStats};
+pub use port::{FastPathStats, IoError, LinkStatus, PortMonitor, PortStats};
 pub use registry::{open, AnyBuf, AnyQueue, IoConfig};
 
 /// One packet buffer owned by the worker. Dropping it returns it to its pool.

@@ -77,4 +77,30 @@ pub trait PortMonitor: Send + Sync {
     /// How flows are spread over the worker queues (`"fanout-hash"`, `"rss"`,
     /// `"pmd-fanout"`, `"software"`, `"single"`), for logs.
     fn steering(&self) -> &'static str;
+    /// The in-kernel fast path's counters (summed over CPUs); `None` for a
+    /// backend without one.
+    fn fast_path(&self) -> Option<FastPathStats> {
+        None
+    }
+}
+
+/// What an in-kernel fast path (the AF_XDP backend's XDP program) did with
+/// the frames it saw, summed over CPUs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FastPathStats {
+    /// Frames of offloaded flows relayed in the kernel.
+    pub forwarded_packets: u64,
+    /// Bytes of those frames.
+    pub forwarded_bytes: u64,
+    /// Frames handed to a worker's AF_XDP socket.
+    pub to_worker: u64,
+    /// Frames left to the kernel stack (no socket on their queue).
+    pub passed: u64,
+    /// Frames the program dropped (too short to parse, or a failed
+    /// transmit or redirect reported by the kernel).
+    pub dropped: u64,
+    /// Flows in the fast path's table now.
+    pub flows: u64,
+    /// The attach mode in use (`"native"` or `"generic"`).
+    pub mode: &'static str,
 }

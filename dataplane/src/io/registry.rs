@@ -210,6 +210,10 @@ backends! {
     /// Linux AF_PACKET sockets (TPACKET_V3), one per worker, joined in a
     /// fanout group. The default where DPDK is absent.
     AfPacket = "af_packet": afpacket::{AfPacketConfig, AfPacketQueue, AfPacketBuf},
+    /// Linux AF_XDP sockets, one per worker queue, with an XDP program that
+    /// relays FORWARDING flows in the kernel (cargo feature `af_xdp`).
+    #[cfg(feature = "af_xdp")]
+    AfXdp = "af_xdp": af_xdp::{AfXdpConfig, AfXdpQueue, AfXdpBuf},
     /// DPDK poll-mode driver (cargo feature `dpdk`).
     #[cfg(feature = "dpdk")]
     Dpdk = "dpdk": dpdk::{DpdkConfig, DpdkQueue, DpdkBuf},
