@@ -211,6 +211,14 @@ pub struct Counters {
     /// connection stays as it was). Any is a bug in the engine; debug
     /// builds stop at the first.
     pub illegal_transitions: AtomicU64,
+    /// Flows handed to the in-kernel fast path on entering FORWARDING.
+    pub offload_inserted: AtomicU64,
+    /// Flows taken back from the in-kernel fast path when their entry ended.
+    pub offload_removed: AtomicU64,
+    /// Flows kept in user space because the fast path's table was full.
+    pub offload_full: AtomicU64,
+    /// Fast-path table updates the kernel refused for another reason.
+    pub offload_errors: AtomicU64,
     /// Times the worker blocked in adaptive polling.
     pub idle_sleeps: AtomicU64,
     /// Of those, the sleeps another thread ended through the worker's
@@ -312,6 +320,10 @@ impl Counters {
             ("challenge_acks", l(&self.challenge_acks)),
             ("rst_relayed_in_window", l(&self.rst_relayed_in_window)),
             ("illegal_transitions", l(&self.illegal_transitions)),
+            ("offload_inserted", l(&self.offload_inserted)),
+            ("offload_removed", l(&self.offload_removed)),
+            ("offload_full", l(&self.offload_full)),
+            ("offload_errors", l(&self.offload_errors)),
             ("idle_sleeps", l(&self.idle_sleeps)),
             ("doorbell_wakeups", l(&self.doorbell_wakeups)),
         ];

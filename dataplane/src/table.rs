@@ -155,6 +155,10 @@ pub enum Slot {
         /// The backend's receive window scale (its window is at most
         /// `65535 << wshift` bytes): the width of the acceptable range.
         wshift: u8,
+        /// The in-kernel fast path relays this flow too (its packets may
+        /// never reach the worker; `last_seen` and `rcv_nxt` are read back
+        /// from it before they are judged).
+        offloaded: bool,
     },
     /// The switch closed the connection itself; re-ACK retransmitted FINs.
     TimeWait {

@@ -87,7 +87,7 @@ impl<Io: PacketIo> Worker<Io> {
     pub fn new(
         index: u16,
         cfg: &WorkerConfig,
-        io: Io,
+        mut io: Io,
         queues: WorkerQueues,
     ) -> Result<Self, ConfigError> {
         // The queues decide which worker this is (THOP replies are relayed by
@@ -97,7 +97,10 @@ impl<Io: PacketIo> Worker<Io> {
             "Worker::new index differs from its queues"
         );
         let counters = Arc::new(Counters::default());
-        let engine = Engine::new(queues.index, cfg, counters.clone(), queues.shared.clone())?;
+        let mut engine = Engine::new(queues.index, cfg, counters.clone(), queues.shared.clone())?;
+        if let Some(o) = io.take_offload() {
+            engine.set_offload(o);
+        }
         Ok(Worker {
             engine,
             io,

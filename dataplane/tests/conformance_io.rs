@@ -40,8 +40,18 @@ impl Drop for Bed {
 
 impl Bed {
     fn new() -> Bed {
+        Self::with_queues(1)
+    }
+
+    /// A bed whose veth ends have `queues` receive/transmit queues each
+    /// (AF_XDP serves one queue per worker).
+    fn with_queues(queues: u32) -> Bed {
         let ns = Netns::new("bpk-io").no_ipv6();
-        ns.veth(IFC, &ns, PEER);
+        if queues == 1 {
+            ns.veth(IFC, &ns, PEER);
+        } else {
+            ns.veth_queues(IFC, &ns, PEER, queues);
+        }
         ns.enter();
         let peer = RawSock::open(PEER);
         let (io_mac, peer_mac) = (ns.mac(IFC), ns.mac(PEER));
@@ -62,6 +72,18 @@ enum Backend {
     AfPacketV2,
     #[allow(dead_code)]
     Dpdk,
+    /// AF_XDP sockets with the XDP program (fast path on, no flows offered:
+    /// every frame reaches the queue).
+    #[allow(dead_code)]
+    AfXdp,
+}
+
+/// The bed a backend needs for `workers` workers.
+fn bed_for(backend: Backend, workers: usize) -> Bed {
+    match backend {
+        Backend::AfXdp => Bed::with_queues(workers as u32),
+        _ => Bed::new(),
+    }
 }
 
 fn config(backend: Backend, bed: &Bed, workers: usize) -> IoConfig {
@@ -104,6 +126,11 @@ fn config_with(backend: Backend, bed: &Bed, workers: usize, qpairs: usize) -> Io
             c.tx_ring_size = 512;
             IoConfig::Dpdk(c)
         }
+        Backend::AfXdp => IoConfig::AfXdp(dataplane::io::AfXdpConfig {
+            frame_count: 2048,
+            ring_size: 512,
+            ..dataplane::io::AfXdpConfig::new(IFC)
+        }),
     }
 }
 
@@ -149,7 +176,7 @@ fn is_test(f: &[u8]) -> bool {
 /// Frames from the wire reach the worker intact and in order, at every size
 /// up to a full 1,514-byte Ethernet frame.
 fn rx_intact(backend: Backend) {
-    let bed = Bed::new();
+    let bed = bed_for(backend, 1);
     let mut qs = open(&config(backend, &bed, 1), 1).expect("open");
     let q = &mut qs[0];
     assert_eq!(q.mac(), bed.io_mac);
@@ -172,7 +199,7 @@ fn rx_intact(backend: Backend) {
 /// Frames the worker originates reach the wire intact, and the worker does
 /// not see its own transmissions.
 fn tx_intact(backend: Backend) {
-    let bed = Bed::new();
+    let bed = bed_for(backend, 1);
     let mut qs = open(&config(backend, &bed, 1), 1).expect("open");
     let q = &mut qs[0];
     let mut pkts = Vec::new();
@@ -211,13 +238,15 @@ fn pool_free(q: &AnyQueue) -> u64 {
     q.monitor()
         .xstats()
         .into_iter()
-        .find(|(n, _)| n == "q0_pool_free" || n == "baton_mempool_available")
+        .find(|(n, _)| {
+            n == "q0_pool_free" || n == "baton_mempool_available" || n == "q0_umem_free_frames"
+        })
         .map(|(_, v)| v)
         .expect("a pool xstat")
 }
 
 fn forward_in_place(backend: Backend) {
-    let bed = Bed::new();
+    let bed = bed_for(backend, 1);
     let mut qs = open(&config(backend, &bed, 1), 1).expect("open");
     let free_at_start = pool_free(&qs[0]);
     let q = &mut qs[0];
@@ -246,9 +275,11 @@ fn forward_in_place(backend: Backend) {
         }
     }
     // Every buffer went back to its pool: none leaked, none freed twice.
+    // (Waiting through the queue lets a backend reap its completions.)
     let deadline = Instant::now() + Duration::from_secs(5);
+    let bell = Doorbell::new();
     while pool_free(&qs[0]) != free_at_start && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(10));
+        qs[0].wait(Duration::from_millis(10), &bell);
     }
     assert_eq!(pool_free(&qs[0]), free_at_start, "buffers back in the pool");
 }
@@ -310,7 +341,7 @@ fn flows_stay_on_one_worker(backend: Backend) {
 }
 
 fn flows_stay_on_one_worker_with(backend: Backend, qpairs: usize) {
-    let bed = Bed::new();
+    let bed = bed_for(backend, 2);
     let mut qs = open(&config_with(backend, &bed, 2, qpairs), 2).expect("open");
     assert_eq!(qs.len(), 2);
     let (a, b) = ([198, 18, 0, 101], [198, 18, 0, 10]);
@@ -362,7 +393,7 @@ fn flows_stay_on_one_worker_with(backend: Backend, qpairs: usize) {
 /// `wait()` returns when a frame arrives instead of sleeping out its
 /// timeout (the adaptive polling mode relies on it).
 fn wait_wakes_on_arrival(backend: Backend) {
-    let bed = Bed::new();
+    let bed = bed_for(backend, 1);
     let mut qs = open(&config(backend, &bed, 1), 1).expect("open");
     let frame = test_frame(bed.io_mac, bed.peer_mac, 7, 100);
     let peer = RawSock::open(PEER);
@@ -390,7 +421,7 @@ fn wait_wakes_on_arrival(backend: Backend) {
 /// a wait whose timeout (30 s) is far away. This is what wakes an idle worker
 /// for a decision instead of its next frame or timer.
 fn wait_wakes_on_doorbell(backend: Backend) {
-    let bed = Bed::new();
+    let bed = bed_for(backend, 1);
     let mut qs = open(&config(backend, &bed, 1), 1).expect("open");
     let bell = Arc::new(Doorbell::new());
     assert!(bell.arm(|| false));
@@ -431,7 +462,7 @@ fn wait_wakes_on_doorbell(backend: Backend) {
 
 /// The monitor reports the port: MAC, link up, counters, extended stats.
 fn monitor_reports_port(backend: Backend) {
-    let bed = Bed::new();
+    let bed = bed_for(backend, 1);
     let mut qs = open(&config(backend, &bed, 1), 1).expect("open");
     let mon = qs[0].monitor();
     assert_eq!(mon.mac(), bed.io_mac);
@@ -589,7 +620,7 @@ fn afpacket_survives_a_link_flap() {
 }
 
 fn survives_a_link_flap(backend: Backend) {
-    let bed = Bed::new();
+    let bed = bed_for(backend, 2);
     let mut qs = open(&config(backend, &bed, 2), 2).expect("open");
     bed.ns.ip(&["link", "set", IFC, "down"]);
     bed.ns.ip(&["link", "set", IFC, "up"]);
@@ -631,7 +662,7 @@ fn survives_a_link_flap(backend: Backend) {
 /// every call still returns and nothing panics; AF_PACKET reads the link
 /// as down.
 fn survives_interface_removal(backend: Backend) {
-    let bed = Bed::new();
+    let bed = bed_for(backend, 1);
     let mut qs = open(&config(backend, &bed, 1), 1).expect("open");
     let mon = qs[0].monitor();
     bed.ns.ip(&["link", "del", IFC]);
@@ -916,4 +947,131 @@ fn dpdk_without_the_feature_is_a_clear_error() {
         .err()
         .expect("no DPDK in this build");
     assert!(matches!(e, IoError::NotBuilt("dpdk")), "{e}");
+}
+
+// ---- AF_XDP (XDP program in native mode on the veth, copy-mode sockets) ----
+
+#[cfg(feature = "af_xdp")]
+mod af_xdp {
+    use super::*;
+    use dataplane::io::AfXdpConfig;
+
+    #[test]
+    fn afxdp_rx_intact() {
+        require_root();
+        rx_intact(Backend::AfXdp);
+    }
+
+    #[test]
+    fn afxdp_tx_intact() {
+        require_root();
+        tx_intact(Backend::AfXdp);
+    }
+
+    #[test]
+    fn afxdp_forward_in_place() {
+        require_root();
+        forward_in_place(Backend::AfXdp);
+    }
+
+    #[test]
+    fn afxdp_flows_stay_on_one_worker() {
+        require_root();
+        flows_stay_on_one_worker(Backend::AfXdp);
+    }
+
+    #[test]
+    fn afxdp_wait_wakes_on_arrival() {
+        require_root();
+        wait_wakes_on_arrival(Backend::AfXdp);
+    }
+
+    #[test]
+    fn afxdp_wait_wakes_on_doorbell() {
+        require_root();
+        wait_wakes_on_doorbell(Backend::AfXdp);
+    }
+
+    #[test]
+    fn afxdp_monitor_reports_port() {
+        require_root();
+        monitor_reports_port(Backend::AfXdp);
+        // The fast path's counters come with the port's.
+    }
+
+    #[test]
+    fn afxdp_survives_a_link_flap() {
+        require_root();
+        survives_a_link_flap(Backend::AfXdp);
+    }
+
+    #[test]
+    fn afxdp_survives_interface_removal() {
+        require_root();
+        survives_interface_removal(Backend::AfXdp);
+    }
+
+    /// Every receive queue needs a worker (frames on a queue without a
+    /// socket would never reach one), and every worker a queue: a mismatch
+    /// is refused with the fix in the message.
+    #[test]
+    fn afxdp_queue_count_must_match_the_workers() {
+        require_root();
+        let bed = Bed::with_queues(2);
+        let e = open(&IoConfig::AfXdp(AfXdpConfig::new(IFC)), 1)
+            .err()
+            .expect("2 queues, 1 worker");
+        assert!(
+            matches!(e, IoError::Config(ref m) if m.contains("2 receive queues") && m.contains("ethtool -L")),
+            "{e}"
+        );
+        drop(bed);
+        let _bed = Bed::with_queues(1);
+        let e = open(&IoConfig::AfXdp(AfXdpConfig::new(IFC)), 2)
+            .err()
+            .expect("1 queue, 2 workers");
+        assert!(matches!(e, IoError::Config(_)), "{e}");
+    }
+
+    /// Bad settings and a missing interface are clear errors, before
+    /// anything is attached.
+    #[test]
+    fn afxdp_bad_settings_are_clear_errors() {
+        let e = open(&IoConfig::AfXdp(AfXdpConfig::new("bpk-nope0")), 1)
+            .err()
+            .expect("must fail");
+        assert!(
+            matches!(e, IoError::NoSuchInterface(ref n) if n == "bpk-nope0"),
+            "{e}"
+        );
+        for (cfg, what) in [
+            (
+                AfXdpConfig {
+                    frame_size: 3000,
+                    ..AfXdpConfig::new("lo")
+                },
+                "frame_size",
+            ),
+            (
+                AfXdpConfig {
+                    ring_size: 1000,
+                    ..AfXdpConfig::new("lo")
+                },
+                "ring_size",
+            ),
+            (
+                AfXdpConfig {
+                    frame_count: 100,
+                    ..AfXdpConfig::new("lo")
+                },
+                "frame_count",
+            ),
+        ] {
+            let e = open(&IoConfig::AfXdp(cfg), 1).err().expect("must fail");
+            assert!(
+                matches!(e, IoError::Config(ref m) if m.contains(what)),
+                "{what}: {e}"
+            );
+        }
+    }
 }

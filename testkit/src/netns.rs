@@ -348,6 +348,39 @@ impl Netns {
         }
     }
 
+    /// A veth pair like [`Self::veth`] whose ends have `queues` receive and
+    /// transmit queues each (AF_XDP binds one socket per receive queue; a
+    /// veth takes XDP only with at least as many receive queues as its peer
+    /// has transmit queues).
+    #[track_caller]
+    pub fn veth_queues(&self, a: &str, peer: &Netns, b: &str, queues: u32) {
+        let q = queues.to_string();
+        self.ip(&[
+            "link",
+            "add",
+            a,
+            "numtxqueues",
+            &q,
+            "numrxqueues",
+            &q,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            b,
+            "numtxqueues",
+            &q,
+            "numrxqueues",
+            &q,
+            "netns",
+            &peer.name,
+        ]);
+        for (ns, ifc) in [(self, a), (peer, b)] {
+            ns.offloads_off(ifc);
+            ns.ip(&["link", "set", ifc, "up"]);
+        }
+    }
+
     /// The MAC address of `ifc` in this namespace.
     #[track_caller]
     pub fn mac(&self, ifc: &str) -> [u8; 6] {

@@ -223,6 +223,11 @@ impl<B: PacketBuf, F: Forwarder> Engine<B, F> {
         out: &mut S,
     ) {
         let now = self.now_ms;
+        if seg.flags & (SYN | RST | FIN) != 0 {
+            // Judged against how far the client got, which only the fast
+            // path knows for an offloaded flow.
+            self.offload_sync(i);
+        }
         let (mac, backend, fin, rcv_nxt, wshift) = match self.table.get(i).slot {
             Slot::Forwarding {
                 mac,
@@ -230,6 +235,7 @@ impl<B: PacketBuf, F: Forwarder> Engine<B, F> {
                 fin,
                 rcv_nxt,
                 wshift,
+                ..
             } => (mac, backend, fin, rcv_nxt, wshift),
             _ => return,
         };
@@ -321,6 +327,7 @@ impl<B: PacketBuf, F: Forwarder> Engine<B, F> {
             fin: false,
             rcv_nxt,
             wshift,
+            offloaded,
         } = self.table.get(i).slot
         {
             let Some(to) = self.apply(i, State::Forwarding, Event::ClientFin) else {
@@ -333,6 +340,7 @@ impl<B: PacketBuf, F: Forwarder> Engine<B, F> {
                 fin: true,
                 rcv_nxt,
                 wshift,
+                offloaded,
             };
             e.last_seen = self.now_ms;
             self.stored(i, to);

@@ -801,12 +801,16 @@ impl<B: PacketBuf, F: Forwarder> Engine<B, F> {
             fin: false,
             rcv_nxt,
             wshift,
+            offloaded: false,
         };
         e.last_seen = self.now_ms;
         e.retries = 0;
         self.stored(i, to);
         self.table
             .arm(i, self.now_ms.wrapping_add(dur_ms(self.cfg.idle_timeout)));
+        // The held packets went out first; from here on the kernel may relay
+        // the client's ordinary segments itself.
+        self.offload_insert(i);
         if fin {
             self.mark_fin(i);
         }

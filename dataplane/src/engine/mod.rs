@@ -25,6 +25,7 @@ mod aborts;
 mod forward;
 mod handoff;
 mod handshake;
+mod offload;
 mod request;
 pub mod session;
 
@@ -120,6 +121,9 @@ pub struct Engine<B: PacketBuf, F: Forwarder = DirectRouting> {
     /// Decides first dispatches on this thread where the control plane's
     /// snapshot allows (None: every request goes to the control plane).
     pub(crate) decider: Option<Box<dyn crate::dispatch::LocalDecider>>,
+    /// The in-kernel fast path FORWARDING flows are offered to, if the
+    /// packet I/O backend has one.
+    pub(crate) offload: Option<Box<dyn crate::offload::FlowOffload>>,
 }
 
 #[inline]
@@ -242,6 +246,7 @@ impl<B: PacketBuf, F: Forwarder> Engine<B, F> {
             now_ns: 0,
             started: false,
             decider: None,
+            offload: None,
         })
     }
 
@@ -303,6 +308,7 @@ impl<B: PacketBuf, F: Forwarder> Engine<B, F> {
                 fin: false,
                 rcv_nxt: 0,
                 wshift: self.cfg.tcp.window_scale,
+                offloaded: false,
             },
         ) else {
             return false;
@@ -315,6 +321,7 @@ impl<B: PacketBuf, F: Forwarder> Engine<B, F> {
         self.table.get_mut(i).last_seen = self.now_ms;
         self.table
             .arm(i, self.now_ms.wrapping_add(dur_ms(self.cfg.idle_timeout)));
+        self.offload_insert(i);
         true
     }
 
@@ -423,6 +430,7 @@ impl<B: PacketBuf, F: Forwarder> Engine<B, F> {
     /// Frees slot `i` and its session without a state change (an entry the
     /// caller created and could not use).
     pub(crate) fn forget_entry(&mut self, i: u32) {
+        self.offload_remove(i);
         if let Slot::Session(s) = self.table.get(i).slot {
             self.release_session(s);
         }
@@ -489,6 +497,12 @@ impl<B: PacketBuf, F: Forwarder> Engine<B, F> {
         let Some((i, _)) = best else {
             return false;
         };
+        // An offloaded flow may have been busy in the kernel all along.
+        self.offload_sync(i);
+        let idle = self.now_ms.wrapping_sub(self.table.get(i).last_seen);
+        if (idle as i32) < 0 || idle < min_idle {
+            return false;
+        }
         let Slot::Forwarding { backend, .. } = self.table.get(i).slot else {
             return false;
         };
@@ -843,6 +857,8 @@ impl<B: PacketBuf, F: Forwarder> Engine<B, F> {
             Slot::Forwarding { fin, backend, .. } => {
                 // Both timers measure idleness: a client still sending
                 // (a half-closed one acknowledging the response too) stays.
+                // The fast path, if it relays the flow, knows best.
+                self.offload_sync(i);
                 let e = self.table.get(i);
                 let limit = if fin {
                     dur_ms(self.fin_timeout())

@@ -178,6 +178,12 @@ impl<Io: PacketIo> PacketIo for FaultyIo<Io> {
     fn stats(&self) -> IoStats {
         self.inner.stats()
     }
+
+    /// The fast path bypasses the injector: frames it relays never reach
+    /// user space, so faults apply to what the worker sees.
+    fn take_offload(&mut self) -> Option<Box<dyn crate::offload::FlowOffload>> {
+        self.inner_mut().take_offload()
+    }
 }
 
 #[cfg(test)]

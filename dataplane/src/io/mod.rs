@@ -19,6 +19,7 @@ pub mod dpdk;
 #[cfg(feature = "testing")]
 pub mod faulty;
 pub mod memory;
+pub mod netdev;
 pub mod poll;
 pub mod port;
 pub mod registry;
@@ -80,6 +81,13 @@ pub trait PacketIo {
 
     /// Port/queue counters.
     fn stats(&self) -> IoStats;
+
+    /// The queue's handle on an in-kernel fast path for FORWARDING flows,
+    /// taken once by the worker that owns the queue; `None` for a backend
+    /// without one (or when it is switched off).
+    fn take_offload(&mut self) -> Option<Box<dyn crate::offload::FlowOffload>> {
+        None
+    }
 }
 
 /// A real port's queue: what [`AnyQueue`] needs from a backend besides

@@ -202,6 +202,12 @@ macro_rules! backends {
                     $( $(#[cfg($cfg)])? AnyQueue::$variant(q) => q.stats(), )*
                 }
             }
+
+            fn take_offload(&mut self) -> Option<Box<dyn crate::offload::FlowOffload>> {
+                match self {
+                    $( $(#[cfg($cfg)])? AnyQueue::$variant(q) => q.take_offload(), )*
+                }
+            }
         }
     };
 }

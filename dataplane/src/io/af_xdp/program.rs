@@ -24,7 +24,9 @@ impl XdpProgram {
         mac: [u8; 6],
     ) -> Result<XdpProgram, IoError> {
         let _ = (cfg, ifindex, queues, mac);
-        Err(IoError::Config("the XDP program loader is not written yet".into()))
+        Err(IoError::Config(
+            "the XDP program loader is not written yet".into(),
+        ))
     }
 
     /// Sends frames received on `queue` to the AF_XDP socket `fd`.

@@ -31,6 +31,7 @@ pub use pool::{AfPacketBuf, FramePool};
 use ring::{tx_data_offset, RingLayout, Rings};
 
 use crate::doorbell::Doorbell;
+use crate::io::netdev;
 use crate::io::port::{IoError, LinkStatus, PortMonitor, PortStats};
 use crate::io::{IoStats, PacketBuf, PacketIo, PortQueue};
 pub use config::{AfPacketConfig, AfPacketRing};
@@ -103,11 +104,11 @@ impl PortMonitor for AfPacketPort {
         let Some(fd) = self.fds.first() else {
             return LinkStatus::default();
         };
-        let flags = socket::if_flags(fd.as_raw_fd(), &self.iface).unwrap_or(0);
+        let flags = netdev::if_flags(fd.as_raw_fd(), &self.iface).unwrap_or(0);
         let up = flags & libc::IFF_UP as u32 != 0 && flags & libc::IFF_RUNNING as u32 != 0;
         LinkStatus {
             up,
-            speed_mbps: socket::link_speed(fd.as_raw_fd(), &self.iface),
+            speed_mbps: netdev::link_speed(fd.as_raw_fd(), &self.iface),
             full_duplex: None,
         }
     }
@@ -338,7 +339,7 @@ fn join_fanout(
 /// namespace).
 pub fn open(cfg: &AfPacketConfig, workers: usize) -> Result<Vec<AfPacketQueue>, IoError> {
     validate(cfg)?;
-    let ifindex = socket::ifindex(&cfg.iface)?;
+    let ifindex = netdev::ifindex(&cfg.iface)?;
     let per_block = TX_BLOCK_SIZE / cfg.frame_size;
     let layout = RingLayout {
         version: cfg.ring,
@@ -354,11 +355,11 @@ pub fn open(cfg: &AfPacketConfig, workers: usize) -> Result<Vec<AfPacketQueue>, 
     for _ in 0..workers {
         socks.push(open_one(cfg, ifindex, layout)?);
     }
-    let mac = socket::hw_addr(&socks[0].0, &cfg.iface)?;
+    let mac = netdev::hw_addr(&socks[0].0, &cfg.iface)?;
     // A frame sits in its slot after the kernel's header and address (the
     // MAC header starts at TPACKET_ALIGN(hdrlen + 16) - 14); a frame of the
     // full MTU must fit, or every large packet would be truncated.
-    let mtu = socket::mtu(socks[0].0.as_raw_fd(), &cfg.iface)?;
+    let mtu = netdev::mtu(socks[0].0.as_raw_fd(), &cfg.iface)?;
     let hdr = match cfg.ring {
         AfPacketRing::V3 => libc::TPACKET3_HDRLEN,
         AfPacketRing::V2 => libc::TPACKET2_HDRLEN,

@@ -5,7 +5,6 @@
 //! fanout group is joined after it (the kernel requires a bound socket).
 //! Every failure names the call and the interface.
 
-use std::ffi::CString;
 use std::io;
 use std::mem::size_of;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
@@ -87,117 +86,6 @@ pub fn open_socket(iface: &str) -> Result<OwnedFd, IoError> {
     }
     // SAFETY: `fd` is a fresh descriptor we own.
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
-}
-
-/// The interface index of `iface` in this thread's network namespace.
-pub fn ifindex(iface: &str) -> Result<i32, IoError> {
-    let name = CString::new(iface)
-        .map_err(|_| IoError::Config(format!("interface name {iface:?} contains NUL")))?;
-    if iface.is_empty() || iface.len() >= libc::IFNAMSIZ {
-        return Err(IoError::Config(format!(
-            "interface name {iface:?} is empty or too long"
-        )));
-    }
-    // SAFETY: `name` is a valid C string.
-    let idx = unsafe { libc::if_nametoindex(name.as_ptr()) };
-    if idx == 0 {
-        return Err(IoError::NoSuchInterface(iface.to_owned()));
-    }
-    Ok(idx as i32)
-}
-
-fn ifreq_for(iface: &str) -> libc::ifreq {
-    // SAFETY: ifreq is plain old data; all-zero is a valid value.
-    let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
-    for (dst, src) in req
-        .ifr_name
-        .iter_mut()
-        .zip(iface.bytes().take(libc::IFNAMSIZ - 1))
-    {
-        *dst = src as libc::c_char;
-    }
-    req
-}
-
-/// The interface's hardware (MAC) address.
-pub fn hw_addr(fd: &OwnedFd, iface: &str) -> Result<[u8; 6], IoError> {
-    let mut req = ifreq_for(iface);
-    // SAFETY: SIOCGIFHWADDR fills `ifr_hwaddr` of a valid ifreq.
-    let rc = unsafe { libc::ioctl(fd.as_raw_fd(), libc::SIOCGIFHWADDR, &mut req) };
-    if rc != 0 {
-        return Err(os_err("ioctl(SIOCGIFHWADDR)", iface));
-    }
-    // SAFETY: the ioctl succeeded, so the hwaddr member is the one written.
-    let sa = unsafe { req.ifr_ifru.ifru_hwaddr };
-    let mut mac = [0u8; 6];
-    for (dst, src) in mac.iter_mut().zip(sa.sa_data.iter()) {
-        *dst = *src as u8;
-    }
-    Ok(mac)
-}
-
-/// Interface flags (IFF_UP, IFF_RUNNING, ...).
-pub fn if_flags(fd: RawFd, iface: &str) -> Result<u32, IoError> {
-    let mut req = ifreq_for(iface);
-    // SAFETY: SIOCGIFFLAGS fills `ifr_flags` of a valid ifreq.
-    let rc = unsafe { libc::ioctl(fd, libc::SIOCGIFFLAGS, &mut req) };
-    if rc != 0 {
-        return Err(os_err("ioctl(SIOCGIFFLAGS)", iface));
-    }
-    // SAFETY: the ioctl succeeded, so the flags member is the one written.
-    Ok(unsafe { req.ifr_ifru.ifru_flags } as u16 as u32)
-}
-
-/// The interface MTU.
-pub fn mtu(fd: RawFd, iface: &str) -> Result<u32, IoError> {
-    let mut req = ifreq_for(iface);
-    // SAFETY: SIOCGIFMTU fills `ifr_mtu` of a valid ifreq.
-    let rc = unsafe { libc::ioctl(fd, libc::SIOCGIFMTU, &mut req) };
-    if rc != 0 {
-        return Err(os_err("ioctl(SIOCGIFMTU)", iface));
-    }
-    // SAFETY: the ioctl succeeded, so the mtu member is the one written.
-    Ok(unsafe { req.ifr_ifru.ifru_mtu }.max(0) as u32)
-}
-
-/// Link speed in Mb/s from ETHTOOL_GSET, when the driver reports one.
-pub fn link_speed(fd: RawFd, iface: &str) -> Option<u32> {
-    #[repr(C)]
-    #[derive(Default)]
-    struct EthtoolCmd {
-        cmd: u32,
-        supported: u32,
-        advertising: u32,
-        speed: u16,
-        duplex: u8,
-        port: u8,
-        phy_address: u8,
-        transceiver: u8,
-        autoneg: u8,
-        mdio_support: u8,
-        maxtxpkt: u32,
-        maxrxpkt: u32,
-        speed_hi: u16,
-        eth_tp_mdix: u8,
-        eth_tp_mdix_ctrl: u8,
-        lp_advertising: u32,
-        reserved: [u32; 2],
-    }
-    const ETHTOOL_GSET: u32 = 1;
-    let mut cmd = EthtoolCmd {
-        cmd: ETHTOOL_GSET,
-        ..Default::default()
-    };
-    let mut req = ifreq_for(iface);
-    req.ifr_ifru.ifru_data = (&mut cmd as *mut EthtoolCmd).cast();
-    // SAFETY: SIOCETHTOOL with ETHTOOL_GSET writes an ethtool_cmd into the
-    // buffer `ifru_data` points at, which is live and of that layout.
-    let rc = unsafe { libc::ioctl(fd, libc::SIOCETHTOOL, &mut req) };
-    if rc != 0 {
-        return None;
-    }
-    let speed = (cmd.speed_hi as u32) << 16 | cmd.speed as u32;
-    (speed != 0 && speed != u32::MAX && speed != 0xffff).then_some(speed)
 }
 
 /// Binds the socket to `ifindex`, receiving every protocol.
