@@ -2,7 +2,9 @@
 # Each installs what it needs (scripts/install-deps.sh) before it runs.
 
 CARGO        ?= cargo
-FEATURES     ?= --features dpdk
+# Every packet I/O backend: DPDK (system libdpdk) and AF_XDP (its XDP program
+# is compiled by clang). `FEATURES=` builds AF_PACKET alone.
+FEATURES     ?= --features dpdk,af_xdp
 NEXTEST_ARGS ?=
 # Test builds add the test-only code (`baton` honours BATON_TEST_FAULTS; the
 # test bed's dev-dependency asks for it too). The pre-build and the nextest
@@ -20,7 +22,8 @@ build: deps
 	$(CARGO) build --workspace --release $(FEATURES)
 
 ## The whole suite: unit, property, scenario, namespace and end-to-end tests,
-## over both packet I/O backends, plus a build of every fuzz target.
+## over every packet I/O backend (AF_PACKET, DPDK, AF_XDP with its fast path on
+## and off), plus a build of every fuzz target.
 test: deps
 	$(CARGO) build --workspace --release $(TEST_FEATURES) --bins --examples
 	$(CARGO) nextest run --workspace --release $(TEST_FEATURES) --no-fail-fast $(NEXTEST_ARGS)
@@ -43,7 +46,7 @@ demo: deps
 	$(CARGO) build --release $(FEATURES) -p controlplane -p agent -p testbed --bins --examples
 	"$${CARGO_TARGET_DIR:-target}/release/baton-demo" $(DEMO_ARGS)
 
-## Baton (AF_PACKET and DPDK) against nginx, HAProxy and direct access, one
+## Baton (AF_PACKET, DPDK, AF_XDP) against nginx, HAProxy and direct access, one
 ## run: perf/results/*.json, an SVG chart, the table in docs/performance.md.
 ## BENCH_ARGS=--quick for a smoke run.
 bench: deps
@@ -54,7 +57,7 @@ bench: deps
 
 ## Attacks on the namespace test bed at full size (SYN flood, slowloris,
 ## duplicate ACKs, blind RST/FIN, forged and replayed THOP, admin abuse,
-## restarts under load) beside legitimate traffic, over both I/O backends:
+## restarts under load) beside legitimate traffic, over every I/O backend:
 ## perf/results/harden-<timestamp>.json, the table in docs/security.md.
 ## HARDEN_ARGS=--quick checks the plumbing (short counts, docs untouched).
 harden: deps

@@ -56,8 +56,13 @@ pub fn version_text() -> String {
     } else {
         "-dpdk"
     };
+    let af_xdp = if cfg!(feature = "af_xdp") {
+        "+af_xdp"
+    } else {
+        "-af_xdp"
+    };
     format!(
-        "baton {} ({dpdk}, af_packet, memory)",
+        "baton {} ({dpdk}, {af_xdp}, af_packet, memory)",
         env!("CARGO_PKG_VERSION")
     )
 }

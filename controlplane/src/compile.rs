@@ -5,12 +5,15 @@
 use std::net::IpAddr;
 
 use dataplane::config::{Service, SynCookieMode, TcpOptionsConfig, ThopConfig};
-use dataplane::io::{AfPacketConfig, AfPacketRing, DpdkConfig, DpdkPort, IoConfig, PollMode};
+use dataplane::io::{
+    AfPacketConfig, AfPacketRing, AfXdpConfig, DpdkConfig, DpdkPort, FastPath, IoConfig, PollMode,
+    XdpAttach, XdpBind,
+};
 use dataplane::WorkerConfig;
 
 use crate::config::{
-    AfPacketRingKind, Forwarding, IoSection, PollMode as ProfilePoll, Profile,
-    SynCookieMode as ProfileCookies,
+    AfPacketRingKind, FastPathMode, Forwarding, IoSection, PollMode as ProfilePoll, Profile,
+    SynCookieMode as ProfileCookies, XdpBindMode, XdpMode,
 };
 
 /// Why a profile cannot be turned into a running configuration.
@@ -116,6 +119,32 @@ pub fn io_config(p: &Profile) -> Option<IoConfig> {
             c.promiscuous = a.promiscuous || p.switch.data_mac.is_some();
             c.poll = poll;
             Some(IoConfig::AfPacket(c))
+        }
+        // Built whatever the build's features: `dataplane::io::open` answers a
+        // build without the `af_xdp` feature with an error naming it.
+        IoSection::AfXdp(x) => {
+            let mut c = AfXdpConfig::new(x.interface.clone());
+            c.queues = x.queues;
+            c.frame_count = x.frame_count;
+            c.frame_size = x.frame_size;
+            c.ring_size = x.ring_size;
+            c.attach = match x.mode {
+                XdpMode::Auto => XdpAttach::Auto,
+                XdpMode::Native => XdpAttach::Native,
+                XdpMode::Generic => XdpAttach::Generic,
+            };
+            c.bind = match x.bind {
+                XdpBindMode::Auto => XdpBind::Auto,
+                XdpBindMode::Copy => XdpBind::Copy,
+                XdpBindMode::ZeroCopy => XdpBind::ZeroCopy,
+            };
+            c.fast_path = match x.fast_path {
+                FastPathMode::Xdp => FastPath::Xdp,
+                FastPathMode::Off => FastPath::Off,
+            };
+            c.flow_capacity = x.flow_capacity;
+            c.poll = poll;
+            Some(IoConfig::AfXdp(c))
         }
         IoSection::Dpdk(d) => {
             let port = match &d.device {
@@ -236,5 +265,85 @@ mod tests {
             Some(IoConfig::AfPacket(a)) => assert_eq!(a.iface, "sw-data"),
             other => panic!("{other:?}"),
         }
+    }
+
+    fn configs() -> std::path::PathBuf {
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../configs")
+    }
+
+    #[test]
+    fn af_xdp_test_bed_profile_maps_onto_the_backend_settings() {
+        let path = configs().join("testbed-afxdp.yaml");
+        let l = crate::config::load_file_with(&path, &Default::default()).unwrap();
+        match io_config(&l.profile) {
+            Some(IoConfig::AfXdp(x)) => {
+                assert_eq!(x.iface, "sw-data");
+                assert_eq!(x.queues, None);
+                assert_eq!(x.attach, XdpAttach::Native);
+                assert_eq!(x.bind, XdpBind::Auto);
+                assert_eq!(x.fast_path, FastPath::Xdp);
+                assert_eq!((x.frame_size, x.frame_count), (4096, 4096));
+                assert!(x.ring_size.is_power_of_two());
+                assert_eq!(x.poll, poll_mode(&l.profile));
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(l.profile.workers.count, 2);
+    }
+
+    #[test]
+    fn af_xdp_fast_path_is_turned_off_by_overriding_one_field() {
+        // The test bed's variant without the fast path: the anchored section
+        // of testbed-afxdp.yaml, one field changed (`off` is a string here,
+        // not a YAML 1.1 boolean).
+        let mut files = Vec::new();
+        for f in ["base.yaml", "testbed.yaml", "testbed-afxdp.yaml"] {
+            files.push((f, std::fs::read_to_string(configs().join(f)).unwrap()));
+        }
+        let over = "<<: !include testbed-afxdp.yaml\nname: slow\nio:\n  af_xdp:\n    <<: !include testbed-afxdp.yaml#af_xdp\n    fast_path: off\n";
+        let mut with: Vec<(&str, &str)> = files.iter().map(|(n, t)| (*n, t.as_str())).collect();
+        with.push(("slow.yaml", over));
+        let d = testkit::temp_dir::TempDir::with_files("cp-afxdp", &with);
+        let l = crate::config::load_file_with(&d.join("slow.yaml"), &Default::default()).unwrap();
+        match io_config(&l.profile) {
+            Some(IoConfig::AfXdp(x)) => {
+                assert_eq!(x.fast_path, FastPath::Off);
+                assert_eq!(
+                    x.attach,
+                    XdpAttach::Native,
+                    "kept from the anchored section"
+                );
+                assert_eq!(x.frame_count, 4096);
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn af_xdp_defaults_match_the_backend_defaults() {
+        let x: crate::config::AfXdpIo = serde_saphyr::from_str("interface: eth1\n").unwrap();
+        let d = AfXdpConfig::new("eth1");
+        assert_eq!(x.frame_count, d.frame_count);
+        assert_eq!(x.frame_size, d.frame_size);
+        assert_eq!(x.ring_size, d.ring_size);
+        assert_eq!(x.flow_capacity, d.flow_capacity);
+        assert_eq!(x.fast_path, FastPathMode::Xdp);
+        assert_eq!(x.mode, XdpMode::Auto);
+        assert_eq!(x.bind, XdpBindMode::Auto);
+    }
+
+    /// A build without the `af_xdp` feature still compiles the profile; it is
+    /// opening the port that names the missing feature.
+    #[cfg(not(feature = "af_xdp"))]
+    #[test]
+    fn af_xdp_without_the_feature_fails_at_open_with_the_feature_named() {
+        let path = configs().join("testbed-afxdp.yaml");
+        let l = crate::config::load_file_with(&path, &Default::default()).unwrap();
+        let cfg = io_config(&l.profile).unwrap();
+        let err = dataplane::io::open(&cfg, 2)
+            .err()
+            .expect("no AF_XDP in this build");
+        let msg = err.to_string();
+        assert!(msg.contains("af_xdp"), "{msg}");
     }
 }

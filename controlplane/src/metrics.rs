@@ -12,7 +12,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use dataplane::counters::{Counters, Snapshot};
-use dataplane::io::{PortMonitor, PortStats};
+use dataplane::io::{FastPathStats, PortMonitor, PortStats};
 use prometheus::{
     Encoder, Gauge, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGauge,
     IntGaugeVec, Opts, Registry, TextEncoder,
@@ -84,6 +84,28 @@ fn help_for(metric: &str) -> String {
         "baton_worker_illegal_transitions_total" => {
             "State changes the dataplane's transition table does not list, refused (the connection stays as it was; any is a bug), per worker.".into()
         }
+        "baton_worker_offload_inserted_total" => {
+            "Flows handed to the in-kernel fast path on entering FORWARDING, per worker.".into()
+        }
+        "baton_worker_offload_removed_total" => {
+            "Flows taken back from the in-kernel fast path when their entry ended, per worker.".into()
+        }
+        "baton_worker_offload_full_total" => {
+            "Flows kept in user space because the fast path's flow table was full, per worker.".into()
+        }
+        "baton_worker_offload_errors_total" => {
+            "Fast-path flow-table updates the kernel refused for another reason, per worker.".into()
+        }
+        "baton_xdp_packets_total" => {
+            "Frames the XDP program handled, by action: `forwarded` (relayed in the kernel), `to_worker` (handed to a worker's AF_XDP socket), `passed` (left to the kernel stack), `dropped` (unparseable, or a failed transmit or redirect).".into()
+        }
+        "baton_xdp_forwarded_bytes_total" => {
+            "Bytes of the frames the XDP program relayed in the kernel.".into()
+        }
+        "baton_xdp_flows" => "Connections in the XDP fast path's flow table.".into(),
+        "baton_xdp_attached" => {
+            "1 while the XDP program is attached, labelled with its mode (`native` or `generic`).".into()
+        }
         "baton_worker_doorbell_wakeups_total" => {
             "Sleeps ended by the worker's doorbell (a decision, command or relayed THOP reply queued for it), per worker.".into()
         }
@@ -126,8 +148,19 @@ pub struct Metrics {
     workers: Mutex<WorkerSources>,
     port_up: IntGaugeVec,
     port_counters: IntCounterVec,
-    port: Mutex<Option<(Arc<dyn PortMonitor>, PortStats)>>,
+    xdp_packets: IntCounterVec,
+    xdp_forwarded_bytes: IntCounterVec,
+    xdp_flows: IntGaugeVec,
+    xdp_attached: IntGaugeVec,
+    port: Mutex<Option<PortSource>>,
     catalog: Vec<MetricDoc>,
+}
+
+/// The data port and what was last exported of its counters.
+struct PortSource {
+    monitor: Arc<dyn PortMonitor>,
+    stats: PortStats,
+    fast_path: FastPathStats,
 }
 
 #[derive(Default)]
@@ -297,6 +330,24 @@ impl Metrics {
                 "Data port counters kept by the driver or kernel (packets, bytes, missed, errors, no-buffer).",
                 &["port", "counter"],
             ),
+            // The fast path's series appear only for a port that has one
+            // (no labels: created at the first scrape that sees it).
+            xdp_packets: r.counter(
+                "baton_xdp_packets_total",
+                &help_for("baton_xdp_packets_total"),
+                &["action"],
+            ),
+            xdp_forwarded_bytes: r.counter(
+                "baton_xdp_forwarded_bytes_total",
+                &help_for("baton_xdp_forwarded_bytes_total"),
+                &[],
+            ),
+            xdp_flows: r.gauge("baton_xdp_flows", &help_for("baton_xdp_flows"), &[]),
+            xdp_attached: r.gauge(
+                "baton_xdp_attached",
+                &help_for("baton_xdp_attached"),
+                &["mode"],
+            ),
             port: Mutex::new(None),
             catalog: r.catalog.into_inner(),
             registry: r.r,
@@ -349,12 +400,21 @@ impl Metrics {
 
     /// The data port whose link and counters are exported.
     pub fn set_port(&self, m: Arc<dyn PortMonitor>) {
-        *self.port.lock().unwrap_or_else(|e| e.into_inner()) = Some((m, PortStats::default()));
+        *self.port.lock().unwrap_or_else(|e| e.into_inner()) = Some(PortSource {
+            monitor: m,
+            stats: PortStats::default(),
+            fast_path: FastPathStats::default(),
+        });
     }
 
     fn refresh_port(&self) {
         let mut guard = self.port.lock().unwrap_or_else(|e| e.into_inner());
-        let Some((m, last)) = guard.as_mut() else {
+        let Some(PortSource {
+            monitor: m,
+            stats: last,
+            fast_path,
+        }) = guard.as_mut()
+        else {
             return;
         };
         let name = m.name();
@@ -377,6 +437,34 @@ impl Metrics {
                 .inc_by(now.saturating_sub(before));
         }
         *last = s;
+        if let Some(f) = m.fast_path() {
+            self.refresh_fast_path(&f, fast_path);
+            *fast_path = f;
+        }
+    }
+
+    /// Exports the in-kernel fast path's counters (increments since `last`).
+    fn refresh_fast_path(&self, f: &FastPathStats, last: &FastPathStats) {
+        for (action, now, before) in [
+            ("forwarded", f.forwarded_packets, last.forwarded_packets),
+            ("to_worker", f.to_worker, last.to_worker),
+            ("passed", f.passed, last.passed),
+            ("dropped", f.dropped, last.dropped),
+        ] {
+            self.xdp_packets
+                .with_label_values(&[action])
+                .inc_by(now.saturating_sub(before));
+        }
+        self.xdp_forwarded_bytes
+            .with_label_values(&[] as &[&str])
+            .inc_by(f.forwarded_bytes.saturating_sub(last.forwarded_bytes));
+        self.xdp_flows
+            .with_label_values(&[] as &[&str])
+            .set(i64::try_from(f.flows).unwrap_or(i64::MAX));
+        if f.mode != last.mode {
+            self.xdp_attached.reset();
+        }
+        self.xdp_attached.with_label_values(&[f.mode]).set(1);
     }
 
     /// Copies worker counters into the registry (called at each scrape).
@@ -443,4 +531,112 @@ fn bump_last(
 ) -> u64 {
     let prev = last.insert(key, v).unwrap_or(0);
     v.saturating_sub(prev)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use dataplane::io::LinkStatus;
+
+    /// A port whose fast-path counters the test sets.
+    struct FakePort(Mutex<Option<FastPathStats>>);
+
+    impl PortMonitor for FakePort {
+        fn name(&self) -> String {
+            "af_xdp:fake0".into()
+        }
+        fn mac(&self) -> [u8; 6] {
+            [2, 0, 0, 0, 0, 1]
+        }
+        fn link(&self) -> LinkStatus {
+            LinkStatus {
+                up: true,
+                ..LinkStatus::default()
+            }
+        }
+        fn stats(&self) -> PortStats {
+            PortStats::default()
+        }
+        fn xstats(&self) -> Vec<(String, u64)> {
+            Vec::new()
+        }
+        fn steering(&self) -> &'static str {
+            "single"
+        }
+        fn fast_path(&self) -> Option<FastPathStats> {
+            *self.0.lock().unwrap()
+        }
+    }
+
+    fn value(text: &str, series: &str) -> Option<f64> {
+        text.lines()
+            .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+    }
+
+    #[test]
+    fn fast_path_counters_are_exported_only_for_a_port_that_has_one() {
+        let m = Metrics::new("t");
+        let port = Arc::new(FakePort(Mutex::new(None)));
+        m.set_port(port.clone());
+        let text = m.render();
+        assert!(text.contains("baton_port_up"), "{text}");
+        assert!(!text.contains("baton_xdp_"), "{text}");
+
+        *port.0.lock().unwrap() = Some(FastPathStats {
+            forwarded_packets: 10,
+            forwarded_bytes: 1500,
+            to_worker: 7,
+            passed: 1,
+            dropped: 2,
+            flows: 3,
+            mode: "native",
+        });
+        let text = m.render();
+        for (series, want) in [
+            ("baton_xdp_packets_total{action=\"forwarded\"}", 10.0),
+            ("baton_xdp_packets_total{action=\"to_worker\"}", 7.0),
+            ("baton_xdp_packets_total{action=\"passed\"}", 1.0),
+            ("baton_xdp_packets_total{action=\"dropped\"}", 2.0),
+            ("baton_xdp_forwarded_bytes_total", 1500.0),
+            ("baton_xdp_flows", 3.0),
+            ("baton_xdp_attached{mode=\"native\"}", 1.0),
+        ] {
+            assert_eq!(value(&text, series), Some(want), "{series} in\n{text}");
+        }
+
+        // Counters move by the increase; the gauge follows the table.
+        *port.0.lock().unwrap() = Some(FastPathStats {
+            forwarded_packets: 25,
+            forwarded_bytes: 4000,
+            to_worker: 7,
+            passed: 1,
+            dropped: 2,
+            flows: 0,
+            mode: "native",
+        });
+        let text = m.render();
+        assert_eq!(
+            value(&text, "baton_xdp_packets_total{action=\"forwarded\"}"),
+            Some(25.0)
+        );
+        assert_eq!(
+            value(&text, "baton_xdp_forwarded_bytes_total"),
+            Some(4000.0)
+        );
+        assert_eq!(value(&text, "baton_xdp_flows"), Some(0.0));
+    }
+
+    #[test]
+    fn fast_path_metrics_are_documented() {
+        let m = Metrics::new("t");
+        let doc = m.catalog_markdown();
+        for name in [
+            "baton_xdp_packets_total",
+            "baton_xdp_forwarded_bytes_total",
+            "baton_xdp_flows",
+            "baton_xdp_attached",
+        ] {
+            assert!(doc.contains(&format!("| `{name}` |")), "{name} missing");
+        }
+    }
 }

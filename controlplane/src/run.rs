@@ -288,6 +288,7 @@ impl Drop for Switch {
 fn io_name(p: &Profile) -> &'static str {
     match p.io {
         IoSection::AfPacket(_) => "af_packet",
+        IoSection::AfXdp(_) => "af_xdp",
         IoSection::Dpdk(_) => "dpdk",
         IoSection::Memory(_) => "memory",
     }

@@ -12,6 +12,15 @@
 //! - rtt: one frame at a time from a plain raw socket, bounced by the backend
 //!   (busy polling): the latency the backend adds at low load.
 //!
+//! With the `af_xdp` feature, three more rows: `af_xdp` (the AF_XDP sockets,
+//! fast path off, on the four paths above); `af_xdp_fast` (no worker at all:
+//! one flow inserted into the XDP program's flow table, TCP segments of that
+//! flow sent from `peer0`, relayed by the program with their MACs rewritten
+//! and counted back on `peer0`: the fwd and rtt paths of an offloaded
+//! FORWARDING connection); and `xdp_drop` (an XDP program that drops
+//! everything, counted in the kernel: the ceiling of any XDP receive path on
+//! this veth).
+//!
 //! Both ends share the machine's cores, and veth is a software link, so the
 //! figures compare backends on one host rather than predict NIC line rate.
 //! DPDK runs in a child process (its EAL starts once per process).
@@ -166,6 +175,17 @@ impl Drop for RunDir {
     }
 }
 
+/// The AF_XDP backend on `ifc` with the fast path off (every frame to the
+/// socket), one queue, busy polling.
+#[cfg(feature = "af_xdp")]
+fn afxdp(ifc: &str) -> AnyQueue {
+    let mut c = dataplane::io::AfXdpConfig::new(ifc);
+    c.attach = dataplane::io::XdpAttach::Native;
+    c.fast_path = dataplane::io::FastPath::Off;
+    c.poll = PollMode::Busy;
+    open(&IoConfig::AfXdp(c), 1).expect("open AF_XDP").remove(0)
+}
+
 fn measure(backend: &str, o: &Opts) -> Vec<(String, Figure)> {
     let ns = Netns::new("bpk-bn").no_ipv6();
     ns.veth("io0", &ns, "peer0");
@@ -175,6 +195,8 @@ fn measure(backend: &str, o: &Opts) -> Vec<(String, Figure)> {
     let (io_mac, peer_mac) = (ns.mac("io0"), ns.mac("peer0"));
     let mut dut = match backend {
         "dpdk" => dpdk("io0", &prefix),
+        #[cfg(feature = "af_xdp")]
+        "af_xdp" => afxdp("io0"),
         "af_packet_v2" => afpacket_ring("io0", dataplane::io::AfPacketRing::V2),
         _ => afpacket("io0"),
     };
@@ -366,7 +388,14 @@ fn main() {
     }
     if let Some(backend) = &o.child {
         // Child mode: one backend, results as lines on stdout.
-        for (path, f) in measure(backend, &o) {
+        let results = match backend.as_str() {
+            #[cfg(feature = "af_xdp")]
+            "af_xdp_fast" => xdp::fast_path(&o),
+            #[cfg(feature = "af_xdp")]
+            "xdp_drop" => xdp::drop_baseline(&o),
+            _ => measure(backend, &o),
+        };
+        for (path, f) in results {
             println!("RESULT {path} {} {} {}", f.sent, f.received, f.secs);
         }
         return;
@@ -374,6 +403,9 @@ fn main() {
     let mut backends = vec!["af_packet", "af_packet_v2"];
     if cfg!(feature = "dpdk") {
         backends.push("dpdk");
+    }
+    if cfg!(feature = "af_xdp") {
+        backends.extend(["af_xdp", "af_xdp_fast", "xdp_drop"]);
     }
     println!(
         "io_pps: {} frames of {} bytes per path, veth pair, ≤ {:?} each",
@@ -403,6 +435,11 @@ fn main() {
             continue;
         }
         for line in String::from_utf8_lossy(&out.stdout).lines() {
+            // The XDP program's own counters, as a cross-check of a row.
+            if line.starts_with("XDP ") {
+                rtt_lines.push(format!("{b:<12} {line}"));
+                continue;
+            }
             let p: Vec<&str> = line.split_whitespace().collect();
             if p.len() == 5 && p[0] == "RTT" {
                 rtt_lines.push(format!(
@@ -449,5 +486,295 @@ fn main() {
     if let Some(path) = o.json {
         std::fs::write(&path, format!("[{}]\n", json.join(",\n"))).expect("write JSON");
         println!("wrote {path}");
+    }
+}
+
+/// The rows that need the XDP program itself rather than a queue: the fast
+/// path with no worker, and the XDP_DROP baseline.
+#[cfg(feature = "af_xdp")]
+mod xdp {
+    use super::*;
+    use dataplane::io::af_xdp::program::{DropBaseline, XdpProgram};
+    use dataplane::io::{AfXdpConfig, FastPath, XdpAttach};
+    use dataplane::offload::{FlowOffload, OffloadFlow, OffloadKey};
+
+    const CLIENT: [u8; 4] = [198, 18, 0, 101];
+    const VIP: [u8; 4] = [198, 18, 0, 10];
+    const CLIENT_PORT: u16 = 40_000;
+    const PORT: u16 = 80;
+    /// The client's first sequence number of the offloaded flow.
+    const ISN: u32 = 1_000_000;
+    /// Ethernet + IPv4 + TCP headers (no options).
+    const HEADERS: usize = 14 + 20 + 20;
+    /// Offset of the TCP sequence number in a frame.
+    const SEQ_AT: usize = 14 + 20 + 4;
+    /// Offset of the TCP checksum in a frame.
+    const CSUM_AT: usize = 14 + 20 + 16;
+
+    /// A veth pair in a fresh namespace, entered, with GRO on `peer0`: a
+    /// veth takes frames an XDP program transmits (XDP_TX on `io0`) only
+    /// when its peer runs NAPI.
+    fn veth_pair() -> (Netns, u32, [u8; 6], [u8; 6]) {
+        let ns = Netns::new("bpk-xd").no_ipv6();
+        ns.veth("io0", &ns, "peer0");
+        let out = ns.exec(&["ethtool", "-K", "peer0", "gro", "on"]);
+        assert!(out.status.success(), "ethtool -K peer0 gro on: {out:?}");
+        ns.enter();
+        let name = std::ffi::CString::new("io0").unwrap();
+        // SAFETY: a valid NUL-terminated name.
+        let ifindex = unsafe { libc::if_nametoindex(name.as_ptr()) };
+        assert!(ifindex != 0, "no io0");
+        let (io_mac, peer_mac) = (ns.mac("io0"), ns.mac("peer0"));
+        (ns, ifindex, io_mac, peer_mac)
+    }
+
+    fn sum16(data: &[u8], mut acc: u32) -> u32 {
+        for c in data.chunks(2) {
+            acc += u32::from(u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)]));
+        }
+        acc
+    }
+
+    fn fold(mut acc: u32) -> u16 {
+        while acc > 0xffff {
+            acc = (acc & 0xffff) + (acc >> 16);
+        }
+        !(acc as u16)
+    }
+
+    /// A frame of the offloaded flow, client → VIP, ACK with payload, `len`
+    /// bytes in all; its sequence number is set by [`Segment::at`].
+    struct Segment {
+        frame: Vec<u8>,
+        /// Sum of the TCP pseudo-header and segment with the sequence
+        /// number zero, so each frame's checksum costs two additions.
+        partial: u32,
+    }
+
+    impl Segment {
+        fn new(dst: [u8; 6], src: [u8; 6], len: usize) -> Segment {
+            let len = len.max(HEADERS + 1);
+            let mut f = vec![0u8; len];
+            f[0..6].copy_from_slice(&dst);
+            f[6..12].copy_from_slice(&src);
+            f[12..14].copy_from_slice(&0x0800u16.to_be_bytes());
+            let ip = &mut f[14..34];
+            ip[0] = 0x45;
+            ip[2..4].copy_from_slice(&((len - 14) as u16).to_be_bytes());
+            ip[6] = 0x40; // DF
+            ip[8] = 64;
+            ip[9] = 6;
+            ip[12..16].copy_from_slice(&CLIENT);
+            ip[16..20].copy_from_slice(&VIP);
+            let c = fold(sum16(ip, 0));
+            ip[10..12].copy_from_slice(&c.to_be_bytes());
+            let tcp = &mut f[34..54];
+            tcp[0..2].copy_from_slice(&CLIENT_PORT.to_be_bytes());
+            tcp[2..4].copy_from_slice(&PORT.to_be_bytes());
+            tcp[8..12].copy_from_slice(&1u32.to_be_bytes()); // ack
+            tcp[12] = 5 << 4;
+            tcp[13] = 0x10; // ACK
+            tcp[14..16].copy_from_slice(&512u16.to_be_bytes());
+            for (i, b) in f[HEADERS..].iter_mut().enumerate() {
+                *b = (i % 251) as u8;
+            }
+            let mut pseudo = Vec::with_capacity(12);
+            pseudo.extend_from_slice(&CLIENT);
+            pseudo.extend_from_slice(&VIP);
+            pseudo.extend_from_slice(&[0, 6]);
+            pseudo.extend_from_slice(&((len - 34) as u16).to_be_bytes());
+            let partial = sum16(&f[34..], sum16(&pseudo, 0));
+            Segment { frame: f, partial }
+        }
+
+        fn payload(&self) -> u32 {
+            (self.frame.len() - HEADERS) as u32
+        }
+
+        /// Writes segment `i`'s frame (sequence ISN + i × payload) into `out`.
+        fn at(&self, i: u64, out: &mut [u8]) {
+            let seq = ISN.wrapping_add((i as u32).wrapping_mul(self.payload()));
+            out.copy_from_slice(&self.frame);
+            out[SEQ_AT..SEQ_AT + 4].copy_from_slice(&seq.to_be_bytes());
+            let c = fold(self.partial + (seq >> 16) + (seq & 0xffff));
+            out[CSUM_AT..CSUM_AT + 2].copy_from_slice(&c.to_be_bytes());
+        }
+    }
+
+    /// A frame relayed by the fast path: to `peer_mac`, of the flow.
+    fn relayed(f: &[u8], peer_mac: [u8; 6]) -> Option<u32> {
+        if f.len() < HEADERS || f[0..6] != peer_mac || f[12..14] != [0x08, 0x00] || f[23] != 6 {
+            return None;
+        }
+        if f[36..38] != PORT.to_be_bytes() || f[34..36] != CLIENT_PORT.to_be_bytes() {
+            return None;
+        }
+        Some(u32::from_be_bytes([f[38], f[39], f[40], f[41]]))
+    }
+
+    /// fwd and rtt of an offloaded flow: `peer0` sends its segments to
+    /// `io0`, the XDP program relays them back to `peer0` (the flow's
+    /// "backend") without any socket, `peer0` counts what arrives.
+    pub fn fast_path(o: &Opts) -> Vec<(String, Figure)> {
+        let (_ns, ifindex, io_mac, peer_mac) = veth_pair();
+        let mut cfg = AfXdpConfig::new("io0");
+        cfg.attach = XdpAttach::Native;
+        cfg.fast_path = FastPath::Xdp;
+        cfg.flow_capacity = 1024;
+        let prog = XdpProgram::attach(&cfg, ifindex, 1, io_mac).expect("attach the XDP program");
+        let mut flows = prog
+            .flows()
+            .expect("the flow map")
+            .expect("the fast path is on");
+        let key = OffloadKey {
+            client: CLIENT,
+            vip: VIP,
+            client_port: CLIENT_PORT,
+            port: PORT,
+        };
+        flows
+            .insert(
+                &key,
+                &OffloadFlow {
+                    backend_mac: peer_mac,
+                    rcv_nxt: ISN,
+                    wshift: 14,
+                },
+            )
+            .expect("insert the flow");
+        let seg = Segment::new(io_mac, peer_mac, o.size);
+        let mut peer = afpacket("peer0");
+        let mut out = Vec::new();
+
+        // fwd: generate and count on one thread, alternating bursts.
+        let start = Instant::now();
+        let (mut sent, mut got) = (0u64, 0u64);
+        let mut batch: Vec<AnyBuf> = Vec::with_capacity(BURST);
+        let mut rxb = Vec::with_capacity(BURST);
+        let (mut first, mut last) = (None, Instant::now());
+        while start.elapsed() < LIMIT {
+            if sent < o.frames {
+                let mut i = sent;
+                while batch.len() < BURST && i < o.frames {
+                    let Some(mut b) = peer.alloc() else { break };
+                    b.set_len(seg.frame.len());
+                    seg.at(i, b.data_mut());
+                    batch.push(b);
+                    i += 1;
+                }
+                let n = peer.tx_burst(&mut batch) as u64;
+                sent += n;
+                // Unsent frames are rebuilt with the right numbers next turn.
+                batch.clear();
+            }
+            if peer.rx_burst(&mut rxb, BURST) > 0 {
+                let now = Instant::now();
+                first.get_or_insert(now);
+                last = now;
+                got += rxb
+                    .drain(..)
+                    .filter(|b| relayed(b.data(), peer_mac).is_some())
+                    .count() as u64;
+            } else if sent >= o.frames && last.elapsed() > Duration::from_millis(300) {
+                break;
+            }
+        }
+        let secs = first.map_or(0.0, |f| last.duration_since(f).as_secs_f64());
+        out.push((
+            "fwd".into(),
+            Figure {
+                sent,
+                received: got,
+                secs,
+            },
+        ));
+        drop(peer);
+        let st = prog.stats();
+        println!(
+            "XDP forwarded {} to_worker {} passed {} dropped {} flows {} mode {}",
+            st.forwarded_packets, st.to_worker, st.passed, st.dropped, st.flows, st.mode
+        );
+
+        // rtt: one segment at a time through the program and back.
+        let raw = RawSock::open("peer0");
+        let mut rtts = Vec::with_capacity(2000);
+        let mut frame = seg.frame.clone();
+        let deadline = Instant::now() + LIMIT;
+        for i in sent..sent + 2000 {
+            if Instant::now() > deadline {
+                break;
+            }
+            seg.at(i, &mut frame);
+            let want = u32::from_be_bytes([
+                frame[SEQ_AT],
+                frame[SEQ_AT + 1],
+                frame[SEQ_AT + 2],
+                frame[SEQ_AT + 3],
+            ]);
+            let t0 = Instant::now();
+            raw.send(&frame);
+            while let Some(g) = raw.recv(Duration::from_millis(100)) {
+                if relayed(&g, peer_mac) == Some(want) {
+                    rtts.push(t0.elapsed().as_secs_f64() * 1e6);
+                    break;
+                }
+            }
+        }
+        rtts.sort_by(|a, b| a.total_cmp(b));
+        let pct = |p: f64| {
+            let i = ((rtts.len() as f64 * p) as usize).min(rtts.len().saturating_sub(1));
+            rtts.get(i).copied().unwrap_or(0.0)
+        };
+        println!(
+            "RTT {} {:.1} {:.1} {:.1}",
+            rtts.len(),
+            pct(0.5),
+            pct(0.99),
+            pct(1.0)
+        );
+        flows.remove(&key);
+        out
+    }
+
+    /// rx into an XDP program that drops every frame (native mode on
+    /// `io0`), counted by the program.
+    pub fn drop_baseline(o: &Opts) -> Vec<(String, Figure)> {
+        let (_ns, ifindex, io_mac, peer_mac) = veth_pair();
+        let base = DropBaseline::attach(ifindex, XdpAttach::Native).expect("attach XDP_DROP");
+        let mut peer = afpacket("peer0");
+        let frame = test_frame(io_mac, peer_mac, 1, o.size);
+        let done = Arc::new(AtomicBool::new(false));
+        let (d, n) = (done.clone(), o.frames);
+        let gen = std::thread::spawn(move || {
+            let s = generate(&mut peer, &frame, n, &AtomicBool::new(false));
+            d.store(true, Ordering::Relaxed);
+            s
+        });
+        // Poll the program's counter: first and last time it moved.
+        let before = base.packets();
+        let (mut seen, mut first, mut last) = (before, None, Instant::now());
+        let deadline = Instant::now() + LIMIT + Duration::from_secs(1);
+        while Instant::now() < deadline {
+            let now_count = base.packets();
+            if now_count != seen {
+                let now = Instant::now();
+                first.get_or_insert(now);
+                last = now;
+                seen = now_count;
+            } else if done.load(Ordering::Relaxed) && last.elapsed() > Duration::from_millis(300) {
+                break;
+            }
+            std::thread::sleep(Duration::from_micros(200));
+        }
+        let sent = gen.join().unwrap();
+        let secs = first.map_or(0.0, |f| last.duration_since(f).as_secs_f64());
+        vec![(
+            "rx".into(),
+            Figure {
+                sent,
+                received: seen - before,
+                secs,
+            },
+        )]
     }
 }

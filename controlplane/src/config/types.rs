@@ -67,6 +67,10 @@ pub struct Profile {
 pub enum IoSection {
     /// Linux AF_PACKET (TPACKET_V3 ring, fanout across workers). Runs anywhere.
     AfPacket(AfPacketIo),
+    /// Linux AF_XDP sockets, one per worker queue, with an XDP program that
+    /// relays the packets of FORWARDING connections in the kernel (the
+    /// `af_xdp` build feature).
+    AfXdp(AfXdpIo),
     /// DPDK poll-mode driver (the `dpdk` build feature).
     Dpdk(DpdkIo),
     /// In-memory loopback backend, for tests and dry runs; no traffic leaves the process.
@@ -123,6 +127,87 @@ pub enum AfPacketRingKind {
     V3,
     /// TPACKET_V2 (frame-based).
     V2,
+}
+
+/// AF_XDP settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AfXdpIo {
+    /// Data interface. It must carry no kernel address the switch serves.
+    pub interface: String,
+    /// Receive queues the workers serve (queue i to worker i); absent: one
+    /// per worker. Must equal `workers.count`, and the interface must have
+    /// exactly this many queues (`ethtool -L`), or frames on the other
+    /// queues never reach a worker.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub queues: Option<u32>,
+    /// UMEM frames per worker queue (receive, transmit and frames the worker
+    /// holds).
+    #[serde(default = "d_xdp_frame_count")]
+    pub frame_count: u32,
+    /// Bytes per UMEM frame: 2048 or 4096.
+    #[serde(default = "d_xdp_frame_size")]
+    pub frame_size: u32,
+    /// Descriptors in each of a socket's four rings (fill, completion,
+    /// receive, transmit); a power of two.
+    #[serde(default = "d_xdp_ring_size")]
+    pub ring_size: u32,
+    /// How the XDP program is attached: `native` (in the driver; veth and
+    /// most 10G+ NICs), `generic` (any interface, at kernel-stack speed) or
+    /// `auto` (native where the driver has it).
+    #[serde(default)]
+    pub mode: XdpMode,
+    /// How the sockets share frames with the driver: `zero_copy`, `copy`,
+    /// or `auto` (zero-copy where the driver supports it).
+    #[serde(default)]
+    pub bind: XdpBindMode,
+    /// `xdp`: the XDP program relays the client packets of FORWARDING
+    /// connections itself, without waking a worker; `off`: every packet goes
+    /// to the workers.
+    #[serde(default)]
+    pub fast_path: FastPathMode,
+    /// Largest number of connections in the fast path's flow table; beyond
+    /// it, connections are forwarded by the workers (counted in
+    /// `baton_worker_offload_full_total`).
+    #[serde(default = "d_xdp_flow_capacity")]
+    pub flow_capacity: u32,
+}
+
+/// XDP attach mode.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum XdpMode {
+    /// Native where the driver has it, generic otherwise.
+    #[default]
+    Auto,
+    /// Driver mode only; starting fails where the driver lacks it.
+    Native,
+    /// Generic (SKB) mode.
+    Generic,
+}
+
+/// AF_XDP socket bind mode.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum XdpBindMode {
+    /// Zero-copy where the driver supports it, copy otherwise.
+    #[default]
+    Auto,
+    /// Copy mode (every driver).
+    Copy,
+    /// Zero-copy only; starting fails where the driver lacks it.
+    ZeroCopy,
+}
+
+/// Whether FORWARDING connections are relayed in the kernel.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum FastPathMode {
+    /// The XDP program relays them.
+    #[default]
+    Xdp,
+    /// The workers relay every packet.
+    Off,
 }
 
 /// DPDK settings.
@@ -914,6 +999,18 @@ fn d_frame_size() -> u32 {
 }
 fn d_ring() -> u16 {
     1024
+}
+fn d_xdp_frame_count() -> u32 {
+    4096
+}
+fn d_xdp_frame_size() -> u32 {
+    4096
+}
+fn d_xdp_ring_size() -> u32 {
+    2048
+}
+fn d_xdp_flow_capacity() -> u32 {
+    1 << 18
 }
 fn d_mempool() -> u32 {
     8191

@@ -40,7 +40,7 @@ pub fn validate(p: &Profile) -> Vec<Problem> {
     if p.name.trim().is_empty() {
         c.err("name", "must not be empty");
     }
-    check_io(&mut c, &p.io);
+    check_io(&mut c, p);
     check_workers(&mut c, &p.workers);
     let backends = check_backends(&mut c, p);
     let pools = check_pools(&mut c, p, &backends);
@@ -59,8 +59,8 @@ pub fn validate(p: &Profile) -> Vec<Problem> {
     c.out
 }
 
-fn check_io(c: &mut Checker, io: &IoSection) {
-    match io {
+fn check_io(c: &mut Checker, p: &Profile) {
+    match &p.io {
         IoSection::AfPacket(a) => {
             if a.interface.is_empty() || a.interface.len() > 15 {
                 c.err(
@@ -88,6 +88,50 @@ fn check_io(c: &mut Checker, io: &IoSection) {
             }
             if a.block_timeout.0 < std::time::Duration::from_millis(1) {
                 c.err("io.af_packet.block_timeout", "must be at least 1ms");
+            }
+        }
+        IoSection::AfXdp(x) => {
+            if x.interface.is_empty() || x.interface.len() > 15 {
+                c.err(
+                    "io.af_xdp.interface",
+                    "must be an interface name of 1 to 15 characters",
+                );
+            }
+            if let Some(q) = x.queues {
+                if q != u32::from(p.workers.count) {
+                    c.err(
+                        "io.af_xdp.queues",
+                        format!(
+                            "is {q} but workers.count is {} (one queue per worker: set both, \
+                             and the interface's queue count with `ethtool -L`)",
+                            p.workers.count
+                        ),
+                    );
+                }
+            }
+            if x.frame_size != 2048 && x.frame_size != 4096 {
+                c.err("io.af_xdp.frame_size", "must be 2048 or 4096");
+            }
+            if !x.ring_size.is_power_of_two() || x.ring_size < 64 {
+                c.err(
+                    "io.af_xdp.ring_size",
+                    "must be a power of two of at least 64",
+                );
+            }
+            if x.frame_count < x.ring_size {
+                c.err(
+                    "io.af_xdp.frame_count",
+                    format!(
+                        "must be at least ring_size ({}): the receive side alone keeps that many frames",
+                        x.ring_size
+                    ),
+                );
+            }
+            if x.flow_capacity == 0 {
+                c.err(
+                    "io.af_xdp.flow_capacity",
+                    "must be at least 1 (to keep every packet in user space, set fast_path: off)",
+                );
             }
         }
         IoSection::Dpdk(d) => {
@@ -504,8 +548,8 @@ const RETRIES_MAX: u32 = 100;
 
 /// Held client packets are packet buffers: whatever clients can make a
 /// worker hold must leave at least half of the pool for receiving and for
-/// the frames the switch sends (AF_PACKET: each worker's pool; DPDK: one
-/// mempool for every worker).
+/// the frames the switch sends (AF_PACKET: each worker's pool; AF_XDP: each
+/// worker's UMEM; DPDK: one mempool for every worker).
 fn check_holds(c: &mut Checker, p: &Profile) {
     let l = &p.limits;
     let per_worker = u64::from(l.held_packets_per_worker)
@@ -520,6 +564,19 @@ fn check_holds(c: &mut Checker, p: &Profile) {
                          and limits.held_packets x limits.pending_per_worker), more than half of \
                          io.af_packet.pool_size ({})",
                         a.pool_size
+                    ),
+                );
+            }
+        }
+        IoSection::AfXdp(x) => {
+            if per_worker * 2 > u64::from(x.frame_count) {
+                c.err(
+                    "limits.held_packets_per_worker",
+                    format!(
+                        "a worker may hold {per_worker} packets (min of limits.held_packets_per_worker \
+                         and limits.held_packets x limits.pending_per_worker), more than half of \
+                         io.af_xdp.frame_count ({})",
+                        x.frame_count
                     ),
                 );
             }
@@ -645,4 +702,74 @@ const MAX_ADMIN_CONNECTIONS: u32 = 4096;
 
 fn t_cap(p: &Profile) -> u32 {
     p.tuning.table_capacity
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn afxdp_profile() -> Profile {
+        let path =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../configs/testbed-afxdp.yaml");
+        crate::config::load_file_with(&path, &Default::default())
+            .unwrap()
+            .profile
+    }
+
+    fn af_xdp(p: &mut Profile) -> &mut AfXdpIo {
+        match &mut p.io {
+            IoSection::AfXdp(x) => x,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    fn paths(p: &Profile) -> Vec<String> {
+        validate(p).into_iter().map(|x| x.path).collect()
+    }
+
+    #[test]
+    fn af_xdp_test_bed_profile_is_valid() {
+        assert_eq!(validate(&afxdp_profile()), vec![]);
+    }
+
+    #[test]
+    fn af_xdp_numbers_out_of_range_name_their_field() {
+        let mut p = afxdp_profile();
+        let x = af_xdp(&mut p);
+        x.frame_size = 3000;
+        x.ring_size = 1000;
+        x.flow_capacity = 0;
+        x.queues = Some(4);
+        let got = paths(&p);
+        for want in [
+            "io.af_xdp.frame_size",
+            "io.af_xdp.ring_size",
+            "io.af_xdp.flow_capacity",
+            "io.af_xdp.queues",
+        ] {
+            assert!(got.iter().any(|g| g == want), "{want} not in {got:?}");
+        }
+
+        let mut p = afxdp_profile();
+        let x = af_xdp(&mut p);
+        x.queues = Some(2);
+        x.frame_size = 2048;
+        assert_eq!(validate(&p), vec![], "queues equal to workers.count");
+
+        let mut p = afxdp_profile();
+        let x = af_xdp(&mut p);
+        x.ring_size = 4096;
+        x.frame_count = 2048;
+        assert!(paths(&p).contains(&"io.af_xdp.frame_count".to_string()));
+
+        let mut p = afxdp_profile();
+        af_xdp(&mut p).frame_count = 512;
+        let got = validate(&p);
+        assert!(
+            got.iter()
+                .any(|g| g.path == "limits.held_packets_per_worker"
+                    && g.message.contains("io.af_xdp.frame_count")),
+            "{got:?}"
+        );
+    }
 }

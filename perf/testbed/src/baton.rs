@@ -16,16 +16,37 @@ pub enum BatonIo {
     AfPacket,
     /// DPDK with the af_packet PMD on the data veth (`--no-huge --no-pci`).
     Dpdk,
+    /// AF_XDP sockets on the data veth (native XDP, one queue per worker),
+    /// with the XDP program relaying FORWARDING connections in the kernel
+    /// (`fast_path`) or handing every packet to the workers.
+    AfXdp { fast_path: bool },
 }
 
 impl BatonIo {
-    /// `afpacket` / `dpdk`.
+    /// `afpacket` / `dpdk` / `afxdp` / `afxdp-nofast`.
     pub fn as_str(self) -> &'static str {
         match self {
             BatonIo::AfPacket => "afpacket",
             BatonIo::Dpdk => "dpdk",
+            BatonIo::AfXdp { fast_path: true } => "afxdp",
+            BatonIo::AfXdp { fast_path: false } => "afxdp-nofast",
         }
     }
+
+    /// The backend named by [`BatonIo::as_str`] (`af_packet` and `af_xdp`
+    /// also accepted).
+    pub fn parse(s: &str) -> Option<BatonIo> {
+        Some(match s {
+            "afpacket" | "af_packet" => BatonIo::AfPacket,
+            "dpdk" => BatonIo::Dpdk,
+            "afxdp" | "af_xdp" => BatonIo::AfXdp { fast_path: true },
+            "afxdp-nofast" | "af_xdp-nofast" => BatonIo::AfXdp { fast_path: false },
+            _ => return None,
+        })
+    }
+
+    /// Every backend's name, for usage messages.
+    pub const NAMES: &'static str = "afpacket, dpdk, afxdp or afxdp-nofast";
 }
 
 /// The workers' polling mode.
@@ -209,6 +230,7 @@ pub fn switch_profile(bed: &Bed, opts: &SwitchOptions) -> Result<PathBuf> {
     let base = match opts.io {
         BatonIo::AfPacket => "testbed.yaml",
         BatonIo::Dpdk => "testbed-dpdk.yaml",
+        BatonIo::AfXdp { .. } => "testbed-afxdp.yaml",
     };
     if !dst.join(base).is_file() {
         return Err(BedError::Setup(format!("configs/{base} is missing")));
@@ -236,6 +258,12 @@ pub fn switch_profile(bed: &Bed, opts: &SwitchOptions) -> Result<PathBuf> {
     y.push_str(&format!(
         "tuning:\n  <<: !include base.yaml#tuning\n  polling:\n    mode: {mode}\n    idle_spins: 256\n    max_sleep: 1ms\n"
     ));
+    if opts.io == (BatonIo::AfXdp { fast_path: false }) {
+        // The AF_XDP test bed's section with one field changed.
+        y.push_str(
+            "io:\n  af_xdp:\n    <<: !include testbed-afxdp.yaml#af_xdp\n    fast_path: off\n",
+        );
+    }
     y.push_str(&opts.extra_yaml);
     let path = dst.join(format!("bed-{}.yaml", opts.io.as_str()));
     std::fs::write(&path, y).map_err(|e| BedError::file(&path, e))?;
@@ -285,6 +313,52 @@ pub fn switch_env(bed: &Bed) -> Vec<(String, String)> {
     ]
 }
 
+/// The receive queues an AF_XDP switch will serve with `profile`: its
+/// `io.af_xdp.queues`, else its `workers.count`, as `baton check-config`
+/// resolves them (includes, overrides and variables as the switch will see
+/// them).
+pub fn switch_queues(
+    baton_bin: &std::path::Path,
+    profile: &std::path::Path,
+    env: &[(String, String)],
+) -> Result<u32> {
+    let out = std::process::Command::new(baton_bin)
+        .arg("check-config")
+        .arg("--json")
+        .arg(profile)
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .output()
+        .map_err(|e| BedError::io(format!("running {} check-config", baton_bin.display()), e))?;
+    if !out.status.success() {
+        return Err(BedError::Setup(format!(
+            "{} does not pass check-config: {}",
+            profile.display(),
+            String::from_utf8_lossy(&out.stderr)
+        )));
+    }
+    let text = String::from_utf8_lossy(&out.stdout);
+    queues_of_resolved(&text)
+}
+
+/// `io.af_xdp.queues`, else `workers.count`, of a profile resolved to JSON.
+fn queues_of_resolved(json: &str) -> Result<u32> {
+    let v: serde_json::Value = serde_json::from_str(json).map_err(|e| BedError::Parse {
+        what: "baton check-config --json",
+        detail: e.to_string(),
+    })?;
+    v.pointer("/io/af_xdp/queues")
+        .and_then(serde_json::Value::as_u64)
+        .or_else(|| {
+            v.pointer("/workers/count")
+                .and_then(serde_json::Value::as_u64)
+        })
+        .and_then(|n| u32::try_from(n).ok())
+        .ok_or_else(|| BedError::Parse {
+            what: "baton check-config --json",
+            detail: "no workers.count".into(),
+        })
+}
+
 /// Baton running in a bed: the switch and one agent per backend.
 #[derive(Debug)]
 pub struct Stack {
@@ -294,6 +368,8 @@ pub struct Stack {
     pub switch: Option<Proc>,
     /// The profile the switch runs.
     pub profile: PathBuf,
+    /// The switch's packet I/O backend.
+    pub io: BatonIo,
     hub: String,
 }
 
@@ -317,6 +393,13 @@ impl Stack {
         let sw = bed.switch()?;
         let mut env = switch_env(bed);
         env.extend(opts.env.iter().cloned());
+        match opts.io {
+            BatonIo::AfXdp { .. } => {
+                let q = switch_queues(&baton_bin, &profile, &env)?;
+                bed.set_switch_port(q, true)?;
+            }
+            _ => bed.set_switch_port(1, false)?,
+        }
         let env_ref: Vec<(&str, &str)> =
             env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
         let log = bed.path(&format!("baton-{}.log", opts.io.as_str()));
@@ -334,6 +417,7 @@ impl Stack {
             agents,
             switch: Some(switch),
             profile,
+            io: opts.io,
             hub: bed.hub().to_string(),
         })
     }
@@ -511,5 +595,32 @@ pub fn wait_serving(
             }
         }
         std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_round_trip() {
+        for io in [
+            BatonIo::AfPacket,
+            BatonIo::Dpdk,
+            BatonIo::AfXdp { fast_path: true },
+            BatonIo::AfXdp { fast_path: false },
+        ] {
+            assert_eq!(BatonIo::parse(io.as_str()), Some(io));
+        }
+        assert_eq!(BatonIo::parse("nope"), None);
+    }
+
+    #[test]
+    fn queues_come_from_the_resolved_profile() {
+        let workers = r#"{"io":{"af_xdp":{"interface":"data0"}},"workers":{"count":2}}"#;
+        assert_eq!(queues_of_resolved(workers).unwrap(), 2);
+        let queues = r#"{"io":{"af_xdp":{"interface":"data0","queues":3}},"workers":{"count":3}}"#;
+        assert_eq!(queues_of_resolved(queues).unwrap(), 3);
+        assert!(queues_of_resolved("{}").is_err());
     }
 }

@@ -64,7 +64,9 @@ impl System {
     }
 
     /// Every system of the full matrix: Baton in `adaptive` (CPU per request)
-    /// and `busy` (peak rate) over both I/O backends, then the peers.
+    /// and `busy` (peak rate) over every I/O backend of the build (DPDK when
+    /// `dpdk`; AF_XDP with its fast path when built with the `af_xdp`
+    /// feature), then the peers.
     pub fn all(dpdk: bool) -> Vec<System> {
         let mut v = vec![
             System::Direct,
@@ -77,6 +79,12 @@ impl System {
         if dpdk {
             v.push(System::Baton(BatonIo::Dpdk, Polling::Adaptive));
             v.push(System::Baton(BatonIo::Dpdk, Polling::Busy));
+        }
+        #[cfg(feature = "af_xdp")]
+        {
+            let io = BatonIo::AfXdp { fast_path: true };
+            v.push(System::Baton(io, Polling::Adaptive));
+            v.push(System::Baton(io, Polling::Busy));
         }
         v
     }

@@ -37,6 +37,7 @@ pub mod scenario;
 pub mod timefmt;
 pub mod topology;
 pub mod wrk;
+pub mod xdp;
 
 pub use error::{BedError, Result};
 pub use process::Proc;

@@ -1,14 +1,16 @@
 //! The system tests' fixture: a bed with nginx on every backend and Baton
 //! started from the test-bed profile, plus the helpers the scenarios share.
 //! Fields drop in declaration order: Baton stops first, then nginx, then the
-//! namespaces go.
+//! namespaces go. Over AF_XDP, the fixture first checks that the XDP fast
+//! path's flow map holds no flow the switch has forgotten
+//! ([`Running::check_fast_path`]).
 
 use crate::baton::{self, BatonIo, Stack, SwitchOptions};
 use crate::client::{self, Response};
 use crate::error::{BedError, Result};
 use crate::process::Proc;
-use crate::topology::{Bed, BedSpec};
-use crate::{addr, netns, nginx};
+use crate::topology::{Bed, BedSpec, DATA_IF};
+use crate::{addr, netns, nginx, xdp};
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
@@ -134,6 +136,102 @@ impl Running {
     pub fn admin(&self, path: &str) -> Result<String> {
         baton::admin_get(self.bed.hub(), path)
     }
+
+    /// The XDP fast path's flow count, as the switch reports it
+    /// (`baton_xdp_flows`) and as the kernel holds it (the flow map's
+    /// entries, read with bpftool); `None` when the switch does not run over
+    /// AF_XDP. With the fast path off, a program without the map counts as
+    /// an empty map.
+    pub fn fast_path_flows(&self) -> Result<Option<FastPathFlows>> {
+        let BatonIo::AfXdp { fast_path } = self.stack.io else {
+            return Ok(None);
+        };
+        let sw = self.bed.switch()?;
+        let metric = self.stack.metric("baton_xdp_flows", &[])?;
+        let map = match xdp::flow_count(&sw.ns, DATA_IF)? {
+            Some(n) => n,
+            None if !fast_path => 0,
+            None => {
+                return Err(BedError::Setup(format!(
+                    "no XDP program with a `{}` map on the switch's {DATA_IF}",
+                    xdp::FLOW_MAP
+                )))
+            }
+        };
+        Ok(Some(FastPathFlows {
+            metric,
+            map,
+            table: self.table_size()?,
+        }))
+    }
+
+    /// Over AF_XDP: the fast path holds no flow the switch has forgotten.
+    /// Every flow in the kernel's map belongs to a connection in the
+    /// switch's table (more would be relayed by the kernel after the switch
+    /// ended them), the switch's `baton_xdp_flows` agrees with the map, and
+    /// with the fast path off the map stays empty. Connections still
+    /// closing may move the figures: they must hold within a few seconds.
+    /// Nothing to check for other backends or once the switch has stopped.
+    pub fn check_fast_path(&mut self) -> Result<()> {
+        let BatonIo::AfXdp { fast_path } = self.stack.io else {
+            return Ok(());
+        };
+        if self.stack.ensure_running().is_err() {
+            return Ok(());
+        }
+        // A failed look (a scrape refused after an admin-abuse test) is
+        // retried like a disagreement; the last of either is reported.
+        let mut last = String::new();
+        let held = self.wait_until(
+            "the XDP flow map to agree with the switch",
+            Duration::from_secs(10),
+            || {
+                Ok(match self.fast_path_flows() {
+                    Ok(Some(f)) => {
+                        last = format!("{f:?}");
+                        let limit = if fast_path { f.table } else { 0.0 };
+                        f.map as f64 <= limit && f.metric == f.map as f64
+                    }
+                    Ok(None) => true,
+                    Err(e) => {
+                        last = e.to_string();
+                        false
+                    }
+                })
+            },
+        );
+        held.map_err(|e| {
+            BedError::Setup(format!(
+                "{e}: last seen {last} (fast path {})\nswitch log:\n{}",
+                if fast_path { "on" } else { "off" },
+                tail(&self.stack.switch_log(), 3000)
+            ))
+        })
+    }
+}
+
+/// The fast path's flows, from the switch and from the kernel, beside the
+/// switch's connection count.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct FastPathFlows {
+    /// `baton_xdp_flows` on the switch's metrics.
+    pub metric: f64,
+    /// Entries in the XDP program's flow map (bpftool).
+    pub map: usize,
+    /// Connections in the switch's tables (all states).
+    pub table: f64,
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        // A failing test has already said why; a second panic would abort.
+        if std::thread::panicking() {
+            return;
+        }
+        if let Err(e) = self.check_fast_path() {
+            panic!("after the test, over {}: {e}", self.stack.io.as_str());
+        }
+    }
 }
 
 /// The last `n` bytes of a text.
@@ -146,8 +244,11 @@ pub fn tail(s: &str, n: usize) -> &str {
 }
 
 /// Declares a system test once per packet I/O backend: `mod afpacket` always,
-/// `mod dpdk` when the `dpdk` feature is on (as in `make test`). Each test
-/// function takes the backend as its argument.
+/// `mod dpdk` when the `dpdk` feature is on, `mod afxdp` (fast path on) and
+/// `mod afxdp_nofast` (every packet through the workers) when the `af_xdp`
+/// feature is on (as in `make test`). Each test function takes the backend as
+/// its argument. Over AF_XDP, [`Running`] checks the fast path's flow map
+/// when the test's system goes down.
 #[macro_export]
 macro_rules! both_backends {
     ($($name:ident),* $(,)?) => {
@@ -165,6 +266,24 @@ macro_rules! both_backends {
                 #[test]
                 fn $name() {
                     super::$name($crate::baton::BatonIo::Dpdk)
+                }
+            )*
+        }
+        #[cfg(feature = "af_xdp")]
+        mod afxdp {
+            $(
+                #[test]
+                fn $name() {
+                    super::$name($crate::baton::BatonIo::AfXdp { fast_path: true })
+                }
+            )*
+        }
+        #[cfg(feature = "af_xdp")]
+        mod afxdp_nofast {
+            $(
+                #[test]
+                fn $name() {
+                    super::$name($crate::baton::BatonIo::AfXdp { fast_path: false })
                 }
             )*
         }

@@ -27,6 +27,11 @@ use std::sync::atomic::{AtomicU32, Ordering};
 pub const DATA_IF: &str = "data0";
 /// Name of the management interface inside hosts that have one.
 pub const MGMT_IF: &str = "mgmt0";
+/// The hub-side end of the switch's data veth.
+pub const SWITCH_DATA_PEER: &str = "swd";
+/// Queues the switch's data veth is created with (both ends). One is active
+/// until an AF_XDP switch asks for one per worker ([`Bed::set_switch_port`]).
+pub const SWITCH_DATA_QUEUES: u32 = 8;
 
 /// What to build.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -141,18 +146,20 @@ impl Bed {
         netns::ip(&hub, &["addr", "add", &hub_mgmt, "dev", "br-mgmt"])?;
 
         for i in 0..spec.clients {
-            let h = self.host(&format!("c{}", i + 1), Some(addr::client_data(i)), None)?;
+            let h = self.host(&format!("c{}", i + 1), Some(addr::client_data(i)), None, 1)?;
             // New-connection benchmarks open tens of thousands of connections.
             netns::sysctl(&h.ns, "net.ipv4.ip_local_port_range", "1024 65000")?;
             netns::sysctl(&h.ns, "net.ipv4.tcp_tw_reuse", "1")?;
             self.clients.push(h);
         }
         if spec.switch {
-            let h = self.host("sw", None, Some(addr::SWITCH_MGMT))?;
+            let h = self.host("sw", None, Some(addr::SWITCH_MGMT), SWITCH_DATA_QUEUES)?;
             self.switch = Some(h);
+            // As a one-queue veth until a switch asks for more.
+            self.set_switch_port(1, false)?;
         }
         if spec.proxy {
-            let h = self.host("px", Some(addr::PROXY_DATA), None)?;
+            let h = self.host("px", Some(addr::PROXY_DATA), None, 1)?;
             netns::sysctl(&h.ns, "net.ipv4.ip_local_port_range", "1024 65000")?;
             netns::sysctl(&h.ns, "net.ipv4.tcp_tw_reuse", "1")?;
             self.proxy = Some(h);
@@ -163,6 +170,7 @@ impl Bed {
                 &name,
                 Some(addr::backend_data(i)),
                 Some(addr::backend_mgmt(i)),
+                1,
             )?;
             // LVS-DR: the VIP on lo, never announced or answered by ARP.
             let vip = format!("{}/32", addr::VIP);
@@ -187,12 +195,26 @@ impl Bed {
         Ok(())
     }
 
-    fn host(&mut self, name: &str, data: Option<Ipv4Addr>, mgmt: Option<Ipv4Addr>) -> Result<Host> {
+    /// A host whose data veth has `data_queues` queues at each end.
+    fn host(
+        &mut self,
+        name: &str,
+        data: Option<Ipv4Addr>,
+        mgmt: Option<Ipv4Addr>,
+        data_queues: u32,
+    ) -> Result<Host> {
         let ns = format!("{}-{name}", self.id);
         self.new_ns(&ns)?;
-        self.plug(&ns, &format!("{name}d"), DATA_IF, "br-data", data)?;
+        self.plug(
+            &ns,
+            &format!("{name}d"),
+            DATA_IF,
+            "br-data",
+            data,
+            data_queues,
+        )?;
         if let Some(m) = mgmt {
-            self.plug(&ns, &format!("{name}m"), MGMT_IF, "br-mgmt", Some(m))?;
+            self.plug(&ns, &format!("{name}m"), MGMT_IF, "br-mgmt", Some(m), 1)?;
         }
         Ok(Host {
             name: name.to_string(),
@@ -202,7 +224,8 @@ impl Bed {
         })
     }
 
-    /// A veth from the hub's bridge `br` to `inner` in `ns`, offloads off.
+    /// A veth from the hub's bridge `br` to `inner` in `ns`, offloads off,
+    /// with `queues` transmit and receive queues at each end.
     fn plug(
         &self,
         ns: &str,
@@ -210,14 +233,19 @@ impl Bed {
         inner: &str,
         br: &str,
         ip: Option<Ipv4Addr>,
+        queues: u32,
     ) -> Result<()> {
         let hub = &self.hub;
-        netns::ip(
-            hub,
-            &[
-                "link", "add", outer, "type", "veth", "peer", "name", inner, "netns", ns,
-            ],
-        )?;
+        let q = queues.to_string();
+        let mut args = vec!["link", "add", outer];
+        if queues > 1 {
+            args.extend(["numtxqueues", &q, "numrxqueues", &q]);
+        }
+        args.extend(["type", "veth", "peer", "name", inner, "netns", ns]);
+        if queues > 1 {
+            args.extend(["numtxqueues", &q, "numrxqueues", &q]);
+        }
+        netns::ip(hub, &args)?;
         netns::ip(hub, &["link", "set", outer, "master", br])?;
         netns::offloads_off(hub, outer)?;
         netns::offloads_off(ns, inner)?;
@@ -227,6 +255,36 @@ impl Bed {
             netns::ip(ns, &["addr", "add", &a, "dev", inner])?;
         }
         netns::ip(ns, &["link", "set", inner, "up"])?;
+        Ok(())
+    }
+
+    /// Prepares the switch's data veth for the switch about to start:
+    /// `queues` active receive and transmit queues at both ends (`ethtool
+    /// -L`; an AF_XDP switch serves one per worker and needs the hub side's
+    /// transmit queues to map onto them), and GRO on the hub side when
+    /// `peer_gro` (a veth takes the frames an XDP program transmits or
+    /// redirects only when its peer runs NAPI, which GRO turns on). Other
+    /// backends get the bed's default: one queue, GRO off.
+    pub fn set_switch_port(&self, queues: u32, peer_gro: bool) -> Result<()> {
+        let sw = self.switch()?;
+        if queues == 0 || queues > SWITCH_DATA_QUEUES {
+            return Err(BedError::Setup(format!(
+                "the switch's data veth has {SWITCH_DATA_QUEUES} queues; {queues} asked for"
+            )));
+        }
+        let q = queues.to_string();
+        for (ns, ifc) in [
+            (sw.ns.as_str(), DATA_IF),
+            (self.hub.as_str(), SWITCH_DATA_PEER),
+        ] {
+            netns::run(Some(ns), "ethtool", &["-L", ifc, "rx", &q, "tx", &q])?;
+        }
+        let gro = if peer_gro { "on" } else { "off" };
+        netns::run(
+            Some(&self.hub),
+            "ethtool",
+            &["-K", SWITCH_DATA_PEER, "gro", gro],
+        )?;
         Ok(())
     }
 

@@ -1,5 +1,6 @@
 //! Operations: a reload under load fails no request, and every connection
-//! entry is freed again, whether it ended with FIN or RST.
+//! entry is freed again, whether it ended with FIN or RST (over AF_XDP, its
+//! flow in the kernel's fast path too).
 
 use std::io::Write;
 use std::time::Duration;
@@ -78,6 +79,31 @@ fn fin_and_rst_free_every_entry(io: BatonIo) {
         || Ok(sys.table_size()? == 0.0),
     )
     .unwrap_or_else(|e| panic!("{e}: {} entries left", sys.table_size().unwrap_or(-1.0)));
+    // Over AF_XDP the in-kernel fast path lets go of every flow too: the
+    // switch's count and the kernel's map (with the fast path off, nothing
+    // was ever in it).
+    if let Some(f) = sys.fast_path_flows().expect("the fast path's flows") {
+        assert_eq!(
+            (f.metric, f.map),
+            (0.0, 0),
+            "flows left in the XDP fast path after the table emptied: {f:?}"
+        );
+        let inserted = sys
+            .stack
+            .metric("baton_worker_offload_inserted_total", &[])
+            .unwrap();
+        let removed = sys
+            .stack
+            .metric("baton_worker_offload_removed_total", &[])
+            .unwrap();
+        if io == (BatonIo::AfXdp { fast_path: true }) {
+            // Twenty of the thirty connections reached FORWARDING.
+            assert!(inserted > 0.0, "no flow was offloaded");
+        } else {
+            assert_eq!(inserted, 0.0, "flows offloaded with the fast path off");
+        }
+        assert_eq!(inserted, removed, "offloaded flows not taken back");
+    }
 }
 
 /// Closes with SO_LINGER {on, 0}: the kernel sends RST instead of FIN.

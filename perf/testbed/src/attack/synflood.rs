@@ -134,11 +134,7 @@ pub fn run(sys: &Running, p: SynFlood) -> Result<Outcome> {
 }
 
 pub(crate) fn sys_io(sys: &Running) -> crate::baton::BatonIo {
-    if sys.stack.profile.to_string_lossy().contains("dpdk") {
-        crate::baton::BatonIo::Dpdk
-    } else {
-        crate::baton::BatonIo::AfPacket
-    }
+    sys.stack.io
 }
 
 #[cfg(test)]

@@ -24,7 +24,7 @@ struct Cli {
     #[arg(long)]
     connections: Option<u32>,
     /// Only these systems (comma-separated names: direct, nginx-proxy,
-    /// haproxy, baton-afpacket, baton-dpdk).
+    /// haproxy, baton-afpacket, baton-dpdk, baton-afxdp).
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
     /// Leave out the DPDK rows (a build without the `dpdk` feature).

@@ -11,7 +11,7 @@ use testbed::demo::{self, DemoOptions};
 #[derive(Parser)]
 #[command(about = "Baton end to end on a namespace test bed, with real traffic")]
 struct Cli {
-    /// The switch's packet I/O: afpacket or dpdk.
+    /// The switch's packet I/O: afpacket, dpdk, afxdp or afxdp-nofast.
     #[arg(long, default_value = "afpacket")]
     io: String,
     /// curl rounds per URL class and client.
@@ -30,13 +30,9 @@ struct Cli {
 
 fn main() {
     let cli = Cli::parse();
-    let io = match cli.io.as_str() {
-        "afpacket" | "af_packet" => BatonIo::AfPacket,
-        "dpdk" => BatonIo::Dpdk,
-        other => {
-            eprintln!("baton-demo: unknown --io `{other}` (afpacket or dpdk)");
-            std::process::exit(2);
-        }
+    let Some(io) = BatonIo::parse(&cli.io) else {
+        eprintln!("baton-demo: unknown --io `{}` ({})", cli.io, BatonIo::NAMES);
+        std::process::exit(2);
     };
     let opts = DemoOptions {
         io,

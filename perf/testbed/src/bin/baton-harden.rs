@@ -1,6 +1,6 @@
 //! `baton-harden` (`make harden`): every attack of `testbed::attack` at full
-//! size, each on a fresh namespace bed beside legitimate traffic, over both
-//! packet I/O backends. Prints a table, writes
+//! size, each on a fresh namespace bed beside legitimate traffic, over every
+//! packet I/O backend of the build (AF_XDP with its fast path). Prints a table, writes
 //! `perf/results/harden-<timestamp>.json` and the table into
 //! `docs/security.md`. Exits non-zero when a check failed.
 
@@ -27,6 +27,10 @@ struct Cli {
     /// Leave out the AF_PACKET runs.
     #[arg(long)]
     no_afpacket: bool,
+    /// Leave out the AF_XDP runs (only a build with the `af_xdp` feature
+    /// has them).
+    #[arg(long)]
+    no_afxdp: bool,
     /// Directory for the JSON results.
     #[arg(long)]
     out_dir: Option<PathBuf>,
@@ -56,6 +60,9 @@ fn main() {
     }
     if !cli.no_dpdk {
         ios.push(BatonIo::Dpdk);
+    }
+    if cfg!(feature = "af_xdp") && !cli.no_afxdp {
+        ios.push(BatonIo::AfXdp { fast_path: true });
     }
     let attacks: Vec<&str> = suite::ATTACKS
         .iter()

@@ -19,7 +19,7 @@ struct Cli {
 enum Cmd {
     /// Build the bed, start nginx and Baton, and wait for Ctrl-C.
     Up {
-        /// The switch's packet I/O: afpacket or dpdk.
+        /// The switch's packet I/O: afpacket, dpdk, afxdp or afxdp-nofast.
         #[arg(long, default_value = "afpacket")]
         io: String,
         /// Only the namespaces and nginx, no switch or agents.
@@ -51,11 +51,7 @@ fn main() {
             backends,
             proxy,
         } => {
-            let io = match io.as_str() {
-                "dpdk" => Some(BatonIo::Dpdk),
-                "afpacket" | "af_packet" => Some(BatonIo::AfPacket),
-                _ => None,
-            };
+            let io = BatonIo::parse(&io);
             match io {
                 Some(io) => up(
                     BedSpec {
@@ -66,7 +62,10 @@ fn main() {
                     },
                     (!no_baton).then_some(io),
                 ),
-                None => Err(testbed::BedError::Setup("--io is afpacket or dpdk".into())),
+                None => Err(testbed::BedError::Setup(format!(
+                    "--io is {}",
+                    BatonIo::NAMES
+                ))),
             }
         }
         Cmd::Cleanup { logs } => {
