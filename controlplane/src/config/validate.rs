@@ -118,13 +118,22 @@ fn check_io(c: &mut Checker, p: &Profile) {
                     "must be a power of two of at least 64",
                 );
             }
-            if x.frame_count < x.ring_size {
+            if u64::from(x.frame_count) < 2 * u64::from(x.ring_size) {
                 c.err(
                     "io.af_xdp.frame_count",
                     format!(
-                        "must be at least ring_size ({}): the receive side alone keeps that many frames",
+                        "must be at least twice ring_size ({}): the fill ring keeps up to \
+                         ring_size frames and the workers need as many for their own",
                         x.ring_size
                     ),
+                );
+            }
+            if p.switch.data_mac.is_some() {
+                c.err(
+                    "switch.data_mac",
+                    "cannot be set with io.af_xdp: the XDP fast path sends from the \
+                     interface's own MAC; change the interface's address instead \
+                     (`ip link set dev <interface> address <mac>`)",
                 );
             }
             if x.flow_capacity == 0 {
@@ -761,6 +770,10 @@ mod tests {
         x.ring_size = 4096;
         x.frame_count = 2048;
         assert!(paths(&p).contains(&"io.af_xdp.frame_count".to_string()));
+
+        let mut p = afxdp_profile();
+        p.switch.data_mac = Some(crate::config::MacAddr([2, 0, 0, 0, 0, 1]));
+        assert_eq!(paths(&p), vec!["switch.data_mac".to_string()]);
 
         let mut p = afxdp_profile();
         af_xdp(&mut p).frame_count = 512;
