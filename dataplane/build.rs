@@ -1,11 +1,19 @@
 //! Build script: with the `dpdk` feature, compiles the C shim in `csrc/` and
-//! generates Rust bindings for it and the DPDK calls the backend uses.
+//! generates Rust bindings for it and the DPDK calls the backend uses; with
+//! the `af_xdp` feature, compiles the XDP programs in
+//! `src/io/af_xdp/bpf/*.bpf.c` to BPF objects in `OUT_DIR`, which the loader
+//! embeds.
 //!
 //! DPDK is found through `pkg-config` (Debian's `libdpdk-dev`, DPDK 22.11) and
 //! linked dynamically; the poll-mode drivers are loaded at `rte_eal_init` from
 //! the plugin folder DPDK was built with. The same `pkg-config --cflags`
 //! (`-include rte_config.h -march=...`) go to both `cc` and bindgen, or the two
-//! would disagree on struct layouts. Without the feature this does nothing.
+//! would disagree on struct layouts.
+//!
+//! The XDP programs are compiled by the system's clang (`-target bpf`)
+//! against the kernel UAPI headers and libbpf's `bpf_helpers.h` (Debian's
+//! `linux-libc-dev` and `libbpf-dev`); the objects are build products, never
+//! committed. Without either feature this does nothing.
 
 fn main() {
     println!("cargo:rerun-if-changed=build.rs");
@@ -13,6 +21,84 @@ fn main() {
     if std::env::var_os("CARGO_FEATURE_DPDK").is_some() {
         #[cfg(feature = "dpdk")]
         dpdk::build();
+    }
+    if std::env::var_os("CARGO_FEATURE_AF_XDP").is_some() {
+        af_xdp::build();
+    }
+}
+
+mod af_xdp {
+    use std::path::{Path, PathBuf};
+    use std::process::Command;
+
+    const HINT: &str = "the `af_xdp` feature compiles its XDP program with clang and the \
+                        kernel and libbpf headers: run scripts/install-deps.sh (clang, libbpf-dev)";
+
+    const SRC: &str = "src/io/af_xdp/bpf";
+
+    /// The multiarch include folder of the kernel UAPI headers
+    /// (`/usr/include/x86_64-linux-gnu`, for `asm/types.h`): clang's BPF
+    /// target does not search it by itself.
+    fn multiarch_include() -> PathBuf {
+        let out = Command::new("gcc").arg("-print-multiarch").output();
+        let triple = match out {
+            Ok(o) if o.status.success() => String::from_utf8_lossy(&o.stdout).trim().to_string(),
+            _ => String::new(),
+        };
+        let triple = if triple.is_empty() {
+            // No gcc: Debian's triple for the target being built.
+            let arch = std::env::var("CARGO_CFG_TARGET_ARCH").unwrap_or_default();
+            match arch.as_str() {
+                "aarch64" => "aarch64-linux-gnu".to_string(),
+                _ => format!("{arch}-linux-gnu"),
+            }
+        } else {
+            triple
+        };
+        Path::new("/usr/include").join(triple)
+    }
+
+    pub fn build() {
+        println!("cargo:rerun-if-changed={SRC}");
+        let out = PathBuf::from(std::env::var("OUT_DIR").expect("cargo sets OUT_DIR"));
+        let inc = multiarch_include();
+        if !inc.join("asm/types.h").exists() {
+            panic!(
+                "kernel UAPI headers not found ({}/asm/types.h); {HINT}",
+                inc.display()
+            );
+        }
+        if !Path::new("/usr/include/bpf/bpf_helpers.h").exists() {
+            panic!("libbpf headers not found (/usr/include/bpf/bpf_helpers.h); {HINT}");
+        }
+        let mut sources: Vec<PathBuf> = std::fs::read_dir(SRC)
+            .unwrap_or_else(|e| panic!("reading {SRC}: {e}"))
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.to_string_lossy().ends_with(".bpf.c"))
+            .collect();
+        sources.sort();
+        for src in sources {
+            println!("cargo:rerun-if-changed={}", src.display());
+            let file = src.file_name().unwrap().to_string_lossy().into_owned();
+            let name = file.trim_end_matches(".c");
+            let obj = out.join(format!("{name}.o"));
+            let result = Command::new("clang")
+                .args(["-O2", "-g", "-target", "bpf", "-Wall", "-Werror"])
+                .arg(format!("-I{}", inc.display()))
+                .arg("-c")
+                .arg(&src)
+                .arg("-o")
+                .arg(&obj)
+                .output()
+                .unwrap_or_else(|e| panic!("running clang failed ({e}); {HINT}"));
+            if !result.status.success() {
+                panic!(
+                    "clang failed on {}:\n{}\n({HINT})",
+                    src.display(),
+                    String::from_utf8_lossy(&result.stderr)
+                );
+            }
+        }
     }
 }
 

@@ -7,6 +7,9 @@ set -euo pipefail
 PKGS=(
   # build: DPDK bindings (bindgen needs libclang), C shim
   pkg-config clang libclang-dev libdpdk-dev dpdk
+  # build: the AF_XDP backend's XDP program (clang -target bpf needs libbpf's
+  # bpf_helpers.h); bpftool to inspect the attached program and its maps
+  libbpf-dev bpftool
   # test bed: namespaces, veths, loss injection, offload switches
   iproute2 iptables ethtool procps
   # real servers, proxies and clients
