@@ -1,6 +1,7 @@
 //! Switch conformance over real packet I/O: the same scenarios, unchanged,
-//! over AF_PACKET and DPDK (the af_packet PMD), with real Linux TCP/IP
-//! stacks as the client and the backend host.
+//! over AF_PACKET, AF_XDP (with the XDP fast path relaying FORWARDING
+//! flows) and DPDK (the af_packet PMD), with real Linux TCP/IP stacks as the
+//! client and the backend host.
 //!
 //! Topology (all in namespaces this test makes, removed on drop):
 //!
@@ -50,6 +51,10 @@ enum Backend {
     AfPacketV2,
     #[allow(dead_code)]
     Dpdk,
+    /// AF_XDP with the fast path: after the ACK, the client's ordinary
+    /// segments are relayed by the XDP program, not the worker.
+    #[allow(dead_code)]
+    AfXdp,
 }
 
 /// The namespaces and links of one test.
@@ -70,6 +75,14 @@ impl Drop for Bed {
 
 impl Bed {
     fn new() -> Bed {
+        Self::for_backend(Backend::AfPacket, 1)
+    }
+
+    /// The bed `backend` needs for `workers` workers: over AF_XDP the
+    /// switch's veth has one queue per worker, and its hub end takes the
+    /// frames the XDP program transmits (a veth accepts XDP_TX frames only
+    /// when its peer runs NAPI: GRO on, or an XDP program).
+    fn for_backend(backend: Backend, workers: usize) -> Bed {
         let hub = Netns::new("bpk-h").no_ipv6();
         hub.ip(&["link", "add", "br0", "type", "bridge"]);
         hub.ip(&["link", "set", "br0", "up"]);
@@ -83,7 +96,13 @@ impl Bed {
             (&agent, "a0", "pa"),
             (&switch, DATA_IF, "ps"),
         ] {
-            ns.veth(ifc, &hub, port);
+            if matches!(backend, Backend::AfXdp) && ifc == DATA_IF {
+                ns.veth_queues(ifc, &hub, port, workers as u32);
+                testkit::netns::run(Some(&hub.name), "ethtool", &["-K", port, "gro", "on"])
+                    .unwrap_or_else(|e| panic!("{e}"));
+            } else {
+                ns.veth(ifc, &hub, port);
+            }
             hub.ip(&["link", "set", port, "master", "br0"]);
         }
         client.ip(&["addr", "add", "198.18.0.101/24", "dev", "c0"]);
@@ -137,6 +156,13 @@ impl Bed {
                 c.poll = PollMode::ADAPTIVE;
                 IoConfig::Dpdk(c)
             }
+            Backend::AfXdp => {
+                let mut c = dataplane::io::AfXdpConfig::new(DATA_IF);
+                c.frame_count = 2048;
+                c.ring_size = 512;
+                c.poll = PollMode::ADAPTIVE;
+                IoConfig::AfXdp(c)
+            }
         }
     }
 }
@@ -149,6 +175,7 @@ struct Switch {
     mac: [u8; 6],
     steering: &'static str,
     counters: Vec<Arc<dataplane::counters::Counters>>,
+    monitor: Arc<dyn dataplane::io::PortMonitor>,
 }
 
 impl Switch {
@@ -159,7 +186,8 @@ impl Switch {
         let queues: Vec<AnyQueue> =
             open(&bed.io_config(backend, workers, qpairs), workers).expect("open the data port");
         let mac = queues[0].mac();
-        let steering = queues[0].monitor().steering();
+        let monitor = queues[0].monitor();
+        let steering = monitor.steering();
         let cfg = WorkerConfig {
             mac,
             ip: IpAddr::V4(SWITCH_IP),
@@ -191,7 +219,22 @@ impl Switch {
             mac,
             steering,
             counters,
+            monitor,
         }
+    }
+
+    /// A worker counter summed over workers.
+    fn counter(&self, name: &str) -> u64 {
+        self.counters
+            .iter()
+            .map(|c| {
+                c.snapshot()
+                    .scalars
+                    .iter()
+                    .find(|(n, _)| *n == name)
+                    .map_or(0, |(_, v)| *v)
+            })
+            .sum()
     }
 
     /// Frames all workers dropped for `reason`.
@@ -361,7 +404,7 @@ fn handoff_scenario(backend: Backend, workers: usize, conns: usize) {
 }
 
 fn handoff_scenario_with(backend: Backend, workers: usize, qpairs: usize, conns: usize) {
-    let bed = Bed::new();
+    let bed = Bed::for_backend(backend, workers);
     let agent_mac = bed.agent.mac("a0");
     let sw = Switch::start(&bed, backend, workers, qpairs);
     assert_eq!(sw.steering, expected_steering(backend, workers, qpairs));
@@ -491,6 +534,22 @@ fn handoff_scenario_with(backend: Backend, workers: usize, qpairs: usize, conns:
             "CREATE names a real client port"
         );
     }
+    if matches!(backend, Backend::AfXdp) {
+        // Every connection was offered to the kernel, and the kernel relayed
+        // (at least) each client's data segment; the FINs went through the
+        // workers, which judged them.
+        assert_eq!(sw.counter("offload_inserted"), conns as u64);
+        let fp = sw
+            .monitor
+            .fast_path()
+            .expect("AF_XDP reports its fast path");
+        assert!(
+            fp.forwarded_packets >= conns as u64,
+            "the XDP program relayed the data segments: {fp:?}"
+        );
+        assert_eq!(fp.flows, conns as u64, "flows stay until their entries go");
+        assert_eq!(fp.mode, "native");
+    }
 
     // Frames that are not for the switch are dropped and counted: IPv4 to an
     // address it does not serve, and an EtherType it does not speak.
@@ -575,7 +634,24 @@ fn expected_steering(backend: Backend, workers: usize, qpairs: usize) -> &'stati
         (Backend::AfPacket | Backend::AfPacketV2, _, _) => "fanout-hash",
         (Backend::Dpdk, w, q) if q >= w => "pmd-fanout",
         (Backend::Dpdk, _, _) => "software",
+        (Backend::AfXdp, _, _) => "rss",
     }
+}
+
+// ---- AF_XDP (native XDP on the veth, the fast path on) ----
+
+#[cfg(feature = "af_xdp")]
+#[test]
+fn afxdp_handoff_one_worker_fast_path() {
+    require_root();
+    handoff_scenario(Backend::AfXdp, 1, 1);
+}
+
+#[cfg(feature = "af_xdp")]
+#[test]
+fn afxdp_handoff_two_workers_fast_path() {
+    require_root();
+    handoff_scenario(Backend::AfXdp, 2, 6);
 }
 
 // ---- AF_PACKET ----

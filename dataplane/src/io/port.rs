@@ -96,8 +96,9 @@ pub struct FastPathStats {
     pub to_worker: u64,
     /// Frames left to the kernel stack (no socket on their queue).
     pub passed: u64,
-    /// Frames the program dropped (too short to parse, or a failed
-    /// transmit or redirect reported by the kernel).
+    /// Frames the program dropped itself (it drops none today: frames it
+    /// cannot parse go to the worker, which counts them; failed transmits
+    /// are counted by the driver, e.g. `ethtool -S`'s `xdp_tx_errors`).
     pub dropped: u64,
     /// Flows in the fast path's table now.
     pub flows: u64,

@@ -72,6 +72,9 @@ struct QueueCounters {
     tx_dropped: AtomicU64,
     /// Received descriptors pointing outside the UMEM (never expected).
     rx_bad_desc: AtomicU64,
+    /// Transmit kicks (`sendto`) the kernel refused (link gone, device
+    /// down); the frames stay in the ring and are kicked again.
+    tx_kick_errors: AtomicU64,
 }
 
 /// The port shared by every queue: the XDP program, the monitor.
@@ -117,7 +120,9 @@ impl PortMonitor for AfXdpPort {
             s.tx_bytes += c.tx_bytes.load(Ordering::Relaxed);
             s.rx_missed += k.rx_dropped + k.rx_ring_full;
             s.rx_errors += k.rx_invalid_descs + c.rx_bad_desc.load(Ordering::Relaxed);
-            s.tx_errors += k.tx_invalid_descs + c.tx_dropped.load(Ordering::Relaxed);
+            s.tx_errors += k.tx_invalid_descs
+                + c.tx_dropped.load(Ordering::Relaxed)
+                + c.tx_kick_errors.load(Ordering::Relaxed);
             s.rx_nombuf += k.rx_fill_ring_empty_descs;
         }
         s
@@ -134,6 +139,7 @@ impl PortMonitor for AfXdpPort {
                 ("tx_bytes", c.tx_bytes.load(Ordering::Relaxed)),
                 ("tx_dropped", c.tx_dropped.load(Ordering::Relaxed)),
                 ("rx_bad_desc", c.rx_bad_desc.load(Ordering::Relaxed)),
+                ("tx_kick_errors", c.tx_kick_errors.load(Ordering::Relaxed)),
                 ("xsk_rx_dropped", k.rx_dropped),
                 ("xsk_rx_invalid_descs", k.rx_invalid_descs),
                 ("xsk_tx_invalid_descs", k.tx_invalid_descs),
@@ -179,6 +185,11 @@ pub struct AfXdpQueue {
     umem: Arc<Umem>,
     /// Frames kept back from the fill ring for the worker's own frames.
     reserve: usize,
+    /// Zero-copy sockets: the driver sends by itself unless it asks for a
+    /// kick; in copy mode only `sendto` makes the kernel send.
+    zero_copy: bool,
+    /// The TX ring holds frames the kernel has not been asked to send.
+    tx_unkicked: bool,
     ring_size: u32,
     port: Arc<AfXdpPort>,
     counters: Arc<QueueCounters>,
@@ -267,12 +278,10 @@ pub fn open(cfg: &AfXdpConfig, workers: usize) -> Result<Vec<AfXdpQueue>, IoErro
     }
     let mut program = XdpProgram::attach(cfg, ifindex as u32, queues, mac)?;
     let mut parts = Vec::with_capacity(workers);
-    let mut bind_mode = "copy";
+    let mut zero_copy = false;
     for q in 0..queues {
         let (part, zc) = open_queue(cfg, ifindex as u32, q)?;
-        if zc {
-            bind_mode = "zero-copy";
-        }
+        zero_copy |= zc;
         program.register_socket(q, part.user.as_raw_fd())?;
         parts.push(part);
     }
@@ -303,7 +312,7 @@ pub fn open(cfg: &AfXdpConfig, workers: usize) -> Result<Vec<AfXdpQueue>, IoErro
         iface: iface.to_owned(),
         mac,
         ctl,
-        bind_mode,
+        bind_mode: if zero_copy { "zero-copy" } else { "copy" },
         queues: port_queues,
         program: Mutex::new(program),
     });
@@ -316,6 +325,8 @@ pub fn open(cfg: &AfXdpConfig, workers: usize) -> Result<Vec<AfXdpQueue>, IoErro
             dev: p.dev,
             _user: p.user,
             reserve: (cfg.frame_count - cfg.ring_size) as usize / 2,
+            zero_copy,
+            tx_unkicked: false,
             ring_size: cfg.ring_size,
             umem: p.umem,
             port: Arc::clone(&port),
@@ -353,18 +364,10 @@ fn open_queue(cfg: &AfXdpConfig, ifindex: u32, q: u32) -> Result<(QueueParts, bo
         headroom: 0,
         flags: 0,
     };
-    // SAFETY: the area is a page-aligned mapping of exactly this size, kept
-    // alive by `umem` for as long as the queue (and every buffer) lives.
-    let reg = unsafe { xdpilone::Umem::new(ucfg, umem.area()) }
-        .map_err(|e| errno("setsockopt(XDP_UMEM_REG)", iface, e))?;
     let mut info = IfInfo::invalid();
     info.from_ifindex(ifindex)
         .map_err(|e| errno("if_indextoname", iface, e))?;
     info.set_queue(q);
-    let sock = Socket::with_shared(&info, &reg).map_err(|e| errno("socket(AF_XDP)", iface, e))?;
-    let dev = reg
-        .fq_cq(&sock)
-        .map_err(|e| errno("setsockopt(XDP_UMEM_FILL_RING)", iface, e))?;
     let ring = std::num::NonZeroU32::new(cfg.ring_size);
     let tries: &[(u16, bool)] = match cfg.bind {
         XdpBind::Auto => &[(XDP_ZEROCOPY, true), (XDP_COPY, false)],
@@ -372,7 +375,19 @@ fn open_queue(cfg: &AfXdpConfig, ifindex: u32, q: u32) -> Result<(QueueParts, bo
         XdpBind::Copy => &[(XDP_COPY, false)],
     };
     let mut last = None;
+    // A socket's rings can be set only once: each bind mode gets a fresh
+    // socket (the failed one is closed before the next try).
     for &(flag, zc) in tries {
+        // SAFETY: the area is a page-aligned mapping of exactly this size,
+        // kept alive by `umem` for as long as the queue (and every buffer)
+        // lives.
+        let reg = unsafe { xdpilone::Umem::new(ucfg.clone(), umem.area()) }
+            .map_err(|e| errno("setsockopt(XDP_UMEM_REG)", iface, e))?;
+        let sock =
+            Socket::with_shared(&info, &reg).map_err(|e| errno("socket(AF_XDP)", iface, e))?;
+        let dev = reg
+            .fq_cq(&sock)
+            .map_err(|e| errno("setsockopt(XDP_UMEM_FILL_RING)", iface, e))?;
         let scfg = SocketConfig {
             rx_size: ring,
             tx_size: ring,
@@ -470,8 +485,53 @@ impl AfXdpQueue {
         }
     }
 
+    /// Asks the kernel to send what the TX ring holds. In copy mode the
+    /// copy and the transmit happen in this call, at most a batch (32
+    /// frames) per call: it answers EAGAIN while more remain, so the kick
+    /// repeats until the ring is empty; a kick the kernel refuses for now
+    /// (EBUSY, ENOBUFS) is retried on the next poll.
+    fn kick_tx(&mut self) {
+        let fd = self.tx.as_raw_fd();
+        for _ in 0..=(self.ring_size / 32) {
+            // SAFETY: a zero-length sendto on our own socket; the kernel
+            // reads only the ring.
+            let rc = unsafe {
+                libc::sendto(
+                    fd,
+                    std::ptr::null(),
+                    0,
+                    libc::MSG_DONTWAIT,
+                    std::ptr::null(),
+                    0,
+                )
+            };
+            let again =
+                rc < 0 && std::io::Error::last_os_error().raw_os_error() == Some(libc::EAGAIN);
+            if rc >= 0 || !again {
+                if rc < 0 {
+                    match std::io::Error::last_os_error().raw_os_error() {
+                        Some(libc::EBUSY) | Some(libc::ENOBUFS) | Some(libc::EINTR) => {}
+                        _ => {
+                            self.counters.tx_kick_errors.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                    self.tx_unkicked = true;
+                    return;
+                }
+                break;
+            }
+            if self.tx.pending() == 0 {
+                break;
+            }
+        }
+        self.tx_unkicked = self.tx.pending() > 0;
+    }
+
     /// Hands up to `max` received frames to `push`; returns how many.
     pub fn rx_burst_with(&mut self, max: usize, mut push: impl FnMut(AfXdpBuf)) -> usize {
+        if self.tx_unkicked {
+            self.kick_tx();
+        }
         self.reap_completions();
         if max == 0 {
             return 0;
@@ -561,8 +621,8 @@ impl PacketIo for AfXdpQueue {
             w.commit();
         }
         if sent > 0 {
-            if self.tx.needs_wakeup() {
-                self.tx.wake();
+            if !self.zero_copy || self.tx.needs_wakeup() {
+                self.kick_tx();
             }
             self.stats.tx_packets += sent;
             self.stats.tx_bytes += bytes;
@@ -584,6 +644,9 @@ impl PacketIo for AfXdpQueue {
 
     /// poll(2) on the socket and the doorbell together.
     fn wait(&mut self, timeout: Duration, bell: &Doorbell) {
+        if self.tx_unkicked {
+            self.kick_tx();
+        }
         self.reap_completions();
         self.refill();
         if self.rx.available() > 0 {
