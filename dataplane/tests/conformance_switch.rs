@@ -74,10 +74,6 @@ impl Drop for Bed {
 }
 
 impl Bed {
-    fn new() -> Bed {
-        Self::for_backend(Backend::AfPacket, 1)
-    }
-
     /// The bed `backend` needs for `workers` workers: over AF_XDP the
     /// switch's veth has one queue per worker, and its hub end takes the
     /// frames the XDP program transmits (a veth accepts XDP_TX frames only
