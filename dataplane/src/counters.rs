@@ -57,7 +57,8 @@ reasons! {
         /// Client data while a handoff is pending, beyond the worker's `held_capacity`.
         HoldWorkerFull => "hold_worker_full",
         /// Segment during DISPATCH/HANDOFF with nothing new for the backend
-        /// (pure ACK, retransmission of acknowledged or held bytes): not held.
+        /// (a pure ACK of the switch's own bytes, an ACK older than the one
+        /// kept, a retransmission of acknowledged or held bytes): not held.
         NotHeld => "not_held",
         /// New connection refused while draining.
         Draining => "draining",

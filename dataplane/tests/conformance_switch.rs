@@ -77,7 +77,7 @@ impl Bed {
     /// The bed `backend` needs for `workers` workers: over AF_XDP the
     /// switch's veth has one queue per worker, and its hub end takes the
     /// frames the XDP program transmits (a veth accepts XDP_TX frames only
-    /// when its peer runs NAPI: GRO on, or an XDP program).
+    /// when its peer runs NAPI: an XDP program turns it on).
     fn for_backend(backend: Backend, workers: usize) -> Bed {
         let hub = Netns::new("bpk-h").no_ipv6();
         hub.ip(&["link", "add", "br0", "type", "bridge"]);
@@ -94,8 +94,7 @@ impl Bed {
         ] {
             if matches!(backend, Backend::AfXdp) && ifc == DATA_IF {
                 ns.veth_queues(ifc, &hub, port, workers as u32);
-                testkit::netns::run(Some(&hub.name), "ethtool", &["-K", port, "gro", "on"])
-                    .unwrap_or_else(|e| panic!("{e}"));
+                peer_napi(&hub, port);
             } else {
                 ns.veth(ifc, &hub, port);
             }
@@ -161,6 +160,24 @@ impl Bed {
             }
         }
     }
+}
+
+/// Attaches the pass-everything XDP program to `port` (in `ns`), so that
+/// the veth accepts the frames its peer's XDP program transmits.
+#[cfg(feature = "af_xdp")]
+fn peer_napi(ns: &Netns, port: &str) {
+    let path = std::env::temp_dir().join(format!("{}-pass.bpf.o", unique("bpk-x")));
+    std::fs::write(&path, dataplane::io::af_xdp::program::pass_program_object()).unwrap();
+    let obj = path.to_string_lossy().to_string();
+    ns.ip(&[
+        "link", "set", "dev", port, "xdpdrv", "obj", &obj, "sec", "xdp",
+    ]);
+    let _ = std::fs::remove_file(&path);
+}
+
+#[cfg(not(feature = "af_xdp"))]
+fn peer_napi(_: &Netns, _: &str) {
+    unreachable!("AF_XDP beds exist only with the af_xdp feature")
 }
 
 /// The running switch: workers on their threads.

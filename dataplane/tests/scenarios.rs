@@ -37,6 +37,7 @@ script!(response_retransmitted_then_reset, "response_retransmit.pkt");
 script!(oversized_header_431, "oversized_431.pkt");
 script!(slow_header_408, "slow_header_408.pkt");
 script!(handoff_nack_redispatch, "nack_redispatch.pkt");
+script!(handoff_early_acks_relayed, "handoff_early_ack.pkt");
 script!(handoff_timeout_redispatch, "handoff_timeout.pkt");
 script!(abort_retransmitted_until_given_up, "abort_retransmit.pkt");
 script!(

@@ -94,7 +94,24 @@ impl<B: PacketBuf, F: Forwarder> Engine<B, F> {
         let len = seg.len() as u32;
         let fin = seg.has(FIN) as u32;
         if len + fin == 0 {
-            // A pure ACK: nothing for the backend.
+            // A pure ACK. Before HANDOFF it brings the backend nothing. In
+            // HANDOFF, one acknowledging bytes beyond our SYN/ACK means the
+            // backend has adopted the socket and is already answering (its
+            // THOP_ACK is still on the way): keep the latest, relayed when
+            // FORWARDING starts, or the backend would wait out a
+            // retransmission timeout for the ACKs of its first window.
+            let beyond = seg.ack.wrapping_sub(sess.iss.wrapping_add(1)) as i32;
+            if sess.phase == Phase::Handoff && seg.has(ACK) && beyond > 0 {
+                if sess.held_ack.is_none() {
+                    if self.held_total >= self.cfg.held_capacity {
+                        return self.counters.count_drop(DropReason::HoldWorkerFull);
+                    }
+                    self.held_total += 1;
+                }
+                sess.held_ack = Some(pkt);
+                bump(&self.counters.held_packets, 1);
+                return;
+            }
             return self.counters.count_drop(DropReason::NotHeld);
         }
         let start = seg.seq;
@@ -522,6 +539,10 @@ impl<B: PacketBuf, F: Forwarder> Engine<B, F> {
             sess.exclude.push(t.id);
         }
         sess.target_mac = None;
+        // An ACK of the refused backend's data means nothing to the next.
+        if sess.held_ack.take().is_some() {
+            self.held_total = self.held_total.saturating_sub(1);
+        }
         if sess.attempts < self.cfg.dispatch_attempts {
             let Some(to) = self.apply(i, State::Handoff, Event::Redispatch) else {
                 return;
@@ -754,7 +775,10 @@ impl<B: PacketBuf, F: Forwarder> Engine<B, F> {
         let sess = &mut self.sessions[s as usize];
         let mut held = std::mem::take(&mut sess.held);
         sess.held_ranges.clear();
-        self.held_total = self.held_total.saturating_sub(held.len());
+        let held_ack = sess.held_ack.take();
+        self.held_total = self
+            .held_total
+            .saturating_sub(held.len() + usize::from(held_ack.is_some()));
         let latency = now.saturating_sub(sess.header_done_ns);
         bump(&self.counters.handoff_acked, 1);
         if !out.event(WorkerEvent::Handoff {
@@ -787,6 +811,14 @@ impl<B: PacketBuf, F: Forwarder> Engine<B, F> {
                     rcv_nxt = super::forward::advance(rcv_nxt, end, wshift);
                 }
             }
+            if self.fwd.forward(&mut p, mac) {
+                bump(&self.counters.forwarded, 1);
+                self.transmit(out, p);
+            }
+        }
+        // The latest ACK of the backend's first bytes goes last: it is
+        // cumulative, and the data held before it is older.
+        if let Some(mut p) = held_ack {
             if self.fwd.forward(&mut p, mac) {
                 bump(&self.counters.forwarded, 1);
                 self.transmit(out, p);

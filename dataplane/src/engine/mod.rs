@@ -519,7 +519,8 @@ impl<B: PacketBuf, F: Forwarder> Engine<B, F> {
     /// Returns session `s`'s held packets to the pool.
     pub(crate) fn drop_held(&mut self, s: u32) {
         let sess = &mut self.sessions[s as usize];
-        self.held_total = self.held_total.saturating_sub(sess.held.len());
+        let ack = usize::from(sess.held_ack.take().is_some());
+        self.held_total = self.held_total.saturating_sub(sess.held.len() + ack);
         sess.held.clear();
         sess.held_ranges.clear();
     }

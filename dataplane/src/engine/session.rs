@@ -77,6 +77,11 @@ pub struct Session<B> {
     /// Sequence ranges (start, end including a FIN) of the `held` packets,
     /// so a retransmission of one is not held twice.
     pub held_ranges: Vec<(u32, u32)>,
+    /// HANDOFF: the client's latest pure ACK of data the backend already
+    /// sent (the backend may answer before its THOP_ACK reaches the switch;
+    /// dropping these ACKs would cost it a retransmission timeout). Only
+    /// the latest is kept: ACKs are cumulative.
+    pub held_ack: Option<B>,
     /// CLOSING: our response (sent with FIN).
     pub response: &'static [u8],
     /// CLOSING: next byte expected from the client.
@@ -125,6 +130,7 @@ impl<B> Session<B> {
             creates_sent: 0,
             held: Vec::with_capacity(hold),
             held_ranges: Vec::with_capacity(hold),
+            held_ack: None,
             response: b"",
             rcv_nxt: 0,
             fin_rcvd: false,
@@ -153,6 +159,7 @@ impl<B> Session<B> {
         self.creates_sent = 0;
         self.held.clear();
         self.held_ranges.clear();
+        self.held_ack = None;
         self.response = b"";
         self.fin_rcvd = false;
         self.fin_acked = false;

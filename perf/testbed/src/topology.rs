@@ -261,11 +261,13 @@ impl Bed {
     /// Prepares the switch's data veth for the switch about to start:
     /// `queues` active receive and transmit queues at both ends (`ethtool
     /// -L`; an AF_XDP switch serves one per worker and needs the hub side's
-    /// transmit queues to map onto them), and GRO on the hub side when
-    /// `peer_gro` (a veth takes the frames an XDP program transmits or
-    /// redirects only when its peer runs NAPI, which GRO turns on). Other
-    /// backends get the bed's default: one queue, GRO off.
-    pub fn set_switch_port(&self, queues: u32, peer_gro: bool) -> Result<()> {
+    /// transmit queues to map onto them), and, when `peer_napi`, an XDP
+    /// program that passes every frame on the hub side: a veth takes the
+    /// frames its peer's XDP program transmits only while it runs NAPI.
+    /// (GRO turns NAPI on as well, but then coalesces the ACKs the switch
+    /// relays in the kernel, and downloads stall.) Other backends get the
+    /// bed's default: one queue, no program.
+    pub fn set_switch_port(&self, queues: u32, peer_napi: bool) -> Result<()> {
         let sw = self.switch()?;
         if queues == 0 || queues > SWITCH_DATA_QUEUES {
             return Err(BedError::Setup(format!(
@@ -279,13 +281,51 @@ impl Bed {
         ] {
             netns::run(Some(ns), "ethtool", &["-L", ifc, "rx", &q, "tx", &q])?;
         }
-        let gro = if peer_gro { "on" } else { "off" };
         netns::run(
             Some(&self.hub),
             "ethtool",
-            &["-K", SWITCH_DATA_PEER, "gro", gro],
+            &["-K", SWITCH_DATA_PEER, "gro", "off"],
         )?;
+        if peer_napi {
+            let obj = self.peer_napi_program()?;
+            let obj = obj.to_string_lossy();
+            netns::ip(
+                &self.hub,
+                &[
+                    "link",
+                    "set",
+                    "dev",
+                    SWITCH_DATA_PEER,
+                    "xdpdrv",
+                    "obj",
+                    &obj,
+                    "sec",
+                    "xdp",
+                ],
+            )?;
+        } else {
+            netns::ip(
+                &self.hub,
+                &["link", "set", "dev", SWITCH_DATA_PEER, "xdp", "off"],
+            )?;
+        }
         Ok(())
+    }
+
+    /// The pass-everything XDP program, written into the bed's folder.
+    #[cfg(feature = "af_xdp")]
+    fn peer_napi_program(&self) -> Result<PathBuf> {
+        let p = self.path("baton_pass.bpf.o");
+        let obj = dataplane::io::af_xdp::program::pass_program_object();
+        std::fs::write(&p, obj).map_err(|e| BedError::file(&p, e))?;
+        Ok(p)
+    }
+
+    #[cfg(not(feature = "af_xdp"))]
+    fn peer_napi_program(&self) -> Result<PathBuf> {
+        Err(BedError::Setup(
+            "the XDP program for the hub side needs the `af_xdp` feature".into(),
+        ))
     }
 
     /// The bed's unique id (`tbed-<pid>-<n>`), also the prefix of its namespaces.

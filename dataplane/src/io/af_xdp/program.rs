@@ -47,6 +47,17 @@ static FASTPATH_OBJ: &[u8] =
     aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/fastpath.bpf.o"));
 /// The drop-everything baseline, compiled from `bpf/drop.bpf.c`.
 static DROP_OBJ: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/drop.bpf.o"));
+/// The pass-everything program, compiled from `bpf/pass.bpf.c`.
+static PASS_OBJ: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/pass.bpf.o"));
+
+/// The ELF object of `baton_pass` (`bpf/pass.bpf.c`), an XDP program that
+/// passes every frame. Not used by the switch: on a veth test bed the
+/// switch's XDP_TX frames reach the veth's peer only while the peer runs
+/// NAPI, which this program, attached to the peer, turns on (for example
+/// `ip link set dev <peer> xdpdrv obj <file> sec xdp`).
+pub fn pass_program_object() -> &'static [u8] {
+    PASS_OBJ
+}
 
 /// The fast path's program name, as the kernel shows it (`ip link`,
 /// `bpftool`); also how a stale copy from an earlier run is recognised.
