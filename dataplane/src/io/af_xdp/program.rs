@@ -428,7 +428,7 @@ fn attach_in_mode(
         },
         Some(libc::EOPNOTSUPP) if want == XdpAttach::Native => IoError::Config(format!(
             "the driver of {iface} has no native XDP mode ({msg}); \
-             use attach = \"generic\" (or \"auto\")"
+             set io.af_xdp.mode to generic (or auto)"
         )),
         _ => IoError::Config(format!(
             "attaching the XDP program to {iface} failed: {msg}"
