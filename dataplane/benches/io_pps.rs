@@ -511,14 +511,21 @@ mod xdp {
     /// Offset of the TCP checksum in a frame.
     const CSUM_AT: usize = 14 + 20 + 16;
 
-    /// A veth pair in a fresh namespace, entered, with GRO on `peer0`: a
-    /// veth takes frames an XDP program transmits (XDP_TX on `io0`) only
-    /// when its peer runs NAPI.
+    /// A veth pair in a fresh namespace, entered, with the pass-everything
+    /// XDP program on `peer0`: a veth takes frames an XDP program transmits
+    /// (XDP_TX on `io0`) only when its peer runs NAPI (GRO would turn it on
+    /// too, but merges the relayed segments).
     fn veth_pair() -> (Netns, u32, [u8; 6], [u8; 6]) {
         let ns = Netns::new("bpk-xd").no_ipv6();
         ns.veth("io0", &ns, "peer0");
-        let out = ns.exec(&["ethtool", "-K", "peer0", "gro", "on"]);
-        assert!(out.status.success(), "ethtool -K peer0 gro on: {out:?}");
+        let obj = std::env::temp_dir().join(format!("{}.bpf.o", ns.name));
+        std::fs::write(&obj, dataplane::io::af_xdp::program::pass_program_object()).unwrap();
+        let obj_s = obj.to_string_lossy().to_string();
+        let out = ns.exec(&[
+            "ip", "link", "set", "dev", "peer0", "xdpdrv", "obj", &obj_s, "sec", "xdp",
+        ]);
+        let _ = std::fs::remove_file(&obj);
+        assert!(out.status.success(), "the pass program on peer0: {out:?}");
         ns.enter();
         let name = std::ffi::CString::new("io0").unwrap();
         // SAFETY: a valid NUL-terminated name.

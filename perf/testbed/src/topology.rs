@@ -286,6 +286,11 @@ impl Bed {
             "ethtool",
             &["-K", SWITCH_DATA_PEER, "gro", "off"],
         )?;
+        // Whatever an earlier switch of this bed left there goes first.
+        netns::ip(
+            &self.hub,
+            &["link", "set", "dev", SWITCH_DATA_PEER, "xdp", "off"],
+        )?;
         if peer_napi {
             let obj = self.peer_napi_program()?;
             let obj = obj.to_string_lossy();

@@ -1,6 +1,7 @@
-//! Operations: a reload under load fails no request, and every connection
+//! Operations: a reload under load fails no request, every connection
 //! entry is freed again, whether it ended with FIN or RST (over AF_XDP, its
-//! flow in the kernel's fast path too).
+//! flow in the kernel's fast path too), and a switch that stops or dies
+//! leaves nothing attached to its interface.
 
 use std::io::Write;
 use std::time::Duration;
@@ -13,7 +14,8 @@ use testbed::wrk::WrkRun;
 
 testbed::both_backends!(
     reload_under_load_fails_nothing,
-    fin_and_rst_free_every_entry
+    fin_and_rst_free_every_entry,
+    a_stopped_or_killed_switch_leaves_nothing_attached,
 );
 
 fn reload_under_load_fails_nothing(io: BatonIo) {
@@ -124,4 +126,39 @@ fn rst_close(s: std::net::TcpStream) {
         );
     }
     drop(s);
+}
+
+/// The data interface carries no XDP program once the switch has stopped
+/// (SIGTERM) or died (SIGKILL: the kernel detaches a program attached
+/// through a BPF link when its last holder goes), and a switch started
+/// after a crash attaches and serves at once. Over AF_PACKET and DPDK the
+/// interface never carries one.
+fn a_stopped_or_killed_switch_leaves_nothing_attached(io: BatonIo) {
+    use testbed::topology::DATA_IF;
+    let mut sys = Running::up(io).expect("system up");
+    let ns = sys.bed.switch().unwrap().ns.clone();
+    let attached = || testbed::xdp::attached(&ns, DATA_IF).expect("bpftool");
+    assert_eq!(
+        attached().is_some(),
+        matches!(io, BatonIo::AfXdp { .. }),
+        "an XDP program on {DATA_IF} exactly when the switch runs over AF_XDP"
+    );
+    // A graceful stop, then a crash, each followed by a new switch.
+    for sig in [libc::SIGTERM, libc::SIGKILL] {
+        assert_eq!(sys.get(OBJ_1K.path).expect("served").status, 200);
+        let mut old = sys.stack.switch.take().expect("the switch runs");
+        if sig == libc::SIGTERM {
+            old.stop(Duration::from_secs(15));
+        } else {
+            old.kill_now();
+        }
+        sys.wait_until(
+            "the XDP program to be detached",
+            Duration::from_secs(5),
+            || Ok(attached().is_none()),
+        )
+        .unwrap_or_else(|e| panic!("after signal {sig}: {e}: {:?}", attached()));
+        testbed::attack::restart::start_switch(&mut sys, io).expect("a new switch starts");
+    }
+    assert_eq!(sys.get(OBJ_1K.path).expect("served").status, 200);
 }

@@ -57,6 +57,13 @@ pub fn restart_switch(sys: &mut Running, io: BatonIo) -> Result<Duration> {
     if let Some(mut old) = sys.stack.switch.take() {
         old.stop(Duration::from_secs(15));
     }
+    start_switch(sys, io)?;
+    Ok(t.elapsed())
+}
+
+/// Starts a switch on the running system's profile in place of one that
+/// stopped or died; returns when its admin endpoint answers.
+pub fn start_switch(sys: &mut Running, io: BatonIo) -> Result<()> {
     let bin = baton::find_bin("baton")?;
     let env = baton::switch_env(&sys.bed);
     let env_ref: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
@@ -72,7 +79,7 @@ pub fn restart_switch(sys: &mut Running, io: BatonIo) -> Result<Duration> {
     )?;
     p.wait_tcp(addr::switch_metrics(), Duration::from_secs(30))?;
     sys.stack.switch = Some(p);
-    Ok(t.elapsed())
+    Ok(())
 }
 
 /// Runs the restarts against a system started with [`profile_yaml`].
