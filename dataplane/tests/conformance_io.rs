@@ -720,44 +720,11 @@ fn afpacket_frame_size_must_hold_the_mtu() {
     assert!(qs[0].monitor().link().up);
 }
 
-/// Drops CAP_NET_RAW from the calling thread's effective set (capabilities
-/// are per thread in Linux).
-fn drop_net_raw_on_this_thread() {
-    #[repr(C)]
-    struct Header {
-        version: u32,
-        pid: i32,
-    }
-    #[repr(C)]
-    #[derive(Clone, Copy, Default)]
-    struct Data {
-        effective: u32,
-        permitted: u32,
-        inheritable: u32,
-    }
-    const VERSION_3: u32 = 0x2008_0522;
-    const CAP_NET_RAW: u32 = 13;
-    let mut hdr = Header {
-        version: VERSION_3,
-        pid: 0,
-    };
-    let mut data = [Data::default(); 2];
-    // SAFETY: capget/capset with a valid header and two data words.
-    unsafe {
-        assert_eq!(
-            libc::syscall(libc::SYS_capget, &mut hdr, data.as_mut_ptr()),
-            0
-        );
-        data[0].effective &= !(1 << CAP_NET_RAW);
-        assert_eq!(libc::syscall(libc::SYS_capset, &mut hdr, data.as_ptr()), 0);
-    }
-}
-
 #[test]
 fn afpacket_without_cap_net_raw_is_a_permission_error() {
     require_root();
     let e = std::thread::spawn(|| {
-        drop_net_raw_on_this_thread();
+        testkit::caps::drop_effective(&[testkit::caps::NET_RAW]);
         open(&IoConfig::AfPacket(AfPacketConfig::new("lo")), 1).err()
     })
     .join()

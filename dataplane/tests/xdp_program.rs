@@ -593,38 +593,6 @@ fn child(bed: &Bed, mode: &str) -> Command {
     c
 }
 
-/// Removes `caps` from the calling thread's effective set.
-fn drop_caps(caps: &[u32]) {
-    #[repr(C)]
-    struct Header {
-        version: u32,
-        pid: i32,
-    }
-    #[repr(C)]
-    #[derive(Clone, Copy, Default)]
-    struct Data {
-        effective: u32,
-        permitted: u32,
-        inheritable: u32,
-    }
-    let mut hdr = Header {
-        version: 0x2008_0522, // _LINUX_CAPABILITY_VERSION_3
-        pid: 0,
-    };
-    let mut data = [Data::default(); 2];
-    // SAFETY: capget/capset with a v3 header and two data words.
-    unsafe {
-        assert_eq!(
-            libc::syscall(libc::SYS_capget, &mut hdr, data.as_mut_ptr()),
-            0
-        );
-        for &c in caps {
-            data[(c / 32) as usize].effective &= !(1 << (c % 32));
-        }
-        assert_eq!(libc::syscall(libc::SYS_capset, &mut hdr, data.as_ptr()), 0);
-    }
-}
-
 #[test]
 fn refuses_an_interface_with_another_program() {
     let bed = Bed::new();
@@ -741,7 +709,12 @@ fn child_process() {
             }
         }
         "nocaps" => {
-            drop_caps(&[21, 12, 39, 38]); // SYS_ADMIN, NET_ADMIN, BPF, PERFMON
+            testkit::caps::drop_effective(&[
+                testkit::caps::SYS_ADMIN,
+                testkit::caps::NET_ADMIN,
+                testkit::caps::BPF,
+                testkit::caps::PERFMON,
+            ]);
             match XdpProgram::attach(&cfg, ifindex, 1, SWITCH_MAC) {
                 Ok(_) => println!("{CHILD_ERROR}none: attached"),
                 Err(e) => println!("{CHILD_ERROR}{e:?} / {e}"),

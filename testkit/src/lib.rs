@@ -20,6 +20,7 @@
 //! * [`tcp_state`]: `handoff_proto::TcpState` fixtures.
 //! * [`temp_dir`]: a scratch directory removed on drop.
 
+pub mod caps;
 pub mod dpdk;
 pub mod fake_agent;
 pub mod http;

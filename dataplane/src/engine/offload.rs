@@ -85,16 +85,7 @@ impl<B: PacketBuf, F: Forwarder> Engine<B, F> {
     /// Takes entry `i`'s flow back from the fast path, if it was offered
     /// (called by `forget_entry` before the slot is freed).
     pub(crate) fn offload_remove(&mut self, i: u32) {
-        if !matches!(
-            self.table.get(i).slot,
-            Slot::Forwarding {
-                offloaded: true,
-                ..
-            }
-        ) {
-            return;
-        }
-        let Some(key) = self.offload_key(i) else {
+        let Some(key) = self.offloaded_key(i) else {
             return;
         };
         if let Some(o) = self.offload.as_mut() {
@@ -106,19 +97,20 @@ impl<B: PacketBuf, F: Forwarder> Engine<B, F> {
         }
     }
 
+    /// The fast path's key of entry `i` when its flow was offered to it.
+    fn offloaded_key(&self, i: u32) -> Option<OffloadKey> {
+        match self.table.get(i).slot {
+            Slot::Forwarding {
+                offloaded: true, ..
+            } => self.offload_key(i),
+            _ => None,
+        }
+    }
+
     /// Brings entry `i`'s `last_seen` and `rcv_nxt` up to what the fast path
     /// saw (no-op unless the flow is offloaded).
     pub(crate) fn offload_sync(&mut self, i: u32) {
-        if !matches!(
-            self.table.get(i).slot,
-            Slot::Forwarding {
-                offloaded: true,
-                ..
-            }
-        ) {
-            return;
-        }
-        let Some(key) = self.offload_key(i) else {
+        let Some(key) = self.offloaded_key(i) else {
             return;
         };
         let Some(seen) = self.offload.as_mut().and_then(|o| o.read(&key)) else {
