@@ -199,6 +199,9 @@ impl Switch {
         let counters: Vec<Arc<Counters>> = counters.into_iter().map(|(_, c)| c).collect();
         metrics.set_workers(counters.clone());
         if let Some(m) = monitor {
+            for note in m.notes() {
+                tracing::warn!(port = %m.name(), "{note}");
+            }
             metrics.set_port(m);
         }
         tracing::info!(

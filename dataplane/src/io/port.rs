@@ -82,6 +82,11 @@ pub trait PortMonitor: Send + Sync {
     fn fast_path(&self) -> Option<FastPathStats> {
         None
     }
+    /// What opening the port did that an operator should hear of (e.g. a
+    /// stale XDP program of an earlier run removed), for the start-up log.
+    fn notes(&self) -> Vec<String> {
+        Vec::new()
+    }
 }
 
 /// What an in-kernel fast path (the AF_XDP backend's XDP program) did with

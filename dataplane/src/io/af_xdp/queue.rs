@@ -164,6 +164,14 @@ impl PortMonitor for AfXdpPort {
         }
     }
 
+    fn notes(&self) -> Vec<String> {
+        self.program
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .notes()
+            .to_vec()
+    }
+
     fn fast_path(&self) -> Option<FastPathStats> {
         Some(
             self.program
