@@ -319,6 +319,12 @@ fn measure(backend: &str, o: &Opts) -> Vec<(String, Figure)> {
 
     // rtt: one frame at a time through the backend and back.
     let rtts = round_trips(&mut dut, io_mac, peer_mac, 2000);
+    print_rtts(&rtts);
+    out
+}
+
+/// The `RTT n p50 p99 max` line (µs) of round trips sorted ascending.
+fn print_rtts(rtts: &[f64]) {
     let pct = |p: f64| {
         let i = ((rtts.len() as f64 * p) as usize).min(rtts.len().saturating_sub(1));
         rtts.get(i).copied().unwrap_or(0.0)
@@ -330,7 +336,6 @@ fn measure(backend: &str, o: &Opts) -> Vec<(String, Figure)> {
         pct(0.99),
         pct(1.0)
     );
-    out
 }
 
 /// Round trips of single frames: a raw socket on `peer0` sends one frame,
@@ -728,17 +733,7 @@ mod xdp {
             }
         }
         rtts.sort_by(|a, b| a.total_cmp(b));
-        let pct = |p: f64| {
-            let i = ((rtts.len() as f64 * p) as usize).min(rtts.len().saturating_sub(1));
-            rtts.get(i).copied().unwrap_or(0.0)
-        };
-        println!(
-            "RTT {} {:.1} {:.1} {:.1}",
-            rtts.len(),
-            pct(0.5),
-            pct(0.99),
-            pct(1.0)
-        );
+        print_rtts(&rtts);
         flows.remove(&key);
         out
     }

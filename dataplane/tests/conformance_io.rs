@@ -963,7 +963,6 @@ mod af_xdp {
     fn afxdp_monitor_reports_port() {
         require_root();
         monitor_reports_port(Backend::AfXdp);
-        // The fast path's counters come with the port's.
     }
 
     #[test]

@@ -559,36 +559,31 @@ const RETRIES_MAX: u32 = 100;
 /// worker hold must leave at least half of the pool for receiving and for
 /// the frames the switch sends (AF_PACKET: each worker's pool; AF_XDP: each
 /// worker's UMEM; DPDK: one mempool for every worker).
+/// A worker's own buffers (`field`, `size` of them) must keep half free of
+/// what clients can make it hold.
+fn per_worker_pool(c: &mut Checker, per_worker: u64, field: &str, size: u32) {
+    if per_worker * 2 > u64::from(size) {
+        c.err(
+            "limits.held_packets_per_worker",
+            format!(
+                "a worker may hold {per_worker} packets (min of limits.held_packets_per_worker \
+                 and limits.held_packets x limits.pending_per_worker), more than half of \
+                 {field} ({size})"
+            ),
+        );
+    }
+}
+
 fn check_holds(c: &mut Checker, p: &Profile) {
     let l = &p.limits;
     let per_worker = u64::from(l.held_packets_per_worker)
         .min(u64::from(l.held_packets) * u64::from(l.pending_per_worker));
     match &p.io {
         IoSection::AfPacket(a) => {
-            if per_worker * 2 > u64::from(a.pool_size) {
-                c.err(
-                    "limits.held_packets_per_worker",
-                    format!(
-                        "a worker may hold {per_worker} packets (min of limits.held_packets_per_worker \
-                         and limits.held_packets x limits.pending_per_worker), more than half of \
-                         io.af_packet.pool_size ({})",
-                        a.pool_size
-                    ),
-                );
-            }
+            per_worker_pool(c, per_worker, "io.af_packet.pool_size", a.pool_size)
         }
         IoSection::AfXdp(x) => {
-            if per_worker * 2 > u64::from(x.frame_count) {
-                c.err(
-                    "limits.held_packets_per_worker",
-                    format!(
-                        "a worker may hold {per_worker} packets (min of limits.held_packets_per_worker \
-                         and limits.held_packets x limits.pending_per_worker), more than half of \
-                         io.af_xdp.frame_count ({})",
-                        x.frame_count
-                    ),
-                );
-            }
+            per_worker_pool(c, per_worker, "io.af_xdp.frame_count", x.frame_count)
         }
         IoSection::Dpdk(d) => {
             let all = per_worker * u64::from(p.workers.count);

@@ -10,7 +10,7 @@
 
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use xdpilone::xdp::XdpDesc;
@@ -87,8 +87,9 @@ struct AfXdpPort {
     bind_mode: &'static str,
     /// Each queue's socket (a duplicate, for XDP_STATISTICS) and counters.
     queues: Vec<(OwnedFd, Arc<QueueCounters>, Arc<Umem>)>,
-    /// Detached when the last holder (the monitor) goes.
-    program: Mutex<XdpProgram>,
+    /// Detached when the last holder (the monitor) goes (it locks its own
+    /// state: safe to read from the control plane's thread).
+    program: XdpProgram,
 }
 
 impl PortMonitor for AfXdpPort {
@@ -165,20 +166,11 @@ impl PortMonitor for AfXdpPort {
     }
 
     fn notes(&self) -> Vec<String> {
-        self.program
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .notes()
-            .to_vec()
+        self.program.notes().to_vec()
     }
 
     fn fast_path(&self) -> Option<FastPathStats> {
-        Some(
-            self.program
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .stats(),
-        )
+        Some(self.program.stats())
     }
 }
 
@@ -322,7 +314,7 @@ pub fn open(cfg: &AfXdpConfig, workers: usize) -> Result<Vec<AfXdpQueue>, IoErro
         ctl,
         bind_mode: if zero_copy { "zero-copy" } else { "copy" },
         queues: port_queues,
-        program: Mutex::new(program),
+        program,
     });
     let mut out = Vec::with_capacity(workers);
     for (index, ((p, c), offload)) in parts.into_iter().zip(counters).zip(flows).enumerate() {
@@ -441,21 +433,6 @@ fn open_queue(cfg: &AfXdpConfig, ifindex: u32, q: u32) -> Result<(QueueParts, bo
 }
 
 impl AfXdpQueue {
-    /// The port monitor shared by all queues.
-    pub fn monitor(&self) -> Arc<dyn PortMonitor> {
-        Arc::clone(&self.port) as Arc<dyn PortMonitor>
-    }
-
-    /// The interface's MAC address.
-    pub fn mac(&self) -> [u8; 6] {
-        self.port.mac
-    }
-
-    /// This queue's worker index.
-    pub fn index(&self) -> usize {
-        self.index
-    }
-
     /// Frames sent come back through the completion ring: to the free list.
     fn reap_completions(&mut self) {
         let mut r = self.dev.complete(self.ring_size);
@@ -513,24 +490,19 @@ impl AfXdpQueue {
                     0,
                 )
             };
-            let again =
-                rc < 0 && std::io::Error::last_os_error().raw_os_error() == Some(libc::EAGAIN);
-            if rc >= 0 || !again {
-                if rc < 0 {
-                    match std::io::Error::last_os_error().raw_os_error() {
-                        Some(libc::EBUSY) | Some(libc::ENOBUFS) | Some(libc::EINTR) => {}
-                        _ => {
-                            self.counters.tx_kick_errors.fetch_add(1, Ordering::Relaxed);
-                        }
-                    }
-                    self.tx_unkicked = true;
-                    return;
+            if rc >= 0 {
+                break;
+            }
+            match std::io::Error::last_os_error().raw_os_error() {
+                Some(libc::EAGAIN) if self.tx.pending() > 0 => continue,
+                Some(libc::EAGAIN) => break,
+                Some(libc::EBUSY) | Some(libc::ENOBUFS) | Some(libc::EINTR) => {}
+                _ => {
+                    self.counters.tx_kick_errors.fetch_add(1, Ordering::Relaxed);
                 }
-                break;
             }
-            if self.tx.pending() == 0 {
-                break;
-            }
+            self.tx_unkicked = true;
+            return;
         }
         self.tx_unkicked = self.tx.pending() > 0;
     }
@@ -681,13 +653,13 @@ impl PacketIo for AfXdpQueue {
 
 impl PortQueue for AfXdpQueue {
     fn monitor(&self) -> Arc<dyn PortMonitor> {
-        AfXdpQueue::monitor(self)
+        Arc::clone(&self.port) as Arc<dyn PortMonitor>
     }
     fn mac(&self) -> [u8; 6] {
-        AfXdpQueue::mac(self)
+        self.port.mac
     }
     fn index(&self) -> usize {
-        AfXdpQueue::index(self)
+        self.index
     }
     fn rx_burst_with(&mut self, max: usize, push: impl FnMut(AfXdpBuf)) -> usize {
         AfXdpQueue::rx_burst_with(self, max, push)
