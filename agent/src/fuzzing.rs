@@ -198,6 +198,7 @@ pub fn run(data: &[u8]) -> Reached {
                     // A few switches, so per-sender state is shared and separate.
                     sender: 0xc612_0002 + u32::from(sender % 3),
                     receiver: b.node,
+                    boot: 0,
                     conn_id: u64::from(conn % 8) + 1,
                     msg_seq: seq,
                     timestamp_ms: (WALL0 + b.ticks)

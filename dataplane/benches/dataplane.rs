@@ -247,6 +247,7 @@ fn bench_new_connections(conns: u64) {
             flags: 0,
             sender: handoff_proto::node_id(ip(0, 11)),
             receiver: handoff_proto::node_id(ip(0, 2)),
+            boot: 0,
             conn_id: cid,
             msg_seq: *seq,
             timestamp_ms: shared.epoch_unix_ms + now / 1_000_000,

@@ -276,6 +276,7 @@ pub fn run(data: &[u8]) -> crate::counters::Snapshot {
                     flags: 0,
                     sender: handoff_proto::node_id(ip(b)),
                     receiver: handoff_proto::node_id(ip(2)),
+                    boot: 0,
                     conn_id: if k & 0x20 != 0 { cid ^ 1 } else { cid },
                     msg_seq: agent_seq,
                     timestamp_ms: shared.epoch_unix_ms + now / 1_000_000,

@@ -36,6 +36,7 @@ fn load_from(bed: &Bed, claimed: u32, key: &Key) -> Vec<u8> {
         flags: 0,
         sender: handoff_proto::node_id(backend_ip(claimed)),
         receiver: handoff_proto::node_id(switch_ip()),
+        boot: 0,
         conn_id: 0,
         msg_seq: 1 << 41,
         timestamp_ms: bed.shared.epoch_unix_ms + bed.now / 1_000_000,

@@ -51,6 +51,7 @@ fuzz_target!(|data: &[u8]| {
             let h = Header {
                 conn_id: 1,
                 receiver: AGENT,
+                boot: 0,
                 ..Header::default()
             };
             seal(&h, &body, &key(), &mut out);

@@ -25,6 +25,7 @@ fn header(conn_id: u64, msg_seq: u64) -> Header {
         flags: 0,
         sender: SWITCH,
         receiver: AGENT,
+        boot: 0,
         conn_id,
         msg_seq,
         timestamp_ms: NOW_MS,

@@ -11,6 +11,7 @@ use crate::header::{
     VERSION,
 };
 use crate::reasons::NackReason;
+use crate::recovery::{Flows, Hello, Lookup};
 use crate::wire::Writer;
 
 /// A frame body, one variant per opcode.
@@ -28,6 +29,12 @@ pub enum Body<'a> {
     Abort(Abort),
     /// LOAD.
     Load(Load),
+    /// HELLO.
+    Hello(Hello),
+    /// FLOWS.
+    Flows(Flows<'a>),
+    /// LOOKUP.
+    Lookup(Lookup<'a>),
 }
 
 impl<'a> Body<'a> {
@@ -40,6 +47,9 @@ impl<'a> Body<'a> {
             Body::Close(_) => Opcode::Close,
             Body::Abort(_) => Opcode::Abort,
             Body::Load(_) => Opcode::Load,
+            Body::Hello(_) => Opcode::Hello,
+            Body::Flows(_) => Opcode::Flows,
+            Body::Lookup(_) => Opcode::Lookup,
         }
     }
 
@@ -52,6 +62,9 @@ impl<'a> Body<'a> {
             Body::Close(_) => Close::LEN,
             Body::Abort(_) => Abort::LEN,
             Body::Load(_) => Load::LEN,
+            Body::Hello(_) => Hello::LEN,
+            Body::Flows(f) => f.encoded_len(),
+            Body::Lookup(l) => l.encoded_len(),
         }
     }
 
@@ -63,6 +76,9 @@ impl<'a> Body<'a> {
             Body::Close(c) => c.encode(w),
             Body::Abort(a) => a.encode(w),
             Body::Load(l) => l.encode(w),
+            Body::Hello(h) => h.encode(w),
+            Body::Flows(f) => f.encode(w),
+            Body::Lookup(l) => l.encode(w),
         }
     }
 
@@ -75,6 +91,9 @@ impl<'a> Body<'a> {
             Opcode::Close => Body::Close(Close::decode(body)?),
             Opcode::Abort => Body::Abort(Abort::decode(body)?),
             Opcode::Load => Body::Load(Load::decode(body)?),
+            Opcode::Hello => Body::Hello(Hello::decode(body)?),
+            Opcode::Flows => Body::Flows(Flows::decode(body)?),
+            Opcode::Lookup => Body::Lookup(Lookup::decode(body)?),
         })
     }
 }
@@ -95,12 +114,13 @@ pub struct Frame<'a> {
 impl Header {
     /// The header of a reply to a frame with this header: sender and receiver
     /// swapped, same connection id, no flags, and the replier's own sequence
-    /// number and clock.
+    /// number and clock (and no boot: set it if the replier has one).
     pub fn reply(&self, msg_seq: u64, timestamp_ms: u64) -> Header {
         Header {
             flags: 0,
             sender: self.receiver,
             receiver: self.sender,
+            boot: 0,
             conn_id: self.conn_id,
             msg_seq,
             timestamp_ms,
@@ -122,6 +142,9 @@ impl core::fmt::Display for Frame<'_> {
             h.sender,
             h.receiver
         )?;
+        if h.boot != 0 {
+            write!(f, " boot={:#010x}", h.boot)?;
+        }
         match &self.body {
             Body::Create(c) => {
                 write!(f, " bytes {}+{}/{}", c.offset, c.data.len(), c.total_len)?;
@@ -147,6 +170,19 @@ impl core::fmt::Display for Frame<'_> {
                 " active={} adopted/s={} capacity={} interval={}ms",
                 l.active_conns, l.adopted_per_sec, l.capacity_hint, l.interval_ms
             ),
+            Body::Hello(h) => write!(f, " interval={}ms flags={:#x}", h.interval_ms, h.flags),
+            Body::Flows(fl) => {
+                write!(f, " flags={:#x} records={}", fl.flags, fl.records.len())?;
+                fl.records
+                    .iter()
+                    .try_for_each(|r| write!(f, " [{:#x} {} -> {}]", r.conn_id, r.client, r.vip))
+            }
+            Body::Lookup(l) => {
+                write!(f, " records={}", l.records.len())?;
+                l.records
+                    .iter()
+                    .try_for_each(|r| write!(f, " [{} -> {}]", r.client, r.vip))
+            }
         }
     }
 }
@@ -178,7 +214,7 @@ pub fn seal(header: &Header, body: &Body<'_>, key: &Key, out: &mut [u8]) -> usiz
     w.u32(key.id());
     w.u32(header.sender);
     w.u32(header.receiver);
-    w.u32(0);
+    w.u32(header.boot);
     w.u64(header.conn_id);
     w.u64(header.msg_seq);
     w.u64(header.timestamp_ms);

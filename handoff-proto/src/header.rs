@@ -4,7 +4,7 @@
 //! ```text
 //!  0      2   3   4      6      8          12         16         20         24
 //!  +------+---+---+------+------+----------+----------+----------+----------+
-//!  |magic |ver|op | flags| blen |  key_id  |  sender  | receiver | reserved |
+//!  |magic |ver|op | flags| blen |  key_id  |  sender  | receiver |   boot   |
 //!  +------+---+---+------+------+----------+----------+----------+----------+
 //!  24                  32                  40                  48
 //!  +-------------------+-------------------+-------------------+
@@ -53,7 +53,7 @@ pub(crate) mod field {
     pub const KEY_ID: usize = 8;
     pub const SENDER: usize = 12;
     pub const RECEIVER: usize = 16;
-    pub const RESERVED: usize = 20;
+    pub const BOOT: usize = 20;
     pub const CONN_ID: usize = 24;
     pub const MSG_SEQ: usize = 32;
     pub const TIMESTAMP: usize = 40;
@@ -89,17 +89,26 @@ pub enum Opcode {
     Abort = 5,
     /// Agent → switch, periodic: load report and liveness.
     Load = 6,
+    /// Switch → agent, periodic: the switch's boot and liveness.
+    Hello = 7,
+    /// Agent → switch: live connections (after a new switch boot, or answering LOOKUP).
+    Flows = 8,
+    /// Switch → agent: who holds these flows?
+    Lookup = 9,
 }
 
 impl Opcode {
     /// Every opcode of version 1.
-    pub const ALL: [Opcode; 6] = [
+    pub const ALL: [Opcode; 9] = [
         Opcode::Create,
         Opcode::Ack,
         Opcode::Nack,
         Opcode::Close,
         Opcode::Abort,
         Opcode::Load,
+        Opcode::Hello,
+        Opcode::Flows,
+        Opcode::Lookup,
     ];
 
     /// The opcode for a wire value, `None` for values version 1 does not define.
@@ -116,6 +125,9 @@ impl Opcode {
             Opcode::Close => "CLOSE",
             Opcode::Abort => "ABORT",
             Opcode::Load => "LOAD",
+            Opcode::Hello => "HELLO",
+            Opcode::Flows => "FLOWS",
+            Opcode::Lookup => "LOOKUP",
         }
     }
 }
@@ -136,6 +148,9 @@ pub struct Header {
     pub sender: u32,
     /// Node id of the receiver the frame is meant for.
     pub receiver: u32,
+    /// The sender's boot identity (spec §4.2): random and non-zero per start
+    /// of the sender's process; 0 when the sender does not report one.
+    pub boot: u32,
     /// The connection this frame is about (0 for LOAD).
     pub conn_id: u64,
     /// Per-sender message sequence number, fresh for every frame sent
@@ -231,9 +246,9 @@ impl<'a> FrameView<'a> {
         self.be32(field::RECEIVER)
     }
 
-    /// The reserved word (zero from version-1 senders; ignored).
-    pub fn reserved(&self) -> u32 {
-        self.be32(field::RESERVED)
+    /// The sender's boot identity (0: not reported).
+    pub fn boot(&self) -> u32 {
+        self.be32(field::BOOT)
     }
 
     /// The connection id.
@@ -267,6 +282,7 @@ impl<'a> FrameView<'a> {
             flags: self.flags(),
             sender: self.sender(),
             receiver: self.receiver(),
+            boot: self.boot(),
             conn_id: self.conn_id(),
             msg_seq: self.msg_seq(),
             timestamp_ms: self.timestamp_ms(),
@@ -286,7 +302,7 @@ mod tests {
         0x00, 0x00, 0x00, 0x07,                         // key_id
         0xc6, 0x12, 0x00, 0x0b,                         // sender
         0xc6, 0x12, 0x00, 0x02,                         // receiver
-        0x00, 0x00, 0x00, 0x00,                         // reserved
+        0x00, 0x00, 0x00, 0x00,                         // boot
         0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x2a, // conn_id
         0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x05, // msg_seq
         0x00, 0x00, 0x01, 0xa3, 0x18, 0x5c, 0x50, 0x00, // timestamp_ms
@@ -303,6 +319,7 @@ mod tests {
             flags: flags::DUPLICATE,
             sender: 0xc612_000b,
             receiver: 0xc612_0002,
+            boot: 0,
             conn_id: 42,
             msg_seq: 5,
             timestamp_ms: 1_800_000_000_000,
@@ -318,12 +335,7 @@ mod tests {
         assert!(rest.is_empty());
         assert_eq!((view.version(), view.opcode_raw(), view.flags()), (1, 2, 2));
         assert_eq!(
-            (
-                view.key_id(),
-                view.sender(),
-                view.receiver(),
-                view.reserved()
-            ),
+            (view.key_id(), view.sender(), view.receiver(), view.boot()),
             (7, 0xc612_000b, 0xc612_0002, 0)
         );
         assert_eq!(

@@ -24,7 +24,7 @@
 //! let seq = SeqCounter::starting_at(1);
 //! let mut buf = [0u8; MAX_FRAME_LEN_V4];
 //! for i in 0..split.fragment_count() {
-//!     let hdr = Header { flags: 0, sender: 0xc612_0002, receiver: 0xc612_000b, conn_id: 42,
+//!     let hdr = Header { flags: 0, sender: 0xc612_0002, receiver: 0xc612_000b, boot: 0, conn_id: 42,
 //!                        msg_seq: seq.next(), timestamp_ms: 1_800_000_000_000 };
 //!     let len = split.write(i, &hdr, &key, &mut buf);
 //!     // send &buf[..len] over UDP to the agent …
@@ -54,6 +54,7 @@ mod header;
 mod node;
 mod reasons;
 mod reassembly;
+mod recovery;
 mod replay;
 mod split;
 mod wire;
@@ -77,6 +78,7 @@ pub use header::{
 pub use node::{initial_msg_seq, node_id, SeqCounter};
 pub use reasons::{AbortReason, CloseReason, NackReason};
 pub use reassembly::{Assembled, Reassembler, ReassemblyConfig, ReassemblyError, MAX_RANGES};
+pub use recovery::{FlowRecord, Flows, Hello, Lookup, Records};
 pub use replay::{
     Now, ReplayError, ReplayGuard, ReplayGuards, DEFAULT_MAX_SKEW_MS, NOT_BEFORE_SLACK_MS,
     REPLAY_WINDOW,

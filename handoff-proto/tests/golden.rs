@@ -117,7 +117,69 @@ fn fixtures() -> Vec<(&'static str, Vec<u8>)> {
             &key(),
         ),
     ));
+
+    // A.8 – A.10: state recovery. The switch's boot is 0x5eed0001, the agent's
+    // 0xa9e70001.
+    let mut h = header(0, seq0 + 10);
+    h.boot = SWITCH_BOOT;
+    out.push((
+        "hello",
+        seal_vec(
+            &h,
+            &Body::Hello(Hello {
+                interval_ms: 1000,
+                flags: 0,
+            }),
+            &key(),
+        ),
+    ));
+    let mut r = reply_header(0, 0x0000_1a2b_3c4d_5e73);
+    r.boot = AGENT_BOOT;
+    out.push((
+        "flows",
+        seal_vec(
+            &r,
+            &Body::Flows(Flows {
+                flags: Flows::LAST,
+                records: Records::List(&recovery_records()),
+            }),
+            &key(),
+        ),
+    ));
+    let mut h = header(0, seq0 + 11);
+    h.boot = SWITCH_BOOT;
+    let mut asked = recovery_records();
+    asked.iter_mut().for_each(|r| r.conn_id = 0);
+    out.push((
+        "lookup",
+        seal_vec(
+            &h,
+            &Body::Lookup(Lookup {
+                records: Records::List(&asked[..1]),
+            }),
+            &key(),
+        ),
+    ));
     out
+}
+
+const SWITCH_BOOT: u32 = 0x5eed_0001;
+const AGENT_BOOT: u32 = 0xa9e7_0001;
+
+/// The connections of §10 and A.1, as FLOWS lists them.
+fn recovery_records() -> [FlowRecord; 2] {
+    [
+        FlowRecord {
+            conn_id: EXAMPLE_CONN,
+            client: "198.18.0.101:40000".parse().unwrap(),
+            vip: "198.18.0.10:80".parse().unwrap(),
+        },
+        FlowRecord {
+            conn_id: EXAMPLE_CONN + 1,
+            client: "[2001:db8::101]:40000".parse().unwrap(),
+            vip: "[2001:db8::10]:443".parse().unwrap(),
+        },
+    ]
 }
 
 /// Extracts the bytes of the spec's ```` ```hex fixture=NAME ```` block:

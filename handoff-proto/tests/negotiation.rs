@@ -65,7 +65,7 @@ fn version_zero_and_bad_magic_are_rejected_before_auth() {
 
 #[test]
 fn unknown_opcode_is_rejected() {
-    for op in [0u8, 7, 0x80, 0xff] {
+    for op in [0u8, 10, 0x80, 0xff] {
         let mut f = ack_frame();
         f[OPCODE_OFFSET] = op;
         key().sign_in_place(&mut f);

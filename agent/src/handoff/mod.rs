@@ -374,6 +374,7 @@ impl Core {
             flags,
             sender: self.local_node,
             receiver,
+            boot: 0,
             conn_id,
             msg_seq: self.seq.next(),
             timestamp_ms: self.stamp(),

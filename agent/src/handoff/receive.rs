@@ -96,8 +96,9 @@ impl Core {
                 }
             }
             Body::Abort(a) => self.abort(a, &h, from),
+            Body::Hello(_) | Body::Lookup(_) => {}
             Body::Ack(a) => self.acked(a.echo_seq, key),
-            Body::Nack(_) | Body::Close(_) | Body::Load(_) => {
+            Body::Nack(_) | Body::Close(_) | Body::Load(_) | Body::Flows(_) => {
                 self.drop_frame("unexpected_opcode", from)
             }
         }

@@ -215,6 +215,7 @@ impl Bed {
             flags: 0,
             sender: sender.unwrap_or(self.switch_node),
             receiver: self.agent_node,
+            boot: 0,
             conn_id,
             msg_seq: self.seq,
             timestamp_ms: self.wall().saturating_add_signed(skew_ms),

@@ -362,6 +362,7 @@ impl<B: PacketBuf, F: Forwarder> Engine<B, F> {
                 },
                 sender: self.node,
                 receiver,
+                boot: 0,
                 conn_id: cid,
                 msg_seq,
                 timestamp_ms: self.unix_ms(),
@@ -421,6 +422,7 @@ impl<B: PacketBuf, F: Forwarder> Engine<B, F> {
             flags: 0,
             sender: self.node,
             receiver: handoff_proto::node_id(to.ip()),
+            boot: 0,
             conn_id: cid,
             msg_seq: self.shared.thop_seq.next(),
             timestamp_ms: self.unix_ms(),
@@ -658,9 +660,11 @@ impl<B: PacketBuf, F: Forwarder> Engine<B, F> {
                 }
                 return;
             }
-            Body::Create(_) | Body::Abort(_) => {
-                return self.counters.count_drop(DropReason::Ignored)
-            }
+            Body::Create(_)
+            | Body::Abort(_)
+            | Body::Hello(_)
+            | Body::Lookup(_)
+            | Body::Flows(_) => return self.counters.count_drop(DropReason::Ignored),
         };
         let Some(token) = self.ids.token_of(h.conn_id) else {
             return self.counters.count_drop(DropReason::ThopStale);
