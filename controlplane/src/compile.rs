@@ -4,7 +4,7 @@
 
 use std::net::IpAddr;
 
-use dataplane::config::{Service, SynCookieMode, TcpOptionsConfig, ThopConfig};
+use dataplane::config::{RecoveryConfig, Service, SynCookieMode, TcpOptionsConfig, ThopConfig};
 use dataplane::io::{
     AfPacketConfig, AfPacketRing, AfXdpConfig, DpdkConfig, DpdkPort, FastPath, IoConfig, PollMode,
     XdpAttach, XdpBind,
@@ -234,6 +234,14 @@ pub fn worker_config(p: &Profile, port_mac: [u8; 6]) -> Result<WorkerConfig, Com
         syncookie_threshold: ((table as f64) * p.tuning.syn_cookies.threshold).max(1.0) as usize,
         burst: p.tuning.burst_size as usize,
         poll: poll_mode(p),
+        recovery: RecoveryConfig {
+            enabled: p.recovery.enabled,
+            hello_interval: p.recovery.hello_interval.0,
+            lookup_timeout: p.recovery.lookup_timeout.0,
+            lookup_tries: p.recovery.lookup_tries,
+            lookups_per_sec: p.recovery.lookups_per_second,
+            max_pending: p.recovery.max_pending_lookups as usize,
+        },
         static_macs: p
             .backends
             .iter()

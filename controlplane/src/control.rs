@@ -114,6 +114,9 @@ pub struct ControlPlane {
     unsent: Vec<usize>,
     /// Header buffers from sampled local decisions, to hand back.
     recycle: Vec<(u16, Vec<u8>)>,
+    /// Workers that have not been sent the current agent list (flow
+    /// recovery); all of them at start and after a reload.
+    agents_unsent: Vec<usize>,
     /// `baton_dispatch_decision_place_total{place}`: worker, control.
     place_worker: prometheus::IntCounter,
     place_control: prometheus::IntCounter,
@@ -179,6 +182,7 @@ impl ControlPlane {
             routing_changed: false,
             unsent: Vec::new(),
             recycle: Vec::new(),
+            agents_unsent: vec![usize::MAX],
             place_worker,
             place_control,
             profile: Arc::new(profile),
@@ -300,8 +304,45 @@ impl ControlPlane {
                 .any(|(b, &(u, w))| b.usable(now) != u || b.weight != w)
     }
 
+    /// The agents of every backend, as workers need them for flow recovery.
+    fn agent_peers(&self) -> Arc<Vec<dataplane::config::AgentPeer>> {
+        Arc::new(
+            self.registry
+                .all()
+                .iter()
+                .map(|b| dataplane::config::AgentPeer {
+                    backend: b.target.id,
+                    ip: b.target.ip,
+                    mac: b.target.mac,
+                    thop: b.target.thop,
+                })
+                .collect(),
+        )
+    }
+
+    /// Sends the agent list to the workers that lack the current one.
+    fn publish_agents(&mut self, q: &ControlQueues) {
+        if self.agents_unsent.is_empty() {
+            return;
+        }
+        if self.agents_unsent == [usize::MAX] {
+            self.agents_unsent = (0..q.commands.len()).collect();
+        }
+        let agents = self.agent_peers();
+        self.agents_unsent.retain(|&w| {
+            match q.commands[w].try_send(WorkerCommand::Agents(agents.clone())) {
+                Ok(()) => {
+                    q.doorbells[w].ring();
+                    false
+                }
+                Err(e) => e.is_full(),
+            }
+        });
+    }
+
     /// Sends a changed snapshot to every worker (and what is left to send).
     fn publish(&mut self, q: &ControlQueues) {
+        self.publish_agents(q);
         if !self.local {
             return;
         }
@@ -584,6 +625,21 @@ impl ControlPlane {
                 vip,
                 header,
             } => self.on_local_decision(worker, pool, member, backend, (client, vip), header),
+            WorkerEvent::AgentRestarted { node, old, new } => {
+                let name = self
+                    .registry
+                    .all()
+                    .iter()
+                    .find(|b| handoff_proto::node_id(b.target.thop.ip()) == node)
+                    .map_or_else(|| format!("node {node:#010x}"), |b| b.name.clone());
+                tracing::warn!(backend = %name, old_boot = format_args!("{old:#010x}"),
+                    new_boot = format_args!("{new:#010x}"),
+                    "agent restarted: its connections are gone, freeing their entries");
+                self.metrics
+                    .agent_restarts
+                    .with_label_values(&[name.as_str()])
+                    .inc();
+            }
             WorkerEvent::Load { sender, report, .. } => {
                 let matched = self.registry.on_load(sender, report, now);
                 self.metrics
@@ -739,6 +795,7 @@ impl ControlPlane {
         self.sync_checkers();
         // Routing and pools changed: the next publish builds a new snapshot.
         self.routing_changed = true;
+        self.agents_unsent = vec![usize::MAX];
         let generation = self.generation.fetch_add(1, Ordering::SeqCst) + 1;
         self.metrics.config_generation.set(generation as i64);
         self.metrics.reloads.with_label_values(&["success"]).inc();
@@ -984,6 +1041,9 @@ pub fn restart_sections(old: &Profile, new: &Profile) -> Vec<&'static str> {
     }
     if old.thop != new.thop || crate::compile::thop_peers(old) != crate::compile::thop_peers(new) {
         out.push("thop");
+    }
+    if old.recovery != new.recovery {
+        out.push("recovery");
     }
     if old.admin != new.admin {
         out.push("admin");

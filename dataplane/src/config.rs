@@ -88,6 +88,51 @@ impl Default for ThopConfig {
     }
 }
 
+/// Recovering FORWARDING flows from the agents (`docs/thop.md` §9.4).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RecoveryConfig {
+    /// Look unknown flows up and install what the agents report; off: a
+    /// segment of an unknown flow is dropped (`no_flow`) as it always was.
+    pub enabled: bool,
+    /// HELLO to every agent at start and this often.
+    pub hello_interval: Duration,
+    /// Wait for an answer to a LOOKUP this long before asking again.
+    pub lookup_timeout: Duration,
+    /// LOOKUPs sent for one flow before its segments are dropped.
+    pub lookup_tries: u32,
+    /// New lookups a worker starts per second (a burst of as many is allowed).
+    pub lookups_per_sec: u32,
+    /// Lookups one worker has outstanding at once.
+    pub max_pending: usize,
+}
+
+impl Default for RecoveryConfig {
+    fn default() -> Self {
+        RecoveryConfig {
+            enabled: true,
+            hello_interval: Duration::from_secs(1),
+            lookup_timeout: Duration::from_millis(50),
+            lookup_tries: 3,
+            lookups_per_sec: 2000,
+            max_pending: 1024,
+        }
+    }
+}
+
+/// An agent the switch may have handed connections to: what recovery needs
+/// to say HELLO to it and to install the flows it reports.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AgentPeer {
+    /// The backend the agent serves.
+    pub backend: u32,
+    /// The backend's data address (FORWARDING frames go to its MAC).
+    pub ip: IpAddr,
+    /// Its MAC when known in advance.
+    pub mac: Option<[u8; 6]>,
+    /// The agent's THOP address.
+    pub thop: SocketAddr,
+}
+
 /// Everything one worker needs; identical for all workers of a switch.
 #[derive(Debug, Clone)]
 pub struct WorkerConfig {
@@ -185,9 +230,11 @@ pub struct WorkerConfig {
     /// Secret for ISNs, SYN cookies and table hashing. Every worker of one
     /// switch gets the same one.
     pub secret: [u8; 16],
-    /// Random per start of the switch: part of every THOP connection id, so
-    /// a restarted switch never reuses its predecessor's ids.
-    pub boot_id: u8,
+    /// Random and non-zero per start of the switch: the `boot` of every THOP
+    /// frame it sends, and (its low byte) part of every connection id, so a
+    /// restarted switch never reuses its predecessor's ids.
+    pub boot: u32,
+    pub recovery: RecoveryConfig,
 }
 
 impl Default for WorkerConfig {
@@ -236,7 +283,8 @@ impl Default for WorkerConfig {
             arp_timeout: Duration::from_secs(120),
             gratuitous_arp: true,
             secret: random_secret(),
-            boot_id: crate::connid::random_boot(),
+            boot: crate::connid::random_boot(),
+            recovery: RecoveryConfig::default(),
         }
     }
 }

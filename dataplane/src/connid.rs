@@ -82,9 +82,10 @@ impl IdLayout {
     }
 }
 
-/// A random boot part for a new switch instance.
-pub fn random_boot() -> u8 {
-    crate::entropy::random_secret()[0]
+/// A random, non-zero boot identity for a new switch instance.
+pub fn random_boot() -> u32 {
+    let b = crate::entropy::random_secret();
+    u32::from_le_bytes([b[0], b[1], b[2], b[3]]).max(1)
 }
 
 #[cfg(test)]

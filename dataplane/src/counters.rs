@@ -94,6 +94,15 @@ reasons! {
         /// ARP naming a different MAC for a backend without the switch
         /// having asked (gratuitous, unsolicited or late reply): not taken.
         ArpUnsolicited => "arp_unsolicited",
+        /// Segment of an unknown flow whose lookup is running, not held
+        /// (one is held per flow; the worker's `held_capacity` is spent).
+        Recovering => "recovering",
+        /// Segment of an unknown flow not looked up: the worker's lookup
+        /// rate or outstanding-lookup limit was reached.
+        LookupLimited => "lookup_limited",
+        /// Segment of an unknown flow that no agent claimed after every
+        /// LOOKUP (its held segment, when it had one).
+        Unresolved => "unresolved",
     }
 }
 
@@ -225,6 +234,20 @@ pub struct Counters {
     /// Of those, the sleeps another thread ended through the worker's
     /// doorbell (a decision, a command or a relayed THOP reply).
     pub doorbell_wakeups: AtomicU64,
+    /// HELLOs sent to agents (worker 0 only).
+    pub recovery_hellos_sent: AtomicU64,
+    /// LOOKUP frames sent (one per agent per flow asked).
+    pub recovery_lookups_sent: AtomicU64,
+    /// Flow records from agents' FLOWS stored in the directory.
+    pub recovery_records: AtomicU64,
+    /// Flow records refused because the directory was full.
+    pub recovery_records_refused: AtomicU64,
+    /// FORWARDING entries installed from a record that a resync brought.
+    pub recovered_resync: AtomicU64,
+    /// FORWARDING entries installed after this worker's LOOKUP.
+    pub recovered_lookup: AtomicU64,
+    /// Agent restarts (a new boot) this worker noticed first.
+    pub agent_restarts: AtomicU64,
     pub drops: [AtomicU64; DropReason::COUNT],
     pub aborts: [AtomicU64; AbortReason::COUNT],
     pub closes: [AtomicU64; CloseReason::COUNT],
@@ -327,6 +350,16 @@ impl Counters {
             ("offload_errors", l(&self.offload_errors)),
             ("idle_sleeps", l(&self.idle_sleeps)),
             ("doorbell_wakeups", l(&self.doorbell_wakeups)),
+            ("recovery_hellos_sent", l(&self.recovery_hellos_sent)),
+            ("recovery_lookups_sent", l(&self.recovery_lookups_sent)),
+            ("recovery_records", l(&self.recovery_records)),
+            (
+                "recovery_records_refused",
+                l(&self.recovery_records_refused),
+            ),
+            ("recovered_resync", l(&self.recovered_resync)),
+            ("recovered_lookup", l(&self.recovered_lookup)),
+            ("agent_restarts", l(&self.agent_restarts)),
         ];
         scalars.shrink_to_fit();
         Snapshot {

@@ -137,6 +137,9 @@ pub enum WorkerEvent {
         /// empty otherwise (no allocation).
         header: Vec<u8>,
     },
+    /// The agent with this node id reported another boot than before: it
+    /// restarted (connections it relayed itself are gone).
+    AgentRestarted { node: u32, old: u32, new: u32 },
 }
 
 /// The immutable routing state a [`LocalDecider`] decides from; opaque to
@@ -193,6 +196,9 @@ pub enum WorkerCommand {
     /// A header buffer that came with a [`WorkerEvent::Decided`], handed back
     /// for reuse.
     Recycle(Vec<u8>),
+    /// The agents of every configured backend, for flow recovery (HELLO,
+    /// LOOKUP, installing what they report).
+    Agents(Arc<Vec<crate::config::AgentPeer>>),
 }
 
 // ---------------------------------------------------------------------------

@@ -24,6 +24,7 @@ pub mod io;
 pub mod offload;
 pub mod peer;
 pub mod reassembly;
+pub mod recovery;
 pub mod shared;
 pub mod state;
 pub mod steer;

@@ -1,6 +1,6 @@
 //! State shared by all workers of one switch: the inter-worker THOP reply
 //! queues, the ARP cache, the THOP message sequence counter, the THOP replay
-//! windows and the clock epoch. Created once by [`crate::dispatch::channels`] and handed to every
+//! windows, the flow-recovery directory, the boot and the clock epoch. Created once by [`crate::dispatch::channels`] and handed to every
 //! worker inside its [`crate::dispatch::WorkerQueues`].
 
 use std::sync::Mutex;
@@ -10,6 +10,11 @@ use handoff_proto::{Now, ReplayGuards, SeqCounter, DEFAULT_MAX_SKEW_MS, NOT_BEFO
 
 use crate::arp::ArpCache;
 use crate::peer::PeerQueues;
+use crate::recovery::Recovery;
+
+/// Most flow records waiting to be claimed after a resync (memory grows
+/// with what agents report, about 100 bytes a record, not with this bound).
+pub const DIRECTORY_CAPACITY: usize = 1 << 20;
 
 /// Everything workers share (read-mostly; no lock on the packet path).
 #[derive(Debug)]
@@ -25,6 +30,8 @@ pub struct Shared {
     /// NIC's hash (e.g. a changed UDP source port) delivers it to. THOP
     /// frames come a few per connection, so the lock is cold.
     pub thop_replay: Mutex<ReplayGuards>,
+    /// Flows recovered from the agents (`docs/thop.md` §9.4).
+    pub recovery: Recovery,
     /// Zero of the workers' monotonic clock.
     pub epoch: Instant,
     /// Wall-clock milliseconds at `epoch` (THOP timestamps are wall-clock).
@@ -48,6 +55,7 @@ impl Shared {
                 },
                 NOT_BEFORE_SLACK_MS,
             )),
+            recovery: Recovery::new(DIRECTORY_CAPACITY),
             epoch: Instant::now(),
             epoch_unix_ms: unix,
         }
@@ -56,5 +64,15 @@ impl Shared {
     /// Nanoseconds since the epoch (the `now` workers pass to the engine).
     pub fn now_ns(&self) -> u64 {
         self.epoch.elapsed().as_nanos() as u64
+    }
+
+    /// Wakes every worker (records for their outstanding lookups arrived,
+    /// or an agent restarted).
+    pub fn wake_all(&self) {
+        for w in 0..self.peers.len() {
+            if let Some(b) = self.peers.doorbell(w as u16) {
+                b.ring();
+            }
+        }
     }
 }

@@ -136,11 +136,14 @@ impl<Io: PacketIo> Worker<Io> {
         &mut self.io
     }
 
-    /// True once a Stop command (or a drained table after a graceful stop) ends the loop.
+    /// True once a Stop command ends the loop: at once, or after a graceful
+    /// stop when nothing is left that only this process could finish (with
+    /// flow recovery on, FORWARDING connections live on the agents and the
+    /// next switch process takes them up).
     pub fn stopped(&self) -> bool {
         match self.stop {
             Some(true) => true,
-            Some(false) => self.engine.connections() == 0,
+            Some(false) => self.engine.unfinished() == 0,
             None => false,
         }
     }
@@ -173,6 +176,7 @@ impl<Io: PacketIo> Worker<Io> {
                 WorkerCommand::Drain => engine.drain(),
                 WorkerCommand::Routing(u) => engine.install_routing(u),
                 WorkerCommand::Recycle(h) => engine.recycle_header(h),
+                WorkerCommand::Agents(a) => engine.set_agents(a),
                 WorkerCommand::Stop { now } => {
                     engine.drain();
                     *stop = Some(now);
@@ -198,6 +202,7 @@ impl<Io: PacketIo> Worker<Io> {
         let n = sink.io.rx_burst(rx, *burst);
         work += n;
         engine.handle_burst(now, rx, &mut sink);
+        engine.poll_recovery(now, &mut sink);
         if engine.poll_timeout().is_some_and(|t| t <= now) {
             engine.handle_timeout(now, &mut sink);
         }

@@ -51,6 +51,10 @@ pub struct Profile {
     pub tuning: Tuning,
     /// TCP handoff protocol (THOP) port and keys.
     pub thop: Thop,
+    /// Recovering handed-off connections from the agents after a restart
+    /// (and flows a router moved from another switch).
+    #[serde(default)]
+    pub recovery: Recovery,
     /// Management endpoint: Prometheus metrics and admin API.
     #[serde(default)]
     pub admin: Admin,
@@ -885,6 +889,64 @@ pub struct ThopKey {
     /// not be readable by group or others (mode 0600 or 0400).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub secret_file: Option<String>,
+}
+
+/// Recovering FORWARDING flows from the agents (`docs/thop.md` §9.4): a
+/// segment of a connection the switch does not know is looked up instead of
+/// dropped, and the agents re-announce their connections to a new boot.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Recovery {
+    /// Off: a segment of an unknown flow is dropped (`no_flow`), and a
+    /// restart loses every handed-off connection.
+    #[serde(default = "d_true")]
+    pub enabled: bool,
+    /// HELLO to every agent this often (and at start): how agents learn of a
+    /// new boot of the switch.
+    #[serde(default = "d_hello_interval")]
+    pub hello_interval: DurationStr,
+    /// Wait this long for an answer to a LOOKUP before asking again.
+    #[serde(default = "d_lookup_timeout")]
+    pub lookup_timeout: DurationStr,
+    /// LOOKUPs per unknown flow before its segment is dropped (`unresolved`).
+    #[serde(default = "d_lookup_tries")]
+    pub lookup_tries: u32,
+    /// New lookups per second and worker (each asks every agent); segments
+    /// beyond are dropped (`lookup_limited`) and looked up when they come again.
+    #[serde(default = "d_lookups_per_second")]
+    pub lookups_per_second: u32,
+    /// Lookups one worker may have outstanding (each holds one packet buffer).
+    #[serde(default = "d_max_pending_lookups")]
+    pub max_pending_lookups: u32,
+}
+
+impl Default for Recovery {
+    fn default() -> Self {
+        Recovery {
+            enabled: true,
+            hello_interval: d_hello_interval(),
+            lookup_timeout: d_lookup_timeout(),
+            lookup_tries: d_lookup_tries(),
+            lookups_per_second: d_lookups_per_second(),
+            max_pending_lookups: d_max_pending_lookups(),
+        }
+    }
+}
+
+fn d_hello_interval() -> DurationStr {
+    DurationStr::secs(1)
+}
+fn d_lookup_timeout() -> DurationStr {
+    DurationStr::millis(50)
+}
+fn d_lookup_tries() -> u32 {
+    3
+}
+fn d_lookups_per_second() -> u32 {
+    2000
+}
+fn d_max_pending_lookups() -> u32 {
+    1024
 }
 
 /// Management endpoint.

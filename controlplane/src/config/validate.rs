@@ -48,6 +48,7 @@ pub fn validate(p: &Profile) -> Vec<Problem> {
     check_health(&mut c, "health", &p.health);
     check_limits(&mut c, p);
     check_thop(&mut c, &p.thop);
+    check_recovery(&mut c, &p.recovery);
     check_backend_keys(&mut c, p);
     check_admin(&mut c, &p.admin);
     if p.logging.access_log.sample_every == 0 {
@@ -600,6 +601,35 @@ fn check_holds(c: &mut Checker, p: &Profile) {
             }
         }
         IoSection::Memory(_) => {}
+    }
+}
+
+fn check_recovery(c: &mut Checker, r: &Recovery) {
+    for (name, d) in [
+        ("hello_interval", r.hello_interval),
+        ("lookup_timeout", r.lookup_timeout),
+    ] {
+        if d.0.is_zero() {
+            c.err(format!("recovery.{name}"), "must be positive");
+        }
+    }
+    for (name, v) in [
+        ("lookup_tries", r.lookup_tries),
+        ("lookups_per_second", r.lookups_per_second),
+        ("max_pending_lookups", r.max_pending_lookups),
+    ] {
+        if v == 0 {
+            c.err(
+                format!("recovery.{name}"),
+                "must be at least 1 (turn recovery off with `enabled: false`)",
+            );
+        }
+    }
+    if r.lookup_tries > RETRIES_MAX {
+        c.err(
+            "recovery.lookup_tries",
+            format!("must be at most {RETRIES_MAX}"),
+        );
     }
 }
 

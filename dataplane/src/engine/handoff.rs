@@ -46,7 +46,7 @@ fn ipv4(ip: IpAddr) -> Option<std::net::Ipv4Addr> {
 }
 
 impl<B: PacketBuf, F: Forwarder> Engine<B, F> {
-    fn token(&self, i: u32) -> ConnToken {
+    pub(crate) fn token(&self, i: u32) -> ConnToken {
         ConnToken {
             worker: self.index,
             slot: i,
@@ -230,7 +230,12 @@ impl<B: PacketBuf, F: Forwarder> Engine<B, F> {
     }
 
     /// A backend's MAC: given, cached, or asked for (None until it answers).
-    fn resolve<S: Sink<B>>(&self, given: Option<Mac>, ip: IpAddr, out: &mut S) -> Option<Mac> {
+    pub(crate) fn resolve<S: Sink<B>>(
+        &self,
+        given: Option<Mac>,
+        ip: IpAddr,
+        out: &mut S,
+    ) -> Option<Mac> {
         if given.is_some() {
             return given;
         }
@@ -362,7 +367,7 @@ impl<B: PacketBuf, F: Forwarder> Engine<B, F> {
                 },
                 sender: self.node,
                 receiver,
-                boot: 0,
+                boot: self.cfg.boot,
                 conn_id: cid,
                 msg_seq,
                 timestamp_ms: self.unix_ms(),
@@ -410,7 +415,7 @@ impl<B: PacketBuf, F: Forwarder> Engine<B, F> {
 
     /// Sends a small THOP frame (ABORT, ACK of CLOSE) to `to`; returns its
     /// `msg_seq`.
-    fn send_thop<S: Sink<B>>(
+    pub(crate) fn send_thop<S: Sink<B>>(
         &self,
         out: &mut S,
         to: SocketAddr,
@@ -422,7 +427,7 @@ impl<B: PacketBuf, F: Forwarder> Engine<B, F> {
             flags: 0,
             sender: self.node,
             receiver: handoff_proto::node_id(to.ip()),
-            boot: 0,
+            boot: self.cfg.boot,
             conn_id: cid,
             msg_seq: self.shared.thop_seq.next(),
             timestamp_ms: self.unix_ms(),
@@ -628,6 +633,7 @@ impl<B: PacketBuf, F: Forwarder> Engine<B, F> {
             return self.counters.count_drop(DropReason::ThopReplay);
         }
         let h = frame.header;
+        self.note_agent_boot(h.sender, h.boot, out);
         let (reply, echo) = match frame.body {
             Body::Ack(a) => (PeerReply::Ack, a.echo_seq),
             Body::Nack(n) => (PeerReply::Nack(n.reason.to_u16()), n.echo_seq),
@@ -660,14 +666,19 @@ impl<B: PacketBuf, F: Forwarder> Engine<B, F> {
                 }
                 return;
             }
-            Body::Create(_)
-            | Body::Abort(_)
-            | Body::Hello(_)
-            | Body::Lookup(_)
-            | Body::Flows(_) => return self.counters.count_drop(DropReason::Ignored),
+            Body::Flows(f) => return self.on_flows(h.sender, f.records),
+            Body::Create(_) | Body::Abort(_) | Body::Hello(_) | Body::Lookup(_) => {
+                return self.counters.count_drop(DropReason::Ignored)
+            }
         };
-        let Some(token) = self.ids.token_of(h.conn_id) else {
-            return self.counters.count_drop(DropReason::ThopStale);
+        // A recovered connection keeps the id it was handed off under,
+        // which another switch (or process) chose.
+        let token = match self.shared.recovery.route(h.sender, h.conn_id) {
+            Some(t) => t,
+            None => match self.ids.token_of(h.conn_id) {
+                Some(t) => t,
+                None => return self.counters.count_drop(DropReason::ThopStale),
+            },
         };
         let msg = PeerMsg {
             token,

@@ -58,19 +58,24 @@ impl<B: PacketBuf, F: Forwarder> Engine<B, F> {
         seg: TcpSeg,
         out: &mut S,
     ) {
-        if seg.has(RST) {
+        if seg.has(RST) && !self.cfg.recovery.enabled {
             return self.counters.count_drop(DropReason::NoFlow);
         }
         if !crate::wire::tcp_seg_checksum_ok(pkt.data(), &seg) {
             return self.counters.count_drop(DropReason::BadChecksum);
         }
-        if seg.has(SYN) && !seg.has(ACK) {
+        if seg.has(SYN) {
+            if seg.has(ACK) || seg.has(RST) {
+                return self.counters.count_drop(DropReason::NoFlow);
+            }
             return self.on_syn(now, key, h, &pkt, seg, out);
         }
-        if seg.has(ACK) && !seg.has(SYN) && self.cookies_recent(now) {
+        if seg.has(ACK) && !seg.has(RST) && self.cookies_recent(now) {
             return self.on_cookie_ack(now, key, h, pkt, seg, out);
         }
-        self.counters.count_drop(DropReason::NoFlow);
+        // Perhaps a connection handed off before this process started, or
+        // by another switch: the agents know (recovery.rs).
+        self.on_unknown_flow(now, key, h, pkt, seg, out)
     }
 
     fn cookies_recent(&self, now: u64) -> bool {
@@ -335,6 +340,10 @@ impl<B: PacketBuf, F: Forwarder> Engine<B, F> {
             self.minute(now) as u32,
         ) else {
             bump(&self.counters.syncookies_failed, 1);
+            if self.recovering() {
+                // Not one of our cookies: perhaps a recovered flow's ACK.
+                return self.on_unknown_flow(now, key, h, pkt, seg, out);
+            }
             return self.counters.count_drop(DropReason::BadCookie);
         };
         let opts = match seg.opts(pkt.data()) {

@@ -26,6 +26,7 @@ mod forward;
 mod handoff;
 mod handshake;
 mod offload;
+mod recovery;
 mod request;
 pub mod session;
 
@@ -124,6 +125,8 @@ pub struct Engine<B: PacketBuf, F: Forwarder = DirectRouting> {
     /// The in-kernel fast path FORWARDING flows are offered to, if the
     /// packet I/O backend has one.
     pub(crate) offload: Option<Box<dyn crate::offload::FlowOffload>>,
+    /// Flows recovered from the agents (`recovery.rs`).
+    pub(crate) rec: recovery::RecoveryState<B>,
 }
 
 #[inline]
@@ -198,7 +201,7 @@ impl<B: PacketBuf, F: Forwarder> Engine<B, F> {
                 shared.arp.set_static(*a, *mac);
             }
         }
-        let ids = crate::connid::IdLayout::new(cfg.boot_id);
+        let ids = crate::connid::IdLayout::new(cfg.boot as u8);
         let mut table = ConnTable::new(cfg.table_capacity, secrets.table_seed(), 0);
         // A random first serial: ids of this instance also differ from those
         // of an earlier one that drew the same boot part.
@@ -247,6 +250,7 @@ impl<B: PacketBuf, F: Forwarder> Engine<B, F> {
             started: false,
             decider: None,
             offload: None,
+            rec: recovery::RecoveryState::new(cfg.recovery.lookups_per_sec),
         })
     }
 
@@ -276,6 +280,18 @@ impl<B: PacketBuf, F: Forwarder> Engine<B, F> {
     /// Connections in the table.
     pub fn connections(&self) -> usize {
         self.table.len()
+    }
+
+    /// Connections a graceful stop waits for: all of them, or with flow
+    /// recovery on only those no agent holds yet (SYN_RCVD, WAITHEADER to
+    /// HANDOFF, the switch's own responses) — a FORWARDING connection is
+    /// recovered by the next process from its agent.
+    pub fn unfinished(&self) -> usize {
+        if self.cfg.recovery.enabled {
+            self.sessions.len() - self.free_sessions.len() + self.syn_rcvd
+        } else {
+            self.table.len()
+        }
     }
 
     /// Bytes of memory per table entry (bucket array included).
@@ -431,6 +447,7 @@ impl<B: PacketBuf, F: Forwarder> Engine<B, F> {
     /// caller created and could not use).
     pub(crate) fn forget_entry(&mut self, i: u32) {
         self.offload_remove(i);
+        self.recovery_forget(i);
         if let Slot::Session(s) = self.table.get(i).slot {
             self.release_session(s);
         }
@@ -818,10 +835,10 @@ impl<B: PacketBuf, F: Forwarder> Engine<B, F> {
             let ahead = if (ahead as i32) < 0 { 0 } else { ahead };
             ((self.now_ns / 1_000_000) + ahead as u64) * 1_000_000
         });
-        match (table, self.aborts.next_due()) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        [table, self.aborts.next_due(), self.rec.due()]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     /// Runs the timers due at `now`.
@@ -843,6 +860,7 @@ impl<B: PacketBuf, F: Forwarder> Engine<B, F> {
         }
         self.expired = list;
         self.retransmit_aborts(out);
+        self.poll_recovery(now, out);
     }
 
     fn on_timer<S: Sink<B>>(&mut self, now: u64, i: u32, out: &mut S) {

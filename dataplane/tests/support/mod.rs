@@ -149,12 +149,17 @@ impl Bed {
 
     /// A THOP frame from agent `b` to the switch.
     pub fn agent_frame(&mut self, b: u32, conn_id: u64, body: Body<'_>) -> Vec<u8> {
+        self.agent_frame_boot(b, 0, conn_id, body)
+    }
+
+    /// A THOP frame from agent `b`, whose process has boot identity `boot`.
+    pub fn agent_frame_boot(&mut self, b: u32, boot: u32, conn_id: u64, body: Body<'_>) -> Vec<u8> {
         self.agent_seq += 1;
         let hdr = Header {
             flags: 0,
             sender: handoff_proto::node_id(backend_ip(b)),
             receiver: handoff_proto::node_id(switch_ip()),
-            boot: 0,
+            boot,
             conn_id,
             msg_seq: self.agent_seq,
             timestamp_ms: self.shared.epoch_unix_ms + self.now / 1_000_000,

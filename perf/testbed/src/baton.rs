@@ -371,6 +371,10 @@ pub struct Stack {
     /// The switch's packet I/O backend.
     pub io: BatonIo,
     hub: String,
+    /// The switch's environment (to start it again).
+    env: Vec<(String, String)>,
+    /// Times the switch was started (its logs are numbered after the first).
+    starts: usize,
 }
 
 impl Stack {
@@ -400,12 +404,37 @@ impl Stack {
             }
             _ => bed.set_switch_port(1, false)?,
         }
-        let env_ref: Vec<(&str, &str)> =
-            env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-        let log = bed.path(&format!("baton-{}.log", opts.io.as_str()));
-        let prof = profile.display().to_string();
+        let mut stack = Stack {
+            agents,
+            switch: None,
+            profile,
+            io: opts.io,
+            hub: bed.hub().to_string(),
+            env,
+            starts: 0,
+        };
+        stack.spawn_switch(bed)?;
+        Ok(stack)
+    }
+
+    /// Starts the switch process and waits for its admin endpoint.
+    fn spawn_switch(&mut self, bed: &Bed) -> Result<()> {
+        let baton_bin = find_bin("baton")?;
+        let sw = bed.switch()?;
+        let env_ref: Vec<(&str, &str)> = self
+            .env
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        let name = match self.starts {
+            0 => format!("baton-{}.log", self.io.as_str()),
+            n => format!("baton-{}.{n}.log", self.io.as_str()),
+        };
+        self.starts += 1;
+        let log = bed.path(&name);
+        let prof = self.profile.display().to_string();
         let mut switch = Proc::spawn_env(
-            &format!("baton ({})", opts.io.as_str()),
+            &format!("baton ({})", self.io.as_str()),
             &sw.ns,
             &baton_bin.display().to_string(),
             &["run", "--config", &prof],
@@ -413,13 +442,25 @@ impl Stack {
             &log,
         )?;
         switch.wait_tcp(addr::switch_metrics(), Duration::from_secs(30))?;
-        Ok(Stack {
-            agents,
-            switch: Some(switch),
-            profile,
-            io: opts.io,
-            hub: bed.hub().to_string(),
-        })
+        self.switch = Some(switch);
+        Ok(())
+    }
+
+    /// Stops the switch — at once (`SIGKILL`, a crash) or gracefully
+    /// (`SIGTERM`, at most `grace`) — and starts the same build with the
+    /// same profile again; returns how long the switch was gone (stop sent
+    /// to admin endpoint answering).
+    pub fn restart_switch(&mut self, bed: &Bed, crash: bool, grace: Duration) -> Result<Duration> {
+        let t0 = std::time::Instant::now();
+        if let Some(mut s) = self.switch.take() {
+            if crash {
+                s.kill_now();
+            } else {
+                s.stop(grace);
+            }
+        }
+        self.spawn_switch(bed)?;
+        Ok(t0.elapsed())
     }
 
     /// Scrapes the switch's `/metrics` (from the hub's management address).
