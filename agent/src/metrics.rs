@@ -62,6 +62,20 @@ pub struct Metrics {
     pub handover_pending: IntGauge,
     /// Metrics endpoint: connections and requests refused, by reason.
     pub metrics_refused: IntCounterVec,
+    /// A switch's frames carried another boot than the one remembered: it
+    /// restarted (`docs/thop.md` §9.4).
+    pub switch_restarts: IntCounter,
+    /// Resynchronisations started: a switch boot not seen before (its
+    /// restart, or its first frame since this agent started).
+    pub resyncs: IntCounter,
+    /// Flow records sent in resynchronisations.
+    pub resync_flows: IntCounter,
+    /// LOOKUP records, by result (`found`: a live connection, answered;
+    /// `unknown`).
+    pub lookups: IntCounterVec,
+    /// Switches other than the origin that will get a connection's CLOSE
+    /// (they looked it up), summed over the open connections.
+    pub holders: IntGauge,
 }
 
 fn counter_vec(reg: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
@@ -208,6 +222,38 @@ impl Metrics {
                 "baton_agent_metrics_refused_total",
                 "Metrics endpoint connections and requests refused, by reason.",
                 &["reason"],
+            ),
+            switch_restarts: counter(
+                &reg,
+                "baton_agent_switch_restarts_total",
+                "Switch restarts seen (a boot other than the one remembered).",
+            ),
+            resyncs: counter(
+                &reg,
+                "baton_agent_resyncs_total",
+                "Resynchronisations of a switch started (a boot of it not seen before).",
+            ),
+            resync_flows: counter(
+                &reg,
+                "baton_agent_resync_flows_total",
+                "Flow records sent in resynchronisations.",
+            ),
+            lookups: {
+                let c = counter_vec(
+                    &reg,
+                    "baton_agent_lookups_total",
+                    "LOOKUP records, by result.",
+                    &["result"],
+                );
+                for result in ["found", "unknown"] {
+                    c.with_label_values(&[result]);
+                }
+                c
+            },
+            holders: gauge(
+                &reg,
+                "baton_agent_holders",
+                "Switches besides the origin that get an open connection's CLOSE, summed over connections.",
             ),
             adopt_seconds,
             registry: reg,

@@ -43,7 +43,47 @@ scripts!(
     drain,
     drain_close_grace,
     drain_now,
+    resync,
+    resync_empty,
+    lookup,
+    close_holders,
 );
+
+/// A resynchronisation longer than one burst is paced: 64 frames at once,
+/// the next ones a millisecond later; a new boot meanwhile starts it over.
+#[test]
+fn large_resync_is_paced() {
+    use std::fmt::Write;
+    const CONNS: usize = 2000;
+    const PER_FRAME: usize = 29;
+    let mut s = String::new();
+    for i in 1..=CONNS {
+        let port = 10_000 + i;
+        let _ = write!(
+            s,
+            "+0 < CREATE id={i} client=198.18.1.1:{port}\n+0 > ADOPT id={i}\n\
+             +0 adopt ok\n+0 > ACK id={i}\n"
+        );
+    }
+    // 2000 records: 68 full frames and one of 28.
+    let burst = |s: &mut String, first: &str| {
+        for n in 0..64 {
+            let at = if n == 0 { first } else { "+0" };
+            let _ = writeln!(s, "{at} > FLOWS count={PER_FRAME} switch=198.18.0.2:9199");
+        }
+    };
+    s += "1 < HELLO boot=7\n";
+    burst(&mut s, "+0");
+    s += "+0.0009 counter resync_flows=1856\n";
+    // Restarted before the rest went out: all over again.
+    s += "+0 < HELLO boot=8\n";
+    burst(&mut s, "+0");
+    s += "+0.0009 counter resync_flows=3712\n";
+    s += "+0.0001 > FLOWS count=29\n+0 > FLOWS count=29\n+0 > FLOWS count=29\n\
+          +0 > FLOWS count=29\n+0 > FLOWS count=28 last\n";
+    s += "+1 counter resyncs=2 switch_restarts=1 resync_flows=3856\n";
+    core_bed::run_script("large_resync", &s);
+}
 
 /// A script that expects something the core does not emit fails.
 #[test]

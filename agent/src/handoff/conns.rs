@@ -1,5 +1,7 @@
 //! The table of connections: duplicate CREATEs, the decisions before an
-//! adoption, adoption outcomes, ABORT and the end of a connection.
+//! adoption, adoption outcomes, ABORT and the end of a connection, which
+//! every switch that may forward the flow hears of (its origin and its
+//! holders, `docs/thop.md` §9.4).
 
 use std::net::SocketAddr;
 use std::time::Instant;
@@ -8,6 +10,7 @@ use handoff_proto::{
     flags, Abort, Ack, Assembled, Body, Close, CloseReason, Header, Nack, NackReason, TcpState,
 };
 
+use super::recovery::flow_key;
 use super::timers::CLOSE_RTO;
 use super::{
     Action, AdoptFailure, AdoptOrder, Adoption, ConnKey, Core, Entry, Fingerprint, PendingClose,
@@ -91,17 +94,19 @@ impl Core {
             sender: h.sender,
             conn_id: h.conn_id,
         };
-        self.conns.insert(
+        self.insert_conn(
             conn,
             Entry {
                 switch: from,
                 fp: Fingerprint::of(&asm.state),
+                vip,
                 mode,
                 phase: Phase::Adopting {
                     echo_seq: h.msg_seq,
                     since: self.now,
                 },
                 request_len: asm.request.len() as u64,
+                holders: Vec::new(),
             },
         );
         self.out.push_back(Action::Adopt(Box::new(AdoptOrder {
@@ -146,7 +151,7 @@ impl Core {
             }
             Adoption::Failed(why) => {
                 let fp = entry.fp;
-                self.conns.remove(&conn);
+                self.remove_conn(conn);
                 self.metrics.active.set(self.active() as i64);
                 self.out.push_back(Action::Forget { conn });
                 let (reason, label) = match &why {
@@ -195,7 +200,7 @@ impl Core {
                 .reassembly_pending
                 .set(self.reasm.pending() as i64);
         }
-        if let Some(entry) = self.conns.remove(&key) {
+        if let Some(entry) = self.remove_conn(key) {
             self.metrics.aborts.inc();
             tracing::info!(conn_id = h.conn_id, reason = %a.reason, "ABORT from switch");
             self.out.push_back(Action::Silence {
@@ -203,6 +208,16 @@ impl Core {
                 mode: entry.mode,
             });
             self.remember_recent(key, entry.fp);
+            // The switch that aborted knows; the others that looked the
+            // flow up would forward it until their idle timeout.
+            let close = Close {
+                reason: CloseReason::Aborted,
+                bytes_from_client: 0,
+                bytes_to_client: 0,
+            };
+            for holder in &entry.holders {
+                self.send_close(holder.addr, holder.key(key.conn_id), close);
+            }
             self.metrics
                 .closed
                 .with_label_values(&[CloseReason::Aborted.label()])
@@ -210,7 +225,8 @@ impl Core {
             self.metrics.active.set(self.active() as i64);
         }
         // ACK only once acted upon (spec §5.2), for unknown ids too.
-        let rh = h.reply(self.seq.next(), self.stamp());
+        let mut rh = h.reply(self.seq.next(), self.stamp());
+        rh.boot = self.boot;
         self.send(
             from,
             &rh,
@@ -222,8 +238,9 @@ impl Core {
 
     /// An adopted connection ended (`from_client` counts every byte read
     /// from the client, the request included): count it and tell the switch
-    /// (CLOSE, retransmitted until ACKed). False when the connection is not
-    /// tracked (aborted, or refused meanwhile).
+    /// that handed it off and every holder (CLOSE, each retransmitted until
+    /// that switch's ACK). False when the connection is not tracked
+    /// (aborted, or refused meanwhile).
     pub fn ended(
         &mut self,
         now: Instant,
@@ -233,7 +250,7 @@ impl Core {
         to_client: u64,
     ) -> bool {
         self.now = now;
-        let Some(entry) = self.conns.remove(&conn) else {
+        let Some(entry) = self.remove_conn(conn) else {
             return false;
         };
         self.out.push_back(Action::Forget { conn });
@@ -243,26 +260,66 @@ impl Core {
             .inc();
         self.metrics.active.set(self.active() as i64);
         self.remember_recent(conn, entry.fp);
-        let header = self.header(conn.sender, conn.conn_id, 0);
         let close = Close {
             reason,
             bytes_from_client: from_client.saturating_sub(entry.request_len),
             bytes_to_client: to_client,
         };
-        self.send(entry.switch, &header, &Body::Close(close));
-        let next = now + CLOSE_RTO;
+        self.send_close(entry.switch, conn, close);
+        for holder in &entry.holders {
+            self.send_close(holder.addr, holder.key(conn.conn_id), close);
+        }
+        true
+    }
+
+    /// Sends CLOSE about `key.conn_id` to the switch `key.sender` at `to`
+    /// and retransmits it until that switch's ACK (`pending_close` is keyed
+    /// by the receiving switch, so each copy is acknowledged on its own).
+    fn send_close(&mut self, to: SocketAddr, key: ConnKey, close: Close) {
+        let header = self.header(key.sender, key.conn_id, 0);
+        self.send(to, &header, &Body::Close(close));
+        let next = self.now + CLOSE_RTO;
         self.pending_close.insert(
-            conn,
+            key,
             PendingClose {
-                to: entry.switch,
+                to,
                 header,
                 close,
                 tries: 0,
                 next,
             },
         );
-        self.close_timers.push(std::cmp::Reverse((next, conn)));
-        true
+        self.close_timers.push(std::cmp::Reverse((next, key)));
+    }
+
+    /// Tracks a new connection, findable by its flow. A flow already
+    /// tracked under another id keeps that one: the host has one socket per
+    /// 4-tuple, so the newcomer's adoption fails (`ADDRESS_IN_USE`).
+    fn insert_conn(&mut self, key: ConnKey, entry: Entry) {
+        let flow = flow_key(entry.fp.client, entry.vip);
+        if let Some(old) = self.conns.insert(key, entry) {
+            // Not reached (a known id is a duplicate), but keep the indexes
+            // true if it were.
+            self.unindex(key, &old);
+        }
+        self.by_flow.entry(flow).or_insert(key);
+    }
+
+    /// Stops tracking a connection; its entry.
+    pub(super) fn remove_conn(&mut self, key: ConnKey) -> Option<Entry> {
+        let entry = self.conns.remove(&key)?;
+        self.unindex(key, &entry);
+        Some(entry)
+    }
+
+    fn unindex(&mut self, key: ConnKey, entry: &Entry) {
+        let flow = flow_key(entry.fp.client, entry.vip);
+        if self.by_flow.get(&flow) == Some(&key) {
+            self.by_flow.remove(&flow);
+        }
+        if !entry.holders.is_empty() {
+            self.metrics.holders.sub(entry.holders.len() as i64);
+        }
     }
 
     /// The switch acknowledged a frame of ours about `conn`: a CLOSE needs

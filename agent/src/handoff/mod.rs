@@ -18,7 +18,14 @@
 //! - outputs are [`Action`]s, taken with [`Core::poll_action`]: frames to
 //!   send, sockets to adopt, silence or forget, the drain's end;
 //! - [`Core::poll_timeout`] says when [`Core::handle_timeout`] has work
-//!   (CLOSE retransmission, LOAD, reassembly and recent-id expiry, drain).
+//!   (CLOSE retransmission, LOAD, reassembly and recent-id expiry, drain,
+//!   the paced FLOWS of a resynchronisation).
+//!
+//! Every frame the core sends carries the agent's boot identity, drawn at
+//! construction, so a switch learns from a new one that the agent restarted
+//! and lost its sockets (`docs/thop.md` §4.3). The core remembers each
+//! switch's boot in turn: a switch that restarted lost its table, and the
+//! agent gives it back its live connections (§9.4, `recovery.rs`).
 //!
 //! THOP timestamps of the frames the core sends are the wall clock given at
 //! construction plus the monotonic time since, so a step of the host's clock
@@ -34,15 +41,17 @@
 //!
 //! Files: `receive.rs` (authentication, replay, dispatch by opcode),
 //! `conns.rs` (duplicates, CREATE decisions, adoption outcomes, ABORT, ends),
-//! `timers.rs` (CLOSE retries, recent ids, LOAD, drain), `log.rs`.
+//! `timers.rs` (CLOSE retries, recent ids, LOAD, drain), `recovery.rs`
+//! (switch boots, resynchronisation, LOOKUP, holders), `log.rs`.
 
 mod conns;
 mod log;
 mod receive;
+mod recovery;
 mod timers;
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::collections::{BTreeMap, BinaryHeap, HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -57,6 +66,7 @@ use crate::metrics::Metrics;
 use crate::repair::AdoptError;
 
 pub(crate) use log::LogLimiter;
+pub use recovery::{MAX_HOLDERS, RESYNC_BURST, RESYNC_PACE};
 pub use timers::{CLOSE_GRACE, CLOSE_RTO, CLOSE_TRIES, RECENT_TTL};
 
 /// Largest frame the core seals.
@@ -184,9 +194,15 @@ enum Phase {
 struct Entry {
     switch: SocketAddr,
     fp: Fingerprint,
+    /// The virtual address and port the client connected to (with
+    /// `fp.client`, the flow a LOOKUP or a resynchronisation names).
+    vip: SocketAddr,
     mode: Mode,
     phase: Phase,
     request_len: u64,
+    /// Switches other than the origin that asked for this connection
+    /// (LOOKUP) and get its CLOSE too; at most [`MAX_HOLDERS`].
+    holders: Vec<recovery::Holder>,
 }
 
 struct PendingClose {
@@ -238,6 +254,15 @@ pub struct Core {
     stopped: bool,
     rejects: LogLimiter,
     out: VecDeque<Action>,
+    /// This process's boot identity, in every frame sent (`docs/thop.md` §4.3).
+    boot: u32,
+    /// The last non-zero boot seen from each switch node.
+    switch_boots: HashMap<u32, recovery::SwitchBoot>,
+    /// Connections by (client, VIP) (IPv4-mapped addresses as IPv4), for
+    /// LOOKUP.
+    by_flow: HashMap<(SocketAddr, SocketAddr), ConnKey>,
+    /// Resynchronisations under way, by switch node.
+    resyncs: BTreeMap<u32, recovery::Resync>,
 }
 
 impl Core {
@@ -303,7 +328,25 @@ impl Core {
             stopped: false,
             rejects: LogLimiter::default(),
             out: VecDeque::new(),
+            boot: recovery::draw_boot(),
+            switch_boots: HashMap::new(),
+            by_flow: HashMap::new(),
+            resyncs: BTreeMap::new(),
         }
+    }
+
+    /// The same core with a chosen boot identity instead of a random one,
+    /// so that tests can check the boot of every frame.
+    #[cfg(any(test, feature = "testing"))]
+    pub fn with_boot(mut self, boot: u32) -> Core {
+        self.boot = boot;
+        self
+    }
+
+    /// This process's boot identity: random, non-zero, in the header of
+    /// every frame the core sends (`docs/thop.md` §4.3).
+    pub fn boot(&self) -> u32 {
+        self.boot
     }
 
     /// The next action for the event loop, in the order decided.
@@ -374,7 +417,7 @@ impl Core {
             flags,
             sender: self.local_node,
             receiver,
-            boot: 0,
+            boot: self.boot,
             conn_id,
             msg_seq: self.seq.next(),
             timestamp_ms: self.stamp(),

@@ -1,7 +1,8 @@
 //! One received datagram: source check, authentication, receiver, sender and
-//! replay checks in that order, then dispatch by opcode. Nothing is answered
-//! before the tag verified; every drop is counted by reason and logged at
-//! most once a second per reason.
+//! replay checks in that order, then the sender's boot (a switch that
+//! restarted gets its flows back, `recovery.rs`) and dispatch by opcode.
+//! Nothing is answered before the tag verified; every drop is counted by
+//! reason and logged at most once a second per reason.
 
 use std::net::SocketAddr;
 use std::time::Instant;
@@ -28,7 +29,8 @@ impl Core {
                 // versions, unless it is a NACK itself.
                 if let Ok((view, _)) = FrameView::parse(dgram) {
                     if view.opcode_raw() != Opcode::Nack as u8 {
-                        let (h, nack) = view.version_nack(self.seq.next(), self.stamp());
+                        let (mut h, nack) = view.version_nack(self.seq.next(), self.stamp());
+                        h.boot = self.boot;
                         tracing::info!(%from, version = v, "THOP version not supported");
                         self.send(from, &h, &Body::Nack(nack));
                     }
@@ -68,6 +70,9 @@ impl Core {
             .with_label_values(&[frame.body.opcode().name()])
             .inc();
         let h = frame.header;
+        // Before acting on the frame: whatever it is, a new boot means the
+        // switch lost its table (`docs/thop.md` §9.4).
+        self.switch_boot(h.sender, h.boot, h.msg_seq, from);
         let key = ConnKey {
             sender: h.sender,
             conn_id: h.conn_id,
@@ -96,7 +101,9 @@ impl Core {
                 }
             }
             Body::Abort(a) => self.abort(a, &h, from),
-            Body::Hello(_) | Body::Lookup(_) => {}
+            // Its boot was all a HELLO had to say.
+            Body::Hello(_) => {}
+            Body::Lookup(l) => self.lookup(&l, &h, from),
             Body::Ack(a) => self.acked(a.echo_seq, key),
             Body::Nack(_) | Body::Close(_) | Body::Load(_) | Body::Flows(_) => {
                 self.drop_frame("unexpected_opcode", from)

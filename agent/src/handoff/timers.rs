@@ -1,6 +1,6 @@
 //! Everything the core does because time passed: LOAD reports, reassembly
-//! expiry, forgetting recently ended ids, CLOSE retransmission and the
-//! graceful drain.
+//! expiry, forgetting recently ended ids, CLOSE retransmission, the paced
+//! FLOWS of a resynchronisation and the graceful drain.
 
 use std::cmp::Reverse;
 use std::time::{Duration, Instant};
@@ -39,6 +39,9 @@ impl Core {
         if let Some(t) = self.next_load {
             at(t);
         }
+        if let Some(t) = self.resync_due() {
+            at(t);
+        }
         if let Some(deadline) = self.draining {
             if !self.reset_sent {
                 at(deadline);
@@ -71,6 +74,7 @@ impl Core {
         }
         self.expire_recent(now);
         self.retransmit_closes(now);
+        self.resync_step(now);
         self.drain(now);
     }
 
@@ -179,7 +183,7 @@ impl Core {
                 .map(|(k, _)| *k)
                 .collect();
             for conn in gone {
-                self.conns.remove(&conn);
+                self.remove_conn(conn);
                 self.out.push_back(Action::Forget { conn });
             }
             self.metrics.active.set(self.active() as i64);

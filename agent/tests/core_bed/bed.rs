@@ -10,8 +10,8 @@ use agent::config::{Config, Mode};
 use agent::handoff::{Action, AdoptOrder, ConnKey, Core};
 use agent::metrics::Metrics;
 use handoff_proto::{
-    node_id, open, seal, Body, Close, CloseReason, CreateSplitter, Header, Key, Keyring, Load,
-    NackReason, TcpState, MAX_FRAME_LEN_V4,
+    node_id, open, seal, Body, Close, CloseReason, CreateSplitter, FlowRecord, Header, Key,
+    Keyring, Load, NackReason, TcpState, MAX_FRAME_LEN_V4,
 };
 
 /// The key the switch and the agent share.
@@ -22,6 +22,11 @@ pub const FORGED: [u8; 32] = [0x24; 32];
 pub const WALL0: u64 = 1_800_000_000_000;
 /// The switch's address.
 pub const SWITCH: &str = "198.18.0.2:9199";
+/// The agent's boot identity: every frame it sends must carry it.
+pub const AGENT_BOOT: u32 = 0xa6e7_b007;
+/// How far a switch's `msg_seq` jumps when it restarts (a new `boot=`):
+/// the numbers in between were never sent, room for `late=` frames.
+pub const RESTART_SEQ_JUMP: u64 = 100;
 
 /// The configuration scripts run with: one service of each mode, no LOAD.
 pub const CONFIG: &str = "
@@ -58,11 +63,17 @@ pub enum Out {
         reason: NackReason,
     },
     Close {
+        to: SocketAddr,
         conn_id: u64,
         msg_seq: u64,
         close: Close,
     },
     Load(Load),
+    Flows {
+        to: SocketAddr,
+        flags: u16,
+        records: Vec<FlowRecord>,
+    },
     /// A frame the switch could not open, or an unexpected opcode.
     Other(String),
     Adopt(Box<AdoptOrder>),
@@ -93,10 +104,15 @@ pub struct Bed {
     pub last_dgram: Vec<u8>,
     /// `msg_seq` of every frame the switch sent, per connection id.
     pub sent: std::collections::HashMap<u64, Vec<u64>>,
-    /// `msg_seq` of the last CLOSE received, per connection id.
-    pub closes: std::collections::HashMap<u64, u64>,
-    /// The connection id of the last ADOPT matched.
-    pub last_adopt: Option<u64>,
+    /// `msg_seq` of the last CLOSE received, per (receiving switch node,
+    /// connection id).
+    pub closes: std::collections::HashMap<(u32, u64), u64>,
+    /// The boot each switch node puts in its frames (0: not reported).
+    pub boots: std::collections::HashMap<u32, u32>,
+    /// The next frame is numbered this far below the last one (0: next).
+    pub late: u64,
+    /// The connection of the last ADOPT matched.
+    pub last_adopt: Option<ConnKey>,
 }
 
 impl Bed {
@@ -105,7 +121,7 @@ impl Bed {
         let metrics = Arc::new(Metrics::new());
         let keys = agent::engine::keyring(cfg).expect("script key");
         let start = Instant::now();
-        let core = Core::new(cfg, keys, Arc::clone(&metrics), start, WALL0);
+        let core = Core::new(cfg, keys, Arc::clone(&metrics), start, WALL0).with_boot(AGENT_BOOT);
         let switch: SocketAddr = SWITCH.parse().unwrap();
         Bed {
             agent_node: core.local_node(),
@@ -122,6 +138,8 @@ impl Bed {
             last_dgram: Vec::new(),
             sent: Default::default(),
             closes: Default::default(),
+            boots: Default::default(),
+            late: 0,
             last_adopt: None,
         }
     }
@@ -162,7 +180,7 @@ impl Bed {
     pub fn collect(&mut self) {
         while let Some(a) = self.core.poll_action() {
             let out = match a {
-                Action::Send { to, frame, .. } => self.decode(&frame, node_id(to.ip())),
+                Action::Send { to, frame, .. } => self.decode(&frame, to),
                 Action::Adopt(o) => Out::Adopt(o),
                 Action::Silence { conn, mode } => Out::Silence { conn, mode },
                 Action::Forget { .. } => continue,
@@ -170,22 +188,28 @@ impl Bed {
                 Action::Stopped => Out::Stopped,
             };
             if let Out::Close {
-                conn_id, msg_seq, ..
+                to,
+                conn_id,
+                msg_seq,
+                ..
             } = &out
             {
-                self.closes.insert(*conn_id, *msg_seq);
+                self.closes.insert((node_id(to.ip()), *conn_id), *msg_seq);
             }
             self.out.push_back((self.t, out));
         }
     }
 
-    /// Opens a frame as the switch `node` does.
-    fn decode(&self, frame: &[u8], node: u32) -> Out {
-        let (f, _) = match open(&self.switch_keys, node, frame) {
+    /// Opens a frame sent to `to` as that switch does.
+    fn decode(&self, frame: &[u8], to: SocketAddr) -> Out {
+        let (f, _) = match open(&self.switch_keys, node_id(to.ip()), frame) {
             Ok(x) => x,
             Err(e) => return Out::Other(format!("undecodable: {e:?}")),
         };
         let h = f.header;
+        if h.boot != AGENT_BOOT {
+            return Out::Other(format!("{:?} with boot {:#x}", f.body.opcode(), h.boot));
+        }
         match f.body {
             Body::Ack(a) => Out::Ack {
                 conn_id: h.conn_id,
@@ -198,26 +222,39 @@ impl Bed {
                 reason: n.reason,
             },
             Body::Close(c) => Out::Close {
+                to,
                 conn_id: h.conn_id,
                 msg_seq: h.msg_seq,
                 close: c,
             },
             Body::Load(l) => Out::Load(l),
+            Body::Flows(fl) => Out::Flows {
+                to,
+                flags: fl.flags,
+                records: fl.records.iter().collect(),
+            },
             other => Out::Other(format!("{:?}", other.opcode())),
         }
     }
 
     /// A header from the switch (`sender`, default this switch) at the
-    /// current time plus `skew_ms`.
+    /// current time plus `skew_ms`, with that switch's boot; numbered next,
+    /// or [`Bed::late`] below the last frame.
     pub fn header(&mut self, conn_id: u64, sender: Option<u32>, skew_ms: i64) -> Header {
-        self.seq += 1;
+        let msg_seq = if self.late > 0 {
+            self.seq.saturating_sub(self.late)
+        } else {
+            self.seq += 1;
+            self.seq
+        };
+        let sender = sender.unwrap_or(self.switch_node);
         Header {
             flags: 0,
-            sender: sender.unwrap_or(self.switch_node),
+            sender,
             receiver: self.agent_node,
-            boot: 0,
+            boot: self.boots.get(&sender).copied().unwrap_or(0),
             conn_id,
-            msg_seq: self.seq,
+            msg_seq,
             timestamp_ms: self.wall().saturating_add_signed(skew_ms),
         }
     }
@@ -289,6 +326,11 @@ impl Bed {
             "aborts" => return m.aborts.get() as i64,
             "close_retransmits" => return m.close_retransmits.get() as i64,
             "active" => return m.active.get(),
+            "switch_restarts" => return m.switch_restarts.get() as i64,
+            "resyncs" => return m.resyncs.get() as i64,
+            "resync_flows" => return m.resync_flows.get() as i64,
+            "holders" => return m.holders.get(),
+            "lookups" => &m.lookups,
             "reassembly_pending" => return m.reassembly_pending.get(),
             _ => panic!("unknown counter {name}"),
         };

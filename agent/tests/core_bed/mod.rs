@@ -30,32 +30,48 @@
 //!   Defaults: client 198.18.0.101:40000, isn 1000, vip 198.18.0.10:80
 //!   (relay; `:81` listener, `:82` handover);
 //! - `ABORT id=N`; `ACK id=N [echo=N]` (default: echoes the last CLOSE for
-//!   `id`); `NACK id=N`, `LOAD` (opcodes an agent does not expect);
+//!   `id` sent to this frame's sender); `NACK id=N`, `LOAD`, `FLOWS [id=N]
+//!   [client=IP:PORT] [vip=IP:PORT]` (opcodes an agent does not expect);
+//! - `HELLO [draining]`; `LOOKUP [client=IP:PORT,…] [vip=IP:PORT,…]`: one
+//!   record per client, with one VIP for all or one per client (defaults:
+//!   those of CREATE);
 //! - `REPLAY`: the previous inbound datagram again, byte for byte;
 //! - common arguments: `key=forged` (a wrong key under the right id),
 //!   `from=IP:PORT` (source address), `sender=IP` (the node id in the
-//!   header), `skew=MS` (timestamp offset).
+//!   header), `skew=MS` (timestamp offset), `boot=N` (the sender's boot in
+//!   this frame and, unless `key=forged` or `late`, its next ones; 0, not
+//!   reported, until a line sets it; a new one also moves the sender's
+//!   `msg_seq` 100 ahead, as a restarted switch's), `late=N` (numbered N
+//!   below the sender's last frame: sent earlier, delivered now).
 //!
 //! Outbound (`>`): the next thing the core emitted must be this, emitted at
-//! this line's time (±1 ms):
+//! this line's time (±1 ms); every frame must carry the agent's boot
+//! (`bed::AGENT_BOOT`):
 //! - `ACK id=N [dup]` (echoes a frame the switch sent about `id`; `dup`:
 //!   the DUPLICATE flag), `NACK id=N reason=LABEL`, `CLOSE id=N [reason=LABEL]
-//!   [from=N] [to=N]`, `LOAD [active=N] [capacity=N] [rate=N]`;
+//!   [from=N] [to=N] [switch=IP[:PORT]]` (`switch`: where it goes), `LOAD
+//!   [active=N] [capacity=N] [rate=N]`;
+//! - `FLOWS [ids=N,…] [count=N] [last] [answer] [switch=IP[:PORT]]`: the
+//!   records' connection ids in any order; the flags LAST and ANSWER are
+//!   set exactly when named;
 //! - `ADOPT id=N [mode=relay|listener|handover]`, `SILENCE id=N`, `RESET`
 //!   (the drain ran out), `STOPPED`.
 //!
 //! Loop verbs (what the event loop reports to the core):
-//! - `adopt ok|wait|err=KIND [id=N]`: the outcome of the adoption of `id`
-//!   (default: the last `> ADOPT`); `ok` after `wait` is the later
+//! - `adopt ok|wait|err=KIND [id=N] [sender=IP]`: the outcome of the
+//!   adoption of `id` (default: the last `> ADOPT`; `sender`: the switch
+//!   that handed it off, default the switch); `ok` after `wait` is the later
 //!   readiness (upstream connected, server accepted). Kinds: `invalid`,
 //!   `exists`, `repair`, `permission` (from `repair::adopt`), `backlog`,
 //!   `internal`;
-//! - `end id=N reason=LABEL [from=N] [to=N]`: the connection ended;
+//! - `end id=N reason=LABEL [from=N] [to=N] [sender=IP]`: the connection
+//!   (handed off by `sender`, default the switch) ended;
 //! - `stop [now]`: graceful (or immediate) stop.
 //!
 //! Checks: `counter NAME=VALUE…` with names `dropped.REASON`,
 //! `refused.REASON`, `rx.OPCODE`, `closed.REASON`, `adopted.MODE`,
-//! `duplicate_creates`, `aborts`, `close_retransmits`, `active`,
+//! `lookups.RESULT`, `duplicate_creates`, `aborts`, `close_retransmits`,
+//! `switch_restarts`, `resyncs`, `resync_flows`, `active`, `holders`,
 //! `reassembly_pending`. Any line that is not `>`, and the end of the
 //! script, fail while something emitted was not matched (`Forget` actions,
 //! the core's bookkeeping, are not shown).

@@ -7,11 +7,14 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use agent::config::{Config, Mode};
-use agent::handoff::{AdoptFailure, Adoption};
+use agent::handoff::{AdoptFailure, Adoption, ConnKey};
 use agent::repair::AdoptError;
-use handoff_proto::{flags, node_id, Abort, AbortReason, Ack, Body, Key, Load, Nack, NackReason};
+use handoff_proto::{
+    flags, node_id, Abort, AbortReason, Ack, Body, FlowRecord, Flows, Hello, Key, Load, Lookup,
+    Nack, NackReason, Records,
+};
 
-use super::bed::{close_reason, nack_reason, tcp_state, Bed, Out, FORGED};
+use super::bed::{close_reason, nack_reason, tcp_state, Bed, Out, FORGED, RESTART_SEQ_JUMP};
 
 type Res = Result<(), String>;
 
@@ -44,6 +47,36 @@ impl<'a> Args<'a> {
     fn addr(&self, k: &str, default: &str) -> Result<SocketAddr, String> {
         let v = self.str(k).unwrap_or(default);
         v.parse().map_err(|_| format!("{k}={v}: not IP:PORT"))
+    }
+    /// A comma-separated list of `IP:PORT`.
+    fn addrs(&self, k: &str, default: &str) -> Result<Vec<SocketAddr>, String> {
+        let v = self.str(k).unwrap_or(default);
+        v.split(',')
+            .map(|a| a.parse().map_err(|_| format!("{k}={v}: not IP:PORT,…")))
+            .collect()
+    }
+    /// A comma-separated list of numbers.
+    fn nums<T: std::str::FromStr>(&self, k: &str) -> Result<Option<Vec<T>>, String> {
+        self.str(k)
+            .map(|v| {
+                v.split(',')
+                    .map(|n| n.parse().map_err(|_| format!("{k}={v}: not numbers")))
+                    .collect()
+            })
+            .transpose()
+    }
+    /// `switch=IP[:PORT]` names `to` (the switch a frame went to), or is absent.
+    fn names_switch(&self, to: SocketAddr) -> Result<bool, String> {
+        let Some(v) = self.str("switch") else {
+            return Ok(true);
+        };
+        if let Ok(a) = v.parse::<SocketAddr>() {
+            return Ok(a == to);
+        }
+        let ip: IpAddr = v
+            .parse()
+            .map_err(|_| format!("switch={v}: not IP or IP:PORT"))?;
+        Ok(ip == to.ip())
     }
 }
 
@@ -108,8 +141,14 @@ pub fn expect(b: &mut Bed, words: &[&str]) -> Res {
                 && a.str("reason").is_none_or(|r| nack_reason(r) == *reason)
                 && (*reason == NackReason::UnsupportedVersion || b.echoes(*conn_id, *echo_seq))
         }
-        ("CLOSE", Out::Close { conn_id, close, .. }) => {
+        (
+            "CLOSE",
+            Out::Close {
+                to, conn_id, close, ..
+            },
+        ) => {
             same(*conn_id)
+                && a.names_switch(*to)?
                 && a.str("reason")
                     .is_none_or(|r| close_reason(r) == close.reason)
                 && a.num("from")?
@@ -121,8 +160,28 @@ pub fn expect(b: &mut Bed, words: &[&str]) -> Res {
                 && a.num("capacity")?.is_none_or(|n: u32| n == l.capacity_hint)
                 && a.num("rate")?.is_none_or(|n: u32| n == l.adopted_per_sec)
         }
+        (
+            "FLOWS",
+            Out::Flows {
+                to,
+                flags: f,
+                records,
+            },
+        ) => {
+            let mut ids: Vec<u64> = records.iter().map(|r| r.conn_id).collect();
+            ids.sort_unstable();
+            let want_ids = a.nums::<u64>("ids")?.map(|mut v| {
+                v.sort_unstable();
+                v
+            });
+            a.names_switch(*to)?
+                && (f & Flows::LAST != 0) == a.has("last")
+                && (f & Flows::ANSWER != 0) == a.has("answer")
+                && a.num("count")?.is_none_or(|n: usize| n == records.len())
+                && want_ids.is_none_or(|w| w == ids)
+        }
         ("ADOPT", Out::Adopt(o)) => {
-            b.last_adopt = Some(o.conn.conn_id);
+            b.last_adopt = Some(o.conn);
             same(o.conn.conn_id) && a.str("mode").is_none_or(|m| mode(m) == Some(o.mode))
         }
         ("SILENCE", Out::Silence { conn, mode: m }) => {
@@ -155,7 +214,7 @@ pub fn run(b: &mut Bed, words: &[&str]) -> Res {
         "adopt" => adopt(b, rest),
         "end" => {
             let a = Args::parse(rest);
-            let conn = b.conn(a.id()?);
+            let conn = conn_of(b, &a, a.id()?)?;
             let reason = close_reason(a.str("reason").unwrap_or("server_close"));
             let (from, to) = (a.num("from")?.unwrap_or(0), a.num("to")?.unwrap_or(0));
             let now = b.now();
@@ -187,8 +246,8 @@ pub fn run(b: &mut Bed, words: &[&str]) -> Res {
 fn adopt(b: &mut Bed, words: &[&str]) -> Res {
     let (result, rest) = words.split_first().ok_or("adopt ok|wait|err=KIND")?;
     let a = Args::parse(rest);
-    let id = match a.num("id")? {
-        Some(id) => id,
+    let conn = match a.num("id")? {
+        Some(id) => conn_of(b, &a, id)?,
         None => b.last_adopt.ok_or("no ADOPT to answer")?,
     };
     let outcome = match result.split_once('=').unwrap_or((result, "")) {
@@ -212,10 +271,20 @@ fn adopt(b: &mut Bed, words: &[&str]) -> Res {
         }),
         (r, _) => return Err(format!("unknown outcome {r}")),
     };
-    let (now, conn) = (b.now(), b.conn(id));
+    let now = b.now();
     b.core.adopted(now, conn, outcome);
     b.collect();
     Ok(())
+}
+
+/// The connection `id` handed off by `sender=IP` (default: the switch).
+fn conn_of(b: &Bed, a: &Args<'_>, id: u64) -> Result<ConnKey, String> {
+    let mut conn = b.conn(id);
+    if let Some(ip) = a.str("sender") {
+        let ip: IpAddr = ip.parse().map_err(|_| format!("sender={ip}: not an IP"))?;
+        conn.sender = node_id(ip);
+    }
+    Ok(conn)
 }
 
 /// EADDRINUSE on Linux.
@@ -240,7 +309,41 @@ fn inbound(b: &mut Bed, words: &[&str]) -> Res {
         )),
     };
     let skew: i64 = a.num("skew")?.unwrap_or(0);
-    match *what {
+    // A forger's boot, or a late frame's, is that frame's only: the
+    // switch's next frames carry the switch's own.
+    let node = sender.unwrap_or(b.switch_node);
+    let kept_boot = b.boots.get(&node).copied();
+    let once = a.has("key") || a.has("late");
+    if let Some(boot) = a.num::<u32>("boot")? {
+        if !once && kept_boot.is_some_and(|k| k != boot) {
+            // A restarted switch numbers its frames above its predecessor's.
+            b.seq += RESTART_SEQ_JUMP;
+        }
+        b.boots.insert(node, boot);
+    }
+    b.late = a.num("late")?.unwrap_or(0);
+    let result = inbound_frame(b, what, &a, key.clone(), sender, skew, from);
+    b.late = 0;
+    if once {
+        match kept_boot {
+            Some(boot) => b.boots.insert(node, boot),
+            None => b.boots.remove(&node),
+        };
+    }
+    result
+}
+
+/// Seals and delivers one inbound frame (see [`inbound`]).
+fn inbound_frame(
+    b: &mut Bed,
+    what: &str,
+    a: &Args<'_>,
+    key: Key,
+    sender: Option<u32>,
+    skew: i64,
+    from: SocketAddr,
+) -> Res {
+    match what {
         "CREATE" => {
             let id = a.id()?;
             let client = a.addr("client", "198.18.0.101:40000")?;
@@ -261,9 +364,10 @@ fn inbound(b: &mut Bed, words: &[&str]) -> Res {
         }
         "ACK" => {
             let id = a.id()?;
+            let node = sender.unwrap_or(b.switch_node);
             let echo_seq = match a.num("echo")? {
                 Some(n) => n,
-                None => *b.closes.get(&id).ok_or("no CLOSE to acknowledge")?,
+                None => *b.closes.get(&(node, id)).ok_or("no CLOSE to acknowledge")?,
             };
             let h = b.header(id, sender, skew);
             b.send(&h, &Body::Ack(Ack { echo_seq }), &key, from);
@@ -284,6 +388,52 @@ fn inbound(b: &mut Bed, words: &[&str]) -> Res {
                 adopted_per_sec: 0,
                 capacity_hint: 0,
                 interval_ms: 1000,
+            });
+            b.send(&h, &body, &key, from);
+        }
+        "HELLO" => {
+            let h = b.header(0, sender, skew);
+            let body = Body::Hello(Hello {
+                interval_ms: 1000,
+                flags: if a.has("draining") {
+                    Hello::DRAINING
+                } else {
+                    0
+                },
+            });
+            b.send(&h, &body, &key, from);
+        }
+        "LOOKUP" => {
+            let clients = a.addrs("client", "198.18.0.101:40000")?;
+            let vips = a.addrs("vip", "198.18.0.10:80")?;
+            if vips.len() != 1 && vips.len() != clients.len() {
+                return Err("vip=: one, or one per client".into());
+            }
+            let records: Vec<FlowRecord> = clients
+                .iter()
+                .enumerate()
+                .map(|(i, &client)| FlowRecord {
+                    conn_id: 0,
+                    client,
+                    vip: vips[i.min(vips.len() - 1)],
+                })
+                .collect();
+            let h = b.header(0, sender, skew);
+            let body = Body::Lookup(Lookup {
+                records: Records::List(&records),
+            });
+            b.send(&h, &body, &key, from);
+        }
+        "FLOWS" => {
+            let record = FlowRecord {
+                conn_id: a.num("id")?.unwrap_or(1),
+                client: a.addr("client", "198.18.0.101:40000")?,
+                vip: a.addr("vip", "198.18.0.10:80")?,
+            };
+            let h = b.header(0, sender, skew);
+            let body = Body::Flows(Flows {
+                flags: Flows::LAST,
+                records: Records::List(&[record]),
             });
             b.send(&h, &body, &key, from);
         }
