@@ -394,7 +394,6 @@ impl Stack {
             let _ = b;
         }
         let profile = switch_profile(bed, opts)?;
-        let sw = bed.switch()?;
         let mut env = switch_env(bed);
         env.extend(opts.env.iter().cloned());
         match opts.io {

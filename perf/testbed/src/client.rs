@@ -263,3 +263,130 @@ mod tests {
         assert_eq!(r, "GET /p HTTP/1.1\r\nHost: h\r\nUser-Agent: baton-testbed\r\nConnection: close\r\nX-A: 1\r\n\r\n");
     }
 }
+
+/// A GET read slowly: a receive buffer of `rcvbuf` bytes (set before the
+/// handshake, so the window the client announces stays small) and at most
+/// `chunk` bytes read every `pause`. The download then lasts about
+/// `length / chunk × pause`, whatever the path's speed: what a test needs
+/// to keep connections in FORWARDING across an event. `timeout` bounds each
+/// read.
+pub fn slow_get(
+    addr: SocketAddr,
+    path: &str,
+    rcvbuf: usize,
+    chunk: usize,
+    pause: Duration,
+    timeout: Duration,
+) -> io::Result<Response> {
+    let mut s = connect_small_window(addr, rcvbuf, timeout)?;
+    s.write_all(&get_request(&addr.ip().to_string(), path, false, &[]))?;
+    let mut buf = Vec::new();
+    let mut piece = vec![0u8; chunk.max(1)];
+    loop {
+        let n = s.read(&mut piece)?;
+        if n == 0 {
+            break;
+        }
+        buf.extend_from_slice(&piece[..n]);
+        if find(&buf, b"\r\n\r\n").is_some_and(|h| {
+            let head = String::from_utf8_lossy(&buf[..h]).to_ascii_lowercase();
+            head.split("\r\n")
+                .find_map(|l| l.strip_prefix("content-length:"))
+                .and_then(|v| v.trim().parse::<usize>().ok())
+                .is_some_and(|len| buf.len() >= h + 4 + len)
+        }) {
+            break;
+        }
+        std::thread::sleep(pause);
+    }
+    parse_whole(&buf)
+}
+
+/// Parses one whole response held in memory.
+fn parse_whole(data: &[u8]) -> io::Result<Response> {
+    let h = find(data, b"\r\n\r\n").ok_or_else(|| invalid("no response header"))?;
+    let head = String::from_utf8_lossy(&data[..h]).into_owned();
+    let mut lines = head.split("\r\n");
+    let status = lines
+        .next()
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|c| c.parse().ok())
+        .ok_or_else(|| invalid("bad status line"))?;
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
+        .collect();
+    let mut resp = Response {
+        status,
+        headers,
+        body: data[h + 4..].to_vec(),
+    };
+    if let Some(len) = resp.header("content-length").and_then(|v| v.parse().ok()) {
+        if resp.body.len() < len {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                format!("body cut at {} of {len}", resp.body.len()),
+            ));
+        }
+        resp.body.truncate(len);
+    }
+    Ok(resp)
+}
+
+/// A connected stream whose receive buffer was set to `rcvbuf` before the
+/// handshake (the window scale is chosen then).
+pub fn connect_small_window(
+    addr: SocketAddr,
+    rcvbuf: usize,
+    timeout: Duration,
+) -> io::Result<TcpStream> {
+    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+    let SocketAddr::V4(v4) = addr else {
+        return Err(invalid("IPv4 only"));
+    };
+    // SAFETY: plain socket(2); the descriptor is owned at once.
+    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `fd` is a new descriptor nobody else owns.
+    let owned = unsafe { OwnedFd::from_raw_fd(fd) };
+    let size = rcvbuf.min(i32::MAX as usize) as libc::c_int;
+    // SAFETY: setsockopt with a c_int of the right size.
+    let rc = unsafe {
+        libc::setsockopt(
+            owned.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_RCVBUF,
+            (&size as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let sin = libc::sockaddr_in {
+        sin_family: libc::AF_INET as libc::sa_family_t,
+        sin_port: v4.port().to_be(),
+        sin_addr: libc::in_addr {
+            s_addr: u32::from_ne_bytes(v4.ip().octets()),
+        },
+        sin_zero: [0; 8],
+    };
+    // SAFETY: connect(2) with a sockaddr_in of its own size (blocking; the
+    // kernel's SYN retries bound it).
+    let rc = unsafe {
+        libc::connect(
+            owned.as_raw_fd(),
+            (&sin as *const libc::sockaddr_in).cast(),
+            std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t,
+        )
+    };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let s = TcpStream::from(owned);
+    s.set_read_timeout(Some(timeout))?;
+    s.set_write_timeout(Some(timeout))?;
+    Ok(s)
+}

@@ -1,0 +1,148 @@
+//! Restarting the switch while clients download: every handed-off
+//! connection continues, because the new process recovers its flows from
+//! the agents (`docs/thop.md` §9.4). Five restarts — crashes (`SIGKILL`) and
+//! graceful stops (`SIGTERM`) in turn — during 20 rate-limited 1 MiB
+//! downloads and two keep-alive request loops: every body arrives whole
+//! (SHA-256) and no keep-alive request fails.
+
+use std::io::Write;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use testbed::baton::BatonIo;
+use testbed::content::{self, OBJ_1K, OBJ_1M};
+use testbed::scenario::Running;
+use testbed::{addr, client, netns};
+
+testbed::both_backends!(a_restarted_switch_keeps_every_handed_off_connection);
+
+/// Downloads per client namespace (two namespaces).
+const DOWNLOADS: usize = 10;
+const RESTARTS: usize = 5;
+
+/// One slow download: what came back and the longest wait for a read.
+#[derive(Debug)]
+struct Download {
+    result: Result<(u16, String), String>,
+    took: Duration,
+}
+
+fn download() -> Download {
+    let t0 = Instant::now();
+    // 1 MiB at 8 KiB every 150 ms: about 20 s, several restarts long.
+    let r = client::slow_get(
+        addr::vip_service(),
+        OBJ_1M.path,
+        16 * 1024,
+        8 * 1024,
+        Duration::from_millis(150),
+        Duration::from_secs(30),
+    );
+    Download {
+        result: r
+            .map(|r| (r.status, content::sha256_hex(&r.body)))
+            .map_err(|e| e.to_string()),
+        took: t0.elapsed(),
+    }
+}
+
+/// Requests on one keep-alive connection until `stop`: (ok, failures).
+fn keep_alive(stop: Arc<AtomicBool>) -> (usize, Vec<String>) {
+    let mut ok = 0;
+    let mut failed = Vec::new();
+    let mut s = match client::connect(addr::vip_service(), Duration::from_secs(30)) {
+        Ok(s) => s,
+        Err(e) => return (0, vec![format!("connect: {e}")]),
+    };
+    let mut buf = Vec::new();
+    while !stop.load(Ordering::Relaxed) {
+        let r = s
+            .write_all(&client::get_request("198.18.0.10", OBJ_1K.path, true, &[]))
+            .and_then(|_| client::read_response(&mut s, &mut buf));
+        match r {
+            Ok(r) if r.status == 200 => ok += 1,
+            Ok(r) => failed.push(format!("status {}", r.status)),
+            Err(e) => {
+                failed.push(e.to_string());
+                break;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    (ok, failed)
+}
+
+fn a_restarted_switch_keeps_every_handed_off_connection(io: BatonIo) {
+    let mut sys = Running::up(io).expect("system up");
+    let want = content::expected_sha256(OBJ_1M);
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut clients = Vec::new();
+    for c in 0..2 {
+        let ns = sys.client(c).to_string();
+        let stop = stop.clone();
+        clients.push(std::thread::spawn(move || {
+            netns::in_ns(&ns, move || {
+                let ka = std::thread::spawn(move || keep_alive(stop));
+                let dl: Vec<_> = (0..DOWNLOADS)
+                    .map(|_| std::thread::spawn(download))
+                    .collect();
+                let dl: Vec<Download> = dl.into_iter().map(|t| t.join().unwrap()).collect();
+                (dl, ka)
+            })
+            .expect("client namespace")
+        }));
+    }
+    // Let every download be handed off, then restart again and again.
+    std::thread::sleep(Duration::from_secs(2));
+    let mut gone = Vec::new();
+    for k in 0..RESTARTS {
+        let crash = k % 2 == 0;
+        let t = sys
+            .stack
+            .restart_switch(&sys.bed, crash, Duration::from_secs(5))
+            .unwrap_or_else(|e| panic!("restart {k}: {e}"));
+        gone.push(t);
+        std::thread::sleep(Duration::from_millis(1500));
+    }
+    let recovered = sys
+        .stack
+        .metric("baton_worker_recovered_resync_total", &[])
+        .unwrap()
+        + sys
+            .stack
+            .metric("baton_worker_recovered_lookup_total", &[])
+            .unwrap();
+    let mut broken = Vec::new();
+    let mut keep_alive_ok = 0;
+    let mut slowest = Duration::ZERO;
+    for c in clients {
+        let (dl, ka) = c.join().expect("client thread");
+        for d in dl {
+            slowest = slowest.max(d.took);
+            match d.result {
+                Ok((200, sum)) if sum == want => {}
+                other => broken.push(format!("{other:?} after {:?}", d.took)),
+            }
+        }
+        stop.store(true, Ordering::Relaxed);
+        let (ok, failed) = ka.join().expect("keep-alive thread");
+        keep_alive_ok += ok;
+        broken.extend(failed.into_iter().map(|f| format!("keep-alive: {f}")));
+    }
+    eprintln!(
+        "{}: {RESTARTS} restarts, switch gone {gone:?}; slowest download {slowest:?}; \
+         {keep_alive_ok} keep-alive requests; {recovered} flows recovered by the last process",
+        io.as_str()
+    );
+    assert!(
+        broken.is_empty(),
+        "broken across restarts: {broken:#?}\n{}",
+        sys.stack.switch_log()
+    );
+    assert!(keep_alive_ok > 0, "the keep-alive loops ran");
+    assert!(
+        recovered > 0.0,
+        "the last process recovered the downloads' flows"
+    );
+}
