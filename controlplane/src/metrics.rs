@@ -106,6 +106,27 @@ fn help_for(metric: &str) -> String {
         "baton_xdp_attached" => {
             "1 while the XDP program is attached, labelled with its mode (`native` or `generic`).".into()
         }
+        "baton_worker_recovery_hellos_sent_total" => {
+            "THOP HELLOs sent to agents (worker 0): how agents learn of this switch process.".into()
+        }
+        "baton_worker_recovery_lookups_sent_total" => {
+            "THOP LOOKUPs sent (one per agent per unknown flow asked about), per worker.".into()
+        }
+        "baton_worker_recovery_records_total" => {
+            "Flow records from agents' FLOWS stored for recovery, per worker that received them.".into()
+        }
+        "baton_worker_recovery_records_refused_total" => {
+            "Flow records refused because the recovery directory was full, per worker.".into()
+        }
+        "baton_worker_recovered_resync_total" => {
+            "FORWARDING entries installed from a record an agent sent after this process's HELLO, per worker.".into()
+        }
+        "baton_worker_recovered_lookup_total" => {
+            "FORWARDING entries installed after this worker's LOOKUP was answered, per worker.".into()
+        }
+        "baton_worker_agent_restarts_total" => {
+            "Agent restarts (a new THOP boot) this worker noticed first.".into()
+        }
         "baton_worker_doorbell_wakeups_total" => {
             "Sleeps ended by the worker's doorbell (a decision, command or relayed THOP reply queued for it), per worker.".into()
         }

@@ -44,6 +44,10 @@ fn every_profile_in_configs_passes_check_config() {
         let props = controlplane::config::properties_from_env(&[
             ("BATON_THOP_KEY_FILE".into(), key.display().to_string()),
             ("BATON_ADMIN_TOKEN_FILE".into(), token.display().to_string()),
+            (
+                "BATON_CLUSTER_SECRET_FILE".into(),
+                key.display().to_string(),
+            ),
         ]);
         match controlplane::config::load_file_with(f, &props) {
             Ok(l) => {
@@ -55,6 +59,8 @@ fn every_profile_in_configs_passes_check_config() {
                     .arg(format!("BATON_THOP_KEY_FILE={}", key.display()))
                     .arg("--set")
                     .arg(format!("BATON_ADMIN_TOKEN_FILE={}", token.display()))
+                    .arg("--set")
+                    .arg(format!("BATON_CLUSTER_SECRET_FILE={}", key.display()))
                     .output()
                     .unwrap();
                 let stdout = String::from_utf8_lossy(&out.stdout);

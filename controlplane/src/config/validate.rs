@@ -49,7 +49,7 @@ pub fn validate(p: &Profile) -> Vec<Problem> {
     check_limits(&mut c, p);
     check_thop(&mut c, &p.thop);
     check_recovery(&mut c, &p.recovery);
-    check_cluster(&mut c, &p.cluster);
+    check_cluster(&mut c, &p.cluster, p.thop.allow_sample_keys);
     check_backend_keys(&mut c, p);
     check_admin(&mut c, &p.admin);
     if p.logging.access_log.sample_every == 0 {
@@ -605,9 +605,22 @@ fn check_holds(c: &mut Checker, p: &Profile) {
     }
 }
 
-fn check_cluster(c: &mut Checker, cl: &Cluster) {
-    if cl.secret_file.as_deref().is_some_and(str::is_empty) {
-        c.err("cluster.secret_file", "must name a file");
+fn check_cluster(c: &mut Checker, cl: &Cluster, allow_sample_keys: bool) {
+    if let Some(f) = &cl.secret_file {
+        match handoff_proto::read_key_file(std::path::Path::new(f)) {
+            Err(e) => c.err("cluster.secret_file", e),
+            Ok(b) => {
+                if let Some(w) = handoff_proto::key_weakness(&b).filter(|_| !allow_sample_keys) {
+                    c.err(
+                        "cluster.secret_file",
+                        format!(
+                            "the secret {w}: generate one with `head -c32 /dev/urandom | xxd -p -c64` \
+                             (test beds may set thop.allow_sample_keys: true)"
+                        ),
+                    );
+                }
+            }
+        }
     }
     if let Some(a) = &cl.announce {
         if a.bird.socket.is_empty() {
