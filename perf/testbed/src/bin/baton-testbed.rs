@@ -57,7 +57,8 @@ fn main() {
                     BedSpec {
                         clients,
                         backends,
-                        switch: true,
+                        switches: 1,
+                        routed: false,
                         proxy,
                     },
                     (!no_baton).then_some(io),
@@ -111,7 +112,8 @@ fn up(spec: BedSpec, baton: Option<BatonIo>) -> testbed::Result<()> {
     for h in bed
         .clients
         .iter()
-        .chain(&bed.switch)
+        .chain(&bed.router)
+        .chain(&bed.switches)
         .chain(&bed.proxy)
         .chain(&bed.backends)
     {
