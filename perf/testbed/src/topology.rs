@@ -20,7 +20,7 @@
 //! ```text
 //!   clients c1 .101, c2 .102 --- br-cl 198.18.1.0/24
 //!                                   | cl0 .1
-//!                      router rt  (ip_forward, L4 ECMP hash, BIRD: AS 65000)
+//!                      router rt  (ip_forward, 4-tuple ECMP hash, BIRD: AS 65000)
 //!                      data0 198.18.0.1      mgmt0 198.19.0.254
 //!                                   |                 |
 //!   br-data: sw1 .2, sw2 .4, sw3 .5 (no kernel address)  backends .11–.13
@@ -305,7 +305,17 @@ impl Bed {
             1,
         )?;
         netns::sysctl(&h.ns, "net.ipv4.ip_forward", "1")?;
-        netns::sysctl(&h.ns, "net.ipv4.fib_multipath_hash_policy", "1")?;
+        // The 4-tuple hashed from the headers (policy 3, custom fields:
+        // addresses, protocol, ports). Policy 1 would reuse the hash a
+        // veth leaves on the packet, the sending socket's, which TCP draws
+        // anew on every SYN or timeout retransmission: a connection would
+        // change switches where a real router keeps it on one.
+        netns::sysctl(&h.ns, "net.ipv4.fib_multipath_hash_policy", "3")?;
+        netns::sysctl(
+            &h.ns,
+            "net.ipv4.fib_multipath_hash_fields",
+            MULTIPATH_HASH_FIELDS,
+        )?;
         rp_filter_off(
             &h.ns,
             &["all", "default", DATA_IF, MGMT_IF, ROUTER_CLIENT_IF],
@@ -529,6 +539,10 @@ impl Drop for Bed {
 pub fn switch_data_peer(sw: &Host) -> String {
     format!("{}d", sw.name)
 }
+
+/// The router's ECMP hash fields (`net.ipv4.fib_multipath_hash_fields`):
+/// source and destination address, protocol, source and destination port.
+pub const MULTIPATH_HASH_FIELDS: &str = "0x0037";
 
 /// The clients' bridge of a routed bed.
 pub const CLIENT_BRIDGE: &str = "br-cl";

@@ -131,7 +131,8 @@ fn a_routed_bed_reaches_the_backends_through_its_router() {
         let rt = bed.router().unwrap();
         for (key, want) in [
             ("net.ipv4.ip_forward", "1"),
-            ("net.ipv4.fib_multipath_hash_policy", "1"),
+            ("net.ipv4.fib_multipath_hash_policy", "3"),
+            ("net.ipv4.fib_multipath_hash_fields", "55"), // 0x0037
             ("net.ipv4.conf.all.rp_filter", "0"),
             ("net.ipv4.conf.cl0.rp_filter", "0"),
         ] {
