@@ -21,8 +21,31 @@ use crate::config::{
 pub enum CompileError {
     #[error("thop.keys[{index}]: {message}")]
     Key { index: usize, message: String },
+    #[error("cluster.secret_file: {0}")]
+    ClusterSecret(String),
     #[error("dataplane rejected the configuration: {0}")]
     Dataplane(#[from] dataplane::config::ConfigError),
+}
+
+/// The secret of ISNs, SYN cookies and table hashing: derived from the
+/// cluster's shared file when the profile names one, else random per start.
+pub fn switch_secret(p: &Profile) -> Result<[u8; 16], CompileError> {
+    let Some(f) = &p.cluster.secret_file else {
+        return Ok(dataplane::config::random_secret());
+    };
+    let key = handoff_proto::read_key_file(std::path::Path::new(f))
+        .map_err(CompileError::ClusterSecret)?;
+    if let Some(w) = handoff_proto::key_weakness(&key) {
+        if !p.thop.allow_sample_keys {
+            return Err(CompileError::ClusterSecret(format!(
+                "the secret {w} (test beds may set thop.allow_sample_keys: true)"
+            )));
+        }
+    }
+    let derived = blake3::derive_key("Baton 2026-12-01 cluster ISN and SYN cookie secret", &key);
+    let mut out = [0u8; 16];
+    out.copy_from_slice(&derived[..16]);
+    Ok(out)
 }
 
 /// The THOP keys as (id, 32 bytes), secret files read.
@@ -234,6 +257,7 @@ pub fn worker_config(p: &Profile, port_mac: [u8; 6]) -> Result<WorkerConfig, Com
         syncookie_threshold: ((table as f64) * p.tuning.syn_cookies.threshold).max(1.0) as usize,
         burst: p.tuning.burst_size as usize,
         poll: poll_mode(p),
+        secret: switch_secret(p)?,
         recovery: RecoveryConfig {
             enabled: p.recovery.enabled,
             hello_interval: p.recovery.hello_interval.0,

@@ -58,6 +58,12 @@ pub enum AdminRequest {
     },
     /// A JSON view of backends and pools.
     Backends { reply: Sender<serde_json::Value> },
+    /// Withdraw (`true`) or announce again the VIPs of this switch
+    /// (`cluster.announce`); it keeps serving what reaches it.
+    SwitchDrain {
+        drain: bool,
+        reply: Sender<Result<(), String>>,
+    },
 }
 
 /// Result of a reload.
@@ -117,6 +123,10 @@ pub struct ControlPlane {
     /// Workers that have not been sent the current agent list (flow
     /// recovery); all of them at start and after a reload.
     agents_unsent: Vec<usize>,
+    /// Announces the VIPs to the routers (`cluster.announce`).
+    announcer: Option<Arc<crate::announce::Announcer>>,
+    /// The operator withdrew this switch (`POST /drain`).
+    switch_drained: bool,
     /// `baton_dispatch_decision_place_total{place}`: worker, control.
     place_worker: prometheus::IntCounter,
     place_control: prometheus::IntCounter,
@@ -183,6 +193,8 @@ impl ControlPlane {
             unsent: Vec::new(),
             recycle: Vec::new(),
             agents_unsent: vec![usize::MAX],
+            announcer: None,
+            switch_drained: false,
             place_worker,
             place_control,
             profile: Arc::new(profile),
@@ -193,6 +205,20 @@ impl ControlPlane {
         cp.metrics.last_reload_success.set(Metrics::unix_now());
         cp.export_backends(Instant::now());
         Ok(cp)
+    }
+
+    /// Announce the VIPs through `a` while this switch is healthy (some
+    /// backend usable) and not drained.
+    pub fn set_announcer(&mut self, a: Arc<crate::announce::Announcer>) {
+        self.announcer = Some(a);
+    }
+
+    /// States to the announcer whether the VIPs should be announced now.
+    fn announce(&self, now: Instant) {
+        if let Some(a) = &self.announcer {
+            let healthy = self.registry.all().iter().any(|b| b.usable(now));
+            a.want(healthy && !self.switch_drained);
+        }
     }
 
     /// The generation counter (shared with the admin endpoint).
@@ -908,6 +934,29 @@ impl ControlPlane {
                 }
                 let _ = reply.send(r);
             }
+            AdminRequest::SwitchDrain { drain, reply } => {
+                let r = match &self.announcer {
+                    None => Err(
+                        "this switch announces nothing (no cluster.announce in the profile)"
+                            .to_string(),
+                    ),
+                    Some(_) => {
+                        self.switch_drained = drain;
+                        tracing::info!(
+                            drain,
+                            "switch drain changed by admin: VIPs {}",
+                            if drain {
+                                "withdrawn"
+                            } else {
+                                "announced while healthy"
+                            }
+                        );
+                        self.announce(Instant::now());
+                        Ok(())
+                    }
+                };
+                let _ = reply.send(r);
+            }
             AdminRequest::Backends { reply } => {
                 let _ = reply.send(self.view());
             }
@@ -960,6 +1009,7 @@ impl ControlPlane {
                     self.note_change(change);
                 }
                 self.export_backends(now);
+                self.announce(now);
             }
         }
         // Last pass: answer what is queued so no worker waits for a decision timeout.
@@ -1044,6 +1094,9 @@ pub fn restart_sections(old: &Profile, new: &Profile) -> Vec<&'static str> {
     }
     if old.recovery != new.recovery {
         out.push("recovery");
+    }
+    if old.cluster != new.cluster {
+        out.push("cluster");
     }
     if old.admin != new.admin {
         out.push("admin");

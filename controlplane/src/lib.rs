@@ -9,6 +9,7 @@
 //! immutable routing snapshot the control plane publishes ([`local`]).
 
 pub mod admin;
+pub mod announce;
 pub mod cli;
 pub mod compile;
 pub mod config;

@@ -102,6 +102,9 @@ pub struct Switch {
     reloader: Arc<Reloader>,
     stopping: Arc<AtomicBool>,
     grace: Duration,
+    /// Announces the VIPs (`cluster.announce`) and how long to keep serving
+    /// after withdrawing them on stop.
+    announcer: Option<(Arc<crate::announce::Announcer>, Duration)>,
     /// The workers' counters, in worker order.
     pub counters: Vec<Arc<Counters>>,
     pub metrics: Arc<Metrics>,
@@ -125,7 +128,17 @@ impl Switch {
         let clock: Clock = Arc::new(move || shared.now_ns());
         let commands = cq.commander();
 
-        let control = ControlPlane::new(profile.clone(), metrics.clone(), clock)?;
+        let mut control = ControlPlane::new(profile.clone(), metrics.clone(), clock)?;
+        let announcer = match &profile.cluster.announce {
+            Some(a) => Some(Arc::new(
+                crate::announce::Announcer::start(&a.bird, metrics.clone())
+                    .map_err(|e| format!("cannot start the announcer: {e}"))?,
+            )),
+            None => None,
+        };
+        if let Some(a) = &announcer {
+            control.set_announcer(a.clone());
+        }
         let generation = control.generation();
         // Workers decide stateless pools themselves (tuning.local_decisions).
         let mut deciders = control.local_deciders(n).into_iter();
@@ -224,6 +237,16 @@ impl Switch {
             reloader,
             stopping,
             grace: profile.timeouts.shutdown_grace.0,
+            announcer: announcer.map(|a| {
+                // The workers run: from now on the VIPs may be announced.
+                a.set_ready();
+                let grace = profile
+                    .cluster
+                    .announce
+                    .as_ref()
+                    .map_or(Duration::ZERO, |c| c.withdraw_grace.0);
+                (a, grace)
+            }),
             counters,
             metrics,
             admin_tx,
@@ -243,6 +266,17 @@ impl Switch {
     /// Graceful stop: refuse new connections, let the others finish within
     /// the grace period, then stop everything.
     pub fn shutdown(mut self) {
+        if let Some((a, grace)) = self.announcer.take() {
+            // Routers first: they move the flows to the other switches (which
+            // recover them from the agents) while this one still serves.
+            let done = a.withdraw_for_stop(Duration::from_secs(3));
+            tracing::info!(
+                confirmed = done,
+                grace_ms = grace.as_millis() as u64,
+                "stopping: VIPs withdrawn, serving on while the routers move the flows"
+            );
+            std::thread::sleep(grace);
+        }
         self.stopping.store(true, Ordering::Relaxed);
         self.commands
             .try_broadcast(WorkerCommand::Stop { now: false });

@@ -8,6 +8,8 @@
 //! | POST | `/reload` | re-read the profile; 200 with the new generation, 400 with the errors |
 //! | POST | `/backends/NAME/drain` | stop sending new requests to NAME |
 //! | POST | `/backends/NAME/undrain` | resume |
+//! | POST | `/drain` | withdraw this switch's VIPs from the routers (`cluster.announce`); it keeps serving what arrives |
+//! | POST | `/undrain` | announce them again (while healthy) |
 //!
 //! It shares the process with the packet path, so it is served by
 //! [`mgmt_http`], whose limits keep one client from exhausting memory,
@@ -251,13 +253,26 @@ fn handle(ctx: &AdminContext, token: Option<&str>, req: &Request) -> Response {
                 None => json_response(503, json!({"error": "control plane did not answer"})),
             }
         }
-        (_, ["metrics" | "healthz" | "backends" | "reload"])
+        (&Method::POST, [action @ ("drain" | "undrain")]) => {
+            let (tx, rx) = crossbeam_channel::bounded(1);
+            let drain = *action == "drain";
+            let sent = ctx
+                .admin_tx
+                .send(AdminRequest::SwitchDrain { drain, reply: tx })
+                .is_ok();
+            match sent.then(|| rx.recv_timeout(LOOP_TIMEOUT).ok()).flatten() {
+                Some(Ok(())) => json_response(200, json!({"switch": {"draining": drain}})),
+                Some(Err(e)) => json_response(409, json!({"error": e})),
+                None => json_response(503, json!({"error": "control plane did not answer"})),
+            }
+        }
+        (_, ["metrics" | "healthz" | "backends" | "reload" | "drain" | "undrain"])
         | (_, ["backends", _, "drain" | "undrain"]) => {
             json_response(405, json!({"error": "method not allowed"}))
         }
         _ => json_response(
             404,
-            json!({"error": "not found", "endpoints": ["/metrics", "/healthz", "/backends", "POST /reload", "POST /backends/NAME/drain", "POST /backends/NAME/undrain"]}),
+            json!({"error": "not found", "endpoints": ["/metrics", "/healthz", "/backends", "POST /reload", "POST /backends/NAME/drain", "POST /backends/NAME/undrain", "POST /drain", "POST /undrain"]}),
         ),
     }
 }

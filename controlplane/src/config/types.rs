@@ -55,6 +55,11 @@ pub struct Profile {
     /// (and flows a router moved from another switch).
     #[serde(default)]
     pub recovery: Recovery,
+    /// Several switches behind routers that spread the VIPs' flows over
+    /// them (ECMP): the secret they share and how this one announces the
+    /// VIPs.
+    #[serde(default, skip_serializing_if = "Cluster::is_single")]
+    pub cluster: Cluster,
     /// Management endpoint: Prometheus metrics and admin API.
     #[serde(default)]
     pub admin: Admin,
@@ -931,6 +936,69 @@ impl Default for Recovery {
             max_pending_lookups: d_max_pending_lookups(),
         }
     }
+}
+
+/// A member of a cluster of switches (`docs/operations.md`, "Several
+/// switches").
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Cluster {
+    /// File with 64 hex digits (mode 0600) that every switch of the cluster
+    /// shares: it keys initial sequence numbers and SYN cookies, so a
+    /// handshake a router moves to another switch still completes there
+    /// (with `tuning.syn_cookies.mode: always`). Default: a random secret
+    /// per start.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_file: Option<String>,
+    /// Announce the VIPs to the routers while this switch is healthy, and
+    /// withdraw them on drain and stop.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub announce: Option<Announce>,
+}
+
+impl Cluster {
+    /// True for a switch on its own (nothing set).
+    pub fn is_single(&self) -> bool {
+        self.secret_file.is_none() && self.announce.is_none()
+    }
+}
+
+/// How the switch announces its VIPs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Announce {
+    /// Through a BIRD 2 daemon on this host, which speaks BGP to the routers.
+    pub bird: BirdAnnounce,
+    /// On stop (and on `POST /drain`): after the withdrawal, keep serving
+    /// this long while the routers move the flows, then stop.
+    #[serde(default = "d_withdraw_grace")]
+    pub withdraw_grace: DurationStr,
+}
+
+/// A BIRD 2 protocol that carries the VIP routes: the switch enables it
+/// through BIRD's control socket when healthy and disables it on drain and
+/// stop. Configure it `disabled` in BIRD, so a host that boots without
+/// `baton` announces nothing.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BirdAnnounce {
+    /// BIRD's control socket (`bird -s`; Debian: `/run/bird/bird.ctl`).
+    #[serde(default = "d_bird_socket")]
+    pub socket: String,
+    /// The name of the protocol (e.g. a `static` one holding the VIPs'
+    /// routes, exported by the BGP sessions).
+    #[serde(default = "d_bird_protocol")]
+    pub protocol: String,
+}
+
+fn d_withdraw_grace() -> DurationStr {
+    DurationStr::secs(2)
+}
+fn d_bird_socket() -> String {
+    "/run/bird/bird.ctl".into()
+}
+fn d_bird_protocol() -> String {
+    "vip".into()
 }
 
 fn d_hello_interval() -> DurationStr {

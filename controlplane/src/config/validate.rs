@@ -49,6 +49,7 @@ pub fn validate(p: &Profile) -> Vec<Problem> {
     check_limits(&mut c, p);
     check_thop(&mut c, &p.thop);
     check_recovery(&mut c, &p.recovery);
+    check_cluster(&mut c, &p.cluster);
     check_backend_keys(&mut c, p);
     check_admin(&mut c, &p.admin);
     if p.logging.access_log.sample_every == 0 {
@@ -601,6 +602,33 @@ fn check_holds(c: &mut Checker, p: &Profile) {
             }
         }
         IoSection::Memory(_) => {}
+    }
+}
+
+fn check_cluster(c: &mut Checker, cl: &Cluster) {
+    if cl.secret_file.as_deref().is_some_and(str::is_empty) {
+        c.err("cluster.secret_file", "must name a file");
+    }
+    if let Some(a) = &cl.announce {
+        if a.bird.socket.is_empty() {
+            c.err(
+                "cluster.announce.bird.socket",
+                "must name BIRD's control socket",
+            );
+        }
+        // It goes into a control-socket command: a BIRD symbol only.
+        let p = &a.bird.protocol;
+        let symbol = p
+            .chars()
+            .next()
+            .is_some_and(|ch| ch.is_ascii_alphabetic() || ch == '_')
+            && p.chars().all(|ch| ch.is_ascii_alphanumeric() || ch == '_');
+        if !symbol {
+            c.err(
+                "cluster.announce.bird.protocol",
+                "must be a BIRD protocol name (letters, digits, `_`; not starting with a digit)",
+            );
+        }
     }
 }
 

@@ -552,6 +552,17 @@ impl Stack {
         }
     }
 
+    /// Kills backend `i`'s agent and starts a new one in `role` (a new
+    /// process: a new THOP boot, no memory of the old one's connections).
+    pub fn restart_agent(&mut self, bed: &Bed, i: usize, role: AgentRole) -> Result<()> {
+        self.kill_agent(i);
+        let p = start_agent(bed, i, role, &find_bin("baton-agent")?)?;
+        if let Some(slot) = self.agents.get_mut(i) {
+            *slot = Some(p);
+        }
+        Ok(())
+    }
+
     /// Fails with the switch's log if it has exited.
     pub fn ensure_running(&mut self) -> Result<()> {
         match self.switch.as_mut() {

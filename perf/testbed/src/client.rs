@@ -255,14 +255,34 @@ pub fn slow_get(
     pause: Duration,
     timeout: Duration,
 ) -> io::Result<Response> {
+    slow_get_stalls(addr, path, rcvbuf, chunk, pause, timeout).map(|(r, _)| r)
+}
+
+/// [`slow_get`], also returning every stall: each wait for a read longer
+/// than twice `pause` beyond the pause itself (the time the transfer stood
+/// still, e.g. while the switch restarted).
+pub fn slow_get_stalls(
+    addr: SocketAddr,
+    path: &str,
+    rcvbuf: usize,
+    chunk: usize,
+    pause: Duration,
+    timeout: Duration,
+) -> io::Result<(Response, Vec<Duration>)> {
+    let mut stalls = Vec::new();
     let mut s = connect_small_window(addr, rcvbuf, timeout)?;
     s.write_all(&get_request(&addr.ip().to_string(), path, false, &[]))?;
     let mut buf = Vec::new();
     let mut piece = vec![0u8; chunk.max(1)];
     loop {
+        let t = std::time::Instant::now();
         let n = s.read(&mut piece)?;
         if n == 0 {
             break;
+        }
+        let waited = t.elapsed();
+        if waited > pause * 2 {
+            stalls.push(waited);
         }
         buf.extend_from_slice(&piece[..n]);
         if find(&buf, b"\r\n\r\n").is_some_and(|h| {
@@ -276,7 +296,7 @@ pub fn slow_get(
         }
         std::thread::sleep(pause);
     }
-    parse_whole(&buf)
+    parse_whole(&buf).map(|r| (r, stalls))
 }
 
 /// Parses one whole response held in memory.
