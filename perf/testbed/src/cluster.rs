@@ -13,11 +13,11 @@
 //!
 //! Who announces the VIP: the switch itself, through its BIRD's control
 //! socket, from its profile's `cluster` section ([`Announce::Switch`]).
-//! A `baton` that does not know that section yet refuses the profile; the
-//! bed then announces for it ([`Announce::Bed`]: `birdc enable vip` once
-//! the switch answers, `birdc disable vip` and the withdraw grace before a
-//! graceful stop), says so on stderr, and the tests still run.
-//! `BATON_CLUSTER_ANNOUNCE=switch` (or `bed`) forces one way.
+//! `BATON_CLUSTER_ANNOUNCE=bed` has the bed do it instead with `birdc`
+//! ([`Announce::Bed`]: enable once the switch answers, disable and wait the
+//! withdraw grace before a graceful stop), and the profiles leave the
+//! `cluster` section out: that tells a problem of the bed's routing from
+//! one of the switch's announcing.
 //!
 //! Fields drop in declaration order: switches first (each `baton`, then its
 //! BIRD), then the router's BIRD, the agents, nginx, and the namespaces.
@@ -35,8 +35,7 @@ use std::net::Ipv4Addr;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-/// Forces who announces the VIP (`switch` or `bed`); unset: the switch
-/// when its `baton` takes the profile's `cluster` section.
+/// Who announces the VIP: `switch` (the default) or `bed`.
 pub const ANNOUNCE_ENV: &str = "BATON_CLUSTER_ANNOUNCE";
 
 /// Who enables and disables each switch's `vip` protocol in BIRD.
@@ -72,6 +71,16 @@ impl ClusterOptions {
             workers: 1,
         }
     }
+}
+
+/// How a graceful stop went, from the stop's start.
+#[derive(Debug, Clone, Copy)]
+pub struct Stopped {
+    /// When the router's route to the VIP lost the switch (None: not
+    /// before it exited).
+    pub withdrawn: Option<Duration>,
+    /// When the process had exited.
+    pub exited: Duration,
 }
 
 /// One switch of the cluster: its `baton` and its BIRD.
@@ -134,7 +143,7 @@ impl Cluster {
                 r => Some(baton::start_agent(&bed, i, r, &agent_bin)?),
             });
         }
-        let announce = decide_announce(&bed, &sw_opts)?;
+        let announce = decide_announce()?;
         let mut switches = Vec::new();
         for i in 0..opts.switches {
             let m = Member {
@@ -239,34 +248,56 @@ impl Cluster {
     /// Stops switch `i` gracefully, as an upgrade does: SIGTERM, after which
     /// `baton` withdraws the VIP, keeps forwarding for the withdraw grace,
     /// then exits (with [`Announce::Bed`] the bed withdraws and waits the
-    /// grace first). Its BIRD keeps running. Returns how long the stop took.
-    pub fn stop_switch(&mut self, i: usize) -> Result<Duration> {
+    /// grace first). Its BIRD keeps running. Fails when the switch does not
+    /// exit within its grace and 10 s (it is then killed).
+    pub fn stop_switch(&mut self, i: usize) -> Result<Stopped> {
         let t0 = Instant::now();
+        let me = addr::switch_data(i);
+        let mut withdrawn = None;
         if self.announce == Announce::Bed {
             let host = self.bed.switch_host(i)?.clone();
             bird::set_protocol(&bird::socket(&self.bed, &host), bird::VIP_PROTOCOL, false)?;
             std::thread::sleep(baton::WITHDRAW_GRACE);
         }
-        if let Some(mut p) = self.slot(i)?.baton.take() {
-            let status = p.stop(baton::WITHDRAW_GRACE + Duration::from_secs(10));
-            if status.as_deref().is_some_and(|s| s.contains("killed")) {
-                return Err(BedError::Setup(format!(
-                    "switch {} did not stop within its grace: {}",
-                    i + 1,
-                    p.log_tail(3000)
+        let Some(mut p) = self.slot(i)?.baton.take() else {
+            return Ok(Stopped {
+                withdrawn,
+                exited: t0.elapsed(),
+            });
+        };
+        p.signal(libc::SIGTERM);
+        let deadline = Instant::now() + baton::WITHDRAW_GRACE + Duration::from_secs(10);
+        loop {
+            if withdrawn.is_none() && !self.ecmp_nexthops()?.contains(&me) {
+                withdrawn = Some(t0.elapsed());
+            }
+            // Reaps it once it exited (so nothing signals a stale pid).
+            if p.wait_exit(Duration::from_millis(10)).is_some() || !p.is_running() {
+                break;
+            }
+            if Instant::now() >= deadline {
+                let log = p.log_tail(3000);
+                p.kill_now();
+                return Err(BedError::Timeout(format!(
+                    "switch {} to stop after SIGTERM (killed):\n{log}",
+                    i + 1
                 )));
             }
         }
-        Ok(t0.elapsed())
+        Ok(Stopped {
+            withdrawn,
+            exited: t0.elapsed(),
+        })
     }
 
     /// A graceful restart of switch `i` ([`Cluster::stop_switch`], then
-    /// [`Cluster::start_switch`]); returns how long the switch was gone.
-    pub fn restart_switch(&mut self, i: usize) -> Result<Duration> {
+    /// [`Cluster::start_switch`]): how the stop went, and how long the
+    /// switch was gone (stop begun to admin endpoint answering again).
+    pub fn restart_switch(&mut self, i: usize) -> Result<(Stopped, Duration)> {
         let t0 = Instant::now();
-        self.stop_switch(i)?;
+        let stopped = self.stop_switch(i)?;
         self.start_switch(i)?;
-        Ok(t0.elapsed())
+        Ok((stopped, t0.elapsed()))
     }
 
     /// The next hops of the router's route to the VIP.
@@ -404,45 +435,13 @@ impl Drop for Cluster {
     }
 }
 
-/// Who announces: [`ANNOUNCE_ENV`] when set, else the switch when `baton
-/// check-config` takes a profile with the `cluster` section, else (a
-/// `baton` that rejects that section as unknown) the bed.
-fn decide_announce(bed: &Bed, opts: &SwitchOptions) -> Result<Announce> {
+/// Who announces: the switch, unless [`ANNOUNCE_ENV`] says `bed`.
+fn decide_announce() -> Result<Announce> {
     match std::env::var(ANNOUNCE_ENV).as_deref() {
-        Ok("switch") => return Ok(Announce::Switch),
-        Ok("bed") => return Ok(Announce::Bed),
-        Ok(other) => {
-            return Err(BedError::Setup(format!(
-                "{ANNOUNCE_ENV}={other}: `switch` or `bed`"
-            )))
-        }
-        Err(_) => {}
+        Ok("switch") | Err(_) => Ok(Announce::Switch),
+        Ok("bed") => Ok(Announce::Bed),
+        Ok(other) => Err(BedError::Setup(format!(
+            "{ANNOUNCE_ENV}={other}: `switch` or `bed`"
+        ))),
     }
-    let probe = Member {
-        index: 0,
-        cluster_section: true,
-    };
-    let profile = baton::member_profile(bed, opts, probe)?;
-    let bin = baton::find_bin("baton")?;
-    let out = std::process::Command::new(&bin)
-        .arg("check-config")
-        .arg(&profile)
-        .envs(baton::switch_env_of(bed, 0))
-        .output()
-        .map_err(|e| BedError::io(format!("running {} check-config", bin.display()), e))?;
-    if out.status.success() {
-        return Ok(Announce::Switch);
-    }
-    let err = String::from_utf8_lossy(&out.stderr);
-    if err.contains("unknown field `cluster`") {
-        eprintln!(
-            "testbed: this baton does not know the profile's `cluster` section: \
-             the bed announces the VIP for each switch with birdc"
-        );
-        return Ok(Announce::Bed);
-    }
-    Err(BedError::Setup(format!(
-        "{} does not pass check-config: {err}",
-        profile.display()
-    )))
 }

@@ -19,7 +19,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use testbed::baton::BatonIo;
-use testbed::cluster::{Cluster, ClusterOptions};
+use testbed::cluster::{Announce, Cluster, ClusterOptions};
 use testbed::content::{self, OBJ_1K, OBJ_1M};
 use testbed::{addr, client, netns};
 
@@ -269,6 +269,14 @@ fn three_switches_behind_ecmp_share_new_connections() {
     let hops = c.ecmp_nexthops().unwrap();
     let want: Vec<_> = (0..3).map(addr::switch_data).collect();
     assert_eq!(hops, want, "one next hop per switch");
+    if c.announce() == Announce::Switch {
+        for i in 0..3 {
+            let v = c
+                .metric(i, "baton_vip_announced", &[("protocol", "vip")])
+                .unwrap();
+            assert_eq!(v, 1.0, "switch {} reports the VIP announced", i + 1);
+        }
+    }
     let counters = |c: &Cluster| -> Vec<f64> {
         (0..3)
             .map(|i| {
@@ -485,13 +493,27 @@ fn a_rolling_upgrade_of_the_cluster_breaks_nothing() {
     std::thread::sleep(Duration::from_secs(2));
     let mut steps = Vec::new();
     for i in 0..3 {
-        let gone = c
+        let (stopped, gone) = c
             .restart_switch(i)
             .unwrap_or_else(|e| panic!("restart switch {}: {e}", i + 1));
         let back = c
             .wait_nexthops(3, Duration::from_secs(15))
             .unwrap_or_else(|e| panic!("switch {} announced again: {e}", i + 1));
-        steps.push((gone, back));
+        // The switch withdrew the VIP before it stopped forwarding.
+        let withdrawn = stopped.withdrawn.unwrap_or_else(|| {
+            panic!(
+                "switch {} exited after {:.2?} still routed to\n{}",
+                i + 1,
+                stopped.exited,
+                logs(&c)
+            )
+        });
+        steps.push(format!(
+            "sw{}: withdrawn {withdrawn:.2?}, exited {:.2?}, serving again {gone:.2?}, \
+             announced again {back:.2?} later",
+            i + 1,
+            stopped.exited
+        ));
         std::thread::sleep(Duration::from_secs(1));
     }
     let upgraded = t0.elapsed();
@@ -504,11 +526,11 @@ fn a_rolling_upgrade_of_the_cluster_breaks_nothing() {
         .collect();
     let broken = broken_downloads(&load_out);
     eprintln!(
-        "rolling upgrade of 3 switches ({:?} announce) done at {upgraded:.1?}: per switch \
-         (restart, then announced again after) {steps:.2?}; {} downloads, {} broken; {} \
-         keep-alive requests, {} failed; flows recovered per switch: {lookups:?} by LOOKUP, \
-         {resyncs:?} by resync",
+        "rolling upgrade of 3 switches ({:?} announces) done at {upgraded:.1?}, from SIGTERM: \
+         {}; {} downloads, {} broken; {} keep-alive requests, {} failed; flows recovered per \
+         switch: {lookups:?} by LOOKUP, {resyncs:?} by resync",
         c.announce(),
+        steps.join("; "),
         load_out.downloads.len(),
         broken.len(),
         load_out.keep_alive_ok,
