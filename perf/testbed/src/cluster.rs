@@ -257,7 +257,13 @@ impl Cluster {
         if self.announce == Announce::Bed {
             let host = self.bed.switch_host(i)?.clone();
             bird::set_protocol(&bird::socket(&self.bed, &host), bird::VIP_PROTOCOL, false)?;
-            std::thread::sleep(baton::WITHDRAW_GRACE);
+            let grace_end = t0 + baton::WITHDRAW_GRACE;
+            while Instant::now() < grace_end {
+                if withdrawn.is_none() && !self.ecmp_nexthops()?.contains(&me) {
+                    withdrawn = Some(t0.elapsed());
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
         }
         let Some(mut p) = self.slot(i)?.baton.take() else {
             return Ok(Stopped {

@@ -392,7 +392,7 @@ fn a_switch_killed_under_load_breaks_no_forwarding_connection() {
     );
     for a in failed.iter().filter(|a| a.at < killed_at) {
         eprintln!(
-            "  failed before the kill: at {:.2?} ({:.2?}): {}",
+            "  failed, begun before the kill: at {:.2?} ({:.2?}): {}",
             a.at,
             a.took,
             a.error.as_deref().unwrap_or("")
@@ -409,12 +409,13 @@ fn a_switch_killed_under_load_breaks_no_forwarding_connection() {
         "the surviving switches recovered the dead switch's flows by LOOKUP\n{}",
         logs(&c)
     );
-    // Only connections begun while the router still sent some to the dead
-    // switch (and a moment after, for the route change to take) may fail.
+    // Only connections under way while the router still sent some to the
+    // dead switch (begun before it was withdrawn, or a moment after, for
+    // the route change to take; ended after the kill) may fail.
     let cutoff = killed_at + withdrawn + Duration::from_secs(1);
     let stray: Vec<&&Attempt> = failed
         .iter()
-        .filter(|a| a.at < killed_at || a.at > cutoff)
+        .filter(|a| a.at + a.took < killed_at || a.at > cutoff)
         .collect();
     assert!(
         stray.is_empty(),
