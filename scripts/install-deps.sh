@@ -12,6 +12,8 @@ PKGS=(
   libbpf-dev bpftool
   # test bed: namespaces, veths, loss injection, offload switches
   iproute2 iptables ethtool procps
+  # the routed cluster bed: BGP between the switches and the router
+  bird2
   # real servers, proxies and clients
   nginx-light lighttpd haproxy wrk curl python3 chromium
   # promtool, to check the metrics exposition format
@@ -30,7 +32,7 @@ if ((${#missing[@]})); then
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
   # Debian starts the packaged daemons; the test bed runs its own instances.
-  for svc in nginx haproxy prometheus prometheus-node-exporter; do
+  for svc in nginx haproxy prometheus prometheus-node-exporter bird; do
     systemctl disable --now "$svc" >/dev/null 2>&1 || service "$svc" stop >/dev/null 2>&1 || true
   done
 fi

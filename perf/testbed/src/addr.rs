@@ -1,12 +1,13 @@
-//! The shared test-bed addresses (docs/testbed.md): 198.18.0.0/15 for data,
-//! 198.19.0.0/24 for management.
+//! The shared test-bed addresses (docs/testbed.md): 198.18.0.0/24 for data,
+//! 198.18.1.0/24 for the clients of a routed bed, 198.19.0.0/24 for
+//! management; nothing outside 198.18.0.0/15.
 //!
 //! Every part of Baton that runs in the bed (the switch profile, the agent
 //! profiles, the tests) uses these, so they live in one place.
 
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 
-/// The switch's data address: THOP source, answers ARP.
+/// The (first) switch's data address: THOP source, answers ARP.
 pub const SWITCH_DATA: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 2);
 /// The kernel address of the L7 proxies (nginx, HAProxy) in the benchmarks.
 pub const PROXY_DATA: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 3);
@@ -14,7 +15,8 @@ pub const PROXY_DATA: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 3);
 pub const VIP: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 10);
 /// The virtual service port.
 pub const VIP_PORT: u16 = 80;
-/// The switch's management address (metrics and admin on [`METRICS_PORT`]).
+/// The (first) switch's management address (metrics and admin on
+/// [`METRICS_PORT`]).
 pub const SWITCH_MGMT: Ipv4Addr = Ipv4Addr::new(198, 19, 0, 2);
 /// The hub's own address on the management bridge (scrapes, admin calls).
 pub const HUB_MGMT: Ipv4Addr = Ipv4Addr::new(198, 19, 0, 1);
@@ -26,8 +28,52 @@ pub const AGENT_METRICS_PORT: u16 = 9101;
 pub const THOP_PORT: u16 = 9199;
 /// Where each backend's web server listens (127.0.0.1 and its data address).
 pub const WEB_PORT: u16 = 8080;
-/// Prefix length of both segments.
+/// Prefix length of every segment.
 pub const PREFIX: u8 = 24;
+
+/// Switches a bed can have: data addresses .2 and .4–.9 (.3 is the proxy,
+/// .10 the VIP, .11 on the backends).
+pub const MAX_SWITCHES: usize = 7;
+/// The router of a routed bed on the data segment (the backends' way back
+/// to the clients).
+pub const ROUTER_DATA: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 1);
+/// The router of a routed bed on the clients' segment (their default route).
+pub const ROUTER_CLIENT: Ipv4Addr = Ipv4Addr::new(198, 18, 1, 1);
+/// The router of a routed bed on the management segment (its BGP sessions).
+pub const ROUTER_MGMT: Ipv4Addr = Ipv4Addr::new(198, 19, 0, 254);
+/// The clients' segment of a routed bed.
+pub const CLIENT_NET: Ipv4Addr = Ipv4Addr::new(198, 18, 1, 0);
+
+/// Last octet of switch `i`'s addresses (0-based): 2, 4, 5, … (3 is the
+/// proxy's).
+fn switch_octet(i: usize) -> u8 {
+    if i == 0 {
+        2
+    } else {
+        (3 + i) as u8
+    }
+}
+
+/// Data address of switch `i` (0-based): 198.18.0.2, .4, .5, … (the bed
+/// refuses more than [`MAX_SWITCHES`]).
+pub fn switch_data(i: usize) -> Ipv4Addr {
+    Ipv4Addr::new(198, 18, 0, switch_octet(i))
+}
+
+/// Management address of switch `i` (0-based): 198.19.0.2, .4, .5, …
+pub fn switch_mgmt(i: usize) -> Ipv4Addr {
+    Ipv4Addr::new(198, 19, 0, switch_octet(i))
+}
+
+/// Metrics and admin endpoint of switch `i` (0-based).
+pub fn switch_metrics_of(i: usize) -> SocketAddr {
+    SocketAddr::V4(SocketAddrV4::new(switch_mgmt(i), METRICS_PORT))
+}
+
+/// Address of client `i` (0-based) of a routed bed: 198.18.1.101, .102, …
+pub fn routed_client(i: usize) -> Ipv4Addr {
+    Ipv4Addr::new(198, 18, 1, 101 + i as u8)
+}
 
 /// Data address of backend `i` (0-based): 198.18.0.11, .12, …
 pub fn backend_data(i: usize) -> Ipv4Addr {
@@ -49,7 +95,25 @@ pub fn vip_service() -> SocketAddr {
     SocketAddr::V4(SocketAddrV4::new(VIP, VIP_PORT))
 }
 
-/// The switch's metrics/admin endpoint.
+/// The (first) switch's metrics/admin endpoint.
 pub fn switch_metrics() -> SocketAddr {
-    SocketAddr::V4(SocketAddrV4::new(SWITCH_MGMT, METRICS_PORT))
+    switch_metrics_of(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn switches_skip_the_proxy_and_stay_below_the_vip() {
+        assert_eq!(switch_data(0), SWITCH_DATA);
+        assert_eq!(switch_mgmt(0), SWITCH_MGMT);
+        assert_eq!(switch_data(1), Ipv4Addr::new(198, 18, 0, 4));
+        assert_eq!(switch_mgmt(2), Ipv4Addr::new(198, 19, 0, 5));
+        let last = switch_data(MAX_SWITCHES - 1);
+        assert!(last.octets()[3] < VIP.octets()[3]);
+        assert!((0..MAX_SWITCHES).all(|i| switch_data(i) != PROXY_DATA));
+        assert_eq!(switch_metrics(), switch_metrics_of(0));
+        assert_eq!(routed_client(1), Ipv4Addr::new(198, 18, 1, 102));
+    }
 }

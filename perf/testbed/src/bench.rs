@@ -478,7 +478,8 @@ pub fn run(s: &Settings, mut progress: impl FnMut(Landed)) -> Result<Measured> {
     let bed = Bed::up(&BedSpec {
         clients: 1,
         backends: 2,
-        switch: true,
+        switches: 1,
+        routed: false,
         proxy: true,
     })?;
     let _nginx = nginx::start_all(&bed)?;

@@ -241,29 +241,6 @@ pub fn metric_sum(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64
     found.then_some(sum)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn sums_metrics_by_label() {
-        let t = "# HELP x y\nbaton_handoffs_total{outcome=\"acked\",worker=\"0\"} 5\nbaton_handoffs_total{outcome=\"acked\",worker=\"1\"} 7\nbaton_handoffs_total{outcome=\"nacked\",worker=\"0\"} 1\nbaton_up 1\n";
-        assert_eq!(
-            metric_sum(t, "baton_handoffs_total", &[("outcome", "acked")]),
-            Some(12.0)
-        );
-        assert_eq!(metric_sum(t, "baton_handoffs_total", &[]), Some(13.0));
-        assert_eq!(metric_sum(t, "baton_up", &[]), Some(1.0));
-        assert_eq!(metric_sum(t, "baton_missing", &[]), None);
-    }
-
-    #[test]
-    fn request_bytes() {
-        let r = String::from_utf8(get_request("h", "/p", false, &[("X-A", "1")])).unwrap();
-        assert_eq!(r, "GET /p HTTP/1.1\r\nHost: h\r\nUser-Agent: baton-testbed\r\nConnection: close\r\nX-A: 1\r\n\r\n");
-    }
-}
-
 /// A GET read slowly: a receive buffer of `rcvbuf` bytes (set before the
 /// handshake, so the window the client announces stays small) and at most
 /// `chunk` bytes read every `pause`. The download then lasts about
@@ -409,4 +386,27 @@ pub fn connect_small_window(
     s.set_read_timeout(Some(timeout))?;
     s.set_write_timeout(Some(timeout))?;
     Ok(s)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sums_metrics_by_label() {
+        let t = "# HELP x y\nbaton_handoffs_total{outcome=\"acked\",worker=\"0\"} 5\nbaton_handoffs_total{outcome=\"acked\",worker=\"1\"} 7\nbaton_handoffs_total{outcome=\"nacked\",worker=\"0\"} 1\nbaton_up 1\n";
+        assert_eq!(
+            metric_sum(t, "baton_handoffs_total", &[("outcome", "acked")]),
+            Some(12.0)
+        );
+        assert_eq!(metric_sum(t, "baton_handoffs_total", &[]), Some(13.0));
+        assert_eq!(metric_sum(t, "baton_up", &[]), Some(1.0));
+        assert_eq!(metric_sum(t, "baton_missing", &[]), None);
+    }
+
+    #[test]
+    fn request_bytes() {
+        let r = String::from_utf8(get_request("h", "/p", false, &[("X-A", "1")])).unwrap();
+        assert_eq!(r, "GET /p HTTP/1.1\r\nHost: h\r\nUser-Agent: baton-testbed\r\nConnection: close\r\nX-A: 1\r\n\r\n");
+    }
 }

@@ -144,7 +144,7 @@ impl Hosts {
         for c in &bed.clients {
             add(&c.ns, Role::Client);
         }
-        if let Some(s) = &bed.switch {
+        for s in &bed.switches {
             add(&s.ns, Role::Switch);
         }
         if let Some(p) = &bed.proxy {

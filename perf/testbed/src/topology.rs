@@ -9,11 +9,30 @@
 //!                              mgmt0 198.19.0.2            mgmt0 198.19.0.11..
 //! ```
 //!
-//! Interfaces inside a host are always `data0` and `mgmt0`; the hub-side ends
-//! are named for the host (`c1d`, `swd`, `b2m`…). Both ends are created
-//! directly in their namespaces, so no name ever appears in the root namespace
-//! and parallel beds cannot collide; namespace names carry the pid and a
-//! per-process counter. Everything is removed on drop.
+//! A routed bed ([`BedSpec::routed`]) is the cluster of several switches
+//! behind a router, as a site runs it: the clients move to a third bridge,
+//! `br-cl` (198.18.1.0/24), and reach the VIP only through the router
+//! namespace `rt`, which spreads the VIP's flows over the switches
+//! `sw1`…`swN` by ECMP (the routes come from BGP: see [`crate::bird`]).
+//! The backends answer the clients through the router too, so the paths
+//! are asymmetric and reverse-path filtering is off where they cross.
+//!
+//! ```text
+//!   clients c1 .101, c2 .102 --- br-cl 198.18.1.0/24
+//!                                   | cl0 .1
+//!                      router rt  (ip_forward, 4-tuple ECMP hash, BIRD: AS 65000)
+//!                      data0 198.18.0.1      mgmt0 198.19.0.254
+//!                                   |                 |
+//!   br-data: sw1 .2, sw2 .4, sw3 .5 (no kernel address)  backends .11–.13
+//!   br-mgmt: sw1 .2, sw2 .4, sw3 .5 (BIRD: AS 65001…, BGP to .254)
+//! ```
+//!
+//! Interfaces inside a host are always `data0` and `mgmt0` (the router's
+//! client side is `cl0`); the hub-side ends are named for the host (`c1d`,
+//! `swd`, `sw2d`, `b2m`, `rtc`…). Both ends are created directly in their
+//! namespaces, so no name ever appears in the root namespace and parallel
+//! beds cannot collide; namespace names carry the pid and a per-process
+//! counter. Everything is removed on drop.
 
 use crate::addr;
 use crate::cleanup::{self, NS_PREFIX};
@@ -27,8 +46,11 @@ use std::sync::atomic::{AtomicU32, Ordering};
 pub const DATA_IF: &str = "data0";
 /// Name of the management interface inside hosts that have one.
 pub const MGMT_IF: &str = "mgmt0";
-/// The hub-side end of the switch's data veth.
+/// The hub-side end of the switch's data veth (in a bed of one unrouted
+/// switch; see [`Bed::switch_data_peer`]).
 pub const SWITCH_DATA_PEER: &str = "swd";
+/// The router's interface on the clients' bridge (`br-cl`).
+pub const ROUTER_CLIENT_IF: &str = "cl0";
 /// Queues the switch's data veth is created with (both ends). One is active
 /// until an AF_XDP switch asks for one per worker ([`Bed::set_switch_port`]).
 pub const SWITCH_DATA_QUEUES: u32 = 8;
@@ -40,8 +62,13 @@ pub struct BedSpec {
     pub clients: usize,
     /// Backend hosts (198.18.0.11+ with the VIP on `lo`).
     pub backends: usize,
-    /// The switch host (data port without a kernel address).
-    pub switch: bool,
+    /// Switch hosts (data port without a kernel address): 0 (a bed for
+    /// the proxies only), 1 (`sw`), or up to [`addr::MAX_SWITCHES`] in a
+    /// routed bed (`sw1`…).
+    pub switches: usize,
+    /// A router between the clients (198.18.1.0/24) and the switches, which
+    /// it reaches by ECMP routes to the VIP; needs at least one switch.
+    pub routed: bool,
     /// A proxy host with a kernel address (198.18.0.3) for nginx/HAProxy.
     pub proxy: bool,
 }
@@ -51,16 +78,58 @@ impl Default for BedSpec {
         BedSpec {
             clients: 2,
             backends: 3,
-            switch: true,
+            switches: 1,
+            routed: false,
             proxy: false,
         }
+    }
+}
+
+impl BedSpec {
+    /// The routed cluster: `switches` switches behind the router, two
+    /// clients, three backends.
+    pub fn cluster(switches: usize) -> Self {
+        BedSpec {
+            switches,
+            routed: true,
+            ..BedSpec::default()
+        }
+    }
+
+    /// Refuses what the bed cannot build.
+    pub fn check(&self) -> Result<()> {
+        if self.routed && self.switches == 0 {
+            return Err(BedError::Setup(
+                "a routed bed needs at least one switch behind its router".into(),
+            ));
+        }
+        if self.switches > 1 && !self.routed {
+            return Err(BedError::Setup(
+                "several switches need a routed bed: only a router spreads the VIP over them"
+                    .into(),
+            ));
+        }
+        if self.switches > addr::MAX_SWITCHES {
+            return Err(BedError::Setup(format!(
+                "at most {} switches ({} asked for)",
+                addr::MAX_SWITCHES,
+                self.switches
+            )));
+        }
+        if self.clients > 100 || self.backends > 89 {
+            return Err(BedError::Setup(format!(
+                "{} clients and {} backends: at most 100 and 89",
+                self.clients, self.backends
+            )));
+        }
+        Ok(())
     }
 }
 
 /// One host of the bed.
 #[derive(Debug, Clone)]
 pub struct Host {
-    /// Short role name: `c1`, `sw`, `px`, `b1`…
+    /// Short role name: `c1`, `sw` (`sw1`… in a routed bed), `rt`, `px`, `b1`…
     pub name: String,
     /// The namespace.
     pub ns: String,
@@ -99,8 +168,10 @@ pub struct Bed {
     namespaces: Vec<String>,
     /// Client hosts.
     pub clients: Vec<Host>,
-    /// The switch host, when built.
-    pub switch: Option<Host>,
+    /// The switch hosts (none, one, or the routed cluster's).
+    pub switches: Vec<Host>,
+    /// The router of a routed bed.
+    pub router: Option<Host>,
     /// The proxy host, when built.
     pub proxy: Option<Host>,
     /// Backend hosts.
@@ -110,6 +181,7 @@ pub struct Bed {
 impl Bed {
     /// Builds the bed. Needs root (CAP_SYS_ADMIN and CAP_NET_ADMIN).
     pub fn up(spec: &BedSpec) -> Result<Bed> {
+        spec.check()?;
         preflight()?;
         raise_nofile();
         for ns in cleanup::sweep_stale() {
@@ -126,7 +198,8 @@ impl Bed {
             dir,
             namespaces: Vec::new(),
             clients: Vec::new(),
-            switch: None,
+            switches: Vec::new(),
+            router: None,
             proxy: None,
             backends: Vec::new(),
         };
@@ -138,25 +211,48 @@ impl Bed {
     fn build(&mut self, spec: &BedSpec) -> Result<()> {
         let hub = self.hub.clone();
         self.new_ns(&hub)?;
-        for br in ["br-data", "br-mgmt"] {
+        let bridges: &[&str] = if spec.routed {
+            &["br-data", "br-mgmt", CLIENT_BRIDGE]
+        } else {
+            &["br-data", "br-mgmt"]
+        };
+        for br in bridges {
             netns::ip(&hub, &["link", "add", br, "type", "bridge"])?;
             netns::ip(&hub, &["link", "set", br, "up"])?;
         }
         let hub_mgmt = format!("{}/{}", addr::HUB_MGMT, addr::PREFIX);
         netns::ip(&hub, &["addr", "add", &hub_mgmt, "dev", "br-mgmt"])?;
 
+        if spec.routed {
+            self.router = Some(self.router_host()?);
+        }
         for i in 0..spec.clients {
-            let h = self.host(&format!("c{}", i + 1), Some(addr::client_data(i)), None, 1)?;
+            let name = format!("c{}", i + 1);
+            let h = if spec.routed {
+                let h =
+                    self.host_on(&name, CLIENT_BRIDGE, Some(addr::routed_client(i)), None, 1)?;
+                let via = addr::ROUTER_CLIENT.to_string();
+                netns::ip(&h.ns, &["route", "add", "default", "via", &via])?;
+                h
+            } else {
+                self.host(&name, Some(addr::client_data(i)), None, 1)?
+            };
             // New-connection benchmarks open tens of thousands of connections.
             netns::sysctl(&h.ns, "net.ipv4.ip_local_port_range", "1024 65000")?;
             netns::sysctl(&h.ns, "net.ipv4.tcp_tw_reuse", "1")?;
             self.clients.push(h);
         }
-        if spec.switch {
-            let h = self.host("sw", None, Some(addr::SWITCH_MGMT), SWITCH_DATA_QUEUES)?;
-            self.switch = Some(h);
+        for i in 0..spec.switches {
+            // `sw` alone, as every single-switch bed always had it.
+            let name = if spec.routed {
+                format!("sw{}", i + 1)
+            } else {
+                "sw".to_string()
+            };
+            let h = self.host(&name, None, Some(addr::switch_mgmt(i)), SWITCH_DATA_QUEUES)?;
+            self.switches.push(h);
             // As a one-queue veth until a switch asks for more.
-            self.set_switch_port(1, false)?;
+            self.set_switch_port_of(i, 1, false)?;
         }
         if spec.proxy {
             let h = self.host("px", Some(addr::PROXY_DATA), None, 1)?;
@@ -179,9 +275,52 @@ impl Bed {
                 netns::sysctl(&h.ns, &format!("net.ipv4.conf.{scope}.arp_ignore"), "1")?;
                 netns::sysctl(&h.ns, &format!("net.ipv4.conf.{scope}.arp_announce"), "2")?;
             }
+            if spec.routed {
+                // Answers to the clients leave through the router, while
+                // the clients' segments reach the backend from a switch.
+                let net = format!("{}/{}", addr::CLIENT_NET, addr::PREFIX);
+                let via = addr::ROUTER_DATA.to_string();
+                netns::ip(&h.ns, &["route", "add", &net, "via", &via])?;
+                rp_filter_off(&h.ns, &["all", "default", DATA_IF])?;
+            }
             self.backends.push(h);
         }
         Ok(())
+    }
+
+    /// The router of a routed bed: `cl0` on the clients' bridge, `data0` on
+    /// the data bridge, `mgmt0` on the management bridge (its BGP sessions),
+    /// forwarding, ECMP hashed on the 4-tuple (so a connection stays on one
+    /// switch while the set of routes stays the same), no reverse-path
+    /// filter (the backends' answers come back on `data0` for clients
+    /// behind `cl0`, beside routes that do not lead back there).
+    fn router_host(&mut self) -> Result<Host> {
+        let h = self.host("rt", Some(addr::ROUTER_DATA), Some(addr::ROUTER_MGMT), 1)?;
+        self.plug(
+            &h.ns,
+            "rtc",
+            ROUTER_CLIENT_IF,
+            CLIENT_BRIDGE,
+            Some(addr::ROUTER_CLIENT),
+            1,
+        )?;
+        netns::sysctl(&h.ns, "net.ipv4.ip_forward", "1")?;
+        // The 4-tuple hashed from the headers (policy 3, custom fields:
+        // addresses, protocol, ports). Policy 1 would reuse the hash a
+        // veth leaves on the packet, the sending socket's, which TCP draws
+        // anew on every SYN or timeout retransmission: a connection would
+        // change switches where a real router keeps it on one.
+        netns::sysctl(&h.ns, "net.ipv4.fib_multipath_hash_policy", "3")?;
+        netns::sysctl(
+            &h.ns,
+            "net.ipv4.fib_multipath_hash_fields",
+            MULTIPATH_HASH_FIELDS,
+        )?;
+        rp_filter_off(
+            &h.ns,
+            &["all", "default", DATA_IF, MGMT_IF, ROUTER_CLIENT_IF],
+        )?;
+        Ok(h)
     }
 
     fn new_ns(&mut self, ns: &str) -> Result<()> {
@@ -195,7 +334,8 @@ impl Bed {
         Ok(())
     }
 
-    /// A host whose data veth has `data_queues` queues at each end.
+    /// A host on the data bridge whose data veth has `data_queues` queues
+    /// at each end.
     fn host(
         &mut self,
         name: &str,
@@ -203,16 +343,21 @@ impl Bed {
         mgmt: Option<Ipv4Addr>,
         data_queues: u32,
     ) -> Result<Host> {
+        self.host_on(name, "br-data", data, mgmt, data_queues)
+    }
+
+    /// A host whose `data0` is on bridge `bridge`.
+    fn host_on(
+        &mut self,
+        name: &str,
+        bridge: &str,
+        data: Option<Ipv4Addr>,
+        mgmt: Option<Ipv4Addr>,
+        data_queues: u32,
+    ) -> Result<Host> {
         let ns = format!("{}-{name}", self.id);
         self.new_ns(&ns)?;
-        self.plug(
-            &ns,
-            &format!("{name}d"),
-            DATA_IF,
-            "br-data",
-            data,
-            data_queues,
-        )?;
+        self.plug(&ns, &format!("{name}d"), DATA_IF, bridge, data, data_queues)?;
         if let Some(m) = mgmt {
             self.plug(&ns, &format!("{name}m"), MGMT_IF, "br-mgmt", Some(m), 1)?;
         }
@@ -268,51 +413,37 @@ impl Bed {
     /// relays in the kernel, and downloads stall.) Other backends get the
     /// bed's default: one queue, no program.
     pub fn set_switch_port(&self, queues: u32, peer_napi: bool) -> Result<()> {
-        let sw = self.switch()?;
+        self.set_switch_port_of(0, queues, peer_napi)
+    }
+
+    /// [`Bed::set_switch_port`] for switch `i` (0-based).
+    pub fn set_switch_port_of(&self, i: usize, queues: u32, peer_napi: bool) -> Result<()> {
+        let sw = self.switch_host(i)?;
+        let peer = switch_data_peer(sw);
+        let peer = peer.as_str();
         if queues == 0 || queues > SWITCH_DATA_QUEUES {
             return Err(BedError::Setup(format!(
                 "the switch's data veth has {SWITCH_DATA_QUEUES} queues; {queues} asked for"
             )));
         }
         let q = queues.to_string();
-        for (ns, ifc) in [
-            (sw.ns.as_str(), DATA_IF),
-            (self.hub.as_str(), SWITCH_DATA_PEER),
-        ] {
+        for (ns, ifc) in [(sw.ns.as_str(), DATA_IF), (self.hub.as_str(), peer)] {
             netns::run(Some(ns), "ethtool", &["-L", ifc, "rx", &q, "tx", &q])?;
         }
-        netns::run(
-            Some(&self.hub),
-            "ethtool",
-            &["-K", SWITCH_DATA_PEER, "gro", "off"],
-        )?;
+        netns::run(Some(&self.hub), "ethtool", &["-K", peer, "gro", "off"])?;
         // Whatever an earlier switch of this bed left there goes first.
-        netns::ip(
-            &self.hub,
-            &["link", "set", "dev", SWITCH_DATA_PEER, "xdp", "off"],
-        )?;
+        netns::ip(&self.hub, &["link", "set", "dev", peer, "xdp", "off"])?;
         if peer_napi {
             let obj = self.peer_napi_program()?;
             let obj = obj.to_string_lossy();
             netns::ip(
                 &self.hub,
                 &[
-                    "link",
-                    "set",
-                    "dev",
-                    SWITCH_DATA_PEER,
-                    "xdpdrv",
-                    "obj",
-                    &obj,
-                    "sec",
-                    "xdp",
+                    "link", "set", "dev", peer, "xdpdrv", "obj", &obj, "sec", "xdp",
                 ],
             )?;
         } else {
-            netns::ip(
-                &self.hub,
-                &["link", "set", "dev", SWITCH_DATA_PEER, "xdp", "off"],
-            )?;
+            netns::ip(&self.hub, &["link", "set", "dev", peer, "xdp", "off"])?;
         }
         Ok(())
     }
@@ -353,11 +484,27 @@ impl Bed {
         self.dir.join(name)
     }
 
-    /// The switch host; an error if the bed was built without one.
+    /// The (first) switch host; an error if the bed was built without one.
     pub fn switch(&self) -> Result<&Host> {
-        self.switch
+        self.switch_host(0)
+    }
+
+    /// Switch host `i` (0-based); an error if the bed has no such switch.
+    pub fn switch_host(&self, i: usize) -> Result<&Host> {
+        self.switches.get(i).ok_or_else(|| {
+            BedError::Setup(format!(
+                "bed built with {} switch(es): no switch {}",
+                self.switches.len(),
+                i + 1
+            ))
+        })
+    }
+
+    /// The router of a routed bed; an error for any other bed.
+    pub fn router(&self) -> Result<&Host> {
+        self.router
             .as_ref()
-            .ok_or_else(|| BedError::Setup("bed built without a switch".into()))
+            .ok_or_else(|| BedError::Setup("bed built without a router".into()))
     }
 
     /// The proxy host; an error if the bed was built without one.
@@ -386,6 +533,27 @@ impl Drop for Bed {
             let _ = std::fs::remove_dir_all(&self.dir);
         }
     }
+}
+
+/// The hub-side end of a switch host's data veth (`swd`, `sw2d`…).
+pub fn switch_data_peer(sw: &Host) -> String {
+    format!("{}d", sw.name)
+}
+
+/// The router's ECMP hash fields (`net.ipv4.fib_multipath_hash_fields`):
+/// source and destination address, protocol, source and destination port.
+pub const MULTIPATH_HASH_FIELDS: &str = "0x0037";
+
+/// The clients' bridge of a routed bed.
+pub const CLIENT_BRIDGE: &str = "br-cl";
+
+/// Turns reverse-path filtering off on `scopes` (`all`, `default`,
+/// interface names) of namespace `ns`.
+fn rp_filter_off(ns: &str, scopes: &[&str]) -> Result<()> {
+    for scope in scopes {
+        netns::sysctl(ns, &format!("net.ipv4.conf.{scope}.rp_filter"), "0")?;
+    }
+    Ok(())
 }
 
 /// Raises this process's open-file limit to its hard limit: servers started

@@ -1,11 +1,14 @@
 //! `baton-testbed`: brings the namespace test bed up by hand (nginx on every
 //! backend, and unless `--no-baton` the switch and the agents from the
 //! test-bed profile) and keeps it until Ctrl-C, printing how to reach every
-//! host. `cleanup` removes beds left by processes that were killed.
+//! host. `--switches N` brings up the routed cluster instead (N switches
+//! behind a router, each with its BIRD: docs/testbed.md). `cleanup` removes
+//! beds left by processes that were killed.
 
 use clap::{Parser, Subcommand};
 use std::time::Duration;
 use testbed::baton::{BatonIo, Stack, SwitchOptions};
+use testbed::cluster::{Cluster, ClusterOptions};
 use testbed::{addr, nginx, Bed, BedSpec};
 
 #[derive(Parser)]
@@ -32,6 +35,10 @@ enum Cmd {
         /// Also build the proxy host (198.18.0.3).
         #[arg(long)]
         proxy: bool,
+        /// More than one: the routed cluster of that many switches behind a
+        /// router, each announcing the VIP with BGP (2 clients, 3 backends).
+        #[arg(long, default_value_t = 1)]
+        switches: usize,
     },
     /// Remove namespaces left by test-bed processes that no longer exist.
     Cleanup {
@@ -50,14 +57,25 @@ fn main() {
             clients,
             backends,
             proxy,
+            switches,
         } => {
             let io = BatonIo::parse(&io);
             match io {
+                Some(io) if switches > 1 => {
+                    if no_baton || proxy {
+                        Err(testbed::BedError::Setup(
+                            "--switches runs Baton and has no proxy host".into(),
+                        ))
+                    } else {
+                        up_cluster(io, switches)
+                    }
+                }
                 Some(io) => up(
                     BedSpec {
                         clients,
                         backends,
-                        switch: true,
+                        switches: 1,
+                        routed: false,
                         proxy,
                     },
                     (!no_baton).then_some(io),
@@ -86,6 +104,58 @@ fn main() {
     }
 }
 
+fn up_cluster(io: BatonIo, switches: usize) -> testbed::Result<()> {
+    let c = Cluster::up(&ClusterOptions::new(io, switches))?;
+    let bed = &c.bed;
+    println!(
+        "routed cluster {} is up: {switches} switches over {} (Ctrl-C removes it)",
+        bed.id(),
+        io.as_str()
+    );
+    for h in bed
+        .clients
+        .iter()
+        .chain(&bed.router)
+        .chain(&bed.switches)
+        .chain(&bed.backends)
+    {
+        println!(
+            "  {:<4} {}  data {}  mgmt {}",
+            h.name,
+            h.ns,
+            h.data_ip.map_or("-".into(), |i| i.to_string()),
+            h.mgmt_ip.map_or("-".into(), |i| i.to_string())
+        );
+    }
+    let rt = bed.router()?;
+    println!(
+        "  routes: ip netns exec {} ip route show {}",
+        rt.ns,
+        addr::VIP
+    );
+    println!(
+        "  BGP:    birdc -s {} show protocols",
+        testbed::bird::socket(bed, rt).display()
+    );
+    for (i, sw) in bed.switches.iter().enumerate() {
+        println!(
+            "  {}: profile {}, metrics: ip netns exec {} curl -s http://{}/metrics",
+            sw.name,
+            c.switches[i].profile.display(),
+            bed.hub(),
+            addr::switch_metrics_of(i)
+        );
+    }
+    println!(
+        "  try: ip netns exec {} curl -si http://{}/static/1k.bin -o /dev/null",
+        bed.clients[0].ns,
+        addr::vip_service(),
+    );
+    loop {
+        std::thread::sleep(Duration::from_secs(3600));
+    }
+}
+
 fn up(spec: BedSpec, baton: Option<BatonIo>) -> testbed::Result<()> {
     let bed = Bed::up(&spec)?;
     let _nginx = nginx::start_all(&bed)?;
@@ -111,7 +181,8 @@ fn up(spec: BedSpec, baton: Option<BatonIo>) -> testbed::Result<()> {
     for h in bed
         .clients
         .iter()
-        .chain(&bed.switch)
+        .chain(&bed.router)
+        .chain(&bed.switches)
         .chain(&bed.proxy)
         .chain(&bed.backends)
     {
