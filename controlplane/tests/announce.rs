@@ -62,14 +62,12 @@ fn wait_for(seen: &Mutex<Vec<String>>, want: &str) {
     }
 }
 
-#[test]
-fn the_vips_are_announced_while_healthy_and_withdrawn_on_drain_and_stop() {
-    let dir = TempDir::new("cp-announce");
-    let sock = dir.0.join("bird.ctl");
-    let seen = fake_bird(&sock);
+/// Starts a switch in `dir` whose profile adds `extra` (YAML) to a minimal
+/// one with an admin token; returns it and the `Authorization` value.
+fn start(dir: &TempDir, extra: &str) -> (Switch, String) {
+    use std::os::unix::fs::PermissionsExt;
     let token = dir.0.join("admin.token");
     std::fs::write(&token, TOKEN).unwrap();
-    use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(&token, std::fs::Permissions::from_mode(0o600)).unwrap();
     let path = dir.0.join("p.yaml");
     std::fs::write(
@@ -84,27 +82,36 @@ admin: {{ listen: "127.0.0.1:0", token_file: "{}" }}
 health: {{ check: {{ none: {{}} }} }}
 tuning: {{ table_capacity: 1024 }}
 limits: {{ pending_per_worker: 256 }}
-cluster:
-  announce:
-    bird: {{ socket: "{}", protocol: vip }}
-    withdraw_grace: 300ms
 backends:
   - {{ name: static-1, address: 198.18.0.11 }}
 pools:
   - {{ name: static, backends: [static-1] }}
 services:
   - {{ name: web, vip: 198.18.0.10, default_pool: static }}
-"#,
-            token.display(),
-            sock.display()
+{extra}"#,
+            token.display()
         ),
     )
     .unwrap();
     let l = load_file_with(&path, &HashMap::new()).unwrap();
     let sw = Switch::start(l.profile, &path, HashMap::new()).unwrap();
+    (sw, format!("Bearer {TOKEN}"))
+}
+
+#[test]
+fn the_vips_are_announced_while_healthy_and_withdrawn_on_drain_and_stop() {
+    let dir = TempDir::new("cp-announce");
+    let sock = dir.0.join("bird.ctl");
+    let seen = fake_bird(&sock);
+    let (sw, bearer) = start(
+        &dir,
+        &format!(
+            "cluster:\n  announce:\n    bird: {{ socket: \"{}\", protocol: vip }}\n    withdraw_grace: 300ms\n",
+            sock.display()
+        ),
+    );
     let addr = sw.admin_addr().unwrap();
     wait_for(&seen, "enable vip");
-    let bearer = format!("Bearer {TOKEN}");
     let auth = [("Authorization", bearer.as_str())];
     let (status, body) = testkit::http::request(addr, "POST", "/drain", &auth);
     assert_eq!(status, 200, "{body}");
@@ -130,36 +137,7 @@ services:
 #[test]
 fn drain_without_an_announcement_is_refused() {
     let dir = TempDir::new("cp-announce-none");
-    let token = dir.0.join("admin.token");
-    std::fs::write(&token, TOKEN).unwrap();
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(&token, std::fs::Permissions::from_mode(0o600)).unwrap();
-    let path = dir.0.join("p.yaml");
-    std::fs::write(
-        &path,
-        format!(
-            r#"name: announce-none
-io: {{ memory: {{}} }}
-workers: {{ count: 1 }}
-switch: {{ data_ip: 198.18.0.2 }}
-thop: {{ allow_sample_keys: true, keys: [{{ id: 1, secret_hex: "{KEY}" }}] }}
-admin: {{ listen: "127.0.0.1:0", token_file: "{}" }}
-tuning: {{ table_capacity: 1024 }}
-limits: {{ pending_per_worker: 256 }}
-backends:
-  - {{ name: static-1, address: 198.18.0.11 }}
-pools:
-  - {{ name: static, backends: [static-1] }}
-services:
-  - {{ name: web, vip: 198.18.0.10, default_pool: static }}
-"#,
-            token.display()
-        ),
-    )
-    .unwrap();
-    let l = load_file_with(&path, &HashMap::new()).unwrap();
-    let sw = Switch::start(l.profile, &path, HashMap::new()).unwrap();
-    let bearer = format!("Bearer {TOKEN}");
+    let (sw, bearer) = start(&dir, "");
     let (status, body) = testkit::http::request(
         sw.admin_addr().unwrap(),
         "POST",

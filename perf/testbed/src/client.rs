@@ -388,6 +388,40 @@ pub fn connect_small_window(
     Ok(s)
 }
 
+/// GETs `path` back to back (with `pause` between) on one keep-alive
+/// connection to `addr` until `stop` is set: (answered 200, failures). The
+/// first error ends the loop (the connection is gone).
+pub fn keep_alive_until(
+    addr: SocketAddr,
+    path: &str,
+    stop: &std::sync::atomic::AtomicBool,
+    pause: Duration,
+) -> (usize, Vec<String>) {
+    let mut ok = 0;
+    let mut failed = Vec::new();
+    let mut s = match connect(addr, Duration::from_secs(30)) {
+        Ok(s) => s,
+        Err(e) => return (0, vec![format!("connect: {e}")]),
+    };
+    let mut buf = Vec::new();
+    let host = addr.ip().to_string();
+    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+        let r = s
+            .write_all(&get_request(&host, path, true, &[]))
+            .and_then(|_| read_response(&mut s, &mut buf));
+        match r {
+            Ok(r) if r.status == 200 => ok += 1,
+            Ok(r) => failed.push(format!("status {}", r.status)),
+            Err(e) => {
+                failed.push(e.to_string());
+                break;
+            }
+        }
+        std::thread::sleep(pause);
+    }
+    (ok, failed)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

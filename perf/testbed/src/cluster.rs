@@ -30,7 +30,6 @@ use crate::process::Proc;
 use crate::scenario::{tail, STATIC_POOL};
 use crate::topology::{Bed, BedSpec, MGMT_IF};
 use crate::{addr, netns, nginx};
-use std::collections::BTreeSet;
 use std::net::Ipv4Addr;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -404,28 +403,15 @@ impl Cluster {
         expect: &[&str],
         timeout: Duration,
     ) -> Result<()> {
-        let deadline = Instant::now() + timeout;
-        let mut seen = BTreeSet::new();
-        let mut last = String::new();
-        while Instant::now() < deadline {
-            match self.get(k, path, Duration::from_secs(3)) {
-                Ok(r) if r.status == 200 => {
-                    seen.insert(r.backend().unwrap_or("?").to_string());
-                }
-                Ok(r) => last = format!("status {}", r.status),
-                Err(e) => last = e.to_string(),
-            }
-            if expect.iter().all(|b| seen.contains(*b)) {
-                return Ok(());
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        Err(BedError::Timeout(format!(
-            "{path} from client {} to be served by {expect:?}; seen {seen:?}; last error: {last}\n\
-             first switch's log:\n{}",
-            k + 1,
-            tail(&self.switch_log(0), 3000)
-        )))
+        let get = || self.get(k, path, Duration::from_secs(3));
+        crate::scenario::wait_served_by(get, expect, timeout).map_err(|seen| {
+            BedError::Timeout(format!(
+                "{path} from client {} to be served by {expect:?}; {seen}\n\
+                 first switch's log:\n{}",
+                k + 1,
+                tail(&self.switch_log(0), 3000)
+            ))
+        })
     }
 }
 

@@ -86,26 +86,12 @@ impl Running {
     /// Sends GETs of `path` (new connection each) until every backend in
     /// `expect` has answered, or fails after `timeout` with what was seen.
     pub fn wait_backends(&self, path: &str, expect: &[&str], timeout: Duration) -> Result<()> {
-        let deadline = Instant::now() + timeout;
-        let mut seen = BTreeSet::new();
-        let mut last = String::new();
-        while Instant::now() < deadline {
-            match self.get(path) {
-                Ok(r) if r.status == 200 => {
-                    seen.insert(r.backend().unwrap_or("?").to_string());
-                }
-                Ok(r) => last = format!("status {}", r.status),
-                Err(e) => last = e.to_string(),
-            }
-            if expect.iter().all(|b| seen.contains(*b)) {
-                return Ok(());
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        Err(BedError::Timeout(format!(
-            "{path} to be served by {expect:?}; seen {seen:?}; last error: {last}\nswitch log:\n{}",
-            tail(&self.stack.switch_log(), 3000)
-        )))
+        wait_served_by(|| self.get(path), expect, timeout).map_err(|seen| {
+            BedError::Timeout(format!(
+                "{path} to be served by {expect:?}; {seen}\nswitch log:\n{}",
+                tail(&self.stack.switch_log(), 3000)
+            ))
+        })
     }
 
     /// Connections in the switch's tables (all workers, all states).
@@ -235,6 +221,32 @@ impl Drop for Running {
 }
 
 /// The last `n` bytes of a text.
+/// Calls `get` (a GET on a new connection) until every backend in `expect`
+/// has answered it, for at most `timeout`; the error says what was seen.
+pub fn wait_served_by(
+    mut get: impl FnMut() -> Result<Response>,
+    expect: &[&str],
+    timeout: Duration,
+) -> std::result::Result<(), String> {
+    let deadline = Instant::now() + timeout;
+    let mut seen = BTreeSet::new();
+    let mut last = String::new();
+    while Instant::now() < deadline {
+        match get() {
+            Ok(r) if r.status == 200 => {
+                seen.insert(r.backend().unwrap_or("?").to_string());
+            }
+            Ok(r) => last = format!("status {}", r.status),
+            Err(e) => last = e.to_string(),
+        }
+        if expect.iter().all(|b| seen.contains(*b)) {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    Err(format!("seen {seen:?}; last error: {last}"))
+}
+
 pub fn tail(s: &str, n: usize) -> &str {
     let mut i = s.len().saturating_sub(n);
     while !s.is_char_boundary(i) {

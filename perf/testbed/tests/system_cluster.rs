@@ -12,7 +12,6 @@
 //! single-switch tests. `BATON_CLUSTER_LONG=1` runs the long version of the
 //! killed-switch test (60 s of load) and prints its figures.
 
-use std::io::Write;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -95,32 +94,6 @@ fn new_connections(t0: Instant, stop: Arc<AtomicBool>) -> Vec<Attempt> {
     running.into_iter().map(|t| t.join().unwrap()).collect()
 }
 
-/// Requests on one keep-alive connection until `stop`: (ok, failures).
-fn keep_alive(stop: Arc<AtomicBool>) -> (usize, Vec<String>) {
-    let mut ok = 0;
-    let mut failed = Vec::new();
-    let mut s = match client::connect(addr::vip_service(), Duration::from_secs(30)) {
-        Ok(s) => s,
-        Err(e) => return (0, vec![format!("connect: {e}")]),
-    };
-    let mut buf = Vec::new();
-    while !stop.load(Ordering::Relaxed) {
-        let r = s
-            .write_all(&client::get_request("198.18.0.10", OBJ_1K.path, true, &[]))
-            .and_then(|_| client::read_response(&mut s, &mut buf));
-        match r {
-            Ok(r) if r.status == 200 => ok += 1,
-            Ok(r) => failed.push(format!("status {}", r.status)),
-            Err(e) => {
-                failed.push(e.to_string());
-                break;
-            }
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    (ok, failed)
-}
-
 /// What to run from each client.
 #[derive(Debug, Clone, Copy)]
 struct LoadSpec {
@@ -168,7 +141,14 @@ fn start_load(c: &Cluster, spec: LoadSpec, t0: Instant) -> Load {
                     });
                     let ka = spec.keep_alive.then(|| {
                         let stop = stop.clone();
-                        std::thread::spawn(move || keep_alive(stop))
+                        std::thread::spawn(move || {
+                            client::keep_alive_until(
+                                addr::vip_service(),
+                                OBJ_1K.path,
+                                &stop,
+                                Duration::from_millis(50),
+                            )
+                        })
                     });
                     let dl: Vec<_> = (0..DOWNLOADS)
                         .map(|_| {

@@ -57,32 +57,6 @@ fn download() -> Download {
     }
 }
 
-/// Requests on one keep-alive connection until `stop`: (ok, failures).
-fn keep_alive(stop: Arc<AtomicBool>) -> (usize, Vec<String>) {
-    let mut ok = 0;
-    let mut failed = Vec::new();
-    let mut s = match client::connect(addr::vip_service(), Duration::from_secs(30)) {
-        Ok(s) => s,
-        Err(e) => return (0, vec![format!("connect: {e}")]),
-    };
-    let mut buf = Vec::new();
-    while !stop.load(Ordering::Relaxed) {
-        let r = s
-            .write_all(&client::get_request("198.18.0.10", OBJ_1K.path, true, &[]))
-            .and_then(|_| client::read_response(&mut s, &mut buf));
-        match r {
-            Ok(r) if r.status == 200 => ok += 1,
-            Ok(r) => failed.push(format!("status {}", r.status)),
-            Err(e) => {
-                failed.push(e.to_string());
-                break;
-            }
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    (ok, failed)
-}
-
 fn a_restarted_switch_keeps_every_handed_off_connection(io: BatonIo) {
     let mut sys = Running::up(io).expect("system up");
     let want = content::expected_sha256(OBJ_1M);
@@ -93,7 +67,14 @@ fn a_restarted_switch_keeps_every_handed_off_connection(io: BatonIo) {
         let stop = stop.clone();
         clients.push(std::thread::spawn(move || {
             netns::in_ns(&ns, move || {
-                let ka = std::thread::spawn(move || keep_alive(stop));
+                let ka = std::thread::spawn(move || {
+                    client::keep_alive_until(
+                        addr::vip_service(),
+                        OBJ_1K.path,
+                        &stop,
+                        Duration::from_millis(50),
+                    )
+                });
                 let dl: Vec<_> = (0..DOWNLOADS)
                     .map(|_| std::thread::spawn(download))
                     .collect();

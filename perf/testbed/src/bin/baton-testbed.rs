@@ -112,21 +112,7 @@ fn up_cluster(io: BatonIo, switches: usize) -> testbed::Result<()> {
         bed.id(),
         io.as_str()
     );
-    for h in bed
-        .clients
-        .iter()
-        .chain(&bed.router)
-        .chain(&bed.switches)
-        .chain(&bed.backends)
-    {
-        println!(
-            "  {:<4} {}  data {}  mgmt {}",
-            h.name,
-            h.ns,
-            h.data_ip.map_or("-".into(), |i| i.to_string()),
-            h.mgmt_ip.map_or("-".into(), |i| i.to_string())
-        );
-    }
+    print_hosts(bed);
     let rt = bed.router()?;
     println!(
         "  routes: ip netns exec {} ip route show {}",
@@ -178,6 +164,25 @@ fn up(spec: BedSpec, baton: Option<BatonIo>) -> testbed::Result<()> {
         "  hub      {}  (198.19.0.1 on the management bridge)",
         bed.hub()
     );
+    print_hosts(&bed);
+    println!(
+        "  try: ip netns exec {} curl -si http://{}/static/1k.bin -o /dev/null   (through Baton)",
+        bed.clients[0].ns,
+        addr::vip_service(),
+    );
+    println!(
+        "       ip netns exec {} curl -si http://{}:{}/   (a backend directly)",
+        bed.clients[0].ns,
+        addr::backend_data(0),
+        addr::WEB_PORT
+    );
+    loop {
+        std::thread::sleep(Duration::from_secs(3600));
+    }
+}
+
+/// One line per host of the bed: name, namespace, addresses.
+fn print_hosts(bed: &testbed::topology::Bed) {
     for h in bed
         .clients
         .iter()
@@ -193,19 +198,5 @@ fn up(spec: BedSpec, baton: Option<BatonIo>) -> testbed::Result<()> {
             h.data_ip.map_or("-".into(), |i| i.to_string()),
             h.mgmt_ip.map_or("-".into(), |i| i.to_string())
         );
-    }
-    println!(
-        "  try: ip netns exec {} curl -si http://{}/static/1k.bin -o /dev/null   (through Baton)",
-        bed.clients[0].ns,
-        addr::vip_service(),
-    );
-    println!(
-        "       ip netns exec {} curl -si http://{}:{}/   (a backend directly)",
-        bed.clients[0].ns,
-        addr::backend_data(0),
-        addr::WEB_PORT
-    );
-    loop {
-        std::thread::sleep(Duration::from_secs(3600));
     }
 }
