@@ -103,6 +103,10 @@ reasons! {
         /// Segment of an unknown flow that no agent claimed after every
         /// LOOKUP (its held segment, when it had one).
         Unresolved => "unresolved",
+        /// Segment of a connection this switch process handed off but the
+        /// worker does not hold: another worker does (the flow's receive
+        /// queue changed). Not recovered twice.
+        OtherWorker => "other_worker",
     }
 }
 
@@ -248,11 +252,29 @@ pub struct Counters {
     pub recovered_lookup: AtomicU64,
     /// Agent restarts (a new boot) this worker noticed first.
     pub agent_restarts: AtomicU64,
-    pub drops: [AtomicU64; DropReason::COUNT],
+    pub drops: PerReason<{ DropReason::COUNT }>,
     pub aborts: [AtomicU64; AbortReason::COUNT],
     pub closes: [AtomicU64; CloseReason::COUNT],
     /// Gauge: connections per state now.
     pub state: [AtomicU64; StateGauge::COUNT],
+}
+
+/// One counter per reason: an array that has a `Default` at any length
+/// (the standard library's stops at 32).
+#[derive(Debug)]
+pub struct PerReason<const N: usize>(pub [AtomicU64; N]);
+
+impl<const N: usize> Default for PerReason<N> {
+    fn default() -> Self {
+        PerReason(std::array::from_fn(|_| AtomicU64::new(0)))
+    }
+}
+
+impl<const N: usize> std::ops::Deref for PerReason<N> {
+    type Target = [AtomicU64; N];
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
 }
 
 /// Single-writer increment: a relaxed load and store (no locked add).

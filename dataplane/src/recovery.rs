@@ -44,6 +44,8 @@ pub struct Found {
     pub node: u32,
     /// The id the connection was handed off under.
     pub conn_id: u64,
+    /// The boot of the switch process that handed it off (0: unknown).
+    pub origin_boot: u32,
 }
 
 /// How long a record waits for a segment of its flow (ms).
@@ -124,6 +126,7 @@ impl Recovery {
             let found = Found {
                 node,
                 conn_id: r.conn_id,
+                origin_boot: r.origin_boot,
             };
             if d.records.len() >= self.capacity && !d.records.contains_key(&t) {
                 out.full += 1;
@@ -216,6 +219,7 @@ mod tests {
     fn rec(id: u64, port: u16) -> FlowRecord {
         FlowRecord {
             conn_id: id,
+            origin_boot: 0,
             client: SocketAddr::from(([198, 18, 0, 101], port)),
             vip: SocketAddr::from(([198, 18, 0, 10], 80)),
         }
@@ -240,7 +244,8 @@ mod tests {
             r.take(&tuple(1000)),
             Some(Found {
                 node: 7,
-                conn_id: 1
+                conn_id: 1,
+                origin_boot: 0
             })
         );
         assert_eq!(r.take(&tuple(1000)), None);

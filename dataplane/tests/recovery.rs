@@ -46,6 +46,7 @@ fn bed_with(cfg: WorkerConfig, n: u32) -> Bed {
 fn record(bed: &Bed, conn_id: u64) -> FlowRecord {
     FlowRecord {
         conn_id,
+        origin_boot: 0,
         client: SocketAddr::new(client_ip(), bed.client_port),
         vip: SocketAddr::new(vip(), 80),
     }
@@ -290,4 +291,19 @@ fn worker_zero_says_hello_at_start_and_every_interval() {
     assert!(thop_out(&mut bed).is_empty());
     bed.advance_to(bed.now + 600_000_000);
     assert_eq!(thop_out(&mut bed).len(), 2, "again after hello_interval");
+}
+
+#[test]
+fn a_flow_this_process_handed_off_is_not_installed_twice() {
+    let mut bed = bed_with(test_config(), 1);
+    // The agent says this switch process handed it off: another worker of
+    // ours holds it, so this one must not make a second entry.
+    let mut r = record(&bed, CONN);
+    r.origin_boot = bed.cfg.boot;
+    flows(&mut bed, 1, &[r], Flows::ANSWER);
+    let seg = client_data(&bed, 5000);
+    bed.inject(&seg);
+    assert_eq!(drops(&bed.counters, "other_worker"), 1);
+    assert_eq!(bed.engine.connections(), 0);
+    assert_eq!(forwarded_to(&mut bed, 1), 0);
 }

@@ -58,6 +58,10 @@ impl Hello {
 pub struct FlowRecord {
     /// The connection id (spec §4.2); 0 in LOOKUP.
     pub conn_id: u64,
+    /// The boot of the switch process that handed the connection off, as
+    /// the agent saw it in the CREATE (0: unknown, and in LOOKUP): a switch
+    /// recognises a flow it handed off itself.
+    pub origin_boot: u32,
     /// The client's address and port.
     pub client: SocketAddr,
     /// The virtual address and port the client connected to.
@@ -72,7 +76,7 @@ impl FlowRecord {
         let conn_id = r.u64("flow: conn_id")?;
         let client_port = r.u16("flow: client_port")?;
         let vip_port = r.u16("flow: vip_port")?;
-        let _reserved = r.u32("flow: reserved")?;
+        let origin_boot = r.u32("flow: origin_boot")?;
         let client = addr(r.array::<16>("flow: client address")?);
         let vip = addr(r.array::<16>("flow: vip address")?);
         if client_port == 0 || vip_port == 0 {
@@ -95,6 +99,7 @@ impl FlowRecord {
         }
         Ok(FlowRecord {
             conn_id,
+            origin_boot,
             client: SocketAddr::new(client, client_port),
             vip: SocketAddr::new(vip, vip_port),
         })
@@ -104,7 +109,7 @@ impl FlowRecord {
         w.u64(self.conn_id);
         w.u16(self.client.port());
         w.u16(self.vip.port());
-        w.u32(0);
+        w.u32(self.origin_boot);
         w.bytes(&mapped(self.client.ip()));
         w.bytes(&mapped(self.vip.ip()));
     }
@@ -274,6 +279,7 @@ mod tests {
     fn rec(conn_id: u64, c: &str, v: &str) -> FlowRecord {
         FlowRecord {
             conn_id,
+            origin_boot: 0,
             client: c.parse().unwrap(),
             vip: v.parse().unwrap(),
         }

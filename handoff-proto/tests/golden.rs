@@ -149,7 +149,10 @@ fn fixtures() -> Vec<(&'static str, Vec<u8>)> {
     let mut h = header(0, seq0 + 11);
     h.boot = SWITCH_BOOT;
     let mut asked = recovery_records();
-    asked.iter_mut().for_each(|r| r.conn_id = 0);
+    asked.iter_mut().for_each(|r| {
+        r.conn_id = 0;
+        r.origin_boot = 0;
+    });
     out.push((
         "lookup",
         seal_vec(
@@ -171,11 +174,13 @@ fn recovery_records() -> [FlowRecord; 2] {
     [
         FlowRecord {
             conn_id: EXAMPLE_CONN,
+            origin_boot: SWITCH_BOOT,
             client: "198.18.0.101:40000".parse().unwrap(),
             vip: "198.18.0.10:80".parse().unwrap(),
         },
         FlowRecord {
             conn_id: EXAMPLE_CONN + 1,
+            origin_boot: 0,
             client: "[2001:db8::101]:40000".parse().unwrap(),
             vip: "[2001:db8::10]:443".parse().unwrap(),
         },

@@ -106,6 +106,7 @@ impl Core {
                     since: self.now,
                 },
                 request_len: asm.request.len() as u64,
+                origin_boot: h.boot,
                 holders: Vec::new(),
             },
         );

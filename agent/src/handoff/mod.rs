@@ -200,6 +200,8 @@ struct Entry {
     mode: Mode,
     phase: Phase,
     request_len: u64,
+    /// The boot of the switch process that handed it off (its CREATE's).
+    origin_boot: u32,
     /// Switches other than the origin that asked for this connection
     /// (LOOKUP) and get its CLOSE too; at most [`MAX_HOLDERS`].
     holders: Vec<recovery::Holder>,

@@ -280,6 +280,7 @@ impl Core {
         let e = self.conns.get(&key)?;
         matches!(e.phase, Phase::Live).then_some(FlowRecord {
             conn_id: key.conn_id,
+            origin_boot: e.origin_boot,
             client: e.fp.client,
             vip: e.vip,
         })

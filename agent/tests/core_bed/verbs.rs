@@ -414,6 +414,7 @@ fn inbound_frame(
                 .enumerate()
                 .map(|(i, &client)| FlowRecord {
                     conn_id: 0,
+                    origin_boot: 0,
                     client,
                     vip: vips[i.min(vips.len() - 1)],
                 })
@@ -427,6 +428,7 @@ fn inbound_frame(
         "FLOWS" => {
             let record = FlowRecord {
                 conn_id: a.num("id")?.unwrap_or(1),
+                origin_boot: 0,
                 client: a.addr("client", "198.18.0.101:40000")?,
                 vip: a.addr("vip", "198.18.0.10:80")?,
             };

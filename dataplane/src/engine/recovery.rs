@@ -200,6 +200,7 @@ impl<B: PacketBuf, F: Forwarder> Engine<B, F> {
     fn send_lookup<S: Sink<B>>(&mut self, tuple: FlowTuple, out: &mut S) {
         let rec = [FlowRecord {
             conn_id: 0,
+            origin_boot: 0,
             client: tuple.client,
             vip: tuple.vip,
         }];
@@ -234,6 +235,15 @@ impl<B: PacketBuf, F: Forwarder> Engine<B, F> {
         seg: &TcpSeg,
         out: &mut S,
     ) -> Option<u32> {
+        if found.origin_boot == self.cfg.boot {
+            // This process handed the connection off, so another of its
+            // workers holds it: the NIC's queue choice for the flow changed
+            // (a veth picks it from a hash TCP redraws on retransmissions).
+            // A second entry would split the flow; the client's next
+            // retransmission usually reaches the right worker.
+            self.counters.count_drop(DropReason::OtherWorker);
+            return None;
+        }
         let Some(agent) = self.agent_by_node(found.node).cloned() else {
             self.counters.count_drop(DropReason::Unresolved);
             return None;
@@ -242,6 +252,7 @@ impl<B: PacketBuf, F: Forwarder> Engine<B, F> {
             let tuple = self.tuple_of(&key);
             let rec = FlowRecord {
                 conn_id: found.conn_id,
+                origin_boot: found.origin_boot,
                 client: tuple.client,
                 vip: tuple.vip,
             };
@@ -422,6 +433,7 @@ impl<B: PacketBuf, F: Forwarder> Engine<B, F> {
             // segment of the flow, which will find it at once.
             let rec = FlowRecord {
                 conn_id: found.conn_id,
+                origin_boot: found.origin_boot,
                 client: p.tuple.client,
                 vip: p.tuple.vip,
             };

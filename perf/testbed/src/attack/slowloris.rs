@@ -290,9 +290,38 @@ pub fn run(sys: &Running, p: Slowloris) -> Result<Outcome> {
     o.check(
         "connection gauge (all states) back to 0",
         all.is_ok(),
-        format!("{} after 30 s", sys.table_size().unwrap_or(-1.0)),
+        format!(
+            "{} after 30 s ({})",
+            sys.table_size().unwrap_or(-1.0),
+            by_state(sys)
+        ),
     );
     o.figure("refused_at_connect", tally.refused);
     o.figure("reaped_408", tally.reaped_408);
     Ok(o)
+}
+
+/// The switch's non-empty connection states, e.g. `FORWARDING 3`.
+fn by_state(sys: &Running) -> String {
+    let states = [
+        "SYN_RCVD",
+        "WAITHEADER",
+        "DISPATCH",
+        "HANDOFF",
+        "FORWARDING",
+        "FORWARDING_FIN",
+        "CLOSING",
+        "TIME_WAIT",
+    ];
+    let Ok(text) = sys.stack.metrics() else {
+        return "metrics unreadable".into();
+    };
+    let busy: Vec<String> = states
+        .iter()
+        .filter_map(|s| {
+            let n = crate::client::metric_sum(&text, "baton_worker_connections", &[("state", s)])?;
+            (n > 0.0).then(|| format!("{s} {n}"))
+        })
+        .collect();
+    busy.join(", ")
 }
