@@ -46,11 +46,10 @@ enum Msg {
 /// The switch's side of the announcement.
 pub struct Announcer {
     tx: Sender<Msg>,
-    stopping: Arc<AtomicBool>,
+    stopping: AtomicBool,
     /// Set once the workers run: nothing is announced before.
     ready: AtomicBool,
     thread: Option<std::thread::JoinHandle<()>>,
-    protocol: String,
 }
 
 impl Announcer {
@@ -60,16 +59,14 @@ impl Announcer {
         let (tx, rx) = crossbeam_channel::unbounded();
         let socket = PathBuf::from(&cfg.socket);
         let protocol = cfg.protocol.clone();
-        let p = protocol.clone();
         let thread = std::thread::Builder::new()
             .name("announce".into())
-            .spawn(move || run(&socket, &p, &rx, &metrics))?;
+            .spawn(move || run(&socket, &protocol, &rx, &metrics))?;
         Ok(Announcer {
             tx,
-            stopping: Arc::new(AtomicBool::new(false)),
+            stopping: AtomicBool::new(false),
             ready: AtomicBool::new(false),
             thread: Some(thread),
-            protocol,
         })
     }
 
@@ -96,11 +93,6 @@ impl Announcer {
             return false;
         }
         rx.recv_timeout(timeout).unwrap_or(false)
-    }
-
-    /// The protocol named in the profile.
-    pub fn protocol(&self) -> &str {
-        &self.protocol
     }
 }
 

@@ -78,6 +78,9 @@ pub struct Recovery {
     capacity: usize,
     generation: AtomicU64,
     installed: AtomicUsize,
+    /// Records waiting (read without the lock: a segment of an unknown flow
+    /// takes the lock only when some record could be its).
+    waiting: AtomicUsize,
 }
 
 /// Outcome of [`Recovery::offer`].
@@ -96,6 +99,7 @@ impl Recovery {
             capacity: capacity.max(1),
             generation: AtomicU64::new(0),
             installed: AtomicUsize::new(0),
+            waiting: AtomicUsize::new(0),
         }
     }
 
@@ -137,6 +141,7 @@ impl Recovery {
             }
             out.stored += 1;
         }
+        self.waiting.store(d.records.len(), Ordering::Relaxed);
         drop(d);
         if out.stored > 0 {
             self.generation.fetch_add(1, Ordering::AcqRel);
@@ -146,13 +151,18 @@ impl Recovery {
 
     /// Takes the record of `t`, if an agent reported one.
     pub fn take(&self, t: &FlowTuple) -> Option<Found> {
+        if self.waiting.load(Ordering::Relaxed) == 0 {
+            return None;
+        }
         let mut d = self.lock();
-        d.records.remove(t).map(|(f, _)| f)
+        let f = d.records.remove(t).map(|(f, _)| f);
+        self.waiting.store(d.records.len(), Ordering::Relaxed);
+        f
     }
 
     /// Records waiting to be claimed.
     pub fn waiting(&self) -> usize {
-        self.lock().records.len()
+        self.waiting.load(Ordering::Relaxed)
     }
 
     /// A recovered connection was installed at `token`.
