@@ -179,10 +179,11 @@ impl<Io: PacketIo> PacketIo for FaultyIo<Io> {
         self.inner.stats()
     }
 
-    /// The fast path bypasses the injector: frames it relays never reach
-    /// user space, so faults apply to what the worker sees.
+    /// No fast path under faults: frames an in-kernel fast path relays never
+    /// reach user space, so they would escape the injector and a test could
+    /// not know which segments it reordered. Every frame passes the worker.
     fn take_offload(&mut self) -> Option<Box<dyn crate::offload::FlowOffload>> {
-        self.inner_mut().take_offload()
+        None
     }
 }
 
