@@ -4,7 +4,9 @@
 
 use std::net::IpAddr;
 
-use dataplane::config::{RecoveryConfig, Service, SynCookieMode, TcpOptionsConfig, ThopConfig};
+use dataplane::config::{
+    Protocol, RecoveryConfig, Service, SynCookieMode, TcpOptionsConfig, ThopConfig,
+};
 use dataplane::io::{
     AfPacketConfig, AfPacketRing, AfXdpConfig, DpdkConfig, DpdkPort, FastPath, IoConfig, PollMode,
     XdpAttach, XdpBind,
@@ -13,7 +15,7 @@ use dataplane::WorkerConfig;
 
 use crate::config::{
     AfPacketRingKind, FastPathMode, Forwarding, IoSection, PollMode as ProfilePoll, Profile,
-    SynCookieMode as ProfileCookies, XdpBindMode, XdpMode,
+    ServiceProtocol, SynCookieMode as ProfileCookies, XdpBindMode, XdpMode,
 };
 
 /// Why a profile cannot be turned into a running configuration.
@@ -199,6 +201,11 @@ pub fn worker_config(p: &Profile, port_mac: [u8; 6]) -> Result<WorkerConfig, Com
         .or_else(|| keys.first().map(|k| k.0))
         .unwrap_or(0);
     let header_max = p.limits.max_header_bytes as usize;
+    let hello_max = p.limits.max_client_hello_bytes as usize;
+    let any_tls = p
+        .services
+        .iter()
+        .any(|s| s.protocol == ServiceProtocol::Tls);
     let to = &p.timeouts;
     let table = p.tuning.table_capacity as usize;
     let cfg = WorkerConfig {
@@ -208,6 +215,10 @@ pub fn worker_config(p: &Profile, port_mac: [u8; 6]) -> Result<WorkerConfig, Com
             .map(|s| Service {
                 vip: IpAddr::V4(s.vip),
                 port: s.port,
+                protocol: match s.protocol {
+                    ServiceProtocol::Http => Protocol::Http,
+                    ServiceProtocol::Tls => Protocol::Tls,
+                },
             })
             .collect(),
         mac: p.switch.data_mac.map_or(port_mac, |m| m.0),
@@ -225,9 +236,16 @@ pub fn worker_config(p: &Profile, port_mac: [u8; 6]) -> Result<WorkerConfig, Com
             timestamps: p.tcp.timestamps,
         },
         header_max,
-        // Room for the header plus body or pipelined bytes behind it.
+        client_hello_max: hello_max,
+        // Room for the header plus body or pipelined bytes behind it; on
+        // TLS services for the ClientHello with its record headers.
         request_buffer: (header_max + header_max / 2)
             .max(header_max + 1)
+            .max(if any_tls {
+                dataplane::config::hello_bytes(hello_max) + hello_max / 2
+            } else {
+                0
+            })
             .min(1 << 20),
         handoff_hold: p.limits.held_packets as usize,
         held_capacity: p.limits.held_packets_per_worker as usize,

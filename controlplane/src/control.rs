@@ -545,6 +545,7 @@ impl ControlPlane {
             method: req.method.to_string(),
             host: req.host.to_string(),
             path: req.target.to_string(),
+            tls: TlsLine::of(&req),
             pool: pool.name.clone(),
             rule: self.router.rule_name(&route).to_string(),
             backend: String::new(),
@@ -596,6 +597,11 @@ impl ControlPlane {
             method: &l.method,
             host: &l.host,
             path: &l.path,
+            tls: l.tls.as_ref().map(|t| crate::logging::TlsAccess {
+                sni: &t.sni,
+                alpn: &t.alpn,
+                version: t.version,
+            }),
             rule: &l.rule,
             pool: &l.pool,
             backend: &l.backend,
@@ -723,6 +729,7 @@ impl ControlPlane {
                     method: req.method.to_string(),
                     host: req.host.to_string(),
                     path: req.target.to_string(),
+                    tls: TlsLine::of(&req),
                     pool: p.name.clone(),
                     rule,
                     backend: backend
@@ -1051,9 +1058,29 @@ struct AccessLine {
     method: String,
     host: String,
     path: String,
+    /// What the ClientHello said, on a TLS service.
+    tls: Option<TlsLine>,
     pool: String,
     rule: String,
     backend: String,
+}
+
+/// A ClientHello's part of an access-log line.
+struct TlsLine {
+    sni: String,
+    /// Offered protocols, comma-separated, in the client's order.
+    alpn: String,
+    version: &'static str,
+}
+
+impl TlsLine {
+    fn of(req: &Request<'_>) -> Option<TlsLine> {
+        req.tls.as_ref().map(|t| TlsLine {
+            sni: t.sni.clone().unwrap_or_default(),
+            alpn: t.alpn.join(","),
+            version: t.version_str(),
+        })
+    }
 }
 
 /// Sections fixed at start-up that differ between two profiles.

@@ -92,6 +92,9 @@ pub struct Access<'a> {
     pub method: &'a str,
     pub host: &'a str,
     pub path: &'a str,
+    /// On a TLS service, what the ClientHello said (method and path are
+    /// then empty, host is the SNI).
+    pub tls: Option<TlsAccess<'a>>,
     pub rule: &'a str,
     pub pool: &'a str,
     /// The backend's name, empty when refused.
@@ -101,8 +104,34 @@ pub struct Access<'a> {
     pub decision_us: u64,
 }
 
+/// The ClientHello's part of an access-log line.
+#[derive(Debug, Clone, Copy)]
+pub struct TlsAccess<'a> {
+    /// Server name (empty: none sent).
+    pub sni: &'a str,
+    /// ALPN protocols offered, comma-separated, in the client's order.
+    pub alpn: &'a str,
+    /// Highest version offered (`tls1.3`).
+    pub version: &'a str,
+}
+
 /// Writes `a` to the access log (target `baton::access`, level info).
 pub fn access(a: &Access<'_>) {
+    if let Some(t) = &a.tls {
+        return tracing::info!(
+            target: "baton::access",
+            client = %a.client,
+            sni = %t.sni,
+            alpn = %t.alpn,
+            tls = %t.version,
+            rule = %a.rule,
+            pool = %a.pool,
+            backend = %a.backend,
+            status = a.status,
+            decision_us = a.decision_us,
+            "dispatch"
+        );
+    }
     tracing::info!(
         target: "baton::access",
         client = %a.client,
@@ -298,6 +327,7 @@ mod tests {
             method: "GET",
             host: "evil\u{202e}moc.example",
             path: HOSTILE_PATH,
+            tls: None,
             rule: "default",
             pool: "web",
             backend: "web-1",
@@ -365,6 +395,7 @@ mod tests {
     fn plain_values_are_unchanged() {
         let a = Access {
             path: "/img/logo.png?v=3",
+            tls: None,
             host: "www.example.com",
             ..hostile()
         };

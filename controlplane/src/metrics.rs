@@ -42,6 +42,10 @@ fn special_scalar(name: &str) -> Option<(&'static str, &'static str, &'static st
         "syncookies_failed" => ("baton_worker_syn_cookies_total", "result", "failed"),
         "responses_4xx" => ("baton_worker_local_responses_total", "class", "4xx"),
         "responses_5xx" => ("baton_worker_local_responses_total", "class", "5xx"),
+        "tls_hellos_h2" => ("baton_worker_tls_hellos_total", "alpn", "h2"),
+        "tls_hellos_http11" => ("baton_worker_tls_hellos_total", "alpn", "http/1.1"),
+        "tls_hellos_other_alpn" => ("baton_worker_tls_hellos_total", "alpn", "other"),
+        "tls_hellos_no_alpn" => ("baton_worker_tls_hellos_total", "alpn", "none"),
         _ => return None,
     })
 }
@@ -105,6 +109,15 @@ fn help_for(metric: &str) -> String {
         "baton_xdp_flows" => "Connections in the XDP fast path's flow table.".into(),
         "baton_xdp_attached" => {
             "1 while the XDP program is attached, labelled with its mode (`native` or `generic`).".into()
+        }
+        "baton_worker_tls_hellos_total" => {
+            "Complete ClientHellos on TLS services, by the ALPN protocol the client prefers (`h2`, `http/1.1`, `other`, `none` offered), per worker.".into()
+        }
+        "baton_worker_tls_hellos_tls13_total" => {
+            "ClientHellos on TLS services that offer TLS 1.3, per worker.".into()
+        }
+        "baton_worker_tls_alerts_total" => {
+            "Fatal TLS alerts the switch sent on TLS services (a refused ClientHello, no backend), per worker.".into()
         }
         "baton_worker_recovery_hellos_sent_total" => {
             "THOP HELLOs sent to agents (worker 0): how agents learn of this switch process.".into()

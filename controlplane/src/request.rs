@@ -14,6 +14,7 @@
 use std::borrow::Cow;
 
 use dataplane::http::HttpError;
+use dataplane::tls::{self, ClientHello};
 
 /// Most header fields considered (the dataplane rejects more with 431).
 pub const MAX_HEADERS: usize = 128;
@@ -38,15 +39,24 @@ impl RequestError {
 }
 
 /// A parsed request header, borrowing from the raw bytes.
+///
+/// On a TLS service the "request" is the ClientHello: `host` and `target`
+/// are its server name (SNI; empty when the client sent none), so every
+/// policy that keys on the URL or the host (LARD, hashing) keys on the SNI;
+/// `method` and `path` are empty and there are no header fields.
 #[derive(Debug)]
 pub struct Request<'a> {
     pub method: &'a str,
     /// Path without the query string (absolute-form URIs reduced to their path).
     pub path: &'a str,
-    /// Path and query as sent (the URL that LARD and hashing use).
-    pub target: &'a str,
-    /// Host header (or the authority of an absolute-form URI), lower-cased, port removed.
+    /// Path and query as sent (the URL that LARD and hashing use); the SNI
+    /// of a ClientHello.
+    pub target: Cow<'a, str>,
+    /// Host header (or the authority of an absolute-form URI), lower-cased,
+    /// port removed; the SNI of a ClientHello.
     pub host: Cow<'a, str>,
+    /// What the ClientHello said, on a TLS service.
+    pub tls: Option<ClientHello>,
     headers: Fields<'a>,
 }
 
@@ -58,8 +68,12 @@ enum Fields<'a> {
 }
 
 impl<'a> Request<'a> {
-    /// Parses `raw` (request line to the blank line).
+    /// Parses `raw` (request line to the blank line, or a ClientHello's
+    /// records: a header buffer tells its protocol by its first byte).
     pub fn parse(raw: &'a [u8]) -> Result<Self, RequestError> {
+        if tls::looks_like_tls(raw) {
+            return Self::parse_hello(raw);
+        }
         let mut storage = [httparse::EMPTY_HEADER; MAX_HEADERS];
         let (method, target, fields) = parse_head(raw, &mut storage)?;
         let headers = fields.iter().map(|h| (h.name, h.value)).collect();
@@ -72,8 +86,38 @@ impl<'a> Request<'a> {
         raw: &'a [u8],
         storage: &'a mut [httparse::Header<'a>],
     ) -> Result<Self, RequestError> {
+        if tls::looks_like_tls(raw) {
+            return Self::parse_hello(raw);
+        }
         let (method, target, fields) = parse_head(raw, storage)?;
         Ok(Self::build(method, target, Fields::Lent(fields)))
+    }
+
+    /// A ClientHello (the switch's own parser, as the workers use it).
+    fn parse_hello(raw: &'a [u8]) -> Result<Self, RequestError> {
+        let hello = tls::parse_client_hello(raw, usize::MAX).map_err(|e| match e {
+            tls::TlsError::Malformed(why) => RequestError::Malformed(why),
+            _ => RequestError::Malformed("not a ClientHello"),
+        })?;
+        let sni = hello.sni.clone().unwrap_or_default();
+        Ok(Request {
+            method: "",
+            path: "",
+            target: Cow::Owned(sni.clone()),
+            host: Cow::Owned(sni),
+            tls: Some(hello),
+            headers: Fields::Owned(Vec::new()),
+        })
+    }
+
+    /// The server name a ClientHello carried.
+    pub fn sni(&self) -> Option<&str> {
+        self.tls.as_ref().and_then(|t| t.sni.as_deref())
+    }
+
+    /// The ALPN protocols a ClientHello offered (empty for HTTP).
+    pub fn alpn(&self) -> &[String] {
+        self.tls.as_ref().map_or(&[], |t| t.alpn.as_slice())
     }
 
     fn fields(&self) -> impl Iterator<Item = (&'a str, &'a [u8])> + '_ {
@@ -91,8 +135,9 @@ impl<'a> Request<'a> {
         let mut r = Request {
             method,
             path: "",
-            target,
+            target: Cow::Borrowed(target),
             host: Cow::Borrowed(""),
+            tls: None,
             headers,
         };
         // Absolute-form (`GET http://host/path`) carries the authority in the URI.
@@ -111,7 +156,7 @@ impl<'a> Request<'a> {
         });
         r.host = host_raw.map(normalize_host).unwrap_or(Cow::Borrowed(""));
         r.path = path;
-        r.target = origin;
+        r.target = Cow::Borrowed(origin);
         r
     }
 

@@ -51,6 +51,8 @@ struct CompiledRule {
     methods: Vec<String>,
     headers: Vec<(String, ValueCond)>,
     cookies: Vec<(String, Option<String>)>,
+    snis: Vec<HostPattern>,
+    alpn: Vec<String>,
 }
 
 #[derive(Debug)]
@@ -156,17 +158,19 @@ fn compile_rule(
             message: e.to_string(),
         })
     };
-    let hosts = m
-        .host
-        .iter()
-        .map(|h| {
-            let h = h.to_ascii_lowercase();
-            match h.strip_prefix('*') {
-                Some(suffix) => HostPattern::Suffix(suffix.to_string()),
-                None => HostPattern::Exact(h),
-            }
-        })
-        .collect();
+    let patterns = |names: &[String]| -> Vec<HostPattern> {
+        names
+            .iter()
+            .map(|h| {
+                let h = h.to_ascii_lowercase();
+                match h.strip_prefix('*') {
+                    Some(suffix) => HostPattern::Suffix(suffix.to_string()),
+                    None => HostPattern::Exact(h.trim_end_matches('.').to_string()),
+                }
+            })
+            .collect()
+    };
+    let hosts = patterns(&m.host);
     let mut headers = Vec::new();
     for (k, h) in m.header.iter().enumerate() {
         let cond = match (&h.value, &h.regex) {
@@ -195,17 +199,34 @@ fn compile_rule(
             .iter()
             .map(|c| (c.name.clone(), c.value.clone()))
             .collect(),
+        snis: patterns(&m.sni),
+        alpn: m.alpn.clone(),
     })
+}
+
+impl HostPattern {
+    fn matches(&self, name: &str) -> bool {
+        match self {
+            HostPattern::Exact(e) => name == e,
+            HostPattern::Suffix(s) => name.ends_with(s.as_str()),
+        }
+    }
 }
 
 impl CompiledRule {
     fn matches(&self, req: &Request<'_>) -> bool {
-        if !self.hosts.is_empty()
-            && !self.hosts.iter().any(|h| match h {
-                HostPattern::Exact(e) => req.host == e.as_str(),
-                HostPattern::Suffix(s) => req.host.ends_with(s.as_str()),
-            })
-        {
+        if !self.hosts.is_empty() && !self.hosts.iter().any(|h| h.matches(&req.host)) {
+            return false;
+        }
+        if !self.snis.is_empty() {
+            let Some(sni) = req.sni() else {
+                return false;
+            };
+            if !self.snis.iter().any(|h| h.matches(sni)) {
+                return false;
+            }
+        }
+        if !self.alpn.is_empty() && !req.alpn().iter().any(|a| self.alpn.contains(a)) {
             return false;
         }
         if !self.prefixes.is_empty()
@@ -361,6 +382,67 @@ services:
         assert_eq!(
             route(&r, "GET / HTTP/1.1\r\nHost: x\r\nCookie: role=dev\r\n\r\n"),
             (1, None)
+        );
+    }
+
+    #[test]
+    fn tls_rules_match_sni_and_alpn_and_no_sni_takes_the_default() {
+        use dataplane::tls::build_client_hello;
+        let text = format!(
+            r#"
+name: t
+io: {{ memory: {{}} }}
+switch: {{ data_ip: 198.18.0.2 }}
+thop: {{ allow_sample_keys: true, keys: [{{ id: 1, secret_hex: "{key}" }}] }}
+backends:
+  - {{ name: s1, address: 198.18.0.11 }}
+  - {{ name: a1, address: 198.18.0.13 }}
+pools:
+  - {{ name: static, backends: [s1] }}
+  - {{ name: app, backends: [a1] }}
+  - {{ name: h2, backends: [a1] }}
+services:
+  - name: web
+    vip: 198.18.0.10
+    default_pool: static
+  - name: web-tls
+    vip: 198.18.0.10
+    port: 443
+    protocol: tls
+    rules:
+      - {{ match: {{ sni: [app.example] }}, pool: app }}
+      - {{ match: {{ sni: ["*.cdn.example"] }}, pool: static }}
+      - {{ match: {{ alpn: [h2] }}, pool: h2 }}
+    default_pool: static
+"#,
+            key = "00".repeat(32)
+        );
+        let p = load_str(&text, Path::new("t.yaml"), &HashMap::new())
+            .unwrap_or_else(|e| panic!("{e}"))
+            .profile;
+        let r = Router::new(&p).unwrap();
+        let at = "198.18.0.10:443".parse().unwrap();
+        let route = |sni: Option<&str>, alpn: &[&str]| {
+            let raw = build_client_hello(sni, alpn, &[], &[], 1 << 14);
+            let req = Request::parse(&raw).unwrap();
+            let hit = r.route(at, &req).unwrap();
+            (hit.pool, hit.rule)
+        };
+        assert_eq!(route(Some("APP.example."), &["http/1.1"]), (1, Some(0)));
+        assert_eq!(route(Some("img.cdn.example"), &["h2"]), (0, Some(1)));
+        assert_eq!(route(Some("cdn.example"), &["h2"]), (2, Some(2)));
+        assert_eq!(
+            route(Some("www.example"), &["http/1.1", "h2"]),
+            (2, Some(2))
+        );
+        assert_eq!(route(Some("www.example"), &["http/1.1"]), (0, None));
+        assert_eq!(route(None, &[]), (0, None), "no SNI: the default pool");
+        // The SNI is the "URL" and the host policies see.
+        let raw = build_client_hello(Some("App.Example"), &[], &[], &[], 1 << 14);
+        let req = Request::parse(&raw).unwrap();
+        assert_eq!(
+            (req.host.as_ref(), req.target.as_ref()),
+            ("app.example", "app.example")
         );
     }
 

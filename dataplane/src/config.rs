@@ -13,6 +13,19 @@ use std::time::Duration;
 pub struct Service {
     pub vip: IpAddr,
     pub port: u16,
+    /// What WAITHEADER waits for before a decision.
+    pub protocol: Protocol,
+}
+
+/// What a service's clients send first, and so what WAITHEADER waits for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Protocol {
+    /// An HTTP/1.x request head; refusals are HTTP responses.
+    #[default]
+    Http,
+    /// A TLS ClientHello (routing by SNI and ALPN); refusals are TLS alerts
+    /// or a bare close. The switch never terminates TLS.
+    Tls,
 }
 
 impl Service {
@@ -147,6 +160,9 @@ pub struct WorkerConfig {
 
     /// Largest request header accepted (request line to blank line); above: 431.
     pub header_max: usize,
+    /// Largest ClientHello accepted on a TLS service (the handshake
+    /// message, record headers not counted); above: `illegal_parameter`.
+    pub client_hello_max: usize,
     /// Request bytes buffered per connection in WAITHEADER (header plus any
     /// body/pipelined bytes); also the window we advertise. At least
     /// `header_max + 1`.
@@ -243,12 +259,14 @@ impl Default for WorkerConfig {
             services: vec![Service {
                 vip: IpAddr::V4(Ipv4Addr::new(198, 18, 0, 10)),
                 port: 80,
+                protocol: Protocol::Http,
             }],
             mac: [0x02, 0xba, 0x70, 0x00, 0x00, 0x02],
             ip: IpAddr::V4(Ipv4Addr::new(198, 18, 0, 2)),
             thop: ThopConfig::default(),
             tcp: TcpOptionsConfig::default(),
             header_max: 16 * 1024,
+            client_hello_max: 16 * 1024,
             request_buffer: 24 * 1024,
             max_headers: 100,
             handoff_hold: 4,
@@ -296,6 +314,8 @@ pub enum ConfigError {
     NoServices,
     #[error("request_buffer ({buffer}) must exceed header_max ({header_max})")]
     BufferTooSmall { buffer: usize, header_max: usize },
+    #[error("request_buffer ({buffer}) must hold a ClientHello of client_hello_max ({hello_max}) with its record headers")]
+    BufferTooSmallForHello { buffer: usize, hello_max: usize },
     #[error("request_buffer must be at most 1 MiB")]
     BufferTooLarge,
     #[error("{0} must be at least 1")]
@@ -312,6 +332,14 @@ pub enum ConfigError {
     Ipv6(IpAddr),
 }
 
+/// Bytes a ClientHello of `max` bytes may take on the wire: its 4-byte
+/// handshake header, and a record header for every 2^14 bytes (a client
+/// may cut records smaller; such a hello needs a larger buffer).
+pub fn hello_bytes(max: usize) -> usize {
+    let msg = max + 4;
+    msg + crate::tls::RECORD_HEADER * msg.div_ceil(crate::tls::MAX_RECORD)
+}
+
 impl WorkerConfig {
     /// Checks the limits the state machine relies on.
     pub fn validate(&self) -> Result<(), ConfigError> {
@@ -326,6 +354,14 @@ impl WorkerConfig {
         }
         if self.request_buffer > 1 << 20 {
             return Err(ConfigError::BufferTooLarge);
+        }
+        if self.services.iter().any(|s| s.protocol == Protocol::Tls)
+            && self.request_buffer < hello_bytes(self.client_hello_max)
+        {
+            return Err(ConfigError::BufferTooSmallForHello {
+                buffer: self.request_buffer,
+                hello_max: self.client_hello_max,
+            });
         }
         for (v, name) in [
             (self.table_capacity, "table_capacity"),

@@ -121,6 +121,19 @@ reasons! {
         HeaderTooLarge => "header_too_large_431",
         /// Header not complete in time (slowloris): 408.
         HeaderTimeout => "header_timeout_408",
+        /// TLS service: the first bytes were not a TLS handshake record
+        /// (plaintext, garbage); closed without an alert.
+        TlsNotTls => "tls_not_tls",
+        /// TLS service: an SSL 2.0-style hello; closed without an alert.
+        TlsSslv2 => "tls_sslv2",
+        /// TLS service: a malformed record or ClientHello, or a first
+        /// handshake message that is not one: a fatal alert.
+        TlsMalformed => "tls_malformed",
+        /// TLS service: a record over 2^14 bytes or a ClientHello over
+        /// `limits.max_client_hello_bytes`: a fatal alert.
+        TlsTooLarge => "tls_too_large",
+        /// TLS service: the ClientHello was not complete in time; closed.
+        TlsHelloTimeout => "tls_hello_timeout",
         /// The control plane found no backend: 503.
         NoBackend => "no_backend_503",
         /// No decision in time: 503.
@@ -252,6 +265,16 @@ pub struct Counters {
     pub recovered_lookup: AtomicU64,
     /// Agent restarts (a new boot) this worker noticed first.
     pub agent_restarts: AtomicU64,
+    /// Complete ClientHellos parsed on TLS services, by the ALPN protocol
+    /// the client prefers: `h2`, `http/1.1`, another, none offered.
+    pub tls_hellos_h2: AtomicU64,
+    pub tls_hellos_http11: AtomicU64,
+    pub tls_hellos_other_alpn: AtomicU64,
+    pub tls_hellos_no_alpn: AtomicU64,
+    /// ClientHellos offering TLS 1.3 (the rest offer 1.2 or older).
+    pub tls_hellos_tls13: AtomicU64,
+    /// Fatal TLS alerts the switch sent (refused hellos, no backend).
+    pub tls_alerts: AtomicU64,
     pub drops: PerReason<{ DropReason::COUNT }>,
     pub aborts: [AtomicU64; AbortReason::COUNT],
     pub closes: [AtomicU64; CloseReason::COUNT],
@@ -382,6 +405,12 @@ impl Counters {
             ("recovered_resync", l(&self.recovered_resync)),
             ("recovered_lookup", l(&self.recovered_lookup)),
             ("agent_restarts", l(&self.agent_restarts)),
+            ("tls_hellos_h2", l(&self.tls_hellos_h2)),
+            ("tls_hellos_http11", l(&self.tls_hellos_http11)),
+            ("tls_hellos_other_alpn", l(&self.tls_hellos_other_alpn)),
+            ("tls_hellos_no_alpn", l(&self.tls_hellos_no_alpn)),
+            ("tls_hellos_tls13", l(&self.tls_hellos_tls13)),
+            ("tls_alerts", l(&self.tls_alerts)),
         ];
         scalars.shrink_to_fit();
         Snapshot {

@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 use handoff_proto::{Body, Header, Key};
 
-use crate::config::{Service, SynCookieMode, ThopConfig, WorkerConfig};
+use crate::config::{Protocol, Service, SynCookieMode, ThopConfig, WorkerConfig};
 use crate::counters::Counters;
 use crate::dispatch::{BackendTarget, Decision, DispatchRequest, Verdict, WorkerEvent};
 use crate::engine::{Engine, Sink};
@@ -83,10 +83,18 @@ fn ip(last: u8) -> IpAddr {
 /// The configuration the fuzz target runs with: tiny, so limits are hit.
 pub fn config() -> WorkerConfig {
     WorkerConfig {
-        services: vec![Service {
-            vip: ip(10),
-            port: 80,
-        }],
+        services: vec![
+            Service {
+                vip: ip(10),
+                port: 80,
+                protocol: Protocol::Http,
+            },
+            Service {
+                vip: ip(10),
+                port: 443,
+                protocol: Protocol::Tls,
+            },
+        ],
         mac: SWITCH_MAC,
         ip: ip(2),
         thop: ThopConfig {
@@ -96,6 +104,7 @@ pub fn config() -> WorkerConfig {
             peers: Vec::new(),
         },
         header_max: 256,
+        client_hello_max: 400,
         request_buffer: 512,
         table_capacity: 16,
         pending_capacity: 4,
@@ -126,6 +135,21 @@ pub fn run(data: &[u8]) -> crate::counters::Snapshot {
     let mut iss = [0u32; 4];
     let mut syn_sent = [false; 4];
     let mut sent = [0usize; 4];
+    // Odd connection slots talk to the TLS service: whole ClientHellos,
+    // one cut into 7-byte records, one whose second record lies about its type.
+    let mut bad = crate::tls::build_client_hello(Some("b.test"), &[], &[], &[], 20);
+    bad[25] = 23;
+    let hellos = [
+        crate::tls::build_client_hello(
+            Some("f.test"),
+            &["h2", "http/1.1"],
+            &[0x0304],
+            &[],
+            1 << 14,
+        ),
+        crate::tls::build_client_hello(None, &["http/1.1"], &[], &[], 7),
+        bad,
+    ];
     let mut creates: Vec<(u64, u64)> = Vec::new();
     let mut agent_seq = 1u64 << 40;
     let mut inp = Input(data);
@@ -166,7 +190,11 @@ pub fn run(data: &[u8]) -> crate::counters::Snapshot {
                             b"POST /u HTTP/1.0\r\nContent-Length: 4\r\n\r\nbody",
                             b"GET / HTTP/1.1\r\nBad Header\r\n\r\n",
                         ];
-                        let t = T[(fl % 3) as usize];
+                        let t: &[u8] = if k % 2 == 1 {
+                            &hellos[(fl % 3) as usize]
+                        } else {
+                            T[(fl % 3) as usize]
+                        };
                         let from = sent[k].min(t.len());
                         let to = (from + 1 + len % 96).min(t.len());
                         let seq = isn.wrapping_add(1).wrapping_add(sent[k] as u32);
@@ -199,6 +227,8 @@ pub fn run(data: &[u8]) -> crate::counters::Snapshot {
                     src_port: port,
                     dst_port: if op % 9 == 1 && fl & 0x80 != 0 {
                         81
+                    } else if k % 2 == 1 {
+                        443
                     } else {
                         80
                     },

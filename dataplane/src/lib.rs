@@ -30,6 +30,7 @@ pub mod state;
 pub mod steer;
 pub mod syncookie;
 pub mod table;
+pub mod tls;
 pub mod wire;
 pub mod worker;
 

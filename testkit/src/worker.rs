@@ -5,7 +5,7 @@
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
-use dataplane::config::{Service, SynCookieMode, ThopConfig, WorkerConfig};
+use dataplane::config::{Protocol, Service, SynCookieMode, ThopConfig, WorkerConfig};
 use dataplane::dispatch::BackendTarget;
 use dataplane::wire::Mac;
 
@@ -47,10 +47,18 @@ pub fn target(b: u32) -> BackendTarget {
 /// three backends with static MACs, SYN cookies on overload.
 pub fn test_config() -> WorkerConfig {
     WorkerConfig {
-        services: vec![Service {
-            vip: vip(),
-            port: 80,
-        }],
+        services: vec![
+            Service {
+                vip: vip(),
+                port: 80,
+                protocol: Protocol::Http,
+            },
+            Service {
+                vip: vip(),
+                port: 443,
+                protocol: Protocol::Tls,
+            },
+        ],
         mac: SWITCH_MAC,
         ip: switch_ip(),
         thop: ThopConfig {
@@ -60,6 +68,7 @@ pub fn test_config() -> WorkerConfig {
             peers: Vec::new(),
         },
         header_max: 1024,
+        client_hello_max: 2048,
         request_buffer: 4096,
         table_capacity: 64,
         pending_capacity: 16,

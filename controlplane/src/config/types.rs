@@ -329,11 +329,28 @@ pub struct Service {
     /// TCP port.
     #[serde(default = "d_http_port")]
     pub port: u16,
+    /// What clients send first: `http` (an HTTP/1.x request head; rules
+    /// match its path, host, headers…) or `tls` (a TLS ClientHello; rules
+    /// match `sni` and `alpn`, the backend terminates TLS, the switch never
+    /// sees a key). One VIP may carry both, on different ports.
+    #[serde(default)]
+    pub protocol: ServiceProtocol,
     /// Ordered routing rules; the first rule whose conditions all match chooses the pool.
     #[serde(default)]
     pub rules: Vec<Rule>,
     /// Pool for requests that match no rule.
     pub default_pool: String,
+}
+
+/// What a service's clients send first.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ServiceProtocol {
+    /// HTTP/1.x: WAITHEADER waits for the request head.
+    #[default]
+    Http,
+    /// TLS: WAITHEADER waits for the ClientHello; routing by SNI and ALPN.
+    Tls,
 }
 
 /// One routing rule: all given conditions must hold.
@@ -378,6 +395,15 @@ pub struct Match {
     /// Cookies that must be present, with a required value.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub cookie: Vec<CookieMatch>,
+    /// TLS services: the ClientHello's server name (case-insensitive, no
+    /// trailing dot); `*.example.com` matches subdomains. A hello without
+    /// SNI matches no `sni` condition (it goes to the default pool).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sni: Vec<String>,
+    /// TLS services: the client offers one of these ALPN protocols
+    /// (`h2`, `http/1.1`, …; exact, case-sensitive as on the wire).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub alpn: Vec<String>,
 }
 
 /// A header condition.
@@ -587,6 +613,9 @@ pub struct Limits {
     /// Largest request header in bytes; larger gets `431`.
     #[serde(default = "d_max_header")]
     pub max_header_bytes: u32,
+    /// TLS services: largest ClientHello in bytes (the handshake message; it may span several records and segments); larger gets the alert `illegal_parameter`.
+    #[serde(default = "d_max_client_hello")]
+    pub max_client_hello_bytes: u32,
     /// Client packets held per connection while the handoff is in flight.
     #[serde(default = "d_held")]
     pub held_packets: u32,
@@ -605,6 +634,7 @@ impl Default for Limits {
     fn default() -> Self {
         Self {
             max_header_bytes: d_max_header(),
+            max_client_hello_bytes: d_max_client_hello(),
             held_packets: d_held(),
             held_packets_per_worker: d_held_per_worker(),
             dispatch_queue: d_dispatch_queue(),
@@ -1185,6 +1215,9 @@ fn d_passive_hold() -> DurationStr {
     DurationStr::secs(5)
 }
 fn d_max_header() -> u32 {
+    16 * 1024
+}
+fn d_max_client_hello() -> u32 {
     16 * 1024
 }
 fn d_held() -> u32 {

@@ -355,6 +355,7 @@ fn check_services(c: &mut Checker, p: &Profile, pools: &HashSet<String>) {
                 c.err(format!("{rat}.pool"), format!("no pool named `{}`", r.pool));
             }
             check_match(c, &format!("{rat}.match"), &r.matches);
+            check_protocol_match(c, &format!("{rat}.match"), s.protocol, &r.matches);
         }
     }
 }
@@ -415,6 +416,70 @@ fn check_match(c: &mut Checker, at: &str, m: &Match) {
     }
 }
 
+/// A condition the service's protocol cannot carry is a mistake, not a
+/// rule that never matches: an HTTP service has no SNI, a ClientHello has
+/// no path, method, header or cookie.
+fn check_protocol_match(c: &mut Checker, at: &str, proto: ServiceProtocol, m: &Match) {
+    let http_only = [
+        ("host", !m.host.is_empty()),
+        ("path_prefix", !m.path_prefix.is_empty()),
+        ("path_exact", !m.path_exact.is_empty()),
+        ("path_regex", m.path_regex.is_some()),
+        ("extension", !m.extension.is_empty()),
+        ("method", !m.method.is_empty()),
+        ("header", !m.header.is_empty()),
+        ("cookie", !m.cookie.is_empty()),
+    ];
+    match proto {
+        ServiceProtocol::Tls => {
+            for (field, _) in http_only.iter().filter(|(_, set)| *set) {
+                let hint = if *field == "host" {
+                    "; the ClientHello's server name is matched by `sni`"
+                } else {
+                    ""
+                };
+                c.err(
+                    format!("{at}.{field}"),
+                    format!("a `protocol: tls` service sees only the ClientHello: match `sni` or `alpn`{hint}"),
+                );
+            }
+        }
+        ServiceProtocol::Http => {
+            for (field, set) in [("sni", !m.sni.is_empty()), ("alpn", !m.alpn.is_empty())] {
+                if set {
+                    c.err(
+                        format!("{at}.{field}"),
+                        "only a `protocol: tls` service has a ClientHello to match",
+                    );
+                }
+            }
+        }
+    }
+    for (k, n) in m.sni.iter().enumerate() {
+        let name = n.strip_prefix("*.").unwrap_or(n);
+        if name.is_empty()
+            || name.starts_with('.')
+            || name.ends_with('.')
+            || !name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-._".contains(&b))
+        {
+            c.err(
+                format!("{at}.sni[{k}]"),
+                "a host name (`www.example.com`) or `*.` and a suffix (`*.example.com`)",
+            );
+        }
+    }
+    for (k, a) in m.alpn.iter().enumerate() {
+        if a.is_empty() || a.len() > 255 {
+            c.err(
+                format!("{at}.alpn[{k}]"),
+                "an ALPN protocol id of 1 to 255 bytes, e.g. `h2` or `http/1.1`",
+            );
+        }
+    }
+}
+
 fn check_health(c: &mut Checker, at: &str, h: &Health) {
     if h.interval.0.is_zero() {
         c.err(format!("{at}.interval"), "must be positive");
@@ -459,6 +524,12 @@ fn check_health(c: &mut Checker, at: &str, h: &Health) {
 
 fn check_limits(c: &mut Checker, p: &Profile) {
     let l = &p.limits;
+    if !(512..=1 << 19).contains(&l.max_client_hello_bytes) {
+        c.err(
+            "limits.max_client_hello_bytes",
+            "must be between 512 and 524288",
+        );
+    }
     if !(512..=1 << 20).contains(&l.max_header_bytes) {
         c.err("limits.max_header_bytes", "must be between 512 and 1048576");
     }
@@ -850,5 +921,28 @@ mod tests {
                     && g.message.contains("io.af_xdp.frame_count")),
             "{got:?}"
         );
+    }
+
+    #[test]
+    fn conditions_the_protocol_cannot_carry_name_their_field() {
+        let mut p = afxdp_profile();
+        let tls = p
+            .services
+            .iter()
+            .position(|s| s.protocol == ServiceProtocol::Tls)
+            .expect("the test bed serves TLS");
+        p.services[tls].rules[0].matches.path_prefix = vec!["/x/".into()];
+        p.services[tls].rules[1].matches.sni = vec!["bad name".into()];
+        p.services[0].rules[0].matches.alpn = vec!["h2".into()];
+        p.limits.max_client_hello_bytes = 100;
+        let got = paths(&p);
+        for want in [
+            format!("services[{tls}].rules[0].match.path_prefix"),
+            format!("services[{tls}].rules[1].match.sni[0]"),
+            "services[0].rules[0].match.alpn".to_string(),
+            "limits.max_client_hello_bytes".to_string(),
+        ] {
+            assert!(got.contains(&want), "{want} not in {got:?}");
+        }
     }
 }

@@ -297,7 +297,7 @@ impl Lard {
 
 impl DispatchPolicy for Lard {
     fn pick(&mut self, members: &[MemberView], req: &Request<'_>, _ctx: &PickCtx) -> Option<usize> {
-        let target = req.target;
+        let target = req.target.as_ref();
         let current = self
             .server
             .get_mut(target)
@@ -374,10 +374,14 @@ impl DispatchPolicy for LardR {
         let (t_low, t_high, k) = (self.t_low, self.t_high, self.k);
         let start = self.next % members.len().max(1);
         let overall = least_loaded(members, start, |m| m.active);
-        let mut set = self.sets.get_mut(req.target).cloned().unwrap_or(ServerSet {
-            ids: Vec::new(),
-            last_mod: ctx.now,
-        });
+        let mut set = self
+            .sets
+            .get_mut(&req.target)
+            .cloned()
+            .unwrap_or(ServerSet {
+                ids: Vec::new(),
+                last_mod: ctx.now,
+            });
         let before = set.ids.len();
         set.ids
             .retain(|id| index_of(members, *id).is_some_and(|i| members[i].usable));
@@ -425,7 +429,7 @@ impl DispatchPolicy for LardR {
             set.last_mod = ctx.now;
         }
         self.next = n + 1;
-        self.sets.insert(req.target, set);
+        self.sets.insert(&req.target, set);
         Some(n)
     }
 

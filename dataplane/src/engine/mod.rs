@@ -74,6 +74,8 @@ pub(crate) struct Svc {
     pub port: u16,
     /// The IPv4 VIP as the four bytes appear on the wire (0 for IPv6).
     pub vip4_be: u32,
+    /// A TLS service: WAITHEADER waits for a ClientHello, refusals are alerts.
+    pub tls: bool,
 }
 
 /// One worker's state machine.
@@ -180,6 +182,7 @@ impl<B: PacketBuf, F: Forwarder> Engine<B, F> {
                     IpAddr::V4(a) => u32::from_ne_bytes(a.octets()),
                     IpAddr::V6(_) => 0,
                 },
+                tls: s.protocol == crate::config::Protocol::Tls,
             })
             .collect();
         let secrets = Secrets::new(cfg.secret);

@@ -1,6 +1,7 @@
 //! WAITHEADER: reading the request (reassembly, ACKs, window), parsing its
-//! head, and the switch's own answers (400, 408, 431, 503) with a clean close
-//! (CLOSING → TIME_WAIT).
+//! head — or on a TLS service its ClientHello — and the switch's own answers
+//! (400, 408, 431, 503; TLS alerts or a bare close on TLS services) with a
+//! clean close (CLOSING → TIME_WAIT).
 //!
 //! Sequence space is the client's view from the SYN on; the switch only ever
 //! sends its SYN/ACK, pure ACKs and, when it answers itself, one response
@@ -16,6 +17,7 @@ use crate::io::PacketBuf;
 use crate::reassembly::Refused;
 use crate::state::{Event, State};
 use crate::table::{FlowKey, Slot};
+use crate::tls::{self, TlsError};
 use crate::wire::{flags::*, TcpOpts, TcpSeg};
 
 /// Header fields parsed at most (stack array; `max_headers` may lower it).
@@ -204,6 +206,10 @@ impl<B: PacketBuf, F: Forwarder> Engine<B, F> {
 
     /// Looks for a complete head; true when the connection left WAITHEADER.
     fn check_header<S: Sink<B>>(&mut self, now: u64, i: u32, s: u32, out: &mut S) -> bool {
+        let service = self.table.get(i).key.service as usize;
+        if self.svcs[service].tls {
+            return self.check_hello(now, i, s, out);
+        }
         let header_max = self.cfg.header_max;
         let end = {
             let sess = &mut self.sessions[s as usize];
@@ -239,6 +245,75 @@ impl<B: PacketBuf, F: Forwarder> Engine<B, F> {
             self.respond(i, s, e.status(), Event::BadHeader, out);
             return true;
         }
+        self.header_complete(now, i, s, len, out)
+    }
+
+    /// TLS services: looks for a complete ClientHello (across segments and
+    /// records); true when the connection left WAITHEADER. The hello is
+    /// parsed here so that a bad one is refused with its alert before any
+    /// decision; the decision parses it again from the bytes.
+    fn check_hello<S: Sink<B>>(&mut self, now: u64, i: u32, s: u32, out: &mut S) -> bool {
+        let max = self.cfg.client_hello_max;
+        let found = {
+            let sess = &mut self.sessions[s as usize];
+            let (scanner, reasm) = (&mut sess.hello, &sess.reasm);
+            scanner.find_end(reasm.data(), max)
+        };
+        let parsed = match found {
+            Ok(Some(len)) => {
+                tls::parse_client_hello(&self.sessions[s as usize].reasm.data()[..len], max)
+                    .map(|ch| (len, ch))
+            }
+            Ok(None) => {
+                let sess = &self.sessions[s as usize];
+                if sess.reasm.contiguous() < sess.reasm.capacity() {
+                    return false;
+                }
+                // The buffer is full and the hello is not: records cut so
+                // small that their headers outgrow the buffer.
+                Err(TlsError::TooLarge)
+            }
+            Err(e) => Err(e),
+        };
+        let (len, hello) = match parsed {
+            Ok(x) => x,
+            Err(e) => {
+                self.counters.abort(match e {
+                    TlsError::NotTls => AbortReason::TlsNotTls,
+                    TlsError::Sslv2 => AbortReason::TlsSslv2,
+                    TlsError::TooLarge | TlsError::RecordOverflow => AbortReason::TlsTooLarge,
+                    TlsError::Malformed(_) | TlsError::Unexpected => AbortReason::TlsMalformed,
+                });
+                self.respond_tls(i, s, e.alert(), Event::BadHeader, out);
+                return true;
+            }
+        };
+        let c = &self.counters;
+        bump(
+            match hello.alpn.first().map(String::as_str) {
+                Some("h2") => &c.tls_hellos_h2,
+                Some("http/1.1") => &c.tls_hellos_http11,
+                Some(_) => &c.tls_hellos_other_alpn,
+                None => &c.tls_hellos_no_alpn,
+            },
+            1,
+        );
+        if hello.version >= tls::TLS13 {
+            bump(&c.tls_hellos_tls13, 1);
+        }
+        self.header_complete(now, i, s, len, out)
+    }
+
+    /// The request (head or ClientHello, `len` bytes) is complete: freeze
+    /// it and decide. True when the connection left WAITHEADER.
+    fn header_complete<S: Sink<B>>(
+        &mut self,
+        now: u64,
+        i: u32,
+        s: u32,
+        len: usize,
+        out: &mut S,
+    ) -> bool {
         let Some(to) = self.apply(i, State::WaitHeader, Event::HeaderComplete) else {
             return false;
         };
@@ -358,7 +433,8 @@ impl<B: PacketBuf, F: Forwarder> Engine<B, F> {
     }
 
     /// Answers the client with `status` (0: no body, just close) and FIN;
-    /// the connection moves to CLOSING by `ev`.
+    /// the connection moves to CLOSING by `ev`. On a TLS service the
+    /// answer is the alert that stands for `status`, or a bare close.
     pub(crate) fn respond<S: Sink<B>>(
         &mut self,
         i: u32,
@@ -367,20 +443,53 @@ impl<B: PacketBuf, F: Forwarder> Engine<B, F> {
         ev: Event,
         out: &mut S,
     ) {
-        let from = self.state_at(i);
-        let Some(to) = self.apply(i, from, ev) else {
-            return;
-        };
-        let response: &'static [u8] = if status == 0 {
-            b""
-        } else {
-            http::response(status)
-        };
+        let service = self.table.get(i).key.service as usize;
+        if self.svcs[service].tls {
+            return self.respond_tls(i, s, tls::Alert::for_status(status), ev, out);
+        }
         if (400..500).contains(&status) {
             bump(&self.counters.responses_4xx, 1);
         } else if status >= 500 {
             bump(&self.counters.responses_5xx, 1);
         }
+        let response: &'static [u8] = if status == 0 {
+            b""
+        } else {
+            http::response(status)
+        };
+        self.respond_with(i, s, response, ev, out);
+    }
+
+    /// A TLS service's refusal: a fatal alert record, or (`None`) nothing
+    /// before the FIN.
+    pub(crate) fn respond_tls<S: Sink<B>>(
+        &mut self,
+        i: u32,
+        s: u32,
+        alert: Option<tls::Alert>,
+        ev: Event,
+        out: &mut S,
+    ) {
+        if alert.is_some() {
+            bump(&self.counters.tls_alerts, 1);
+        }
+        self.respond_with(i, s, alert.map(tls::Alert::record).unwrap_or(b""), ev, out);
+    }
+
+    /// Sends `response` (may be empty) and FIN; the connection moves to
+    /// CLOSING by `ev`.
+    fn respond_with<S: Sink<B>>(
+        &mut self,
+        i: u32,
+        s: u32,
+        response: &'static [u8],
+        ev: Event,
+        out: &mut S,
+    ) {
+        let from = self.state_at(i);
+        let Some(to) = self.apply(i, from, ev) else {
+            return;
+        };
         let sess = &mut self.sessions[s as usize];
         let fin = sess.fin_rcvd as u32;
         sess.rcv_nxt = sess.rcv_nxt_reasm().wrapping_add(fin);
@@ -589,7 +698,12 @@ impl<B: PacketBuf, F: Forwarder> Engine<B, F> {
     }
 
     pub(crate) fn header_timer<S: Sink<B>>(&mut self, i: u32, s: u32, out: &mut S) {
-        self.counters.abort(AbortReason::HeaderTimeout);
+        let service = self.table.get(i).key.service as usize;
+        self.counters.abort(if self.svcs[service].tls {
+            AbortReason::TlsHelloTimeout
+        } else {
+            AbortReason::HeaderTimeout
+        });
         self.respond(i, s, 408, Event::HeaderTimeout, out);
     }
 

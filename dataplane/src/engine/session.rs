@@ -9,6 +9,7 @@ use crate::dispatch::{BackendId, BackendTarget};
 use crate::http::HeaderScanner;
 use crate::reassembly::Reassembly;
 use crate::state::State;
+use crate::tls::HelloScanner;
 use crate::wire::Mac;
 
 /// Which phase a session is in: how the states WAITHEADER, DISPATCH,
@@ -56,6 +57,8 @@ pub struct Session<B> {
     pub mac: Mac,
     pub reasm: Reassembly,
     pub scanner: HeaderScanner,
+    /// The ClientHello's end search (TLS services).
+    pub hello: HelloScanner,
     /// Request bytes handed off (all in-order bytes when the header completed).
     pub frozen: usize,
     /// Length of the request head.
@@ -119,6 +122,7 @@ impl<B> Session<B> {
             mac: [0; 6],
             reasm: Reassembly::new(buffer),
             scanner: HeaderScanner::new(),
+            hello: HelloScanner::new(),
             frozen: 0,
             header_len: 0,
             header_done_ns: 0,
@@ -148,6 +152,7 @@ impl<B> Session<B> {
         self.phase = Phase::WaitHeader;
         self.reasm.reset();
         self.scanner = HeaderScanner::new();
+        self.hello = HelloScanner::new();
         self.frozen = 0;
         self.header_len = 0;
         self.header_done_ns = 0;
