@@ -112,7 +112,13 @@ impl Cap {
 
 impl DispatchPolicy for Cap {
     fn pick(&mut self, members: &[MemberView], req: &Request<'_>, _ctx: &PickCtx) -> Option<usize> {
-        let class = self.classify(req.path) as usize;
+        // A ClientHello has no path: its server name is what is classed.
+        let url = if req.tls.is_some() {
+            req.target.as_ref()
+        } else {
+            req.path
+        };
+        let class = self.classify(url) as usize;
         let n = members.len();
         for k in 0..n {
             let i = (self.cursor[class] + k) % n;
