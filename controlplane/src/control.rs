@@ -92,6 +92,9 @@ struct PoolRt {
 pub struct ControlPlane {
     profile: Arc<Profile>,
     router: Arc<Router>,
+    /// `baton_dispatch_rule_matches_total` per service, per rule, the
+    /// default pool last.
+    rule_hits: Vec<Vec<prometheus::IntCounter>>,
     pools: Vec<PoolRt>,
     registry: Registry,
     checkers: HashMap<BackendId, Checker>,
@@ -172,6 +175,7 @@ impl ControlPlane {
         let place_control = metrics.decision_place.with_label_values(&["control"]);
         let mut cp = ControlPlane {
             pools: Vec::new(),
+            rule_hits: rule_counters(&metrics, &profile),
             router,
             registry,
             checkers: HashMap::new(),
@@ -396,6 +400,16 @@ impl ControlPlane {
         }
     }
 
+    /// Counts a request routed by `rule` of `service` (`None`: the default pool).
+    fn count_rule(&self, service: usize, rule: Option<usize>) {
+        if let Some(rules) = self.rule_hits.get(service) {
+            let i = rule.unwrap_or(rules.len().saturating_sub(1));
+            if let Some(c) = rules.get(i) {
+                c.inc();
+            }
+        }
+    }
+
     fn build_pools(&self, mut old: Vec<PoolRt>) -> Vec<PoolRt> {
         self.profile
             .pools
@@ -524,6 +538,10 @@ impl ControlPlane {
                 .inc();
             return (Verdict::Reject(503), u16::MAX, None);
         };
+        if exclude.is_empty() {
+            // First dispatch only: a re-dispatch after a NACK is the same request.
+            self.count_rule(route.service, route.rule);
+        }
         let pool = &mut self.pools[route.pool as usize];
         member_views(
             &self.registry,
@@ -652,11 +670,19 @@ impl ControlPlane {
                 worker,
                 pool,
                 member,
+                service,
+                rule,
                 backend,
                 client,
                 vip,
                 header,
-            } => self.on_local_decision(worker, pool, member, backend, (client, vip), header),
+            } => {
+                self.count_rule(
+                    usize::from(service),
+                    (rule != u16::MAX).then_some(usize::from(rule)),
+                );
+                self.on_local_decision(worker, pool, member, backend, (client, vip), header)
+            }
             WorkerEvent::AgentRestarted { node, old, new } => {
                 let name = self
                     .registry
@@ -822,6 +848,7 @@ impl ControlPlane {
             self.registry.set_drain_from(&profile);
         }
         self.router = router;
+        self.rule_hits = rule_counters(&self.metrics, &profile);
         self.profile = Arc::new(profile);
         let old = std::mem::take(&mut self.pools);
         self.pools = self.build_pools(old);
@@ -1081,6 +1108,27 @@ impl TlsLine {
             version: t.version_str(),
         })
     }
+}
+
+/// The rule counters of every service, in rule order, `default` last
+/// (names as the access log shows them).
+fn rule_counters(metrics: &Metrics, p: &Profile) -> Vec<Vec<prometheus::IntCounter>> {
+    p.services
+        .iter()
+        .map(|s| {
+            s.rules
+                .iter()
+                .enumerate()
+                .map(|(j, r)| r.name.clone().unwrap_or_else(|| format!("rule{j}")))
+                .chain(std::iter::once("default".to_string()))
+                .map(|rule| {
+                    metrics
+                        .rule_matches
+                        .with_label_values(&[s.name.as_str(), rule.as_str()])
+                })
+                .collect()
+        })
+        .collect()
 }
 
 /// Sections fixed at start-up that differ between two profiles.

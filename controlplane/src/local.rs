@@ -154,12 +154,16 @@ impl LocalDecider for WorkerDecider {
                 verdict: Verdict::Backend(pool.targets.get(i)?.clone()),
                 pool: route.pool,
                 member: i as u16,
+                service: route.service as u16,
+                rule: route.rule.map_or(u16::MAX, |r| r as u16),
                 log,
             },
             None => LocalDecision {
                 verdict: Verdict::Reject(pool.unavailable_status),
                 pool: route.pool,
                 member: u16::MAX,
+                service: route.service as u16,
+                rule: route.rule.map_or(u16::MAX, |r| r as u16),
                 log,
             },
         })
@@ -390,6 +394,8 @@ mod tests {
             worker: 0,
             pool: d.pool,
             member: d.member,
+            service: d.service,
+            rule: d.rule,
             backend: Some(t.id),
             client,
             vip: VIP.parse().unwrap(),
@@ -397,6 +403,10 @@ mod tests {
         });
         assert_eq!(cp.registry().get(t.id).unwrap().active, 1);
         let text = cp_metrics(&cp);
+        assert!(
+            text.contains("baton_dispatch_rule_matches_total{rule=\"default\",service=\"web\"} 1"),
+            "{text}"
+        );
         assert!(
             text.contains("baton_dispatch_decision_place_total{place=\"worker\"} 1"),
             "{text}"

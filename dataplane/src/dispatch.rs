@@ -128,6 +128,10 @@ pub enum WorkerEvent {
         pool: u16,
         /// Index of the chosen member in the pool (`u16::MAX` when rejected).
         member: u16,
+        /// The service and its rule that chose the pool (`u16::MAX`: the
+        /// default pool), as [`LocalDecision`] has them.
+        service: u16,
+        rule: u16,
         /// The chosen backend; `None`: no usable member (rejected).
         backend: Option<BackendId>,
         client: SocketAddr,
@@ -163,6 +167,10 @@ pub struct LocalDecision {
     pub pool: u16,
     /// Index of the chosen member in the pool (`u16::MAX` when rejected).
     pub member: u16,
+    /// The service and the index of its rule that chose the pool
+    /// (`u16::MAX`: no rule matched, the default pool).
+    pub service: u16,
+    pub rule: u16,
     /// Send the header along with the [`WorkerEvent::Decided`] for the access log.
     pub log: bool,
 }

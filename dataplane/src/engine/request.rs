@@ -370,6 +370,8 @@ impl<B: PacketBuf, F: Forwarder> Engine<B, F> {
             worker: self.index,
             pool: d.pool,
             member: d.member,
+            service: d.service,
+            rule: d.rule,
             backend: match &d.verdict {
                 Verdict::Backend(t) => Some(t.id),
                 Verdict::Reject(_) => None,
