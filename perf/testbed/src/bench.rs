@@ -123,8 +123,8 @@ pub struct Workload {
     pub object: Object,
     /// New connection per request (`Connection: close`) instead of keep-alive.
     pub close: bool,
-    /// HTTPS (`https://static.baton.test/…`, a full TLS handshake on every
-    /// new connection) instead of plain HTTP.
+    /// HTTPS (`https://static.baton.test/…`; on a new connection wrk
+    /// resumes the session of its previous one) instead of plain HTTP.
     pub tls: bool,
 }
 
