@@ -16,6 +16,8 @@ PKGS=(
   bird2
   # real servers, proxies and clients
   nginx-light lighttpd haproxy wrk curl python3 chromium
+  # the bed's throw-away CA and certificates, TLS session-ticket keys
+  openssl
   # promtool, to check the metrics exposition format
   prometheus
   # benchmarks

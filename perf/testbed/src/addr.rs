@@ -15,6 +15,11 @@ pub const PROXY_DATA: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 3);
 pub const VIP: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 10);
 /// The virtual service port.
 pub const VIP_PORT: u16 = 80;
+/// The virtual HTTPS service port (the switch routes it by the ClientHello's
+/// SNI and ALPN; the backends' nginx terminates TLS). The backends' nginx
+/// also listens on it at their data address, for the direct benchmark and
+/// the peers ([`BACKEND_TLS_PORT`]).
+pub const VIP_TLS_PORT: u16 = 443;
 /// The (first) switch's management address (metrics and admin on
 /// [`METRICS_PORT`]).
 pub const SWITCH_MGMT: Ipv4Addr = Ipv4Addr::new(198, 19, 0, 2);
@@ -28,6 +33,12 @@ pub const AGENT_METRICS_PORT: u16 = 9101;
 pub const THOP_PORT: u16 = 9199;
 /// Where each backend's web server listens (127.0.0.1 and its data address).
 pub const WEB_PORT: u16 = 8080;
+/// Where each backend's nginx terminates TLS on 127.0.0.1: the upstream of
+/// the agents' relay for the VIP's HTTPS service.
+pub const WEB_TLS_PORT: u16 = 8443;
+/// Where each backend's nginx terminates TLS on its data address (clients
+/// of the direct benchmark, HAProxy in front of the backends).
+pub const BACKEND_TLS_PORT: u16 = 443;
 /// Prefix length of every segment.
 pub const PREFIX: u8 = 24;
 
@@ -93,6 +104,16 @@ pub fn client_data(i: usize) -> Ipv4Addr {
 /// The VIP service as a socket address.
 pub fn vip_service() -> SocketAddr {
     SocketAddr::V4(SocketAddrV4::new(VIP, VIP_PORT))
+}
+
+/// The VIP's HTTPS service as a socket address.
+pub fn vip_tls_service() -> SocketAddr {
+    SocketAddr::V4(SocketAddrV4::new(VIP, VIP_TLS_PORT))
+}
+
+/// Backend `i`'s TLS listener on its data address (0-based).
+pub fn backend_tls(i: usize) -> SocketAddr {
+    SocketAddr::V4(SocketAddrV4::new(backend_data(i), BACKEND_TLS_PORT))
 }
 
 /// The (first) switch's metrics/admin endpoint.

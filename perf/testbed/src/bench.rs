@@ -9,6 +9,15 @@
 //! threads, the proxy, the agents, the web servers and the kernel's softirq
 //! time; the switch's/proxy's data-interface counters give the bytes that
 //! crossed it.
+//!
+//! HTTPS cells (workloads with `tls`) fetch `https://static.baton.test/…`
+//! with wrk, which speaks TLS itself and is sent to the system's address
+//! whatever the name ([`WrkRun::connect`]): direct to the backends' nginx
+//! :443, Baton's VIP :443 (the backends' nginx terminates TLS on the
+//! handed-off socket), HAProxy in `mode tcp` routing by SNI, and HAProxy
+//! terminating TLS. The plain-HTTP L7 proxies have no HTTPS cells, the
+//! HTTPS-only HAProxy setups no HTTP ones and no latency probe (which speaks
+//! plain HTTP).
 
 use crate::baton::{self, BatonIo, Polling};
 use crate::content::{self, Object};
@@ -21,7 +30,7 @@ use crate::probe::{self, ProbeRow};
 use crate::process::Proc;
 use crate::topology::{Bed, BedSpec, DATA_IF};
 use crate::wrk::{self, WrkReport, WrkRun};
-use crate::{addr, nginx};
+use crate::{addr, nginx, tls};
 use serde::Serialize;
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -32,7 +41,8 @@ pub enum System {
     /// Clients talk to the backends' nginx directly, the load split evenly over
     /// the same backends the proxies and Baton use: the one-way upper bound.
     Direct,
-    /// A two-way L7 proxy in the proxy host.
+    /// A proxy in the proxy host: a two-way L7 proxy, or for HTTPS
+    /// HAProxy routing TLS by SNI (`mode tcp`) or terminating it.
     Proxy(ProxyKind),
     /// Baton with a packet I/O backend and polling mode; the agents hand
     /// each adopted socket to nginx itself (handover).
@@ -63,15 +73,31 @@ impl System {
         }
     }
 
-    /// Every system of the full matrix: Baton in `adaptive` (CPU per request)
-    /// and `busy` (peak rate) over every I/O backend of the build (DPDK when
-    /// `dpdk`; AF_XDP with its fast path when built with the `af_xdp`
-    /// feature), then the peers.
+    /// Whether the system has cells of workload `w`: the plain-HTTP
+    /// proxies serve no HTTPS, the HTTPS HAProxy setups no plain HTTP.
+    pub fn serves(&self, w: &Workload) -> bool {
+        match self {
+            System::Proxy(k) => k.tls() == w.tls,
+            _ => true,
+        }
+    }
+
+    /// Whether it serves plain HTTP (the latency probe's protocol).
+    pub fn serves_http(&self) -> bool {
+        !matches!(self, System::Proxy(k) if k.tls())
+    }
+
+    /// Every system of the full matrix: the peers, then Baton in `adaptive`
+    /// (CPU per request) and `busy` (peak rate) over every I/O backend of
+    /// the build (DPDK when `dpdk`; AF_XDP with its fast path when built
+    /// with the `af_xdp` feature).
     pub fn all(dpdk: bool) -> Vec<System> {
         let mut v = vec![
             System::Direct,
             System::Proxy(ProxyKind::Nginx),
             System::Proxy(ProxyKind::Haproxy),
+            System::Proxy(ProxyKind::HaproxyTcp),
+            System::Proxy(ProxyKind::HaproxyTls),
         ];
         v.push(System::Baton(BatonIo::AfPacket, Polling::Adaptive));
         v.push(System::BatonRelay);
@@ -90,13 +116,16 @@ impl System {
     }
 }
 
-/// One workload: an object size and a connection discipline.
+/// One workload: an object size, a connection discipline and a protocol.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Workload {
     /// The object fetched.
     pub object: Object,
     /// New connection per request (`Connection: close`) instead of keep-alive.
     pub close: bool,
+    /// HTTPS (`https://static.baton.test/…`; on a new connection wrk
+    /// resumes the session of its previous one) instead of plain HTTP.
+    pub tls: bool,
 }
 
 impl Workload {
@@ -114,14 +143,52 @@ impl Workload {
         }
     }
 
-    /// The full matrix: 1 KiB, 100 KiB, 1 MiB × keep-alive, new connection.
+    /// `http` or `https`.
+    pub fn protocol(&self) -> &'static str {
+        if self.tls {
+            "https"
+        } else {
+            "http"
+        }
+    }
+
+    /// A plain-HTTP workload.
+    pub fn http(object: Object, close: bool) -> Workload {
+        Workload {
+            object,
+            close,
+            tls: false,
+        }
+    }
+
+    /// An HTTPS workload.
+    pub fn https(object: Object, close: bool) -> Workload {
+        Workload {
+            object,
+            close,
+            tls: true,
+        }
+    }
+
+    /// The HTTPS workloads: 1 KiB on a new connection per request (the
+    /// handshake's cost) and 1 MiB keep-alive (the bulk transfer's).
+    pub fn https_pair() -> [Workload; 2] {
+        [
+            Workload::https(content::OBJ_1K, true),
+            Workload::https(content::OBJ_1M, false),
+        ]
+    }
+
+    /// The full matrix: 1 KiB, 100 KiB, 1 MiB × keep-alive, new connection
+    /// over plain HTTP, then [`Workload::https_pair`].
     pub fn matrix() -> Vec<Workload> {
         let mut v = Vec::new();
         for object in [content::OBJ_1K, content::OBJ_100K, content::OBJ_1M] {
             for close in [false, true] {
-                v.push(Workload { object, close });
+                v.push(Workload::http(object, close));
             }
         }
+        v.extend(Workload::https_pair());
         v
     }
 }
@@ -175,21 +242,19 @@ impl Settings {
         }
     }
 
-    /// A smoke run: every system, two small workloads, 2 s each.
+    /// A smoke run: every system, two small plain-HTTP workloads and the
+    /// HTTPS pair, 2 s each.
     pub fn quick(dpdk: bool) -> Self {
+        let [https_new, https_keep] = Workload::https_pair();
         Settings {
             duration: Duration::from_secs(2),
             connections: 16,
             warmup: Duration::ZERO,
             workloads: vec![
-                Workload {
-                    object: content::OBJ_1K,
-                    close: false,
-                },
-                Workload {
-                    object: content::OBJ_1K,
-                    close: true,
-                },
+                Workload::http(content::OBJ_1K, false),
+                Workload::http(content::OBJ_1K, true),
+                https_new,
+                https_keep,
             ],
             systems: System::all(dpdk),
             quick: true,
@@ -208,6 +273,10 @@ pub struct Row {
     pub size: String,
     /// `keep-alive` or `new conn`.
     pub connection: String,
+    /// `http` or `https` (absent, so plain HTTP, in results written before
+    /// HTTPS was measured).
+    #[serde(default)]
+    pub protocol: String,
     pub requests: u64,
     pub failures: u64,
     pub rps: f64,
@@ -228,12 +297,32 @@ pub struct Row {
     pub ledger: Option<Ledger>,
 }
 
+impl Row {
+    /// An HTTPS cell.
+    pub fn is_https(&self) -> bool {
+        self.protocol == "https"
+    }
+
+    /// The connection label with the protocol when that is HTTPS
+    /// (`new conn, HTTPS`), for tables and output that mix both.
+    pub fn conn_label(&self) -> String {
+        if self.is_https() {
+            format!("{}, HTTPS", self.connection)
+        } else {
+            self.connection.clone()
+        }
+    }
+}
+
 /// A system brought up for measuring.
 struct Running {
     _procs: Vec<Proc>,
-    /// Base URLs clients use; with several (direct), the connections are
-    /// split evenly over them and the reports merged.
+    /// Base URLs clients use for plain HTTP; with several (direct), the
+    /// connections are split evenly over them and the reports merged.
     bases: Vec<String>,
+    /// Where HTTPS connections go (the URL is always
+    /// `https://static.baton.test/…`); split like `bases`.
+    tls_targets: Vec<SocketAddr>,
     /// Namespace of the switch or proxy (bytes), if any.
     middle: Option<String>,
     /// Where the latency probe connects: one backend's nginx for direct,
@@ -250,6 +339,10 @@ fn start(bed: &Bed, sys: System) -> Result<Running> {
                 .iter()
                 .map(|ip| format!("http://{}:{}", ip, addr::WEB_PORT))
                 .collect(),
+            tls_targets: upstreams
+                .iter()
+                .map(|ip| SocketAddr::from((*ip, addr::BACKEND_TLS_PORT)))
+                .collect(),
             middle: None,
             probe_target: SocketAddr::from((
                 *upstreams
@@ -263,6 +356,7 @@ fn start(bed: &Bed, sys: System) -> Result<Running> {
             Ok(Running {
                 _procs: vec![p],
                 bases: vec![format!("http://{}", peers::proxy_service())],
+                tls_targets: vec![peers::proxy_tls_service()],
                 middle: Some(bed.proxy()?.ns.clone()),
                 probe_target: peers::proxy_service(),
             })
@@ -280,6 +374,7 @@ fn start(bed: &Bed, sys: System) -> Result<Running> {
             Ok(Running {
                 _procs: procs,
                 bases: vec![format!("http://{}", addr::vip_service())],
+                tls_targets: vec![addr::vip_tls_service()],
                 middle: Some(bed.switch()?.ns.clone()),
                 probe_target: addr::vip_service(),
             })
@@ -316,20 +411,30 @@ fn measure(
         size_bytes: w.object.size,
         size: w.size_label(),
         connection: w.conn_label().into(),
+        protocol: w.protocol().into(),
         ..Row::default()
     };
     let client = &bed.clients[0].ns;
-    let n = run.bases.len().max(1) as u32;
-    let runs = |d| -> Vec<WrkRun> {
+    // (URL, where to connect) per wrk process.
+    let targets: Vec<(String, Option<SocketAddr>)> = if w.tls {
+        run.tls_targets
+            .iter()
+            .map(|t| (https_url(w.object), Some(*t)))
+            .collect()
+    } else {
         run.bases
             .iter()
-            .map(|b| {
-                let mut r = WrkRun::new(
-                    format!("{b}{}", w.object.path),
-                    (s.connections / n).max(1),
-                    d,
-                );
+            .map(|b| (format!("{b}{}", w.object.path), None))
+            .collect()
+    };
+    let n = targets.len().max(1) as u32;
+    let runs = |d| -> Vec<WrkRun> {
+        targets
+            .iter()
+            .map(|(url, to)| {
+                let mut r = WrkRun::new(url.clone(), (s.connections / n).max(1), d);
                 r.close = w.close;
+                r.connect = *to;
                 r
             })
             .collect()
@@ -397,6 +502,12 @@ fn measure(
         lc.softirq_in_processes,
     ));
     row
+}
+
+/// The URL of `obj` in the HTTPS cells: the static name, so the switch and
+/// HAProxy in `mode tcp` route by an SNI their rules know.
+pub fn https_url(obj: Object) -> String {
+    format!("https://{}{}", tls::STATIC, obj.path)
 }
 
 /// The switch's and every agent's metrics, concatenated (empty for the peers).
@@ -493,13 +604,14 @@ pub fn run(s: &Settings, mut progress: impl FnMut(Landed)) -> Result<Measured> {
         let running = match start(&bed, sys) {
             Ok(r) => r,
             Err(e) => {
-                for &w in &s.workloads {
+                for &w in s.workloads.iter().filter(|w| sys.serves(w)) {
                     let row = Row {
                         system: sys.name(),
                         polling: sys.polling().map(|p| p.as_str().to_string()),
                         size_bytes: w.object.size,
                         size: w.size_label(),
                         connection: w.conn_label().into(),
+                        protocol: w.protocol().into(),
                         error: Some(format!("could not start: {e}")),
                         ..Row::default()
                     };
@@ -511,13 +623,13 @@ pub fn run(s: &Settings, mut progress: impl FnMut(Landed)) -> Result<Measured> {
         };
         // The probe before the wrk cells: the bed is idle and nothing else
         // of this system is in flight.
-        if s.probe_n > 0 {
+        if s.probe_n > 0 && sys.serves_http() {
             for p in probe_system(&bed, &running, sys, s) {
                 progress(Landed::Probe(&p));
                 probes.push(p);
             }
         }
-        for &w in &s.workloads {
+        for &w in s.workloads.iter().filter(|w| sys.serves(w)) {
             let row = measure(&bed, &running, sys, w, s, &lc);
             progress(Landed::Row(&row));
             rows.push(row);

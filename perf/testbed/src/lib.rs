@@ -37,6 +37,7 @@ pub mod promtext;
 pub mod report;
 pub mod scenario;
 pub mod timefmt;
+pub mod tls;
 pub mod topology;
 pub mod wrk;
 pub mod xdp;

@@ -117,11 +117,13 @@ fn find<'a>(
     polling: Option<&str>,
     size: usize,
     conn: &str,
+    https: bool,
 ) -> Option<&'a Row> {
     rows.iter().find(|r| {
         r.system == system
             && r.size_bytes == size
             && r.connection == conn
+            && r.is_https() == https
             && r.error.is_none()
             && r.requests > 0
             // A cell where more than 1 % failed measured something else
@@ -156,6 +158,17 @@ impl Previous {
 /// below this is reported as missed (two runs of the same build differ by a
 /// few per cent on a shared machine).
 pub const KEEPALIVE_VS_PREVIOUS: f64 = 0.95;
+
+/// HTTPS, 1 MiB keep-alive: Baton's req/s against HAProxy routing TLS by
+/// SNI in `mode tcp` (which carries every response byte; Baton's backends
+/// answer the client directly).
+pub const HTTPS_1M_VS_HAPROXY_TCP: f64 = 1.0;
+/// HTTPS, 1 KiB on a new connection: Baton's req/s against HAProxy
+/// terminating TLS (which does every handshake on its one thread; behind
+/// Baton the backends do them).
+pub const HTTPS_1K_NEW_VS_HAPROXY_TLS: f64 = 1.3;
+/// HTTPS, 1 MiB keep-alive: Baton's req/s against direct.
+pub const HTTPS_1M_VS_DIRECT: f64 = 0.8;
 
 /// Checks the targets for every Baton system and polling mode measured.
 pub fn targets(rows: &[Row], probe: &[ProbeRow], previous: Option<&Previous>) -> Vec<Target> {
@@ -206,8 +219,8 @@ pub fn targets(rows: &[Row], probe: &[ProbeRow], previous: Option<&Previous>) ->
                 kind,
             });
         };
-        let me = |size, conn| find(rows, b, Some(mode), size, conn);
-        if let (Some(x), Some(h)) = (me(KIB, NEW), find(rows, "haproxy", None, KIB, NEW)) {
+        let me = |size, conn| find(rows, b, Some(mode), size, conn, false);
+        if let (Some(x), Some(h)) = (me(KIB, NEW), find(rows, "haproxy", None, KIB, NEW, false)) {
             push(
                 "1 KiB new conn: req/s vs HAProxy".into(),
                 1.3,
@@ -224,7 +237,9 @@ pub fn targets(rows: &[Row], probe: &[ProbeRow], previous: Option<&Previous>) ->
             }
         }
         for size in [100 * KIB, 1024 * KIB] {
-            if let (Some(x), Some(d)) = (me(size, NEW), find(rows, "direct", None, size, NEW)) {
+            if let (Some(x), Some(d)) =
+                (me(size, NEW), find(rows, "direct", None, size, NEW, false))
+            {
                 push(
                     format!("{} new conn: req/s vs direct", size_label(size)),
                     0.8,
@@ -252,6 +267,35 @@ pub fn targets(rows: &[Row], probe: &[ProbeRow], previous: Option<&Previous>) ->
                 );
             }
         }
+        // HTTPS: the ratios the product is judged by.
+        let tls = |sys: &str, size, conn| find(rows, sys, None, size, conn, true);
+        let me_tls = |size, conn| find(rows, b, Some(mode), size, conn, true);
+        const KEEP: &str = "keep-alive";
+        const MIB: usize = 1024 * KIB;
+        if let (Some(x), Some(h)) = (me_tls(MIB, KEEP), tls("haproxy-tcp", MIB, KEEP)) {
+            push(
+                "HTTPS 1 MiB keep-alive: req/s vs HAProxy mode tcp (SNI)".into(),
+                HTTPS_1M_VS_HAPROXY_TCP,
+                x.rps / h.rps,
+                "ratio_min",
+            );
+        }
+        if let (Some(x), Some(h)) = (me_tls(KIB, NEW), tls("haproxy-tls", KIB, NEW)) {
+            push(
+                "HTTPS 1 KiB new conn: req/s vs HAProxy terminating TLS".into(),
+                HTTPS_1K_NEW_VS_HAPROXY_TLS,
+                x.rps / h.rps,
+                "ratio_min",
+            );
+        }
+        if let (Some(x), Some(d)) = (me_tls(MIB, KEEP), tls("direct", MIB, KEEP)) {
+            push(
+                "HTTPS 1 MiB keep-alive: req/s vs direct".into(),
+                HTTPS_1M_VS_DIRECT,
+                x.rps / d.rps,
+                "ratio_min",
+            );
+        }
         if let Some(prev) = previous {
             for x in rows.iter().filter(|r| {
                 r.system == b
@@ -260,9 +304,17 @@ pub fn targets(rows: &[Row], probe: &[ProbeRow], previous: Option<&Previous>) ->
                     && r.error.is_none()
                     && r.requests > 0
             }) {
-                if let Some(p) = find(&prev.rows, b, Some(mode), x.size_bytes, "keep-alive") {
+                if let Some(p) = find(
+                    &prev.rows,
+                    b,
+                    Some(mode),
+                    x.size_bytes,
+                    "keep-alive",
+                    x.is_https(),
+                ) {
+                    let proto = if x.is_https() { "HTTPS " } else { "" };
                     push(
-                        format!("{} keep-alive: {VS_PREVIOUS}", x.size),
+                        format!("{proto}{} keep-alive: {VS_PREVIOUS}", x.size),
                         KEEPALIVE_VS_PREVIOUS,
                         x.rps / p.rps,
                         "ratio_min",
@@ -367,38 +419,12 @@ pub fn markdown(r: &Results, svg_rel: &str) -> String {
         r.settings.connections,
         r.settings.duration_s
     ));
-    m.push_str("| system | polling | response | connection | req/s | vs direct | p50 µs | p99 µs | failed | CPU s/1k req (machine) | CPU s/1k req (switch/proxy) | bytes via switch/proxy per response byte |\n");
-    m.push_str("|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|\n");
-    for row in &r.rows {
-        if let Some(e) = &row.error {
-            let short: String = e.lines().next().unwrap_or("").chars().take(120).collect();
-            m.push_str(&format!(
-                "| {} | {} | {} | {} | not measured: {} | | | | | | | |\n",
-                row.system,
-                row.polling.as_deref().unwrap_or("–"),
-                row.size,
-                row.connection,
-                short.replace('|', "/")
-            ));
-            continue;
-        }
-        let direct = find(&r.rows, "direct", None, row.size_bytes, &row.connection);
-        let vs = direct.map(|d| row.rps / d.rps * 100.0);
-        m.push_str(&format!(
-            "| {} | {} | {} | {} | {} | {} | {:.0} | {:.0} | {} | {:.3} | {} | {} |\n",
-            row.system,
-            row.polling.as_deref().unwrap_or("–"),
-            row.size,
-            row.connection,
-            thousands(row.rps),
-            vs.map_or("–".into(), |v| format!("{v:.0}%")),
-            row.p50_us,
-            row.p99_us,
-            row.failures,
-            row.cpu_machine_s_per_1k,
-            opt(row.cpu_switch_s_per_1k, 3),
-            opt(row.bytes_through_per_response_byte, 3),
-        ));
+    rows_table(&mut m, r, false);
+    if r.rows.iter().any(Row::is_https) {
+        m.push_str(
+            "\nHTTPS (`https://static.baton.test/…`; `direct`, `baton-*` and `haproxy-tcp`: the backends' nginx terminates TLS; `haproxy-tls`: HAProxy does, plain HTTP to the backends; vs direct: against direct over HTTPS):\n\n",
+        );
+        rows_table(&mut m, r, true);
     }
     ledger_table(&mut m, r);
     probe_table(&mut m, r);
@@ -467,6 +493,51 @@ pub fn markdown(r: &Results, svg_rel: &str) -> String {
     m
 }
 
+/// The wrk cells of one protocol (plain HTTP or HTTPS), each against
+/// direct over the same protocol.
+fn rows_table(m: &mut String, r: &Results, https: bool) {
+    m.push_str("| system | polling | response | connection | req/s | vs direct | p50 µs | p99 µs | failed | CPU s/1k req (machine) | CPU s/1k req (switch/proxy) | bytes via switch/proxy per response byte |\n");
+    m.push_str("|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+    for row in r.rows.iter().filter(|row| row.is_https() == https) {
+        if let Some(e) = &row.error {
+            let short: String = e.lines().next().unwrap_or("").chars().take(120).collect();
+            m.push_str(&format!(
+                "| {} | {} | {} | {} | not measured: {} | | | | | | | |\n",
+                row.system,
+                row.polling.as_deref().unwrap_or("–"),
+                row.size,
+                row.connection,
+                short.replace('|', "/")
+            ));
+            continue;
+        }
+        let direct = find(
+            &r.rows,
+            "direct",
+            None,
+            row.size_bytes,
+            &row.connection,
+            https,
+        );
+        let vs = direct.map(|d| row.rps / d.rps * 100.0);
+        m.push_str(&format!(
+            "| {} | {} | {} | {} | {} | {} | {:.0} | {:.0} | {} | {:.3} | {} | {} |\n",
+            row.system,
+            row.polling.as_deref().unwrap_or("–"),
+            row.size,
+            row.connection,
+            thousands(row.rps),
+            vs.map_or("–".into(), |v| format!("{v:.0}%")),
+            row.p50_us,
+            row.p99_us,
+            row.failures,
+            row.cpu_machine_s_per_1k,
+            opt(row.cpu_switch_s_per_1k, 3),
+            opt(row.bytes_through_per_response_byte, 3),
+        ));
+    }
+}
+
 fn us(v: Option<f64>) -> String {
     opt(v, 1)
 }
@@ -497,7 +568,7 @@ fn ledger_table(m: &mut String, r: &Results) {
             row.system,
             row.polling.as_deref().unwrap_or("–"),
             row.size,
-            row.connection,
+            row.conn_label(),
             l.machine_us,
             l.client_us,
             us(l.switch_workers_us),
@@ -590,10 +661,11 @@ fn esc(s: &str) -> String {
 /// requests/s relative to direct (so 1 KiB and 1 MiB share an axis), with
 /// the absolute figure above each bar.
 pub fn svg(r: &Results) -> String {
-    let mut workloads: Vec<(usize, String)> = Vec::new();
+    // (size, connection, HTTPS)
+    let mut workloads: Vec<(usize, String, bool)> = Vec::new();
     let mut systems: Vec<String> = Vec::new();
     for row in &r.rows {
-        let w = (row.size_bytes, row.connection.clone());
+        let w = (row.size_bytes, row.connection.clone(), row.is_https());
         if !workloads.contains(&w) {
             workloads.push(w);
         }
@@ -605,17 +677,18 @@ pub fn svg(r: &Results) -> String {
             systems.push(s);
         }
     }
-    let value = |w: &(usize, String), s: &str| -> Option<(f64, f64)> {
+    let value = |w: &(usize, String, bool), s: &str| -> Option<(f64, f64)> {
         let row = r.rows.iter().find(|row| {
             row.size_bytes == w.0
                 && row.connection == w.1
+                && row.is_https() == w.2
                 && row.error.is_none()
                 && match &row.polling {
                     Some(p) => format!("{} ({p})", row.system) == s,
                     None => row.system == s,
                 }
         })?;
-        let d = find(&r.rows, "direct", None, w.0, &w.1)?;
+        let d = find(&r.rows, "direct", None, w.0, &w.1, w.2)?;
         Some((row.rps / d.rps * 100.0, row.rps))
     };
     let max_pct = workloads
@@ -675,7 +748,11 @@ pub fn svg(r: &Results) -> String {
             "<text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"middle\">{}</text><text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"middle\" fill=\"#555\">{}</text>\n",
             gx + group_w / 2.0 - 12.0,
             top + plot_h + 16.0,
-            size_label(w.0),
+            if w.2 {
+                format!("{} HTTPS", size_label(w.0))
+            } else {
+                size_label(w.0)
+            },
             gx + group_w / 2.0 - 12.0,
             top + plot_h + 30.0,
             esc(&w.1)
@@ -811,6 +888,94 @@ mod tests {
         assert_eq!(r.probe[1].added_p50_us, Some(80.0));
         assert!(t.iter().all(|t| t.system == "baton-dpdk (adaptive)"));
         assert!(!t.iter().any(|t| t.name.contains("previous")));
+    }
+
+    fn https(mut r: Row) -> Row {
+        r.protocol = "https".into();
+        r
+    }
+
+    #[test]
+    fn https_rows_have_their_table_targets_and_baseline() {
+        let (k, m) = (1024, 1 << 20);
+        let rows = vec![
+            row("direct", None, k, "new conn", 9000.0, 500.0),
+            https(row("direct", None, k, "new conn", 3000.0, 900.0)),
+            https(row("direct", None, m, "keep-alive", 1000.0, 900.0)),
+            https(row("haproxy-tcp", None, m, "keep-alive", 500.0, 900.0)),
+            https(row("haproxy-tls", None, k, "new conn", 2000.0, 900.0)),
+            // Plain HTTP, same size and connection: never confused with HTTPS.
+            row("baton-afxdp", Some("adaptive"), m, "keep-alive", 5.0, 9.0),
+            https(row(
+                "baton-afxdp",
+                Some("adaptive"),
+                m,
+                "keep-alive",
+                900.0,
+                900.0,
+            )),
+            https(row(
+                "baton-afxdp",
+                Some("adaptive"),
+                k,
+                "new conn",
+                2400.0,
+                900.0,
+            )),
+        ];
+        let prev = Previous {
+            timestamp: "P".into(),
+            rows: vec![https(row(
+                "baton-afxdp",
+                Some("adaptive"),
+                m,
+                "keep-alive",
+                1000.0,
+                900.0,
+            ))],
+        };
+        let r = results(
+            &Settings::quick(false),
+            rows,
+            vec![],
+            vec![],
+            0,
+            Some(&prev),
+        );
+        let t = &r.targets;
+        let tcp = get(t, "HTTPS 1 MiB keep-alive: req/s vs HAProxy mode tcp (SNI)");
+        assert!(tcp.met && (tcp.measured - 1.8).abs() < 1e-9);
+        let term = get(t, "HTTPS 1 KiB new conn: req/s vs HAProxy terminating TLS");
+        assert!(!term.met && (term.measured - 1.2).abs() < 1e-9 && term.required == 1.3);
+        let d = get(t, "HTTPS 1 MiB keep-alive: req/s vs direct");
+        assert!(d.met && (d.measured - 0.9).abs() < 1e-9);
+        let p = get(t, "HTTPS 1 MiB keep-alive: req/s vs previous run");
+        assert!(!p.met && (p.measured - 0.9).abs() < 1e-9);
+        assert!(!t
+            .iter()
+            .any(|t| t.name == "1 MiB keep-alive: req/s vs previous run"));
+        let md = markdown(&r, "x.svg");
+        let (http, tls) = md.split_once("\nHTTPS (").expect("an HTTPS table");
+        assert!(
+            http.contains("| direct | – | 1 KiB | new conn | 9,000 | 100% |"),
+            "{md}"
+        );
+        assert!(!http.contains("haproxy-tcp"), "{md}");
+        assert!(
+            tls.contains("| direct | – | 1 KiB | new conn | 3,000 | 100% |"),
+            "{md}"
+        );
+        assert!(
+            tls.contains("| haproxy-tls | – | 1 KiB | new conn | 2,000 | 67% |"),
+            "{md}"
+        );
+        assert!(svg(&r).contains("1 MiB HTTPS"));
+        // Results written before HTTPS rows existed read as plain HTTP.
+        let old: Row = serde_json::from_str(
+            r#"{"system":"direct","polling":null,"size_bytes":1024,"size":"1 KiB","connection":"keep-alive","requests":1,"failures":0,"rps":5.0,"p50_us":1.0,"p99_us":2.0,"cpu_machine_s_per_1k":0.1,"cpu_switch_s_per_1k":null,"bytes_through_per_response_byte":null,"error":null}"#,
+        )
+        .unwrap();
+        assert!(!old.is_https());
     }
 
     #[test]

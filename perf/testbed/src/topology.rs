@@ -205,6 +205,8 @@ impl Bed {
         };
         // Any error below drops `bed`, which removes what was already made.
         bed.build(spec)?;
+        // A fresh CA, server certificate and ticket key for this bed.
+        crate::tls::generate(&bed.dir)?;
         Ok(bed)
     }
 
@@ -579,7 +581,7 @@ fn preflight() -> Result<()> {
             "the test bed creates network namespaces: run as root (CAP_NET_ADMIN)".into(),
         ));
     }
-    for tool in ["ip", "ethtool", "sysctl"] {
+    for tool in ["ip", "ethtool", "sysctl", "openssl"] {
         if netns::run(None, "sh", &["-c", &format!("command -v {tool}")]).is_err() {
             return Err(BedError::Setup(format!(
                 "`{tool}` is missing: run scripts/install-deps.sh"

@@ -1,9 +1,12 @@
 //! The bed itself and the peers of the benchmark, without Baton: addresses,
-//! LVS-DR sysctls, real nginx per backend, the two L7 proxies, the routed
+//! LVS-DR sysctls, real nginx per backend (plain HTTP and HTTPS), the L7
+//! proxies and HAProxy's two HTTPS setups, the agents' profiles, the routed
 //! bed's plumbing, and removal of every namespace afterwards.
 
 use std::collections::BTreeSet;
+use testbed::baton::{self, AgentRole};
 use testbed::peers::{self, ProxyKind};
+use testbed::tls::{self, HttpVersion, HttpsGet, PyTls, TlsVersion};
 use testbed::{addr, content, netns, nginx, Bed, BedSpec};
 
 fn curl(ns: &str, args: &[&str]) -> String {
@@ -114,6 +117,207 @@ fn l7_proxies_balance_over_the_backends() {
             "{} must use both backends",
             kind.as_str()
         );
+    }
+}
+
+#[test]
+fn haproxy_routes_tls_by_sni_and_terminates_it() {
+    let spec = BedSpec {
+        clients: 1,
+        backends: 2,
+        switches: 0,
+        routed: false,
+        proxy: true,
+    };
+    let bed = Bed::up(&spec).expect("bed up");
+    let _nginx = nginx::start_all(&bed).expect("nginx");
+    let ups: Vec<_> = bed.backends.iter().filter_map(|b| b.data_ip).collect();
+    let c1 = bed.clients[0].ns.clone();
+    for kind in [ProxyKind::HaproxyTcp, ProxyKind::HaproxyTls] {
+        let _p = peers::start(&bed, kind, &ups).expect("proxy");
+        let mut seen = BTreeSet::new();
+        // The static name (HAProxy's SNI rule), another one (its default
+        // backend) and none at all: all served, by both backends.
+        for req in [
+            HttpsGet::new(tls::STATIC, content::OBJ_1K.path),
+            HttpsGet::new(tls::WWW, content::OBJ_1K.path),
+            HttpsGet::no_sni(content::OBJ_1K.path),
+        ] {
+            for _ in 0..2 {
+                let r = tls::curl(&bed, &c1, &req.clone().to(peers::proxy_tls_service()))
+                    .expect("curl");
+                assert!(r.ok() && r.error.is_none(), "{}: {r:?}", kind.as_str());
+                assert_eq!(r.sha256(), content::expected_sha256(content::OBJ_1K));
+                assert_eq!(r.alpn.as_deref(), Some("h2"), "{}: {r:?}", kind.as_str());
+                seen.insert(r.backend.clone());
+            }
+        }
+        assert_eq!(
+            seen,
+            BTreeSet::from(["b1".to_string(), "b2".to_string()]),
+            "{} must use both backends",
+            kind.as_str()
+        );
+    }
+}
+
+/// HTTPS straight to the backends' nginx (no switch): TLS 1.2 and 1.3,
+/// ALPN h2 and http/1.1, no SNI (the certificate's IP address SAN), the
+/// relay's loopback listener, and a session resumed on the other backend
+/// (the shared ticket key). nginx converted both VIP listeners.
+#[test]
+fn backends_terminate_https_and_resume_sessions_across_each_other() {
+    let spec = BedSpec {
+        clients: 1,
+        backends: 2,
+        switches: 0,
+        routed: false,
+        proxy: false,
+    };
+    let bed = Bed::up(&spec).expect("bed up");
+    // The bed's certificate: signed by its CA, the CA's key gone.
+    for f in [
+        tls::ca_file(&bed),
+        tls::cert_file(&bed),
+        tls::key_file(&bed),
+        tls::ticket_key_file(&bed),
+    ] {
+        assert!(f.is_file(), "{} missing", f.display());
+    }
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(tls::key_file(&bed))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o077, 0, "server.key readable by others: {mode:o}");
+    assert_eq!(std::fs::read(tls::ticket_key_file(&bed)).unwrap().len(), 80);
+    let ca = tls::ca_file(&bed).display().to_string();
+    let cert = tls::cert_file(&bed).display().to_string();
+    let v = netns::run_stdout(None, "openssl", &["verify", "-CAfile", &ca, &cert]).unwrap();
+    assert!(v.trim().ends_with("OK"), "{v}");
+    let leftovers: Vec<_> = std::fs::read_dir(bed.dir())
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.contains("ca.key") || n.starts_with("tls-"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+
+    let _nginx = nginx::start_all(&bed).expect("nginx");
+    let c1 = bed.clients[0].ns.clone();
+    for (i, b) in bed.backends.iter().enumerate() {
+        assert_eq!(
+            nginx::converted_listeners(b).unwrap(),
+            2,
+            "nginx on {} converts the VIP's :80 and :443",
+            b.name
+        );
+        let to = addr::backend_tls(i);
+        let cases = [
+            (
+                TlsVersion::V12,
+                HttpVersion::Http11,
+                "TLSv1.2",
+                "http/1.1",
+                "1.1",
+            ),
+            (TlsVersion::V12, HttpVersion::H2, "TLSv1.2", "h2", "2"),
+            (
+                TlsVersion::V13,
+                HttpVersion::Http11,
+                "TLSv1.3",
+                "http/1.1",
+                "1.1",
+            ),
+            (TlsVersion::V13, HttpVersion::H2, "TLSv1.3", "h2", "2"),
+        ];
+        for (tv, hv, tls_name, alpn, http) in cases {
+            let req = HttpsGet::new(tls::WWW, content::OBJ_1M.path)
+                .to(to)
+                .tls(tv)
+                .http(hv);
+            let r = tls::curl(&bed, &c1, &req).expect("curl");
+            assert!(r.ok() && r.error.is_none(), "{req:?}: {r:?}");
+            assert_eq!(r.sha256(), content::expected_sha256(content::OBJ_1M));
+            assert_eq!(r.backend, b.name);
+            assert_eq!(r.tls_version, tls_name, "{req:?}");
+            assert_eq!(r.alpn.as_deref(), Some(alpn), "{req:?}");
+            assert_eq!(r.http_version, http, "{req:?}");
+        }
+        // No SNI: the URL names the VIP's address, which the certificate has.
+        let r = tls::curl(&bed, &c1, &HttpsGet::no_sni("/healthz").to(to)).unwrap();
+        assert!(r.ok(), "{r:?}");
+        assert_eq!(
+            String::from_utf8_lossy(&r.body).trim(),
+            format!("ok {}", b.name)
+        );
+        // The relay's upstream, on the backend's loopback.
+        let lo = std::net::SocketAddr::from(([127, 0, 0, 1], addr::WEB_TLS_PORT));
+        let r = tls::curl(&bed, &b.ns, &HttpsGet::new(tls::APP, "/api/x").to(lo)).unwrap();
+        assert!(r.ok() && r.backend == b.name, "{r:?}");
+    }
+    // Resumption: the second connection offers the first one's session to
+    // the other backend, which takes it (same ticket key).
+    for tv in [TlsVersion::V12, TlsVersion::V13] {
+        let mut req = PyTls::new(
+            &[addr::backend_tls(0), addr::backend_tls(1)],
+            content::OBJ_100K.path,
+        );
+        req.tls = tv;
+        let conns = tls::python(&bed, &c1, &req).expect("python");
+        assert_eq!(conns.len(), 2, "{conns:?}");
+        for (c, b) in conns.iter().zip(["b1", "b2"]) {
+            assert!(c.error.is_none() && c.status == 200, "{c:?}");
+            assert_eq!(c.backend, b);
+            assert_eq!(c.version, tv.name().unwrap());
+            assert_eq!(c.alpn.as_deref(), Some("http/1.1"));
+            assert_eq!(c.sha256, content::expected_sha256(content::OBJ_100K));
+        }
+        assert!(!conns[0].reused && conns[1].offered, "{conns:?}");
+        assert!(
+            conns[1].reused,
+            "{tv:?}: session not resumed on b2: {conns:?}"
+        );
+    }
+}
+
+/// The agents' generated profiles pass `baton-agent check-config`:
+/// handover and relay serve the VIP's :80 and :443, the listener example
+/// only :80.
+#[test]
+fn agent_profiles_serve_both_vip_ports() {
+    let bed = Bed::up(&BedSpec {
+        clients: 1,
+        backends: 1,
+        switches: 1,
+        routed: false,
+        proxy: false,
+    })
+    .expect("bed up");
+    let agent = baton::find_bin("baton-agent").expect("baton-agent built");
+    for role in [AgentRole::Handover, AgentRole::Relay, AgentRole::Listener] {
+        let text = baton::agent_config(&bed, 0, role).expect("profile");
+        let f = bed.path(&format!("agent-{role:?}.yaml"));
+        std::fs::write(&f, &text).unwrap();
+        let out = std::process::Command::new(&agent)
+            .arg("check-config")
+            .arg(&f)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{role:?}: {}\n{text}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let https = format!("vip: {}", addr::vip_tls_service());
+        assert_eq!(
+            text.contains(&https),
+            role != AgentRole::Listener,
+            "{role:?}:\n{text}"
+        );
+        if role == AgentRole::Relay {
+            assert!(text.contains(&format!("upstream: 127.0.0.1:{}", addr::WEB_TLS_PORT)));
+        }
     }
 }
 

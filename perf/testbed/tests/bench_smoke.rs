@@ -1,6 +1,7 @@
 //! `make bench` in miniature: every peer and Baton measured for a second,
-//! with the cost ledger and a short latency probe, results and chart
-//! written. Figures are printed, never asserted; their presence is.
+//! over plain HTTP and HTTPS, with the cost ledger and a short latency
+//! probe, results and chart written. Figures are printed, never asserted;
+//! their presence is.
 
 use std::time::Duration;
 use testbed::baton::{BatonIo, Polling};
@@ -12,16 +13,40 @@ use testbed::report;
 fn quick_bench_measures_every_system_and_writes_results() {
     let mut s = Settings::quick(false);
     s.duration = Duration::from_secs(1);
-    s.workloads.truncate(2);
+    // Two plain-HTTP workloads and the HTTPS pair.
+    assert_eq!(s.workloads.iter().filter(|w| w.tls).count(), 2);
     s.probe_n = 20;
     s.systems = vec![
         System::Direct,
         System::Proxy(ProxyKind::Nginx),
         System::Proxy(ProxyKind::Haproxy),
+        System::Proxy(ProxyKind::HaproxyTcp),
+        System::Proxy(ProxyKind::HaproxyTls),
         System::Baton(BatonIo::AfPacket, Polling::Adaptive),
     ];
     let measured = bench::run(&s, |r| eprintln!("{r:?}")).expect("bench");
     let rows = measured.rows;
+    // Direct and Baton: both protocols; the plain-HTTP proxies: HTTP; the
+    // HTTPS HAProxy setups: HTTPS.
+    let count = |sys: &str, https: bool| {
+        rows.iter()
+            .filter(|r| r.system == sys && r.is_https() == https)
+            .count()
+    };
+    for (sys, http, https) in [
+        ("direct", 2, 2),
+        ("nginx-proxy", 2, 0),
+        ("haproxy", 2, 0),
+        ("haproxy-tcp", 0, 2),
+        ("haproxy-tls", 0, 2),
+        ("baton-afpacket", 2, 2),
+    ] {
+        assert_eq!(
+            (count(sys, false), count(sys, true)),
+            (http, https),
+            "{sys}"
+        );
+    }
     for r in &rows {
         assert!(
             r.error.is_none(),
@@ -38,11 +63,12 @@ fn quick_bench_measures_every_system_and_writes_results() {
             assert!(l.switch_workers_us.unwrap_or(0.0) > 0.0, "{r:?}");
             assert!(l.agent_us.is_some() && l.proxy_us.is_none(), "{r:?}");
         }
-        if r.system == "haproxy" || r.system == "nginx-proxy" {
+        if r.system.starts_with("haproxy") || r.system == "nginx-proxy" {
             assert!(l.proxy_us.unwrap_or(0.0) > 0.0, "{r:?}");
         }
     }
-    // Direct, both proxies and Baton, 1 KiB and 100 KiB each.
+    // Direct, both plain-HTTP proxies and Baton, 1 KiB and 100 KiB each
+    // (the probe speaks plain HTTP: none for the HTTPS HAProxy setups).
     assert_eq!(measured.probe.len(), 8, "{:?}", measured.probe);
     for p in &measured.probe {
         assert!(p.measured() && p.failures == 0, "{p:?}");
@@ -58,6 +84,25 @@ fn quick_bench_measures_every_system_and_writes_results() {
         md.contains("| haproxy |") && md.contains("| baton-afpacket |"),
         "{md}"
     );
+    assert!(
+        md.contains("\nHTTPS (")
+            && md.contains("| haproxy-tcp |")
+            && md.contains("| haproxy-tls |"),
+        "{md}"
+    );
+    assert!(md.contains("| 1 MiB | keep-alive, HTTPS |"), "{md}");
+    // The HTTPS ratios are reported (met or not).
+    for name in [
+        "HTTPS 1 MiB keep-alive: req/s vs HAProxy mode tcp (SNI)",
+        "HTTPS 1 KiB new conn: req/s vs HAProxy terminating TLS",
+        "HTTPS 1 MiB keep-alive: req/s vs direct",
+    ] {
+        assert!(
+            res.targets.iter().any(|t| t.name == name),
+            "{name}: {:?}",
+            res.targets
+        );
+    }
     assert!(
         md.contains("Cost ledger") && md.contains("Serial latency probe"),
         "{md}"

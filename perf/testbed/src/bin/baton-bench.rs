@@ -14,7 +14,8 @@ use testbed::{baton, report, timefmt};
 #[derive(Parser)]
 #[command(about = "Benchmark Baton against L7 proxies and direct access on the namespace test bed")]
 struct Cli {
-    /// Smoke mode: two 1 KiB workloads, 2 s each (figures not for quoting).
+    /// Smoke mode: two 1 KiB workloads and the two HTTPS ones, 2 s each
+    /// (figures not for quoting).
     #[arg(long)]
     quick: bool,
     /// Seconds per cell (overrides the mode's default).
@@ -24,7 +25,8 @@ struct Cli {
     #[arg(long)]
     connections: Option<u32>,
     /// Only these systems (comma-separated names: direct, nginx-proxy,
-    /// haproxy, baton-afpacket, baton-dpdk, baton-afxdp).
+    /// haproxy, haproxy-tcp, haproxy-tls, baton-afpacket,
+    /// baton-afpacket-relay, baton-dpdk, baton-afxdp).
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
     /// Leave out the DPDK rows (a build without the `dpdk` feature).
@@ -97,19 +99,19 @@ fn main() {
         match landed {
         Landed::Row(r) => match &r.error {
             Some(e) => eprintln!(
-                "  {:<16} {:>8} {:<10} not measured: {}",
+                "  {:<16} {:>8} {:<17} not measured: {}",
                 r.system,
                 r.size,
-                r.connection,
+                r.conn_label(),
                 e.lines().next().unwrap_or("")
             ),
             None => {
                 eprintln!(
-                    "  {:<16} {:<8} {:>8} {:<10} {:>9.0} req/s  p50 {:>7.0} µs  p99 {:>7.0} µs  failed {}",
+                    "  {:<16} {:<8} {:>8} {:<17} {:>9.0} req/s  p50 {:>7.0} µs  p99 {:>7.0} µs  failed {}",
                     r.system,
                     r.polling.as_deref().unwrap_or("-"),
                     r.size,
-                    r.connection,
+                    r.conn_label(),
                     r.rps,
                     r.p50_us,
                     r.p99_us,

@@ -176,6 +176,15 @@ fn up(spec: BedSpec, baton: Option<BatonIo>) -> testbed::Result<()> {
         addr::backend_data(0),
         addr::WEB_PORT
     );
+    println!(
+        "       ip netns exec {} curl -s --cacert {} --resolve {}:{}:{} https://{}/   (HTTPS through Baton)",
+        bed.clients[0].ns,
+        testbed::tls::ca_file(&bed).display(),
+        testbed::tls::WWW,
+        addr::VIP_TLS_PORT,
+        addr::VIP,
+        testbed::tls::WWW,
+    );
     loop {
         std::thread::sleep(Duration::from_secs(3600));
     }
