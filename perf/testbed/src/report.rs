@@ -162,13 +162,13 @@ pub const KEEPALIVE_VS_PREVIOUS: f64 = 0.95;
 /// HTTPS, 1 MiB keep-alive: Baton's req/s against HAProxy routing TLS by
 /// SNI in `mode tcp` (which carries every response byte; Baton's backends
 /// answer the client directly).
-pub const HTTPS_1M_VS_HAPROXY_TCP: f64 = 1.0;
+pub const HTTPS_1M_VS_HAPROXY_TCP: f64 = 3.0;
 /// HTTPS, 1 KiB on a new connection: Baton's req/s against HAProxy
 /// terminating TLS (which does every handshake on its one thread; behind
 /// Baton the backends do them).
-pub const HTTPS_1K_NEW_VS_HAPROXY_TLS: f64 = 1.3;
+pub const HTTPS_1K_NEW_VS_HAPROXY_TLS: f64 = 1.5;
 /// HTTPS, 1 MiB keep-alive: Baton's req/s against direct.
-pub const HTTPS_1M_VS_DIRECT: f64 = 0.8;
+pub const HTTPS_1M_VS_DIRECT: f64 = 0.85;
 
 /// Checks the targets for every Baton system and polling mode measured.
 pub fn targets(rows: &[Row], probe: &[ProbeRow], previous: Option<&Previous>) -> Vec<Target> {

@@ -630,3 +630,137 @@ mod tests {
         assert_eq!(v["sni"], "www.baton.test");
     }
 }
+
+/// How [`cut_hello_get`] sends its ClientHello.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HelloCut {
+    /// In one write.
+    Whole,
+    /// One byte per TCP segment (`TCP_NODELAY`, 2 ms apart).
+    OneByteSegments,
+    /// The handshake message re-cut into two TLS records, sent as two writes.
+    TwoRecords,
+}
+
+impl HelloCut {
+    fn arg(self) -> &'static str {
+        match self {
+            HelloCut::Whole => "whole",
+            HelloCut::OneByteSegments => "bytes1",
+            HelloCut::TwoRecords => "records2",
+        }
+    }
+}
+
+/// What [`cut_hello_get`] got.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CutHelloResponse {
+    pub status: u16,
+    /// `X-Backend` (`-` when absent).
+    pub backend: String,
+    /// `TLSv1.3`, …
+    pub version: String,
+    /// The ALPN protocol chosen (`-` when none).
+    pub alpn: String,
+}
+
+/// The Python client of [`cut_hello_get`]: it makes its own ClientHello
+/// (`ssl.MemoryBIO`, ALPN `http/1.1`), sends it cut as told, finishes the
+/// handshake and one GET; prints `status backend version alpn`.
+pub const PY_CUT_HELLO: &str = r#"
+import socket, ssl, sys, time
+host, sni, mode, ca, path = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[5]
+ctx = ssl.create_default_context(cafile=ca)
+ctx.set_alpn_protocols(["http/1.1"])
+inc, out = ssl.MemoryBIO(), ssl.MemoryBIO()
+obj = ctx.wrap_bio(inc, out, server_hostname=sni)
+try:
+    obj.do_handshake()
+except ssl.SSLWantReadError:
+    pass
+hello = out.read()
+assert hello[0] == 22, hello[:5]
+if mode == "records2":
+    body = hello[5:]
+    cut = len(body) // 2
+    hdr = hello[:3]
+    hello = (hdr + cut.to_bytes(2, "big") + body[:cut]
+             + hdr + (len(body) - cut).to_bytes(2, "big") + body[cut:])
+s = socket.create_connection((host, 443), timeout=10)
+s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+if mode == "bytes1":
+    for b in hello:
+        s.send(bytes([b]))
+        time.sleep(0.002)
+elif mode == "records2":
+    half = len(hello) // 2
+    s.send(hello[:half])
+    time.sleep(0.05)
+    s.send(hello[half:])
+else:
+    s.sendall(hello)
+def pump():
+    d = out.read()
+    if d:
+        s.sendall(d)
+while True:
+    try:
+        obj.do_handshake()
+        pump()
+        break
+    except ssl.SSLWantReadError:
+        pump()
+        data = s.recv(65536)
+        if not data:
+            raise SystemExit("closed during the handshake")
+        inc.write(data)
+obj.write(("GET %s HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n" % (path, sni)).encode())
+pump()
+resp = b""
+while True:
+    try:
+        chunk = obj.read(65536)
+        if not chunk:
+            break
+        resp += chunk
+    except ssl.SSLWantReadError:
+        data = s.recv(65536)
+        if not data:
+            break
+        inc.write(data)
+    except (ssl.SSLZeroReturnError, ssl.SSLEOFError):
+        break
+head = resp.split(b"\r\n\r\n", 1)[0].decode("latin-1")
+lines = head.split("\r\n")
+backend = "-"
+for line in lines[1:]:
+    k, _, v = line.partition(":")
+    if k.strip().lower() == "x-backend":
+        backend = v.strip()
+print(lines[0].split()[1], backend, obj.version(), obj.selected_alpn_protocol() or "-")
+"#;
+
+/// One HTTPS GET to the VIP from namespace `ns` whose ClientHello arrives
+/// cut as `cut` says; the certificate is checked against the bed's CA.
+pub fn cut_hello_get(
+    bed: &Bed,
+    ns: &str,
+    sni: &str,
+    cut: HelloCut,
+    path: &str,
+) -> Result<CutHelloResponse> {
+    let ca = ca_file(bed).display().to_string();
+    let vip = addr::VIP.to_string();
+    let out = netns::run_stdout(
+        Some(ns),
+        "python3",
+        &["-c", PY_CUT_HELLO, &vip, sni, cut.arg(), &ca, path],
+    )?;
+    let f: Vec<&str> = out.split_whitespace().collect();
+    Ok(CutHelloResponse {
+        status: f.first().and_then(|s| s.parse().ok()).unwrap_or(0),
+        backend: f.get(1).unwrap_or(&"-").to_string(),
+        version: f.get(2).unwrap_or(&"").to_string(),
+        alpn: f.get(3).unwrap_or(&"-").to_string(),
+    })
+}

@@ -7,6 +7,7 @@ use testbed::baton::{AgentRole, BatonIo, FAULTS_ENV};
 use testbed::client;
 use testbed::content::{self, OBJ_100K, OBJ_1K, OBJ_1M};
 use testbed::scenario::Running;
+use testbed::tls::{self, HelloCut};
 use testbed::{addr, netns};
 
 testbed::both_backends!(
@@ -183,6 +184,19 @@ fn reordered_and_duplicated_client_packets_bodies_intact(io: BatonIo) {
         .unwrap();
     for r in &ka {
         assert!(matches!(r, Ok(30)), "keep-alive under faults: {ka:?}");
+    }
+    // HTTPS: ClientHellos one byte per segment, reordered and duplicated
+    // by the injector before WAITHEADER reassembles them.
+    for i in 0..5 {
+        let r = tls::cut_hello_get(
+            &sys.bed,
+            sys.client(0),
+            tls::WWW,
+            HelloCut::OneByteSegments,
+            OBJ_1K.path,
+        )
+        .unwrap_or_else(|e| panic!("hello {i}: {e}"));
+        assert_eq!(r.status, 200, "hello {i}: {r:?}");
     }
     let seen = backend_reorder_evidence(&sys) - before;
     assert!(

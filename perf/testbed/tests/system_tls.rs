@@ -11,7 +11,7 @@ use std::time::Duration;
 use testbed::baton::BatonIo;
 use testbed::content::{self, OBJ_10M, OBJ_1K, PAGE, PAGE_IMAGES};
 use testbed::scenario::{Running, STATIC_POOL};
-use testbed::tls::{self, HttpVersion, HttpsGet, PyTls, TlsVersion, APP, STATIC, WWW};
+use testbed::tls::{self, HelloCut, HttpVersion, HttpsGet, PyTls, TlsVersion, APP, STATIC, WWW};
 use testbed::{addr, netns};
 
 testbed::both_backends!(https_routes_by_sni_and_alpn, chromium_loads_the_https_page);
@@ -20,82 +20,6 @@ testbed::both_backends!(https_routes_by_sni_and_alpn, chromium_loads_the_https_p
 /// `tls-www` is static-1 (b1), `tls-app` static-2 (b2).
 const TLS_WWW: &str = "b1";
 const TLS_APP: &str = "b2";
-
-/// A Python client that makes its own ClientHello (`ssl.MemoryBIO`), sends
-/// it whole, one byte per segment, or re-cut into two TLS records, then
-/// finishes the handshake and one GET. Prints `status backend version alpn`.
-const PY_SPLIT: &str = r#"
-import socket, ssl, sys, time
-host, sni, mode, ca, path = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[5]
-ctx = ssl.create_default_context(cafile=ca)
-ctx.set_alpn_protocols(["http/1.1"])
-inc, out = ssl.MemoryBIO(), ssl.MemoryBIO()
-obj = ctx.wrap_bio(inc, out, server_hostname=sni)
-try:
-    obj.do_handshake()
-except ssl.SSLWantReadError:
-    pass
-hello = out.read()
-assert hello[0] == 22, hello[:5]
-if mode == "records2":
-    body = hello[5:]
-    cut = len(body) // 2
-    hdr = hello[:3]
-    hello = (hdr + cut.to_bytes(2, "big") + body[:cut]
-             + hdr + (len(body) - cut).to_bytes(2, "big") + body[cut:])
-s = socket.create_connection((host, 443), timeout=10)
-s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-if mode == "bytes1":
-    for b in hello:
-        s.send(bytes([b]))
-        time.sleep(0.002)
-elif mode == "records2":
-    half = len(hello) // 2
-    s.send(hello[:half])
-    time.sleep(0.05)
-    s.send(hello[half:])
-else:
-    s.sendall(hello)
-def pump():
-    d = out.read()
-    if d:
-        s.sendall(d)
-while True:
-    try:
-        obj.do_handshake()
-        pump()
-        break
-    except ssl.SSLWantReadError:
-        pump()
-        data = s.recv(65536)
-        if not data:
-            raise SystemExit("closed during the handshake")
-        inc.write(data)
-obj.write(("GET %s HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n" % (path, sni)).encode())
-pump()
-resp = b""
-while True:
-    try:
-        chunk = obj.read(65536)
-        if not chunk:
-            break
-        resp += chunk
-    except ssl.SSLWantReadError:
-        data = s.recv(65536)
-        if not data:
-            break
-        inc.write(data)
-    except (ssl.SSLZeroReturnError, ssl.SSLEOFError):
-        break
-head = resp.split(b"\r\n\r\n", 1)[0].decode("latin-1")
-lines = head.split("\r\n")
-backend = "-"
-for line in lines[1:]:
-    k, _, v = line.partition(":")
-    if k.strip().lower() == "x-backend":
-        backend = v.strip()
-print(lines[0].split()[1], backend, obj.version(), obj.selected_alpn_protocol() or "-")
-"#;
 
 /// Sends `hex` bytes to the VIP's port 443 and prints what came back (hex)
 /// before the switch closed.
@@ -180,25 +104,15 @@ fn https_routes_by_sni_and_alpn(io: BatonIo) {
     }
 
     // A ClientHello in one-byte segments, and one cut across two records.
-    let ca = tls::ca_file(&sys.bed).display().to_string();
-    for mode in ["bytes1", "records2", "whole"] {
-        let out = netns::run_stdout(
-            Some(&ns),
-            "python3",
-            &[
-                "-c",
-                PY_SPLIT,
-                &addr::VIP.to_string(),
-                WWW,
-                mode,
-                &ca,
-                OBJ_1K.path,
-            ],
-        )
-        .unwrap_or_else(|e| panic!("{mode}: {e}"));
-        let f: Vec<&str> = out.split_whitespace().collect();
-        assert_eq!(f.first().copied(), Some("200"), "{mode}: {out}");
-        assert_eq!(f.get(1).copied(), Some(TLS_APP), "{mode}: {out}");
+    for mode in [
+        HelloCut::OneByteSegments,
+        HelloCut::TwoRecords,
+        HelloCut::Whole,
+    ] {
+        let out = tls::cut_hello_get(&sys.bed, &ns, WWW, mode, OBJ_1K.path)
+            .unwrap_or_else(|e| panic!("{mode:?}: {e}"));
+        assert_eq!(out.status, 200, "{mode:?}: {out:?}");
+        assert_eq!(out.backend, TLS_APP, "{mode:?}: {out:?}");
     }
 
     // Bad first bytes: never an HTTP answer on the TLS port.
