@@ -288,6 +288,11 @@ pub(crate) mod tests {
     use std::path::Path;
 
     pub(crate) fn profile(extra_rules: &str) -> Profile {
+        profile_with(extra_rules, "")
+    }
+
+    /// The test profile; `more_services` (YAML list items) follow `web`.
+    fn profile_with(extra_rules: &str, more_services: &str) -> Profile {
         let text = format!(
             r#"
 name: t
@@ -306,7 +311,7 @@ services:
     vip: 198.18.0.10
     rules: {extra_rules}
     default_pool: app
-"#,
+{more_services}"#,
             key = "00".repeat(32),
             extra_rules = if extra_rules.is_empty() {
                 "[]".to_string()
@@ -388,38 +393,19 @@ services:
     #[test]
     fn tls_rules_match_sni_and_alpn_and_no_sni_takes_the_default() {
         use dataplane::tls::build_client_hello;
-        let text = format!(
-            r#"
-name: t
-io: {{ memory: {{}} }}
-switch: {{ data_ip: 198.18.0.2 }}
-thop: {{ allow_sample_keys: true, keys: [{{ id: 1, secret_hex: "{key}" }}] }}
-backends:
-  - {{ name: s1, address: 198.18.0.11 }}
-  - {{ name: a1, address: 198.18.0.13 }}
-pools:
-  - {{ name: static, backends: [s1] }}
-  - {{ name: app, backends: [a1] }}
-  - {{ name: h2, backends: [a1] }}
-services:
-  - name: web
-    vip: 198.18.0.10
-    default_pool: static
-  - name: web-tls
+        let p = profile_with(
+            "",
+            r#"  - name: web-tls
     vip: 198.18.0.10
     port: 443
     protocol: tls
     rules:
-      - {{ match: {{ sni: [app.example] }}, pool: app }}
-      - {{ match: {{ sni: ["*.cdn.example"] }}, pool: static }}
-      - {{ match: {{ alpn: [h2] }}, pool: h2 }}
+      - { match: { sni: [app.example] }, pool: app }
+      - { match: { sni: ["*.cdn.example"] }, pool: static }
+      - { match: { alpn: [h2] }, pool: admin }
     default_pool: static
 "#,
-            key = "00".repeat(32)
         );
-        let p = load_str(&text, Path::new("t.yaml"), &HashMap::new())
-            .unwrap_or_else(|e| panic!("{e}"))
-            .profile;
         let r = Router::new(&p).unwrap();
         let at = "198.18.0.10:443".parse().unwrap();
         let route = |sni: Option<&str>, alpn: &[&str]| {

@@ -449,17 +449,19 @@ impl<B: PacketBuf, F: Forwarder> Engine<B, F> {
         if self.svcs[service].tls {
             return self.respond_tls(i, s, tls::Alert::for_status(status), ev, out);
         }
-        if (400..500).contains(&status) {
-            bump(&self.counters.responses_4xx, 1);
-        } else if status >= 500 {
-            bump(&self.counters.responses_5xx, 1);
-        }
         let response: &'static [u8] = if status == 0 {
             b""
         } else {
             http::response(status)
         };
-        self.respond_with(i, s, response, ev, out);
+        if !self.respond_with(i, s, response, ev, out) {
+            return;
+        }
+        if (400..500).contains(&status) {
+            bump(&self.counters.responses_4xx, 1);
+        } else if status >= 500 {
+            bump(&self.counters.responses_5xx, 1);
+        }
     }
 
     /// A TLS service's refusal: a fatal alert record, or (`None`) nothing
@@ -472,14 +474,15 @@ impl<B: PacketBuf, F: Forwarder> Engine<B, F> {
         ev: Event,
         out: &mut S,
     ) {
-        if alert.is_some() {
+        let record = alert.map(tls::Alert::record).unwrap_or(b"");
+        if self.respond_with(i, s, record, ev, out) && alert.is_some() {
             bump(&self.counters.tls_alerts, 1);
         }
-        self.respond_with(i, s, alert.map(tls::Alert::record).unwrap_or(b""), ev, out);
     }
 
     /// Sends `response` (may be empty) and FIN; the connection moves to
-    /// CLOSING by `ev`.
+    /// CLOSING by `ev`. False when the state machine refused `ev` (nothing
+    /// was sent).
     fn respond_with<S: Sink<B>>(
         &mut self,
         i: u32,
@@ -487,10 +490,10 @@ impl<B: PacketBuf, F: Forwarder> Engine<B, F> {
         response: &'static [u8],
         ev: Event,
         out: &mut S,
-    ) {
+    ) -> bool {
         let from = self.state_at(i);
         let Some(to) = self.apply(i, from, ev) else {
-            return;
+            return false;
         };
         let sess = &mut self.sessions[s as usize];
         let fin = sess.fin_rcvd as u32;
@@ -507,6 +510,7 @@ impl<B: PacketBuf, F: Forwarder> Engine<B, F> {
         self.send_response(i, s, false, out);
         self.table
             .arm(i, self.now_ms.wrapping_add(dur_ms(self.cfg.response_rto)));
+        true
     }
 
     /// Sends what the client's window and MSS allow of our response, then

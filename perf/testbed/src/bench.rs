@@ -279,6 +279,10 @@ pub struct Row {
     pub protocol: String,
     pub requests: u64,
     pub failures: u64,
+    /// What the failures were, as wrk counts them (`connect 0 read 12 …`);
+    /// empty when none.
+    #[serde(default)]
+    pub failure_kinds: String,
     pub rps: f64,
     pub p50_us: f64,
     pub p99_us: f64,
@@ -474,6 +478,12 @@ fn measure(
     };
     row.requests = rep.requests;
     row.failures = rep.failures();
+    if row.failures > 0 {
+        row.failure_kinds = format!(
+            "connect {} read {} write {} timeout {} non-2xx {}",
+            rep.err_connect, rep.err_read, rep.err_write, rep.err_timeout, rep.non_2xx
+        );
+    }
     row.rps = rep.rps;
     row.p50_us = rep.p50_us;
     row.p99_us = rep.p99_us;

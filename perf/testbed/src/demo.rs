@@ -3,8 +3,8 @@
 //! Brings the bed up (two clients, the switch, three backends: two stock
 //! nginx to which `baton-agent` hands each connection's socket, one running
 //! the agent's listener example),
-//! starts Baton, sends curl requests of several URL classes and two bounded
-//! wrk runs, and reports what happened: requests sent / ok / failed, where
+//! starts Baton, sends curl requests of several URL classes, HTTPS requests
+//! routed by server name and ALPN, and two bounded wrk runs, and reports what happened: requests sent / ok / failed, where
 //! each rule's requests went, handoff latency from the switch's histogram,
 //! and the bytes the switch transmitted against the bytes the clients
 //! received (responses bypass the switch).
@@ -14,6 +14,7 @@ use crate::error::Result;
 use crate::netns::IfCounters;
 use crate::topology::{Bed, BedSpec};
 use crate::wrk::WrkRun;
+use crate::tls::{self, HttpVersion, HttpsGet};
 use crate::{addr, curl, nginx, promtext};
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -191,6 +192,46 @@ pub fn run(opts: &DemoOptions) -> Result<Summary> {
         }
         eprintln!("demo: curl {:<20} done", class.rule);
     }
+    // HTTPS on the VIP's :443: the switch routes each ClientHello by its
+    // server name and ALPN; the backend's nginx terminates TLS.
+    let https = [
+        ("https tls-static", HttpsGet::new(tls::STATIC, "/static/1k.bin")),
+        ("https tls-app", HttpsGet::new(tls::APP, "/index.html")),
+        (
+            "https tls-www-h2",
+            HttpsGet::new(tls::WWW, "/static/100k.bin").http(HttpVersion::H2),
+        ),
+        (
+            "https tls-www-http1",
+            HttpsGet::new(tls::WWW, "/static/100k.bin").http(HttpVersion::Http11),
+        ),
+        ("https default", HttpsGet::no_sni("/")),
+    ];
+    for (rule, req) in &https {
+        for c in &bed.clients {
+            for _ in 0..opts.rounds {
+                let t = tls::curl(&bed, &c.ns, req)?;
+                s.requests_sent += 1;
+                if t.ok() {
+                    s.requests_ok += 1;
+                    let who = if t.backend.is_empty() {
+                        "(no X-Backend)".to_string()
+                    } else {
+                        t.backend.clone()
+                    };
+                    *s.per_backend.entry(who.clone()).or_default() += 1;
+                    *s.per_rule
+                        .entry((*rule).into())
+                        .or_default()
+                        .entry(who)
+                        .or_default() += 1;
+                } else {
+                    s.requests_failed += 1;
+                }
+            }
+        }
+    }
+    eprintln!("demo: curl https (SNI and ALPN rules) done");
     for (client, path, close) in [(0, "/static/100k.bin", false), (1, "/api/items", true)] {
         let url = format!("http://{}{path}", addr::vip_service());
         let mut w = WrkRun::new(&url, 16, opts.wrk_duration);

@@ -17,6 +17,16 @@ fn demo(io: BatonIo) {
     assert!(s.requests_ok > 0);
     assert_eq!(s.requests_failed, 0);
     assert!(s.per_rule.contains_key("api") && s.per_rule.contains_key("static-by-prefix"));
+    // HTTPS by server name and ALPN: app.baton.test and HTTP/1.1-only
+    // clients of www.baton.test go to tls-app (b2), h2 clients to tls-www (b1).
+    for (rule, backend) in [
+        ("https tls-app", "b2"),
+        ("https tls-www-h2", "b1"),
+        ("https tls-www-http1", "b2"),
+    ] {
+        let m = &s.per_rule[rule];
+        assert_eq!(m.keys().collect::<Vec<_>>(), [backend], "{rule}: {m:?}");
+    }
     assert!(
         s.switch_tx_bytes * 10 < s.client_rx_bytes,
         "switch tx {} vs client rx {}",

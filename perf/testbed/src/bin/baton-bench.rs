@@ -117,6 +117,9 @@ fn main() {
                     r.p99_us,
                     r.failures
                 );
+                if r.failures > 0 {
+                    eprintln!("  {:<16} failures: {}", "", r.failure_kinds);
+                }
                 if let Some(l) = &r.ledger {
                     let o = |v: Option<f64>| v.map_or("-".to_string(), |x| format!("{x:.1}"));
                     eprintln!(
