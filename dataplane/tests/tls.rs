@@ -211,7 +211,7 @@ fn bad_hellos_get_their_alerts() {
         ),
     ];
     for (k, (bytes, reason, alert)) in cases.into_iter().enumerate() {
-        let mut cfg = test_config();
+        let cfg = test_config();
         let mut bed = Bed::new(cfg);
         let port = 42000 + k as u16;
         let iss = connect(&mut bed, port);

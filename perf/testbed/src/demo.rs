@@ -12,9 +12,9 @@
 use crate::baton::{self, BatonIo, Stack, SwitchOptions};
 use crate::error::Result;
 use crate::netns::IfCounters;
+use crate::tls::{self, HttpVersion, HttpsGet};
 use crate::topology::{Bed, BedSpec};
 use crate::wrk::WrkRun;
-use crate::tls::{self, HttpVersion, HttpsGet};
 use crate::{addr, curl, nginx, promtext};
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -195,7 +195,10 @@ pub fn run(opts: &DemoOptions) -> Result<Summary> {
     // HTTPS on the VIP's :443: the switch routes each ClientHello by its
     // server name and ALPN; the backend's nginx terminates TLS.
     let https = [
-        ("https tls-static", HttpsGet::new(tls::STATIC, "/static/1k.bin")),
+        (
+            "https tls-static",
+            HttpsGet::new(tls::STATIC, "/static/1k.bin"),
+        ),
         ("https tls-app", HttpsGet::new(tls::APP, "/index.html")),
         (
             "https tls-www-h2",
