@@ -304,8 +304,17 @@ mod tests {
         let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../configs/testbed.yaml");
         let l = crate::config::load_file_with(&path, &Default::default()).unwrap();
         let c = worker_config(&l.profile, [2, 0, 0, 0, 0, 2]).unwrap();
-        assert_eq!(c.services.len(), 1);
-        assert_eq!(c.services[0].port, 80);
+        assert_eq!(c.services.len(), 2);
+        assert_eq!(
+            (c.services[0].port, c.services[0].protocol),
+            (80, Protocol::Http)
+        );
+        assert_eq!(
+            (c.services[1].port, c.services[1].protocol),
+            (443, Protocol::Tls)
+        );
+        assert_eq!(c.client_hello_max, 16384);
+        assert!(c.request_buffer >= dataplane::config::hello_bytes(c.client_hello_max));
         assert_eq!(c.thop.key_id, 1);
         assert_eq!(c.thop.keys[0].1, *b"baton-testbed-key-not-for-prod!!");
         assert_eq!(c.header_max, 16384);
