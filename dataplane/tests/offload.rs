@@ -81,12 +81,7 @@ impl FakeOffload {
 }
 
 fn counter(bed: &Bed, name: &str) -> u64 {
-    bed.counters
-        .snapshot()
-        .scalars
-        .iter()
-        .find(|(n, _)| *n == name)
-        .map_or(0, |(_, v)| *v)
+    bed.counters.snapshot().get(name)
 }
 
 /// A connection handed to backend 1, now FORWARDING.

@@ -12,7 +12,7 @@ use dataplane::io::PacketBuf;
 use dataplane::state::State;
 use dataplane::tls::{build_client_hello, TLS13};
 use dataplane::wire::{self, flags, Frame, TcpOpts, TcpOut, Verify};
-use support::{client_ip, target, test_config, vip, Bed, CLIENT_MAC, SWITCH_MAC};
+use support::{aborts, client_ip, target, test_config, vip, Bed, CLIENT_MAC, SWITCH_MAC};
 
 const PORT: u16 = 443;
 /// The TLS service's index in the test configuration.
@@ -78,21 +78,11 @@ fn send(bed: &mut Bed, port: u16, iss: u32, off: usize, data: &[u8]) {
 }
 
 fn abort(bed: &Bed, reason: &str) -> u64 {
-    bed.counters
-        .snapshot()
-        .aborts
-        .iter()
-        .find(|(n, _)| *n == reason)
-        .map_or(0, |(_, v)| *v)
+    aborts(&bed.counters, reason)
 }
 
 fn scalar(bed: &Bed, name: &str) -> u64 {
-    bed.counters
-        .snapshot()
-        .scalars
-        .iter()
-        .find(|(n, _)| *n == name)
-        .map_or(0, |(_, v)| *v)
+    bed.counters.snapshot().get(name)
 }
 
 fn hello() -> Vec<u8> {

@@ -52,6 +52,15 @@ pub fn drops(c: &Counters, reason: &str) -> u64 {
         .map_or(0, |(_, v)| *v)
 }
 
+/// An abort counter by its label (`"tls_not_tls"`); 0 when never bumped.
+pub fn aborts(c: &Counters, reason: &str) -> u64 {
+    c.snapshot()
+        .aborts
+        .iter()
+        .find(|(n, _)| *n == reason)
+        .map_or(0, |(_, v)| *v)
+}
+
 /// One engine on a virtual clock.
 pub struct Bed {
     pub engine: Engine<MemBuf>,

@@ -17,6 +17,7 @@ pub mod baton;
 pub mod bench;
 pub mod bins;
 pub mod bird;
+pub mod chromium;
 pub mod cleanup;
 pub mod client;
 pub mod cluster;

@@ -68,26 +68,9 @@ fn curl_wrk_python_and_chromium(io: BatonIo) {
 
     // Headless Chromium: the page and all its objects load.
     let profile = sys.bed.path("chromium");
-    let dump = netns::run_stdout(
-        Some(sys.client(1)),
-        "timeout",
-        &[
-            "60",
-            "chromium",
-            "--headless=new",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-dev-shm-usage",
-            "--no-first-run",
-            "--disable-extensions",
-            "--disable-background-networking",
-            &format!("--user-data-dir={}", profile.display()),
-            "--virtual-time-budget=10000",
-            "--dump-dom",
-            &format!("http://{vip}{PAGE}"),
-        ],
-    )
-    .expect("chromium");
+    let dump =
+        testbed::chromium::dump_dom(sys.client(1), &profile, &format!("http://{vip}{PAGE}"), &[])
+            .expect("chromium");
     let want = format!("data-images-ok=\"{PAGE_IMAGES}\"");
     assert!(
         dump.contains(&want),

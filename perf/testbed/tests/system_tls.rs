@@ -6,8 +6,6 @@
 //! segments and across records), headless Chromium; and bad first bytes on
 //! the TLS port.
 
-use std::time::Duration;
-
 use testbed::baton::BatonIo;
 use testbed::content::{self, OBJ_10M, OBJ_1K, PAGE, PAGE_IMAGES};
 use testbed::scenario::{Running, STATIC_POOL};
@@ -184,31 +182,19 @@ fn chromium_loads_the_https_page(io: BatonIo) {
             .bed
             .path(&format!("chromium-{}", if http2 { "h2" } else { "h1" }));
         let rules = format!("--host-resolver-rules=MAP {WWW} {}", addr::VIP);
-        let url = format!("https://{WWW}{PAGE}");
-        let user = format!("--user-data-dir={}", profile.display());
-        let mut args = vec![
-            "60",
-            "chromium",
-            "--headless=new",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-dev-shm-usage",
-            "--no-first-run",
-            "--disable-extensions",
-            "--disable-background-networking",
-            // The bed's CA is not in Chromium's store; curl and Python
-            // above check the certificate against it.
-            "--ignore-certificate-errors",
-            &rules,
-            &user,
-            "--virtual-time-budget=10000",
-            "--dump-dom",
-        ];
+        // The bed's CA is not in Chromium's store; curl and Python above
+        // check the certificate against it.
+        let mut extra = vec!["--ignore-certificate-errors", rules.as_str()];
         if !http2 {
-            args.push("--disable-http2");
+            extra.push("--disable-http2");
         }
-        args.push(&url);
-        let dump = netns::run_stdout(Some(sys.client(1)), "timeout", &args).expect("chromium");
+        let dump = testbed::chromium::dump_dom(
+            sys.client(1),
+            &profile,
+            &format!("https://{WWW}{PAGE}"),
+            &extra,
+        )
+        .expect("chromium");
         let ok = format!("data-images-ok=\"{PAGE_IMAGES}\"");
         assert!(
             dump.contains(&ok),
@@ -220,7 +206,6 @@ fn chromium_loads_the_https_page(io: BatonIo) {
     // HTTP/1.1 (routed by the ALPN rule to the other pool).
     assert!(alpn_hellos(&sys, "h2") > h2_before);
     assert!(alpn_hellos(&sys, "http/1.1") > h1_before);
-    std::thread::sleep(Duration::from_millis(10));
 }
 
 fn alpn_hellos(sys: &Running, alpn: &str) -> f64 {
