@@ -181,6 +181,7 @@ reasons! {
         Handoff => "HANDOFF",
         Forwarding => "FORWARDING",
         ForwardingFin => "FORWARDING_FIN",
+        ForwardingClosed => "FORWARDING_CLOSED",
         Closing => "CLOSING",
         TimeWait => "TIME_WAIT",
     }
@@ -234,6 +235,12 @@ pub struct Counters {
     /// FORWARDING: client RSTs inside the window but not exact, relayed to
     /// the backend without freeing the entry.
     pub rst_relayed_in_window: AtomicU64,
+    /// FORWARDING_CLOSED: client FINs relayed after the backend had closed
+    /// first (the entry is then freed).
+    pub fins_after_close: AtomicU64,
+    /// HANDOFF: a held pure ACK left out on entering FORWARDING because a
+    /// held segment carried the same or a later acknowledgment.
+    pub held_acks_superseded: AtomicU64,
     /// State changes the transition table does not list, refused (the
     /// connection stays as it was). Any is a bug in the engine; debug
     /// builds stop at the first.
@@ -388,6 +395,8 @@ impl Counters {
             ("load_reports", l(&self.load_reports)),
             ("challenge_acks", l(&self.challenge_acks)),
             ("rst_relayed_in_window", l(&self.rst_relayed_in_window)),
+            ("fins_after_close", l(&self.fins_after_close)),
+            ("held_acks_superseded", l(&self.held_acks_superseded)),
             ("illegal_transitions", l(&self.illegal_transitions)),
             ("offload_inserted", l(&self.offload_inserted)),
             ("offload_removed", l(&self.offload_removed)),

@@ -6,7 +6,10 @@
 //! are relayed. DISPATCH (waiting for the control plane) and HANDOFF
 //! (THOP_CREATE sent, waiting for THOP_ACK) split the paper's single handoff
 //! step so that each wait has its own timer. FORWARDING_FIN is FORWARDING
-//! after the client's FIN (a shorter idle timer). CLOSING and TIME_WAIT are
+//! after the client's FIN (a shorter idle timer); FORWARDING_CLOSED is
+//! FORWARDING after the backend's socket closed first (its agent's
+//! THOP_CLOSE), while the client's FIN is still to come and must reach the
+//! backend's TIME_WAIT. CLOSING and TIME_WAIT are
 //! the switch answering (400/408/431/503) and closing by itself.
 //!
 //! Why one table: the engine keeps a connection's state in two shapes (the
@@ -45,6 +48,10 @@ pub enum State {
     Forwarding,
     /// FORWARDING after the client's FIN (short idle timer).
     ForwardingFin,
+    /// FORWARDING after the agent's THOP_CLOSE, before the client's FIN:
+    /// the backend's socket is gone (its TIME_WAIT answers), the client's
+    /// last segments are still relayed (short idle timer).
+    ForwardingClosed,
     /// The switch sent its own response and FIN.
     Closing,
     /// The switch closed by itself; retransmitted FINs are re-ACKed.
@@ -55,7 +62,7 @@ pub enum State {
 
 impl State {
     /// Number of states.
-    pub const COUNT: usize = 10;
+    pub const COUNT: usize = 11;
 
     /// Every state, in table order.
     pub const ALL: [State; State::COUNT] = [
@@ -66,6 +73,7 @@ impl State {
         State::Handoff,
         State::Forwarding,
         State::ForwardingFin,
+        State::ForwardingClosed,
         State::Closing,
         State::TimeWait,
         State::Closed,
@@ -81,6 +89,7 @@ impl State {
             State::Handoff => "HANDOFF",
             State::Forwarding => "FORWARDING",
             State::ForwardingFin => "FORWARDING_FIN",
+            State::ForwardingClosed => "FORWARDING_CLOSED",
             State::Closing => "CLOSING",
             State::TimeWait => "TIME_WAIT",
             State::Closed => "CLOSED",
@@ -96,6 +105,7 @@ impl State {
             State::Handoff => StateGauge::Handoff,
             State::Forwarding => StateGauge::Forwarding,
             State::ForwardingFin => StateGauge::ForwardingFin,
+            State::ForwardingClosed => StateGauge::ForwardingClosed,
             State::Closing => StateGauge::Closing,
             State::TimeWait => StateGauge::TimeWait,
             State::Listen | State::Closed => return None,
@@ -139,14 +149,15 @@ pub enum Event {
     Redispatch,
     /// THOP_NACK or CREATE timeout with no attempts left (503).
     HandoffFailed,
-    /// The client's in-order FIN in FORWARDING.
+    /// The client's in-order FIN in FORWARDING or FORWARDING_CLOSED.
     ClientFin,
     /// The client's RST at the expected sequence number.
     ClientRst,
     /// THOP_CLOSE from the agent the connection was handed to.
     ThopClose,
     /// A timer ran out: FORWARDING idle (or evicted from a full table),
-    /// FORWARDING_FIN idle, CLOSING after our FIN was acknowledged, TIME_WAIT.
+    /// FORWARDING_FIN or FORWARDING_CLOSED idle, CLOSING after our FIN was
+    /// acknowledged, TIME_WAIT.
     Expire,
     /// Our response and FIN acknowledged and the client's FIN received.
     Closed,
@@ -216,6 +227,12 @@ pub enum Action {
     AbortAndFree,
     /// Tells the control plane the connection closed and frees the entry.
     ReportCloseAndFree,
+    /// Tells the control plane the connection closed; keeps relaying the
+    /// client's last segments for `fin_timeout`.
+    ReportCloseAndLinger,
+    /// Relays the client's FIN or RST and frees the entry (the control
+    /// plane was told at THOP_CLOSE).
+    RelayAndFree,
     /// Relays the RST, tells the control plane and frees the entry.
     RelayRstAndFree,
     /// Frees the entry and opens a new connection for the SYN.
@@ -262,6 +279,12 @@ impl Action {
                 "THOP_ABORT sent to the agent (retransmitted until acknowledged); entry freed"
             }
             Action::ReportCloseAndFree => "control plane told the connection closed; entry freed",
+            Action::ReportCloseAndLinger => {
+                "control plane told the connection closed; the client's FIN, ACKs and RST still \
+                 relayed to the backend's TIME_WAIT; entry freed after `fin_timeout` without a \
+                 client packet"
+            }
+            Action::RelayAndFree => "the client's FIN or RST relayed to the backend; entry freed",
             Action::RelayRstAndFree => {
                 "RST relayed to the backend; control plane told; entry freed"
             }
@@ -332,8 +355,8 @@ pub const TABLE: &[Row] = {
         row(
             S::Forwarding,
             E::ThopClose,
-            S::Closed,
-            A::ReportCloseAndFree,
+            S::ForwardingClosed,
+            A::ReportCloseAndLinger,
         ),
         row(S::Forwarding, E::Expire, S::Closed, A::ReportCloseAndFree),
         row(
@@ -355,6 +378,20 @@ pub const TABLE: &[Row] = {
             A::ReportCloseAndFree,
         ),
         row(S::ForwardingFin, E::Reuse, S::Closed, A::Reopen),
+        row(
+            S::ForwardingClosed,
+            E::ClientFin,
+            S::Closed,
+            A::RelayAndFree,
+        ),
+        row(
+            S::ForwardingClosed,
+            E::ClientRst,
+            S::Closed,
+            A::RelayAndFree,
+        ),
+        row(S::ForwardingClosed, E::Expire, S::Closed, A::FreeEntry),
+        row(S::ForwardingClosed, E::Reuse, S::Closed, A::Reopen),
         row(S::Closing, E::Closed, S::TimeWait, A::EnterTimeWait),
         row(S::Closing, E::ResponseTimeout, S::Closed, A::ResetAndFree),
         row(S::Closing, E::ClientRst, S::Closed, A::FreeEntry),

@@ -148,7 +148,11 @@ pub enum Slot {
     Forwarding {
         mac: [u8; 6],
         backend: u32,
+        /// The client's FIN was relayed (FORWARDING_FIN).
         fin: bool,
+        /// The agent reported the backend's socket closed before the
+        /// client's FIN (FORWARDING_CLOSED).
+        closed: bool,
         /// The client's next sequence number: the highest end of client data
         /// (and FIN) relayed so far. A RST or FIN is judged against it.
         rcv_nxt: u32,

@@ -201,6 +201,13 @@ fn walk_syn_cookie_connection() {
     bed.run_script("0.001 < ack 2");
     expect(&bed, State::Forwarding);
     bed.run_script("0.100 < close 2\n0.100 > thopack 2");
+    // The backend closed first: the client's FIN is still to come.
+    expect(&bed, State::ForwardingClosed);
+    bed.run_script(
+        "0.110 < F. 28:28(0) ack 1 win 502 <nop,nop,TS val 120 ecr 24>
+0.110 > fwd 2 F. 28:28(0) ack 1
+0.110 counter fins_after_close 1",
+    );
     expect(&bed, State::Closed);
     let s = bed.counters.snapshot();
     assert_eq!(s.get("new_connections"), 1);
@@ -270,6 +277,18 @@ const TAKEN_BY: &[(State, Event, &str)] = {
             "scenarios::forwarding_rst_and_thop_close",
         ),
         (S::Forwarding, E::ThopClose, "fsm::walk_syn_cookie_connection"),
+        (
+            S::ForwardingClosed,
+            E::ClientFin,
+            "fsm::walk_syn_cookie_connection",
+        ),
+        (
+            S::ForwardingClosed,
+            E::ClientRst,
+            "fsm::forwarding_closed_client_rst",
+        ),
+        (S::ForwardingClosed, E::Expire, "fsm::forwarding_closed_expire"),
+        (S::ForwardingClosed, E::Reuse, "fsm::forwarding_closed_reuse"),
         (S::Forwarding, E::Expire, "scenarios::forwarding_idle_timeout"),
         (S::ForwardingFin, E::ClientRst, "fsm::forwarding_fin_client_rst"),
         (S::ForwardingFin, E::ThopClose, "fsm::forwarding_fin_thop_close"),
@@ -335,6 +354,26 @@ fn to_forwarding_fin(bed: &mut Bed) {
 0.010 > fwd 1 F. 28:28(0) ack 1",
     );
     expect(bed, State::ForwardingFin);
+}
+
+/// FORWARDING, then the agent's CLOSE before the client's FIN: the close
+/// is reported and counted at once.
+fn to_forwarding_closed(bed: &mut Bed) {
+    to_handoff(bed);
+    bed.run_script("0.001 < ack 1");
+    expect(bed, State::Forwarding);
+    bed.sink.events.clear();
+    bed.run_script("0.010 < close 1\n0.010 > thopack 1\n0.010 counter close.thop_close 1");
+    expect(bed, State::ForwardingClosed);
+    assert_eq!(closed_events(bed), 1, "reported at THOP_CLOSE");
+}
+
+fn closed_events(bed: &Bed) -> usize {
+    bed.sink
+        .events
+        .iter()
+        .filter(|e| matches!(e, dataplane::dispatch::WorkerEvent::Closed { .. }))
+        .count()
 }
 
 /// A malformed head: 400 and FIN (109 bytes of response, FIN at 110).
@@ -420,6 +459,50 @@ fn forwarding_fin_thop_close() {
     to_forwarding_fin(&mut bed);
     bed.run_script("0.020 < close 1\n0.020 > thopack 1\n0.020 counter close.thop_close 1");
     expect(&bed, State::Closed);
+}
+
+/// A retransmitted CLOSE changes nothing; the client's ACKs are still
+/// relayed; its RST ends the entry without a second report.
+#[test]
+fn forwarding_closed_client_rst() {
+    let mut bed = Bed::new(test_config());
+    to_forwarding_closed(&mut bed);
+    bed.run_script(
+        "0.011 < close 1
+0.011 > thopack 1
+0.012 < . 28:28(0) ack 1 win 65535
+0.012 > fwd 1 . 28:28(0) ack 1",
+    );
+    expect(&bed, State::ForwardingClosed);
+    bed.run_script(
+        "0.020 < R. 28:28(0) ack 1 win 0
+0.020 > fwd 1 R. 28:28(0) ack 1
+0.020 counter close.client_reset 0
+0.020 counter close.thop_close 1",
+    );
+    expect(&bed, State::Closed);
+    assert_eq!(closed_events(&bed), 1, "reported once");
+}
+
+/// A client that never closes its side: freed after `fin_timeout`.
+#[test]
+fn forwarding_closed_expire() {
+    let mut bed = Bed::new(test_config());
+    to_forwarding_closed(&mut bed);
+    bed.advance_to(bed.now + bed.cfg.fin_timeout.as_nanos() as u64 + 1_000_000_000);
+    expect(&bed, State::Closed);
+    assert_eq!(closed_events(&bed), 1, "reported once");
+    bed.run_script("0.000 counter close.fin_timeout 0");
+}
+
+/// A new SYN on the 4-tuple (the client gave up on its FIN).
+#[test]
+fn forwarding_closed_reuse() {
+    let mut bed = Bed::new(test_config());
+    to_forwarding_closed(&mut bed);
+    reuse_port(&mut bed);
+    assert_eq!(closed_events(&bed), 1, "reported once");
+    bed.run_script("0.020 counter close.reused 0");
 }
 
 #[test]

@@ -154,7 +154,16 @@ fn a_client_reset_takes_the_flow_back() {
 fn a_thop_close_takes_the_flow_back() {
     let k = FakeOffload::with_capacity(16);
     let mut bed = forwarding(&k);
-    bed.run_script("0.100 < close 1\n0.100 > thopack 1\n0.100 state CLOSED\n");
+    // The backend closed first: the fast path keeps relaying the client's
+    // ACKs until its FIN, which the worker relays and then frees the flow.
+    bed.run_script("0.100 < close 1\n0.100 > thopack 1\n0.100 state FORWARDING_CLOSED\n");
+    assert_eq!(k.len(), 1);
+    bed.run_script(
+        "0.110 < F. 28:28(0) ack 1 win 65535
+0.110 > fwd 1 F. 28:28(0) ack 1
+0.110 state CLOSED
+",
+    );
     assert_eq!(k.len(), 0);
 }
 

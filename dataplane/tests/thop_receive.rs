@@ -128,12 +128,13 @@ fn close_from_an_agent_the_connection_was_not_handed_to_is_refused() {
         .map_or("CLOSED", |s| s.name());
     assert_eq!(state, "FORWARDING", "another agent's CLOSE ended it");
     assert_eq!(drops(&bed.counters, "thop_not_owner"), 1);
-    // The owner's CLOSE does.
+    // The owner's CLOSE does (the entry then waits for the client's FIN).
     let f = bed.agent_frame(1, cid, close());
     bed.inject(&f);
     while bed.next_out().is_some() {}
-    assert!(bed
-        .engine
-        .state_of(client_ip(), bed.client_port, 0)
-        .is_none());
+    assert_eq!(
+        bed.engine.state_of(client_ip(), bed.client_port, 0),
+        Some(dataplane::state::State::ForwardingClosed)
+    );
+    assert_eq!(drops(&bed.counters, "thop_not_owner"), 1);
 }

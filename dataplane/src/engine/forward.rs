@@ -10,7 +10,10 @@
 //!
 //! Connection end is tracked from the client side only (responses never pass
 //! the switch): a client RST is forwarded and frees the entry; a client FIN
-//! starts `fin_timeout`; THOP_CLOSE frees; `idle_timeout` is the backstop.
+//! starts `fin_timeout`; THOP_CLOSE frees after the client's FIN, and before
+//! it leaves the entry relaying for `fin_timeout` until that FIN (the
+//! backend usually closes first, and its TIME_WAIT must see the client's
+//! FIN); `idle_timeout` is the backstop.
 //!
 //! RST and FIN are believed only inside the client's sequence space (RFC 5961),
 //! because anyone who can guess a client's address and port could otherwise
@@ -228,17 +231,19 @@ impl<B: PacketBuf, F: Forwarder> Engine<B, F> {
             // path knows for an offloaded flow.
             self.offload_sync(i);
         }
-        let (mac, backend, fin, rcv_nxt, wshift) = match self.table.get(i).slot {
+        let (mac, backend, fin, closed, rcv_nxt, wshift) = match self.table.get(i).slot {
             Slot::Forwarding {
                 mac,
                 backend,
                 fin,
+                closed,
                 rcv_nxt,
                 wshift,
                 ..
-            } => (mac, backend, fin, rcv_nxt, wshift),
+            } => (mac, backend, fin, closed, rcv_nxt, wshift),
             _ => return,
         };
+        let mut last = false;
         let end = seg.seq.wrapping_add(seg.len() as u32);
         let mut next = advance(rcv_nxt, end, wshift);
         if seg.flags & (SYN | RST | FIN) != 0 {
@@ -248,13 +253,15 @@ impl<B: PacketBuf, F: Forwarder> Engine<B, F> {
             }
             let off = seg.seq.wrapping_sub(rcv_nxt);
             let in_window = (off as i32).unsigned_abs() <= max_window(wshift);
-            if seg.has(SYN) && !seg.has(ACK) && fin && (off as i32) > 0 {
+            if seg.has(SYN) && !seg.has(ACK) && (fin || closed) && (off as i32) > 0 {
                 // The client reuses the 4-tuple after closing: a new
                 // connection (its ISN lies beyond the old sequence space).
                 if self.free_entry(i, Event::Reuse) {
-                    bump(&self.counters.closes[CloseReason::Reused as usize], 1);
-                    if !out.event(WorkerEvent::Closed { backend }) {
-                        self.counters.count_drop(DropReason::QueueFull);
+                    if !closed {
+                        bump(&self.counters.closes[CloseReason::Reused as usize], 1);
+                        if !out.event(WorkerEvent::Closed { backend }) {
+                            self.counters.count_drop(DropReason::QueueFull);
+                        }
                     }
                     self.reopen(pkt, seg, out);
                 }
@@ -275,7 +282,8 @@ impl<B: PacketBuf, F: Forwarder> Engine<B, F> {
                     self.table.get_mut(i).last_seen = now;
                     return;
                 }
-                if !self.free_entry(i, Event::ClientRst) {
+                if !self.free_entry(i, Event::ClientRst) || closed {
+                    // Closed already: counted and reported at THOP_CLOSE.
                     return;
                 }
                 bump(&self.counters.closes[CloseReason::ClientReset as usize], 1);
@@ -292,7 +300,11 @@ impl<B: PacketBuf, F: Forwarder> Engine<B, F> {
                 let in_order = (off as i32) <= 0 && (end.wrapping_sub(rcv_nxt) as i32) >= 0;
                 if in_order {
                     next = end.wrapping_add(1);
-                    if !fin {
+                    if closed {
+                        // The backend closed first: this FIN is the
+                        // client's last segment. Relayed below, then freed.
+                        last = true;
+                    } else if !fin {
                         self.mark_fin(i);
                     }
                 } else {
@@ -316,6 +328,52 @@ impl<B: PacketBuf, F: Forwarder> Engine<B, F> {
         } else {
             self.counters.count_drop(DropReason::Malformed);
         }
+        if last && self.free_entry(i, Event::ClientFin) {
+            bump(&self.counters.fins_after_close, 1);
+        }
+    }
+
+    /// FORWARDING → FORWARDING_CLOSED on the agent's THOP_CLOSE: the
+    /// backend's socket is gone, but when it closed first the client's FIN
+    /// is still on its way, and only the backend's TIME_WAIT acknowledges
+    /// it. Freeing the entry now would drop that FIN as an unknown flow and
+    /// leave the client in LAST_ACK, retransmitting it. The close is
+    /// counted and reported now; the entry lives on until the client's FIN
+    /// or RST, or `fin_timeout` without a client packet. False when the
+    /// table refused (nothing changed).
+    pub(crate) fn linger_closed(&mut self, i: u32) -> bool {
+        let Slot::Forwarding {
+            mac,
+            backend,
+            fin: false,
+            closed: false,
+            rcv_nxt,
+            wshift,
+            offloaded,
+        } = self.table.get(i).slot
+        else {
+            return false;
+        };
+        let Some(to) = self.apply(i, State::Forwarding, Event::ThopClose) else {
+            return false;
+        };
+        let e = self.table.get_mut(i);
+        e.slot = Slot::Forwarding {
+            mac,
+            backend,
+            fin: false,
+            closed: true,
+            rcv_nxt,
+            wshift,
+            offloaded,
+        };
+        self.stored(i, to);
+        let due = self.now_ms.wrapping_add(dur_ms(self.fin_timeout()));
+        let earlier = self.table.deadline(i).is_none_or(|d| !ms_le(d, due));
+        if earlier {
+            self.table.arm(i, due);
+        }
+        true
     }
 
     /// FORWARDING → FORWARDING_FIN: from now on the entry is freed after
@@ -325,6 +383,7 @@ impl<B: PacketBuf, F: Forwarder> Engine<B, F> {
             mac,
             backend,
             fin: false,
+            closed: false,
             rcv_nxt,
             wshift,
             offloaded,
@@ -338,6 +397,7 @@ impl<B: PacketBuf, F: Forwarder> Engine<B, F> {
                 mac,
                 backend,
                 fin: true,
+                closed: false,
                 rcv_nxt,
                 wshift,
                 offloaded,

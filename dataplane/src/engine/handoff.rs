@@ -744,13 +744,31 @@ impl<B: PacketBuf, F: Forwarder> Engine<B, F> {
                     }
                 }
             }
-            (Slot::Forwarding { backend, .. }, PeerReply::Close) => {
+            (
+                Slot::Forwarding {
+                    backend,
+                    fin,
+                    closed,
+                    ..
+                },
+                PeerReply::Close,
+            ) => {
                 if self.backend_node(backend) != Some(msg.sender) {
                     // Another agent (or one the switch never handed this
                     // connection to) may not end it.
                     return self.counters.count_drop(DropReason::ThopNotOwner);
                 }
-                if !self.free_entry(i, Event::ThopClose) {
+                if closed {
+                    // A retransmitted CLOSE (our ACK was lost): acknowledged
+                    // again, nothing more to do.
+                    return;
+                }
+                let done = if fin {
+                    self.free_entry(i, Event::ThopClose)
+                } else {
+                    self.linger_closed(i)
+                };
+                if !done {
                     return;
                 }
                 bump(&self.counters.closes[CloseReason::ThopClose as usize], 1);
@@ -814,8 +832,13 @@ impl<B: PacketBuf, F: Forwarder> Engine<B, F> {
         };
         let mut rcv_nxt = sess.rcv_nxt_reasm();
         let mut fin = false;
+        // The latest acknowledgment a held segment carries.
+        let mut acked: Option<u32> = None;
         for mut p in held.drain(..) {
             if let Ok(wire::Frame::Tcp(seg)) = wire::parse(p.data(), wire::Verify::Header) {
+                if seg.has(ACK) && acked.is_none_or(|a| (seg.ack.wrapping_sub(a) as i32) > 0) {
+                    acked = Some(seg.ack);
+                }
                 let end = seg.seq.wrapping_add(seg.len() as u32);
                 let covers = (seg.seq.wrapping_sub(rcv_nxt) as i32) <= 0
                     && (end.wrapping_sub(rcv_nxt) as i32) >= 0;
@@ -832,8 +855,20 @@ impl<B: PacketBuf, F: Forwarder> Engine<B, F> {
             }
         }
         // The latest ACK of the backend's first bytes goes last: it is
-        // cumulative, and the data held before it is older.
-        if let Some(mut p) = held_ack {
+        // cumulative, and the data held before it is older. Unless a held
+        // segment (typically the client's FIN, sent after it) acknowledges
+        // as much: then the pure ACK is older than that segment, and sent
+        // after it the backend would take it for a duplicate and answer it
+        // (from TIME_WAIT, an ACK the client's closed socket resets).
+        let superseded = held_ack.as_ref().is_some_and(|p| {
+            match (wire::parse(p.data(), wire::Verify::Header), acked) {
+                (Ok(wire::Frame::Tcp(a)), Some(held)) => (a.ack.wrapping_sub(held) as i32) <= 0,
+                _ => false,
+            }
+        });
+        if superseded {
+            bump(&self.counters.held_acks_superseded, 1);
+        } else if let Some(mut p) = held_ack {
             if self.fwd.forward(&mut p, mac) {
                 bump(&self.counters.forwarded, 1);
                 self.transmit(out, p);
@@ -846,6 +881,7 @@ impl<B: PacketBuf, F: Forwarder> Engine<B, F> {
             mac,
             backend: id,
             fin: false,
+            closed: false,
             rcv_nxt,
             wshift,
             offloaded: false,

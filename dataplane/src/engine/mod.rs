@@ -325,6 +325,7 @@ impl<B: PacketBuf, F: Forwarder> Engine<B, F> {
                 mac,
                 backend,
                 fin: false,
+                closed: false,
                 rcv_nxt: 0,
                 wshift: self.cfg.tcp.window_scale,
                 offloaded: false,
@@ -371,6 +372,7 @@ impl<B: PacketBuf, F: Forwarder> Engine<B, F> {
         match self.table.get(i).slot {
             Slot::Free => State::Closed,
             Slot::SynRcvd { .. } => State::SynRcvd,
+            Slot::Forwarding { closed: true, .. } => State::ForwardingClosed,
             Slot::Forwarding { fin: false, .. } => State::Forwarding,
             Slot::Forwarding { fin: true, .. } => State::ForwardingFin,
             Slot::TimeWait { .. } => State::TimeWait,
@@ -523,13 +525,20 @@ impl<B: PacketBuf, F: Forwarder> Engine<B, F> {
         if (idle as i32) < 0 || idle < min_idle {
             return false;
         }
-        let Slot::Forwarding { backend, .. } = self.table.get(i).slot else {
+        let Slot::Forwarding {
+            backend, closed, ..
+        } = self.table.get(i).slot
+        else {
             return false;
         };
         if !self.free_entry(i, Event::Expire) {
             return false;
         }
         bump(&self.counters.closes[CloseReason::Evicted as usize], 1);
+        if closed {
+            // Reported to the control plane at THOP_CLOSE.
+            return true;
+        }
         if !out.event(WorkerEvent::Closed { backend }) {
             self.counters.count_drop(DropReason::QueueFull);
         }
@@ -876,13 +885,18 @@ impl<B: PacketBuf, F: Forwarder> Engine<B, F> {
                 Phase::Handoff => self.handoff_timer(now, i, s, out),
                 Phase::Closing => self.closing_timer(i, s, out),
             },
-            Slot::Forwarding { fin, backend, .. } => {
+            Slot::Forwarding {
+                fin,
+                closed,
+                backend,
+                ..
+            } => {
                 // Both timers measure idleness: a client still sending
                 // (a half-closed one acknowledging the response too) stays.
                 // The fast path, if it relays the flow, knows best.
                 self.offload_sync(i);
                 let e = self.table.get(i);
-                let limit = if fin {
+                let limit = if fin || closed {
                     dur_ms(self.fin_timeout())
                 } else {
                     dur_ms(self.cfg.idle_timeout)
@@ -892,7 +906,8 @@ impl<B: PacketBuf, F: Forwarder> Engine<B, F> {
                     self.table.arm(i, due);
                     return;
                 }
-                if !self.free_entry(i, Event::Expire) {
+                if !self.free_entry(i, Event::Expire) || closed {
+                    // Closed already: counted and reported at THOP_CLOSE.
                     return;
                 }
                 let reason = if fin {

@@ -280,6 +280,7 @@ impl<B: PacketBuf, F: Forwarder> Engine<B, F> {
                 mac,
                 backend: agent.backend,
                 fin: false,
+                closed: false,
                 rcv_nxt,
                 wshift: self.cfg.tcp.window_scale,
                 offloaded: false,
