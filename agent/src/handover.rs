@@ -617,7 +617,7 @@ pub fn socket_cookie(fd: RawFd) -> Option<u64> {
 /// takes a copy with `pidfd_getfd(2)` and puts it into repair mode, so
 /// nothing more reaches the client. Used when the switch aborts a handoff
 /// whose ACK it never saw after the server already accepted it.
-pub fn silence_remote(pid: u32, fd: i32) -> io::Result<()> {
+pub fn silence_remote(pid: u32, fd: i32, cookie: Option<u64>) -> io::Result<()> {
     // SAFETY: pidfd_open(2) / pidfd_getfd(2) raw syscalls; results checked
     // and owned at once.
     unsafe {
@@ -631,6 +631,15 @@ pub fn silence_remote(pid: u32, fd: i32) -> io::Result<()> {
             return Err(io::Error::last_os_error());
         }
         let copy = OwnedFd::from_raw_fd(copy as RawFd);
+        // The server may have closed that descriptor already and reused its
+        // number for another client's connection: only the socket adopted
+        // for this one may be touched.
+        if cookie.is_none() || socket_cookie(copy.as_raw_fd()) != cookie {
+            return Err(io::Error::new(
+                io::ErrorKind::NotFound,
+                "the server no longer holds that socket under this descriptor",
+            ));
+        }
         crate::relay::close_silently(copy.as_raw_fd());
         Ok(())
     }

@@ -51,6 +51,9 @@ pub struct Metrics {
     pub close_retransmits: IntCounter,
     /// Time from a complete CREATE to an adopted socket (relay: upstream connected).
     pub adopt_seconds: Histogram,
+    /// Sockets of earlier connections ended because they still held the
+    /// 4-tuple of a CREATE.
+    pub stale_retired: IntCounter,
     /// Handover mode: CREATEs refused, by reason (`no_server`, `queue_full`,
     /// `not_accepted`: offered, never accepted in time, silenced).
     pub handover_refused: IntCounterVec,
@@ -194,6 +197,11 @@ impl Metrics {
                 &reg,
                 "baton_agent_close_retransmits_total",
                 "CLOSE frames retransmitted.",
+            ),
+            stale_retired: counter(
+                &reg,
+                "baton_agent_stale_sockets_retired_total",
+                "Sockets of earlier connections ended (SOCK_DESTROY) because they still held the 4-tuple of a CREATE.",
             ),
             handover_refused: counter_vec(
                 &reg,

@@ -114,6 +114,9 @@ fn sys(step: &'static str) -> impl FnOnce(io::Error) -> AdoptError {
     move |err| match err.raw_os_error() {
         Some(libc::EPERM) | Some(libc::EACCES) => AdoptError::Permission(err),
         Some(libc::EADDRINUSE) | Some(libc::EISCONN) => AdoptError::Exists(err),
+        // A repair-mode connect finds the 4-tuple held by another socket
+        // (one not in TIME_WAIT, or in TIME_WAIT without timestamps).
+        Some(libc::EADDRNOTAVAIL) if step == "connect (repair)" => AdoptError::Exists(err),
         _ => AdoptError::Sys { step, err },
     }
 }

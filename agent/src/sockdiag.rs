@@ -13,6 +13,9 @@
 //! family, state, timer, retrans (1 byte each), then the socket id — ports
 //! (2 × 2), addresses (2 × 16), interface (4), cookie (2 × 4) — then expiry,
 //! queues, uid and inode. Only the cookie is read.
+//!
+//! The same netlink family ends one socket on request ([`destroy`]): the
+//! stale holder of a 4-tuple the agent must adopt.
 
 use std::io;
 use std::mem::size_of;
@@ -127,6 +130,101 @@ impl DestroyWatch {
             }
             parse(&self.buf[..n as usize], &mut out.cookies);
         }
+    }
+}
+
+/// `SOCK_DESTROY` (`linux/sock_diag.h`).
+const SOCK_DESTROY: u16 = 21;
+const NLM_F_REQUEST: u16 = 1;
+const NLM_F_ACK: u16 = 4;
+const NLMSG_ERROR: u16 = 2;
+/// `inet_diag_req_v2`: family, protocol, ext, pad (1 byte each), states (4),
+/// then the socket id (48).
+const REQ_LEN: usize = 4 + 4 + 48;
+
+/// Ends the TCP socket of this network namespace whose local end is `local`
+/// and whose peer is `remote`, whatever its state (`SOCK_DESTROY`, the
+/// kernel's `ss -K`; needs `CONFIG_INET_DIAG_DESTROY` and `CAP_NET_ADMIN`).
+/// A TIME_WAIT entry is simply removed; a full socket is aborted, which
+/// sends a reset carrying its own, old sequence numbers.
+///
+/// Returns false when no such socket exists (`ENOENT`). The agent uses it
+/// for a 4-tuple it must adopt: the switch completed a new handshake with
+/// the client on that 4-tuple, so any socket still holding it here belongs
+/// to a connection the client has finished with (one whose last segments
+/// were lost, typically), exactly what a SYN to a TIME_WAIT socket retires.
+pub fn destroy(local: std::net::SocketAddr, remote: std::net::SocketAddr) -> io::Result<bool> {
+    use std::net::SocketAddr;
+    let family = match (local, remote) {
+        (SocketAddr::V4(_), SocketAddr::V4(_)) => libc::AF_INET,
+        (SocketAddr::V6(_), SocketAddr::V6(_)) => libc::AF_INET6,
+        _ => return Err(io::Error::from(io::ErrorKind::InvalidInput)),
+    };
+    let addr = |a: &SocketAddr| -> [u8; 16] {
+        match a {
+            SocketAddr::V4(v) => {
+                let mut b = [0u8; 16];
+                b[..4].copy_from_slice(&v.ip().octets());
+                b
+            }
+            SocketAddr::V6(v) => v.ip().octets(),
+        }
+    };
+    let mut m = [0u8; NLMSG_HDRLEN + REQ_LEN];
+    m[0..4].copy_from_slice(&((NLMSG_HDRLEN + REQ_LEN) as u32).to_ne_bytes());
+    m[4..6].copy_from_slice(&SOCK_DESTROY.to_ne_bytes());
+    m[6..8].copy_from_slice(&(NLM_F_REQUEST | NLM_F_ACK).to_ne_bytes());
+    m[8..12].copy_from_slice(&1u32.to_ne_bytes());
+    let r = &mut m[NLMSG_HDRLEN..];
+    r[0] = family as u8;
+    r[1] = libc::IPPROTO_TCP as u8;
+    r[4..8].copy_from_slice(&u32::MAX.to_ne_bytes()); // every state
+    let id = &mut r[8..];
+    // Ports in network order; `src` is the socket's own end.
+    id[0..2].copy_from_slice(&local.port().to_be_bytes());
+    id[2..4].copy_from_slice(&remote.port().to_be_bytes());
+    id[4..20].copy_from_slice(&addr(&local));
+    id[20..36].copy_from_slice(&addr(&remote));
+    // Interface 0 (any); cookie INET_DIAG_NOCOOKIE (all ones).
+    id[40..48].copy_from_slice(&[0xff; 8]);
+
+    // SAFETY: socket(2); checked and owned at once.
+    let fd = unsafe {
+        libc::socket(
+            libc::AF_NETLINK,
+            libc::SOCK_RAW | libc::SOCK_CLOEXEC,
+            NETLINK_SOCK_DIAG,
+        )
+    };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: a fresh descriptor of ours.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    // SAFETY: send from a live buffer of its length (to the kernel: the
+    // socket's default destination).
+    let n = unsafe { libc::send(fd.as_raw_fd(), m.as_ptr().cast(), m.len(), 0) };
+    if n < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let mut buf = [0u8; 256];
+    // SAFETY: recv into a live buffer of its length.
+    let n = unsafe { libc::recv(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
+    if n < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let d = &buf[..n as usize];
+    if d.len() < NLMSG_HDRLEN + 4 || u16::from_ne_bytes([d[4], d[5]]) != NLMSG_ERROR {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "SOCK_DESTROY: no netlink acknowledgment",
+        ));
+    }
+    let err = i32::from_ne_bytes([d[16], d[17], d[18], d[19]]);
+    match -err {
+        0 => Ok(true),
+        libc::ENOENT => Ok(false),
+        e => Err(io::Error::from_raw_os_error(e)),
     }
 }
 

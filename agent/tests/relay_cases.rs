@@ -180,6 +180,36 @@ fn duplicate_create_is_acked_again_without_a_second_socket() {
     );
 }
 
+/// A CREATE whose 4-tuple an older socket still holds (its client reused the
+/// port, so the old connection is over for it): the old socket is ended and
+/// the new connection adopted, not refused.
+#[test]
+fn a_stale_socket_of_the_4_tuple_is_retired_and_the_create_adopted() {
+    let mut w = world();
+    let client = curl(&w.bed, "/stale", &[]);
+    let (rx, st, req) = handoff(&w.bed, &w.l, &mut w.thop, 21);
+    assert!(matches!(rx, Rx::Ack { flags: 0, .. }), "{rx:?}");
+    let _first = w.up.accept();
+    // The same 4-tuple under a new connection id: a repair-mode connect
+    // meets the live socket of connection 21.
+    w.thop.create(22, &st, &req);
+    let rx = w.thop.wait_ack(22);
+    assert!(matches!(rx, Rx::Ack { flags: 0, .. }), "{rx:?}");
+    let _second = w.up.accept();
+    let m = w.agent.metrics(&w.bed);
+    assert_eq!(
+        metric(&m, "baton_agent_stale_sockets_retired_total"),
+        1.0,
+        "{m}"
+    );
+    assert_eq!(
+        metric(&m, "baton_agent_adopted_total{mode=\"relay\"}"),
+        2.0,
+        "{m}"
+    );
+    drop(client);
+}
+
 #[test]
 fn forged_create_is_rejected_and_counted() {
     let mut w = world();

@@ -241,6 +241,14 @@ impl Registry {
                 b.active = b.active.saturating_sub(1);
                 None
             }
+            // A 4-tuple the agent could not take says nothing of the
+            // backend's health: another connection would be adopted.
+            HandoffOutcome::Nacked(code)
+                if code == handoff_proto::NackReason::AddressInUse.to_u16() =>
+            {
+                b.active = b.active.saturating_sub(1);
+                None
+            }
             HandoffOutcome::Nacked(_) | HandoffOutcome::TimedOut => {
                 b.active = b.active.saturating_sub(1);
                 b.handoff_failure_streak += 1;
@@ -408,6 +416,22 @@ mod tests {
             Some(HealthChange::Up { .. })
         ));
         assert!(r.get(id).unwrap().usable(now));
+    }
+
+    #[test]
+    fn a_4_tuple_the_agent_could_not_take_does_not_count_against_health() {
+        let p = profile("");
+        let mut r = Registry::new(&p);
+        let now = Instant::now();
+        let id = r.id_of("a1").unwrap();
+        let in_use = HandoffOutcome::Nacked(handoff_proto::NackReason::AddressInUse.to_u16());
+        for _ in 0..p.health.passive.handoff_failures * 3 {
+            r.on_dispatch(id);
+            assert_eq!(r.on_handoff(id, in_use, now), None);
+        }
+        let b = r.get(id).unwrap();
+        assert!(b.usable(now));
+        assert_eq!(b.active, 0);
     }
 
     #[test]

@@ -9,7 +9,7 @@ use std::time::Instant;
 use crate::config::Mode;
 use crate::handoff::{Action, AdoptFailure, AdoptOrder, Adoption, ConnKey};
 use crate::relay::{self, ConnMeta};
-use crate::repair::adopt;
+use crate::repair::{adopt, AdoptError};
 
 use super::{Agent, Held, Target};
 
@@ -71,6 +71,14 @@ impl Agent {
         }
         let stream = match adopt(&o.state, &o.request) {
             Ok(s) => s,
+            Err(AdoptError::Exists(e)) => match self.retire_stale(&o.state) {
+                // Once: a second failure is not a stale socket.
+                true => match adopt(&o.state, &o.request) {
+                    Ok(s) => s,
+                    Err(e) => return Adoption::Failed(AdoptFailure::Repair(e)),
+                },
+                false => return Adoption::Failed(AdoptFailure::Repair(AdoptError::Exists(e))),
+            },
             Err(e) => return Adoption::Failed(AdoptFailure::Repair(e)),
         };
         let client = o.state.client();
@@ -185,13 +193,36 @@ impl Agent {
                         self.by_cookie.remove(&c);
                     }
                     if let Some((pid, fd)) = held.owner {
-                        if let Err(e) = crate::handover::silence_remote(pid, fd) {
+                        if let Err(e) = crate::handover::silence_remote(pid, fd, held.cookie) {
                             tracing::warn!(conn_id = conn.conn_id, pid, fd, error = %e,
                                 "ABORT after the server accepted: cannot silence its socket");
                         }
                     }
                 }
             },
+        }
+    }
+
+    /// The 4-tuple of a CREATE is held by a socket of an earlier connection
+    /// (its client's last segments never arrived, so it lingers in
+    /// FIN_WAIT or LAST_ACK, or sits in TIME_WAIT without timestamps, which
+    /// a repair-mode connect cannot reuse). The switch just completed a new
+    /// handshake on that 4-tuple, so the client is done with the old one:
+    /// end it, as a SYN to a TIME_WAIT socket would. True when one was
+    /// ended and the adoption may be tried again.
+    fn retire_stale(&mut self, st: &handoff_proto::TcpState) -> bool {
+        match crate::sockdiag::destroy(st.vip(), st.client()) {
+            Ok(true) => {
+                self.metrics.stale_retired.inc();
+                tracing::debug!(client = %st.client(), "retired a stale socket of the 4-tuple");
+                true
+            }
+            Ok(false) => false,
+            Err(e) => {
+                tracing::warn!(client = %st.client(), error = %e,
+                    "cannot retire the stale socket of a 4-tuple (SOCK_DESTROY)");
+                false
+            }
         }
     }
 
