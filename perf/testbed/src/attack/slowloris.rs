@@ -310,6 +310,7 @@ fn by_state(sys: &Running) -> String {
         "HANDOFF",
         "FORWARDING",
         "FORWARDING_FIN",
+        "FORWARDING_CLOSED",
         "CLOSING",
         "TIME_WAIT",
     ];
