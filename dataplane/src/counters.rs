@@ -37,8 +37,12 @@ reasons! {
         NotForUs => "not_for_us",
         /// EtherType or IP protocol the switch does not serve.
         Unsupported => "unsupported",
-        /// IPv4 fragments are not reassembled by the switch.
+        /// IPv4 fragments and IPv6 Fragment headers: the switch
+        /// reassembles nothing.
         Fragment => "fragment",
+        /// An IPv6 extension-header chain outside the switch's rule
+        /// (Hop-by-Hop not first, more than 8 headers or 512 bytes).
+        Ipv6ExtChain => "ipv6_ext_chain",
         /// Non-SYN TCP segment for no known connection.
         NoFlow => "no_flow",
         /// Connection table full: a new SYN was refused.

@@ -21,6 +21,7 @@ pub mod fuzzing;
 pub mod http;
 pub mod hugemem;
 pub mod io;
+pub mod ipv6;
 pub mod offload;
 pub mod peer;
 pub mod reassembly;

@@ -7,8 +7,8 @@
 //! the incremental form (RFC 1624) used when one field of a received packet
 //! changes (ICMP echo → reply).
 //!
-//! Addresses travel as [`IpAddr`]; only the IPv4 path is wired so far, and the
-//! connection key keeps 16-byte addresses so IPv6 can follow.
+//! Addresses travel as [`IpAddr`]. IPv6 frames are read by [`crate::ipv6`]
+//! into the same summary; the connection key keeps 16-byte addresses.
 
 use std::net::{IpAddr, Ipv4Addr};
 
@@ -284,6 +284,7 @@ pub fn parse(frame: &[u8], verify: Verify) -> Result<Frame, DropReason> {
     match eth.ethertype() {
         EthernetProtocol::Ipv4 => {}
         EthernetProtocol::Arp => return parse_arp(eth.payload()),
+        EthernetProtocol::Ipv6 => return crate::ipv6::parse(frame, src_mac, verify),
         _ => return Err(DropReason::Unsupported),
     }
     let ip = Ipv4Packet::new_checked(eth.payload()).map_err(|_| DropReason::Malformed)?;
@@ -396,6 +397,7 @@ pub fn tcp_seg_checksum_ok(frame: &[u8], seg: &TcpSeg) -> bool {
     let end = seg.payload.0 + seg.payload.1;
     match (seg.src, seg.dst, frame.get(start..end)) {
         (IpAddr::V4(s), IpAddr::V4(d), Some(l4)) => tcp_checksum_ok(s, d, l4),
+        (IpAddr::V6(s), IpAddr::V6(d), Some(l4)) => crate::ipv6::l4_checksum_ok(s, d, 6, l4),
         _ => false,
     }
 }
@@ -412,6 +414,8 @@ pub fn udp_dgram_checksum_ok(frame: &[u8], d: &UdpDgram) -> bool {
             let ph = checksum::pseudo_header_v4(s, t, 17, l4.len() as u32);
             checksum::combine(&[ph, checksum::data(l4)]) == 0xffff
         }
+        // Mandatory over IPv6: a zero checksum is wrong.
+        (IpAddr::V6(s), IpAddr::V6(t), Some(l4)) => crate::ipv6::l4_checksum_ok(s, t, 17, l4),
         _ => false,
     }
 }
@@ -682,6 +686,9 @@ pub fn emit_arp(
 /// incremental checksum update, resets TTL. Returns false if the frame is not
 /// one.
 pub fn echo_reply_in_place(frame: &mut [u8], our_mac: Mac) -> bool {
+    if frame.len() > 13 && frame[12..14] == [0x86, 0xdd] {
+        return crate::ipv6::echo_reply_in_place(frame, our_mac);
+    }
     if frame.len() < ETH_LEN + IPV4_LEN + 8 {
         return false;
     }
