@@ -48,8 +48,8 @@ pub enum CheckError {
     },
     /// A service's VIP is not configured on the loopback interface.
     #[error(
-        "services[{index}].vip: {vip} is not on lo. Add it with `ip addr add {vip}/{plen} dev lo` \
-         and set net.ipv4.conf.all.arp_ignore=1, arp_announce=2 (see docs/agent.md)"
+        "services[{index}].vip: {vip} is not on lo. Add it with `ip addr add {vip}/{plen} dev lo`{more} \
+         (see docs/agent.md)"
     )]
     VipNotOnLo {
         /// Index in `services`.
@@ -58,6 +58,9 @@ pub enum CheckError {
         vip: IpAddr,
         /// Host prefix length for the hint.
         plen: u8,
+        /// The rest of the hint: the ARP sysctls for an IPv4 VIP (an IPv6
+        /// VIP on `lo` is never advertised in neighbour discovery).
+        more: &'static str,
     },
 }
 
@@ -226,17 +229,36 @@ pub fn run(cfg: &Config) -> Result<(), CheckError> {
         }
         let vip = s.vip.ip();
         if !on_lo.contains(&vip) {
-            let plen = if vip.is_ipv4() { 32 } else { 128 };
-            return Err(CheckError::VipNotOnLo { index, vip, plen });
+            let (plen, more) = if vip.is_ipv4() {
+                (
+                    32,
+                    " and set net.ipv4.conf.all.arp_ignore=1, arp_announce=2",
+                )
+            } else {
+                (128, "")
+            };
+            return Err(CheckError::VipNotOnLo {
+                index,
+                vip,
+                plen,
+                more,
+            });
         }
     }
     Ok(())
 }
 
-/// Non-fatal advice about the ARP sysctls of the LVS-DR arrangement.
-pub fn warnings() -> Vec<String> {
+/// Non-fatal advice about the ARP sysctls of the LVS-DR arrangement, when
+/// a service has an IPv4 VIP. IPv6 needs none: Linux answers a neighbour
+/// solicitation only for an address of the interface it arrived on, so a
+/// VIP on `lo` is never advertised, and it picks the source of its own
+/// solicitations from the outgoing interface.
+pub fn warnings(cfg: &Config) -> Vec<String> {
     let read = |k: &str| std::fs::read_to_string(format!("/proc/sys/net/ipv4/conf/all/{k}")).ok();
     let mut w = Vec::new();
+    if !cfg.services.iter().any(|s| s.vip.is_ipv4()) {
+        return w;
+    }
     if read("arp_ignore").is_some_and(|v| v.trim() != "1" && v.trim() != "2") {
         w.push(
             "net.ipv4.conf.all.arp_ignore is not 1: this host may answer ARP for the VIP".into(),

@@ -401,9 +401,18 @@ impl Config {
                 e.into_inner()
             })
         });
-        let cfg = parsed.map_err(|e| match path.as_str() {
-            "" | "." => ConfigError::Parse(e.to_string()),
-            p => ConfigError::Parse(format!("{p}: {e}")),
+        let cfg = parsed.map_err(|e| {
+            let mut msg = match path.as_str() {
+                "" | "." => e.to_string(),
+                p => format!("{p}: {e}"),
+            };
+            // `listen: [2001:db8::1]:9199` is a YAML sequence, not a string.
+            if msg.contains("expected string scalar") {
+                msg.push_str(
+                    "\n(an IPv6 address with a port is quoted in YAML: \"[2001:db8::10]:80\")",
+                );
+            }
+            ConfigError::Parse(msg)
         })?;
         cfg.validate()?;
         Ok(cfg)
@@ -496,11 +505,15 @@ impl Config {
 
     /// Semantic checks, each naming its field.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        if self.thop.listen.ip().is_unspecified() || self.thop.listen.port() == 0 {
+        let listen = self.thop.listen;
+        if listen.ip().is_unspecified() || listen.port() == 0 {
             return Err(invalid(
                 "thop.listen",
                 "needs the backend's data address and a port (its address is the agent's THOP node id)",
             ));
+        }
+        if let Some(why) = thop_addr_problem(listen.ip()) {
+            return Err(invalid("thop.listen", format!("{}: {why}", listen.ip())));
         }
         if self.thop.switches.is_empty() {
             return Err(invalid(
@@ -509,10 +522,39 @@ impl Config {
             ));
         }
         for (i, s) in self.thop.switches.iter().enumerate() {
-            if SwitchAddr::parse(s).is_none() {
+            let Some(a) = SwitchAddr::parse(s) else {
                 return Err(invalid(
                     format!("thop.switches[{i}]"),
                     format!("{s:?} is not an address or address:port"),
+                ));
+            };
+            if let Some(why) = thop_addr_problem(a.ip) {
+                return Err(invalid(
+                    format!("thop.switches[{i}]"),
+                    format!("{s}: {why}"),
+                ));
+            }
+            if a.ip.is_ipv4() != listen.is_ipv4() {
+                return Err(invalid(
+                    format!("thop.switches[{i}]"),
+                    format!(
+                        "{s} is {} but thop.listen ({listen}) is {}: THOP goes through one \
+                         socket, so the switches' addresses are of thop.listen's family",
+                        family(a.ip),
+                        family(listen.ip())
+                    ),
+                ));
+            }
+        }
+        for (i, to) in self.load.to.iter().enumerate() {
+            if to.is_ipv4() != listen.is_ipv4() {
+                return Err(invalid(
+                    format!("load.to[{i}]"),
+                    format!(
+                        "{to} is {} but thop.listen ({listen}) is {}: LOAD leaves from the THOP socket",
+                        family(to.ip()),
+                        family(listen.ip())
+                    ),
                 ));
             }
         }
@@ -585,6 +627,12 @@ impl Config {
                     "needs a concrete address and a port",
                 ));
             }
+            if let Some(why) = vip_problem(s.vip) {
+                return Err(invalid(
+                    format!("services[{i}].vip"),
+                    format!("{}: {why}", s.vip),
+                ));
+            }
             match (s.mode, s.upstream) {
                 (Mode::Relay, None) => {
                     return Err(invalid(
@@ -626,6 +674,63 @@ impl Config {
         }
         Ok(())
     }
+}
+
+fn family(ip: IpAddr) -> &'static str {
+    if ip.is_ipv4() {
+        "IPv4"
+    } else {
+        "IPv6"
+    }
+}
+
+/// `fe80::/10`.
+fn is_link_local_v6(ip: &std::net::Ipv6Addr) -> bool {
+    ip.segments()[0] & 0xffc0 == 0xfe80
+}
+
+/// Why an IPv6 address cannot serve as a VIP (IPv4 VIPs are taken as given).
+fn vip_problem(vip: SocketAddr) -> Option<&'static str> {
+    let SocketAddr::V6(v) = vip else {
+        return None;
+    };
+    let ip = v.ip();
+    if ip.to_ipv4_mapped().is_some() {
+        return Some(
+            "an IPv4-mapped IPv6 address; an IPv4 VIP is written as IPv4 (e.g. 198.18.0.10:80): \
+             the switch hands its connections off as IPv4",
+        );
+    }
+    if is_link_local_v6(ip) {
+        return Some(
+            "a link-local address; a VIP needs a global or unique-local address that clients \
+             reach through the switch",
+        );
+    }
+    if ip.is_multicast() || ip.is_loopback() {
+        return Some("not a unicast address clients can reach");
+    }
+    if v.scope_id() != 0 {
+        return Some("a VIP takes no zone index (%…)");
+    }
+    None
+}
+
+/// Why an address cannot be a THOP endpoint.
+fn thop_addr_problem(ip: IpAddr) -> Option<&'static str> {
+    let IpAddr::V6(v6) = ip else {
+        return None;
+    };
+    if v6.to_ipv4_mapped().is_some() {
+        return Some("an IPv4-mapped IPv6 address; write the IPv4 address itself");
+    }
+    if is_link_local_v6(&v6) {
+        return Some("a link-local address; THOP needs the data segment's global address");
+    }
+    if v6.is_multicast() {
+        return Some("a multicast address");
+    }
+    None
 }
 
 #[cfg(test)]
@@ -742,6 +847,93 @@ metrics:
         let c = Config::parse(&yaml).unwrap();
         assert_eq!(c.thop_keys().unwrap()[0].id(), 1);
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    const GOOD6: &str = r#"
+thop:
+  listen: "[2001:2::11]:9199"
+  switches: ["2001:2::2", "[2001:2::3]:9199"]
+  keys:
+    - id: 1
+      key: "3f1c9a7be20d44c58e61b0f29d7a3c11e5b8047f6d92ac30b1e4f8a7256c0d9e"
+      switches: ["2001:2::2"]
+services:
+  - vip: "[2001:2::10]:80"
+    mode: handover
+  - vip: "[2001:2::10]:8080"
+    mode: relay
+    upstream: "[::1]:8080"
+  - vip: 198.18.0.10:80
+    mode: listener
+metrics:
+  listen: "[::1]:9101"
+"#;
+
+    #[test]
+    fn ipv6_addresses_parse_and_derive_node_ids() {
+        let c = Config::parse(GOOD6).unwrap();
+        assert_eq!(c.services[0].vip, "[2001:2::10]:80".parse().unwrap());
+        assert_eq!(c.services[1].upstream, Some("[::1]:8080".parse().unwrap()));
+        assert_eq!(
+            c.load_targets(),
+            vec![
+                "[2001:2::2]:9199".parse::<SocketAddr>().unwrap(),
+                "[2001:2::3]:9199".parse().unwrap()
+            ]
+        );
+        assert!(c.switches()[0].matches("[2001:2::2]:40000".parse().unwrap()));
+        assert!(!c.switches()[1].matches("[2001:2::3]:40000".parse().unwrap()));
+        let s2 = handoff_proto::node_id("2001:2::2".parse().unwrap());
+        assert_eq!(c.key_bindings(), vec![(1, vec![s2])]);
+        // Unquoted, `[…]` starts a YAML sequence: the error names the field.
+        let bad = GOOD6.replace("\"[2001:2::11]:9199\"", "[2001:2::11]:9199");
+        let e = Config::parse(&bad).unwrap_err().to_string();
+        assert!(e.contains("line 3") && e.contains("quoted"), "{e}");
+    }
+
+    #[test]
+    fn unusable_ipv6_vips_are_refused_naming_the_field() {
+        for (vip, why) in [
+            ("[::ffff:198.18.0.10]:80", "IPv4-mapped"),
+            ("[fe80::10]:80", "link-local"),
+            ("[fe80::10%2]:80", "link-local"),
+            ("[ff02::1]:80", "unicast"),
+            ("[::1]:80", "unicast"),
+            ("[2001:2::10%2]:80", "zone"),
+        ] {
+            let bad = GOOD6.replace("\"[2001:2::10]:8080\"", &format!("\"{vip}\""));
+            let e = Config::parse(&bad).unwrap_err().to_string();
+            assert!(e.starts_with("services[1].vip: "), "{vip}: {e}");
+            assert!(e.contains(why), "{vip}: {e}");
+        }
+    }
+
+    #[test]
+    fn thop_addresses_of_another_family_or_mapped_are_refused() {
+        let bad = GOOD6.replace("\"[2001:2::3]:9199\"", "198.18.0.3");
+        let e = Config::parse(&bad).unwrap_err().to_string();
+        assert!(
+            e.starts_with("thop.switches[1]: ") && e.contains("IPv4") && e.contains("thop.listen"),
+            "{e}"
+        );
+        let bad = GOOD6.replace("2001:2::11]:9199", "::ffff:198.18.0.11]:9199");
+        let e = Config::parse(&bad).unwrap_err().to_string();
+        assert!(
+            e.starts_with("thop.listen: ") && e.contains("IPv4-mapped"),
+            "{e}"
+        );
+        let bad = GOOD6.replace("2001:2::11]:9199", "fe80::11]:9199");
+        let e = Config::parse(&bad).unwrap_err().to_string();
+        assert!(
+            e.starts_with("thop.listen: ") && e.contains("link-local"),
+            "{e}"
+        );
+        let bad = GOOD6.replace("\"2001:2::2\", ", "\"::ffff:198.18.0.2\", ");
+        let e = Config::parse(&bad).unwrap_err().to_string();
+        assert!(e.starts_with("thop.switches[0]: "), "{e}");
+        let bad = GOOD6.replace("metrics:", "load:\n  to: [198.18.0.2:9199]\nmetrics:");
+        let e = Config::parse(&bad).unwrap_err().to_string();
+        assert!(e.starts_with("load.to[0]: "), "{e}");
     }
 
     #[test]

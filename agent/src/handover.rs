@@ -250,10 +250,21 @@ impl Handover {
 
     /// Listeners known for `vip`.
     pub fn servers_for(&self, vip: SocketAddr) -> usize {
+        let rank = self.best_rank(vip);
         self.servers
             .iter()
-            .filter(|s| s.vip == vip && !s.gone)
+            .filter(|s| rank > 0 && serves(s.vip, vip) == rank && !s.gone)
             .count()
+    }
+
+    /// How well the best live listener matches `vip` (see [`serves`]).
+    fn best_rank(&self, vip: SocketAddr) -> u8 {
+        self.servers
+            .iter()
+            .filter(|s| !s.gone)
+            .map(|s| serves(s.vip, vip))
+            .max()
+            .unwrap_or(0)
     }
 
     /// Every known listener.
@@ -293,10 +304,13 @@ impl Handover {
         let count = self.servers.len();
         let mut saw_server = false;
         let mut chosen = None;
+        // Listeners on the VIP itself take precedence over wildcard ones,
+        // as the kernel's lookup of a listening socket does.
+        let rank = self.best_rank(vip);
         for i in 0..count {
             let idx = (self.next + i) % count;
             let s = &self.servers[idx];
-            if s.vip != vip || s.gone {
+            if rank == 0 || serves(s.vip, vip) != rank || s.gone {
                 continue;
             }
             saw_server = true;
@@ -574,6 +588,28 @@ impl Drop for Handover {
     }
 }
 
+/// Whether a server listening on `listener` takes connections to `vip`:
+/// 2 when it listens on that very address and port, 1 when it listens on
+/// the wildcard address of the VIP's family (`0.0.0.0:80` for an IPv4 VIP,
+/// `[::]:80` for an IPv6 one) on that port, 0 otherwise.
+///
+/// A dual-stack `[::]` listener (`IPV6_V6ONLY` off) is not given IPv4
+/// connections: the adopted socket of an IPv4 connection is an `AF_INET`
+/// socket, not the IPv4-mapped `AF_INET6` one such a listener would accept,
+/// and the library's announcement does not say whether a listener is
+/// dual-stack. A server that serves an IPv4 VIP listens on an IPv4 address
+/// (nginx: `listen 80;` beside `listen [::]:80;`).
+pub fn serves(listener: SocketAddr, vip: SocketAddr) -> u8 {
+    if listener.port() != vip.port() {
+        return 0;
+    }
+    if listener.ip() == vip.ip() {
+        return 2;
+    }
+    let wildcard = listener.ip().is_unspecified() && listener.is_ipv4() == vip.is_ipv4();
+    u8::from(wildcard)
+}
+
 /// How many datagrams a unix socket of this network namespace queues
 /// (`net.unix.max_dgram_qlen`, read when the agent starts).
 fn dgram_qlen() -> u32 {
@@ -648,6 +684,53 @@ pub fn silence_remote(pid: u32, fd: i32, cookie: Option<u64>) -> io::Result<()> 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn listeners_serve_their_address_or_their_family_s_wildcard() {
+        let a = |s: &str| s.parse::<SocketAddr>().unwrap();
+        let (v4, v6) = (a("198.18.0.10:80"), a("[2001:2::10]:80"));
+        assert_eq!(serves(v4, v4), 2);
+        assert_eq!(serves(v6, v6), 2);
+        assert_eq!(serves(a("0.0.0.0:80"), v4), 1);
+        assert_eq!(serves(a("[::]:80"), v6), 1);
+        // Another family, port or address: no.
+        assert_eq!(serves(a("[::]:80"), v4), 0);
+        assert_eq!(serves(a("0.0.0.0:80"), v6), 0);
+        assert_eq!(serves(a("[::]:81"), v6), 0);
+        assert_eq!(serves(a("[2001:2::11]:80"), v6), 0);
+        assert_eq!(serves(a("[::ffff:198.18.0.10]:80"), v4), 0);
+    }
+
+    /// A wildcard listener gets the VIP's connections only while no server
+    /// listens on the VIP itself.
+    #[test]
+    fn an_exact_listener_is_preferred_over_a_wildcard_one() {
+        let dir = std::env::temp_dir().join(format!("ho-rank-{}", std::process::id()));
+        let mut h = Handover::bind(&dir.join("h.sock"), None, Duration::from_secs(1), 8).unwrap();
+        let vip: SocketAddr = "[2001:2::10]:80".parse().unwrap();
+        let server = |name: &str, vip: &str| Server {
+            name: name.as_bytes().to_vec(),
+            vip: vip.parse().unwrap(),
+            pid: 1,
+            in_flight: 0,
+            waiting: VecDeque::new(),
+            gone: false,
+        };
+        h.servers.push(server("baton-handover/1.3.0", "[::]:80"));
+        h.servers.push(server("baton-handover/1.4.1", "0.0.0.0:80"));
+        assert_eq!(h.servers_for(vip), 1);
+        assert_eq!(h.best_rank(vip), 1);
+        h.servers
+            .push(server("baton-handover/1.5.2", "[2001:2::10]:80"));
+        assert_eq!(h.servers_for(vip), 1);
+        assert_eq!(h.best_rank(vip), 2);
+        h.servers[2].gone = true;
+        assert_eq!(h.best_rank(vip), 1);
+        assert_eq!(h.servers_for("198.18.0.10:80".parse().unwrap()), 1);
+        assert_eq!(h.servers_for("198.18.0.10:443".parse().unwrap()), 0);
+        drop(h);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 
     #[test]
     fn finds_listener_names_in_proc_net_unix() {

@@ -119,7 +119,7 @@ fn run(path: PathBuf) -> ExitCode {
         tracing::error!(error = %e, "start-up check failed");
         return ExitCode::from(2);
     }
-    for w in agent::checks::warnings() {
+    for w in agent::checks::warnings(&cfg) {
         tracing::warn!("{w}");
     }
     if let Some(i) = cfg.services.iter().position(|s| s.mode == Mode::Listener) {

@@ -27,7 +27,7 @@
 
 use std::io;
 use std::mem::size_of;
-use std::net::{SocketAddr, TcpStream};
+use std::net::{IpAddr, SocketAddr, TcpStream};
 
 pub use handoff_proto::TcpState;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
@@ -209,6 +209,20 @@ pub fn validate(st: &TcpState) -> Result<(), AdoptError> {
         return Err(AdoptError::InvalidState(
             "client address not a remote unicast address",
         ));
+    }
+    if let (IpAddr::V6(client), IpAddr::V6(vip)) = (ip, st.vip().ip()) {
+        // An AF_INET6 socket connected to a mapped address is an IPv4
+        // connection: the switch sends those as IPv4 state blocks.
+        if client.to_ipv4_mapped().is_some() || vip.to_ipv4_mapped().is_some() {
+            return Err(AdoptError::InvalidState(
+                "IPv4-mapped address in an IPv6 state block",
+            ));
+        }
+        // A link-local address needs a zone, which THOP does not carry.
+        let link_local = |a: &std::net::Ipv6Addr| a.segments()[0] & 0xffc0 == 0xfe80;
+        if link_local(&client) || link_local(&vip) {
+            return Err(AdoptError::InvalidState("link-local address"));
+        }
     }
     if st.max_window_ok().is_none() {
         return Err(AdoptError::InvalidState(
@@ -425,5 +439,28 @@ mod tests {
         s.window_scale = None;
         s.client_window = 1 << 20;
         assert!(validate(&s).is_err(), "a scaled window without scaling");
+    }
+
+    #[test]
+    fn ipv6_states_validate_except_mapped_and_link_local_addresses() {
+        let v6 = |client: &str, vip: &str| {
+            let mut s = state();
+            s.endpoints = Endpoints::new(client.parse().unwrap(), vip.parse().unwrap()).unwrap();
+            validate(&s)
+        };
+        assert!(v6("[2001:2::101]:40000", "[2001:2::10]:80").is_ok());
+        for (client, vip) in [
+            ("[::ffff:198.18.0.101]:40000", "[2001:2::10]:80"),
+            ("[2001:2::101]:40000", "[::ffff:198.18.0.10]:80"),
+            ("[fe80::1]:40000", "[2001:2::10]:80"),
+            ("[2001:2::101]:40000", "[fe80::10]:80"),
+            ("[::1]:40000", "[2001:2::10]:80"),
+            ("[ff02::1]:40000", "[2001:2::10]:80"),
+        ] {
+            assert!(
+                matches!(v6(client, vip), Err(AdoptError::InvalidState(_))),
+                "{client} → {vip}"
+            );
+        }
     }
 }

@@ -141,19 +141,106 @@ const NLMSG_ERROR: u16 = 2;
 /// `inet_diag_req_v2`: family, protocol, ext, pad (1 byte each), states (4),
 /// then the socket id (48).
 const REQ_LEN: usize = 4 + 4 + 48;
+/// `TCP_LISTEN` in `inet_diag_msg.idiag_state`.
+const TCP_LISTEN: u8 = 10;
+/// `INET_DIAG_NOCOOKIE`.
+const NO_COOKIE: [u8; 8] = [0xff; 8];
 
 /// Ends the TCP socket of this network namespace whose local end is `local`
 /// and whose peer is `remote`, whatever its state (`SOCK_DESTROY`, the
 /// kernel's `ss -K`; needs `CONFIG_INET_DIAG_DESTROY` and `CAP_NET_ADMIN`).
 /// A TIME_WAIT entry is simply removed; a full socket is aborted, which
-/// sends a reset carrying its own, old sequence numbers.
+/// sends a reset carrying its own, old sequence numbers. IPv4 and IPv6
+/// (`AF_INET6` requests, the addresses in all 16 bytes) alike.
 ///
-/// Returns false when no such socket exists (`ENOENT`). The agent uses it
-/// for a 4-tuple it must adopt: the switch completed a new handshake with
-/// the client on that 4-tuple, so any socket still holding it here belongs
-/// to a connection the client has finished with (one whose last segments
-/// were lost, typically), exactly what a SYN to a TIME_WAIT socket retires.
+/// The kernel finds the socket the way it finds the one an arriving segment
+/// belongs to, so with no connection on the 4-tuple it would find a
+/// listener on `local` and end that. The socket is therefore looked up
+/// first (`SOCK_DIAG_BY_FAMILY`): a listener is left alone, and the
+/// destroy names the socket found by its cookie, so it cannot hit another
+/// one that took the 4-tuple in between.
+///
+/// Returns false when no such connection exists. The agent uses it for a
+/// 4-tuple it must adopt: the switch completed a new handshake with the
+/// client on that 4-tuple, so any socket still holding it here belongs to a
+/// connection the client has finished with (one whose last segments were
+/// lost, typically), exactly what a SYN to a TIME_WAIT socket retires.
 pub fn destroy(local: std::net::SocketAddr, remote: std::net::SocketAddr) -> io::Result<bool> {
+    let Some(found) = lookup(local, remote)? else {
+        return Ok(false);
+    };
+    if found.state == TCP_LISTEN {
+        return Ok(false);
+    }
+    let reply = request(SOCK_DESTROY, NLM_F_ACK, local, remote, found.cookie)?;
+    match ack_errno(&reply)? {
+        0 => Ok(true),
+        // Gone, or the 4-tuple now belongs to another socket: nothing ended.
+        libc::ENOENT | libc::ESTALE => Ok(false),
+        e => Err(io::Error::from_raw_os_error(e)),
+    }
+}
+
+/// What `SOCK_DIAG_BY_FAMILY` says about one socket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Found {
+    /// `idiag_state` (TCP_ESTABLISHED 1 … TCP_LISTEN 10, TCP_TIME_WAIT 6).
+    pub state: u8,
+    /// The socket's cookie, as the kernel's `idiag_cookie` bytes.
+    pub cookie: [u8; 8],
+}
+
+/// Looks up the TCP socket the kernel would deliver a segment from `remote`
+/// to `local` to: the connection of that 4-tuple (TIME_WAIT included), else
+/// a listener on `local`; `None` when neither exists.
+pub fn lookup(
+    local: std::net::SocketAddr,
+    remote: std::net::SocketAddr,
+) -> io::Result<Option<Found>> {
+    let reply = request(SOCK_DIAG_BY_FAMILY, 0, local, remote, NO_COOKIE)?;
+    if reply.len() >= NLMSG_HDRLEN + 4 && u16::from_ne_bytes([reply[4], reply[5]]) == NLMSG_ERROR {
+        return match ack_errno(&reply)? {
+            libc::ENOENT => Ok(None),
+            e => Err(io::Error::from_raw_os_error(e)),
+        };
+    }
+    let body = reply.get(NLMSG_HDRLEN..).unwrap_or_default();
+    if u16::from_ne_bytes([reply[4], reply[5]]) != SOCK_DIAG_BY_FAMILY
+        || body.len() < COOKIE_OFFSET + 8
+    {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "SOCK_DIAG_BY_FAMILY: unexpected answer",
+        ));
+    }
+    let mut cookie = [0u8; 8];
+    cookie.copy_from_slice(&body[COOKIE_OFFSET..COOKIE_OFFSET + 8]);
+    Ok(Some(Found {
+        state: body[1],
+        cookie,
+    }))
+}
+
+/// The errno of a netlink acknowledgment (0: success).
+fn ack_errno(d: &[u8]) -> io::Result<i32> {
+    if d.len() < NLMSG_HDRLEN + 4 || u16::from_ne_bytes([d[4], d[5]]) != NLMSG_ERROR {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "sock_diag: no netlink acknowledgment",
+        ));
+    }
+    Ok(-i32::from_ne_bytes([d[16], d[17], d[18], d[19]]))
+}
+
+/// Sends one `inet_diag_req_v2` about the TCP 4-tuple (`local` is the
+/// socket's own end) and returns the kernel's first answer.
+fn request(
+    ty: u16,
+    flags: u16,
+    local: std::net::SocketAddr,
+    remote: std::net::SocketAddr,
+    cookie: [u8; 8],
+) -> io::Result<Vec<u8>> {
     use std::net::SocketAddr;
     let family = match (local, remote) {
         (SocketAddr::V4(_), SocketAddr::V4(_)) => libc::AF_INET,
@@ -172,8 +259,8 @@ pub fn destroy(local: std::net::SocketAddr, remote: std::net::SocketAddr) -> io:
     };
     let mut m = [0u8; NLMSG_HDRLEN + REQ_LEN];
     m[0..4].copy_from_slice(&((NLMSG_HDRLEN + REQ_LEN) as u32).to_ne_bytes());
-    m[4..6].copy_from_slice(&SOCK_DESTROY.to_ne_bytes());
-    m[6..8].copy_from_slice(&(NLM_F_REQUEST | NLM_F_ACK).to_ne_bytes());
+    m[4..6].copy_from_slice(&ty.to_ne_bytes());
+    m[6..8].copy_from_slice(&(NLM_F_REQUEST | flags).to_ne_bytes());
     m[8..12].copy_from_slice(&1u32.to_ne_bytes());
     let r = &mut m[NLMSG_HDRLEN..];
     r[0] = family as u8;
@@ -185,8 +272,8 @@ pub fn destroy(local: std::net::SocketAddr, remote: std::net::SocketAddr) -> io:
     id[2..4].copy_from_slice(&remote.port().to_be_bytes());
     id[4..20].copy_from_slice(&addr(&local));
     id[20..36].copy_from_slice(&addr(&remote));
-    // Interface 0 (any); cookie INET_DIAG_NOCOOKIE (all ones).
-    id[40..48].copy_from_slice(&[0xff; 8]);
+    // Interface 0 (any).
+    id[40..48].copy_from_slice(&cookie);
 
     // SAFETY: socket(2); checked and owned at once.
     let fd = unsafe {
@@ -207,25 +294,13 @@ pub fn destroy(local: std::net::SocketAddr, remote: std::net::SocketAddr) -> io:
     if n < 0 {
         return Err(io::Error::last_os_error());
     }
-    let mut buf = [0u8; 256];
+    let mut buf = [0u8; 1024];
     // SAFETY: recv into a live buffer of its length.
     let n = unsafe { libc::recv(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
     if n < 0 {
         return Err(io::Error::last_os_error());
     }
-    let d = &buf[..n as usize];
-    if d.len() < NLMSG_HDRLEN + 4 || u16::from_ne_bytes([d[4], d[5]]) != NLMSG_ERROR {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidData,
-            "SOCK_DESTROY: no netlink acknowledgment",
-        ));
-    }
-    let err = i32::from_ne_bytes([d[16], d[17], d[18], d[19]]);
-    match -err {
-        0 => Ok(true),
-        libc::ENOENT => Ok(false),
-        e => Err(io::Error::from_raw_os_error(e)),
-    }
+    Ok(buf[..n as usize].to_vec())
 }
 
 /// Appends the cookies of the SOCK_DIAG_BY_FAMILY messages in one datagram.
@@ -298,8 +373,60 @@ mod tests {
     /// (needs CAP_NET_ADMIN; the suite runs as root).
     #[test]
     fn a_closed_socket_is_reported_by_its_cookie() {
+        closed_socket_reported("127.0.0.1:0");
+    }
+
+    /// The same for an IPv6 socket (group SKNLGRP_INET6_TCP_DESTROY).
+    #[test]
+    fn a_closed_ipv6_socket_is_reported_by_its_cookie() {
+        closed_socket_reported("[::1]:0");
+    }
+
+    /// SOCK_DESTROY ends the IPv6 socket holding a 4-tuple, and reports a
+    /// 4-tuple nobody holds as absent.
+    #[test]
+    fn destroy_ends_an_ipv6_socket_by_its_4_tuple() {
+        use std::io::Read;
+        let l = std::net::TcpListener::bind("[::1]:0").expect("IPv6 loopback");
+        let _c = std::net::TcpStream::connect(l.local_addr().unwrap()).unwrap();
+        let (mut a, _) = l.accept().unwrap();
+        let (local, peer) = (a.local_addr().unwrap(), a.peer_addr().unwrap());
+        assert!(local.is_ipv6() && peer.is_ipv6());
+        assert!(destroy(local, peer).expect("SOCK_DESTROY (needs CAP_NET_ADMIN)"));
+        let mut b = [0u8; 1];
+        let e = a.read(&mut b).expect_err("the destroyed socket fails");
+        assert_eq!(e.raw_os_error(), Some(libc::ECONNABORTED), "{e}");
+        drop(a);
+        let v4: std::net::SocketAddr = "127.0.0.1:1".parse().unwrap();
+        assert!(destroy(local, v4).is_err(), "families differ");
+    }
+
+    /// A 4-tuple nobody holds on a port with a listener: the kernel's
+    /// lookup finds the listener, which must survive.
+    #[test]
+    fn destroy_leaves_a_listener_alone() {
+        for bind in ["127.0.0.1:0", "[::1]:0"] {
+            let l = std::net::TcpListener::bind(bind).unwrap();
+            let local = l.local_addr().unwrap();
+            let remote = std::net::SocketAddr::new(local.ip(), 9);
+            let found = lookup(local, remote).unwrap().expect("the listener");
+            assert_eq!(found.state, TCP_LISTEN);
+            assert!(!destroy(local, remote).unwrap(), "{bind}");
+            let c = std::net::TcpStream::connect(local).expect("still listening");
+            let (a, _) = l.accept().unwrap();
+            // With the connection there, it is what is found and ended.
+            let (al, ap) = (a.local_addr().unwrap(), a.peer_addr().unwrap());
+            assert_eq!(lookup(al, ap).unwrap().map(|f| f.state), Some(1));
+            assert!(destroy(al, ap).unwrap());
+            drop(l);
+            assert_eq!(lookup(al, ap).unwrap(), None, "{bind}");
+            drop((a, c));
+        }
+    }
+
+    fn closed_socket_reported(bind: &str) {
         let mut w = DestroyWatch::open().expect("sock_diag subscription (needs CAP_NET_ADMIN)");
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let l = std::net::TcpListener::bind(bind).unwrap();
         let c = std::net::TcpStream::connect(l.local_addr().unwrap()).unwrap();
         let (a, _) = l.accept().unwrap();
         let cookie = crate::handover::socket_cookie(a.as_raw_fd()).unwrap();

@@ -263,7 +263,7 @@ fn forged_create_is_rejected_and_counted() {
     // The switch still owns the connection: a genuine CREATE serves it.
     w.thop.create(14, &st, &req);
     assert!(matches!(w.thop.wait_ack(14), Rx::Ack { .. }));
-    w.bed.forward_flow(st.client().port());
+    w.bed.forward_flow(st.client());
     let mut s = w.up.accept();
     read_request(&mut s);
     respond(&mut s, b"genuine");
@@ -356,7 +356,7 @@ fn upstream_down_is_nacked_silently_then_redispatch_works() {
     let up = Upstream::start(&bed);
     thop.create(18, &st, &req);
     assert!(matches!(thop.wait_ack(18), Rx::Ack { .. }));
-    bed.forward_flow(st.client().port());
+    bed.forward_flow(st.client());
     let mut s = up.accept();
     assert_eq!(read_request(&mut s), req);
     respond(&mut s, b"second try");

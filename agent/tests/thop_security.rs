@@ -61,7 +61,7 @@ fn create_replayed_after_an_agent_restart_is_refused() {
         "{}",
         agent.log()
     );
-    bed.forward_flow(st.client().port());
+    bed.forward_flow(st.client());
     let mut s = up.accept();
     assert_eq!(read_request(&mut s), req);
     respond(&mut s, b"ordered once");
@@ -173,7 +173,7 @@ fn abort_signed_with_another_switchs_key_is_refused() {
         "{}",
         agent.log()
     );
-    bed.forward_flow(st.client().port());
+    bed.forward_flow(st.client());
     let mut s = up.accept();
     read_request(&mut s);
 
@@ -231,7 +231,7 @@ fn bad_tag_flood_neither_delays_a_handoff_nor_floods_the_log() {
         took < Duration::from_secs(3),
         "handoff took {took:?} under the flood"
     );
-    bed.forward_flow(st.client().port());
+    bed.forward_flow(st.client());
     let mut s = up.accept();
     read_request(&mut s);
     respond(&mut s, b"served");

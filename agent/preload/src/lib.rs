@@ -448,9 +448,44 @@ fn convert(cfg: &Config, fd: c_int, known: Option<SocketAddr>) -> Option<bool> {
     install(cfg, fd, addr)
 }
 
+/// Whether `fd` is an IPv6 socket that would also accept IPv4 connections
+/// (`IPV6_V6ONLY` off, the kernel's default unless `net.ipv6.bindv6only`).
+fn dual_stack(fd: c_int) -> bool {
+    let mut v: c_int = 1;
+    let mut len = size_of::<c_int>() as socklen_t;
+    // SAFETY: reads an int option into a live int, through libc.
+    let rc = unsafe {
+        call_real!(REAL_GETSOCKOPT as GetOptFn)(
+            fd,
+            libc::IPPROTO_IPV6,
+            libc::IPV6_V6ONLY,
+            (&mut v as *mut c_int).cast(),
+            &mut len,
+        )
+    };
+    rc == 0 && v == 0
+}
+
 /// Puts the datagram socket in place of `fd` (same number and flags) and
 /// announces it; `addr` is the TCP address it stands for.
+///
+/// IPv6 listeners are converted like IPv4 ones: on the VIP
+/// (`[2001:2::10]:80`) or on the wildcard (`[::]:80`, which the agent gives
+/// the IPv6 VIPs' connections of that port). A dual-stack wildcard listener
+/// is converted too but still gets IPv6 connections only (the agent hands
+/// an IPv4 connection over as an `AF_INET` socket, to an IPv4 listener):
+/// the server is told so once.
 fn install(cfg: &Config, fd: c_int, addr: SocketAddr) -> Option<bool> {
+    if matches!(addr, SocketAddr::V6(a) if a.ip().is_unspecified()) && dual_stack(fd) {
+        warn(&format!(
+            "{addr} is dual-stack (IPV6_V6ONLY off): connections to IPv4 VIPs are not handed \
+             to it, only IPv6 ones; listen on the IPv4 VIP or 0.0.0.0:{} as well (nginx: \
+             `listen {};` beside `listen [::]:{} ipv6only=on;`)",
+            addr.port(),
+            addr.port(),
+            addr.port()
+        ));
+    }
     // SAFETY: plain fcntl/socket/bind/dup3 calls on descriptors we own or
     // were given; every failure is checked.
     unsafe {

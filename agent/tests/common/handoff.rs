@@ -33,7 +33,7 @@ pub fn handoff_frames(
     thop.create_with(conn_id, &st, &req, max_frame, &key);
     let rx = thop.wait_ack(conn_id);
     if matches!(rx, Rx::Ack { .. }) {
-        bed.forward_flow(st.client().port());
+        bed.forward_flow(st.client());
     }
     (rx, st, req)
 }

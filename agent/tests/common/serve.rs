@@ -1,7 +1,7 @@
 //! Client-side helpers: unmodified curl / Python http.client in the client
 //! namespace, and the switch's accept-read-freeze step.
 
-use super::bed::{Bed, VIP};
+use super::bed::{Bed, VIP, VIP6};
 use super::freeze::freeze;
 use handoff_proto::TcpState;
 use std::io::Read;
@@ -19,7 +19,17 @@ pub fn body(len: usize) -> Vec<u8> {
 
 /// Starts curl in the client namespace; its stdout is the body.
 pub fn curl(bed: &Bed, path: &str, extra: &[&str]) -> Child {
-    let url = format!("http://{VIP}{path}");
+    curl_to(bed, VIP, path, extra)
+}
+
+/// Starts curl to the IPv6 VIP.
+pub fn curl6(bed: &Bed, path: &str, extra: &[&str]) -> Child {
+    curl_to(bed, &format!("[{VIP6}]"), path, extra)
+}
+
+/// Starts curl to `host` (an IPv4 address or a bracketed IPv6 one).
+pub fn curl_to(bed: &Bed, host: &str, path: &str, extra: &[&str]) -> Child {
+    let url = format!("http://{host}{path}");
     let mut args = vec![
         "netns",
         "exec",
@@ -45,12 +55,22 @@ pub fn curl(bed: &Bed, path: &str, extra: &[&str]) -> Child {
 /// With `rcvbuf`, the socket's receive buffer is fixed before connecting,
 /// which bounds the window scale Linux announces (small buffer → shift 0).
 pub fn python_get(bed: &Bed, path: &str, rcvbuf: Option<u32>) -> Child {
+    python_get_to(bed, VIP, path, rcvbuf)
+}
+
+/// [`python_get`] to `vip` (either family, unbracketed).
+pub fn python_get_to(bed: &Bed, vip: &str, path: &str, rcvbuf: Option<u32>) -> Child {
+    let fam = if vip.contains(':') {
+        "socket.AF_INET6"
+    } else {
+        "socket.AF_INET"
+    };
     let sock = match rcvbuf {
-        Some(n) => format!("s=socket.socket()\ns.setsockopt(socket.SOL_SOCKET,socket.SO_RCVBUF,{n})\ns.settimeout(20)\ns.connect(('{VIP}',80))\nc.sock=s\n"),
+        Some(n) => format!("s=socket.socket({fam})\ns.setsockopt(socket.SOL_SOCKET,socket.SO_RCVBUF,{n})\ns.settimeout(20)\ns.connect(('{vip}',80))\nc.sock=s\n"),
         None => String::new(),
     };
     let script = format!(
-        "import http.client,sys,socket\nc=http.client.HTTPConnection('{VIP}',80,timeout=20)\n{sock}c.request('GET','{path}')\nr=c.getresponse()\nsys.stdout.buffer.write(r.read())\nsys.exit(0 if r.status==200 else 3)\n"
+        "import http.client,sys,socket\nc=http.client.HTTPConnection('{vip}',80,timeout=20)\n{sock}c.request('GET','{path}')\nr=c.getresponse()\nsys.stdout.buffer.write(r.read())\nsys.exit(0 if r.status==200 else 3)\n"
     );
     Command::new("ip")
         .args(["netns", "exec", &bed.client, "python3", "-c", &script])
@@ -73,8 +93,13 @@ pub fn finish(child: Child) -> Vec<u8> {
 
 /// Binds the switch's listener on VIP:80 inside the switch namespace.
 pub fn switch_listener(bed: &Bed, rcvbuf: Option<u32>) -> TcpListener {
-    let l = bed.in_ns(&bed.switch, || {
-        TcpListener::bind((VIP, 80)).expect("bind VIP:80 in switch ns")
+    switch_listener_on(bed, VIP, rcvbuf)
+}
+
+/// The switch's listener on `vip`:80 (either family).
+pub fn switch_listener_on(bed: &Bed, vip: &'static str, rcvbuf: Option<u32>) -> TcpListener {
+    let l = bed.in_ns(&bed.switch, move || {
+        TcpListener::bind((vip, 80)).expect("bind VIP:80 in switch ns")
     });
     if let Some(n) = rcvbuf {
         let v = n as libc::c_int;
@@ -126,7 +151,7 @@ pub fn accept_and_freeze(bed: &Bed, l: &TcpListener, extra_body: usize) -> (TcpS
     // Hold the flow first (no more packets reach this socket), then take
     // whatever else already arrived: all of it is part of the request the
     // switch acknowledged.
-    bed.hold_flow(s.peer_addr().unwrap().port());
+    bed.hold_flow(s.peer_addr().unwrap());
     s.set_nonblocking(true).unwrap();
     while let Ok(n) = (&s).read(&mut buf) {
         if n == 0 {
