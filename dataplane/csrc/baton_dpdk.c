@@ -110,6 +110,11 @@ int baton_port_setup(uint16_t port, const struct baton_port_conf *conf,
 		if (rc != 0 && rc != -ENOTSUP)
 			return rc;
 	}
+	/* IPv6 neighbour solicitations arrive at multicast groups. */
+	*stage = "rte_eth_allmulticast_enable";
+	rc = rte_eth_allmulticast_enable(port);
+	if (rc != 0 && rc != -ENOTSUP)
+		return rc;
 	*stage = "";
 	return 0;
 }

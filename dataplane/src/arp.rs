@@ -1,4 +1,6 @@
-//! The switch's ARP cache for backend data addresses, shared by all workers.
+//! The switch's neighbour cache for backend data addresses, shared by all
+//! workers: ARP fills it for IPv4, neighbour discovery ([`crate::nd`]) for
+//! IPv6 (an IPv4 address is kept IPv4-mapped, so one slot layout serves both).
 //!
 //! ARP replies reach whichever worker the NIC picks, while the MAC is needed
 //! by the worker that hands a connection off; so the cache is one fixed array
@@ -16,7 +18,7 @@
 //! counted, so a host on the segment cannot silently retarget a backend.
 //! ARP carrying the MAC already known only confirms it.
 
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 use crate::wire::Mac;
@@ -48,7 +50,9 @@ pub enum Learned {
 #[derive(Default)]
 struct Slot {
     seq: AtomicU32,
-    ip: AtomicU32,
+    /// The address, IPv4-mapped for IPv4: high and low 64 bits.
+    ip_hi: AtomicU64,
+    ip_lo: AtomicU64,
     /// MAC in the low 48 bits, flags above.
     mac: AtomicU64,
     /// Last confirmation (ms on the workers' clock).
@@ -94,8 +98,26 @@ fn unpack(v: u64) -> Mac {
     [b[2], b[3], b[4], b[5], b[6], b[7]]
 }
 
-fn home(ip: u32) -> usize {
-    (ip.wrapping_mul(0x9e37_79b1) >> 16) as usize % SLOTS
+fn key(ip: IpAddr) -> u128 {
+    match ip {
+        IpAddr::V4(a) => u128::from(a.to_ipv6_mapped()),
+        IpAddr::V6(a) => u128::from(a),
+    }
+}
+
+fn home(ip: u128) -> usize {
+    let x = (ip as u64) ^ ((ip >> 64) as u64).rotate_left(17);
+    (x.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 40) as usize % SLOTS
+}
+
+fn slot_ip(s: &Slot) -> u128 {
+    (u128::from(s.ip_hi.load(Ordering::Relaxed)) << 64)
+        | u128::from(s.ip_lo.load(Ordering::Relaxed))
+}
+
+fn set_slot_ip(s: &Slot, ip: u128) {
+    s.ip_hi.store((ip >> 64) as u64, Ordering::Relaxed);
+    s.ip_lo.store(ip as u64, Ordering::Relaxed);
 }
 
 impl ArpCache {
@@ -106,7 +128,7 @@ impl ArpCache {
         }
     }
 
-    fn read(&self, s: &Slot) -> (u32, u64, u64, u64) {
+    fn read(&self, s: &Slot) -> (u128, u64, u64, u64) {
         loop {
             let a = s.seq.load(Ordering::Acquire);
             if a & 1 == 1 {
@@ -114,7 +136,7 @@ impl ArpCache {
                 continue;
             }
             let v = (
-                s.ip.load(Ordering::Relaxed),
+                slot_ip(s),
                 s.mac.load(Ordering::Relaxed),
                 s.updated.load(Ordering::Relaxed),
                 s.requested.load(Ordering::Relaxed),
@@ -142,7 +164,7 @@ impl ArpCache {
         }
     }
 
-    fn find(&self, ip: u32) -> Option<&Slot> {
+    fn find(&self, ip: u128) -> Option<&Slot> {
         let h = home(ip);
         (0..PROBE).map(|k| &self.slots[(h + k) % SLOTS]).find(|s| {
             let (sip, flags, _, _) = self.read(s);
@@ -150,7 +172,7 @@ impl ArpCache {
         })
     }
 
-    fn find_or_claim(&self, ip: u32) -> Option<&Slot> {
+    fn find_or_claim(&self, ip: u128) -> Option<&Slot> {
         if let Some(s) = self.find(ip) {
             return Some(s);
         }
@@ -162,21 +184,21 @@ impl ArpCache {
     }
 
     /// Records a static MAC (never expires, never overwritten by ARP).
-    pub fn set_static(&self, ip: Ipv4Addr, mac: Mac) -> bool {
-        let ip = u32::from(ip);
+    pub fn set_static(&self, ip: IpAddr, mac: Mac) -> bool {
+        let ip = key(ip);
         let Some(s) = self.find_or_claim(ip) else {
             return false;
         };
         self.write(s, |s| {
-            s.ip.store(ip, Ordering::Relaxed);
+            set_slot_ip(s, ip);
             s.mac.store(pack(mac) | VALID | STATIC, Ordering::Relaxed);
         });
         true
     }
 
     /// What is known about `ip` at `now_ms`.
-    pub fn lookup(&self, ip: Ipv4Addr, now_ms: u64, refresh_ms: u64, timeout_ms: u64) -> Lookup {
-        let Some(s) = self.find(u32::from(ip)) else {
+    pub fn lookup(&self, ip: IpAddr, now_ms: u64, refresh_ms: u64, timeout_ms: u64) -> Lookup {
+        let Some(s) = self.find(key(ip)) else {
             return Lookup::Missing;
         };
         let (_, v, updated, _) = self.read(s);
@@ -195,16 +217,16 @@ impl ArpCache {
 
     /// Notes that the switch wants `ip`; true when a request should go out
     /// now (at most one per `retry_ms` per address across all workers).
-    pub fn want(&self, ip: Ipv4Addr, now_ms: u64, retry_ms: u64) -> bool {
-        let ip = u32::from(ip);
+    pub fn want(&self, ip: IpAddr, now_ms: u64, retry_ms: u64) -> bool {
+        let ip = key(ip);
         let Some(s) = self.find_or_claim(ip) else {
             return false;
         };
         let mut send = false;
         self.write(s, |s| {
             let v = s.mac.load(Ordering::Relaxed);
-            if s.ip.load(Ordering::Relaxed) != ip || v & (VALID | PENDING) == 0 {
-                s.ip.store(ip, Ordering::Relaxed);
+            if slot_ip(s) != ip || v & (VALID | PENDING) == 0 {
+                set_slot_ip(s, ip);
                 s.mac.store(PENDING, Ordering::Relaxed);
                 s.requested.store(now_ms, Ordering::Relaxed);
                 send = true;
@@ -225,15 +247,15 @@ impl ArpCache {
     /// Learns `ip → mac` from an ARP packet. `reply_to_us`: the packet is an
     /// ARP reply addressed to the switch's data address (only such a reply,
     /// to a request still outstanding, may set or change a MAC).
-    pub fn learn(&self, ip: Ipv4Addr, mac: Mac, now_ms: u64, reply_to_us: bool) -> Learned {
-        let ip = u32::from(ip);
+    pub fn learn(&self, ip: IpAddr, mac: Mac, now_ms: u64, reply_to_us: bool) -> Learned {
+        let ip = key(ip);
         let Some(s) = self.find(ip) else {
             return Learned::Ignored;
         };
         let mut out = Learned::Ignored;
         self.write(s, |s| {
             let v = s.mac.load(Ordering::Relaxed);
-            if s.ip.load(Ordering::Relaxed) != ip || v & STATIC != 0 {
+            if slot_ip(s) != ip || v & STATIC != 0 {
                 return;
             }
             let known = v & VALID != 0;
@@ -268,7 +290,7 @@ mod tests {
     #[test]
     fn learns_only_what_it_asked_for_and_ages() {
         let c = ArpCache::new();
-        let ip = Ipv4Addr::new(198, 18, 0, 11);
+        let ip = IpAddr::from([198, 18, 0, 11]);
         let mac = [2, 0, 0, 0, 0, 11];
         assert_eq!(c.learn(ip, mac, 0, true), Learned::Ignored, "unsolicited");
         assert_eq!(c.lookup(ip, 0, 1000, 5000), Lookup::Missing);
@@ -279,16 +301,33 @@ mod tests {
         assert_eq!(c.lookup(ip, 100, 1000, 5000), Lookup::Fresh(mac));
         assert_eq!(c.lookup(ip, 2000, 1000, 5000), Lookup::Stale(mac));
         assert_eq!(c.lookup(ip, 9000, 1000, 5000), Lookup::Missing);
-        let s = Ipv4Addr::new(198, 18, 0, 12);
+        let s = IpAddr::from([198, 18, 0, 12]);
         assert!(c.set_static(s, [9; 6]));
         assert_eq!(c.learn(s, [1; 6], 10, true), Learned::Ignored);
         assert_eq!(c.lookup(s, 1 << 40, 1, 1), Lookup::Fresh([9; 6]));
     }
 
     #[test]
+    fn ipv6_and_ipv4_addresses_share_the_cache_without_meeting() {
+        let c = ArpCache::new();
+        let v4 = IpAddr::from([198, 18, 0, 11]);
+        let v6: IpAddr = "2001:2::11".parse().unwrap();
+        let mapped: IpAddr = "::ffff:198.18.0.11".parse().unwrap();
+        assert!(c.want(v6, 0, 100));
+        assert_eq!(c.learn(v6, [6; 6], 1, true), Learned::Resolved);
+        assert_eq!(c.lookup(v4, 2, 1000, 5000), Lookup::Missing);
+        assert!(c.want(v4, 0, 100));
+        assert_eq!(c.learn(v4, [4; 6], 1, true), Learned::Resolved);
+        assert_eq!(c.lookup(v6, 2, 1000, 5000), Lookup::Fresh([6; 6]));
+        assert_eq!(c.lookup(v4, 2, 1000, 5000), Lookup::Fresh([4; 6]));
+        // The mapped form is the IPv4 address's key: the same entry.
+        assert_eq!(c.lookup(mapped, 2, 1000, 5000), Lookup::Fresh([4; 6]));
+    }
+
+    #[test]
     fn a_known_mac_changes_only_on_a_reply_to_an_outstanding_request() {
         let c = ArpCache::new();
-        let ip = Ipv4Addr::new(198, 18, 0, 11);
+        let ip = IpAddr::from([198, 18, 0, 11]);
         let (real, evil, new) = (
             [2, 0, 0, 0, 0, 11],
             [2, 0xee, 0, 0, 0, 1],

@@ -5,7 +5,7 @@
 //! here, with a default an operator would accept for a first deployment.
 
 pub use crate::entropy::random_secret;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::Duration;
 
 /// One load-balanced service: the switch's LISTEN state for `vip:port`.
@@ -153,8 +153,14 @@ pub struct WorkerConfig {
     pub services: Vec<Service>,
     /// The switch's data MAC (source of every frame it sends).
     pub mac: [u8; 6],
-    /// The switch's data address (THOP source, answers ARP and ping).
+    /// The switch's data address (THOP source towards agents of its family,
+    /// answered in ARP or neighbour discovery, and to ping).
     pub ip: IpAddr,
+    /// The switch's IPv6 data address when `ip` is IPv4 (a dual-stack data
+    /// port): answered in neighbour discovery and to ping, the source of
+    /// THOP towards agents with IPv6 addresses. `None` with an IPv4 `ip`:
+    /// IPv6 uses only the link-local address derived from `mac`.
+    pub ip6: Option<Ipv6Addr>,
     pub thop: ThopConfig,
     pub tcp: TcpOptionsConfig,
 
@@ -263,6 +269,7 @@ impl Default for WorkerConfig {
             }],
             mac: [0x02, 0xba, 0x70, 0x00, 0x00, 0x02],
             ip: IpAddr::V4(Ipv4Addr::new(198, 18, 0, 2)),
+            ip6: None,
             thop: ThopConfig::default(),
             tcp: TcpOptionsConfig::default(),
             header_max: 16 * 1024,
@@ -328,8 +335,23 @@ pub enum ConfigError {
     Mss,
     #[error("THOP key id {0} is not among the keys")]
     MissingKey(u32),
-    #[error("only IPv4 data addresses are supported so far ({0})")]
-    Ipv6(IpAddr),
+    #[error("{0} is not a unicast address the switch can answer for (unspecified, multicast, loopback, link-local or IPv4-mapped)")]
+    NotUnicast(IpAddr),
+    #[error("two IPv6 data addresses ({0} and {1}); give one")]
+    TwoIpv6(Ipv6Addr, Ipv6Addr),
+}
+
+/// Whether `ip` can be a data address or a VIP: not unspecified, multicast,
+/// loopback or broadcast; for IPv6 not link-local (the switch derives its
+/// own) and not IPv4-mapped (an IPv4 address is given as IPv4).
+pub fn usable_unicast(ip: IpAddr) -> bool {
+    if ip.is_unspecified() || ip.is_multicast() || ip.is_loopback() {
+        return false;
+    }
+    match ip {
+        IpAddr::V4(a) => !a.is_broadcast(),
+        IpAddr::V6(a) => a.segments()[0] & 0xffc0 != 0xfe80 && a.to_ipv4_mapped().is_none(),
+    }
 }
 
 /// Bytes a ClientHello of `max` bytes may take on the wire: its 4-byte
@@ -391,9 +413,15 @@ impl WorkerConfig {
                 return Err(ConfigError::MissingKey(*kid));
             }
         }
-        for ip in std::iter::once(self.ip).chain(self.services.iter().map(|s| s.vip)) {
-            if ip.is_ipv6() {
-                return Err(ConfigError::Ipv6(ip));
+        if let (IpAddr::V6(a), Some(b)) = (self.ip, self.ip6) {
+            if a != b {
+                return Err(ConfigError::TwoIpv6(a, b));
+            }
+        }
+        let ours = std::iter::once(self.ip).chain(self.ip6.map(IpAddr::V6));
+        for ip in ours.chain(self.services.iter().map(|s| s.vip)) {
+            if !usable_unicast(ip) {
+                return Err(ConfigError::NotUnicast(ip));
             }
         }
         Ok(())

@@ -43,6 +43,10 @@ reasons! {
         /// An IPv6 extension-header chain outside the switch's rule
         /// (Hop-by-Hop not first, more than 8 headers or 512 bytes).
         Ipv6ExtChain => "ipv6_ext_chain",
+        /// A neighbour-discovery message RFC 4861 §7.1 says to discard
+        /// (hop limit not 255, non-zero code, multicast target, a zero-length
+        /// option, a duplicate-address probe with a link-layer option).
+        NdInvalid => "nd_invalid",
         /// Non-SYN TCP segment for no known connection.
         NoFlow => "no_flow",
         /// Connection table full: a new SYN was refused.
@@ -231,6 +235,13 @@ pub struct Counters {
     /// Backend MACs changed by a reply to the switch's own ARP request.
     pub arp_mac_changes: AtomicU64,
     pub icmp_echo_replies: AtomicU64,
+    /// IPv6 neighbour solicitations sent (backends' and agents' MACs).
+    pub nd_solicits_sent: AtomicU64,
+    /// IPv6 neighbour advertisements sent (solicited and at start).
+    pub nd_adverts_sent: AtomicU64,
+    /// ICMPv6 Packet Too Big messages about the switch's own segments that
+    /// lowered a connection's segment size.
+    pub icmp6_too_big: AtomicU64,
     pub thop_peer_relayed: AtomicU64,
     pub load_reports: AtomicU64,
     /// Challenge ACKs sent for a RST inside the window but not at the
@@ -395,6 +406,9 @@ impl Counters {
             ("arp_requests_sent", l(&self.arp_requests_sent)),
             ("arp_mac_changes", l(&self.arp_mac_changes)),
             ("icmp_echo_replies", l(&self.icmp_echo_replies)),
+            ("nd_solicits_sent", l(&self.nd_solicits_sent)),
+            ("nd_adverts_sent", l(&self.nd_adverts_sent)),
+            ("icmp6_too_big", l(&self.icmp6_too_big)),
             ("thop_peer_relayed", l(&self.thop_peer_relayed)),
             ("load_reports", l(&self.load_reports)),
             ("challenge_acks", l(&self.challenge_acks)),

@@ -5,11 +5,13 @@
 //! virtual clock: raw frames, well-formed client segments with fuzzed flags,
 //! sequence numbers, options and payloads (answering the switch's own SYN/ACK
 //! so deep states are reached), time jumps, control-plane decisions, THOP
-//! replies (valid and corrupted), ARP. After every operation the engine's
+//! replies (valid and corrupted), ARP and neighbour discovery. The switch
+//! is dual-stack: client slots 2 and 3 connect over IPv6, and backend 13's
+//! agent speaks THOP over IPv6. After every operation the engine's
 //! bounds are checked: table within capacity, sessions within the pool,
 //! buffers all returned or accounted for. Any panic is a bug.
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
 
 use handoff_proto::{Body, Header, Key};
@@ -80,23 +82,60 @@ fn ip(last: u8) -> IpAddr {
     IpAddr::V4(Ipv4Addr::new(198, 18, 0, last))
 }
 
+/// 2001:2::`last` (the IPv4 address's last octet as the same digits).
+fn ip6(last: u8) -> Ipv6Addr {
+    let digits = u16::from_str_radix(&last.to_string(), 16).unwrap_or(0);
+    Ipv6Addr::new(0x2001, 2, 0, 0, 0, 0, 0, digits)
+}
+
+/// The address of client slot `k` (slots 2 and 3 are IPv6) or the VIP it
+/// connects to.
+fn client_side(k: usize, last: u8) -> IpAddr {
+    if k >= 2 {
+        IpAddr::V6(ip6(last))
+    } else {
+        ip(last)
+    }
+}
+
+/// Backend `b`'s address: backend 13 is IPv6.
+fn backend(b: u8) -> IpAddr {
+    if b == 13 {
+        IpAddr::V6(ip6(b))
+    } else {
+        ip(b)
+    }
+}
+
+/// The switch's address towards `peer`.
+fn switch_for(peer: IpAddr) -> IpAddr {
+    if peer.is_ipv6() {
+        IpAddr::V6(ip6(2))
+    } else {
+        ip(2)
+    }
+}
+
 /// The configuration the fuzz target runs with: tiny, so limits are hit.
 pub fn config() -> WorkerConfig {
+    let mut services = Vec::new();
+    for vip in [ip(10), IpAddr::V6(ip6(10))] {
+        services.push(Service {
+            vip,
+            port: 80,
+            protocol: Protocol::Http,
+        });
+        services.push(Service {
+            vip,
+            port: 443,
+            protocol: Protocol::Tls,
+        });
+    }
     WorkerConfig {
-        services: vec![
-            Service {
-                vip: ip(10),
-                port: 80,
-                protocol: Protocol::Http,
-            },
-            Service {
-                vip: ip(10),
-                port: 443,
-                protocol: Protocol::Tls,
-            },
-        ],
+        services,
         mac: SWITCH_MAC,
         ip: ip(2),
+        ip6: Some(ip6(2)),
         thop: ThopConfig {
             port: 9199,
             key_id: 1,
@@ -222,8 +261,8 @@ pub fn run(data: &[u8]) -> crate::counters::Snapshot {
                 let t = TcpOut {
                     src_mac: [2, 0, 0, 0, 0, 0x65],
                     dst_mac: SWITCH_MAC,
-                    src: ip(101),
-                    dst: ip(10),
+                    src: client_side(k, 101),
+                    dst: client_side(k, 10),
                     src_port: port,
                     dst_port: if op % 9 == 1 && fl & 0x80 != 0 {
                         81
@@ -260,9 +299,9 @@ pub fn run(data: &[u8]) -> crate::counters::Snapshot {
                     let mac = (v & 2 != 0).then_some([2, 0, 0, 0, 0, b]);
                     Verdict::Backend(BackendTarget {
                         id: b as u32,
-                        ip: ip(b),
+                        ip: backend(b),
                         mac,
-                        thop: SocketAddr::new(ip(b), 9199),
+                        thop: SocketAddr::new(backend(b), 9199),
                     })
                 } else {
                     Verdict::Reject(400 + (v as u16 % 200))
@@ -304,8 +343,8 @@ pub fn run(data: &[u8]) -> crate::counters::Snapshot {
                 let b = 11 + (k >> 6) % 3;
                 let hdr = Header {
                     flags: 0,
-                    sender: handoff_proto::node_id(ip(b)),
-                    receiver: handoff_proto::node_id(ip(2)),
+                    sender: handoff_proto::node_id(backend(b)),
+                    receiver: handoff_proto::node_id(switch_for(backend(b))),
                     boot: 0,
                     conn_id: if k & 0x20 != 0 { cid ^ 1 } else { cid },
                     msg_seq: agent_seq,
@@ -313,13 +352,14 @@ pub fn run(data: &[u8]) -> crate::counters::Snapshot {
                 };
                 let flen = handoff_proto::frame_len(&body);
                 if let Some(mut buf) = sink.io.alloc() {
-                    let total = wire::udp_payload_offset() + flen;
+                    let at = wire::udp_payload_offset_to(backend(b));
+                    let total = at + flen;
                     if buf.set_len(total) {
                         handoff_proto::seal(
                             &hdr,
                             &body,
                             &Key::new(1, KEY),
-                            &mut buf.data_mut()[wire::udp_payload_offset()..],
+                            &mut buf.data_mut()[at..],
                         );
                         if op % 9 == 6 {
                             // Corrupt one byte somewhere after the Ethernet header.
@@ -330,13 +370,41 @@ pub fn run(data: &[u8]) -> crate::counters::Snapshot {
                             buf.data_mut(),
                             [2, 0, 0, 0, 0, b],
                             SWITCH_MAC,
-                            ip(b),
-                            ip(2),
+                            backend(b),
+                            switch_for(backend(b)),
                             9199,
                             9199,
                             flen,
                         );
                         engine.handle_packet(now, buf, &mut sink);
+                    }
+                }
+            }
+            7 if op & 0x80 != 0 => {
+                // Neighbour discovery: a solicitation for the IPv6 VIP, the
+                // switch's address or another, or an advertisement of
+                // backend 13 (solicited or not, its MAC or another).
+                let t = inp.u8().unwrap_or(0);
+                let peer = [2, 0, 0, 0, 0, 13 + t % 2];
+                let msg = if t & 1 == 0 {
+                    let target = [ip6(10), ip6(2), ip6(99)][(t as usize >> 1) % 3];
+                    crate::nd::Out::Solicit { target }
+                } else {
+                    let to = (t & 2 != 0).then_some((ip6(2), SWITCH_MAC));
+                    crate::nd::Out::Advert {
+                        target: ip6(13),
+                        to,
+                    }
+                };
+                if let Some(mut b) = sink.io.alloc() {
+                    if b.set_len(crate::nd::FRAME_LEN)
+                        && crate::nd::emit(b.data_mut(), peer, ip6(13 + t % 2), msg).is_some()
+                    {
+                        if t & 0x40 != 0 {
+                            // A hop limit other than 255.
+                            b.data_mut()[wire::ETH_LEN + 7] = t;
+                        }
+                        engine.handle_packet(now, b, &mut sink);
                     }
                 }
             }

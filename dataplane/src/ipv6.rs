@@ -21,7 +21,7 @@
 //! UDP over IPv6 must carry a checksum (RFC 8200 §8.1): a zero one is a bad
 //! checksum.
 
-use std::net::{IpAddr, Ipv6Addr};
+use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 
 use crate::counters::DropReason;
 use crate::wire::{checksum, Frame, Mac, TcpSeg, UdpDgram, Verify, ETH_LEN, TCP_LEN, UDP_LEN};
@@ -47,6 +47,7 @@ mod nh {
 
 /// ICMPv6 message types the switch reads.
 pub mod icmp6 {
+    pub const PACKET_TOO_BIG: u8 = 2;
     pub const ECHO_REQUEST: u8 = 128;
     pub const ECHO_REPLY: u8 = 129;
 }
@@ -183,10 +184,59 @@ pub fn parse(frame: &[u8], src_mac: Mac, verify: Verify) -> Result<Frame, DropRe
                 (icmp6::ECHO_REQUEST, 0) if !dst.is_multicast() => Ok(Frame::IcmpEcho {
                     dst: IpAddr::V6(dst),
                 }),
+                (icmp6::PACKET_TOO_BIG, 0) => too_big(l4),
+                (133..=137, _) => match crate::nd::parse(src_mac, src, dst, ip[7], l4)? {
+                    Some(nd) => Ok(Frame::Nd(nd)),
+                    None => Err(DropReason::Ignored),
+                },
                 _ => Err(DropReason::Ignored),
             }
         }
     }
+}
+
+/// A Packet Too Big message about a TCP segment the switch sent (the
+/// invoking packet's IPv6 header, no extension headers, and its ports).
+fn too_big(icmp: &[u8]) -> Result<Frame, DropReason> {
+    let mtu = u32::from_be_bytes([icmp[4], icmp[5], icmp[6], icmp[7]]);
+    let inner = &icmp[8..];
+    if inner.len() < IPV6_LEN + 4 || inner[0] >> 4 != 6 {
+        return Err(DropReason::Malformed);
+    }
+    if inner[6] != nh::TCP {
+        return Err(DropReason::Ignored);
+    }
+    let t = &inner[IPV6_LEN..];
+    Ok(Frame::TooBig {
+        mtu,
+        ours: SocketAddr::new(
+            IpAddr::V6(addr(&inner[8..24])),
+            u16::from_be_bytes([t[0], t[1]]),
+        ),
+        peer: SocketAddr::new(
+            IpAddr::V6(addr(&inner[24..40])),
+            u16::from_be_bytes([t[2], t[3]]),
+        ),
+    })
+}
+
+/// Writes a fixed IPv6 header (no extension headers) for `payload_len`
+/// bytes of `next_header`.
+pub fn emit_header(
+    buf: &mut [u8],
+    src: Ipv6Addr,
+    dst: Ipv6Addr,
+    next_header: u8,
+    payload_len: usize,
+    hop_limit: u8,
+) {
+    let b = &mut buf[..IPV6_LEN];
+    b[0..4].copy_from_slice(&[0x60, 0, 0, 0]);
+    b[4..6].copy_from_slice(&(payload_len as u16).to_be_bytes());
+    b[6] = next_header;
+    b[7] = hop_limit;
+    b[8..24].copy_from_slice(&src.octets());
+    b[24..40].copy_from_slice(&dst.octets());
 }
 
 /// Turns an ICMPv6 echo request (already summarised by [`parse`], without

@@ -5,8 +5,10 @@
 //! every packet of a connection reaches the same worker. This is the
 //! software form, used by the in-memory backend and the tests: the two
 //! (address, port) endpoints are ordered before hashing, so both directions
-//! hash alike. Frames that are not TCP/UDP over IPv4 go to worker 0 (ARP),
-//! and THOP replies name their owning worker in the connection id instead.
+//! hash alike. An ICMPv6 Packet Too Big goes where the connection it names
+//! goes. Other frames that are not TCP or UDP go to worker 0 (ARP,
+//! neighbour discovery), and THOP replies name their owning worker in the
+//! connection id instead.
 
 use crate::wire::{self, Frame, Verify};
 
@@ -18,6 +20,10 @@ pub fn worker_for(frame: &[u8], workers: usize) -> usize {
     let (a, b) = match wire::parse(frame, Verify::Header) {
         Ok(Frame::Tcp(s)) => ((s.src, s.src_port), (s.dst, s.dst_port)),
         Ok(Frame::Udp(d)) => ((d.src, d.src_port), (d.dst, d.dst_port)),
+        // About a connection: to the worker that owns it.
+        Ok(Frame::TooBig { ours, peer, .. }) => {
+            ((ours.ip(), ours.port()), (peer.ip(), peer.port()))
+        }
         _ => return 0,
     };
     let (lo, hi) = if a <= b { (a, b) } else { (b, a) };

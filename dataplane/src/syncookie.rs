@@ -25,8 +25,20 @@ use siphasher::sip::SipHasher24;
 
 use crate::table::FlowKey;
 
-/// Linux's MSS table for cookies.
+/// Linux's MSS table for IPv4 cookies (`msstab` in syncookies.c).
 pub const MSS_TABLE: [u16; 4] = [536, 1300, 1440, 1460];
+/// Linux's MSS table for IPv6 cookies (`msstab` in ipv6/syncookies.c: MTUs
+/// of 1280, 1480, 1500 and 9000 less the 60 bytes of IPv6 and TCP headers).
+pub const MSS_TABLE_V6: [u16; 4] = [1220, 1420, 1440, 8940];
+
+/// The cookie MSS table for the family of `key`'s client.
+fn mss_table(key: &FlowKey) -> &'static [u16; 4] {
+    if key.client_ip().is_ipv6() {
+        &MSS_TABLE_V6
+    } else {
+        &MSS_TABLE
+    }
+}
 /// Cookie lifetime in minutes (Linux `MAX_SYNCOOKIE_AGE`).
 pub const MAX_AGE: u32 = 2;
 const COOKIE_BITS: u32 = 24;
@@ -127,7 +139,7 @@ impl Secrets {
         mss: u16,
         count: u32,
     ) -> u32 {
-        let mssind = MSS_TABLE.iter().rposition(|&m| m <= mss).unwrap_or(0) as u32;
+        let mssind = mss_table(key).iter().rposition(|&m| m <= mss).unwrap_or(0) as u32;
         self.hash(Use::Cookie0, key, vip, vport, 0)
             .wrapping_add(sseq)
             .wrapping_add(count << COOKIE_BITS)
@@ -159,7 +171,7 @@ impl Secrets {
         }
         let issued = count.wrapping_sub(diff);
         let mssind = c.wrapping_sub(self.hash(Use::Cookie1, key, vip, vport, issued)) & COOKIE_MASK;
-        MSS_TABLE.get(mssind as usize).copied()
+        mss_table(key).get(mssind as usize).copied()
     }
 }
 

@@ -12,6 +12,8 @@
 
 use std::net::{IpAddr, Ipv4Addr};
 
+use crate::ipv6::IPV6_LEN;
+
 use smoltcp::wire::{
     ArpOperation, ArpPacket, EthernetFrame, EthernetProtocol, IpProtocol, Ipv4Packet, TcpOption,
     TcpPacket, UdpPacket,
@@ -195,9 +197,18 @@ pub enum Frame {
     Tcp(TcpSeg),
     Udp(UdpDgram),
     Arp(Arp),
-    /// ICMPv4 echo request to `dst`; the reply is built in place.
+    /// ICMP (v4 or v6) echo request to `dst`; the reply is built in place.
     IcmpEcho {
         dst: IpAddr,
+    },
+    /// An IPv6 neighbour solicitation or advertisement.
+    Nd(crate::nd::Nd),
+    /// ICMPv6 Packet Too Big about a TCP segment from `ours` to `peer`:
+    /// the path to `peer` carries at most `mtu` bytes.
+    TooBig {
+        mtu: u32,
+        ours: std::net::SocketAddr,
+        peer: std::net::SocketAddr,
     },
 }
 
@@ -483,17 +494,6 @@ pub mod checksum {
     }
 }
 
-/// The IPv4 addresses of `ip`; IPv6 is not emitted yet.
-#[inline]
-fn v4(ip: IpAddr) -> Ipv4Addr {
-    match ip {
-        IpAddr::V4(a) => a,
-        // The config rejects IPv6 data addresses and VIPs, and IPv6 frames are
-        // not parsed, so no IPv6 address reaches the builders.
-        IpAddr::V6(a) => a.to_ipv4_mapped().unwrap_or(Ipv4Addr::UNSPECIFIED),
-    }
-}
-
 fn emit_eth(buf: &mut [u8], src: Mac, dst: Mac, ethertype: u16) {
     buf[0..6].copy_from_slice(&dst);
     buf[6..12].copy_from_slice(&src);
@@ -523,6 +523,43 @@ fn emit_ipv4(
     b[10..12].copy_from_slice(&c.to_be_bytes());
 }
 
+/// Length of the IP header the switch emits towards `dst` (no options, no
+/// extension headers).
+#[inline]
+pub fn ip_header_len(dst: IpAddr) -> usize {
+    match dst {
+        IpAddr::V4(_) => IPV4_LEN,
+        IpAddr::V6(_) => IPV6_LEN,
+    }
+}
+
+/// Writes the Ethernet and IP headers of a packet from `src` to `dst`
+/// carrying `payload_len` bytes of `proto`, and returns the upper-layer
+/// pseudo-header sum; None when the two addresses differ in family.
+fn emit_l3(
+    buf: &mut [u8],
+    src_mac: Mac,
+    dst_mac: Mac,
+    src: IpAddr,
+    dst: IpAddr,
+    proto: u8,
+    payload_len: usize,
+) -> Option<u16> {
+    match (src, dst) {
+        (IpAddr::V4(s), IpAddr::V4(d)) => {
+            emit_eth(buf, src_mac, dst_mac, 0x0800);
+            emit_ipv4(&mut buf[ETH_LEN..], s, d, proto, payload_len, 0);
+            Some(checksum::pseudo_header_v4(s, d, proto, payload_len as u32))
+        }
+        (IpAddr::V6(s), IpAddr::V6(d)) => {
+            emit_eth(buf, src_mac, dst_mac, 0x86dd);
+            crate::ipv6::emit_header(&mut buf[ETH_LEN..], s, d, proto, payload_len, 64);
+            Some(crate::ipv6::pseudo_header(s, d, proto, payload_len as u32))
+        }
+        _ => None,
+    }
+}
+
 /// A TCP segment the switch originates.
 #[derive(Debug, Clone, Copy)]
 pub struct TcpOut<'a> {
@@ -542,23 +579,23 @@ pub struct TcpOut<'a> {
 
 /// Frame length [`emit_tcp`] needs for `t`.
 pub fn tcp_frame_len(t: &TcpOut<'_>) -> usize {
-    ETH_LEN + IPV4_LEN + TCP_LEN + t.opts.len() + t.payload.len()
+    ETH_LEN + ip_header_len(t.dst) + TCP_LEN + t.opts.len() + t.payload.len()
 }
 
 /// Writes `t` into `buf` (Ethernet first); returns the frame length, or None
 /// when `buf` is too small. Options appear in Linux's SYN/ACK order:
 /// `mss, sackOK, TS, nop, wscale` (`nop, nop, TS` on other segments).
+/// IPv4 or IPv6 by the addresses' family (None when they differ).
 pub fn emit_tcp(buf: &mut [u8], t: &TcpOut<'_>) -> Option<usize> {
     let olen = t.opts.len();
     let tcp_len = TCP_LEN + olen + t.payload.len();
-    let total = ETH_LEN + IPV4_LEN + tcp_len;
+    let ip_len = ip_header_len(t.dst);
+    let total = ETH_LEN + ip_len + tcp_len;
     if buf.len() < total || tcp_len + IPV4_LEN > u16::MAX as usize {
         return None;
     }
-    let (src, dst) = (v4(t.src), v4(t.dst));
-    emit_eth(buf, t.src_mac, t.dst_mac, 0x0800);
-    emit_ipv4(&mut buf[ETH_LEN..], src, dst, 6, tcp_len, 0);
-    let s = &mut buf[ETH_LEN + IPV4_LEN..total];
+    let ph = emit_l3(buf, t.src_mac, t.dst_mac, t.src, t.dst, 6, tcp_len)?;
+    let s = &mut buf[ETH_LEN + ip_len..total];
     s[0..2].copy_from_slice(&t.src_port.to_be_bytes());
     s[2..4].copy_from_slice(&t.dst_port.to_be_bytes());
     s[4..8].copy_from_slice(&t.seq.to_be_bytes());
@@ -606,15 +643,15 @@ pub fn emit_tcp(buf: &mut [u8], t: &TcpOut<'_>) -> Option<usize> {
         }
     }
     s[o..].copy_from_slice(t.payload);
-    let ph = checksum::pseudo_header_v4(src, dst, 6, tcp_len as u32);
     let c = !checksum::combine(&[ph, checksum::data(s)]);
     s[16..18].copy_from_slice(&c.to_be_bytes());
     Some(total)
 }
 
-/// Writes an Ethernet/IPv4/UDP header for `payload_len` bytes that the caller
-/// has already placed at `buf[udp_payload_offset()..]`, then the checksum.
-/// Returns the frame length, or None when `buf` is too small.
+/// Writes an Ethernet/IP/UDP header for `payload_len` bytes that the caller
+/// has already placed at `buf[udp_payload_offset_to(dst)..]`, then the
+/// checksum. IPv4 or IPv6 by the addresses' family. Returns the frame
+/// length, or None when `buf` is too small or the families differ.
 #[allow(clippy::too_many_arguments)]
 pub fn emit_udp(
     buf: &mut [u8],
@@ -627,19 +664,17 @@ pub fn emit_udp(
     payload_len: usize,
 ) -> Option<usize> {
     let udp_len = UDP_LEN + payload_len;
-    let total = ETH_LEN + IPV4_LEN + udp_len;
+    let ip_len = ip_header_len(dst);
+    let total = ETH_LEN + ip_len + udp_len;
     if buf.len() < total || udp_len + IPV4_LEN > u16::MAX as usize {
         return None;
     }
-    let (s4, d4) = (v4(src), v4(dst));
-    emit_eth(buf, src_mac, dst_mac, 0x0800);
-    emit_ipv4(&mut buf[ETH_LEN..], s4, d4, 17, udp_len, 0);
-    let u = &mut buf[ETH_LEN + IPV4_LEN..total];
+    let ph = emit_l3(buf, src_mac, dst_mac, src, dst, 17, udp_len)?;
+    let u = &mut buf[ETH_LEN + ip_len..total];
     u[0..2].copy_from_slice(&src_port.to_be_bytes());
     u[2..4].copy_from_slice(&dst_port.to_be_bytes());
     u[4..6].copy_from_slice(&(udp_len as u16).to_be_bytes());
     u[6..8].copy_from_slice(&[0, 0]);
-    let ph = checksum::pseudo_header_v4(s4, d4, 17, udp_len as u32);
     let mut c = !checksum::combine(&[ph, checksum::data(u)]);
     if c == 0 {
         c = 0xffff;
@@ -648,9 +683,14 @@ pub fn emit_udp(
     Some(total)
 }
 
-/// Where a UDP payload starts in a frame built by [`emit_udp`].
+/// Where a UDP payload starts in an IPv4 frame built by [`emit_udp`].
 pub const fn udp_payload_offset() -> usize {
     ETH_LEN + IPV4_LEN + UDP_LEN
+}
+
+/// Where a UDP payload starts in a frame to `dst` built by [`emit_udp`].
+pub fn udp_payload_offset_to(dst: IpAddr) -> usize {
+    ETH_LEN + ip_header_len(dst) + UDP_LEN
 }
 
 /// Writes an ARP request or reply; returns the frame length (42, padded to 60).

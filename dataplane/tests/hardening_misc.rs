@@ -56,10 +56,9 @@ fn arp_frame(request: bool, sha: [u8; 6], spa: IpAddr, tha: [u8; 6], tpa: IpAddr
 }
 
 fn mac_of(bed: &Bed, ip: IpAddr) -> Lookup {
-    let IpAddr::V4(a) = ip else { unreachable!() };
     bed.shared
         .arp
-        .lookup(a, bed.now / 1_000_000, 30_000, 120_000)
+        .lookup(ip, bed.now / 1_000_000, 30_000, 120_000)
 }
 
 #[test]

@@ -1,5 +1,7 @@
 //! Scenario tests: packetdrill-style scripts of packets and virtual time
-//! (see `support/mod.rs` for the syntax), one engine each.
+//! (see `support/mod.rs` for the syntax), one engine each. Every script
+//! runs twice, over IPv4 and over IPv6 (`<name>::ipv4`, `<name>::ipv6`):
+//! the state machine must not care which family a connection has.
 
 mod support;
 
@@ -17,12 +19,26 @@ macro_rules! script {
         script!($name, $file, |_c: &mut WorkerConfig| {});
     };
     ($name:ident, $file:literal, $tweak:expr) => {
-        #[test]
-        fn $name() {
-            let mut cfg = test_config();
-            let tweak: fn(&mut WorkerConfig) = $tweak;
-            tweak(&mut cfg);
-            run(include_str!(concat!("scripts/", $file)), cfg);
+        mod $name {
+            use super::*;
+
+            fn go() {
+                let mut cfg = test_config();
+                let tweak: fn(&mut WorkerConfig) = $tweak;
+                tweak(&mut cfg);
+                run(include_str!(concat!("scripts/", $file)), cfg);
+            }
+
+            #[test]
+            fn ipv4() {
+                go();
+            }
+
+            #[test]
+            fn ipv6() {
+                support::use_ipv6();
+                go();
+            }
         }
     };
 }

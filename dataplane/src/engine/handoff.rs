@@ -38,13 +38,6 @@ use crate::wire::{self, flags::*, Mac, TcpSeg, UdpDgram};
 /// ARP retry while a backend MAC is unknown.
 const ARP_RETRY_MS: u64 = 100;
 
-fn ipv4(ip: IpAddr) -> Option<std::net::Ipv4Addr> {
-    match ip {
-        IpAddr::V4(a) => Some(a),
-        IpAddr::V6(_) => None,
-    }
-}
-
 impl<B: PacketBuf, F: Forwarder> Engine<B, F> {
     pub(crate) fn token(&self, i: u32) -> ConnToken {
         ConnToken {
@@ -239,7 +232,7 @@ impl<B: PacketBuf, F: Forwarder> Engine<B, F> {
         if given.is_some() {
             return given;
         }
-        let a = ipv4(ip)?;
+        let a = ip;
         let now = self.now_ns / 1_000_000;
         let cfg_refresh = self.cfg.arp_refresh.as_millis() as u64;
         let cfg_timeout = self.cfg.arp_timeout.as_millis() as u64;
@@ -247,36 +240,40 @@ impl<B: PacketBuf, F: Forwarder> Engine<B, F> {
             Lookup::Fresh(m) => Some(m),
             Lookup::Stale(m) => {
                 if self.shared.arp.want(a, now, ARP_RETRY_MS) {
-                    self.request_arp(a, out);
+                    self.ask_neighbour(a, out);
                 }
                 Some(m)
             }
             Lookup::Missing => {
                 if self.shared.arp.want(a, now, ARP_RETRY_MS) {
-                    self.request_arp(a, out);
+                    self.ask_neighbour(a, out);
                 }
                 None
             }
         }
     }
 
-    fn request_arp<S: Sink<B>>(&self, a: std::net::Ipv4Addr, out: &mut S) {
-        let Some(src) = ipv4(self.cfg.ip) else { return };
-        self.send_arp(out, true, [0; 6], src, a);
+    /// An ARP request (IPv4) or a neighbour solicitation (IPv6) for `a`,
+    /// from the switch's data address of that family (for IPv6 the
+    /// link-local one when it has no other).
+    fn ask_neighbour<S: Sink<B>>(&self, a: IpAddr, out: &mut S) {
+        match (a, self.cfg.ip) {
+            (IpAddr::V4(a), IpAddr::V4(src)) => self.send_arp(out, true, [0; 6], src, a),
+            (IpAddr::V6(a), _) => {
+                let src = self.data_ip6().unwrap_or(self.link_local);
+                self.send_nd(out, src, crate::nd::Out::Solicit { target: a });
+            }
+            (IpAddr::V4(_), IpAddr::V6(_)) => {}
+        }
     }
 
     /// A MAC became known: send the CREATEs that waited for it.
-    pub(crate) fn arp_learned<S: Sink<B>>(
-        &mut self,
-        ip: std::net::Ipv4Addr,
-        mac: Mac,
-        out: &mut S,
-    ) {
+    pub(crate) fn arp_learned<S: Sink<B>>(&mut self, ip: IpAddr, mac: Mac, out: &mut S) {
         for s in 0..self.sessions.len() as u32 {
             let sess = &mut self.sessions[s as usize];
             let waiting = sess.phase == Phase::Handoff
                 && sess.target_mac.is_none()
-                && sess.target.as_ref().is_some_and(|t| t.ip == IpAddr::V4(ip));
+                && sess.target.as_ref().is_some_and(|t| t.ip == ip);
             if !waiting {
                 continue;
             }
@@ -345,10 +342,18 @@ impl<B: PacketBuf, F: Forwarder> Engine<B, F> {
         };
         let frozen = self.sessions[s as usize].frozen;
         let retransmit = self.sessions[s as usize].creates_sent > 0;
+        let Some((src, sender)) = self.own_addr_for(target.thop.ip()) else {
+            return self.counters.count_drop(DropReason::Unsupported);
+        };
+        let max_frame = if target.thop.is_ipv6() {
+            handoff_proto::MAX_FRAME_LEN_V6
+        } else {
+            handoff_proto::MAX_FRAME_LEN_V4
+        };
         let split = match CreateSplitter::new(
             state,
             &self.sessions[s as usize].reasm.data()[..frozen],
-            handoff_proto::MAX_FRAME_LEN_V4,
+            max_frame,
         ) {
             Ok(x) => x,
             Err(_) => return self.counters.count_drop(DropReason::Unsupported),
@@ -365,7 +370,7 @@ impl<B: PacketBuf, F: Forwarder> Engine<B, F> {
                 } else {
                     0
                 },
-                sender: self.node,
+                sender,
                 receiver,
                 boot: self.cfg.boot,
                 conn_id: cid,
@@ -376,7 +381,8 @@ impl<B: PacketBuf, F: Forwarder> Engine<B, F> {
                 return self.counters.count_drop(DropReason::NoBuffer);
             };
             let flen = split.frame_len(k);
-            let total = wire::udp_payload_offset() + flen;
+            let at = wire::udp_payload_offset_to(target.thop.ip());
+            let total = at + flen;
             if !b.set_len(total) {
                 return self.counters.count_drop(DropReason::NoBuffer);
             }
@@ -384,14 +390,14 @@ impl<B: PacketBuf, F: Forwarder> Engine<B, F> {
                 k,
                 &hdr,
                 self.keys.for_peer(receiver),
-                &mut b.data_mut()[wire::udp_payload_offset()..total],
+                &mut b.data_mut()[at..total],
             );
             let port = self.cfg.thop.port;
             if wire::emit_udp(
                 b.data_mut(),
                 self.cfg.mac,
                 agent_mac,
-                self.cfg.ip,
+                src,
                 target.thop.ip(),
                 port,
                 target.thop.port(),
@@ -423,9 +429,13 @@ impl<B: PacketBuf, F: Forwarder> Engine<B, F> {
         cid: u64,
         body: Body<'_>,
     ) -> u64 {
+        let Some((src, sender)) = self.own_addr_for(to.ip()) else {
+            self.counters.count_drop(DropReason::Unsupported);
+            return 0;
+        };
         let hdr = Header {
             flags: 0,
-            sender: self.node,
+            sender,
             receiver: handoff_proto::node_id(to.ip()),
             boot: self.cfg.boot,
             conn_id: cid,
@@ -437,7 +447,8 @@ impl<B: PacketBuf, F: Forwarder> Engine<B, F> {
             return hdr.msg_seq;
         };
         let flen = handoff_proto::frame_len(&body);
-        let total = wire::udp_payload_offset() + flen;
+        let at = wire::udp_payload_offset_to(to.ip());
+        let total = at + flen;
         if !b.set_len(total) {
             self.counters.count_drop(DropReason::NoBuffer);
             return hdr.msg_seq;
@@ -446,13 +457,13 @@ impl<B: PacketBuf, F: Forwarder> Engine<B, F> {
             &hdr,
             &body,
             self.keys.for_peer(hdr.receiver),
-            &mut b.data_mut()[wire::udp_payload_offset()..total],
+            &mut b.data_mut()[at..total],
         );
         if wire::emit_udp(
             b.data_mut(),
             self.cfg.mac,
             mac,
-            self.cfg.ip,
+            src,
             to.ip(),
             self.cfg.thop.port,
             to.port(),
@@ -601,9 +612,10 @@ impl<B: PacketBuf, F: Forwarder> Engine<B, F> {
 
     /// A UDP datagram: THOP from an agent, or not for us.
     pub(crate) fn on_udp<S: Sink<B>>(&mut self, now: u64, pkt: B, d: UdpDgram, out: &mut S) {
-        if d.dst != self.cfg.ip || d.dst_port != self.cfg.thop.port {
-            return self.counters.count_drop(DropReason::NotForUs);
-        }
+        let node = match self.own_addr_for(d.dst) {
+            Some((own, node)) if own == d.dst && d.dst_port == self.cfg.thop.port => node,
+            _ => return self.counters.count_drop(DropReason::NotForUs),
+        };
         if !wire::udp_dgram_checksum_ok(pkt.data(), &d) {
             return self.counters.count_drop(DropReason::BadChecksum);
         }
@@ -611,7 +623,7 @@ impl<B: PacketBuf, F: Forwarder> Engine<B, F> {
         let Some(payload) = data.get(d.payload.0..d.payload.0 + d.payload.1) else {
             return self.counters.count_drop(DropReason::Malformed);
         };
-        let (frame, _) = match handoff_proto::open(&self.keys, self.node, payload) {
+        let (frame, _) = match handoff_proto::open(&self.keys, node, payload) {
             Ok(f) => f,
             Err(DecodeError::KeyNotForSender { .. }) => {
                 return self.counters.count_drop(DropReason::ThopKeyNotForSender)

@@ -132,7 +132,10 @@ impl<B: PacketBuf, F: Forwarder> Engine<B, F> {
                 false
             }
         };
-        let mss = opts.mss.unwrap_or(536).max(handoff_proto::MIN_MSS);
+        // Without the option: RFC 9293 §3.7.1's defaults, 536 over IPv4 and
+        // 1,220 over IPv6.
+        let default_mss = if key.client_ip().is_ipv6() { 1220 } else { 536 };
+        let mss = opts.mss.unwrap_or(default_mss).max(handoff_proto::MIN_MSS);
         let ts_ok = self.cfg.tcp.timestamps && opts.timestamp.is_some();
         let ts_recent = opts.timestamp.map_or(0, |t| t.0);
         if cookie {
@@ -227,7 +230,7 @@ impl<B: PacketBuf, F: Forwarder> Engine<B, F> {
 
     fn send_synack<S: Sink<B>>(&self, out: &mut S, key: &FlowKey, a: &Agreed, tsval: Option<u32>) {
         let opts = TcpOpts {
-            mss: Some(self.cfg.tcp.mss),
+            mss: Some(self.adv_mss(key)),
             window_scale: a.client_ws.map(|_| self.cfg.tcp.window_scale),
             sack_permitted: a.sack,
             timestamp: a

@@ -30,7 +30,7 @@ mod recovery;
 mod request;
 pub mod session;
 
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
 
 use handoff_proto::{Key, Keyring};
@@ -95,6 +95,10 @@ pub struct Engine<B: PacketBuf, F: Forwarder = DirectRouting> {
     /// to it, else the current key (`Keyring::for_peer`).
     pub(crate) keys: Keyring,
     pub(crate) node: u32,
+    /// The THOP node id of the switch's IPv6 data address (dual stack).
+    pub(crate) node6: Option<u32>,
+    /// The link-local IPv6 address derived from the data MAC.
+    pub(crate) link_local: Ipv6Addr,
     /// Agent node id by backend id, learnt from decisions: a CLOSE must
     /// come from the agent the connection was handed to.
     pub(crate) backend_nodes: Vec<u32>,
@@ -200,9 +204,7 @@ impl<B: PacketBuf, F: Forwarder> Engine<B, F> {
             keys.bind(*kid, [*node]);
         }
         for (ip, mac) in &cfg.static_macs {
-            if let IpAddr::V4(a) = ip {
-                shared.arp.set_static(*a, *mac);
-            }
+            shared.arp.set_static(*ip, *mac);
         }
         let ids = crate::connid::IdLayout::new(cfg.boot as u8);
         let mut table = ConnTable::new(cfg.table_capacity, secrets.table_seed(), 0);
@@ -233,6 +235,8 @@ impl<B: PacketBuf, F: Forwarder> Engine<B, F> {
             sessions: Vec::with_capacity(cfg.pending_capacity),
             free_sessions: Vec::with_capacity(cfg.pending_capacity),
             node: handoff_proto::node_id(cfg.ip),
+            node6: cfg.ip6.map(|a| handoff_proto::node_id(IpAddr::V6(a))),
+            link_local: crate::nd::link_local(cfg.mac),
             backend_nodes: Vec::new(),
             header_pool: Vec::new(),
             expired: Vec::with_capacity(1024),
@@ -594,7 +598,48 @@ impl<B: PacketBuf, F: Forwarder> Engine<B, F> {
     }
 
     fn is_ours(&self, ip: IpAddr) -> bool {
-        ip == self.cfg.ip || self.svcs.iter().any(|s| s.vip == ip)
+        self.is_data_addr(ip) || self.svcs.iter().any(|s| s.vip == ip)
+    }
+
+    /// One of the switch's own data addresses (not a VIP): the primary, the
+    /// IPv6 one of a dual-stack port, the link-local one.
+    pub(crate) fn is_data_addr(&self, ip: IpAddr) -> bool {
+        ip == self.cfg.ip
+            || match ip {
+                IpAddr::V6(a) => Some(a) == self.cfg.ip6 || a == self.link_local,
+                IpAddr::V4(_) => false,
+            }
+    }
+
+    /// The switch's IPv6 data address, if it has one.
+    pub(crate) fn data_ip6(&self) -> Option<Ipv6Addr> {
+        match self.cfg.ip {
+            IpAddr::V6(a) => Some(a),
+            IpAddr::V4(_) => self.cfg.ip6,
+        }
+    }
+
+    /// The switch's data address of `peer`'s family (THOP source), and its
+    /// THOP node id; None when the switch has none of that family.
+    pub(crate) fn own_addr_for(&self, peer: IpAddr) -> Option<(IpAddr, u32)> {
+        if peer.is_ipv6() == self.cfg.ip.is_ipv6() {
+            return Some((self.cfg.ip, self.node));
+        }
+        Some((IpAddr::V6(self.cfg.ip6?), self.node6?))
+    }
+
+    /// The TCP MSS the switch advertises to a client of `key`'s family:
+    /// the profile's (sized for IPv4) less the 20 bytes IPv6's header adds.
+    pub(crate) fn adv_mss(&self, key: &FlowKey) -> u16 {
+        if key.client_ip().is_ipv6() {
+            self.cfg
+                .tcp
+                .mss
+                .saturating_sub(20)
+                .max(handoff_proto::MIN_MSS)
+        } else {
+            self.cfg.tcp.mss
+        }
     }
 
     /// Our TSval for `key` now (per-connection offset, 1 kHz).
@@ -725,6 +770,47 @@ impl<B: PacketBuf, F: Forwarder> Engine<B, F> {
         for a in ips {
             self.send_arp(out, true, wire::BROADCAST, a, a);
         }
+        let mut ips6: Vec<Ipv6Addr> = vec![self.link_local];
+        let vips = self.svcs.iter().map(|s| s.vip);
+        for ip in self.data_ip6().map(IpAddr::V6).into_iter().chain(vips) {
+            if let IpAddr::V6(a) = ip {
+                if !ips6.contains(&a) {
+                    ips6.push(a);
+                }
+            }
+        }
+        // Only a switch with IPv6 addresses announces them.
+        if ips6.len() > 1 {
+            for a in ips6 {
+                self.send_nd(
+                    out,
+                    a,
+                    crate::nd::Out::Advert {
+                        target: a,
+                        to: None,
+                    },
+                );
+            }
+        }
+    }
+
+    /// Sends a neighbour solicitation or advertisement from `src`.
+    pub(crate) fn send_nd<S: Sink<B>>(&self, out: &mut S, src: Ipv6Addr, msg: crate::nd::Out) {
+        let Some(mut b) = out.alloc() else {
+            self.counters.count_drop(DropReason::NoBuffer);
+            return;
+        };
+        if !b.set_len(crate::nd::FRAME_LEN) {
+            self.counters.count_drop(DropReason::NoBuffer);
+            return;
+        }
+        if crate::nd::emit(b.data_mut(), self.cfg.mac, src, msg).is_some() {
+            match msg {
+                crate::nd::Out::Solicit { .. } => bump(&self.counters.nd_solicits_sent, 1),
+                crate::nd::Out::Advert { .. } => bump(&self.counters.nd_adverts_sent, 1),
+            }
+            self.transmit(out, b);
+        }
     }
 
     pub(crate) fn send_arp<S: Sink<B>>(
@@ -774,6 +860,8 @@ impl<B: PacketBuf, F: Forwarder> Engine<B, F> {
             Frame::Udp(d) => self.on_udp(now, pkt, d, out),
             Frame::Arp(a) => self.on_arp(a, out),
             Frame::IcmpEcho { dst } => self.on_echo(pkt, dst, out),
+            Frame::Nd(n) => self.on_nd(n, out),
+            Frame::TooBig { mtu, ours, peer } => self.on_too_big(pkt, mtu, ours, peer, out),
         }
     }
 
@@ -805,25 +893,111 @@ impl<B: PacketBuf, F: Forwarder> Engine<B, F> {
         use crate::arp::Learned;
         let now = self.now_ns / 1_000_000;
         let reply_to_us = !a.request && IpAddr::V4(a.target_ip) == self.cfg.ip;
+        let sender = IpAddr::V4(a.sender_ip);
         let learned = self
             .shared
             .arp
-            .learn(a.sender_ip, a.sender_mac, now, reply_to_us);
-        match learned {
-            Learned::Resolved => self.arp_learned(a.sender_ip, a.sender_mac, out),
-            Learned::Changed => {
-                bump(&self.counters.arp_mac_changes, 1);
-                self.arp_learned(a.sender_ip, a.sender_mac, out);
-            }
-            Learned::Refused => self.counters.count_drop(DropReason::ArpUnsolicited),
-            Learned::Confirmed | Learned::Ignored => {}
-        }
+            .learn(sender, a.sender_mac, now, reply_to_us);
+        self.after_learn(learned, sender, a.sender_mac, out);
         if a.request && self.is_ours(IpAddr::V4(a.target_ip)) && a.sender_ip != a.target_ip {
             self.send_arp(out, false, a.sender_mac, a.target_ip, a.sender_ip);
             return;
         }
         if learned == Learned::Ignored {
             self.counters.count_drop(DropReason::Ignored);
+        }
+    }
+
+    /// What a learnt neighbour (ARP or ND) sets off.
+    fn after_learn<S: Sink<B>>(
+        &mut self,
+        learned: crate::arp::Learned,
+        ip: IpAddr,
+        mac: Mac,
+        out: &mut S,
+    ) {
+        use crate::arp::Learned;
+        match learned {
+            Learned::Resolved => self.arp_learned(ip, mac, out),
+            Learned::Changed => {
+                bump(&self.counters.arp_mac_changes, 1);
+                self.arp_learned(ip, mac, out);
+            }
+            Learned::Refused => self.counters.count_drop(DropReason::ArpUnsolicited),
+            Learned::Confirmed | Learned::Ignored => {}
+        }
+    }
+
+    /// A neighbour solicitation or advertisement: answer for the switch's
+    /// own IPv6 addresses, learn the backends it asked about (the same rule
+    /// as ARP: only a solicited advertisement to the switch may set or
+    /// change a MAC; a solicitation naming the known MAC confirms it).
+    fn on_nd<S: Sink<B>>(&mut self, n: crate::nd::Nd, out: &mut S) {
+        use crate::arp::Learned;
+        let now = self.now_ns / 1_000_000;
+        let (ip, mac, reply_to_us) = if n.solicit {
+            (IpAddr::V6(n.src), n.lladdr, false)
+        } else {
+            let to_us = n.solicited && self.is_data_addr(IpAddr::V6(n.dst));
+            (IpAddr::V6(n.target), n.lladdr, to_us)
+        };
+        let learned = match mac {
+            Some(m) if !n.src.is_unspecified() => {
+                let l = self.shared.arp.learn(ip, m, now, reply_to_us);
+                self.after_learn(l, ip, m, out);
+                l
+            }
+            _ => Learned::Ignored,
+        };
+        if n.solicit && self.is_ours(IpAddr::V6(n.target)) {
+            let to = (n.src, n.lladdr.unwrap_or(n.src_mac));
+            let advert = crate::nd::Out::Advert {
+                target: n.target,
+                to: Some(to),
+            };
+            return self.send_nd(out, n.target, advert);
+        }
+        if learned == Learned::Ignored {
+            self.counters.count_drop(DropReason::Ignored);
+        }
+    }
+
+    /// ICMPv6 Packet Too Big about a segment from one of the VIPs. After a
+    /// handoff the backend sends the responses from the VIP, so the message
+    /// comes to the switch: it is relayed to that backend, whose kernel
+    /// lowers the path MTU of the socket. While the switch itself answers
+    /// (its own responses), the connection's segment size is lowered.
+    fn on_too_big<S: Sink<B>>(
+        &mut self,
+        mut pkt: B,
+        mtu: u32,
+        ours: std::net::SocketAddr,
+        peer: std::net::SocketAddr,
+        out: &mut S,
+    ) {
+        let Some(svc) = self.service_index(ours.ip(), ours.port()) else {
+            return self.counters.count_drop(DropReason::NotForUs);
+        };
+        let key = FlowKey::new(peer.ip(), peer.port(), svc);
+        let h = self.table.hash(&key);
+        let Some(i) = self.table.lookup(&key, h) else {
+            return self.counters.count_drop(DropReason::NoFlow);
+        };
+        match self.table.get(i).slot {
+            Slot::Forwarding { mac, .. } => {
+                if wire::rewrite_macs(pkt.data_mut(), self.cfg.mac, mac) {
+                    bump(&self.counters.icmp6_too_big, 1);
+                    self.transmit(out, pkt);
+                }
+            }
+            Slot::Session(s) => {
+                // IPv6 links carry at least 1,280 bytes (RFC 8200 §5).
+                let mss = (mtu.clamp(1280, 65535) - 60) as u16;
+                let sess = &mut self.sessions[s as usize];
+                sess.mss = sess.mss.min(mss);
+                bump(&self.counters.icmp6_too_big, 1);
+            }
+            _ => self.counters.count_drop(DropReason::Ignored),
         }
     }
 

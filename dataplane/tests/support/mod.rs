@@ -175,8 +175,13 @@ impl Bed {
         };
         let key = Key::new(1, KEY);
         let flen = handoff_proto::frame_len(&body);
-        let mut f = vec![0u8; wire::udp_payload_offset() + flen];
-        handoff_proto::seal(&hdr, &body, &key, &mut f[wire::udp_payload_offset()..]);
+        let mut f = vec![0u8; wire::udp_payload_offset_to(switch_ip()) + flen];
+        handoff_proto::seal(
+            &hdr,
+            &body,
+            &key,
+            &mut f[wire::udp_payload_offset_to(switch_ip())..],
+        );
         wire::emit_udp(
             &mut f,
             backend_mac(b),
@@ -893,8 +898,13 @@ pub fn thop_frame(
     };
     let key = Key::new(1, KEY);
     let flen = handoff_proto::frame_len(&body);
-    let mut f = vec![0u8; wire::udp_payload_offset() + flen];
-    handoff_proto::seal(&hdr, &body, &key, &mut f[wire::udp_payload_offset()..]);
+    let mut f = vec![0u8; wire::udp_payload_offset_to(switch_ip()) + flen];
+    handoff_proto::seal(
+        &hdr,
+        &body,
+        &key,
+        &mut f[wire::udp_payload_offset_to(switch_ip())..],
+    );
     wire::emit_udp(
         &mut f,
         backend_mac(b),

@@ -83,6 +83,8 @@ struct AfXdpPort {
     mac: [u8; 6],
     /// Datagram socket for interface ioctls.
     ctl: OwnedFd,
+    /// Holds the interface's all-multicast mode while the port lives.
+    _allmulti: OwnedFd,
     /// `"zero-copy"` or `"copy"`.
     bind_mode: &'static str,
     /// Each queue's socket (a duplicate, for XDP_STATISTICS) and counters.
@@ -255,6 +257,7 @@ pub fn open(cfg: &AfXdpConfig, workers: usize) -> Result<Vec<AfXdpQueue>, IoErro
     let iface = cfg.iface.as_str();
     let ifindex = netdev::ifindex(iface)?;
     let ctl = netdev::ioctl_socket(iface)?;
+    let allmulti = netdev::hold_allmulti(iface, ifindex)?;
     let mac = netdev::hw_addr(&ctl, iface)?;
     let mtu = netdev::mtu(ctl.as_raw_fd(), iface)?;
     let room = cfg.frame_size - XDP_PACKET_HEADROOM;
@@ -312,6 +315,7 @@ pub fn open(cfg: &AfXdpConfig, workers: usize) -> Result<Vec<AfXdpQueue>, IoErro
         iface: iface.to_owned(),
         mac,
         ctl,
+        _allmulti: allmulti,
         bind_mode: if zero_copy { "zero-copy" } else { "copy" },
         queues: port_queues,
         program,

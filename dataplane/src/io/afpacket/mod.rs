@@ -297,6 +297,7 @@ fn open_one(
     if cfg.promiscuous {
         socket::add_promiscuous(&fd, ifindex, iface)?;
     }
+    socket::add_allmulti(&fd, ifindex, iface)?;
     Ok((fd, rings))
 }
 

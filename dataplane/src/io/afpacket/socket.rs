@@ -112,10 +112,21 @@ pub fn bind(fd: &OwnedFd, ifindex: i32, iface: &str) -> Result<(), IoError> {
 /// Receives frames for every MAC on the interface while the socket is open
 /// (a membership, so the kernel drops it with the socket).
 pub fn add_promiscuous(fd: &OwnedFd, ifindex: i32, iface: &str) -> Result<(), IoError> {
+    add_membership(fd, ifindex, iface, libc::PACKET_MR_PROMISC)
+}
+
+/// Receives every multicast frame on the interface while the socket is open
+/// (IPv6 neighbour solicitations go to the solicited-node groups of the
+/// switch's addresses).
+pub fn add_allmulti(fd: &OwnedFd, ifindex: i32, iface: &str) -> Result<(), IoError> {
+    add_membership(fd, ifindex, iface, libc::PACKET_MR_ALLMULTI)
+}
+
+fn add_membership(fd: &OwnedFd, ifindex: i32, iface: &str, kind: i32) -> Result<(), IoError> {
     // SAFETY: packet_mreq is plain old data; all-zero is valid.
     let mut mreq: libc::packet_mreq = unsafe { std::mem::zeroed() };
     mreq.mr_ifindex = ifindex;
-    mreq.mr_type = libc::PACKET_MR_PROMISC as u16;
+    mreq.mr_type = kind as u16;
     set_opt(
         fd.as_raw_fd(),
         libc::PACKET_ADD_MEMBERSHIP,
