@@ -17,9 +17,15 @@
 //! echo of the VIP, the handshake and request from a real kernel TCP client,
 //! THOP_CREATE to the agent carrying that request and the client's endpoints,
 //! and, after the ACK, client packets forwarded to the backend's MAC.
+//!
+//! The IPv6 scenario runs the same path on a dual-stack bed (client
+//! 2001:2::101, agent 2001:2::11, switch 2001:2::2, VIP 2001:2::10): the
+//! client's kernel resolves the VIP by neighbour discovery and pings it over
+//! ICMPv6, the switch resolves the agent's MAC by soliciting it, THOP runs
+//! over IPv6.
 
 use std::io::{Read, Write};
-use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpStream, UdpSocket};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpStream, UdpSocket};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
@@ -40,6 +46,10 @@ const VIP: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 10);
 const SWITCH_IP: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 2);
 const AGENT_IP: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 11);
 const CLIENT_IP: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 101);
+const VIP6: Ipv6Addr = Ipv6Addr::new(0x2001, 2, 0, 0, 0, 0, 0, 0x10);
+const SWITCH_IP6: Ipv6Addr = Ipv6Addr::new(0x2001, 2, 0, 0, 0, 0, 0, 2);
+const AGENT_IP6: Ipv6Addr = Ipv6Addr::new(0x2001, 2, 0, 0, 0, 0, 0, 0x11);
+const CLIENT_IP6: Ipv6Addr = Ipv6Addr::new(0x2001, 2, 0, 0, 0, 0, 0, 0x101);
 const THOP_PORT: u16 = 9199;
 const KEY: [u8; 32] = [0x5a; 32];
 const DATA_IF: &str = "data0";
@@ -65,6 +75,8 @@ struct Bed {
     switch: Netns,
     _hub: Netns,
     prefix: String,
+    /// Client and agent have IPv6 addresses too; the switch serves VIP6.
+    dual_stack: bool,
 }
 
 impl Drop for Bed {
@@ -79,14 +91,34 @@ impl Bed {
     /// frames the XDP program transmits (a veth accepts XDP_TX frames only
     /// when its peer runs NAPI: an XDP program turns it on).
     fn for_backend(backend: Backend, workers: usize) -> Bed {
+        Bed::build(backend, workers, false)
+    }
+
+    /// The bed with IPv6 on the client and the agent host (addresses
+    /// usable at once: no duplicate-address detection, no router
+    /// solicitations). The switch's namespace keeps IPv6 off: its kernel
+    /// must not answer for the port the switch owns.
+    fn dual_stack(backend: Backend, workers: usize) -> Bed {
+        Bed::build(backend, workers, true)
+    }
+
+    fn build(backend: Backend, workers: usize, dual_stack: bool) -> Bed {
         let hub = Netns::new("bpk-h").no_ipv6();
         hub.ip(&["link", "add", "br0", "type", "bridge"]);
         hub.ip(&["link", "set", "br0", "up"]);
-        let (client, agent, switch) = (
-            Netns::new("bpk-c").no_ipv6(),
-            Netns::new("bpk-a").no_ipv6(),
-            Netns::new("bpk-s").no_ipv6(),
-        );
+        let host = |tag: &str| {
+            let ns = Netns::new(tag);
+            if dual_stack {
+                for k in ["all", "default"] {
+                    ns.sysctl(&format!("net.ipv6.conf.{k}.accept_dad"), "0");
+                    ns.sysctl(&format!("net.ipv6.conf.{k}.router_solicitations"), "0");
+                }
+                ns
+            } else {
+                ns.no_ipv6()
+            }
+        };
+        let (client, agent, switch) = (host("bpk-c"), host("bpk-a"), Netns::new("bpk-s").no_ipv6());
         for (ns, ifc, port) in [
             (&client, "c0", "pc"),
             (&agent, "a0", "pa"),
@@ -102,12 +134,18 @@ impl Bed {
         }
         client.ip(&["addr", "add", "198.18.0.101/24", "dev", "c0"]);
         agent.ip(&["addr", "add", "198.18.0.11/24", "dev", "a0"]);
+        if dual_stack {
+            let a = |ip: Ipv6Addr| format!("{ip}/64");
+            client.ip(&["addr", "add", &a(CLIENT_IP6), "dev", "c0", "nodad"]);
+            agent.ip(&["addr", "add", &a(AGENT_IP6), "dev", "a0", "nodad"]);
+        }
         Bed {
             client,
             agent,
             switch,
             _hub: hub,
             prefix: unique("bpk-e"),
+            dual_stack,
         }
     }
 
@@ -201,9 +239,19 @@ impl Switch {
         let mac = queues[0].mac();
         let monitor = queues[0].monitor();
         let steering = monitor.steering();
+        let mut services = WorkerConfig::default().services;
+        if bed.dual_stack {
+            services.push(dataplane::config::Service {
+                vip: IpAddr::V6(VIP6),
+                port: 80,
+                protocol: dataplane::config::Protocol::Http,
+            });
+        }
         let cfg = WorkerConfig {
+            services,
             mac,
             ip: IpAddr::V4(SWITCH_IP),
+            ip6: bed.dual_stack.then_some(SWITCH_IP6),
             thop: dataplane::config::ThopConfig {
                 port: THOP_PORT,
                 key_id: 1,
@@ -381,8 +429,10 @@ fn checksum(b: &[u8]) -> u16 {
     !(s as u16)
 }
 
-/// The switch's MAC as the client's kernel resolved the VIP (ARP).
-fn neighbour_mac(ns: &Netns, ip: Ipv4Addr) -> Option<[u8; 6]> {
+/// The MAC the namespace's kernel resolved `ip` to (ARP or neighbour
+/// discovery).
+fn neighbour_mac(ns: &Netns, ip: impl Into<IpAddr>) -> Option<[u8; 6]> {
+    let ip: IpAddr = ip.into();
     let out = ns
         .command("ip")
         .args(["neigh", "show", &ip.to_string()])
@@ -641,6 +691,283 @@ fn handoff_scenario_with(backend: Backend, workers: usize, qpairs: usize, conns:
     drop(bed);
 }
 
+/// One ICMPv6 echo to `dst` from the calling thread's namespace; true when
+/// the matching reply arrived (the kernel fills in ICMPv6 checksums).
+fn ping6(dst: Ipv6Addr, id: u16) -> bool {
+    // SAFETY: plain syscalls on a socket we own; results checked.
+    unsafe {
+        let fd = libc::socket(
+            libc::AF_INET6,
+            libc::SOCK_RAW | libc::SOCK_CLOEXEC,
+            libc::IPPROTO_ICMPV6,
+        );
+        assert!(fd >= 0);
+        let tv = libc::timeval {
+            tv_sec: 0,
+            tv_usec: 200_000,
+        };
+        libc::setsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_RCVTIMEO,
+            (&tv as *const libc::timeval).cast(),
+            16,
+        );
+        let mut sa: libc::sockaddr_in6 = std::mem::zeroed();
+        sa.sin6_family = libc::AF_INET6 as u16;
+        sa.sin6_addr.s6_addr = dst.octets();
+        let salen = std::mem::size_of::<libc::sockaddr_in6>() as libc::socklen_t;
+        let mut ok = false;
+        for seq in 1..=10u16 {
+            let mut pkt = [128u8, 0, 0, 0, 0, 0, 0, 0, b'b', b'a', b't', b'o', b'n', 6];
+            pkt[4..6].copy_from_slice(&id.to_be_bytes());
+            pkt[6..8].copy_from_slice(&seq.to_be_bytes());
+            libc::sendto(
+                fd,
+                pkt.as_ptr().cast(),
+                pkt.len(),
+                0,
+                (&sa as *const libc::sockaddr_in6).cast(),
+                salen,
+            );
+            let mut buf = [0u8; 1500];
+            let end = Instant::now() + Duration::from_millis(500);
+            while Instant::now() < end {
+                let mut from: libc::sockaddr_in6 = std::mem::zeroed();
+                let mut flen = salen;
+                let n = libc::recvfrom(
+                    fd,
+                    buf.as_mut_ptr().cast(),
+                    buf.len(),
+                    0,
+                    (&mut from as *mut libc::sockaddr_in6).cast(),
+                    &mut flen,
+                );
+                if n < 8 {
+                    continue;
+                }
+                let icmp = &buf[..n as usize];
+                if Ipv6Addr::from(from.sin6_addr.s6_addr) == dst
+                    && icmp[0] == 129
+                    && icmp[4..6] == id.to_be_bytes()
+                    && icmp[6..8] == seq.to_be_bytes()
+                {
+                    ok = icmp[8..] == pkt[8..];
+                    break;
+                }
+            }
+            if ok {
+                break;
+            }
+        }
+        libc::close(fd);
+        ok
+    }
+}
+
+/// An IPv6 TCP segment to VIP6 the capture saw: (dst MAC, src port, flags,
+/// payload).
+fn tcp6_to_vip(f: &[u8]) -> Option<([u8; 6], u16, u8, Vec<u8>)> {
+    if f.len() < 74 || f[12..14] != [0x86, 0xdd] || f[20] != 6 || f[38..54] != VIP6.octets() {
+        return None;
+    }
+    let plen = u16::from_be_bytes([f[18], f[19]]) as usize;
+    let tcp = f.get(54..54 + plen)?;
+    let doff = (tcp[12] >> 4) as usize * 4;
+    let payload = tcp.get(doff..)?.to_vec();
+    let mut mac = [0u8; 6];
+    mac.copy_from_slice(&f[0..6]);
+    Some((mac, u16::from_be_bytes([tcp[0], tcp[1]]), tcp[13], payload))
+}
+
+/// The whole path over IPv6 for `conns` connections through `workers`
+/// workers, on a dual-stack bed: neighbour discovery both ways (the
+/// client's kernel resolves the VIP, the switch solicits the agent host),
+/// ICMPv6 echo, real IPv6 TCP clients, THOP over IPv6, forwarding to the
+/// backend's MAC; then an IPv4 connection on the same switch, and IPv6
+/// garbage that must not stop a worker.
+fn ipv6_scenario(backend: Backend, workers: usize, conns: usize) {
+    let bed = Bed::dual_stack(backend, workers);
+    let agent_mac = bed.agent.mac("a0");
+    let sw = Switch::start(&bed, backend, workers, workers);
+
+    let pinged = bed.client.spawn(|| ping6(VIP6, 0xba76)).join().unwrap();
+    assert!(pinged, "ICMPv6 echo to the IPv6 VIP answered");
+    assert_eq!(
+        neighbour_mac(&bed.client, VIP6),
+        Some(sw.mac),
+        "the IPv6 VIP resolves to the switch's MAC by neighbour discovery"
+    );
+    assert!(sw.counter("nd_adverts_sent") >= 1);
+
+    let agent_sock = bed
+        .agent
+        .spawn(|| UdpSocket::bind((AGENT_IP6, THOP_PORT)).unwrap())
+        .join()
+        .unwrap();
+    let agent = std::thread::spawn(move || {
+        FakeAgent::new(agent_sock, IpAddr::V6(AGENT_IP6), Key::new(1, KEY))
+            .strict()
+            .collect(conns, Duration::from_secs(20))
+    });
+    let capture = bed.agent.spawn(|| RawSock::open("a0")).join().unwrap();
+
+    let (go_tx, go_rx) = mpsc::channel::<()>();
+    let client = bed.client.spawn(move || {
+        let mut streams = Vec::new();
+        for i in 0..conns {
+            let mut s = TcpStream::connect_timeout(
+                &SocketAddr::new(VIP6.into(), 80),
+                Duration::from_secs(10),
+            )
+            .expect("IPv6 TCP handshake with the switch");
+            let req = format!("GET /v6/{i} HTTP/1.1\r\nHost: vip.test\r\n\r\n");
+            s.write_all(req.as_bytes()).unwrap();
+            streams.push(s);
+        }
+        let ports: Vec<u16> = streams
+            .iter()
+            .map(|s| s.local_addr().unwrap().port())
+            .collect();
+        go_rx.recv_timeout(Duration::from_secs(30)).expect("go");
+        for s in &mut streams {
+            s.write_all(b"after-ack").unwrap();
+            s.shutdown(std::net::Shutdown::Write).unwrap();
+        }
+        for s in &mut streams {
+            s.set_read_timeout(Some(Duration::from_millis(100)))
+                .unwrap();
+            let _ = s.read(&mut [0u8; 16]);
+        }
+        ports
+    });
+
+    // No MAC given: the switch solicits the agent host's address.
+    let target = BackendTarget {
+        id: 7,
+        ip: IpAddr::V6(AGENT_IP6),
+        mac: None,
+        thop: SocketAddr::new(AGENT_IP6.into(), THOP_PORT),
+    };
+    let (reqs, acked) = sw.serve(&target, conns);
+    assert_eq!(
+        (reqs.len(), acked),
+        (conns, conns),
+        "dispatched and acknowledged"
+    );
+    assert!(
+        sw.counter("nd_solicits_sent") >= 1,
+        "the agent host was solicited"
+    );
+    let adopted = agent.join().unwrap();
+    assert_eq!(
+        adopted.len(),
+        conns,
+        "THOP_CREATE over IPv6 reached the agent"
+    );
+    for a in &adopted {
+        assert_eq!(a.vip, SocketAddr::new(VIP6.into(), 80));
+        assert_eq!(a.client.ip(), IpAddr::V6(CLIENT_IP6));
+        assert_eq!(
+            a.from,
+            SocketAddr::new(SWITCH_IP6.into(), THOP_PORT),
+            "THOP from the switch's IPv6 data address"
+        );
+        assert!(String::from_utf8_lossy(&a.request).starts_with("GET /v6/"));
+    }
+
+    go_tx.send(()).unwrap();
+    let mut data_seen = std::collections::HashSet::new();
+    let mut fin_seen = std::collections::HashSet::new();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while (data_seen.len() < conns || fin_seen.len() < conns) && Instant::now() < deadline {
+        let Some(f) = capture.recv(Duration::from_millis(200)) else {
+            continue;
+        };
+        if let Some((dst, sport, flags, payload)) = tcp6_to_vip(&f) {
+            assert_eq!(dst, agent_mac, "forwarded to the backend MAC");
+            assert_eq!(&f[6..12], &sw.mac, "source MAC is the switch");
+            if payload.ends_with(b"after-ack") {
+                data_seen.insert(sport);
+            }
+            if flags & 0x01 != 0 {
+                fin_seen.insert(sport);
+            }
+        }
+    }
+    let ports = client.join().unwrap();
+    for p in &ports {
+        assert!(
+            data_seen.contains(p),
+            "data of [{CLIENT_IP6}]:{p} forwarded"
+        );
+        assert!(fin_seen.contains(p), "FIN of [{CLIENT_IP6}]:{p} forwarded");
+    }
+
+    // The same switch still serves IPv4: a handshake to the IPv4 VIP.
+    let v4 = bed
+        .client
+        .spawn(|| {
+            TcpStream::connect_timeout(&SocketAddr::new(VIP.into(), 80), Duration::from_secs(10))
+        })
+        .join()
+        .unwrap();
+    assert!(v4.is_ok(), "IPv4 handshake on the dual-stack switch");
+
+    // IPv6 garbage: truncated headers, random next headers and extension
+    // chains, to the switch's MAC and to the all-nodes group.
+    use dataplane::counters::DropReason;
+    let client_mac = bed.client.mac("c0");
+    let stray = bed.client.spawn(|| RawSock::open("c0")).join().unwrap();
+    let before = sw.dropped(DropReason::Malformed) + sw.dropped(DropReason::Ipv6ExtChain);
+    let mut x: u64 = 0x2545_f491_4f6c_dd1d;
+    let mut rnd = move || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    for i in 0..600u32 {
+        let len = 14 + (rnd() % 400) as usize;
+        let mut f: Vec<u8> = (0..len).map(|_| rnd() as u8).collect();
+        let all_nodes = [0x33, 0x33, 0, 0, 0, 1];
+        f[0..6].copy_from_slice(if i % 5 == 0 { &all_nodes } else { &sw.mac });
+        f[6..12].copy_from_slice(&client_mac);
+        f[12..14].copy_from_slice(&[0x86, 0xdd]);
+        if f.len() > 54 {
+            f[14] = 0x60;
+            // Payload length within the frame half the time; a chain of
+            // Destination Options headers a third of the time.
+            if i % 2 == 0 {
+                f[18..20].copy_from_slice(&((len - 54) as u16).to_be_bytes());
+            }
+            if i % 3 == 0 {
+                f[20] = 60;
+                f[38..54].copy_from_slice(&VIP6.octets());
+            }
+        }
+        stray.send(&f);
+    }
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while sw.dropped(DropReason::Malformed) + sw.dropped(DropReason::Ipv6ExtChain) == before
+        && Instant::now() < deadline
+    {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(
+        sw.dropped(DropReason::Malformed) + sw.dropped(DropReason::Ipv6ExtChain) > before,
+        "IPv6 garbage counted"
+    );
+    let alive = bed.client.spawn(|| ping6(VIP6, 0xba77)).join().unwrap();
+    assert!(alive, "the switch still answers ICMPv6 after garbage");
+    assert!(
+        sw.threads.iter().all(|t| !t.is_finished()),
+        "no worker stopped"
+    );
+    drop(sw);
+    drop(bed);
+}
+
 fn expected_steering(backend: Backend, workers: usize, qpairs: usize) -> &'static str {
     match (backend, workers, qpairs) {
         (_, 1, _) => "single",
@@ -662,6 +989,13 @@ fn afxdp_handoff_one_worker_fast_path() {
 
 #[cfg(feature = "af_xdp")]
 #[test]
+fn afxdp_ipv6_one_worker() {
+    require_root();
+    ipv6_scenario(Backend::AfXdp, 1, 2);
+}
+
+#[cfg(feature = "af_xdp")]
+#[test]
 fn afxdp_handoff_two_workers_fast_path() {
     require_root();
     handoff_scenario(Backend::AfXdp, 2, 6);
@@ -679,6 +1013,18 @@ fn afpacket_handoff_one_worker() {
 fn afpacket_handoff_two_workers_fanout() {
     require_root();
     handoff_scenario(Backend::AfPacket, 2, 6);
+}
+
+#[test]
+fn afpacket_ipv6_one_worker() {
+    require_root();
+    ipv6_scenario(Backend::AfPacket, 1, 1);
+}
+
+#[test]
+fn afpacket_ipv6_two_workers_fanout() {
+    require_root();
+    ipv6_scenario(Backend::AfPacket, 2, 6);
 }
 
 #[test]
@@ -711,5 +1057,21 @@ fn dpdk_handoff_two_workers_software_steering() {
     // One PMD queue pair for two workers: frames are steered in software.
     testkit::dpdk::isolated("dpdk_handoff_two_workers_software_steering", || {
         handoff_scenario_with(Backend::Dpdk, 2, 1, 6)
+    });
+}
+
+#[cfg(feature = "dpdk")]
+#[test]
+fn dpdk_ipv6_one_worker() {
+    testkit::dpdk::isolated("dpdk_ipv6_one_worker", || {
+        ipv6_scenario(Backend::Dpdk, 1, 1)
+    });
+}
+
+#[cfg(feature = "dpdk")]
+#[test]
+fn dpdk_ipv6_two_workers_pmd_fanout() {
+    testkit::dpdk::isolated("dpdk_ipv6_two_workers_pmd_fanout", || {
+        ipv6_scenario(Backend::Dpdk, 2, 6)
     });
 }
