@@ -2,7 +2,7 @@
 //! ([`WorkerConfig`], [`IoConfig`]) and resolved THOP keys. The dataplane
 //! never sees YAML; this is the one place that maps profile fields onto it.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr};
 
 use dataplane::config::{
     Protocol, RecoveryConfig, Service, SynCookieMode, TcpOptionsConfig, ThopConfig,
@@ -208,21 +208,39 @@ pub fn worker_config(p: &Profile, port_mac: [u8; 6]) -> Result<WorkerConfig, Com
         .any(|s| s.protocol == ServiceProtocol::Tls);
     let to = &p.timeouts;
     let table = p.tuning.table_capacity as usize;
+    // The first data address is the primary; with an IPv4 primary, the
+    // IPv6 one (if any) makes the data port dual-stack. A validated profile
+    // has at least one; without, the dataplane refuses the unspecified one.
+    let ip = p
+        .switch
+        .data_ip
+        .first()
+        .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
+    let ip6 = match ip {
+        IpAddr::V4(_) => p.switch.data_ip.v6(),
+        IpAddr::V6(_) => None,
+    };
     let cfg = WorkerConfig {
+        // One dataplane service per VIP address: a dual-stack service is
+        // two LISTEN entries with the same port and protocol.
         services: p
             .services
             .iter()
-            .map(|s| Service {
-                vip: IpAddr::V4(s.vip),
-                port: s.port,
-                protocol: match s.protocol {
+            .flat_map(|s| {
+                let protocol = match s.protocol {
                     ServiceProtocol::Http => Protocol::Http,
                     ServiceProtocol::Tls => Protocol::Tls,
-                },
+                };
+                s.vip.iter().map(move |vip| Service {
+                    vip,
+                    port: s.port,
+                    protocol,
+                })
             })
             .collect(),
         mac: p.switch.data_mac.map_or(port_mac, |m| m.0),
-        ip: IpAddr::V4(p.switch.data_ip),
+        ip,
+        ip6,
         thop: ThopConfig {
             port: p.thop.port,
             key_id,
@@ -287,7 +305,7 @@ pub fn worker_config(p: &Profile, port_mac: [u8; 6]) -> Result<WorkerConfig, Com
         static_macs: p
             .backends
             .iter()
-            .filter_map(|b| b.mac.map(|m| (IpAddr::V4(b.address), m.0)))
+            .filter_map(|b| b.mac.map(|m| (b.address, m.0)))
             .collect(),
         ..WorkerConfig::default()
     };

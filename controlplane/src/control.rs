@@ -1146,7 +1146,7 @@ pub fn restart_sections(old: &Profile, new: &Profile) -> Vec<&'static str> {
     let eps = |p: &Profile| {
         p.services
             .iter()
-            .map(|s| (s.vip, s.port))
+            .map(|s| (s.vip.clone(), s.port))
             .collect::<Vec<_>>()
     };
     if eps(old) != eps(new) {

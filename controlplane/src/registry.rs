@@ -146,12 +146,12 @@ impl Registry {
                 .unwrap_or_else(|| SocketAddr::from((cfg.address, p.thop.port)));
             let target = BackendTarget {
                 id: 0,
-                ip: IpAddr::V4(cfg.address),
+                ip: cfg.address,
                 mac: cfg.mac.map(|m| m.0),
                 thop,
             };
             let health_cfg = cfg.health.clone().unwrap_or_else(|| p.health.clone());
-            let management = cfg.management.unwrap_or(IpAddr::V4(cfg.address));
+            let management = cfg.management.unwrap_or(cfg.address);
             match self.by_name.get(&cfg.name) {
                 Some(&id) => {
                     let b = &mut self.backends[id as usize];

@@ -5,7 +5,7 @@
 //! listed several times are alternatives (`extension: [png, jpg]`); different
 //! kinds are all required.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 
 use regex::Regex;
 
@@ -58,7 +58,9 @@ struct CompiledRule {
 #[derive(Debug)]
 struct ServiceRoutes {
     name: String,
-    addr: SocketAddr,
+    /// Every VIP of the service (one per family).
+    vips: Vec<IpAddr>,
+    port: u16,
     rules: Vec<CompiledRule>,
     default_pool: PoolIndex,
 }
@@ -101,7 +103,8 @@ impl Router {
             }
             services.push(ServiceRoutes {
                 name: s.name.clone(),
-                addr: SocketAddr::from((s.vip, s.port)),
+                vips: s.vip.as_slice().to_vec(),
+                port: s.port,
                 rules,
                 default_pool: pool_index(&s.default_pool, format!("services[{i}].default_pool"))?,
             });
@@ -110,12 +113,13 @@ impl Router {
     }
 
     /// The pool for `req` arriving at `vip`; `None` when `vip` is no service.
+    /// A service with a VIP of each family routes requests arriving at
+    /// either the same way. Only the address and port count (not an IPv6
+    /// socket address's flow label or scope), and an IPv4-mapped address
+    /// is its IPv4 one.
     pub fn route(&self, vip: SocketAddr, req: &Request<'_>) -> Option<Route> {
-        let (si, svc) = self
-            .services
-            .iter()
-            .enumerate()
-            .find(|(_, s)| s.addr == vip)?;
+        let si = self.service_at(vip)?;
+        let svc = &self.services[si];
         for (ri, rule) in svc.rules.iter().enumerate() {
             if rule.matches(req) {
                 return Some(Route {
@@ -130,6 +134,14 @@ impl Router {
             rule: None,
             service: si,
         })
+    }
+
+    /// Index of the service listening on `vip` (either of its VIPs).
+    pub fn service_at(&self, vip: SocketAddr) -> Option<usize> {
+        let ip = vip.ip().to_canonical();
+        self.services
+            .iter()
+            .position(|s| s.port == vip.port() && s.vips.contains(&ip))
     }
 
     /// Name of a rule (or `default`) for logs.

@@ -10,7 +10,7 @@ pub use load::{
     load_file, load_file_with, load_str, properties_from_env, ConfigError, ConfigErrors, Loaded,
 };
 pub use types::*;
-pub use units::{DurationStr, MacAddr};
+pub use units::{Addresses, DurationStr, MacAddr};
 
 /// The JSON Schema of a profile (draft 2020-12), pretty-printed with a trailing newline.
 pub fn json_schema() -> String {

@@ -5,12 +5,12 @@
 //! the field reference in `docs/configuration.md` are generated from them, and
 //! `check-config` prints them back resolved. Doc comments are user-facing.
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, SocketAddr};
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::units::{DurationStr, MacAddr};
+use super::units::{Addresses, DurationStr, MacAddr};
 
 /// A complete, self-describing tuning of the appliance.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -296,8 +296,12 @@ impl Default for Workers {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SwitchSection {
-    /// The switch's own data address: source of THOP, answered in ARP.
-    pub data_ip: Ipv4Addr,
+    /// The switch's own data address, or one of each family for a
+    /// dual-stack data port (`[198.18.0.2, "2001:2::2"]`): answered in ARP
+    /// or neighbour discovery and to ping, and the source of THOP towards
+    /// the agents of its family (a backend's THOP address needs a data
+    /// address of its family here).
+    pub data_ip: Addresses,
     /// The data port's MAC; default: the interface's or port's own.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub data_mac: Option<MacAddr>,
@@ -324,8 +328,10 @@ pub enum Forwarding {
 pub struct Service {
     /// Service name (metrics label).
     pub name: String,
-    /// Virtual IP the switch answers ARP for.
-    pub vip: Ipv4Addr,
+    /// Virtual IP the switch answers ARP (IPv4) or neighbour discovery
+    /// (IPv6) for; one of each family (`[198.18.0.10, "2001:2::10"]`) makes
+    /// one service answering on both, with the same rules and metrics.
+    pub vip: Addresses,
     /// TCP port.
     #[serde(default = "d_http_port")]
     pub port: u16,
@@ -439,12 +445,17 @@ pub struct CookieMatch {
 pub struct Backend {
     /// Unique name; say what it serves (`static-1`, `app-1`). Stable across reloads.
     pub name: String,
-    /// Data address on the switch's segment (holds the VIP on `lo`).
-    pub address: Ipv4Addr,
-    /// Static MAC; absent: resolved by ARP.
+    /// Data address on the switch's segment, IPv4 or IPv6 (the backend
+    /// holds the VIPs on `lo`; a backend of either family serves VIPs of
+    /// both, since the switch forwards to its MAC).
+    pub address: IpAddr,
+    /// Static MAC; absent: resolved by ARP (IPv4) or neighbour discovery (IPv6).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mac: Option<MacAddr>,
-    /// The agent's THOP address; default `address:thop.port`.
+    /// The agent's THOP address; default `address:thop.port`
+    /// (`[2001:2::11]:9199` for an IPv6 address). The switch sends THOP
+    /// from its data address of the same family, so `switch.data_ip` must
+    /// have one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub thop: Option<SocketAddr>,
     /// Id of this backend's own THOP key (one of `thop.keys`): the switch
@@ -700,7 +711,8 @@ impl Default for Timeouts {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TcpOptions {
-    /// MSS the switch announces (1460 for a 1500-byte MTU).
+    /// MSS the switch announces (1460 for a 1500-byte MTU); IPv6
+    /// connections advertise 20 bytes less, for the larger header.
     #[serde(default = "d_mss")]
     pub mss: u16,
     /// Receive window scale shift (0–14).

@@ -1,11 +1,13 @@
-//! Small value types with a human spelling in YAML: durations (`250ms`, `2s`)
-//! and MAC addresses (`02:00:00:00:00:0b`).
+//! Small value types with a human spelling in YAML: durations (`250ms`, `2s`),
+//! MAC addresses (`02:00:00:00:00:0b`) and one-or-more IP addresses
+//! (`198.18.0.2` or `[198.18.0.2, "2001:2::2"]`).
 //!
 //! Durations are always written with a unit so a reader never has to guess
 //! whether `5` meant seconds or milliseconds.
 
 use std::borrow::Cow;
 use std::fmt;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::time::Duration;
 
 use schemars::{json_schema, JsonSchema, Schema, SchemaGenerator};
@@ -179,6 +181,192 @@ impl JsonSchema for MacAddr {
             "type": "string",
             "pattern": "^[0-9a-fA-F]{2}([:-][0-9a-fA-F]{2}){5}$",
             "description": "An Ethernet MAC address, e.g. `02:00:00:00:00:0b`."
+        })
+    }
+}
+
+/// One IP address, or a list of at most one per family (a dual-stack
+/// address): `198.18.0.2`, `"2001:2::2"` or `[198.18.0.2, "2001:2::2"]`.
+///
+/// A single address is read and written as a scalar, as before dual stack;
+/// a list stays a list. Two values are equal when they hold the same
+/// addresses in the same order, whichever way they were written. That a
+/// list is not empty and holds one address per family is checked with the
+/// rest of the profile (so the error carries its field path and line).
+#[derive(Debug, Clone, Eq)]
+pub struct Addresses {
+    addrs: Vec<IpAddr>,
+    listed: bool,
+}
+
+impl Addresses {
+    /// A single address, written as a scalar.
+    pub fn one(ip: impl Into<IpAddr>) -> Self {
+        Self {
+            addrs: vec![ip.into()],
+            listed: false,
+        }
+    }
+
+    /// A list, written as a list.
+    pub fn list(addrs: Vec<IpAddr>) -> Self {
+        Self {
+            addrs,
+            listed: true,
+        }
+    }
+
+    /// The addresses in the order given.
+    pub fn as_slice(&self) -> &[IpAddr] {
+        &self.addrs
+    }
+
+    /// The addresses in the order given.
+    pub fn iter(&self) -> impl Iterator<Item = IpAddr> + '_ {
+        self.addrs.iter().copied()
+    }
+
+    /// No address at all (an empty list, refused by validation).
+    pub fn is_empty(&self) -> bool {
+        self.addrs.is_empty()
+    }
+
+    /// The first address given.
+    pub fn first(&self) -> Option<IpAddr> {
+        self.addrs.first().copied()
+    }
+
+    /// The (first) IPv4 address.
+    pub fn v4(&self) -> Option<Ipv4Addr> {
+        self.addrs.iter().find_map(|a| match a {
+            IpAddr::V4(v) => Some(*v),
+            IpAddr::V6(_) => None,
+        })
+    }
+
+    /// The (first) IPv6 address.
+    pub fn v6(&self) -> Option<Ipv6Addr> {
+        self.addrs.iter().find_map(|a| match a {
+            IpAddr::V6(v) => Some(*v),
+            IpAddr::V4(_) => None,
+        })
+    }
+
+    /// Whether an address of `ip`'s family is among them.
+    pub fn has_family_of(&self, ip: IpAddr) -> bool {
+        self.addrs.iter().any(|a| a.is_ipv4() == ip.is_ipv4())
+    }
+
+    /// Whether `ip` is one of them.
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        self.addrs.contains(&ip)
+    }
+
+    /// Written as a list (even of one).
+    pub fn is_list(&self) -> bool {
+        self.listed
+    }
+
+    /// The field path of the `i`-th address of the field at `at`: `at[i]`
+    /// for a list, `at` itself for a single address.
+    pub fn path(&self, at: &str, i: usize) -> String {
+        if self.listed {
+            format!("{at}[{i}]")
+        } else {
+            at.to_string()
+        }
+    }
+}
+
+impl PartialEq for Addresses {
+    fn eq(&self, other: &Self) -> bool {
+        self.addrs == other.addrs
+    }
+}
+
+impl From<IpAddr> for Addresses {
+    fn from(ip: IpAddr) -> Self {
+        Self::one(ip)
+    }
+}
+
+impl From<Ipv4Addr> for Addresses {
+    fn from(ip: Ipv4Addr) -> Self {
+        Self::one(ip)
+    }
+}
+
+impl From<Ipv6Addr> for Addresses {
+    fn from(ip: Ipv6Addr) -> Self {
+        Self::one(ip)
+    }
+}
+
+/// The addresses separated by `, ` (just the address when there is one).
+impl fmt::Display for Addresses {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, a) in self.addrs.iter().enumerate() {
+            if i > 0 {
+                f.write_str(", ")?;
+            }
+            write!(f, "{a}")?;
+        }
+        Ok(())
+    }
+}
+
+impl Serialize for Addresses {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self.addrs.as_slice() {
+            [one] if !self.listed => s.collect_str(one),
+            all => s.collect_seq(all.iter().map(|a| a.to_string())),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Addresses {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> de::Visitor<'de> for V {
+            type Value = Addresses;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("an IP address, or a list of one IPv4 and one IPv6 address")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Addresses, E> {
+                v.trim()
+                    .parse::<IpAddr>()
+                    .map(Addresses::one)
+                    .map_err(|_| E::custom(format!("`{v}` is not an IP address")))
+            }
+            fn visit_seq<A: de::SeqAccess<'de>>(self, mut a: A) -> Result<Addresses, A::Error> {
+                let mut addrs = Vec::new();
+                while let Some(ip) = a.next_element::<IpAddr>()? {
+                    addrs.push(ip);
+                }
+                Ok(Addresses::list(addrs))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+impl JsonSchema for Addresses {
+    fn schema_name() -> Cow<'static, str> {
+        "Addresses".into()
+    }
+
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        json_schema!({
+            "description": "One IP address, or a list of at most one IPv4 and one IPv6 address (dual stack), e.g. `198.18.0.10` or `[198.18.0.10, \"2001:2::10\"]`.",
+            "anyOf": [
+                { "type": "string", "format": "ip" },
+                {
+                    "type": "array",
+                    "items": { "type": "string", "format": "ip" },
+                    "minItems": 1,
+                    "maxItems": 2
+                }
+            ]
         })
     }
 }

@@ -2,9 +2,13 @@
 //! numbers are in range, regexes compile. Each problem names the field path
 //! (the loader adds the line), and all problems are reported at once.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
+use std::net::{IpAddr, SocketAddr};
+
+use dataplane::config::usable_unicast;
 
 use super::types::*;
+use super::units::Addresses;
 use crate::policy::ParamChecks;
 
 /// One semantic problem.
@@ -42,6 +46,7 @@ pub fn validate(p: &Profile) -> Vec<Problem> {
     }
     check_io(&mut c, p);
     check_workers(&mut c, &p.workers);
+    check_addresses(&mut c, "switch.data_ip", &p.switch.data_ip);
     let backends = check_backends(&mut c, p);
     let pools = check_pools(&mut c, p, &backends);
     check_services(&mut c, p, &pools);
@@ -231,7 +236,7 @@ fn check_backends(c: &mut Checker, p: &Profile) -> HashSet<String> {
         }
         let thop = b
             .thop
-            .unwrap_or_else(|| std::net::SocketAddr::from((b.address, p.thop.port)));
+            .unwrap_or_else(|| SocketAddr::from((b.address, p.thop.port)));
         if !thops.insert(thop) {
             c.err(format!("{at}.thop"), format!("THOP address {thop} is used by another backend (LOAD reports would be ambiguous)"));
         }
@@ -241,8 +246,34 @@ fn check_backends(c: &mut Checker, p: &Profile) -> HashSet<String> {
                 format!("address {} is used by another backend", b.address),
             );
         }
-        if b.address == p.switch.data_ip {
+        if let Some(why) = not_unicast(b.address) {
+            c.err(format!("{at}.address"), why);
+        }
+        if p.switch.data_ip.contains(b.address) {
             c.err(format!("{at}.address"), "is the switch's own data address");
+        }
+        if let Some(t) = b.thop {
+            if let Some(why) = not_unicast(t.ip()) {
+                c.err(format!("{at}.thop"), why);
+            }
+        }
+        // THOP goes out from the switch's data address of the agent's family.
+        if !p.switch.data_ip.is_empty() && !p.switch.data_ip.has_family_of(thop.ip()) {
+            let no_source = format!(
+                "the switch has no {} data address to send THOP from; add one to switch.data_ip",
+                family(thop.ip())
+            );
+            if b.thop.is_some() {
+                c.err(format!("{at}.thop"), no_source);
+            } else {
+                c.err(
+                    format!("{at}.address"),
+                    format!(
+                        "the agent's THOP address defaults to {thop}, but {no_source} \
+                         (or give the backend a `thop` address of the other family)"
+                    ),
+                );
+            }
         }
         if let Some(h) = &b.health {
             check_health(c, &format!("{at}.health"), h);
@@ -322,7 +353,7 @@ fn check_services(c: &mut Checker, p: &Profile, pools: &HashSet<String>) {
         c.err("services", "at least one service is needed");
     }
     let mut names = HashSet::new();
-    let mut eps = HashSet::new();
+    let mut eps: HashMap<(IpAddr, u16), usize> = HashMap::new();
     for (i, s) in p.services.iter().enumerate() {
         let at = format!("services[{i}]");
         if !names.insert(s.name.clone()) {
@@ -331,14 +362,32 @@ fn check_services(c: &mut Checker, p: &Profile, pools: &HashSet<String>) {
                 format!("service `{}` is defined twice", s.name),
             );
         }
-        if !eps.insert((s.vip, s.port)) {
-            c.err(
-                format!("{at}.port"),
-                format!("{}:{} is used by another service", s.vip, s.port),
-            );
-        }
-        if s.vip == p.switch.data_ip {
-            c.err(format!("{at}.vip"), "must differ from switch.data_ip");
+        check_addresses(c, &format!("{at}.vip"), &s.vip);
+        for (j, vip) in s.vip.iter().enumerate() {
+            let vat = s.vip.path(&format!("{at}.vip"), j);
+            if let Some(other) = eps.insert((vip, s.port), i) {
+                c.err(
+                    format!("{at}.port"),
+                    format!(
+                        "{} is used by another service (`{}`)",
+                        SocketAddr::new(vip, s.port),
+                        p.services[other].name
+                    ),
+                );
+            }
+            if p.switch.data_ip.contains(vip) {
+                c.err(vat.clone(), "must differ from switch.data_ip");
+            }
+            if let Some(b) = p.backends.iter().find(|b| b.address == vip) {
+                c.err(
+                    vat,
+                    format!(
+                        "is the address of backend `{}`; a VIP is an address of its own, \
+                         which the backends hold on their loopback",
+                        b.name
+                    ),
+                );
+            }
         }
         if s.port == 0 {
             c.err(format!("{at}.port"), "must not be 0");
@@ -356,6 +405,83 @@ fn check_services(c: &mut Checker, p: &Profile, pools: &HashSet<String>) {
             }
             check_match(c, &format!("{rat}.match"), &r.matches);
             check_protocol_match(c, &format!("{rat}.match"), s.protocol, &r.matches);
+        }
+    }
+}
+
+/// "IPv4" or "IPv6".
+fn family(ip: IpAddr) -> &'static str {
+    if ip.is_ipv4() {
+        "IPv4"
+    } else {
+        "IPv6"
+    }
+}
+
+/// Why `ip` cannot be a data address or a VIP (None: it can).
+fn not_unicast(ip: IpAddr) -> Option<String> {
+    if usable_unicast(ip) {
+        return None;
+    }
+    let what = match ip {
+        IpAddr::V6(v) => {
+            if let Some(v4) = v.to_ipv4_mapped() {
+                return Some(format!(
+                    "{ip} is an IPv4-mapped IPv6 address: give it as IPv4 ({v4})"
+                ));
+            }
+            if v.is_unspecified() {
+                "the unspecified address"
+            } else if v.is_multicast() {
+                "a multicast address"
+            } else if v.is_loopback() {
+                "the loopback address"
+            } else {
+                "a link-local address (the switch derives its own from its MAC)"
+            }
+        }
+        IpAddr::V4(v) => {
+            if v.is_unspecified() {
+                "the unspecified address"
+            } else if v.is_multicast() {
+                "a multicast address"
+            } else if v.is_loopback() {
+                "a loopback address"
+            } else {
+                "the broadcast address"
+            }
+        }
+    };
+    Some(format!(
+        "{ip} is {what}, not a unicast address the switch can answer for"
+    ))
+}
+
+/// A one-or-list address field (`switch.data_ip`, `services[].vip`): at
+/// least one address, each usable unicast, at most one per family.
+fn check_addresses(c: &mut Checker, at: &str, a: &Addresses) {
+    if a.is_empty() {
+        c.err(
+            at,
+            "must give an address, or a list of one IPv4 and one IPv6 address",
+        );
+        return;
+    }
+    let mut first: [Option<IpAddr>; 2] = [None, None];
+    for (i, ip) in a.iter().enumerate() {
+        let path = a.path(at, i);
+        if let Some(why) = not_unicast(ip) {
+            c.err(path.clone(), why);
+        }
+        match &mut first[usize::from(ip.is_ipv6())] {
+            Some(earlier) => c.err(
+                path,
+                format!(
+                    "a second {} address ({earlier} and {ip}): give at most one address per family",
+                    family(ip)
+                ),
+            ),
+            slot => *slot = Some(ip),
         }
     }
 }
