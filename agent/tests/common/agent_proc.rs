@@ -1,7 +1,7 @@
 //! The real `baton-agent` binary, started in the backend namespace with a
 //! generated configuration; killed on drop (`testkit::process::Proc`).
 
-use super::bed::{Bed, BACKEND_IP, SWITCH_IP, VIP};
+use super::bed::{Bed, BACKEND_IP, BACKEND_IP6, SWITCH_IP, SWITCH_IP6, VIP};
 use super::thop::{key_hex, KEY_ID};
 use std::time::Duration;
 use testkit::process::Proc;
@@ -13,9 +13,36 @@ pub fn bin() -> &'static str {
 
 /// A configuration for the test bed: relay VIP:80 to 127.0.0.1:8080.
 pub fn config(extra: &str) -> String {
+    config_with(
+        false,
+        &format!("  - vip: {VIP}:80\n    mode: relay\n    upstream: 127.0.0.1:8080\n"),
+        extra,
+    )
+}
+
+/// The `thop` section: the backend's data address, the switch's, the key;
+/// IPv6 addresses (quoted: `[` would start a YAML sequence) when `v6`.
+pub fn thop_yaml(v6: bool) -> String {
     let key = key_hex();
+    let (listen, switch) = if v6 {
+        (
+            format!("\"[{BACKEND_IP6}]:9199\""),
+            format!("\"{SWITCH_IP6}\""),
+        )
+    } else {
+        (format!("{BACKEND_IP}:9199"), SWITCH_IP.to_string())
+    };
     format!(
-        "name: test-backend\nthop:\n  listen: {BACKEND_IP}:9199\n  switches: [{SWITCH_IP}]\n  keys:\n    - id: {KEY_ID}\n      key: \"{key}\"\nservices:\n  - vip: {VIP}:80\n    mode: relay\n    upstream: 127.0.0.1:8080\nload:\n  period_ms: 200\nmetrics:\n  listen: 127.0.0.1:9101\nlog:\n  level: debug\n{extra}"
+        "thop:\n  listen: {listen}\n  switches: [{switch}]\n  keys:\n    - id: {KEY_ID}\n      key: \"{key}\"\n"
+    )
+}
+
+/// A configuration with THOP over IPv6 or IPv4 and the `services` list
+/// items given (YAML, each starting `  - `).
+pub fn config_with(thop_v6: bool, services: &str, extra: &str) -> String {
+    format!(
+        "name: test-backend\n{}services:\n{services}load:\n  period_ms: 200\nmetrics:\n  listen: 127.0.0.1:9101\nlog:\n  level: debug\n{extra}",
+        thop_yaml(thop_v6)
     )
 }
 

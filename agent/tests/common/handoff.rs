@@ -5,7 +5,7 @@
 use super::bed::Bed;
 use super::serve::accept_and_freeze;
 use super::thop::{Rx, SwitchThop};
-use handoff_proto::{TcpState, MAX_FRAME_LEN_V4};
+use handoff_proto::TcpState;
 use std::net::TcpListener;
 
 /// Hands the next connection on `l` to the agent; returns the agent's
@@ -17,7 +17,8 @@ pub fn handoff(
     thop: &mut SwitchThop,
     conn_id: u64,
 ) -> (Rx, TcpState, Vec<u8>) {
-    handoff_frames(bed, l, thop, conn_id, MAX_FRAME_LEN_V4)
+    let max_frame = thop.max_frame;
+    handoff_frames(bed, l, thop, conn_id, max_frame)
 }
 
 /// As [`handoff`], with CREATE fragments of at most `max_frame` bytes.

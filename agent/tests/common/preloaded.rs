@@ -32,17 +32,53 @@ pub fn library() -> PathBuf {
 
 /// The agent configuration for a handover service on VIP:80.
 pub fn handover_config(socket: &std::path::Path, library: &std::path::Path, extra: &str) -> String {
-    use super::bed::{BACKEND_IP, SWITCH_IP};
-    use super::thop::{key_hex, KEY_ID};
-    let key = key_hex();
+    handover_config_with(false, &[&format!("{VIP}:80")], socket, library, extra)
+}
+
+/// The agent configuration for handover services on `vips` (`ip:port`,
+/// `[v6]:port`), THOP over IPv6 when `thop_v6`.
+pub fn handover_config_with(
+    thop_v6: bool,
+    vips: &[&str],
+    socket: &std::path::Path,
+    library: &std::path::Path,
+    extra: &str,
+) -> String {
+    let services: String = vips
+        .iter()
+        .map(|v| format!("  - vip: \"{v}\"\n    mode: handover\n"))
+        .collect();
     format!(
-        "name: test-backend\nthop:\n  listen: {BACKEND_IP}:9199\n  switches: [{SWITCH_IP}]\n  keys:\n    - id: {KEY_ID}\n      key: \"{key}\"\n\
-         services:\n  - vip: {VIP}:80\n    mode: handover\n\
+        "name: test-backend\n{}services:\n{services}\
          handover:\n  socket: {}\n  library: {}\n  accept_timeout_ms: 300\n\
          load:\n  period_ms: 200\nmetrics:\n  listen: 127.0.0.1:9101\nlog:\n  level: debug\n{extra}",
+        super::agent_proc::thop_yaml(thop_v6),
         socket.display(),
         library.display()
     )
+}
+
+/// Where a preloaded server listens.
+#[derive(Clone, Debug)]
+pub struct Listen {
+    /// nginx `listen` parameters, one directive each (`198.18.0.10:80`,
+    /// `[::]:80 ipv6only=on`); lighttpd takes the first as `server.bind`.
+    pub lines: Vec<String>,
+    /// `BATON_HANDOVER_LISTEN`.
+    pub env: String,
+    /// More nginx `server` directives.
+    pub server_extra: String,
+}
+
+impl Listen {
+    /// The IPv4 VIP's :80.
+    pub fn vip() -> Listen {
+        Listen {
+            lines: vec![format!("{VIP}:80")],
+            env: format!("{VIP}:80"),
+            server_extra: String::new(),
+        }
+    }
 }
 
 /// Which server.
@@ -69,6 +105,17 @@ impl Preloaded {
         socket: &std::path::Path,
         files: &[(&str, &[u8])],
     ) -> Preloaded {
+        Preloaded::start_with(bed, kind, socket, files, &Listen::vip())
+    }
+
+    /// [`Preloaded::start`] with the listeners of `listen`.
+    pub fn start_with(
+        bed: &Bed,
+        kind: Kind,
+        socket: &std::path::Path,
+        files: &[(&str, &[u8])],
+        listen: &Listen,
+    ) -> Preloaded {
         let dir = TempDir::new("preloaded");
         let root = dir.0.join("root");
         std::fs::create_dir_all(&root).unwrap();
@@ -87,23 +134,30 @@ impl Preloaded {
                        access_log {p}/access.log withpid;\n  client_body_temp_path {p}/body;\n  proxy_temp_path {p}/proxy;\n\
                        fastcgi_temp_path {p}/fastcgi;\n  uwsgi_temp_path {p}/uwsgi;\n  scgi_temp_path {p}/scgi;\n\
                        default_type application/octet-stream;\n  sendfile on;\n  client_max_body_size 64m;\n\
-                       server {{\n    listen {VIP}:80;\n    root {p}/root;\n    add_header X-Backend nginx-handover;\n  }}\n}}\n"
+                       server {{\n{}    root {p}/root;\n    add_header X-Backend nginx-handover;\n{}  }}\n}}\n",
+                    listen
+                        .lines
+                        .iter()
+                        .map(|l| format!("    listen {l};\n"))
+                        .collect::<String>(),
+                    listen.server_extra
                 ),
             ),
             Kind::Lighttpd => (
                 "lighttpd",
                 vec!["-D".to_string(), "-f".into(), format!("{p}/server.conf")],
                 format!(
-                    "server.document-root = \"{p}/root\"\nserver.bind = \"{VIP}\"\nserver.port = 80\n\
+                    "server.document-root = \"{p}/root\"\nserver.bind = \"{}\"\nserver.port = 80\n\
                      server.errorlog = \"{p}/error.log\"\nserver.pid-file = \"{p}/lighttpd.pid\"\n\
                      server.modules = (\"mod_accesslog\")\naccesslog.filename = \"{p}/access.log\"\n\
-                     mimetype.assign = (\".bin\" => \"application/octet-stream\", \".html\" => \"text/html\")\n"
+                     mimetype.assign = (\".bin\" => \"application/octet-stream\", \".html\" => \"text/html\")\n",
+                    listen.lines[0].strip_suffix(":80").unwrap_or(&listen.lines[0])
                 ),
             ),
         };
         std::fs::write(dir.0.join("server.conf"), conf).unwrap();
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        let (lib, listen) = (library(), format!("{VIP}:80"));
+        let (lib, listen) = (library(), listen.env.clone());
         let env = [
             ("LD_PRELOAD", lib.to_str().unwrap()),
             (handoff_proto::handover::ENV_LISTEN, listen.as_str()),

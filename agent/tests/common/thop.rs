@@ -1,7 +1,7 @@
 //! The switch's THOP side: CREATE fragments out, ACK/NACK/CLOSE/LOAD in,
 //! from the switch's data address in the switch namespace.
 
-use super::bed::{Bed, BACKEND_IP, SWITCH_IP};
+use super::bed::{Bed, BACKEND_IP, BACKEND_IP6, SWITCH_IP, SWITCH_IP6};
 use handoff_proto::*;
 use std::net::{SocketAddr, UdpSocket};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -58,6 +58,8 @@ pub struct SwitchThop {
     pub agent: SocketAddr,
     pub node: u32,
     pub agent_node: u32,
+    /// Largest datagram sent (1472 over IPv4, 1452 over IPv6).
+    pub max_frame: usize,
     /// Frames read but not yet consumed by a waiter.
     backlog: Vec<Rx>,
 }
@@ -65,9 +67,21 @@ pub struct SwitchThop {
 impl SwitchThop {
     /// Binds 198.18.0.2:9199 in the switch namespace.
     pub fn new(bed: &Bed) -> SwitchThop {
-        let sock = bed.in_ns(&bed.switch, || {
-            UdpSocket::bind((SWITCH_IP, 9199)).expect("bind THOP in switch ns")
+        SwitchThop::on(bed, SWITCH_IP, BACKEND_IP, MAX_FRAME_LEN_V4)
+    }
+
+    /// THOP over IPv6: binds [2001:2::2]:9199, speaks to [2001:2::11]:9199,
+    /// node ids derived from those IPv6 addresses.
+    pub fn new_v6(bed: &Bed) -> SwitchThop {
+        SwitchThop::on(bed, SWITCH_IP6, BACKEND_IP6, MAX_FRAME_LEN_V6)
+    }
+
+    fn on(bed: &Bed, switch: &'static str, agent: &str, max_frame: usize) -> SwitchThop {
+        let sock = bed.in_ns(&bed.switch, move || {
+            UdpSocket::bind((switch, 9199)).expect("bind THOP in switch ns")
         });
+        let switch_ip: std::net::IpAddr = switch.parse().unwrap();
+        let agent_ip: std::net::IpAddr = agent.parse().unwrap();
         sock.set_read_timeout(Some(Duration::from_millis(100)))
             .unwrap();
         let key = Key::from_hex(KEY_ID, key_hex()).unwrap();
@@ -76,9 +90,10 @@ impl SwitchThop {
             keys: Keyring::new(key.clone()),
             key,
             seq: SeqCounter::new(now_ms()),
-            agent: format!("{BACKEND_IP}:9199").parse().unwrap(),
-            node: node_id(SWITCH_IP.parse().unwrap()),
-            agent_node: node_id(BACKEND_IP.parse().unwrap()),
+            agent: SocketAddr::new(agent_ip, 9199),
+            node: node_id(switch_ip),
+            agent_node: node_id(agent_ip),
+            max_frame,
             backlog: Vec::new(),
         }
     }
@@ -114,7 +129,7 @@ impl SwitchThop {
     }
 
     pub fn create(&self, conn_id: u64, st: &TcpState, req: &[u8]) -> u64 {
-        self.create_with(conn_id, st, req, MAX_FRAME_LEN_V4, &self.key)
+        self.create_with(conn_id, st, req, self.max_frame, &self.key)
     }
 
     /// Sends any body (ABORT, ACK of a CLOSE …).

@@ -85,6 +85,17 @@ pub struct Nginx {
 
 impl Nginx {
     pub fn start(bed: &Bed, files: &[(&str, &[u8])]) -> Nginx {
+        Nginx::start_with(bed, files, "127.0.0.1:8080", "")
+    }
+
+    /// A real nginx listening on `listen` (`127.0.0.1:8080`, `[::1]:8080`)
+    /// with more `server` directives.
+    pub fn start_with(
+        bed: &Bed,
+        files: &[(&str, &[u8])],
+        listen: &str,
+        server_extra: &str,
+    ) -> Nginx {
         let dir = TempDir::new("nginx");
         let root = dir.0.join("root");
         std::fs::create_dir_all(&root).unwrap();
@@ -98,7 +109,8 @@ impl Nginx {
              http {{\n  access_log {p}/access.log;\n  client_body_temp_path {p}/body;\n  proxy_temp_path {p}/proxy;\n\
                fastcgi_temp_path {p}/fastcgi;\n  uwsgi_temp_path {p}/uwsgi;\n  scgi_temp_path {p}/scgi;\n\
                default_type application/octet-stream;\n  sendfile on;\n\
-               server {{\n    listen 127.0.0.1:8080;\n    root {p}/root;\n    add_header X-Backend nginx-test;\n  }}\n}}\n"
+               client_max_body_size 64m;\n\
+               server {{\n    listen {listen};\n    root {p}/root;\n    add_header X-Backend nginx-test;\n{server_extra}  }}\n}}\n"
         );
         std::fs::write(dir.0.join("nginx.conf"), conf).unwrap();
         let mut proc = Proc::spawn(
@@ -109,8 +121,8 @@ impl Nginx {
             &dir.join("stderr.log"),
         )
         .unwrap_or_else(|e| panic!("{e}"));
-        // Ready when it accepts on 127.0.0.1:8080 inside the namespace.
-        if let Err(e) = proc.wait_tcp("127.0.0.1:8080".parse().unwrap(), Duration::from_secs(10)) {
+        // Ready when it accepts on its address inside the namespace.
+        if let Err(e) = proc.wait_tcp(listen.parse().unwrap(), Duration::from_secs(10)) {
             panic!(
                 "nginx did not start: {e}\n{}",
                 std::fs::read_to_string(dir.0.join("error.log")).unwrap_or_default()
@@ -128,4 +140,67 @@ impl Drop for Nginx {
     fn drop(&mut self) {
         self.proc.kill_group_now();
     }
+}
+
+/// `tests/data/sha256_sink.py` on the backend's 127.0.0.1:`port`: answers a
+/// POST with the SHA-256 and length of the body it received. nginx proxies
+/// to it with [`SINK_LOCATION`]; killed on drop.
+pub struct Sha256Sink {
+    proc: Proc,
+    _dir: TempDir,
+}
+
+/// The sink's port.
+pub const SINK_PORT: u16 = 8082;
+
+/// nginx `server` directives sending `POST /post` to the sink.
+pub const SINK_LOCATION: &str = "    location = /post { proxy_pass http://127.0.0.1:8082; }\n";
+
+impl Sha256Sink {
+    pub fn start(bed: &Bed) -> Sha256Sink {
+        let dir = TempDir::new("sink");
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/sha256_sink.py");
+        let port = SINK_PORT.to_string();
+        let mut proc = Proc::spawn(
+            "sha256-sink",
+            &bed.backend,
+            "python3",
+            &[script, &port],
+            &dir.join("sink.log"),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        proc.wait_tcp(
+            format!("127.0.0.1:{SINK_PORT}").parse().unwrap(),
+            Duration::from_secs(10),
+        )
+        .unwrap_or_else(|e| panic!("sha256 sink did not start: {e}"));
+        Sha256Sink { proc, _dir: dir }
+    }
+}
+
+impl Drop for Sha256Sink {
+    fn drop(&mut self) {
+        self.proc.kill_group_now();
+    }
+}
+
+/// The SHA-256 of `data` as hex (coreutils' `sha256sum`).
+pub fn sha256_hex(data: &[u8]) -> String {
+    use std::process::{Command, Stdio};
+    let mut c = Command::new("sha256sum")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("sha256sum");
+    let mut stdin = c.stdin.take().unwrap();
+    let data = data.to_vec();
+    let w = std::thread::spawn(move || stdin.write_all(&data));
+    let out = c.wait_with_output().unwrap();
+    w.join().unwrap().unwrap();
+    assert!(out.status.success());
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_string()
 }
