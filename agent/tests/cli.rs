@@ -142,6 +142,63 @@ fn vip_missing_from_lo_is_a_clear_startup_error() {
         "{err}"
     );
     assert!(err.contains("ip addr add 198.18.0.99/32 dev lo"), "{err}");
+    assert!(err.contains("arp_ignore"), "{err}");
+
+    // An IPv6 VIP: the same error, without the ARP sysctls.
+    std::fs::write(
+        &cfg,
+        config("").replace("vip: 198.18.0.10:80", "vip: \"[2001:2::99]:80\""),
+    )
+    .unwrap();
+    let out = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &bed.backend,
+            bin(),
+            "run",
+            "--config",
+            cfg.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("services[0].vip: 2001:2::99 is not on lo")
+            && err.contains("ip addr add 2001:2::99/128 dev lo")
+            && !err.contains("arp_ignore"),
+        "{err}"
+    );
+}
+
+/// check-config names the field of an unusable IPv6 address.
+#[test]
+fn check_config_names_unusable_ipv6_addresses() {
+    let dir = TempDir::new("cli");
+    let cfg = dir.0.join("agent.yaml");
+    for (from, to, field) in [
+        (
+            "vip: 198.18.0.10:80",
+            "vip: \"[::ffff:198.18.0.10]:80\"",
+            "services[0].vip: ",
+        ),
+        (
+            "vip: 198.18.0.10:80",
+            "vip: \"[fe80::10]:80\"",
+            "services[0].vip: ",
+        ),
+        (
+            "listen: 198.18.0.11:9199",
+            "listen: \"[2001:2::11]:9199\"",
+            "thop.switches[0]: ",
+        ),
+    ] {
+        std::fs::write(&cfg, config("").replace(from, to)).unwrap();
+        let (code, _, err) = run(&["check-config", cfg.to_str().unwrap()]);
+        assert_eq!(code, 2, "{err}");
+        assert!(err.contains(field), "{to}: {err}");
+    }
 }
 
 #[test]
