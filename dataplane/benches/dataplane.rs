@@ -33,6 +33,8 @@ use handoff_proto::{Body, Header, Key};
 use testkit::sink::RecordingSink;
 use testkit::worker::{test_config, CLIENT_MAC, KEY, SWITCH_MAC};
 
+const VIP6: IpAddr = IpAddr::V6(std::net::Ipv6Addr::new(0x2001, 2, 0, 0, 0, 0, 0, 0x10));
+
 fn ip(a: u8, b: u8) -> IpAddr {
     IpAddr::V4(Ipv4Addr::new(198, 18, a, b))
 }
@@ -41,7 +43,15 @@ fn ip(a: u8, b: u8) -> IpAddr {
 /// the default request buffers.
 fn config(capacity: usize) -> WorkerConfig {
     let defaults = WorkerConfig::default();
+    let mut services = test_config().services;
+    // Service 2: the IPv6 VIP of the IPv6 forwarding rows.
+    services.push(dataplane::config::Service {
+        vip: VIP6,
+        port: 80,
+        protocol: dataplane::config::Protocol::Http,
+    });
     WorkerConfig {
+        services,
         table_capacity: capacity,
         pending_capacity: 1024,
         syncookie_mode: SynCookieMode::Off,
@@ -79,7 +89,7 @@ fn tcp(
         src_mac: CLIENT_MAC,
         dst_mac: SWITCH_MAC,
         src,
-        dst: ip(0, 10),
+        dst: if src.is_ipv6() { VIP6 } else { ip(0, 10) },
         src_port: port,
         dst_port: 80,
         seq,
@@ -114,9 +124,23 @@ fn rng(x: &mut u64) -> u64 {
     *x
 }
 
-/// Client address `c` of the 16 used (65,536 ports each).
-fn client(c: u64) -> IpAddr {
-    ip(1, c as u8 + 1)
+/// Client address `c` of the 16 used (65,536 ports each), of the family
+/// the run measures.
+fn client(c: u64, v6: bool) -> IpAddr {
+    if v6 {
+        IpAddr::V6(std::net::Ipv6Addr::new(
+            0x2001,
+            2,
+            1,
+            0,
+            0,
+            0,
+            0,
+            c as u16 + 1,
+        ))
+    } else {
+        ip(1, c as u8 + 1)
+    }
 }
 
 /// One burst through FORWARDING: each frame is pointed at a random live flow
@@ -133,22 +157,25 @@ fn forward_burst(
 ) {
     for b in bufs.iter_mut() {
         let f = rng(x) % span;
-        b.data_mut()[34..36].copy_from_slice(&(f as u16).to_be_bytes());
+        // The TCP source port: after a 20-byte IPv4 or 40-byte IPv6 header.
+        let at = if b.data()[12] == 0x86 { 54 } else { 34 };
+        b.data_mut()[at..at + 2].copy_from_slice(&(f as u16).to_be_bytes());
     }
     e.handle_burst(now, bufs, sink);
 }
 
-fn bench_forwarding(entries: usize, packets: u64) {
+fn bench_forwarding(entries: usize, packets: u64, v6: bool) {
     let t0 = Instant::now();
     let (mut e, _shared) = engine(entries + 1024);
     let per_ip = (entries as u64).div_ceil(16).min(65536);
+    let (family, svc) = if v6 { ("IPv6", 2) } else { ("IPv4", 0) };
     for c in 0..16u64 {
         for p in 0..per_ip {
-            e.insert_forwarding(client(c), p as u16, 0, 1, [2, 0, 0, 0, 0, 11]);
+            e.insert_forwarding(client(c, v6), p as u16, svc, 1, [2, 0, 0, 0, 0, 11]);
         }
     }
     println!(
-        "forwarding: {} live FORWARDING entries ({:.1} bytes each incl. buckets), filled in {:.2} s",
+        "forwarding {family}: {} live FORWARDING entries ({:.1} bytes each incl. buckets), filled in {:.2} s",
         e.connections(),
         e.bytes_per_entry(),
         t0.elapsed().as_secs_f64()
@@ -162,7 +189,7 @@ fn bench_forwarding(entries: usize, packets: u64) {
         let mut bufs: Vec<MemBuf> = (0..32u64)
             .map(|k| {
                 MemBuf::from_frame(&tcp(
-                    client(k % 16),
+                    client(k % 16, v6),
                     0,
                     flags::ACK | flags::PSH,
                     1,
@@ -202,7 +229,7 @@ fn bench_forwarding(entries: usize, packets: u64) {
         let best = per_round[0];
         let median = per_round[per_round.len() / 2];
         println!(
-            "forwarding ({label}): {:.1} Mpps per core best round ({:.1} ns/packet), median {:.1} Mpps; {} packets in {} rounds",
+            "forwarding {family} ({label}): {:.1} Mpps per core best round ({:.1} ns/packet), median {:.1} Mpps; {} packets in {} rounds",
             1e-6 / best,
             best * 1e9,
             1e-6 / median,
@@ -213,7 +240,7 @@ fn bench_forwarding(entries: usize, packets: u64) {
     }
     let s = e.counters().snapshot();
     println!(
-        "forwarding: forwarded={} drops={:?}",
+        "forwarding {family}: forwarded={} drops={:?}",
         s.get("forwarded"),
         s.drops.iter().filter(|d| d.1 > 0).collect::<Vec<_>>()
     );
@@ -290,12 +317,12 @@ fn bench_new_connections(conns: u64) {
             let isn = (n as u32).wrapping_mul(2_654_435_761);
             black_box(pooled(
                 &mut io,
-                &tcp(client(0), port, flags::SYN, isn, 0, syn_opts, b""),
+                &tcp(client(0, false), port, flags::SYN, isn, 0, syn_opts, b""),
             ));
             black_box(pooled(
                 &mut io,
                 &tcp(
-                    client(0),
+                    client(0, false),
                     port,
                     flags::ACK | flags::PSH,
                     isn + 1,
@@ -327,7 +354,7 @@ fn bench_new_connections(conns: u64) {
             round = cpu_now();
         }
         let port = (n % 60000) as u16 + 1024;
-        let src = client(n / 60000 % 16);
+        let src = client(n / 60000 % 16, false);
         let isn = (n as u32).wrapping_mul(2_654_435_761);
         let syn = pooled(
             &mut sink.io,
@@ -426,16 +453,19 @@ fn main() {
         return;
     }
     if std::env::args().any(|a| a == "--forward-only") {
-        bench_forwarding(100_000, 1_000_000);
+        bench_forwarding(100_000, 1_000_000, false);
+        bench_forwarding(100_000, 1_000_000, true);
         return;
     }
     let entry = std::mem::size_of::<dataplane::table::Entry>();
     println!("entry: {entry} bytes per table entry (one cache line)");
     if quick {
-        bench_forwarding(100_000, 1_000_000);
+        bench_forwarding(100_000, 1_000_000, false);
+        bench_forwarding(100_000, 1_000_000, true);
         bench_new_connections(20_000);
     } else {
-        bench_forwarding(1_000_000, 50_000_000);
+        bench_forwarding(1_000_000, 50_000_000, false);
+        bench_forwarding(1_000_000, 50_000_000, true);
         bench_new_connections(300_000);
     }
 }

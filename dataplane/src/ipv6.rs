@@ -120,7 +120,12 @@ pub fn parse(frame: &[u8], src_mac: Mac, verify: Verify) -> Result<Frame, DropRe
     }
     let ip = &ip[..IPV6_LEN + payload_len];
     let (src, dst) = (addr(&ip[8..24]), addr(&ip[24..40]));
-    if src.is_multicast() || src.is_unspecified() && ip[6] != nh::ICMPV6 {
+    // IPv4-mapped addresses never appear on the wire (RFC 4291 §2.5.5.2);
+    // one would share a connection key with the IPv4 client it names.
+    if src.is_multicast()
+        || src.is_unspecified() && ip[6] != nh::ICMPV6
+        || src.to_ipv4_mapped().is_some()
+    {
         return Err(DropReason::Malformed);
     }
     let (next, at) = walk(ip)?;

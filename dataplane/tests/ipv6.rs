@@ -376,3 +376,55 @@ fn ipv6_garbage_is_counted_by_name() {
     assert_eq!(drops(&bed.counters, "bad_checksum"), 1);
     assert!(bed.next_out().is_none(), "{}", bed.pending_desc());
 }
+
+#[test]
+fn forwarding_over_ipv6_takes_plain_segments_and_ones_with_extension_headers_alike() {
+    let mut bed = bed();
+    bed.run_script(
+        "0.000 < S 0:0(0) win 65535 <mss 1460>
+0.000 > S. 0:0(0) ack 1 win 4096 <mss 1460>
+0.001 < P. 1:28(27) ack 1 win 65535 \"GET / HTTP/1.1\\r\\nHost: h\\r\\n\\r\\n\"
+0.001 > . 1:1(0) ack 28 win 4069
+0.002 decide 1
+0.002 > create 1
+0.003 < ack 1
+0.003 state FORWARDING
+",
+    );
+    let iss = bed.iss.unwrap();
+    let seg = |bed: &Bed, seq: u32| {
+        bed.client_frame(
+            flags::ACK | flags::PSH,
+            bed.client_isn + seq,
+            iss + 1,
+            65535,
+            TcpOpts::default(),
+            b"more",
+        )
+    };
+    // A plain segment (the fixed-offset path) is relayed unchanged.
+    let f = seg(&bed, 28);
+    bed.inject(&f);
+    let out = bed.next_out().expect("relayed");
+    assert_eq!(&out.data()[0..6], &backend_mac(1));
+    assert_eq!(&out.data()[12..], &f[12..]);
+    // The same behind a Destination Options header (the general path).
+    let f = seg(&bed, 32);
+    let mut g = f[..ETH_LEN + IPV6_LEN].to_vec();
+    g[ETH_LEN + 6] = 60;
+    g.extend_from_slice(&[6, 0, 1, 4, 0, 0, 0, 0]);
+    g.extend_from_slice(&f[ETH_LEN + IPV6_LEN..]);
+    let plen = u16::from_be_bytes([g[ETH_LEN + 4], g[ETH_LEN + 5]]) + 8;
+    g[ETH_LEN + 4..ETH_LEN + 6].copy_from_slice(&plen.to_be_bytes());
+    bed.inject(&g);
+    let out = bed.next_out().expect("relayed");
+    assert_eq!(&out.data()[0..6], &backend_mac(1));
+    assert_eq!(&out.data()[12..], &g[12..]);
+    // A payload length past the frame: neither path relays it.
+    let mut h = seg(&bed, 36);
+    h[ETH_LEN + 5] += 1;
+    bed.inject(&h);
+    assert!(bed.next_out().is_none());
+    assert_eq!(drops(&bed.counters, "malformed"), 1);
+    assert_eq!(bed.counters.snapshot().get("forwarded"), 2);
+}

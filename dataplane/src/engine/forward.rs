@@ -68,9 +68,10 @@ impl Forwarder for DirectRouting {
 }
 
 impl<B: PacketBuf, F: Forwarder> Engine<B, F> {
-    /// The fastest path: an IPv4 TCP segment without IP options and without
-    /// SYN, FIN or RST, for a FORWARDING entry. Reads fixed offsets after one
-    /// length check, verifies the IPv4 header checksum, looks the flow up and
+    /// The fastest path: an IPv4 TCP segment without IP options (or an IPv6
+    /// one without extension headers) and without SYN, FIN or RST, for a
+    /// FORWARDING entry. Reads fixed offsets after one length check,
+    /// verifies the IPv4 header checksum (IPv6 has none), looks the flow up and
     /// relays it; returns false (frame untouched) for anything else, which
     /// then takes the general path. Same decisions as `on_forwarding` for the
     /// frames it takes.
@@ -91,7 +92,7 @@ impl<B: PacketBuf, F: Forwarder> Engine<B, F> {
     #[inline(always)]
     fn fast_lookup(&mut self, d: &[u8]) -> Option<Mac> {
         let key = self.fast_key(d)?;
-        if !wire::ipv4_header_ok(&d[14..34]) {
+        if !fast_header_ok(d) {
             return None;
         }
         let h = self.table.hash(&key);
@@ -113,9 +114,13 @@ impl<B: PacketBuf, F: Forwarder> Engine<B, F> {
     }
 
     /// The connection key of a frame the fast path may take (IPv4 without
-    /// options, TCP without SYN/FIN/RST, to a service), checksum unchecked.
+    /// options or IPv6 without extension headers, TCP without SYN/FIN/RST,
+    /// to a service), checksum unchecked.
     #[inline(always)]
     fn fast_key(&self, d: &[u8]) -> Option<crate::table::FlowKey> {
+        if d.len() >= 74 && d[12] == 0x86 && d[13] == 0xdd {
+            return self.fast_key6(d);
+        }
         if d.len() < 54 || d[12] != 0x08 || d[13] != 0x00 || d[14] != 0x45 || d[23] != 6 {
             return None;
         }
@@ -140,6 +145,35 @@ impl<B: PacketBuf, F: Forwarder> Engine<B, F> {
         Some(crate::table::FlowKey {
             client,
             client_port: u16::from_be_bytes([d[34], d[35]]),
+            service: svc as u16,
+        })
+    }
+
+    /// [`Self::fast_key`] for an IPv6 frame: version 6, TCP as the first
+    /// next header, the payload length within the frame.
+    #[inline(always)]
+    fn fast_key6(&self, d: &[u8]) -> Option<crate::table::FlowKey> {
+        if d[14] >> 4 != 6 || d[20] != 6 {
+            return None;
+        }
+        let plen = u16::from_be_bytes([d[18], d[19]]) as usize;
+        if plen < 20 || 54 + plen > d.len() {
+            return None;
+        }
+        let tcp_hl = ((d[66] >> 4) as usize) * 4;
+        if tcp_hl < 20 || tcp_hl > plen || d[67] & (SYN | RST | FIN) != 0 {
+            return None;
+        }
+        let dport = u16::from_be_bytes([d[56], d[57]]);
+        let svc = self
+            .svcs
+            .iter()
+            .position(|s| s.port == dport && s.vip.is_ipv6() && s.vip16[..] == d[38..54])?;
+        let mut client = [0u8; 16];
+        client.copy_from_slice(&d[22..38]);
+        Some(crate::table::FlowKey {
+            client,
+            client_port: u16::from_be_bytes([d[54], d[55]]),
             service: svc as u16,
         })
     }
@@ -186,7 +220,7 @@ impl<B: PacketBuf, F: Forwarder> Engine<B, F> {
         out: &mut S,
     ) {
         let mac = match self.table.lookup(key, h) {
-            Some(i) if wire::ipv4_header_ok(&pkt.data()[14..34]) => match self.table.get(i).slot {
+            Some(i) if fast_header_ok(pkt.data()) => match self.table.get(i).slot {
                 Slot::Forwarding { mac, .. } => Some((i, mac)),
                 _ => None,
             },
@@ -448,10 +482,24 @@ pub(crate) fn advance(rcv_nxt: u32, end: u32, wshift: u8) -> u32 {
     }
 }
 
+/// The IP header check of a frame that passed `fast_key`: the IPv4 header
+/// checksum; IPv6 has no header checksum.
+#[inline(always)]
+fn fast_header_ok(d: &[u8]) -> bool {
+    d[12] == 0x86 || wire::ipv4_header_ok(&d[14..34])
+}
+
 /// Sequence number after a fast-path frame's payload (the frame passed
-/// `fast_key`: IPv4 without options, lengths consistent).
+/// `fast_key`: IPv4 without options or IPv6 without extension headers,
+/// lengths consistent).
 #[inline(always)]
 fn fast_seq_end(d: &[u8]) -> u32 {
+    if d[12] == 0x86 {
+        let seq = u32::from_be_bytes([d[58], d[59], d[60], d[61]]);
+        let plen = u16::from_be_bytes([d[18], d[19]]) as u32;
+        let tcp_hl = ((d[66] >> 4) as u32) * 4;
+        return seq.wrapping_add(plen.wrapping_sub(tcp_hl));
+    }
     let seq = u32::from_be_bytes([d[38], d[39], d[40], d[41]]);
     let total = u16::from_be_bytes([d[16], d[17]]) as u32;
     let tcp_hl = ((d[46] >> 4) as u32) * 4;
