@@ -140,6 +140,15 @@ fn help_for(metric: &str) -> String {
         "baton_worker_agent_restarts_total" => {
             "Agent restarts (a new THOP boot) this worker noticed first.".into()
         }
+        "baton_worker_nd_solicits_sent_total" => {
+            "IPv6 neighbour solicitations sent (backends' and agents' MACs), per worker.".into()
+        }
+        "baton_worker_nd_adverts_sent_total" => {
+            "IPv6 neighbour advertisements sent (answers for the VIPs and data addresses, and at start), per worker.".into()
+        }
+        "baton_worker_icmp6_too_big_total" => {
+            "ICMPv6 Packet Too Big messages about a connection: relayed to its backend, or lowering the segment size of the switch's own response, per worker.".into()
+        }
         "baton_worker_doorbell_wakeups_total" => {
             "Sleeps ended by the worker's doorbell (a decision, command or relayed THOP reply queued for it), per worker.".into()
         }
