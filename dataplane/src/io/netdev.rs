@@ -65,6 +65,21 @@ pub fn hold_allmulti(iface: &str, ifindex: i32) -> Result<OwnedFd, IoError> {
     Ok(fd)
 }
 
+/// A start-up note when the kernel runs IPv6 on `iface`, a port the switch
+/// owns: the kernel's link-local address, router solicitations and
+/// neighbour answers would go out beside the switch's own.
+pub fn kernel_ipv6_note(iface: &str) -> Option<String> {
+    let path = format!("/proc/sys/net/ipv6/conf/{iface}/disable_ipv6");
+    let on = std::fs::read_to_string(path).ok()?.trim() == "0";
+    on.then(|| {
+        format!(
+            "the kernel runs IPv6 on {iface}, the switch's data port: it sends router \
+             solicitations and answers neighbour solicitations beside the switch; turn it off \
+             with `sysctl -w net.ipv6.conf.{iface}.disable_ipv6=1`"
+        )
+    })
+}
+
 /// Receive queues of the interface (ETHTOOL_GCHANNELS: dedicated receive
 /// plus combined channels); `None` when the driver does not say.
 pub fn rx_queues(fd: RawFd, iface: &str) -> Option<u32> {

@@ -168,7 +168,9 @@ impl PortMonitor for AfXdpPort {
     }
 
     fn notes(&self) -> Vec<String> {
-        self.program.notes().to_vec()
+        let mut n = self.program.notes().to_vec();
+        n.extend(netdev::kernel_ipv6_note(&self.iface));
+        n
     }
 
     fn fast_path(&self) -> Option<FastPathStats> {

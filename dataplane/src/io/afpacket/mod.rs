@@ -75,6 +75,8 @@ struct AfPacketPort {
     /// Serialises PACKET_STATISTICS reads (each read resets the kernel's
     /// counters, so they are accumulated into `QueueCounters`).
     stats_lock: Mutex<()>,
+    /// For the start-up log.
+    notes: Vec<String>,
 }
 
 impl AfPacketPort {
@@ -94,6 +96,10 @@ impl AfPacketPort {
 impl PortMonitor for AfPacketPort {
     fn name(&self) -> String {
         format!("af_packet:{}", self.iface)
+    }
+
+    fn notes(&self) -> Vec<String> {
+        self.notes.clone()
     }
 
     fn mac(&self) -> [u8; 6] {
@@ -408,6 +414,9 @@ pub fn open(cfg: &AfPacketConfig, workers: usize) -> Result<Vec<AfPacketQueue>, 
         queues: Vec::with_capacity(workers),
         pools: Vec::with_capacity(workers),
         stats_lock: Mutex::new(()),
+        notes: crate::io::netdev::kernel_ipv6_note(&cfg.iface)
+            .into_iter()
+            .collect(),
     };
     let mut parts = Vec::with_capacity(workers);
     for (fd, rings) in socks {
