@@ -146,6 +146,9 @@ fn help_for(metric: &str) -> String {
         "baton_worker_nd_adverts_sent_total" => {
             "IPv6 neighbour advertisements sent (answers for the VIPs and data addresses, and at start), per worker.".into()
         }
+        "baton_worker_mld_reports_sent_total" => {
+            "MLDv2 reports of the solicited-node groups of the switch's IPv6 addresses (at start and on queries), per worker.".into()
+        }
         "baton_worker_icmp6_too_big_total" => {
             "ICMPv6 Packet Too Big messages about a connection: relayed to its backend, or lowering the segment size of the switch's own response, per worker.".into()
         }

@@ -239,6 +239,9 @@ pub struct Counters {
     pub nd_solicits_sent: AtomicU64,
     /// IPv6 neighbour advertisements sent (solicited and at start).
     pub nd_adverts_sent: AtomicU64,
+    /// MLDv2 reports sent (the solicited-node groups of the switch's IPv6
+    /// addresses, at start and on queries).
+    pub mld_reports_sent: AtomicU64,
     /// ICMPv6 Packet Too Big messages about the switch's own segments that
     /// lowered a connection's segment size.
     pub icmp6_too_big: AtomicU64,
@@ -409,6 +412,7 @@ impl Counters {
             ("nd_solicits_sent", l(&self.nd_solicits_sent)),
             ("nd_adverts_sent", l(&self.nd_adverts_sent)),
             ("icmp6_too_big", l(&self.icmp6_too_big)),
+            ("mld_reports_sent", l(&self.mld_reports_sent)),
             ("thop_peer_relayed", l(&self.thop_peer_relayed)),
             ("load_reports", l(&self.load_reports)),
             ("challenge_acks", l(&self.challenge_acks)),

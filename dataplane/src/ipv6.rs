@@ -190,6 +190,14 @@ pub fn parse(frame: &[u8], src_mac: Mac, verify: Verify) -> Result<Frame, DropRe
                     dst: IpAddr::V6(dst),
                 }),
                 (icmp6::PACKET_TOO_BIG, 0) => too_big(l4),
+                // An MLD query from a router on the link (RFC 3810 §6.2:
+                // link-local source, hop limit 1): the switch reports its
+                // groups. Anything else about MLD is for routers.
+                (crate::mld::types::QUERY, 0)
+                    if ip[7] == 1 && src.segments()[0] & 0xffc0 == 0xfe80 =>
+                {
+                    Ok(Frame::MldQuery)
+                }
                 (133..=137, _) => match crate::nd::parse(src_mac, src, dst, ip[7], l4)? {
                     Some(nd) => Ok(Frame::Nd(nd)),
                     None => Err(DropReason::Ignored),

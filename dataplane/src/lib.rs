@@ -22,6 +22,7 @@ pub mod http;
 pub mod hugemem;
 pub mod io;
 pub mod ipv6;
+pub mod mld;
 pub mod nd;
 pub mod offload;
 pub mod peer;

@@ -203,6 +203,8 @@ pub enum Frame {
     },
     /// An IPv6 neighbour solicitation or advertisement.
     Nd(crate::nd::Nd),
+    /// An MLD query from a router on the link.
+    MldQuery,
     /// ICMPv6 Packet Too Big about a TCP segment from `ours` to `peer`:
     /// the path to `peer` carries at most `mtu` bytes.
     TooBig {

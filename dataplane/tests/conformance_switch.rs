@@ -103,8 +103,29 @@ impl Bed {
     }
 
     fn build(backend: Backend, workers: usize, dual_stack: bool) -> Bed {
-        let hub = Netns::new("bpk-h").no_ipv6();
-        hub.ip(&["link", "add", "br0", "type", "bridge"]);
+        let hub = Netns::new("bpk-h");
+        if dual_stack {
+            // MLD snooping with the bridge as querier, as on a datacenter
+            // switch: a multicast group someone reported goes only to the
+            // ports that reported it.
+            hub.sysctl("net.ipv6.conf.all.accept_dad", "0");
+            hub.sysctl("net.ipv6.conf.default.accept_dad", "0");
+            hub.ip(&[
+                "link",
+                "add",
+                "br0",
+                "type",
+                "bridge",
+                "mcast_snooping",
+                "1",
+                "mcast_querier",
+                "1",
+            ]);
+        } else {
+            hub.sysctl("net.ipv6.conf.all.disable_ipv6", "1");
+            hub.sysctl("net.ipv6.conf.default.disable_ipv6", "1");
+            hub.ip(&["link", "add", "br0", "type", "bridge"]);
+        }
         hub.ip(&["link", "set", "br0", "up"]);
         let host = |tag: &str| {
             let ns = Netns::new(tag);
@@ -138,6 +159,10 @@ impl Bed {
             let a = |ip: Ipv6Addr| format!("{ip}/64");
             client.ip(&["addr", "add", &a(CLIENT_IP6), "dev", "c0", "nodad"]);
             agent.ip(&["addr", "add", &a(AGENT_IP6), "dev", "a0", "nodad"]);
+            // An address whose solicited-node group is the VIP's: the agent
+            // host's kernel reports that group, so the snooping bridge sends
+            // it only where it was reported — the switch must report it too.
+            agent.ip(&["addr", "add", "2001:2:0:1::10/64", "dev", "a0", "nodad"]);
         }
         Bed {
             client,
@@ -790,6 +815,31 @@ fn ipv6_scenario(backend: Backend, workers: usize, conns: usize) {
     let bed = Bed::dual_stack(backend, workers);
     let agent_mac = bed.agent.mac("a0");
     let sw = Switch::start(&bed, backend, workers, workers);
+
+    // The switch reported the VIP's solicited-node group on its port.
+    let group = "ff02::1:ff00:10";
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mdb = || {
+        let out = bed
+            ._hub
+            .command("bridge")
+            .args(["mdb", "show"])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).to_string()
+    };
+    while !mdb()
+        .lines()
+        .any(|l| l.contains("port ps ") && l.contains(group))
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the bridge learnt no listener of {group} on the switch's port:\n{}",
+            mdb()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(sw.counter("mld_reports_sent") >= 1);
 
     let pinged = bed.client.spawn(|| ping6(VIP6, 0xba76)).join().unwrap();
     assert!(pinged, "ICMPv6 echo to the IPv6 VIP answered");

@@ -249,6 +249,7 @@ fn the_switch_announces_its_ipv6_addresses_at_start() {
     let bed = Bed::new(cfg);
     let mut arp = 0;
     let mut targets = vec![];
+    let mut reports = 0;
     for f in &bed.sink.out {
         match wire::parse(f.data(), Verify::Full) {
             Ok(Frame::Arp(_)) => arp += 1,
@@ -257,10 +258,16 @@ fn the_switch_announces_its_ipv6_addresses_at_start() {
                 assert_eq!(n.dst, nd::ALL_NODES);
                 targets.push(n.target);
             }
+            // An MLD report (valid, and ignored by the switch itself).
+            Err(dataplane::counters::DropReason::Ignored) => {
+                assert_eq!(&f.data()[0..6], &[0x33, 0x33, 0, 0, 0, 0x16]);
+                reports += 1;
+            }
             other => panic!("{other:?}"),
         }
     }
     assert_eq!(arp, 1, "the IPv4 data address");
+    assert_eq!(reports, 2, "the solicited-node groups joined, twice");
     targets.sort();
     let mut want = vec![nd::link_local(SWITCH_MAC), v6(vip()), v6(switch_ip())];
     want.sort();
@@ -427,4 +434,77 @@ fn forwarding_over_ipv6_takes_plain_segments_and_ones_with_extension_headers_ali
     assert!(bed.next_out().is_none());
     assert_eq!(drops(&bed.counters, "malformed"), 1);
     assert_eq!(bed.counters.snapshot().get("forwarded"), 2);
+}
+
+/// The groups in an MLDv2 report frame.
+fn report_groups(f: &[u8]) -> Vec<Ipv6Addr> {
+    let icmp = &f[ETH_LEN + IPV6_LEN + 8..];
+    assert_eq!(icmp[0], 143, "an MLDv2 report");
+    let n = u16::from_be_bytes([icmp[6], icmp[7]]) as usize;
+    (0..n)
+        .map(|k| {
+            let r = &icmp[8 + 20 * k..8 + 20 * (k + 1)];
+            Ipv6Addr::from(<[u8; 16]>::try_from(&r[4..20]).unwrap())
+        })
+        .collect()
+}
+
+/// An MLD query from a router's link-local address, with the Router Alert
+/// Hop-by-Hop header it carries.
+fn mld_query(hop_limit: u8) -> Vec<u8> {
+    let src: Ipv6Addr = "fe80::1".parse().unwrap();
+    let dst = nd::ALL_NODES;
+    let mut q = vec![130u8, 0, 0, 0, 0, 10, 0, 0];
+    q.extend_from_slice(&[0; 16]);
+    q.extend_from_slice(&[2, 125, 0, 0]);
+    let mut f = icmp6(src, dst, hop_limit, [2, 0, 0, 0, 0, 1], &q);
+    // Insert the Hop-by-Hop header (Router Alert: MLD).
+    let at = ETH_LEN + IPV6_LEN;
+    f.splice(at..at, [58u8, 0, 5, 2, 0, 0, 1, 0]);
+    f[ETH_LEN + 6] = 0;
+    let plen = (q.len() + 8) as u16;
+    f[ETH_LEN + 4..ETH_LEN + 6].copy_from_slice(&plen.to_be_bytes());
+    f
+}
+
+#[test]
+fn an_mld_query_is_answered_with_the_solicited_node_groups_at_most_twice_a_second() {
+    let mut bed = bed();
+    bed.inject(&mld_query(1));
+    let out = bed.next_out().expect("a report");
+    let mut groups = report_groups(out.data());
+    groups.sort();
+    let mut want: Vec<Ipv6Addr> = [nd::link_local(SWITCH_MAC), v6(vip()), v6(switch_ip())]
+        .into_iter()
+        .map(nd::solicited_node)
+        .collect();
+    want.sort();
+    want.dedup();
+    assert_eq!(groups, want);
+    // A second query at once: not answered again.
+    bed.inject(&mld_query(1));
+    assert!(bed.next_out().is_none());
+    bed.advance_to(bed.now + 600_000_000);
+    bed.inject(&mld_query(1));
+    assert!(bed.next_out().is_some());
+    // A query that could come from off-link (hop limit 64): ignored.
+    bed.advance_to(bed.now + 600_000_000);
+    bed.inject(&mld_query(64));
+    assert!(bed.next_out().is_none());
+    assert_eq!(bed.counters.snapshot().get("mld_reports_sent"), 2);
+}
+
+#[test]
+fn an_ipv4_only_switch_sends_no_ipv6_at_all() {
+    let mut cfg = test_config();
+    cfg.gratuitous_arp = true;
+    let mut bed = Bed::new(cfg);
+    assert!(bed
+        .sink
+        .out
+        .iter()
+        .all(|f| f.data()[12..14] == [0x08, 0x06]));
+    bed.sink.out.clear();
+    bed.inject(&mld_query(1));
+    assert!(bed.next_out().is_none());
 }

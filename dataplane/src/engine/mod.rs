@@ -99,6 +99,8 @@ pub struct Engine<B: PacketBuf, F: Forwarder = DirectRouting> {
     pub(crate) node6: Option<u32>,
     /// The link-local IPv6 address derived from the data MAC.
     pub(crate) link_local: Ipv6Addr,
+    /// When this worker last answered an MLD query (ms), to bound reports.
+    pub(crate) last_mld_report: Option<Ms>,
     /// Agent node id by backend id, learnt from decisions: a CLOSE must
     /// come from the agent the connection was handed to.
     pub(crate) backend_nodes: Vec<u32>,
@@ -237,6 +239,7 @@ impl<B: PacketBuf, F: Forwarder> Engine<B, F> {
             node: handoff_proto::node_id(cfg.ip),
             node6: cfg.ip6.map(|a| handoff_proto::node_id(IpAddr::V6(a))),
             link_local: crate::nd::link_local(cfg.mac),
+            last_mld_report: None,
             backend_nodes: Vec::new(),
             header_pool: Vec::new(),
             expired: Vec::with_capacity(1024),
@@ -779,19 +782,83 @@ impl<B: PacketBuf, F: Forwarder> Engine<B, F> {
                 }
             }
         }
-        // Only a switch with IPv6 addresses announces them.
+        // Only a switch with IPv6 addresses announces them, and joins
+        // their solicited-node groups (twice: a report may be lost).
         if ips6.len() > 1 {
             for a in ips6 {
-                self.send_nd(
-                    out,
-                    a,
-                    crate::nd::Out::Advert {
-                        target: a,
-                        to: None,
-                    },
-                );
+                let advert = crate::nd::Out::Advert {
+                    target: a,
+                    to: None,
+                };
+                self.send_nd(out, a, advert);
+            }
+            for _ in 0..2 {
+                self.send_mld_report(out, crate::mld::CHANGE_TO_EXCLUDE);
             }
         }
+    }
+
+    /// The solicited-node groups of the switch's IPv6 addresses (none
+    /// without an IPv6 data address or VIP).
+    fn mld_groups(&self) -> Vec<Ipv6Addr> {
+        let vips = self.svcs.iter().map(|s| s.vip);
+        let ours: Vec<Ipv6Addr> = self
+            .data_ip6()
+            .map(IpAddr::V6)
+            .into_iter()
+            .chain(vips)
+            .filter_map(|ip| match ip {
+                IpAddr::V6(a) => Some(a),
+                IpAddr::V4(_) => None,
+            })
+            .collect();
+        if ours.is_empty() {
+            return Vec::new();
+        }
+        let mut groups: Vec<Ipv6Addr> = std::iter::once(self.link_local)
+            .chain(ours)
+            .map(crate::nd::solicited_node)
+            .collect();
+        groups.sort();
+        groups.dedup();
+        groups
+    }
+
+    /// Reports the switch's groups to the link's MLD routers and snooping
+    /// switches.
+    fn send_mld_report<S: Sink<B>>(&self, out: &mut S, record: u8) {
+        let groups = self.mld_groups();
+        if groups.is_empty() {
+            return;
+        }
+        let Some(mut b) = out.alloc() else {
+            self.counters.count_drop(DropReason::NoBuffer);
+            return;
+        };
+        let len = crate::mld::report_len(groups.len());
+        if !b.set_len(len) {
+            self.counters.count_drop(DropReason::NoBuffer);
+            return;
+        }
+        let (mac, src) = (self.cfg.mac, self.link_local);
+        if crate::mld::emit_report(b.data_mut(), mac, src, &groups, record).is_some() {
+            bump(&self.counters.mld_reports_sent, 1);
+            self.transmit(out, b);
+        }
+    }
+
+    /// An MLD query: the current state of the switch's groups, at most one
+    /// report per half second per worker (a query flood costs little).
+    fn on_mld_query<S: Sink<B>>(&mut self, out: &mut S) {
+        let now = self.now_ms;
+        let recent = self
+            .last_mld_report
+            .is_some_and(|t| now.wrapping_sub(t) < 500);
+        if recent || self.mld_groups().is_empty() {
+            return self.counters.count_drop(DropReason::Ignored);
+        }
+        self.last_mld_report = Some(now);
+        self.send_mld_report(out, crate::mld::MODE_IS_EXCLUDE);
     }
 
     /// Sends a neighbour solicitation or advertisement from `src`.
@@ -861,6 +928,7 @@ impl<B: PacketBuf, F: Forwarder> Engine<B, F> {
             Frame::Arp(a) => self.on_arp(a, out),
             Frame::IcmpEcho { dst } => self.on_echo(pkt, dst, out),
             Frame::Nd(n) => self.on_nd(n, out),
+            Frame::MldQuery => self.on_mld_query(out),
             Frame::TooBig { mtu, ours, peer } => self.on_too_big(pkt, mtu, ours, peer, out),
         }
     }
