@@ -195,24 +195,46 @@ pub const PROFILE_BACKENDS: [&str; 3] = ["static-1", "static-2", "app-1"];
 /// nginx terminates TLS on the adopted socket, or on 127.0.0.1:8443 behind
 /// the relay, which passes the TLS bytes through); the listener example
 /// speaks plain HTTP only, so its profile has the VIP's :80 alone (a CREATE
-/// for :443 is refused, and the switch dispatches it elsewhere).
+/// for :443 is refused, and the switch dispatches it elsewhere). Handover
+/// and relay list every service for both of the VIP's addresses,
+/// 198.18.0.10 and [2001:2::10], in the same mode; the listener example
+/// serves the first listener service of its profile alone, so its profile
+/// has the IPv4 VIP only (a CREATE for the IPv6 VIP is refused rather than
+/// adopted and never served).
 pub fn agent_config(bed: &Bed, i: usize, role: AgentRole) -> Result<String> {
     let b = &bed.backends[i];
-    let http = format!("{}:{}", addr::VIP, addr::VIP_PORT);
-    let https = format!("{}:{}", addr::VIP, addr::VIP_TLS_PORT);
+    let http = [addr::vip_service(), addr::vip6_service()];
+    let https = [addr::vip_tls_service(), addr::vip6_tls_service()];
+    let each = |vips: &[std::net::SocketAddr], rest: &str| -> String {
+        vips.iter()
+            .map(|v| format!("  - vip: \"{v}\"\n{rest}"))
+            .collect()
+    };
     let mode = match role {
-        AgentRole::Listener => format!("  - vip: {http}\n    mode: listener\n"),
+        AgentRole::Listener => each(&http[..1], "    mode: listener\n"),
         AgentRole::Handover => format!(
-            "  - vip: {http}\n    mode: handover\n  - vip: {https}\n    mode: handover\n\
-             handover:\n  socket: {}\n  library: {}\n",
+            "{}{}handover:\n  socket: {}\n  library: {}\n",
+            each(&http, "    mode: handover\n"),
+            each(&https, "    mode: handover\n"),
             crate::nginx::handover_socket(bed, b).display(),
             find_bin(crate::nginx::HANDOVER_LIBRARY)?.display()
         ),
         _ => format!(
-            "  - vip: {http}\n    mode: relay\n    upstream: 127.0.0.1:{}\n\
-             \x20 - vip: {https}\n    mode: relay\n    upstream: 127.0.0.1:{}\n",
-            addr::WEB_PORT,
-            addr::WEB_TLS_PORT
+            "{}{}",
+            each(
+                &http,
+                &format!(
+                    "    mode: relay\n    upstream: 127.0.0.1:{}\n",
+                    addr::WEB_PORT
+                )
+            ),
+            each(
+                &https,
+                &format!(
+                    "    mode: relay\n    upstream: 127.0.0.1:{}\n",
+                    addr::WEB_TLS_PORT
+                )
+            ),
         ),
     };
     let key_file = thop_key_file(bed)?;

@@ -53,6 +53,12 @@ pub fn connect(addr: SocketAddr, timeout: Duration) -> io::Result<TcpStream> {
     Ok(s)
 }
 
+/// The `Host` field for a request to `addr`: the address alone, an IPv6
+/// one in brackets (`[2001:2::10]`).
+pub fn host_of(addr: SocketAddr) -> String {
+    crate::addr::url_host(addr.ip())
+}
+
 /// A GET request's bytes.
 pub fn get_request(host: &str, path: &str, keep_alive: bool, extra: &[(&str, &str)]) -> Vec<u8> {
     let mut r = format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: baton-testbed\r\n");
@@ -168,7 +174,7 @@ pub fn get(
     timeout: Duration,
 ) -> io::Result<Response> {
     let mut s = connect(addr, timeout)?;
-    s.write_all(&get_request(&addr.ip().to_string(), path, false, extra))?;
+    s.write_all(&get_request(&host_of(addr), path, false, extra))?;
     read_response(&mut s, &mut Vec::new())
 }
 
@@ -183,7 +189,7 @@ pub fn keep_alive(
     let mut buf = Vec::new();
     let mut out = Vec::with_capacity(n);
     for _ in 0..n {
-        s.write_all(&get_request(&addr.ip().to_string(), path, true, &[]))?;
+        s.write_all(&get_request(&host_of(addr), path, true, &[]))?;
         out.push(read_response(&mut s, &mut buf)?);
     }
     Ok(out)
@@ -205,6 +211,91 @@ pub fn dribble(
         std::thread::sleep(pause);
     }
     read_response(&mut s, &mut Vec::new())
+}
+
+/// Sends `request` to `addr` from namespace `ns` in two segments that
+/// arrive out of order: the client's own kernel sends `request[..cut]`
+/// and at once `request[cut..]`, and a firewall rule in `ns` (iptables or
+/// ip6tables by `addr`'s family) drops the first transmission of the first
+/// segment, which the kernel then retransmits. The receiver gets the second
+/// part before the first. Returns the response and how many segments the
+/// rule dropped (1 when the request really was reordered). `cut` must
+/// leave at least 16 bytes in the first part (they name it to the rule);
+/// one such request runs at a time per namespace.
+pub fn out_of_order(
+    ns: &str,
+    addr: SocketAddr,
+    request: &[u8],
+    cut: usize,
+    timeout: Duration,
+) -> crate::Result<(Response, u64)> {
+    use crate::error::BedError;
+    if cut < 16 || cut >= request.len() {
+        return Err(BedError::Setup(format!(
+            "cut {cut} of a {}-byte request",
+            request.len()
+        )));
+    }
+    let first = &request[..cut];
+    // The first segment's marker: its first 16 bytes, in hex for the rule.
+    let marker: String = first[..16].iter().map(|b| format!("{b:02x}")).collect();
+    let tool = if addr.is_ipv6() {
+        "ip6tables"
+    } else {
+        "iptables"
+    };
+    let (dst, port) = (addr.ip().to_string(), addr.port().to_string());
+    let hex = format!("|{marker}|");
+    // `nth` counting from the first match: that one is dropped, the next
+    // million pass.
+    let rule = [
+        "OUTPUT",
+        "-p",
+        "tcp",
+        "-d",
+        &dst,
+        "--dport",
+        &port,
+        "-m",
+        "string",
+        "--hex-string",
+        &hex,
+        "--algo",
+        "bm",
+        "-m",
+        "statistic",
+        "--mode",
+        "nth",
+        "--every",
+        "1000000",
+        "--packet",
+        "0",
+        "-j",
+        "DROP",
+    ];
+    let mut add = vec!["-I"];
+    add.extend_from_slice(&rule);
+    crate::netns::run(Some(ns), tool, &add)?;
+    let (a, b) = (first.to_vec(), request[cut..].to_vec());
+    let r = crate::netns::in_ns(ns, move || -> io::Result<Response> {
+        let mut s = connect(addr, timeout)?;
+        s.set_nodelay(true)?;
+        s.write_all(&a)?;
+        s.write_all(&b)?;
+        read_response(&mut s, &mut Vec::new())
+    });
+    let listed = crate::netns::run_stdout(Some(ns), tool, &["-L", "OUTPUT", "-v", "-n", "-x"]);
+    let mut del = vec!["-D"];
+    del.extend_from_slice(&rule);
+    let _ = crate::netns::run(Some(ns), tool, &del);
+    let dropped = listed?
+        .lines()
+        .find(|l| l.contains("DROP") && l.contains("STRING"))
+        .and_then(|l| l.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
+    let resp = r?.map_err(|e| BedError::io(format!("out-of-order request to {addr}"), e))?;
+    Ok((resp, dropped))
 }
 
 /// Sums the samples of a Prometheus text exposition whose name is `name`
@@ -271,7 +362,7 @@ pub fn slow_get_stalls(
 ) -> io::Result<(Response, Vec<Duration>)> {
     let mut stalls = Vec::new();
     let mut s = connect_small_window(addr, rcvbuf, timeout)?;
-    s.write_all(&get_request(&addr.ip().to_string(), path, false, &[]))?;
+    s.write_all(&get_request(&host_of(addr), path, false, &[]))?;
     let mut buf = Vec::new();
     let mut piece = vec![0u8; chunk.max(1)];
     loop {
@@ -337,55 +428,91 @@ pub fn connect_small_window(
     rcvbuf: usize,
     timeout: Duration,
 ) -> io::Result<TcpStream> {
+    let s = socket_with(addr, |fd| {
+        let size = rcvbuf.min(i32::MAX as usize) as libc::c_int;
+        // SAFETY: setsockopt with a c_int of the right size.
+        unsafe {
+            libc::setsockopt(
+                fd,
+                libc::SOL_SOCKET,
+                libc::SO_RCVBUF,
+                (&size as *const libc::c_int).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        }
+    })?;
+    s.set_read_timeout(Some(timeout))?;
+    s.set_write_timeout(Some(timeout))?;
+    Ok(s)
+}
+
+/// A stream connected to `addr` (either family) from a socket `before`
+/// was called on first, with the raw descriptor: socket options that
+/// must hold before the handshake (`TCP_MAXSEG`, `SO_RCVBUF`). `before`
+/// returns setsockopt's result (non-zero: the error in `errno`). The
+/// connect blocks; the kernel's SYN retries bound it.
+pub fn socket_with(
+    addr: SocketAddr,
+    before: impl FnOnce(libc::c_int) -> libc::c_int,
+) -> io::Result<TcpStream> {
     use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-    let SocketAddr::V4(v4) = addr else {
-        return Err(invalid("IPv4 only"));
+    let family = match addr {
+        SocketAddr::V4(_) => libc::AF_INET,
+        SocketAddr::V6(_) => libc::AF_INET6,
     };
     // SAFETY: plain socket(2); the descriptor is owned at once.
-    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0) };
+    let fd = unsafe { libc::socket(family, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0) };
     if fd < 0 {
         return Err(io::Error::last_os_error());
     }
     // SAFETY: `fd` is a new descriptor nobody else owns.
     let owned = unsafe { OwnedFd::from_raw_fd(fd) };
-    let size = rcvbuf.min(i32::MAX as usize) as libc::c_int;
-    // SAFETY: setsockopt with a c_int of the right size.
-    let rc = unsafe {
-        libc::setsockopt(
-            owned.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_RCVBUF,
-            (&size as *const libc::c_int).cast(),
-            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-        )
+    if before(owned.as_raw_fd()) != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let rc = match addr {
+        SocketAddr::V4(v4) => {
+            let sin = libc::sockaddr_in {
+                sin_family: libc::AF_INET as libc::sa_family_t,
+                sin_port: v4.port().to_be(),
+                sin_addr: libc::in_addr {
+                    s_addr: u32::from_ne_bytes(v4.ip().octets()),
+                },
+                sin_zero: [0; 8],
+            };
+            // SAFETY: connect(2) with a sockaddr_in of its own size.
+            unsafe {
+                libc::connect(
+                    owned.as_raw_fd(),
+                    (&sin as *const libc::sockaddr_in).cast(),
+                    std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t,
+                )
+            }
+        }
+        SocketAddr::V6(v6) => {
+            let sin6 = libc::sockaddr_in6 {
+                sin6_family: libc::AF_INET6 as libc::sa_family_t,
+                sin6_port: v6.port().to_be(),
+                sin6_flowinfo: 0,
+                sin6_addr: libc::in6_addr {
+                    s6_addr: v6.ip().octets(),
+                },
+                sin6_scope_id: 0,
+            };
+            // SAFETY: connect(2) with a sockaddr_in6 of its own size.
+            unsafe {
+                libc::connect(
+                    owned.as_raw_fd(),
+                    (&sin6 as *const libc::sockaddr_in6).cast(),
+                    std::mem::size_of::<libc::sockaddr_in6>() as libc::socklen_t,
+                )
+            }
+        }
     };
     if rc != 0 {
         return Err(io::Error::last_os_error());
     }
-    let sin = libc::sockaddr_in {
-        sin_family: libc::AF_INET as libc::sa_family_t,
-        sin_port: v4.port().to_be(),
-        sin_addr: libc::in_addr {
-            s_addr: u32::from_ne_bytes(v4.ip().octets()),
-        },
-        sin_zero: [0; 8],
-    };
-    // SAFETY: connect(2) with a sockaddr_in of its own size (blocking; the
-    // kernel's SYN retries bound it).
-    let rc = unsafe {
-        libc::connect(
-            owned.as_raw_fd(),
-            (&sin as *const libc::sockaddr_in).cast(),
-            std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t,
-        )
-    };
-    if rc != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    let s = TcpStream::from(owned);
-    s.set_read_timeout(Some(timeout))?;
-    s.set_write_timeout(Some(timeout))?;
-    Ok(s)
+    Ok(TcpStream::from(owned))
 }
 
 /// GETs `path` back to back (with `pause` between) on one keep-alive
@@ -404,7 +531,7 @@ pub fn keep_alive_until(
         Err(e) => return (0, vec![format!("connect: {e}")]),
     };
     let mut buf = Vec::new();
-    let host = addr.ip().to_string();
+    let host = host_of(addr);
     while !stop.load(std::sync::atomic::Ordering::Relaxed) {
         let r = s
             .write_all(&get_request(&host, path, true, &[]))

@@ -76,11 +76,17 @@ impl Running {
 
     /// One GET through the VIP from client 0 on a new connection.
     pub fn get(&self, path: &str) -> Result<Response> {
+        self.get_at(addr::vip_service(), path)
+    }
+
+    /// One GET to `svc` (e.g. [`addr::vip6_service`]) from client 0 on a
+    /// new connection.
+    pub fn get_at(&self, svc: std::net::SocketAddr, path: &str) -> Result<Response> {
         let p = path.to_string();
         self.in_client(0, move || {
-            client::get(addr::vip_service(), &p, &[], Duration::from_secs(10))
+            client::get(svc, &p, &[], Duration::from_secs(10))
         })?
-        .map_err(|e| BedError::io(format!("GET {path} via the VIP"), e))
+        .map_err(|e| BedError::io(format!("GET {path} via {svc}"), e))
     }
 
     /// Sends GETs of `path` (new connection each) until every backend in

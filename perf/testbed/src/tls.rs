@@ -89,11 +89,12 @@ pub fn server_extensions() -> String {
         "basicConstraints=critical,CA:FALSE\n\
          keyUsage=critical,digitalSignature\n\
          extendedKeyUsage=serverAuth\n\
-         subjectAltName={},IP:{}\n\
+         subjectAltName={},IP:{},IP:{}\n\
          subjectKeyIdentifier=hash\n\
          authorityKeyIdentifier=keyid,issuer\n",
         dns.join(","),
-        addr::VIP
+        addr::VIP,
+        addr::VIP6
     )
 }
 
@@ -574,7 +575,7 @@ mod tests {
     fn extensions_name_every_host_and_the_vip() {
         let e = server_extensions();
         assert!(e.contains(
-            "subjectAltName=DNS:www.baton.test,DNS:static.baton.test,DNS:app.baton.test,DNS:*.baton.test,IP:198.18.0.10"
+            "subjectAltName=DNS:www.baton.test,DNS:static.baton.test,DNS:app.baton.test,DNS:*.baton.test,IP:198.18.0.10,IP:2001:2::10"
         ));
         assert!(e.contains("CA:FALSE") && e.contains("serverAuth"));
     }

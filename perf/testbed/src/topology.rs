@@ -9,6 +9,16 @@
 //!                              mgmt0 198.19.0.2            mgmt0 198.19.0.11..
 //! ```
 //!
+//! The data segment is dual-stack: every host with a kernel address on
+//! `br-data` also holds its IPv6 twin from 2001:2::/64 (198.18.0.11 and
+//! 2001:2::11; the backends hold the VIP's 2001:2::10 on `lo` beside
+//! 198.18.0.10), with IPv6 turned on for `data0` (and the backends' `lo`)
+//! alone: no router solicitations, no autoconfiguration, no duplicate
+//! address detection, so addresses are usable at once and the only IPv6
+//! frames are the tests' own and neighbour discovery. The management
+//! segment, the switch's data port and a routed bed's client segment stay
+//! IPv4-only.
+//!
 //! A routed bed ([`BedSpec::routed`]) is the cluster of several switches
 //! behind a router, as a site runs it: the clients move to a third bridge,
 //! `br-cl` (198.18.1.0/24), and reach the VIP only through the router
@@ -38,7 +48,7 @@ use crate::addr;
 use crate::cleanup::{self, NS_PREFIX};
 use crate::error::{BedError, Result};
 use crate::netns::{self, IfCounters};
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
 
@@ -135,6 +145,9 @@ pub struct Host {
     pub ns: String,
     /// Kernel address on `data0`, if any (the switch has none).
     pub data_ip: Option<Ipv4Addr>,
+    /// IPv6 kernel address on `data0` (2001:2::/64), for hosts on the
+    /// data segment that have an IPv4 one there.
+    pub data_ip6: Option<Ipv6Addr>,
     /// Kernel address on `mgmt0`, if the host has a management port.
     pub mgmt_ip: Option<Ipv4Addr>,
 }
@@ -219,9 +232,24 @@ impl Bed {
             &["br-data", "br-mgmt"]
         };
         for br in bridges {
-            netns::ip(&hub, &["link", "add", br, "type", "bridge"])?;
+            // No multicast snooping: the bed has no MLD querier, and a
+            // bridge floods neighbour solicitations to every port, as a
+            // plain segment would.
+            netns::ip(
+                &hub,
+                &["link", "add", br, "type", "bridge", "mcast_snooping", "0"],
+            )?;
             netns::ip(&hub, &["link", "set", br, "up"])?;
         }
+        // The bridges are wires: with `br_netfilter` loaded (by anything
+        // on the machine), bridged frames would pass the hub's firewall,
+        // which also drops IP packets it finds malformed before they reach
+        // the switch. Without the module there is nothing to turn off.
+        let _ = sysctls(
+            &hub,
+            &["iptables", "ip6tables", "arptables"]
+                .map(|t| (format!("net.bridge.bridge-nf-call-{t}"), "0")),
+        );
         let hub_mgmt = format!("{}/{}", addr::HUB_MGMT, addr::PREFIX);
         netns::ip(&hub, &["addr", "add", &hub_mgmt, "dev", "br-mgmt"])?;
 
@@ -231,8 +259,8 @@ impl Bed {
         for i in 0..spec.clients {
             let name = format!("c{}", i + 1);
             let h = if spec.routed {
-                let h =
-                    self.host_on(&name, CLIENT_BRIDGE, Some(addr::routed_client(i)), None, 1)?;
+                let client = (Some(addr::routed_client(i)), None);
+                let h = self.host_on(&name, CLIENT_BRIDGE, client, None, 1)?;
                 let via = addr::ROUTER_CLIENT.to_string();
                 netns::ip(&h.ns, &["route", "add", "default", "via", &via])?;
                 h
@@ -273,6 +301,11 @@ impl Bed {
             // LVS-DR: the VIP on lo, never announced or answered by ARP.
             let vip = format!("{}/32", addr::VIP);
             netns::ip(&h.ns, &["addr", "add", &vip, "dev", "lo"])?;
+            // And its IPv6 address: neighbour discovery answers only for
+            // addresses of the interface asked, so `lo` keeps it quiet.
+            ipv6_on(&h.ns, "lo")?;
+            let vip6 = format!("{}/128", addr::VIP6);
+            netns::ip(&h.ns, &["-6", "addr", "add", &vip6, "dev", "lo", "nodad"])?;
             for scope in ["all", DATA_IF] {
                 netns::sysctl(&h.ns, &format!("net.ipv4.conf.{scope}.arp_ignore"), "1")?;
                 netns::sysctl(&h.ns, &format!("net.ipv4.conf.{scope}.arp_announce"), "2")?;
@@ -297,13 +330,20 @@ impl Bed {
     /// filter (the backends' answers come back on `data0` for clients
     /// behind `cl0`, beside routes that do not lead back there).
     fn router_host(&mut self) -> Result<Host> {
-        let h = self.host("rt", Some(addr::ROUTER_DATA), Some(addr::ROUTER_MGMT), 1)?;
+        // IPv4 only: a routed bed's clients reach the VIP over IPv4.
+        let h = self.host_on(
+            "rt",
+            "br-data",
+            (Some(addr::ROUTER_DATA), None),
+            Some(addr::ROUTER_MGMT),
+            1,
+        )?;
         self.plug(
             &h.ns,
             "rtc",
             ROUTER_CLIENT_IF,
             CLIENT_BRIDGE,
-            Some(addr::ROUTER_CLIENT),
+            (Some(addr::ROUTER_CLIENT), None),
             1,
         )?;
         netns::sysctl(&h.ns, "net.ipv4.ip_forward", "1")?;
@@ -330,14 +370,24 @@ impl Bed {
         cleanup::register(ns);
         self.namespaces.push(ns.to_string());
         netns::add(ns)?;
-        // IPv6 router solicitations and DAD would add noise to counters.
-        let _ = netns::sysctl(ns, "net.ipv6.conf.all.disable_ipv6", "1");
-        let _ = netns::sysctl(ns, "net.ipv6.conf.default.disable_ipv6", "1");
+        // IPv6 stays off wherever a host does not need it (management,
+        // the switch's data port): router solicitations, autoconfiguration
+        // and DAD would add noise to counters. Interfaces made later take
+        // the defaults; [`ipv6_on`] turns it on for the data segment.
+        let mut kv = Vec::new();
+        for scope in ["all", "default"] {
+            for (k, v) in IPV6_QUIET {
+                kv.push((format!("net.ipv6.conf.{scope}.{k}"), v));
+            }
+            kv.push((format!("net.ipv6.conf.{scope}.disable_ipv6"), "1"));
+        }
+        let _ = sysctls(ns, &kv);
         Ok(())
     }
 
     /// A host on the data bridge whose data veth has `data_queues` queues
-    /// at each end.
+    /// at each end; one with an IPv4 data address also gets its IPv6 twin
+    /// ([`addr::data6_of`]).
     fn host(
         &mut self,
         name: &str,
@@ -345,41 +395,60 @@ impl Bed {
         mgmt: Option<Ipv4Addr>,
         data_queues: u32,
     ) -> Result<Host> {
-        self.host_on(name, "br-data", data, mgmt, data_queues)
+        let data6 = data.and_then(addr::data6_of);
+        self.host_on(name, "br-data", (data, data6), mgmt, data_queues)
     }
 
-    /// A host whose `data0` is on bridge `bridge`.
+    /// A host whose `data0` is on bridge `bridge` with addresses `data`
+    /// (IPv4, IPv6).
     fn host_on(
         &mut self,
         name: &str,
         bridge: &str,
-        data: Option<Ipv4Addr>,
+        (data, data6): (Option<Ipv4Addr>, Option<Ipv6Addr>),
         mgmt: Option<Ipv4Addr>,
         data_queues: u32,
     ) -> Result<Host> {
         let ns = format!("{}-{name}", self.id);
         self.new_ns(&ns)?;
-        self.plug(&ns, &format!("{name}d"), DATA_IF, bridge, data, data_queues)?;
+        self.plug(
+            &ns,
+            &format!("{name}d"),
+            DATA_IF,
+            bridge,
+            (data, data6),
+            data_queues,
+        )?;
         if let Some(m) = mgmt {
-            self.plug(&ns, &format!("{name}m"), MGMT_IF, "br-mgmt", Some(m), 1)?;
+            self.plug(
+                &ns,
+                &format!("{name}m"),
+                MGMT_IF,
+                "br-mgmt",
+                (Some(m), None),
+                1,
+            )?;
         }
         Ok(Host {
             name: name.to_string(),
             ns,
             data_ip: data,
+            data_ip6: data6,
             mgmt_ip: mgmt,
         })
     }
 
     /// A veth from the hub's bridge `br` to `inner` in `ns`, offloads off,
-    /// with `queues` transmit and receive queues at each end.
+    /// with `queues` transmit and receive queues at each end, and the
+    /// inner end's IPv4 and IPv6 addresses (IPv6 turned on for it only
+    /// when it gets one).
     fn plug(
         &self,
         ns: &str,
         outer: &str,
         inner: &str,
         br: &str,
-        ip: Option<Ipv4Addr>,
+        (ip, ip6): (Option<Ipv4Addr>, Option<Ipv6Addr>),
         queues: u32,
     ) -> Result<()> {
         let hub = &self.hub;
@@ -400,6 +469,11 @@ impl Bed {
         if let Some(ip) = ip {
             let a = format!("{ip}/{}", addr::PREFIX);
             netns::ip(ns, &["addr", "add", &a, "dev", inner])?;
+        }
+        if let Some(ip6) = ip6 {
+            ipv6_on(ns, inner)?;
+            let a = format!("{ip6}/{}", addr::PREFIX6);
+            netns::ip(ns, &["-6", "addr", "add", &a, "dev", inner, "nodad"])?;
         }
         netns::ip(ns, &["link", "set", inner, "up"])?;
         Ok(())
@@ -548,6 +622,36 @@ pub const MULTIPATH_HASH_FIELDS: &str = "0x0037";
 
 /// The clients' bridge of a routed bed.
 pub const CLIENT_BRIDGE: &str = "br-cl";
+
+/// The IPv6 settings of every interface that has IPv6: no router
+/// solicitations or advertisements taken, no autoconfiguration, no
+/// duplicate address detection (addresses usable at once, counters quiet).
+const IPV6_QUIET: [(&str, &str); 4] = [
+    ("accept_ra", "0"),
+    ("autoconf", "0"),
+    ("accept_dad", "0"),
+    ("router_solicitations", "0"),
+];
+
+/// Turns IPv6 on for interface `iface` of namespace `ns`, quiet
+/// ([`IPV6_QUIET`]): the settings first, so nothing is sent before they
+/// hold.
+pub fn ipv6_on(ns: &str, iface: &str) -> Result<()> {
+    let mut kv: Vec<(String, &str)> = IPV6_QUIET
+        .iter()
+        .map(|(k, v)| (format!("net.ipv6.conf.{iface}.{k}"), *v))
+        .collect();
+    kv.push((format!("net.ipv6.conf.{iface}.disable_ipv6"), "0"));
+    sysctls(ns, &kv)
+}
+
+/// Sets several sysctls in namespace `ns` with one `sysctl` run, in order.
+fn sysctls(ns: &str, kv: &[(String, &str)]) -> Result<()> {
+    let args: Vec<String> = kv.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    let mut argv = vec!["-q", "-w"];
+    argv.extend(args.iter().map(String::as_str));
+    netns::run(Some(ns), "sysctl", &argv).map(|_| ())
+}
 
 /// Turns reverse-path filtering off on `scopes` (`all`, `default`,
 /// interface names) of namespace `ns`.

@@ -46,7 +46,39 @@ fn bed_comes_up_serves_and_goes_away() {
                 .run("sysctl", &["-n", "net.ipv4.conf.all.arp_ignore"])
                 .unwrap();
             assert_eq!(ign.trim(), "1");
+            // Dual stack: the VIP's IPv6 address on lo too, nginx on the
+            // backend's IPv6 data address.
+            let lo6 = b
+                .run("ip", &["-6", "-o", "addr", "show", "dev", "lo"])
+                .unwrap();
+            assert!(lo6.contains(&format!("{}/128", addr::VIP6)), "{lo6}");
+            assert_eq!(b.data_ip6, Some(addr::backend_data6(i)));
+            let url6 = format!("http://[{}]:{}/", addr::backend_data6(i), addr::WEB_PORT);
+            let head = curl(c1, &["-6", "-s", "-D", "-", "-o", "/dev/null", &url6]);
+            assert!(head.contains(&format!("X-Backend: {}", b.name)), "{head}");
         }
+        // IPv6 on the data segment is quiet: no autoconfiguration, no
+        // router solicitations, no DAD; and off on management.
+        let c = &bed.clients[0];
+        for (k, want) in [
+            ("accept_ra", "0"),
+            ("autoconf", "0"),
+            ("accept_dad", "0"),
+            ("disable_ipv6", "0"),
+        ] {
+            let v = c
+                .run("sysctl", &["-n", &format!("net.ipv6.conf.data0.{k}")])
+                .unwrap();
+            assert_eq!(v.trim(), want, "c1 data0 {k}");
+        }
+        let addrs6 = c
+            .run("ip", &["-6", "-o", "addr", "show", "dev", "data0"])
+            .unwrap();
+        assert!(
+            addrs6.contains(&format!("{}/64", addr::client_data6(0)))
+                && !addrs6.contains("tentative"),
+            "{addrs6}"
+        );
         // Objects are byte-identical everywhere and match the generator.
         let url = format!(
             "http://{}:{}{}",
@@ -77,6 +109,10 @@ fn bed_comes_up_serves_and_goes_away() {
             .run("ip", &["-4", "-o", "addr", "show", "dev", "mgmt0"])
             .unwrap();
         assert!(mgmt.contains("198.19.0.2/24"), "{mgmt}");
+        // Nor any IPv6 address, on either port: the dataplane answers
+        // neighbour discovery for the switch.
+        let v6 = sw.run("ip", &["-6", "-o", "addr", "show"]).unwrap();
+        assert!(v6.trim().is_empty(), "the switch's kernel holds IPv6: {v6}");
         // Offloads are off on the veths.
         let k = sw.run("ethtool", &["-k", "data0"]).unwrap();
         assert!(k.contains("tx-checksumming: off"), "{k}");
@@ -164,7 +200,8 @@ fn haproxy_routes_tls_by_sni_and_terminates_it() {
 /// HTTPS straight to the backends' nginx (no switch): TLS 1.2 and 1.3,
 /// ALPN h2 and http/1.1, no SNI (the certificate's IP address SAN), the
 /// relay's loopback listener, and a session resumed on the other backend
-/// (the shared ticket key). nginx converted both VIP listeners.
+/// (the shared ticket key). nginx converted the VIP listeners of both
+/// families.
 #[test]
 fn backends_terminate_https_and_resume_sessions_across_each_other() {
     let spec = BedSpec {
@@ -208,8 +245,8 @@ fn backends_terminate_https_and_resume_sessions_across_each_other() {
     for (i, b) in bed.backends.iter().enumerate() {
         assert_eq!(
             nginx::converted_listeners(b).unwrap(),
-            2,
-            "nginx on {} converts the VIP's :80 and :443",
+            4,
+            "nginx on {} converts the VIP's :80 and :443 over IPv4 and IPv6",
             b.name
         );
         let to = addr::backend_tls(i);
@@ -282,8 +319,8 @@ fn backends_terminate_https_and_resume_sessions_across_each_other() {
 }
 
 /// The agents' generated profiles pass `baton-agent check-config`:
-/// handover and relay serve the VIP's :80 and :443, the listener example
-/// only :80.
+/// handover and relay serve the VIP's :80 and :443 on its IPv4 and IPv6
+/// addresses, the listener example only 198.18.0.10:80.
 #[test]
 fn agent_profiles_serve_both_vip_ports() {
     let bed = Bed::up(&BedSpec {
@@ -309,12 +346,23 @@ fn agent_profiles_serve_both_vip_ports() {
             "{role:?}: {}\n{text}",
             String::from_utf8_lossy(&out.stderr)
         );
-        let https = format!("vip: {}", addr::vip_tls_service());
-        assert_eq!(
-            text.contains(&https),
-            role != AgentRole::Listener,
-            "{role:?}:\n{text}"
-        );
+        // Each service on both of the VIP's addresses (the listener
+        // example: the IPv4 one alone).
+        for (http, https) in [
+            (addr::vip_service(), addr::vip_tls_service()),
+            (addr::vip6_service(), addr::vip6_tls_service()),
+        ] {
+            assert_eq!(
+                text.contains(&format!("vip: \"{http}\"")),
+                http.is_ipv4() || role != AgentRole::Listener,
+                "{role:?}:\n{text}"
+            );
+            assert_eq!(
+                text.contains(&format!("vip: \"{https}\"")),
+                role != AgentRole::Listener,
+                "{role:?}:\n{text}"
+            );
+        }
         if role == AgentRole::Relay {
             assert!(text.contains(&format!("upstream: 127.0.0.1:{}", addr::WEB_TLS_PORT)));
         }

@@ -3,11 +3,15 @@
 //! (`IPPROTO_RAW`: the kernel still routes and resolves ARP, so no MAC
 //! bookkeeping here), a pacer that bounds the send rate, and a capture of a
 //! host's data interface (`AF_PACKET`) with parsers for what it returns.
+//! For IPv6, builders of whole packets (any extension-header chain, or a
+//! TCP segment with its pseudo-header checksum) and a sender of whole
+//! Ethernet frames ([`FrameSender`]), which the kernel passes on unchecked:
+//! what the tests need to hand the switch frames no stack would build.
 //!
 //! Open sockets inside the namespace they belong to ([`crate::netns::in_ns`]).
 
 use std::io;
-use std::net::{Ipv4Addr, SocketAddrV4};
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::time::{Duration, Instant};
 
@@ -130,6 +134,215 @@ fn l4_checksum(src: Ipv4Addr, dst: Ipv4Addr, proto: u8, l4: &[u8]) -> u16 {
     pseudo.extend_from_slice(&[0, proto]);
     pseudo.extend_from_slice(&(l4.len() as u16).to_be_bytes());
     fold(sum16(l4, sum16(&pseudo, 0)))
+}
+
+/// IPv6 next-header values the tests build with.
+pub mod nh {
+    pub const HOP_BY_HOP: u8 = 0;
+    pub const TCP: u8 = 6;
+    pub const ROUTING: u8 = 43;
+    pub const FRAGMENT: u8 = 44;
+    pub const DEST_OPTS: u8 = 60;
+}
+
+/// An IPv6 packet: the fixed header (hop limit 64, payload length from
+/// `payload`) with `next` as its next header, followed by `payload` (any
+/// extension headers, then the upper-layer header and data).
+pub fn ipv6(src: Ipv6Addr, dst: Ipv6Addr, next: u8, payload: &[u8]) -> Vec<u8> {
+    let mut p = Vec::with_capacity(40 + payload.len());
+    p.extend_from_slice(&[0x60, 0, 0, 0]);
+    p.extend_from_slice(&(payload.len() as u16).to_be_bytes());
+    p.extend_from_slice(&[next, 64]);
+    p.extend_from_slice(&src.octets());
+    p.extend_from_slice(&dst.octets());
+    p.extend_from_slice(payload);
+    p
+}
+
+/// An 8-byte extension header (Hop-by-Hop, Routing or Destination
+/// Options) whose next header is `next`, padded with a PadN option (a
+/// Routing header of type 0 with no segments left for Routing).
+pub fn ext_header(kind: u8, next: u8) -> [u8; 8] {
+    match kind {
+        nh::ROUTING => [next, 0, 0, 0, 0, 0, 0, 0],
+        _ => [next, 0, 1, 4, 0, 0, 0, 0],
+    }
+}
+
+/// A Fragment header (first fragment, more to come) whose next header is
+/// `next`.
+pub fn fragment_header(next: u8) -> [u8; 8] {
+    [next, 0, 0, 1, 0, 0, 0x0b, 0xad]
+}
+
+/// The upper-layer checksum of `l4` with the IPv6 pseudo-header.
+fn l4_checksum6(src: Ipv6Addr, dst: Ipv6Addr, next: u8, l4: &[u8]) -> u16 {
+    let mut pseudo = Vec::with_capacity(40);
+    pseudo.extend_from_slice(&src.octets());
+    pseudo.extend_from_slice(&dst.octets());
+    pseudo.extend_from_slice(&(l4.len() as u32).to_be_bytes());
+    pseudo.extend_from_slice(&[0, 0, 0, next]);
+    fold(sum16(l4, sum16(&pseudo, 0)))
+}
+
+impl TcpSeg {
+    /// The segment between IPv6 addresses (ports, numbers, flags, options
+    /// and payload from `self`; its IPv4 addresses ignored) as an IPv6
+    /// packet, after the extension headers `ext` (each chained by its
+    /// first byte; the fixed header's next header is `ext_first`, or TCP
+    /// when `ext` is empty).
+    pub fn build6(&self, src: Ipv6Addr, dst: Ipv6Addr, ext_first: u8, ext: &[u8]) -> Vec<u8> {
+        let v4 = self.build();
+        let t = &v4[20..];
+        let mut t = t.to_vec();
+        t[16..18].copy_from_slice(&[0, 0]);
+        let c = l4_checksum6(src, dst, nh::TCP, &t);
+        t[16..18].copy_from_slice(&c.to_be_bytes());
+        let mut payload = ext.to_vec();
+        payload.extend_from_slice(&t);
+        let next = if ext.is_empty() { nh::TCP } else { ext_first };
+        ipv6(src, dst, next, &payload)
+    }
+
+    /// The segment as a packet of its family: [`TcpSeg::build`] for IPv4,
+    /// [`TcpSeg::build6`] (no extension headers) for IPv6.
+    pub fn build_for(&self, src: SocketAddr, dst: SocketAddr) -> Vec<u8> {
+        let mut s = self.clone();
+        s.src.set_port(src.port());
+        s.dst.set_port(dst.port());
+        match (src, dst) {
+            (SocketAddr::V6(a), SocketAddr::V6(b)) => s.build6(*a.ip(), *b.ip(), nh::TCP, &[]),
+            (SocketAddr::V4(a), SocketAddr::V4(b)) => {
+                s.src = a;
+                s.dst = b;
+                s.build()
+            }
+            _ => Vec::new(),
+        }
+    }
+}
+
+/// EtherTypes of the frames a [`FrameSender`] sends.
+pub const ETH_P_IPV4: u16 = 0x0800;
+/// IPv6's EtherType.
+pub const ETH_P_IPV6: u16 = 0x86dd;
+
+/// Parses `aa:bb:cc:dd:ee:ff`.
+pub fn parse_mac(s: &str) -> Option<[u8; 6]> {
+    let mut mac = [0u8; 6];
+    let mut it = s.trim().split(':');
+    for b in mac.iter_mut() {
+        *b = u8::from_str_radix(it.next()?, 16).ok()?;
+    }
+    it.next().is_none().then_some(mac)
+}
+
+/// Sends whole Ethernet frames on one interface of the calling thread's
+/// namespace (`AF_PACKET`, `SOCK_RAW`): nothing is routed, resolved or
+/// checked, so the frame reaches the wire (here: the bridge) as built.
+#[derive(Debug)]
+pub struct FrameSender {
+    fd: OwnedFd,
+    ifindex: i32,
+    /// The interface's own MAC (the frames' source).
+    pub mac: [u8; 6],
+}
+
+impl FrameSender {
+    /// Opens the sender on `iface` (e.g. `data0`; needs CAP_NET_RAW).
+    pub fn open(iface: &str) -> io::Result<FrameSender> {
+        // SAFETY: socket(2) with constant arguments; the fd is owned below.
+        let fd = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW, 0) };
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: fd is a fresh descriptor nobody else owns.
+        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+        let name = std::ffi::CString::new(iface)
+            .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "interface name"))?;
+        // SAFETY: if_nametoindex on a NUL-terminated string.
+        let idx = unsafe { libc::if_nametoindex(name.as_ptr()) };
+        if idx == 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // Bound to the interface, the socket names its hardware address
+        // (sysfs would show the namespace the process started in).
+        // SAFETY: an all-zero sockaddr_ll is valid; fields set below.
+        let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+        sll.sll_family = libc::AF_PACKET as u16;
+        sll.sll_ifindex = idx as i32;
+        let len = std::mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t;
+        // SAFETY: bind with a sockaddr_ll of the right size.
+        if unsafe {
+            libc::bind(
+                fd.as_raw_fd(),
+                (&sll as *const libc::sockaddr_ll).cast(),
+                len,
+            )
+        } != 0
+        {
+            return Err(io::Error::last_os_error());
+        }
+        let mut got = len;
+        // SAFETY: getsockname into the sockaddr_ll, its size given.
+        if unsafe {
+            libc::getsockname(
+                fd.as_raw_fd(),
+                (&mut sll as *mut libc::sockaddr_ll).cast(),
+                &mut got,
+            )
+        } != 0
+        {
+            return Err(io::Error::last_os_error());
+        }
+        if sll.sll_halen != 6 {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("{iface} has no Ethernet address"),
+            ));
+        }
+        let mut mac = [0u8; 6];
+        mac.copy_from_slice(&sll.sll_addr[..6]);
+        Ok(FrameSender {
+            fd,
+            ifindex: idx as i32,
+            mac,
+        })
+    }
+
+    /// Sends `payload` in a frame to `dst` with EtherType `ethertype`,
+    /// padded with zeros to Ethernet's 60 bytes as a NIC would (a runt
+    /// frame never reaches a real switch).
+    pub fn send(&self, dst: [u8; 6], ethertype: u16, payload: &[u8]) -> io::Result<()> {
+        let mut f = Vec::with_capacity(60.max(14 + payload.len()));
+        f.extend_from_slice(&dst);
+        f.extend_from_slice(&self.mac);
+        f.extend_from_slice(&ethertype.to_be_bytes());
+        f.extend_from_slice(payload);
+        f.resize(f.len().max(60), 0);
+        // SAFETY: an all-zero sockaddr_ll is valid; fields set below.
+        let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+        sll.sll_family = libc::AF_PACKET as u16;
+        sll.sll_protocol = ethertype.to_be();
+        sll.sll_ifindex = self.ifindex;
+        sll.sll_halen = 6;
+        sll.sll_addr[..6].copy_from_slice(&dst);
+        // SAFETY: sendto with a buffer we own and a sockaddr_ll of its size.
+        let n = unsafe {
+            libc::sendto(
+                self.fd.as_raw_fd(),
+                f.as_ptr().cast(),
+                f.len(),
+                0,
+                (&sll as *const libc::sockaddr_ll).cast(),
+                std::mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t,
+            )
+        };
+        if n < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
+    }
 }
 
 /// Sends finished IPv4 packets as they are (`IPPROTO_RAW` implies
@@ -267,6 +480,22 @@ pub fn parse_ipv4(p: &[u8]) -> Option<Ip<'_>> {
     })
 }
 
+/// Parses an IPv6 packet without extension headers: (source, destination,
+/// next header, payload); None for anything else or a truncated one.
+pub fn parse_ipv6(p: &[u8]) -> Option<(Ipv6Addr, Ipv6Addr, u8, &[u8])> {
+    if p.len() < 40 || p[0] >> 4 != 6 {
+        return None;
+    }
+    let len = usize::from(u16::from_be_bytes([p[4], p[5]]));
+    let body = p.get(40..40 + len)?;
+    let a = |b: &[u8]| -> Ipv6Addr {
+        let mut o = [0u8; 16];
+        o.copy_from_slice(b);
+        Ipv6Addr::from(o)
+    };
+    Some((a(&p[8..24]), a(&p[24..40]), p[6], body))
+}
+
 /// A parsed TCP segment.
 #[derive(Debug, Clone)]
 pub struct TcpView<'a> {
@@ -395,6 +624,13 @@ impl Capture {
     /// The next IPv4 packet and its direction; None when the poll interval
     /// passed (or the frame was not IPv4).
     pub fn next(&self) -> Option<(Direction, Vec<u8>)> {
+        self.next_of(libc::ETH_P_IP as u16)
+    }
+
+    /// The next packet of EtherType `ethertype` (e.g. [`ETH_P_IPV6`]) and
+    /// its direction; None when the poll interval passed (or the frame was
+    /// of another type).
+    pub fn next_of(&self, ethertype: u16) -> Option<(Direction, Vec<u8>)> {
         let mut buf = vec![0u8; 65536];
         // SAFETY: zeroed sockaddr_ll is a valid out-parameter.
         let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
@@ -410,7 +646,7 @@ impl Capture {
                 &mut sl,
             )
         };
-        if n <= 0 || sll.sll_protocol != (libc::ETH_P_IP as u16).to_be() {
+        if n <= 0 || sll.sll_protocol != ethertype.to_be() {
             return None;
         }
         buf.truncate(n as usize);
@@ -453,6 +689,29 @@ mod tests {
             0,
             "TCP checksum"
         );
+
+        let src: Ipv6Addr = "2001:2::101".parse().unwrap();
+        let dst: Ipv6Addr = "2001:2::10".parse().unwrap();
+        let p6 = s.build6(src, dst, nh::TCP, &[]);
+        let (a, b, next, body) = parse_ipv6(&p6).unwrap();
+        assert_eq!((a, b, next), (src, dst, nh::TCP));
+        assert_eq!(l4_checksum6(src, dst, 6, body), 0, "TCP checksum over IPv6");
+        let t6 = parse_tcp(body).unwrap();
+        assert_eq!((t6.sport, t6.dport, t6.payload), (40000, 80, &b"GET /"[..]));
+        // Behind a Destination Options header: same segment, chained.
+        let ext = ext_header(nh::DEST_OPTS, nh::TCP);
+        let p6 = s.build6(src, dst, nh::DEST_OPTS, &ext);
+        assert_eq!(p6[6], nh::DEST_OPTS);
+        assert_eq!(&p6[40..48], &ext);
+        assert_eq!(
+            usize::from(u16::from_be_bytes([p6[4], p6[5]])),
+            p6.len() - 40
+        );
+        assert_eq!(
+            parse_mac("02:ba:70:00:00:0a"),
+            Some([2, 0xba, 0x70, 0, 0, 10])
+        );
+        assert_eq!(parse_mac("02:ba"), None);
 
         let u = udp(
             "198.18.0.2:9199".parse().unwrap(),

@@ -166,9 +166,21 @@ fn up(spec: BedSpec, baton: Option<BatonIo>) -> testbed::Result<()> {
     );
     print_hosts(&bed);
     println!(
+        "  VIP      {} and {} (the switch answers ARP and neighbour discovery for them and for {} and {})",
+        addr::VIP,
+        addr::VIP6,
+        addr::SWITCH_DATA,
+        addr::SWITCH_DATA6
+    );
+    println!(
         "  try: ip netns exec {} curl -si http://{}/static/1k.bin -o /dev/null   (through Baton)",
         bed.clients[0].ns,
         addr::vip_service(),
+    );
+    println!(
+        "       ip netns exec {} curl -6 -si http://[{}]/static/1k.bin -o /dev/null   (through Baton over IPv6)",
+        bed.clients[0].ns,
+        addr::VIP6,
     );
     println!(
         "       ip netns exec {} curl -si http://{}:{}/   (a backend directly)",
@@ -200,8 +212,9 @@ fn print_hosts(bed: &testbed::topology::Bed) {
         .chain(&bed.proxy)
         .chain(&bed.backends)
     {
+        let data6 = h.data_ip6.map(|i| format!(" {i}")).unwrap_or_default();
         println!(
-            "  {:<4} {}  data {}  mgmt {}",
+            "  {:<4} {}  data {}{data6}  mgmt {}",
             h.name,
             h.ns,
             h.data_ip.map_or("-".into(), |i| i.to_string()),
