@@ -10,6 +10,13 @@
 //! time; the switch's/proxy's data-interface counters give the bytes that
 //! crossed it.
 //!
+//! IPv6 cells: `direct-ipv6` (the backends' nginx on their IPv6 data
+//! addresses) and `baton-afpacket-ipv6` (the same Baton through the VIP's
+//! IPv6 address, 2001:2::10) measure the two workloads that show what the
+//! family changes, 1 KiB on a new connection (the handshake and handoff)
+//! and 1 MiB keep-alive (the bulk transfer), beside the IPv4 rows of the
+//! same run ([`ipv6_vs_ipv4`]).
+//!
 //! HTTPS cells (workloads with `tls`) fetch `https://static.baton.test/…`
 //! with wrk, which speaks TLS itself and is sent to the system's address
 //! whatever the name ([`WrkRun::connect`]): direct to the backends' nginx
@@ -51,7 +58,16 @@ pub enum System {
     /// nginx over loopback (the mode before handover existed): measured in
     /// the same run so the two agent modes compare side by side.
     BatonRelay,
+    /// [`System::Direct`] over IPv6 (the backends' 2001:2::11, ::12).
+    DirectIpv6,
+    /// [`System::Baton`] through the VIP's IPv6 address (2001:2::10).
+    BatonIpv6(BatonIo, Polling),
 }
+
+/// The suffix of the IPv6 systems' names (`direct-ipv6`,
+/// `baton-afpacket-ipv6`): the rows of latest.json keep their fields, and
+/// an IPv6 row is told by its system.
+pub const IPV6_SUFFIX: &str = "-ipv6";
 
 impl System {
     /// Name used in results.
@@ -61,13 +77,20 @@ impl System {
             System::Proxy(k) => k.as_str().into(),
             System::Baton(io, _) => format!("baton-{}", io.as_str()),
             System::BatonRelay => "baton-afpacket-relay".into(),
+            System::DirectIpv6 => format!("direct{IPV6_SUFFIX}"),
+            System::BatonIpv6(io, _) => format!("baton-{}{IPV6_SUFFIX}", io.as_str()),
         }
+    }
+
+    /// Whether its clients connect over IPv6.
+    pub fn ipv6(&self) -> bool {
+        matches!(self, System::DirectIpv6 | System::BatonIpv6(..))
     }
 
     /// The polling mode of a Baton system.
     pub fn polling(&self) -> Option<Polling> {
         match self {
-            System::Baton(_, p) => Some(*p),
+            System::Baton(_, p) | System::BatonIpv6(_, p) => Some(*p),
             System::BatonRelay => Some(Polling::Adaptive),
             _ => None,
         }
@@ -78,28 +101,33 @@ impl System {
     pub fn serves(&self, w: &Workload) -> bool {
         match self {
             System::Proxy(k) => k.tls() == w.tls,
+            System::DirectIpv6 | System::BatonIpv6(..) => Workload::ipv6_pair().contains(w),
             _ => true,
         }
     }
 
-    /// Whether it serves plain HTTP (the latency probe's protocol).
+    /// Whether it serves plain HTTP (the latency probe's protocol) over
+    /// IPv4 (the probe's family).
     pub fn serves_http(&self) -> bool {
-        !matches!(self, System::Proxy(k) if k.tls())
+        !matches!(self, System::Proxy(k) if k.tls()) && !self.ipv6()
     }
 
     /// Every system of the full matrix: the peers, then Baton in `adaptive`
     /// (CPU per request) and `busy` (peak rate) over every I/O backend of
     /// the build (DPDK when `dpdk`; AF_XDP with its fast path when built
-    /// with the `af_xdp` feature).
+    /// with the `af_xdp` feature); direct and Baton over AF_PACKET
+    /// (`adaptive`) also over IPv6.
     pub fn all(dpdk: bool) -> Vec<System> {
         let mut v = vec![
             System::Direct,
+            System::DirectIpv6,
             System::Proxy(ProxyKind::Nginx),
             System::Proxy(ProxyKind::Haproxy),
             System::Proxy(ProxyKind::HaproxyTcp),
             System::Proxy(ProxyKind::HaproxyTls),
         ];
         v.push(System::Baton(BatonIo::AfPacket, Polling::Adaptive));
+        v.push(System::BatonIpv6(BatonIo::AfPacket, Polling::Adaptive));
         v.push(System::BatonRelay);
         v.push(System::Baton(BatonIo::AfPacket, Polling::Busy));
         if dpdk {
@@ -179,6 +207,15 @@ impl Workload {
         ]
     }
 
+    /// The IPv6 workloads (plain HTTP): 1 KiB on a new connection per
+    /// request and 1 MiB keep-alive.
+    pub fn ipv6_pair() -> [Workload; 2] {
+        [
+            Workload::http(content::OBJ_1K, true),
+            Workload::http(content::OBJ_1M, false),
+        ]
+    }
+
     /// The full matrix: 1 KiB, 100 KiB, 1 MiB × keep-alive, new connection
     /// over plain HTTP, then [`Workload::https_pair`].
     pub fn matrix() -> Vec<Workload> {
@@ -243,7 +280,8 @@ impl Settings {
     }
 
     /// A smoke run: every system, two small plain-HTTP workloads and the
-    /// HTTPS pair, 2 s each.
+    /// HTTPS pair, 2 s each (so of the IPv6 pair only 1 KiB on new
+    /// connections).
     pub fn quick(dpdk: bool) -> Self {
         let [https_new, https_keep] = Workload::https_pair();
         Settings {
@@ -337,6 +375,41 @@ struct Running {
 fn start(bed: &Bed, sys: System) -> Result<Running> {
     let upstreams: Vec<_> = bed.backends.iter().filter_map(|b| b.data_ip).collect();
     match sys {
+        System::DirectIpv6 => {
+            let ups6: Vec<_> = bed.backends.iter().filter_map(|b| b.data_ip6).collect();
+            let first = *ups6
+                .first()
+                .ok_or_else(|| BedError::Setup("no backend with an IPv6 address".into()))?;
+            Ok(Running {
+                _procs: Vec::new(),
+                bases: ups6
+                    .iter()
+                    .map(|ip| format!("http://[{ip}]:{}", addr::WEB_PORT))
+                    .collect(),
+                tls_targets: Vec::new(),
+                middle: None,
+                probe_target: SocketAddr::from((first, addr::WEB_PORT)),
+            })
+        }
+        System::BatonIpv6(io, polling) => {
+            let mut opts = baton::SwitchOptions::bench();
+            opts.io = io;
+            opts.polling = polling;
+            let procs = baton::start_stack(bed, &opts)?;
+            baton::wait_serving(
+                bed,
+                &addr::vip6_service(),
+                content::OBJ_1K.path,
+                Duration::from_secs(20),
+            )?;
+            Ok(Running {
+                _procs: procs,
+                bases: vec![format!("http://{}", addr::vip6_service())],
+                tls_targets: Vec::new(),
+                middle: Some(bed.switch()?.ns.clone()),
+                probe_target: addr::vip6_service(),
+            })
+        }
         System::Direct => Ok(Running {
             _procs: Vec::new(),
             bases: upstreams
@@ -395,7 +468,10 @@ struct LedgerCtx {
 impl System {
     fn shape(&self) -> Shape {
         Shape {
-            switch: matches!(self, System::Baton(..) | System::BatonRelay),
+            switch: matches!(
+                self,
+                System::Baton(..) | System::BatonRelay | System::BatonIpv6(..)
+            ),
             proxy: matches!(self, System::Proxy(_)),
         }
     }
@@ -571,6 +647,62 @@ fn probe_system(bed: &Bed, run: &Running, sys: System, s: &Settings) -> Vec<Prob
                     ..row
                 },
             }
+        })
+        .collect()
+}
+
+/// One IPv6 cell beside its IPv4 twin (same Baton backend, polling mode,
+/// object and connection discipline; for direct, direct).
+#[derive(Debug, Clone, PartialEq)]
+pub struct FamilyPair {
+    /// The IPv4 system's name (`baton-afpacket`, `direct`).
+    pub system: String,
+    pub polling: Option<String>,
+    pub size: String,
+    pub connection: String,
+    /// Requests/s over IPv4 and over IPv6.
+    pub rps4: f64,
+    pub rps6: f64,
+    /// p50 latency (µs) over IPv4 and over IPv6.
+    pub p50_us4: f64,
+    pub p50_us6: f64,
+}
+
+impl FamilyPair {
+    /// IPv6 requests/s as a share of IPv4's.
+    pub fn ratio(&self) -> f64 {
+        if self.rps4 > 0.0 {
+            self.rps6 / self.rps4
+        } else {
+            0.0
+        }
+    }
+}
+
+/// Every measured IPv6 row with its measured IPv4 twin.
+pub fn ipv6_vs_ipv4(rows: &[Row]) -> Vec<FamilyPair> {
+    let ok = |r: &&Row| r.error.is_none() && r.requests > 0;
+    rows.iter()
+        .filter(ok)
+        .filter_map(|r6| {
+            let system = r6.system.strip_suffix(IPV6_SUFFIX)?;
+            let r4 = rows.iter().filter(ok).find(|r| {
+                r.system == system
+                    && r.polling == r6.polling
+                    && r.size_bytes == r6.size_bytes
+                    && r.connection == r6.connection
+                    && r.protocol == r6.protocol
+            })?;
+            Some(FamilyPair {
+                system: system.to_string(),
+                polling: r6.polling.clone(),
+                size: r6.size.clone(),
+                connection: r6.connection.clone(),
+                rps4: r4.rps,
+                rps6: r6.rps,
+                p50_us4: r4.p50_us,
+                p50_us6: r6.p50_us,
+            })
         })
         .collect()
 }

@@ -133,6 +133,15 @@ fn find<'a>(
     })
 }
 
+/// The direct system a row is measured against: `direct` of its family.
+fn direct_for(system: &str) -> String {
+    if system.ends_with(crate::bench::IPV6_SUFFIX) {
+        format!("direct{}", crate::bench::IPV6_SUFFIX)
+    } else {
+        "direct".to_string()
+    }
+}
+
 /// An earlier run's rows, to tell whether this one is no worse.
 #[derive(Debug, Clone, Default)]
 pub struct Previous {
@@ -177,9 +186,12 @@ pub fn targets(rows: &[Row], probe: &[ProbeRow], previous: Option<&Previous>) ->
     // a busy-polling worker takes a core from the load generator and the
     // backends, so neither mode is the better one everywhere.
     let mut batons: Vec<(&str, &str)> = Vec::new();
+    // The IPv6 rows compare with their IPv4 twins instead
+    // ([`crate::bench::ipv6_vs_ipv4`]).
+    let v4 = |s: &str| !s.ends_with(crate::bench::IPV6_SUFFIX);
     for r in rows
         .iter()
-        .filter(|r| r.system.starts_with("baton") && r.error.is_none())
+        .filter(|r| r.system.starts_with("baton") && v4(&r.system) && r.error.is_none())
     {
         let pair = (
             r.system.as_str(),
@@ -191,7 +203,7 @@ pub fn targets(rows: &[Row], probe: &[ProbeRow], previous: Option<&Previous>) ->
     }
     for p in probe
         .iter()
-        .filter(|p| p.system.starts_with("baton") && p.measured())
+        .filter(|p| p.system.starts_with("baton") && v4(&p.system) && p.measured())
     {
         let pair = (
             p.system.as_str(),
@@ -426,6 +438,7 @@ pub fn markdown(r: &Results, svg_rel: &str) -> String {
         );
         rows_table(&mut m, r, true);
     }
+    ipv6_table(&mut m, r);
     ledger_table(&mut m, r);
     probe_table(&mut m, r);
     if !r.targets.is_empty() {
@@ -513,7 +526,7 @@ fn rows_table(m: &mut String, r: &Results, https: bool) {
         }
         let direct = find(
             &r.rows,
-            "direct",
+            &direct_for(&row.system),
             None,
             row.size_bytes,
             &row.connection,
@@ -534,6 +547,31 @@ fn rows_table(m: &mut String, r: &Results, https: bool) {
             row.cpu_machine_s_per_1k,
             opt(row.cpu_switch_s_per_1k, 3),
             opt(row.bytes_through_per_response_byte, 3),
+        ));
+    }
+}
+
+/// Each IPv6 cell against the same cell over IPv4 (`*-ipv6` rows).
+fn ipv6_table(m: &mut String, r: &Results) {
+    let pairs = crate::bench::ipv6_vs_ipv4(&r.rows);
+    if pairs.is_empty() {
+        return;
+    }
+    m.push_str("\nIPv6 against IPv4 (the same system, workload and run; IPv6 through 2001:2::10 and the backends' 2001:2::11–12, IPv4 through 198.18.0.10 and 198.18.0.11–12):\n\n");
+    m.push_str("| system | polling | response | connection | req/s IPv4 | req/s IPv6 | IPv6 / IPv4 | p50 µs IPv4 | p50 µs IPv6 |\n");
+    m.push_str("|---|---|---|---|---:|---:|---:|---:|---:|\n");
+    for p in &pairs {
+        m.push_str(&format!(
+            "| {} | {} | {} | {} | {} | {} | {:.0}% | {:.0} | {:.0} |\n",
+            p.system,
+            p.polling.as_deref().unwrap_or("–"),
+            p.size,
+            p.connection,
+            thousands(p.rps4),
+            thousands(p.rps6),
+            p.ratio() * 100.0,
+            p.p50_us4,
+            p.p50_us6
         ));
     }
 }
@@ -688,7 +726,7 @@ pub fn svg(r: &Results) -> String {
                     None => row.system == s,
                 }
         })?;
-        let d = find(&r.rows, "direct", None, w.0, &w.1, w.2)?;
+        let d = find(&r.rows, &direct_for(&row.system), None, w.0, &w.1, w.2)?;
         Some((row.rps / d.rps * 100.0, row.rps))
     };
     let max_pct = workloads
@@ -1183,5 +1221,58 @@ mod tests {
         );
         let md = markdown(&r, "x.svg");
         assert!(md.contains("| nginx-proxy | – | 1 KiB | new conn | 20,000 | 33% |"));
+    }
+
+    #[test]
+    fn ipv6_rows_compare_with_their_family_and_their_ipv4_twins() {
+        let m = 1 << 20;
+        let rows = vec![
+            row("direct", None, 1024, "new conn", 60000.0, 400.0),
+            row("direct-ipv6", None, 1024, "new conn", 50000.0, 400.0),
+            row(
+                "baton-afpacket",
+                Some("adaptive"),
+                1024,
+                "new conn",
+                20000.0,
+                900.0,
+            ),
+            row(
+                "baton-afpacket-ipv6",
+                Some("adaptive"),
+                1024,
+                "new conn",
+                10000.0,
+                900.0,
+            ),
+            row(
+                "baton-afpacket",
+                Some("adaptive"),
+                m,
+                "keep-alive",
+                900.0,
+                900.0,
+            ),
+        ];
+        let pairs = crate::bench::ipv6_vs_ipv4(&rows);
+        assert_eq!(pairs.len(), 2, "{pairs:?}");
+        let b = pairs.iter().find(|p| p.system == "baton-afpacket").unwrap();
+        assert_eq!((b.rps4, b.rps6), (20000.0, 10000.0));
+        assert!((b.ratio() - 0.5).abs() < 1e-9);
+        let r = results(&Settings::quick(false), rows, vec![], vec![], 0, None);
+        // No IPv4 target for an IPv6 system.
+        assert!(r.targets.iter().all(|t| !t.system.contains("-ipv6")));
+        let md = markdown(&r, "x.svg");
+        // Against direct over IPv6: 10,000 of 50,000.
+        assert!(
+            md.contains("| baton-afpacket-ipv6 | adaptive | 1 KiB | new conn | 10,000 | 20% |"),
+            "{md}"
+        );
+        assert!(md.contains("IPv6 against IPv4"), "{md}");
+        assert!(
+            md.contains("| baton-afpacket | adaptive | 1 KiB | new conn | 20,000 | 10,000 | 50% |"),
+            "{md}"
+        );
+        assert!(svg(&r).contains("baton-afpacket-ipv6"));
     }
 }

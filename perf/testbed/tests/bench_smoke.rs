@@ -1,6 +1,6 @@
 //! `make bench` in miniature: every peer and Baton measured for a second,
-//! over plain HTTP and HTTPS, with the cost ledger and a short latency
-//! probe, results and chart written. Figures are printed, never asserted;
+//! over plain HTTP and HTTPS, direct and Baton also over IPv6, with the
+//! cost ledger and a short latency probe, results and chart written. Figures are printed, never asserted;
 //! their presence is.
 
 use std::time::Duration;
@@ -23,6 +23,8 @@ fn quick_bench_measures_every_system_and_writes_results() {
         System::Proxy(ProxyKind::HaproxyTcp),
         System::Proxy(ProxyKind::HaproxyTls),
         System::Baton(BatonIo::AfPacket, Polling::Adaptive),
+        System::DirectIpv6,
+        System::BatonIpv6(BatonIo::AfPacket, Polling::Adaptive),
     ];
     let measured = bench::run(&s, |r| eprintln!("{r:?}")).expect("bench");
     let rows = measured.rows;
@@ -40,6 +42,9 @@ fn quick_bench_measures_every_system_and_writes_results() {
         ("haproxy-tcp", 0, 2),
         ("haproxy-tls", 0, 2),
         ("baton-afpacket", 2, 2),
+        // Of the IPv6 pair, the quick run has 1 KiB on new connections.
+        ("direct-ipv6", 1, 0),
+        ("baton-afpacket-ipv6", 1, 0),
     ] {
         assert_eq!(
             (count(sys, false), count(sys, true)),
@@ -68,7 +73,8 @@ fn quick_bench_measures_every_system_and_writes_results() {
         }
     }
     // Direct, both plain-HTTP proxies and Baton, 1 KiB and 100 KiB each
-    // (the probe speaks plain HTTP: none for the HTTPS HAProxy setups).
+    // (the probe speaks plain HTTP over IPv4: none for the HTTPS HAProxy
+    // setups and the IPv6 systems).
     assert_eq!(measured.probe.len(), 8, "{:?}", measured.probe);
     for p in &measured.probe {
         assert!(p.measured() && p.failures == 0, "{p:?}");
@@ -105,6 +111,18 @@ fn quick_bench_measures_every_system_and_writes_results() {
     }
     assert!(
         md.contains("Cost ledger") && md.contains("Serial latency probe"),
+        "{md}"
+    );
+    // Baton over IPv6 against the same cell over IPv4.
+    let pairs = bench::ipv6_vs_ipv4(&res.rows);
+    assert!(
+        pairs
+            .iter()
+            .any(|p| p.system == "baton-afpacket" && p.connection == "new conn"),
+        "{pairs:?}"
+    );
+    assert!(
+        md.contains("IPv6 against IPv4") && md.contains("| baton-afpacket-ipv6 |"),
         "{md}"
     );
     assert!(res.probe.iter().any(|p| p.added_p50_us.is_some()));

@@ -24,9 +24,9 @@ struct Cli {
     /// wrk connections (overrides the mode's default).
     #[arg(long)]
     connections: Option<u32>,
-    /// Only these systems (comma-separated names: direct, nginx-proxy,
-    /// haproxy, haproxy-tcp, haproxy-tls, baton-afpacket,
-    /// baton-afpacket-relay, baton-dpdk, baton-afxdp).
+    /// Only these systems (comma-separated names: direct, direct-ipv6,
+    /// nginx-proxy, haproxy, haproxy-tcp, haproxy-tls, baton-afpacket,
+    /// baton-afpacket-ipv6, baton-afpacket-relay, baton-dpdk, baton-afxdp).
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
     /// Leave out the DPDK rows (a build without the `dpdk` feature).
@@ -99,7 +99,7 @@ fn main() {
         match landed {
         Landed::Row(r) => match &r.error {
             Some(e) => eprintln!(
-                "  {:<16} {:>8} {:<17} not measured: {}",
+                "  {:<20} {:>8} {:<17} not measured: {}",
                 r.system,
                 r.size,
                 r.conn_label(),
@@ -107,7 +107,7 @@ fn main() {
             ),
             None => {
                 eprintln!(
-                    "  {:<16} {:<8} {:>8} {:<17} {:>9.0} req/s  p50 {:>7.0} µs  p99 {:>7.0} µs  failed {}",
+                    "  {:<20} {:<8} {:>8} {:<17} {:>9.0} req/s  p50 {:>7.0} µs  p99 {:>7.0} µs  failed {}",
                     r.system,
                     r.polling.as_deref().unwrap_or("-"),
                     r.size,
@@ -118,12 +118,12 @@ fn main() {
                     r.failures
                 );
                 if r.failures > 0 {
-                    eprintln!("  {:<16} failures: {}", "", r.failure_kinds);
+                    eprintln!("  {:<20} failures: {}", "", r.failure_kinds);
                 }
                 if let Some(l) = &r.ledger {
                     let o = |v: Option<f64>| v.map_or("-".to_string(), |x| format!("{x:.1}"));
                     eprintln!(
-                        "  {:<16} CPU µs/req: machine {:.1} = client {:.1} + switch {}/{}/{} + proxy {} + agent {} + web {:.1} + other {:.1}; softirq {:.1}",
+                        "  {:<20} CPU µs/req: machine {:.1} = client {:.1} + switch {}/{}/{} + proxy {} + agent {} + web {:.1} + other {:.1}; softirq {:.1}",
                         "",
                         l.machine_us,
                         l.client_us,
@@ -141,7 +141,7 @@ fn main() {
         },
         Landed::Probe(p) => match (p.measured(), &p.error) {
             (true, _) => eprintln!(
-                "  {:<16} {:<8} {:>8} probe      {} serial: p50 {:.0} µs  p99 {:.0} µs  mean {:.0} µs  failed {}",
+                "  {:<20} {:<8} {:>8} probe      {} serial: p50 {:.0} µs  p99 {:.0} µs  mean {:.0} µs  failed {}",
                 p.system,
                 p.polling.as_deref().unwrap_or("-"),
                 p.size,
@@ -152,7 +152,7 @@ fn main() {
                 p.failures
             ),
             (false, e) => eprintln!(
-                "  {:<16} {:>8} probe not measured: {}",
+                "  {:<20} {:>8} probe not measured: {}",
                 p.system,
                 p.size,
                 e.as_deref().unwrap_or("")
@@ -192,6 +192,24 @@ fn main() {
             eprintln!("baton-bench: {e}");
             std::process::exit(1);
         }
+    }
+    // Baton over IPv6 against the same cells over IPv4.
+    for p in bench::ipv6_vs_ipv4(&res.rows)
+        .iter()
+        .filter(|p| p.system.starts_with("baton"))
+    {
+        println!(
+            "IPv6 vs IPv4: {} ({}) {} {}: {:.0} vs {:.0} req/s ({:.0}%), p50 {:.0} vs {:.0} µs",
+            p.system,
+            p.polling.as_deref().unwrap_or("-"),
+            p.size,
+            p.connection,
+            p.rps6,
+            p.rps4,
+            p.ratio() * 100.0,
+            p.p50_us6,
+            p.p50_us4
+        );
     }
     for t in res.targets.iter().filter(|t| !t.met) {
         println!(
