@@ -25,7 +25,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 #[derive(Parser)]
 struct Args {
-    /// Agent configuration with one `mode: listener` service.
+    /// Agent configuration with `mode: listener` services (all are served,
+    /// e.g. the IPv4 and the IPv6 VIP of a dual-stack service).
     #[arg(long)]
     config: PathBuf,
     /// Directory to serve.
@@ -49,11 +50,16 @@ fn main() -> std::process::ExitCode {
             return std::process::ExitCode::from(2);
         }
     };
-    let Some(svc) = cfg.services.iter().find(|s| s.mode == Mode::Listener) else {
+    let vips: Vec<_> = cfg
+        .services
+        .iter()
+        .filter(|s| s.mode == Mode::Listener)
+        .map(|s| s.vip)
+        .collect();
+    if vips.is_empty() {
         eprintln!("handoff_server: the configuration has no `mode: listener` service");
         return std::process::ExitCode::from(2);
-    };
-    let vip = svc.vip;
+    }
     if let Err(e) = agent::checks::run(&cfg) {
         eprintln!("handoff_server: {e}");
         return std::process::ExitCode::from(2);
@@ -70,9 +76,14 @@ fn main() -> std::process::ExitCode {
             return std::process::ExitCode::from(2);
         }
     };
-    let listener = agent
-        .listener(vip)
-        .expect("listener service was found above");
+    let listeners: Vec<_> = vips
+        .iter()
+        .map(|vip| {
+            agent
+                .listener(*vip)
+                .expect("listener service was found above")
+        })
+        .collect();
     let handle = agent.handle();
     let agent_thread = agent.spawn().expect("spawn agent loop");
 
@@ -95,8 +106,14 @@ fn main() -> std::process::ExitCode {
             term.recv().await;
             stop.stop();
         });
-        tracing::info!(%vip, "handoff_server ready");
-        accept_loop(listener, root, name).await;
+        tracing::info!(?vips, "handoff_server ready");
+        let loops: Vec<_> = listeners
+            .into_iter()
+            .map(|l| tokio::spawn(accept_loop(l, root.clone(), name.clone())))
+            .collect();
+        for l in loops {
+            let _ = l.await;
+        }
     });
     let _ = agent_thread.join();
     std::process::ExitCode::SUCCESS

@@ -197,10 +197,8 @@ pub const PROFILE_BACKENDS: [&str; 3] = ["static-1", "static-2", "app-1"];
 /// speaks plain HTTP only, so its profile has the VIP's :80 alone (a CREATE
 /// for :443 is refused, and the switch dispatches it elsewhere). Handover
 /// and relay list every service for both of the VIP's addresses,
-/// 198.18.0.10 and [2001:2::10], in the same mode; the listener example
-/// serves the first listener service of its profile alone, so its profile
-/// has the IPv4 VIP only (a CREATE for the IPv6 VIP is refused rather than
-/// adopted and never served).
+/// 198.18.0.10 and [2001:2::10], in the same mode; so does the listener
+/// example, which serves every listener service of its profile.
 pub fn agent_config(bed: &Bed, i: usize, role: AgentRole) -> Result<String> {
     let b = &bed.backends[i];
     let http = [addr::vip_service(), addr::vip6_service()];
@@ -211,7 +209,7 @@ pub fn agent_config(bed: &Bed, i: usize, role: AgentRole) -> Result<String> {
             .collect()
     };
     let mode = match role {
-        AgentRole::Listener => each(&http[..1], "    mode: listener\n"),
+        AgentRole::Listener => each(&http, "    mode: listener\n"),
         AgentRole::Handover => format!(
             "{}{}handover:\n  socket: {}\n  library: {}\n",
             each(&http, "    mode: handover\n"),

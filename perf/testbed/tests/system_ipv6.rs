@@ -39,12 +39,15 @@ fn url6(path: &str) -> String {
     format!("http://[{}]{path}", addr::VIP6)
 }
 
-/// The standard system with nginx under handover on every backend (the
-/// agent's listener example, b3 elsewhere, serves IPv4 alone), ready over
-/// IPv6 too: both static backends have answered through the IPv6 VIP
+/// The standard system with nginx under handover on every backend, ready
+/// over IPv6 too: both static backends have answered through the IPv6 VIP
 /// (neighbour discovery done everywhere).
 fn up(io: BatonIo) -> Running {
-    let sys = Running::up_with(io, |o| o.agents = vec![AgentRole::Handover; 3]).expect("system up");
+    ready6(Running::up_with(io, |o| o.agents = vec![AgentRole::Handover; 3]).expect("system up"))
+}
+
+/// `sys` once both static backends have answered through the IPv6 VIP.
+fn ready6(sys: Running) -> Running {
     scenario::wait_served_by(
         || sys.get_at(vip6(), OBJ_1K.path),
         &STATIC_POOL,
@@ -365,7 +368,9 @@ fn ten_megabytes_intact_over_ipv6(io: BatonIo) {
 }
 
 fn rules_pick_the_pool_over_ipv6(io: BatonIo) {
-    let sys = up(io);
+    // The standard agents: the app backend runs the agent's listener
+    // example, which serves its profile's IPv6 VIP as well.
+    let sys = ready6(Running::up(io).expect("system up"));
     let app0 = sys
         .stack
         .metric("baton_dispatch_decisions_total", &[("pool", "app")])
