@@ -387,7 +387,15 @@ fn handover_dual_stack_listener_gets_ipv6_connections_only() {
         server_extra: String::new(),
     };
     let nginx = Preloaded::start_with(&bed, Kind::Nginx(1), &sock, &[("a.html", b"v6\n")], &listen);
-    let stderr = std::fs::read_to_string(nginx.dir.0.join("stderr.log")).unwrap_or_default();
+    // The library's warning reaches the log file when nginx's worker
+    // converts the listener, which may be after start-up returns.
+    let log = nginx.dir.0.join("stderr.log");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let mut stderr = String::new();
+    while !stderr.contains("dual-stack") && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        stderr = std::fs::read_to_string(&log).unwrap_or_default();
+    }
     assert!(stderr.contains("dual-stack"), "{stderr}");
     let mut thop = SwitchThop::new_v6(&bed);
     let l6 = switch_listener_on(&bed, VIP6, None);

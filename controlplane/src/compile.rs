@@ -322,15 +322,22 @@ mod tests {
         let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../configs/testbed.yaml");
         let l = crate::config::load_file_with(&path, &Default::default()).unwrap();
         let c = worker_config(&l.profile, [2, 0, 0, 0, 0, 2]).unwrap();
-        assert_eq!(c.services.len(), 2);
+        // Both services on both of the VIP's addresses (dual stack).
+        let got: Vec<_> = c
+            .services
+            .iter()
+            .map(|s| (s.vip.is_ipv6(), s.port, s.protocol))
+            .collect();
         assert_eq!(
-            (c.services[0].port, c.services[0].protocol),
-            (80, Protocol::Http)
+            got,
+            [
+                (false, 80, Protocol::Http),
+                (true, 80, Protocol::Http),
+                (false, 443, Protocol::Tls),
+                (true, 443, Protocol::Tls),
+            ]
         );
-        assert_eq!(
-            (c.services[1].port, c.services[1].protocol),
-            (443, Protocol::Tls)
-        );
+        assert!(c.ip.is_ipv4() && c.ip6.is_some());
         assert_eq!(c.client_hello_max, 16384);
         assert!(c.request_buffer >= dataplane::config::hello_bytes(c.client_hello_max));
         assert_eq!(c.thop.key_id, 1);
