@@ -25,7 +25,7 @@ build: deps
 ## over every packet I/O backend (AF_PACKET, DPDK, AF_XDP with its fast path on
 ## and off), plus a build of every fuzz target.
 test: deps
-	$(CARGO) build --workspace --release $(TEST_FEATURES) --bins --examples
+	$(CARGO) build --workspace --release $(TEST_FEATURES) --lib --bins --examples
 	$(CARGO) nextest run --workspace --release $(TEST_FEATURES) --no-fail-fast $(NEXTEST_ARGS)
 	$(MAKE) --no-print-directory fuzz-build
 
