@@ -363,6 +363,14 @@ pub fn hello_bytes(max: usize) -> usize {
 }
 
 impl WorkerConfig {
+    /// The switch's IPv6 data address, if it has one (`ip` itself or `ip6`).
+    pub fn data_ip6(&self) -> Option<Ipv6Addr> {
+        match self.ip {
+            IpAddr::V6(a) => Some(a),
+            IpAddr::V4(_) => self.ip6,
+        }
+    }
+
     /// Checks the limits the state machine relies on.
     pub fn validate(&self) -> Result<(), ConfigError> {
         if self.services.is_empty() {

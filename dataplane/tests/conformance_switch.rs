@@ -24,6 +24,7 @@
 //! ICMPv6, the switch resolves the agent's MAC by soliciting it, THOP runs
 //! over IPv6.
 
+use std::collections::HashSet;
 use std::io::{Read, Write};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpStream, UdpSocket};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -471,8 +472,21 @@ fn neighbour_mac(ns: &Netns, ip: impl Into<IpAddr>) -> Option<[u8; 6]> {
     Some(parse_mac(mac))
 }
 
-/// A TCP segment the capture saw: (dst MAC, src port, flags, payload).
+/// A TCP segment to the VIP (IPv4) or VIP6 (IPv6) the capture saw:
+/// (dst MAC, src port, flags, payload).
 fn tcp_to_vip(f: &[u8]) -> Option<([u8; 6], u16, u8, Vec<u8>)> {
+    if f.len() >= 74 && f[12..14] == [0x86, 0xdd] {
+        if f[20] != 6 || f[38..54] != VIP6.octets() {
+            return None;
+        }
+        let plen = u16::from_be_bytes([f[18], f[19]]) as usize;
+        let tcp = f.get(54..54 + plen)?;
+        let doff = (tcp[12] >> 4) as usize * 4;
+        let payload = tcp.get(doff..)?.to_vec();
+        let mut mac = [0u8; 6];
+        mac.copy_from_slice(&f[0..6]);
+        return Some((mac, u16::from_be_bytes([tcp[0], tcp[1]]), tcp[13], payload));
+    }
     if f.len() < 54 || f[12..14] != [8, 0] || f[23] != 6 || f[30..34] != VIP.octets() {
         return None;
     }
@@ -484,6 +498,98 @@ fn tcp_to_vip(f: &[u8]) -> Option<([u8; 6], u16, u8, Vec<u8>)> {
     let mut mac = [0u8; 6];
     mac.copy_from_slice(&f[0..6]);
     Some((mac, u16::from_be_bytes([tcp[0], tcp[1]]), tcp[13], payload))
+}
+
+/// The fake agent on `ip`:THOP_PORT in the agent namespace, collecting
+/// `conns` CREATEs on its thread, and a capture of the agent host's port.
+fn fake_agent(
+    bed: &Bed,
+    ip: IpAddr,
+    conns: usize,
+) -> (
+    std::thread::JoinHandle<Vec<testkit::fake_agent::Adopted>>,
+    RawSock,
+) {
+    let sock = bed
+        .agent
+        .spawn(move || UdpSocket::bind((ip, THOP_PORT)).unwrap())
+        .join()
+        .unwrap();
+    let agent = std::thread::spawn(move || {
+        FakeAgent::new(sock, ip, Key::new(1, KEY))
+            .strict()
+            .collect(conns, Duration::from_secs(20))
+    });
+    let capture = bed.agent.spawn(|| RawSock::open("a0")).join().unwrap();
+    (agent, capture)
+}
+
+/// `conns` real kernel TCP clients of `vip` in the client namespace, each
+/// sending `GET /<path>/<i>`; once told to go they send more data and their
+/// FIN. The thread returns the clients' ports.
+fn clients(
+    bed: &Bed,
+    vip: SocketAddr,
+    path: &'static str,
+    conns: usize,
+) -> (mpsc::Sender<()>, std::thread::JoinHandle<Vec<u16>>) {
+    let (go_tx, go_rx) = mpsc::channel::<()>();
+    let client = bed.client.spawn(move || {
+        let mut streams = Vec::new();
+        for i in 0..conns {
+            let mut s = TcpStream::connect_timeout(&vip, Duration::from_secs(10))
+                .unwrap_or_else(|e| panic!("TCP handshake with the switch at {vip}: {e}"));
+            let req = format!("GET /{path}/{i} HTTP/1.1\r\nHost: vip.test\r\n\r\n");
+            s.write_all(req.as_bytes()).unwrap();
+            streams.push(s);
+        }
+        let ports: Vec<u16> = streams
+            .iter()
+            .map(|s| s.local_addr().unwrap().port())
+            .collect();
+        go_rx.recv_timeout(Duration::from_secs(30)).expect("go");
+        for s in &mut streams {
+            s.write_all(b"after-ack").unwrap();
+            s.shutdown(std::net::Shutdown::Write).unwrap();
+        }
+        // Keep the sockets until the capture saw the packets; no response
+        // comes (the agent is fake), so a short read with timeout.
+        for s in &mut streams {
+            s.set_read_timeout(Some(Duration::from_millis(100)))
+                .unwrap();
+            let _ = s.read(&mut [0u8; 16]);
+        }
+        ports
+    });
+    (go_tx, client)
+}
+
+/// Client ports whose data (`after-ack`) and whose FIN the capture saw
+/// forwarded (to `backend_mac`, from `switch_mac`), until all `conns` or 15 s.
+fn forwarded(
+    capture: &RawSock,
+    conns: usize,
+    backend_mac: [u8; 6],
+    switch_mac: [u8; 6],
+) -> (HashSet<u16>, HashSet<u16>) {
+    let (mut data_seen, mut fin_seen) = (HashSet::new(), HashSet::new());
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while (data_seen.len() < conns || fin_seen.len() < conns) && Instant::now() < deadline {
+        let Some(f) = capture.recv(Duration::from_millis(200)) else {
+            continue;
+        };
+        if let Some((dst, sport, flags, payload)) = tcp_to_vip(&f) {
+            assert_eq!(dst, backend_mac, "forwarded to the backend MAC");
+            assert_eq!(&f[6..12], &switch_mac, "source MAC is the switch");
+            if payload.ends_with(b"after-ack") {
+                data_seen.insert(sport);
+            }
+            if flags & 0x01 != 0 {
+                fin_seen.insert(sport);
+            }
+        }
+    }
+    (data_seen, fin_seen)
 }
 
 /// The whole path for `conns` connections through `workers` workers.
@@ -506,55 +612,11 @@ fn handoff_scenario_with(backend: Backend, workers: usize, qpairs: usize, conns:
         "the VIP resolves to the switch's MAC"
     );
 
-    // Fake agent and a capture of what reaches the backend host.
-    let agent_sock = bed
-        .agent
-        .spawn(|| UdpSocket::bind((AGENT_IP, THOP_PORT)).unwrap())
-        .join()
-        .unwrap();
-    let agent = std::thread::spawn(move || {
-        FakeAgent::new(agent_sock, IpAddr::V4(AGENT_IP), Key::new(1, KEY))
-            .strict()
-            .collect(conns, Duration::from_secs(20))
-    });
-    let capture = bed.agent.spawn(|| RawSock::open("a0")).join().unwrap();
-
-    // Real kernel TCP clients: handshake, request; more data and FIN once
-    // the handoff is acknowledged.
-    let (go_tx, go_rx) = mpsc::channel::<()>();
-    let client = bed.client.spawn(move || {
-        let mut streams = Vec::new();
-        for i in 0..conns {
-            let mut s = TcpStream::connect_timeout(
-                &SocketAddr::new(VIP.into(), 80),
-                Duration::from_secs(10),
-            )
-            .expect("TCP handshake with the switch");
-            let req = format!("GET /conformance/{i} HTTP/1.1\r\nHost: vip.test\r\n\r\n");
-            s.write_all(req.as_bytes()).unwrap();
-            streams.push((s, req));
-        }
-        let ports: Vec<u16> = streams
-            .iter()
-            .map(|(s, _)| s.local_addr().unwrap().port())
-            .collect();
-        go_rx.recv_timeout(Duration::from_secs(30)).expect("go");
-        for (s, _) in &mut streams {
-            s.write_all(b"after-ack").unwrap();
-            s.shutdown(std::net::Shutdown::Write).unwrap();
-        }
-        // Keep the sockets until the capture saw the packets; no response
-        // comes (the agent is fake), so a short read with timeout.
-        for (s, _) in &mut streams {
-            s.set_read_timeout(Some(Duration::from_millis(100)))
-                .unwrap();
-            let _ = s.read(&mut [0u8; 16]);
-        }
-        (
-            ports,
-            streams.into_iter().map(|(_, r)| r).collect::<Vec<_>>(),
-        )
-    });
+    // Fake agent and a capture of what reaches the backend host; real
+    // kernel TCP clients: handshake, request; more data and FIN once the
+    // handoff is acknowledged.
+    let (agent, capture) = fake_agent(&bed, IpAddr::V4(AGENT_IP), conns);
+    let (go_tx, client) = clients(&bed, SocketAddr::new(VIP.into(), 80), "conformance", conns);
 
     let target = BackendTarget {
         id: 7,
@@ -587,25 +649,8 @@ fn handoff_scenario_with(backend: Backend, workers: usize, qpairs: usize, conns:
 
     go_tx.send(()).unwrap();
     // After the ACK: the client's data and FIN arrive at the backend's MAC.
-    let mut data_seen = std::collections::HashSet::new();
-    let mut fin_seen = std::collections::HashSet::new();
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while (data_seen.len() < conns || fin_seen.len() < conns) && Instant::now() < deadline {
-        let Some(f) = capture.recv(Duration::from_millis(200)) else {
-            continue;
-        };
-        if let Some((dst, sport, flags, payload)) = tcp_to_vip(&f) {
-            assert_eq!(dst, agent_mac, "forwarded to the backend MAC");
-            assert_eq!(&f[6..12], &sw.mac, "source MAC is the switch");
-            if payload.ends_with(b"after-ack") {
-                data_seen.insert(sport);
-            }
-            if flags & 0x01 != 0 {
-                fin_seen.insert(sport);
-            }
-        }
-    }
-    let (ports, _) = client.join().unwrap();
+    let (data_seen, fin_seen) = forwarded(&capture, conns, agent_mac, sw.mac);
+    let ports = client.join().unwrap();
     for p in &ports {
         assert!(
             data_seen.contains(p),
@@ -790,21 +835,6 @@ fn ping6(dst: Ipv6Addr, id: u16) -> bool {
     }
 }
 
-/// An IPv6 TCP segment to VIP6 the capture saw: (dst MAC, src port, flags,
-/// payload).
-fn tcp6_to_vip(f: &[u8]) -> Option<([u8; 6], u16, u8, Vec<u8>)> {
-    if f.len() < 74 || f[12..14] != [0x86, 0xdd] || f[20] != 6 || f[38..54] != VIP6.octets() {
-        return None;
-    }
-    let plen = u16::from_be_bytes([f[18], f[19]]) as usize;
-    let tcp = f.get(54..54 + plen)?;
-    let doff = (tcp[12] >> 4) as usize * 4;
-    let payload = tcp.get(doff..)?.to_vec();
-    let mut mac = [0u8; 6];
-    mac.copy_from_slice(&f[0..6]);
-    Some((mac, u16::from_be_bytes([tcp[0], tcp[1]]), tcp[13], payload))
-}
-
 /// The whole path over IPv6 for `conns` connections through `workers`
 /// workers, on a dual-stack bed: neighbour discovery both ways (the
 /// client's kernel resolves the VIP, the switch solicits the agent host),
@@ -850,47 +880,8 @@ fn ipv6_scenario(backend: Backend, workers: usize, conns: usize) {
     );
     assert!(sw.counter("nd_adverts_sent") >= 1);
 
-    let agent_sock = bed
-        .agent
-        .spawn(|| UdpSocket::bind((AGENT_IP6, THOP_PORT)).unwrap())
-        .join()
-        .unwrap();
-    let agent = std::thread::spawn(move || {
-        FakeAgent::new(agent_sock, IpAddr::V6(AGENT_IP6), Key::new(1, KEY))
-            .strict()
-            .collect(conns, Duration::from_secs(20))
-    });
-    let capture = bed.agent.spawn(|| RawSock::open("a0")).join().unwrap();
-
-    let (go_tx, go_rx) = mpsc::channel::<()>();
-    let client = bed.client.spawn(move || {
-        let mut streams = Vec::new();
-        for i in 0..conns {
-            let mut s = TcpStream::connect_timeout(
-                &SocketAddr::new(VIP6.into(), 80),
-                Duration::from_secs(10),
-            )
-            .expect("IPv6 TCP handshake with the switch");
-            let req = format!("GET /v6/{i} HTTP/1.1\r\nHost: vip.test\r\n\r\n");
-            s.write_all(req.as_bytes()).unwrap();
-            streams.push(s);
-        }
-        let ports: Vec<u16> = streams
-            .iter()
-            .map(|s| s.local_addr().unwrap().port())
-            .collect();
-        go_rx.recv_timeout(Duration::from_secs(30)).expect("go");
-        for s in &mut streams {
-            s.write_all(b"after-ack").unwrap();
-            s.shutdown(std::net::Shutdown::Write).unwrap();
-        }
-        for s in &mut streams {
-            s.set_read_timeout(Some(Duration::from_millis(100)))
-                .unwrap();
-            let _ = s.read(&mut [0u8; 16]);
-        }
-        ports
-    });
+    let (agent, capture) = fake_agent(&bed, IpAddr::V6(AGENT_IP6), conns);
+    let (go_tx, client) = clients(&bed, SocketAddr::new(VIP6.into(), 80), "v6", conns);
 
     // No MAC given: the switch solicits the agent host's address.
     let target = BackendTarget {
@@ -927,24 +918,7 @@ fn ipv6_scenario(backend: Backend, workers: usize, conns: usize) {
     }
 
     go_tx.send(()).unwrap();
-    let mut data_seen = std::collections::HashSet::new();
-    let mut fin_seen = std::collections::HashSet::new();
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while (data_seen.len() < conns || fin_seen.len() < conns) && Instant::now() < deadline {
-        let Some(f) = capture.recv(Duration::from_millis(200)) else {
-            continue;
-        };
-        if let Some((dst, sport, flags, payload)) = tcp6_to_vip(&f) {
-            assert_eq!(dst, agent_mac, "forwarded to the backend MAC");
-            assert_eq!(&f[6..12], &sw.mac, "source MAC is the switch");
-            if payload.ends_with(b"after-ack") {
-                data_seen.insert(sport);
-            }
-            if flags & 0x01 != 0 {
-                fin_seen.insert(sport);
-            }
-        }
-    }
+    let (data_seen, fin_seen) = forwarded(&capture, conns, agent_mac, sw.mac);
     let ports = client.join().unwrap();
     for p in &ports {
         assert!(

@@ -23,6 +23,14 @@ fn v6(ip: IpAddr) -> Ipv6Addr {
     }
 }
 
+/// The handshake and a one-line request, acknowledged: the start of most
+/// scripts here.
+const REQUEST: &str = "0.000 < S 0:0(0) win 65535 <mss 1460>
+0.000 > S. 0:0(0) ack 1 win 4096 <mss 1460>
+0.001 < P. 1:28(27) ack 1 win 65535 \"GET / HTTP/1.1\\r\\nHost: h\\r\\n\\r\\n\"
+0.001 > . 1:1(0) ack 28 win 4069
+";
+
 fn bed() -> Bed {
     use_ipv6();
     Bed::new(test_config())
@@ -122,19 +130,15 @@ fn a_handoff_over_ipv6_sends_the_create_over_ipv6_from_the_switchs_ipv6_address(
     // switch's IPv6 address, to the agent's) and its TCP state (the IPv6
     // client and VIP); the agent's ACK is addressed to the switch's IPv6
     // node id and must be taken as such.
-    bed.run_script(
-        "0.000 < S 0:0(0) win 65535 <mss 1460>
-0.000 > S. 0:0(0) ack 1 win 4096 <mss 1460>
-0.001 < P. 1:28(27) ack 1 win 65535 \"GET / HTTP/1.1\\r\\nHost: h\\r\\n\\r\\n\"
-0.001 > . 1:1(0) ack 28 win 4069
-0.002 decide 2
+    bed.run_script(&format!(
+        "{REQUEST}0.002 decide 2
 0.002 > create 2
 0.003 < ack 2
 0.003 state FORWARDING
 0.004 < . 28:28(0) ack 1 win 65535
 0.004 > fwd 2 . 28:28(0) ack 1
-",
-    );
+"
+    ));
     let (_, _, _, req) = bed.creates.last().unwrap();
     assert_eq!(req, b"GET / HTTP/1.1\r\nHost: h\r\n\r\n");
     assert_eq!(switch_ip(), "2001:2::2".parse::<IpAddr>().unwrap());
@@ -146,13 +150,7 @@ fn syn_cookies_over_ipv6_use_the_ipv6_mss_table() {
     let mut cfg = test_config();
     cfg.syncookie_mode = SynCookieMode::Always;
     let mut bed = Bed::new(cfg);
-    bed.run_script(
-        "0.000 < S 0:0(0) win 65535 <mss 1460>
-0.000 > S. 0:0(0) ack 1 win 4096 <mss 1460>
-0.001 < P. 1:28(27) ack 1 win 65535 \"GET / HTTP/1.1\\r\\nHost: h\\r\\n\\r\\n\"
-0.001 > . 1:1(0) ack 28 win 4069
-",
-    );
+    bed.run_script(REQUEST);
     let d = take_decision(&mut bed, 1);
     bed.engine.handle_decision(bed.now, d, &mut bed.sink);
     let f = bed.next_out().expect("CREATE");
@@ -207,13 +205,7 @@ fn a_backend_without_a_known_mac_is_solicited_and_learnt_from_its_advertisement(
     let mut cfg = test_config();
     cfg.static_macs.clear();
     let mut bed = Bed::new(cfg);
-    bed.run_script(
-        "0.000 < S 0:0(0) win 65535 <mss 1460>
-0.000 > S. 0:0(0) ack 1 win 4096 <mss 1460>
-0.001 < P. 1:28(27) ack 1 win 65535 \"GET / HTTP/1.1\\r\\nHost: h\\r\\n\\r\\n\"
-0.001 > . 1:1(0) ack 28 win 4069
-",
-    );
+    bed.run_script(REQUEST);
     let d = take_decision(&mut bed, 1);
     bed.engine.handle_decision(bed.now, d, &mut bed.sink);
     let b1 = v6(backend_ip(1));
@@ -317,17 +309,13 @@ fn too_big(bed: &Bed, mtu: u32) -> Vec<u8> {
 #[test]
 fn packet_too_big_for_a_handed_off_connection_goes_to_its_backend() {
     let mut bed = bed();
-    bed.run_script(
-        "0.000 < S 0:0(0) win 65535 <mss 1460>
-0.000 > S. 0:0(0) ack 1 win 4096 <mss 1460>
-0.001 < P. 1:28(27) ack 1 win 65535 \"GET / HTTP/1.1\\r\\nHost: h\\r\\n\\r\\n\"
-0.001 > . 1:1(0) ack 28 win 4069
-0.002 decide 3
+    bed.run_script(&format!(
+        "{REQUEST}0.002 decide 3
 0.002 > create 3
 0.003 < ack 3
 0.003 state FORWARDING
-",
-    );
+"
+    ));
     let f = too_big(&bed, 1280);
     bed.inject(&f);
     let out = bed.next_out().expect("relayed");
@@ -387,17 +375,13 @@ fn ipv6_garbage_is_counted_by_name() {
 #[test]
 fn forwarding_over_ipv6_takes_plain_segments_and_ones_with_extension_headers_alike() {
     let mut bed = bed();
-    bed.run_script(
-        "0.000 < S 0:0(0) win 65535 <mss 1460>
-0.000 > S. 0:0(0) ack 1 win 4096 <mss 1460>
-0.001 < P. 1:28(27) ack 1 win 65535 \"GET / HTTP/1.1\\r\\nHost: h\\r\\n\\r\\n\"
-0.001 > . 1:1(0) ack 28 win 4069
-0.002 decide 1
+    bed.run_script(&format!(
+        "{REQUEST}0.002 decide 1
 0.002 > create 1
 0.003 < ack 1
 0.003 state FORWARDING
-",
-    );
+"
+    ));
     let iss = bed.iss.unwrap();
     let seg = |bed: &Bed, seq: u32| {
         bed.client_frame(

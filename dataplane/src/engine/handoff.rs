@@ -232,21 +232,20 @@ impl<B: PacketBuf, F: Forwarder> Engine<B, F> {
         if given.is_some() {
             return given;
         }
-        let a = ip;
         let now = self.now_ns / 1_000_000;
         let cfg_refresh = self.cfg.arp_refresh.as_millis() as u64;
         let cfg_timeout = self.cfg.arp_timeout.as_millis() as u64;
-        match self.shared.arp.lookup(a, now, cfg_refresh, cfg_timeout) {
+        match self.shared.arp.lookup(ip, now, cfg_refresh, cfg_timeout) {
             Lookup::Fresh(m) => Some(m),
             Lookup::Stale(m) => {
-                if self.shared.arp.want(a, now, ARP_RETRY_MS) {
-                    self.ask_neighbour(a, out);
+                if self.shared.arp.want(ip, now, ARP_RETRY_MS) {
+                    self.ask_neighbour(ip, out);
                 }
                 Some(m)
             }
             Lookup::Missing => {
-                if self.shared.arp.want(a, now, ARP_RETRY_MS) {
-                    self.ask_neighbour(a, out);
+                if self.shared.arp.want(ip, now, ARP_RETRY_MS) {
+                    self.ask_neighbour(ip, out);
                 }
                 None
             }
@@ -260,7 +259,7 @@ impl<B: PacketBuf, F: Forwarder> Engine<B, F> {
         match (a, self.cfg.ip) {
             (IpAddr::V4(a), IpAddr::V4(src)) => self.send_arp(out, true, [0; 6], src, a),
             (IpAddr::V6(a), _) => {
-                let src = self.data_ip6().unwrap_or(self.link_local);
+                let src = self.cfg.data_ip6().unwrap_or(self.link_local);
                 self.send_nd(out, src, crate::nd::Out::Solicit { target: a });
             }
             (IpAddr::V4(_), IpAddr::V6(_)) => {}

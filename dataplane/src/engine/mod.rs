@@ -99,6 +99,12 @@ pub struct Engine<B: PacketBuf, F: Forwarder = DirectRouting> {
     pub(crate) node6: Option<u32>,
     /// The link-local IPv6 address derived from the data MAC.
     pub(crate) link_local: Ipv6Addr,
+    /// The switch's IPv6 addresses it answers neighbour discovery for and
+    /// announces (the link-local one, the IPv6 data address, the IPv6
+    /// VIPs), and their solicited-node groups; both empty on a switch with
+    /// neither an IPv6 data address nor an IPv6 VIP.
+    pub(crate) own6: Vec<Ipv6Addr>,
+    pub(crate) groups6: Vec<Ipv6Addr>,
     /// When this worker last answered an MLD query (ms), to bound reports.
     pub(crate) last_mld_report: Option<Ms>,
     /// Agent node id by backend id, learnt from decisions: a CLOSE must
@@ -135,6 +141,25 @@ pub struct Engine<B: PacketBuf, F: Forwarder = DirectRouting> {
     pub(crate) offload: Option<Box<dyn crate::offload::FlowOffload>>,
     /// Flows recovered from the agents (`recovery.rs`).
     pub(crate) rec: recovery::RecoveryState<B>,
+}
+
+/// The IPv6 addresses the switch of `cfg` answers for: its link-local
+/// address, its IPv6 data address and the IPv6 VIPs, without repeats; none
+/// when it has neither an IPv6 data address nor an IPv6 VIP.
+fn own_ipv6(cfg: &WorkerConfig) -> Vec<Ipv6Addr> {
+    let mut own = vec![crate::nd::link_local(cfg.mac)];
+    let vips = cfg.services.iter().map(|s| s.vip);
+    for ip in cfg.data_ip6().map(IpAddr::V6).into_iter().chain(vips) {
+        if let IpAddr::V6(a) = ip {
+            if !own.contains(&a) {
+                own.push(a);
+            }
+        }
+    }
+    if own.len() == 1 {
+        own.clear();
+    }
+    own
 }
 
 #[inline]
@@ -223,6 +248,7 @@ impl<B: PacketBuf, F: Forwarder> Engine<B, F> {
             .table_seed()
             .map(|w| w.rotate_left(29) ^ 0x5bd1_e995);
         let at_fill = |n: usize| ((n as f64 * cfg.pressure_threshold).ceil() as usize).max(1);
+        let own6 = own_ipv6(cfg);
         Ok(Engine {
             clients: crate::clients::ClientCounts::new(
                 limits_on.then_some(cfg.table_capacity),
@@ -239,6 +265,14 @@ impl<B: PacketBuf, F: Forwarder> Engine<B, F> {
             node: handoff_proto::node_id(cfg.ip),
             node6: cfg.ip6.map(|a| handoff_proto::node_id(IpAddr::V6(a))),
             link_local: crate::nd::link_local(cfg.mac),
+            own6: own6.clone(),
+            groups6: {
+                let mut g: Vec<Ipv6Addr> =
+                    own6.iter().map(|a| crate::nd::solicited_node(*a)).collect();
+                g.sort();
+                g.dedup();
+                g
+            },
             last_mld_report: None,
             backend_nodes: Vec::new(),
             header_pool: Vec::new(),
@@ -614,14 +648,6 @@ impl<B: PacketBuf, F: Forwarder> Engine<B, F> {
             }
     }
 
-    /// The switch's IPv6 data address, if it has one.
-    pub(crate) fn data_ip6(&self) -> Option<Ipv6Addr> {
-        match self.cfg.ip {
-            IpAddr::V6(a) => Some(a),
-            IpAddr::V4(_) => self.cfg.ip6,
-        }
-    }
-
     /// The switch's data address of `peer`'s family (THOP source), and its
     /// THOP node id; None when the switch has none of that family.
     pub(crate) fn own_addr_for(&self, peer: IpAddr) -> Option<(IpAddr, u32)> {
@@ -773,61 +799,24 @@ impl<B: PacketBuf, F: Forwarder> Engine<B, F> {
         for a in ips {
             self.send_arp(out, true, wire::BROADCAST, a, a);
         }
-        let mut ips6: Vec<Ipv6Addr> = vec![self.link_local];
-        let vips = self.svcs.iter().map(|s| s.vip);
-        for ip in self.data_ip6().map(IpAddr::V6).into_iter().chain(vips) {
-            if let IpAddr::V6(a) = ip {
-                if !ips6.contains(&a) {
-                    ips6.push(a);
-                }
-            }
+        // A switch with IPv6 addresses announces them, and joins their
+        // solicited-node groups (twice: a report may be lost).
+        for &a in &self.own6 {
+            let advert = crate::nd::Out::Advert {
+                target: a,
+                to: None,
+            };
+            self.send_nd(out, a, advert);
         }
-        // Only a switch with IPv6 addresses announces them, and joins
-        // their solicited-node groups (twice: a report may be lost).
-        if ips6.len() > 1 {
-            for a in ips6 {
-                let advert = crate::nd::Out::Advert {
-                    target: a,
-                    to: None,
-                };
-                self.send_nd(out, a, advert);
-            }
-            for _ in 0..2 {
-                self.send_mld_report(out, crate::mld::CHANGE_TO_EXCLUDE);
-            }
+        for _ in 0..2 {
+            self.send_mld_report(out, crate::mld::CHANGE_TO_EXCLUDE);
         }
-    }
-
-    /// The solicited-node groups of the switch's IPv6 addresses (none
-    /// without an IPv6 data address or VIP).
-    fn mld_groups(&self) -> Vec<Ipv6Addr> {
-        let vips = self.svcs.iter().map(|s| s.vip);
-        let ours: Vec<Ipv6Addr> = self
-            .data_ip6()
-            .map(IpAddr::V6)
-            .into_iter()
-            .chain(vips)
-            .filter_map(|ip| match ip {
-                IpAddr::V6(a) => Some(a),
-                IpAddr::V4(_) => None,
-            })
-            .collect();
-        if ours.is_empty() {
-            return Vec::new();
-        }
-        let mut groups: Vec<Ipv6Addr> = std::iter::once(self.link_local)
-            .chain(ours)
-            .map(crate::nd::solicited_node)
-            .collect();
-        groups.sort();
-        groups.dedup();
-        groups
     }
 
     /// Reports the switch's groups to the link's MLD routers and snooping
     /// switches.
     fn send_mld_report<S: Sink<B>>(&self, out: &mut S, record: u8) {
-        let groups = self.mld_groups();
+        let groups = &self.groups6;
         if groups.is_empty() {
             return;
         }
@@ -841,7 +830,7 @@ impl<B: PacketBuf, F: Forwarder> Engine<B, F> {
             return;
         }
         let (mac, src) = (self.cfg.mac, self.link_local);
-        if crate::mld::emit_report(b.data_mut(), mac, src, &groups, record).is_some() {
+        if crate::mld::emit_report(b.data_mut(), mac, src, groups, record).is_some() {
             bump(&self.counters.mld_reports_sent, 1);
             self.transmit(out, b);
         }
@@ -854,7 +843,7 @@ impl<B: PacketBuf, F: Forwarder> Engine<B, F> {
         let recent = self
             .last_mld_report
             .is_some_and(|t| now.wrapping_sub(t) < 500);
-        if recent || self.mld_groups().is_empty() {
+        if recent || self.groups6.is_empty() {
             return self.counters.count_drop(DropReason::Ignored);
         }
         self.last_mld_report = Some(now);

@@ -32,39 +32,6 @@ pub fn ioctl_socket(iface: &str) -> Result<OwnedFd, IoError> {
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
-/// Makes the interface receive every multicast frame for as long as the
-/// returned socket is open (an AF_PACKET membership, counted by the kernel
-/// and dropped with the socket; the socket itself receives nothing). The
-/// switch answers IPv6 neighbour solicitations itself, which arrive at the
-/// solicited-node groups of its addresses; a NIC filters those unless told.
-pub fn hold_allmulti(iface: &str, ifindex: i32) -> Result<OwnedFd, IoError> {
-    // SAFETY: plain socket(2) call; protocol 0: the socket receives nothing.
-    let fd = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW | libc::SOCK_CLOEXEC, 0) };
-    if fd < 0 {
-        return Err(os_err("socket(AF_PACKET)", iface));
-    }
-    // SAFETY: a fresh descriptor we own.
-    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-    // SAFETY: packet_mreq is plain old data; all-zero is valid.
-    let mut mreq: libc::packet_mreq = unsafe { std::mem::zeroed() };
-    mreq.mr_ifindex = ifindex;
-    mreq.mr_type = libc::PACKET_MR_ALLMULTI as u16;
-    // SAFETY: a live packet_mreq of the size passed.
-    let rc = unsafe {
-        libc::setsockopt(
-            fd.as_raw_fd(),
-            libc::SOL_PACKET,
-            libc::PACKET_ADD_MEMBERSHIP,
-            (&mreq as *const libc::packet_mreq).cast(),
-            std::mem::size_of::<libc::packet_mreq>() as libc::socklen_t,
-        )
-    };
-    if rc != 0 {
-        return Err(os_err("setsockopt(PACKET_ADD_MEMBERSHIP, ALLMULTI)", iface));
-    }
-    Ok(fd)
-}
-
 /// A start-up note when the kernel runs IPv6 on `iface`, a port the switch
 /// owns: the kernel's link-local address, router solicitations and
 /// neighbour answers would go out beside the switch's own.

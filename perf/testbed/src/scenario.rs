@@ -202,6 +202,35 @@ impl Running {
     }
 }
 
+impl Running {
+    /// Downloads 10 MB from `url` with `curl <curl_flag>` on the first
+    /// client and checks it arrived whole (SHA-256) while the switch sent
+    /// less than 5 % of the bytes the client received: the response went
+    /// from the backend to the client, only the client's side (ACKs,
+    /// handshake, THOP) crossed the switch.
+    pub fn ten_megabytes_bypass_the_switch(&self, curl_flag: &str, url: &str) {
+        use crate::content::{expected_sha256, OBJ_10M};
+        let sw = self.bed.switch().unwrap();
+        let c = &self.bed.clients[0];
+        let sw0 = sw.data_counters().unwrap();
+        let c0 = c.data_counters().unwrap();
+        let cmd = format!("curl {curl_flag} -sf --max-time 60 {url} | sha256sum");
+        let out = netns::run_stdout(Some(&c.ns), "sh", &["-c", &cmd]).expect("curl");
+        assert_eq!(
+            out.split_whitespace().next(),
+            Some(expected_sha256(OBJ_10M).as_str()),
+            "{url}"
+        );
+        let sent = sw.data_counters().unwrap().since(&sw0).tx_bytes;
+        let got = c.data_counters().unwrap().since(&c0).rx_bytes;
+        assert!(got >= OBJ_10M.size as u64, "client received {got} bytes");
+        assert!(
+            sent * 20 < got,
+            "switch transmitted {sent} bytes for a {got}-byte download from {url} (≥ 5%)"
+        );
+    }
+}
+
 /// The fast path's flows, from the switch and from the kernel, beside the
 /// switch's connection count.
 #[derive(Debug, Clone, Copy, PartialEq)]

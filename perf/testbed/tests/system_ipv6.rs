@@ -337,34 +337,7 @@ fn dribbled_and_out_of_order_headers_over_ipv6(io: BatonIo) {
 }
 
 fn ten_megabytes_intact_over_ipv6(io: BatonIo) {
-    let sys = up(io);
-    let sw = sys.bed.switch().unwrap();
-    let c = &sys.bed.clients[0];
-    let sw0 = sw.data_counters().unwrap();
-    let c0 = c.data_counters().unwrap();
-    let out = netns::run_stdout(
-        Some(&c.ns),
-        "sh",
-        &[
-            "-c",
-            &format!(
-                "curl -6 -sf --max-time 60 {} | sha256sum",
-                url6(OBJ_10M.path)
-            ),
-        ],
-    )
-    .expect("curl");
-    assert_eq!(
-        out.split_whitespace().next(),
-        Some(content::expected_sha256(OBJ_10M).as_str())
-    );
-    let sent = sw.data_counters().unwrap().since(&sw0).tx_bytes;
-    let got = c.data_counters().unwrap().since(&c0).rx_bytes;
-    assert!(got >= OBJ_10M.size as u64, "client received {got} bytes");
-    assert!(
-        sent * 20 < got,
-        "switch transmitted {sent} bytes for a {got}-byte download over IPv6 (≥ 5%)"
-    );
+    up(io).ten_megabytes_bypass_the_switch("-6", &url6(OBJ_10M.path));
 }
 
 fn rules_pick_the_pool_over_ipv6(io: BatonIo) {

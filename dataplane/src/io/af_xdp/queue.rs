@@ -259,7 +259,8 @@ pub fn open(cfg: &AfXdpConfig, workers: usize) -> Result<Vec<AfXdpQueue>, IoErro
     let iface = cfg.iface.as_str();
     let ifindex = netdev::ifindex(iface)?;
     let ctl = netdev::ioctl_socket(iface)?;
-    let allmulti = netdev::hold_allmulti(iface, ifindex)?;
+    let allmulti = crate::io::afpacket::socket::open_socket(iface)?;
+    crate::io::afpacket::socket::add_allmulti(&allmulti, ifindex, iface)?;
     let mac = netdev::hw_addr(&ctl, iface)?;
     let mtu = netdev::mtu(ctl.as_raw_fd(), iface)?;
     let room = cfg.frame_size - XDP_PACKET_HEADROOM;

@@ -20,7 +20,7 @@
 pub mod config;
 mod pool;
 mod ring;
-mod socket;
+pub(crate) mod socket;
 
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -117,7 +117,9 @@ pub fn add_promiscuous(fd: &OwnedFd, ifindex: i32, iface: &str) -> Result<(), Io
 
 /// Receives every multicast frame on the interface while the socket is open
 /// (IPv6 neighbour solicitations go to the solicited-node groups of the
-/// switch's addresses).
+/// switch's addresses). A membership is counted by the kernel and dropped
+/// with the socket; an unbound socket of protocol 0 holds one while
+/// receiving nothing (the AF_XDP backend's way to keep the mode).
 pub fn add_allmulti(fd: &OwnedFd, ifindex: i32, iface: &str) -> Result<(), IoError> {
     add_membership(fd, ifindex, iface, libc::PACKET_MR_ALLMULTI)
 }

@@ -248,41 +248,55 @@ pub struct FrameSender {
     pub mac: [u8; 6],
 }
 
+/// An AF_PACKET socket of `kind` for `proto` (network order) bound to
+/// `iface`, and the address it was bound with.
+fn bound_packet_socket(
+    iface: &str,
+    kind: libc::c_int,
+    proto: u16,
+) -> io::Result<(OwnedFd, libc::sockaddr_ll)> {
+    // SAFETY: socket(2) with constant arguments; the fd is owned below.
+    let fd = unsafe { libc::socket(libc::AF_PACKET, kind, i32::from(proto)) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: fd is a fresh descriptor nobody else owns.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    let name = std::ffi::CString::new(iface)
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "interface name"))?;
+    // SAFETY: if_nametoindex on a NUL-terminated string.
+    let idx = unsafe { libc::if_nametoindex(name.as_ptr()) };
+    if idx == 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: an all-zero sockaddr_ll is valid; fields set below.
+    let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+    sll.sll_family = libc::AF_PACKET as u16;
+    sll.sll_protocol = proto;
+    sll.sll_ifindex = idx as i32;
+    // SAFETY: bind with a sockaddr_ll of the right size.
+    let rc = unsafe {
+        libc::bind(
+            fd.as_raw_fd(),
+            (&sll as *const libc::sockaddr_ll).cast(),
+            std::mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t,
+        )
+    };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok((fd, sll))
+}
+
 impl FrameSender {
     /// Opens the sender on `iface` (e.g. `data0`; needs CAP_NET_RAW).
     pub fn open(iface: &str) -> io::Result<FrameSender> {
-        // SAFETY: socket(2) with constant arguments; the fd is owned below.
-        let fd = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW, 0) };
-        if fd < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        // SAFETY: fd is a fresh descriptor nobody else owns.
-        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-        let name = std::ffi::CString::new(iface)
-            .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "interface name"))?;
-        // SAFETY: if_nametoindex on a NUL-terminated string.
-        let idx = unsafe { libc::if_nametoindex(name.as_ptr()) };
-        if idx == 0 {
-            return Err(io::Error::last_os_error());
-        }
+        // Protocol 0: the sender receives nothing.
+        let (fd, mut sll) = bound_packet_socket(iface, libc::SOCK_RAW, 0)?;
+        let ifindex = sll.sll_ifindex;
+        let len = std::mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t;
         // Bound to the interface, the socket names its hardware address
         // (sysfs would show the namespace the process started in).
-        // SAFETY: an all-zero sockaddr_ll is valid; fields set below.
-        let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
-        sll.sll_family = libc::AF_PACKET as u16;
-        sll.sll_ifindex = idx as i32;
-        let len = std::mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t;
-        // SAFETY: bind with a sockaddr_ll of the right size.
-        if unsafe {
-            libc::bind(
-                fd.as_raw_fd(),
-                (&sll as *const libc::sockaddr_ll).cast(),
-                len,
-            )
-        } != 0
-        {
-            return Err(io::Error::last_os_error());
-        }
         let mut got = len;
         // SAFETY: getsockname into the sockaddr_ll, its size given.
         if unsafe {
@@ -303,11 +317,7 @@ impl FrameSender {
         }
         let mut mac = [0u8; 6];
         mac.copy_from_slice(&sll.sll_addr[..6]);
-        Ok(FrameSender {
-            fd,
-            ifindex: idx as i32,
-            mac,
-        })
+        Ok(FrameSender { fd, ifindex, mac })
     }
 
     /// Sends `payload` in a frame to `dst` with EtherType `ethertype`,
@@ -566,36 +576,7 @@ impl Capture {
     /// frames only to `ETH_P_ALL` sockets; [`Capture::next`] keeps IPv4.
     pub fn open(iface: &str, poll: Duration) -> io::Result<Capture> {
         let proto = (libc::ETH_P_ALL as u16).to_be();
-        // SAFETY: socket(2) with constant arguments; the fd is owned below.
-        let fd = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_DGRAM, i32::from(proto)) };
-        if fd < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        // SAFETY: fd is a fresh descriptor nobody else owns.
-        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-        let name = std::ffi::CString::new(iface)
-            .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "interface name"))?;
-        // SAFETY: if_nametoindex on a NUL-terminated string.
-        let idx = unsafe { libc::if_nametoindex(name.as_ptr()) };
-        if idx == 0 {
-            return Err(io::Error::last_os_error());
-        }
-        // SAFETY: an all-zero sockaddr_ll is valid; fields set below.
-        let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
-        sll.sll_family = libc::AF_PACKET as u16;
-        sll.sll_protocol = proto;
-        sll.sll_ifindex = idx as i32;
-        // SAFETY: bind with a sockaddr_ll of the right size.
-        let rc = unsafe {
-            libc::bind(
-                fd.as_raw_fd(),
-                (&sll as *const libc::sockaddr_ll).cast(),
-                std::mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t,
-            )
-        };
-        if rc != 0 {
-            return Err(io::Error::last_os_error());
-        }
+        let (fd, _) = bound_packet_socket(iface, libc::SOCK_DGRAM, proto)?;
         let tv = libc::timeval {
             tv_sec: poll.as_secs() as libc::time_t,
             tv_usec: poll.subsec_micros() as libc::suseconds_t,
