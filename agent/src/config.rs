@@ -7,7 +7,7 @@
 
 use std::collections::HashSet;
 use std::net::{IpAddr, SocketAddr};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
@@ -69,6 +69,11 @@ pub struct ThopConfig {
     /// Frames whose timestamp is further than this from our clock are refused.
     #[serde(default = "default_skew_ms")]
     pub max_clock_skew_ms: u64,
+    /// File that keeps the replay windows across restarts (a restarted
+    /// agent refuses what the previous process accepted). Default: one per
+    /// listen address and network namespace under `/run/baton-agent/`.
+    #[serde(default)]
+    pub replay_state: Option<PathBuf>,
 }
 
 /// One shared key: exactly one of `key` and `key_file`.
@@ -416,6 +421,23 @@ impl Config {
         })?;
         cfg.validate()?;
         Ok(cfg)
+    }
+
+    /// The replay state file: `thop.replay_state`, or one named for the
+    /// listen address and the network namespace (two agents on one host,
+    /// or in two namespaces of it, never share one).
+    pub fn replay_state_path(&self) -> PathBuf {
+        if let Some(p) = &self.thop.replay_state {
+            return p.clone();
+        }
+        let netns = std::fs::metadata("/proc/self/ns/net")
+            .map(|m| std::os::unix::fs::MetadataExt::ino(&m))
+            .unwrap_or(0);
+        let ip = self.thop.listen.ip().to_string().replace(':', "_");
+        PathBuf::from(format!(
+            "/run/baton-agent/replay-{ip}-{}-net{netns}",
+            self.thop.listen.port()
+        ))
     }
 
     /// The allowed switches, parsed.

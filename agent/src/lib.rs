@@ -16,6 +16,7 @@
 //! - [`handover`], [`sockdiag`]: adopted sockets given to an unmodified
 //!   server process (preload library, `SCM_RIGHTS`), and the kernel's
 //!   socket-destroy notifications that tell when they end;
+//! - [`replay_state`]: the THOP replay windows, kept across restarts;
 //! - [`config`], [`metrics`], [`checks`]: operations.
 //!
 //! Embedding in a Rust server (listener mode):
@@ -43,6 +44,7 @@ pub mod listener;
 pub mod metrics;
 pub mod relay;
 pub mod repair;
+pub mod replay_state;
 pub mod sockdiag;
 
 pub use engine::{Agent, AgentHandle, StartError};

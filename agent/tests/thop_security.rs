@@ -43,16 +43,13 @@ fn create_datagrams(
         .collect()
 }
 
-#[test]
-fn create_replayed_after_an_agent_restart_is_refused() {
-    let bed = Bed::new();
-    let up = Upstream::start(&bed);
-    let mut agent = AgentProc::start(&bed, &config(""));
-    let mut thop = SwitchThop::new(&bed);
-    let l = switch_listener(&bed, None);
-    let client = curl(&bed, "/order", &["--data", "item=1&qty=1"]);
-    let (st, req) = accept_and_freeze(&bed, &l, 12);
-    let frames = create_datagrams(&thop, 41, &st, &req);
+/// Hands one POST off to the agent and serves it; returns the CREATE's
+/// datagrams, as an attacker on the data network would have captured them.
+fn one_handoff(bed: &Bed, up: &Upstream, agent: &AgentProc, thop: &mut SwitchThop) -> Vec<Vec<u8>> {
+    let l = switch_listener(bed, None);
+    let client = curl(bed, "/order", &["--data", "item=1&qty=1"]);
+    let (st, req) = accept_and_freeze(bed, &l, 12);
+    let frames = create_datagrams(thop, 41, &st, &req);
     for f in &frames {
         thop.sock.send_to(f, thop.agent).unwrap();
     }
@@ -67,12 +64,21 @@ fn create_replayed_after_an_agent_restart_is_refused() {
     respond(&mut s, b"ordered once");
     drop(s);
     assert_eq!(finish(client), b"ordered once");
+    frames
+}
 
-    // The agent restarts; an attacker who captured the CREATE sends it again.
-    drop(agent);
-    std::thread::sleep(Duration::from_millis(1500));
-    agent = AgentProc::start(&bed, &config(""));
-    for f in &frames {
+/// Replays `frames` to the restarted agent: nothing answers, the server
+/// does not see the request again, and the agent counts every frame under
+/// `reason`.
+fn replay_refused(
+    bed: &Bed,
+    up: &Upstream,
+    agent: &AgentProc,
+    thop: &mut SwitchThop,
+    frames: &[Vec<u8>],
+    reason: &str,
+) {
+    for f in frames {
         thop.sock.send_to(f, thop.agent).unwrap();
     }
     let answers = thop.collect(Duration::from_millis(1500), |r| {
@@ -88,15 +94,55 @@ fn create_replayed_after_an_agent_restart_is_refused() {
         "the server received the request a second time\n{}",
         agent.log()
     );
-    let m = agent.metrics(&bed);
+    let m = agent.metrics(bed);
     assert_eq!(
         metric(
             &m,
-            "baton_agent_thop_dropped_total{reason=\"before_receiver_start\"}"
+            &format!("baton_agent_thop_dropped_total{{reason=\"{reason}\"}}")
         ),
         frames.len() as f64,
         "{m}"
     );
+}
+
+#[test]
+fn create_replayed_after_an_agent_restart_is_refused() {
+    let bed = Bed::new();
+    let up = Upstream::start(&bed);
+    let agent = AgentProc::start(&bed, &config(""));
+    let mut thop = SwitchThop::new(&bed);
+    let frames = one_handoff(&bed, &up, &agent, &mut thop);
+    // The agent restarts; an attacker who captured the CREATE sends it again
+    // once the start slack has passed: refused by its timestamp.
+    drop(agent);
+    std::thread::sleep(Duration::from_millis(1500));
+    let agent = AgentProc::start(&bed, &config(""));
+    replay_refused(
+        &bed,
+        &up,
+        &agent,
+        &mut thop,
+        &frames,
+        "before_receiver_start",
+    );
+}
+
+#[test]
+fn create_replayed_at_once_to_a_killed_and_restarted_agent_is_refused() {
+    // The same capture replayed the moment the agent is back, within the
+    // slack its timestamp check allows for clock differences: the window
+    // the killed process kept in its replay state refuses it.
+    let bed = Bed::new();
+    let up = Upstream::start(&bed);
+    let agent = AgentProc::start(&bed, &config(""));
+    let mut thop = SwitchThop::new(&bed);
+    let frames = one_handoff(&bed, &up, &agent, &mut thop);
+    drop(agent);
+    let agent = AgentProc::start(&bed, &config(""));
+    replay_refused(&bed, &up, &agent, &mut thop, &frames, "duplicate_seq");
+    // The switch's next frames are still taken.
+    let next = one_handoff(&bed, &up, &agent, &mut thop);
+    assert!(!next.is_empty());
 }
 
 /// An ABORT for `conn_id`, claiming to come from `sender`, signed with `key`.

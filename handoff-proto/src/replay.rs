@@ -150,6 +150,19 @@ impl ReplayGuard {
         }
     }
 
+    /// A guard that resumes a previous receiver process's window: every
+    /// sequence number up to `highest` counts as seen (the previous process
+    /// may have accepted any of them), so a frame it accepted cannot be
+    /// replayed to this one. The timestamp anchor starts empty.
+    pub fn resumed(max_skew_ms: u64, highest: u64) -> ReplayGuard {
+        ReplayGuard {
+            max_skew_ms,
+            highest: Some(highest),
+            bitmap: [u64::MAX; WORDS],
+            anchor: None,
+        }
+    }
+
     /// The highest sequence number accepted so far.
     pub fn highest(&self) -> Option<u64> {
         self.highest
@@ -355,6 +368,21 @@ impl ReplayGuards {
                 .or_insert_with(|| ReplayGuard::new(self.max_skew_ms)),
         };
         guard.accept_at(header.msg_seq, header.timestamp_ms, now)
+    }
+
+    /// Resumes `sender`'s window where a previous receiver process left it
+    /// (see [`ReplayGuard::resumed`]): the receiver's persisted state, which
+    /// closes the gap the start slack leaves (frames stamped just before a
+    /// restart). A sender already heard from keeps its window.
+    pub fn resume(&mut self, sender: u32, highest: u64) {
+        self.peers
+            .entry(sender)
+            .or_insert_with(|| ReplayGuard::resumed(self.max_skew_ms, highest));
+    }
+
+    /// The highest sequence number accepted from `sender`.
+    pub fn highest(&self, sender: u32) -> Option<u64> {
+        self.peers.get(&sender).and_then(ReplayGuard::highest)
     }
 
     /// Forgets a sender (e.g. removed from configuration).

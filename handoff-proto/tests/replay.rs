@@ -183,6 +183,50 @@ fn restarted_receiver_refuses_frames_from_before_its_start() {
 }
 
 #[test]
+fn a_resumed_window_refuses_what_the_previous_process_accepted() {
+    // The previous process accepted up to 5 000 from the switch a moment before
+    // it died; a frame it accepted, stamped within the start slack, is
+    // refused by the new process, and the sender's next frames are not.
+    let started = Now {
+        wall_ms: NOW_MS,
+        mono_ms: 0,
+    };
+    let mut guards = ReplayGuards::default().with_start(started, NOT_BEFORE_SLACK_MS);
+    guards.resume(SWITCH, 5_000);
+    assert_eq!(guards.highest(SWITCH), Some(5_000));
+    let now = Now {
+        wall_ms: NOW_MS + 10,
+        mono_ms: 10,
+    };
+    let mut h = header(1, 5_000);
+    h.timestamp_ms = NOW_MS - NOT_BEFORE_SLACK_MS / 2;
+    assert_eq!(
+        guards.accept_at(&h, now),
+        Err(ReplayError::Duplicate(5_000))
+    );
+    h.msg_seq = 17;
+    assert_eq!(
+        guards.accept_at(&h, now),
+        Err(ReplayError::BehindWindow(17))
+    );
+    h.msg_seq = 5_001;
+    h.timestamp_ms = NOW_MS + 5;
+    assert_eq!(guards.accept_at(&h, now), Ok(()));
+    assert_eq!(
+        guards.accept_at(&h, now),
+        Err(ReplayError::Duplicate(5_001))
+    );
+    // Resuming a sender heard from since the start changes nothing.
+    guards.resume(SWITCH, 10_000);
+    assert_eq!(guards.highest(SWITCH), Some(5_001));
+    // A sender that was never resumed starts empty.
+    let mut other = header(2, 3);
+    other.sender = SWITCH + 1;
+    other.timestamp_ms = NOW_MS;
+    assert_eq!(guards.accept_at(&other, now), Ok(()));
+}
+
+#[test]
 fn not_before_follows_a_wall_clock_step_of_the_receiver() {
     // The receiver's wall clock was an hour fast at its start and NTP
     // stepped it back 10 s later: a sender with a correct clock is accepted.

@@ -20,6 +20,7 @@ use crate::handover::Handover;
 use crate::listener::{LoopTx, Shared};
 use crate::metrics::Metrics;
 use crate::relay::Relay;
+use crate::replay_state::ReplayState;
 use crate::sockdiag::DestroyWatch;
 
 /// Receive buffer of the THOP socket: a burst of CREATE fragments must not
@@ -81,7 +82,14 @@ impl Agent {
         } else {
             (None, None)
         };
-        let core = Core::new(&cfg, keys, Arc::clone(&metrics), Instant::now(), wall_ms());
+        let mut core = Core::new(&cfg, keys, Arc::clone(&metrics), Instant::now(), wall_ms());
+        // After the bind: holding the address, this process is the only
+        // agent that can want this state file.
+        let state_path = cfg.replay_state_path();
+        let state = ReplayState::open(&state_path)
+            .map_err(|e| StartError::Io(io::Error::other(format!("thop.replay_state: {e}"))))?;
+        let resumed = core.keep_replay_state(state);
+        tracing::debug!(path = %state_path.display(), resumed, "THOP replay state");
         Ok(Agent {
             core,
             relay: Relay::new(Duration::from_secs(cfg.limits.idle_timeout_s.max(1))),

@@ -64,6 +64,7 @@ use handoff_proto::{
 use crate::config::{Config, Mode, SwitchAddr};
 use crate::metrics::Metrics;
 use crate::repair::AdoptError;
+use crate::replay_state::ReplayState;
 
 pub(crate) use log::LogLimiter;
 pub use recovery::{MAX_HOLDERS, RESYNC_BURST, RESYNC_PACE};
@@ -229,6 +230,9 @@ pub struct Core {
     load_targets: Vec<SocketAddr>,
     drain_grace: Duration,
     replay: ReplayGuards,
+    /// Where accepted sequence numbers are kept across restarts (none in
+    /// the fuzzing harness and the sans-IO tests).
+    replay_state: Option<ReplayState>,
     reasm: Reassembler,
     seq: SeqCounter,
     /// The monotonic and wall clocks at construction (THOP timestamps).
@@ -312,6 +316,7 @@ impl Core {
                 start_now,
                 NOT_BEFORE_SLACK_MS.min(cfg.thop.max_clock_skew_ms),
             ),
+            replay_state: None,
             reasm,
             seq: SeqCounter::new(wall_ms),
             start: now,
@@ -403,6 +408,34 @@ impl Core {
     /// The instant at which the THOP clock reads `stamp_ms`.
     fn instant_of_stamp(&self, stamp_ms: u64) -> Instant {
         self.start + Duration::from_millis(stamp_ms.saturating_sub(self.start_wall_ms))
+    }
+
+    /// Keeps the replay windows in `state` from now on, resuming each
+    /// configured switch's window where the previous process left it.
+    /// Returns the switches resumed.
+    pub fn keep_replay_state(&mut self, state: ReplayState) -> usize {
+        let mut resumed = 0;
+        for (sender, highest) in state.entries() {
+            if self.switch_nodes.contains(&sender) {
+                self.replay.resume(sender, highest);
+                resumed += 1;
+            }
+        }
+        self.replay_state = Some(state);
+        resumed
+    }
+
+    /// Records an accepted frame's sequence number in the replay state.
+    fn remember_accepted(&mut self, sender: u32) {
+        let (Some(st), Some(h)) = (self.replay_state.as_mut(), self.replay.highest(sender)) else {
+            return;
+        };
+        if !st.record(sender, h) && st.warn_full() {
+            tracing::warn!(
+                sender = format_args!("{sender:#010x}"),
+                "replay state file full: this switch's window is not kept across restarts"
+            );
+        }
     }
 
     /// Both clock readings for the replay check.

@@ -65,6 +65,9 @@ impl Core {
             }
             return self.count_drop(e.label());
         }
+        // Kept before the frame is acted on: a process that dies while
+        // acting has still remembered it.
+        self.remember_accepted(frame.header.sender);
         self.metrics
             .thop_rx
             .with_label_values(&[frame.body.opcode().name()])
