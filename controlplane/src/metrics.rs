@@ -563,12 +563,18 @@ impl Metrics {
         }
     }
 
-    /// The text exposition of every metric.
-    pub fn render(&self) -> String {
+    /// Every metric family, worker and port counters copied in first: what
+    /// [`Metrics::render`] encodes (the status page reads the same).
+    pub fn gather(&self) -> Vec<prometheus::proto::MetricFamily> {
         self.refresh_workers();
         self.refresh_port();
+        self.registry.gather()
+    }
+
+    /// The text exposition of every metric.
+    pub fn render(&self) -> String {
         let mut buf = Vec::new();
-        let _ = TextEncoder::new().encode(&self.registry.gather(), &mut buf);
+        let _ = TextEncoder::new().encode(&self.gather(), &mut buf);
         String::from_utf8(buf).unwrap_or_default()
     }
 

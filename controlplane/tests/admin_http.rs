@@ -125,6 +125,91 @@ fn metrics_are_scraped_over_http_and_pass_promtool() {
     sw.shutdown();
 }
 
+/// The raw answer (status line, headers and body) to a GET.
+fn raw_get(addr: SocketAddr, path: &str) -> String {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    out
+}
+
+#[test]
+fn the_status_page_is_self_contained_and_its_data_is_the_metrics() {
+    let dir = TempDir::new("cp-admin-status");
+    let path = dir.0.join("p.yaml");
+    std::fs::write(&path, profile("127.0.0.1:0", 3)).unwrap();
+    let l = load_file_with(&path, &HashMap::new()).unwrap();
+    let sw = Switch::start(l.profile, &path, HashMap::new()).unwrap();
+    let addr = sw.admin_addr().unwrap();
+
+    let page = raw_get(addr, "/status");
+    let (head, body) = page.split_once("\r\n\r\n").unwrap();
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    let head = head.to_ascii_lowercase();
+    assert!(head.contains("content-type: text/html"), "{head}");
+    assert!(
+        head.contains("content-security-policy: default-src 'none'"),
+        "{head}"
+    );
+    assert!(head.contains("x-frame-options: deny"), "{head}");
+    assert!(body.contains("<title>Baton status</title>"));
+    // Nothing loaded from elsewhere: no external script, style, image or font.
+    for external in ["src=", "<link", "@import", "url(", "http://", "https://"] {
+        assert!(!body.contains(external), "the page refers to {external}");
+    }
+
+    let (status, body) = http(addr, "GET", "/status.json");
+    assert_eq!(status, 200);
+    let v = json(&body);
+    let (_, m) = http(addr, "GET", "/metrics");
+    let sample = |line: &str| -> f64 {
+        m.lines()
+            .find_map(|l| l.strip_prefix(line)?.trim().parse().ok())
+            .unwrap_or_else(|| panic!("{line} not in /metrics"))
+    };
+    assert_eq!(v["switch"]["profile"], "admin-test");
+    assert_eq!(v["switch"]["status"], "serving");
+    assert_eq!(v["switch"]["control_plane_answered"], true);
+    let b = v["backends"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|b| b["name"] == "static-1")
+        .unwrap();
+    assert_eq!(
+        b["weight"].as_f64(),
+        Some(sample("baton_backend_weight{backend=\"static-1\"}"))
+    );
+    assert_eq!(b["weight"], 3);
+    assert_eq!(b["up"], 1);
+    assert_eq!(b["draining"], 0);
+    assert_eq!(b["status"], "up");
+    assert_eq!(b["pools"], serde_json::json!(["static"]));
+    let workers = v["workers"].as_array().unwrap();
+    assert_eq!(workers.len(), 2);
+    for w in workers {
+        let id = w["worker"].as_u64().unwrap();
+        assert_eq!(
+            w["received_packets"].as_f64(),
+            Some(sample(&format!(
+                "baton_worker_received_packets_total{{worker=\"{id}\"}}"
+            )))
+        );
+        assert_eq!(w["connections"]["FORWARDING"], 0);
+        assert!(w["drops"].as_object().unwrap().contains_key("malformed"));
+    }
+    // No handoff yet: percentiles are null, not zero.
+    assert_eq!(v["handoff_latency"]["count"], 0.0);
+    assert!(v["handoff_latency"]["p99_ms"].is_null());
+    sw.shutdown();
+}
+
 #[test]
 fn reload_and_drain_through_the_admin_endpoint() {
     let dir = TempDir::new("cp-admin-reload");

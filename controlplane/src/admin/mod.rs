@@ -5,6 +5,8 @@
 //! | GET | `/metrics` | Prometheus text format |
 //! | GET | `/healthz` | 200 `{"status":"ok",...}` while serving, 503 while stopping |
 //! | GET | `/backends` | backends with health, load and pools (JSON) |
+//! | GET | `/status` | the live status page (HTML, see [`status`]) |
+//! | GET | `/status.json` | what the page shows: workers, backends, rules, latency (JSON) |
 //! | POST | `/reload` | re-read the profile; 200 with the new generation, 400 with the errors |
 //! | POST | `/backends/NAME/drain` | stop sending new requests to NAME |
 //! | POST | `/backends/NAME/undrain` | resume |
@@ -18,6 +20,7 @@
 //! need the token of `admin.token_file` and no foreign `Origin` (see
 //! [`token`]). Every refusal is counted in `baton_admin_refused_total`.
 
+pub mod status;
 pub mod token;
 
 use std::collections::HashMap;
@@ -38,6 +41,17 @@ use crate::metrics::Metrics;
 
 /// How long an admin call waits for the control loop.
 const LOOP_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long `/status.json` waits for the control loop's view of the backends.
+const STATUS_VIEW_TIMEOUT: Duration = Duration::from_millis(500);
+
+/// The control loop's view of the backends (`/backends`), if it answers in time.
+fn backends_view(ctx: &AdminContext, wait: Duration) -> Option<serde_json::Value> {
+    let (tx, rx) = crossbeam_channel::bounded(1);
+    ctx.admin_tx
+        .send(AdminRequest::Backends { reply: tx })
+        .ok()
+        .and_then(|_| rx.recv_timeout(wait).ok())
+}
 
 /// Re-reads the profile and hands it to the control loop (SIGHUP and `/reload`).
 pub struct Reloader {
@@ -214,17 +228,31 @@ fn handle(ctx: &AdminContext, token: Option<&str>, req: &Request) -> Response {
                 }),
             )
         }
-        (&Method::GET, ["backends"]) => {
-            let (tx, rx) = crossbeam_channel::bounded(1);
-            match ctx
-                .admin_tx
-                .send(AdminRequest::Backends { reply: tx })
-                .ok()
-                .and_then(|_| rx.recv_timeout(LOOP_TIMEOUT).ok())
-            {
-                Some(v) => json_response(200, v),
-                None => json_response(503, json!({"error": "control plane did not answer"})),
-            }
+        (&Method::GET, ["backends"]) => match backends_view(ctx, LOOP_TIMEOUT) {
+            Some(v) => json_response(200, v),
+            None => json_response(503, json!({"error": "control plane did not answer"})),
+        },
+        (&Method::GET, ["status"]) => Response::new(200, "text/html; charset=utf-8", status::PAGE)
+            .with_header("Content-Security-Policy", status::PAGE_CSP)
+            .with_header("X-Frame-Options", "DENY")
+            .with_header("Cache-Control", "no-store"),
+        (&Method::GET, ["status.json"]) => {
+            // A busy control loop must not stall the page: its words about
+            // the backends are left out after a short wait, the numbers are not.
+            let view = backends_view(ctx, STATUS_VIEW_TIMEOUT);
+            let stopping = ctx.stopping.load(Ordering::Relaxed);
+            let switch = json!({
+                "profile": ctx.profile_name,
+                "generation": ctx.generation.load(Ordering::SeqCst),
+                "version": env!("CARGO_PKG_VERSION"),
+                "status": if stopping { "stopping" } else { "serving" },
+                "control_plane_answered": view.is_some(),
+            });
+            json_response(
+                200,
+                status::status_json(&ctx.metrics.gather(), switch, view.as_ref()),
+            )
+            .with_header("Cache-Control", "no-store")
         }
         (&Method::POST, ["reload"]) => {
             tracing::info!(peer = %req.peer, "reload requested through the admin endpoint");
@@ -266,13 +294,17 @@ fn handle(ctx: &AdminContext, token: Option<&str>, req: &Request) -> Response {
                 None => json_response(503, json!({"error": "control plane did not answer"})),
             }
         }
-        (_, ["metrics" | "healthz" | "backends" | "reload" | "drain" | "undrain"])
+        (
+            _,
+            ["metrics" | "healthz" | "backends" | "status" | "status.json" | "reload" | "drain"
+            | "undrain"],
+        )
         | (_, ["backends", _, "drain" | "undrain"]) => {
             json_response(405, json!({"error": "method not allowed"}))
         }
         _ => json_response(
             404,
-            json!({"error": "not found", "endpoints": ["/metrics", "/healthz", "/backends", "POST /reload", "POST /backends/NAME/drain", "POST /backends/NAME/undrain", "POST /drain", "POST /undrain"]}),
+            json!({"error": "not found", "endpoints": ["/metrics", "/healthz", "/backends", "/status", "/status.json", "POST /reload", "POST /backends/NAME/drain", "POST /backends/NAME/undrain", "POST /drain", "POST /undrain"]}),
         ),
     }
 }

@@ -1,6 +1,6 @@
 //! Who may change the switch's state through the admin API.
 //!
-//! Reads (`/metrics`, `/healthz`, `/backends`) need only an address on
+//! Reads (`/metrics`, `/healthz`, `/backends`, `/status`) need only an address on
 //! `admin.allow`. Writes change what every client gets (a drained backend, a
 //! reloaded profile), so they also need the bearer token of
 //! `admin.token_file`, and are refused when a browser says it sends them on
@@ -67,7 +67,7 @@ impl Denied {
 /// Whether `req`, a state-changing call, may proceed.
 pub fn authorize_write(req: &Request, token: Option<&str>) -> Result<(), Denied> {
     // A browser names the page that made it send the request. Only the admin
-    // endpoint's own origin (it serves no pages) or none is accepted.
+    // endpoint's own origin (its status page) or none is accepted.
     if let Some(site) = req.header("sec-fetch-site") {
         if !matches!(site, "same-origin" | "none") {
             return Err(Denied::CrossSite);
