@@ -11,7 +11,7 @@ NEXTEST_ARGS ?=
 # run use this one set, so nothing is compiled twice; `make build` never has it.
 TEST_FEATURES ?= $(FEATURES) --features controlplane/testing
 
-.PHONY: all deps build test lint fmt demo bench harden fuzz fuzz-build clean
+.PHONY: all deps build test lint fmt demo bench harden fuzz fuzz-build deb clean
 
 all: build
 
@@ -34,7 +34,7 @@ test: deps
 lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets $(FEATURES) -- -D warnings
-	python3 scripts/import-cycles.py handoff-proto dataplane controlplane agent mgmt-http perf/testbed testkit
+	python3 scripts/import-cycles.py handoff-proto dataplane controlplane agent mgmt-http perf/testbed testkit packaging
 
 fmt:
 	$(CARGO) fmt --all
@@ -63,6 +63,14 @@ bench: deps
 harden: deps
 	$(CARGO) build --release $(FEATURES) -p controlplane -p agent -p testbed --bins --examples
 	"$${CARGO_TARGET_DIR:-target}/release/baton-harden" $(HARDEN_ARGS)
+
+## Debian packages of the switch and the agent:
+## target/debian/baton_<version>_<arch>.deb and baton-agent_<version>_<arch>.deb,
+## from a release build without test-only code (FEATURES picks the packet I/O
+## backends), man pages from the command-line definitions, Depends from the
+## libraries the binaries link; docs/deployment.md. DEB_ARGS=--help.
+deb: deps
+	$(CARGO) run --release -p baton-packaging $(FEATURES) -- $(DEB_ARGS)
 
 fuzz-build:
 	@# cargo-fuzz passes nightly-only flags (-Z sanitizer=address, sancov);

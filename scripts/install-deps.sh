@@ -22,6 +22,8 @@ PKGS=(
   prometheus
   # benchmarks
   valgrind hyperfine
+  # Debian packages (make deb) and their test: dpkg-shlibdeps, strip, lintian, man
+  dpkg-dev binutils lintian man-db
 )
 
 missing=()

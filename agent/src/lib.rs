@@ -17,7 +17,7 @@
 //!   server process (preload library, `SCM_RIGHTS`), and the kernel's
 //!   socket-destroy notifications that tell when they end;
 //! - [`replay_state`]: the THOP replay windows, kept across restarts;
-//! - [`config`], [`metrics`], [`checks`]: operations.
+//! - [`config`], [`metrics`], [`checks`], [`cli`]: operations.
 //!
 //! Embedding in a Rust server (listener mode):
 //! ```no_run
@@ -34,6 +34,7 @@
 //! ```
 
 pub mod checks;
+pub mod cli;
 pub mod config;
 pub mod engine;
 #[cfg(feature = "testing")]

@@ -13,38 +13,11 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use clap::{Parser, Subcommand};
+use clap::Parser;
 
+use agent::cli::{Cli, Cmd};
 use agent::config::{Config, LogFormat, Mode};
 use agent::metrics::Metrics;
-
-#[derive(Parser)]
-#[command(
-    name = "baton-agent",
-    about = "Baton backend agent: adopts handed-off TCP connections",
-    version
-)]
-struct Cli {
-    #[command(subcommand)]
-    cmd: Cmd,
-}
-
-#[derive(Subcommand)]
-enum Cmd {
-    /// Run the agent.
-    Run {
-        /// The YAML configuration file.
-        #[arg(long, short)]
-        config: PathBuf,
-    },
-    /// Parse and validate a configuration file, then exit.
-    CheckConfig {
-        /// The YAML configuration file.
-        file: PathBuf,
-    },
-    /// Print the version and exit.
-    Version,
-}
 
 fn main() -> ExitCode {
     let cli = Cli::parse();

@@ -1,9 +1,65 @@
-//! Subcommands other than `run`: profile checking and version text.
+//! The `baton` command line: its definition, and the subcommands other than
+//! `run` (profile checking, version text). The definition lives in the
+//! library, not in `main.rs`, so the Debian package builder renders the man
+//! pages from the very parser the binary uses ([`command`]).
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+use clap::{Parser, Subcommand};
+
 use crate::config;
+
+/// Baton, a content-aware Web switch with TCP handoff.
+#[derive(Parser, Debug)]
+#[command(name = "baton", version)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run the switch with a profile.
+    Run {
+        /// The profile (YAML).
+        #[arg(short, long)]
+        config: PathBuf,
+        /// Interpolation value for `${NAME}` in the profile (repeatable), e.g. `--set BATON_DATA_IFACE=veth3`.
+        #[arg(long = "set", value_name = "NAME=VALUE", value_parser = parse_kv)]
+        set: Vec<(String, String)>,
+    },
+    /// Validate a profile and print it resolved (includes merged, defaults filled in).
+    CheckConfig {
+        /// The profile (YAML).
+        file: PathBuf,
+        /// Interpolation value for `${NAME}` (repeatable).
+        #[arg(long = "set", value_name = "NAME=VALUE", value_parser = parse_kv)]
+        set: Vec<(String, String)>,
+        /// Print the resolved profile as JSON instead of YAML.
+        #[arg(long)]
+        json: bool,
+        /// Print nothing on success.
+        #[arg(short, long)]
+        quiet: bool,
+    },
+    /// Print the JSON Schema of profiles.
+    Schema,
+    /// Print the version and build features.
+    Version,
+}
+
+fn parse_kv(s: &str) -> Result<(String, String), String> {
+    let (k, v) = s
+        .split_once('=')
+        .ok_or_else(|| format!("`{s}` is not NAME=VALUE"))?;
+    Ok((k.to_string(), v.to_string()))
+}
+
+/// The parser of `baton`'s command line, as clap builds it.
+pub fn command() -> clap::Command {
+    <Cli as clap::CommandFactory>::command()
+}
 
 /// `baton check-config`: exit 0 and print the resolved profile, or exit 1 and
 /// print every problem with its file, line and field path.
