@@ -18,8 +18,11 @@ PKGS=(
   nginx-light lighttpd haproxy wrk curl python3 chromium
   # the bed's throw-away CA and certificates, TLS session-ticket keys
   openssl
-  # promtool, to check the metrics exposition format
+  # promtool (the metrics exposition format, the alert rules and their unit
+  # tests) and prometheus (the test bed scrapes the switch and the agents)
   prometheus
+  # systemd-analyze, to verify the shipped systemd units
+  systemd
   # benchmarks
   valgrind hyperfine
   # Debian packages (make deb) and their test: dpkg-shlibdeps, strip, lintian, man

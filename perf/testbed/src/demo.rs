@@ -7,11 +7,17 @@
 //! routed by server name and ALPN, and two bounded wrk runs, and reports what happened: requests sent / ok / failed, where
 //! each rule's requests went, handoff latency from the switch's histogram,
 //! and the bytes the switch transmitted against the bytes the clients
-//! received (responses bypass the switch).
+//! received (responses bypass the switch). A Prometheus on the bed scrapes
+//! the switch and the agents meanwhile (the shipped alert rules loaded), and
+//! the demo shows its address and one answer from it: handoffs per second
+//! by backend. Prometheus is a view, not the demo's subject: when it does
+//! not start, the demo says so and runs on, succeeding or failing on its
+//! traffic alone.
 
 use crate::baton::{self, BatonIo, Stack, SwitchOptions};
 use crate::error::Result;
 use crate::netns::IfCounters;
+use crate::prometheus::Prometheus;
 use crate::tls::{self, HttpVersion, HttpsGet};
 use crate::topology::{Bed, BedSpec};
 use crate::wrk::WrkRun;
@@ -102,6 +108,15 @@ pub struct Summary {
     pub metrics_url: String,
     /// How to reach it from the host.
     pub metrics_hint: String,
+    /// The bed's Prometheus while it ran ("" when it did not start).
+    pub prometheus_url: String,
+    /// Why there was no Prometheus answer ("" when there was one).
+    pub prometheus_note: String,
+    /// The PromQL behind [`Summary::handoffs_per_second`].
+    pub handoffs_query: String,
+    /// Prometheus's answer to it: handoffs per second by backend over the
+    /// last minute, after the traffic.
+    pub handoffs_per_second: BTreeMap<String, f64>,
 }
 
 /// One wrk run of the demo.
@@ -155,6 +170,21 @@ pub fn run(opts: &DemoOptions) -> Result<Summary> {
         "demo: baton is up; metrics at {}  (from the host: {})",
         s.metrics_url, s.metrics_hint
     );
+    let prom = match Prometheus::start(&bed) {
+        Ok(p) => {
+            s.prometheus_url = p.url();
+            eprintln!(
+                "demo: Prometheus scrapes the switch and the agents at {}",
+                p.url()
+            );
+            Some(p)
+        }
+        Err(e) => {
+            s.prometheus_note = format!("Prometheus did not start: {e}");
+            eprintln!("demo: {}; going on without it", s.prometheus_note);
+            None
+        }
+    };
 
     let swh = bed.switch()?;
     let sw0: IfCounters = swh.data_counters()?;
@@ -288,6 +318,9 @@ pub fn run(opts: &DemoOptions) -> Result<Summary> {
             p99: promtext::quantile(&b, 0.99).map(|v| v * 1e6),
         };
     }
+    if let Some(p) = &prom {
+        handoffs_from_prometheus(p, &mut s);
+    }
     if opts.hold {
         eprintln!("demo: holding the bed up; Ctrl-C removes it");
         loop {
@@ -299,6 +332,36 @@ pub fn run(opts: &DemoOptions) -> Result<Summary> {
 
 /// The switch's handoff latency histogram (docs/metrics.md).
 pub const HANDOFF_HISTOGRAM: &str = "baton_handoff_latency_seconds";
+
+/// The demo's question to Prometheus (the dashboard's "Handoffs/s by
+/// backend", over the last minute).
+pub const HANDOFFS_QUERY: &str =
+    r#"sum by (backend) (rate(baton_handoffs_total{outcome="acked"}[1m]))"#;
+
+/// Asks Prometheus for handoffs per second by backend (after two more
+/// scrapes, so the end of the traffic is in) and prints the answer, with
+/// how to ask it from the host; a failure is a note, not an error.
+fn handoffs_from_prometheus(p: &Prometheus, s: &mut Summary) {
+    p.settle(2);
+    s.handoffs_query = HANDOFFS_QUERY.into();
+    match p.query(HANDOFFS_QUERY) {
+        Ok(samples) => {
+            for x in samples {
+                s.handoffs_per_second
+                    .insert(x.label("backend").to_string(), x.value);
+            }
+            eprintln!("demo: Prometheus at {}: {HANDOFFS_QUERY}", p.url());
+            for (b, v) in &s.handoffs_per_second {
+                eprintln!("demo:   {b:<12} {v:.2} handoffs/s");
+            }
+            eprintln!("demo: (from the host: {})", p.hint(HANDOFFS_QUERY));
+        }
+        Err(e) => {
+            s.prometheus_note = format!("Prometheus did not answer: {e}");
+            eprintln!("demo: {}", s.prometheus_note);
+        }
+    }
+}
 
 fn fmt_bytes(b: u64) -> String {
     match b {
@@ -357,5 +420,20 @@ pub fn render(s: &Summary) -> String {
         "  metrics    {} (while it ran; {})\n",
         s.metrics_url, s.metrics_hint
     ));
+    if !s.handoffs_per_second.is_empty() {
+        let parts: Vec<String> = s
+            .handoffs_per_second
+            .iter()
+            .map(|(b, v)| format!("{b}: {v:.2}"))
+            .collect();
+        o.push_str(&format!(
+            "  prometheus {} (while it ran): handoffs/s by backend over the last minute  {}\n",
+            s.prometheus_url,
+            parts.join("  ")
+        ));
+    }
+    if !s.prometheus_note.is_empty() {
+        o.push_str(&format!("  prometheus {}\n", s.prometheus_note));
+    }
     o
 }

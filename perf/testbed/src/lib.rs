@@ -34,6 +34,7 @@ pub mod nginx;
 pub mod peers;
 pub mod probe;
 pub mod process;
+pub mod prometheus;
 pub mod promtext;
 pub mod report;
 pub mod scenario;
