@@ -12,6 +12,8 @@ PKGS=(
   libbpf-dev bpftool
   # test bed: namespaces, veths, loss injection, offload switches
   iproute2 iptables ethtool procps
+  # reads the switch's packet captures (pcapng) in a test
+  tcpdump
   # the routed cluster bed: BGP between the switches and the router
   bird2
   # real servers, proxies and clients

@@ -173,6 +173,10 @@ impl Switch {
                 reloader: reloader.clone(),
                 profile_name: profile.name.clone(),
                 stopping: stopping.clone(),
+                capture: Some(crate::admin::capture::CaptureSource {
+                    shared: wqs[0].shared.clone(),
+                    port_name: port_name(&profile.io),
+                }),
             },
         )
         .inspect_err(|_| control_stop.store(true, Ordering::Relaxed))?;
@@ -473,6 +477,17 @@ fn pin(name: &str, core: u16) {
         tracing::info!(thread = name, core, "pinned");
     } else {
         tracing::warn!(thread = name, core, error = %std::io::Error::last_os_error(), "cannot pin thread to core");
+    }
+}
+
+/// The data port as a capture file names it.
+fn port_name(io: &crate::config::types::IoSection) -> String {
+    use crate::config::types::IoSection;
+    match io {
+        IoSection::AfPacket(a) => format!("{} (AF_PACKET)", a.interface),
+        IoSection::AfXdp(a) => format!("{} (AF_XDP)", a.interface),
+        IoSection::Dpdk(_) => "DPDK port 0".to_string(),
+        IoSection::Memory(_) => "memory".to_string(),
     }
 }
 

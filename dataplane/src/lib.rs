@@ -6,6 +6,7 @@
 //! plain config structs and exposes counters that an exporter reads.
 
 pub mod arp;
+pub mod capture;
 pub mod clients;
 pub mod config;
 pub mod connid;

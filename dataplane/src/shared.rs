@@ -36,6 +36,8 @@ pub struct Shared {
     pub epoch: Instant,
     /// Wall-clock milliseconds at `epoch` (THOP timestamps are wall-clock).
     pub epoch_unix_ms: u64,
+    /// The packet capture under way, if any.
+    pub capture: crate::capture::Tap,
 }
 
 impl Shared {
@@ -58,6 +60,7 @@ impl Shared {
             recovery: Recovery::new(DIRECTORY_CAPACITY),
             epoch: Instant::now(),
             epoch_unix_ms: unix,
+            capture: Default::default(),
         }
     }
 

@@ -15,12 +15,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::capture::{Direction, Session};
 use crate::config::{ConfigError, WorkerConfig};
 use crate::counters::{bump, Counters, DropReason};
 use crate::dispatch::{DispatchRequest, WorkerCommand, WorkerEvent, WorkerQueues};
 use crate::engine::{Engine, Sink};
 use crate::io::poll::{Idle, Poller};
-use crate::io::PacketIo;
+use crate::io::{PacketBuf, PacketIo};
 use crate::peer::PeerMsg;
 
 /// Adapts the worker's I/O and queues to the engine's [`Sink`].
@@ -30,12 +31,19 @@ struct LoopSink<'a, Io: PacketIo> {
     q: &'a WorkerQueues,
     counters: &'a Counters,
     burst: usize,
+    /// The packet capture under way (see [`crate::capture`]), and now.
+    capture: Option<(Arc<Session>, u64)>,
 }
 
 impl<Io: PacketIo> LoopSink<'_, Io> {
     fn flush(&mut self) {
         if self.tx.is_empty() {
             return;
+        }
+        if let Some((s, now)) = &self.capture {
+            for p in self.tx.iter() {
+                s.offer(self.q.index, Direction::Out, *now, p.data());
+            }
         }
         self.io.tx_burst(self.tx);
         // One retry: a ring that was momentarily full often has room now.
@@ -162,12 +170,15 @@ impl<Io: PacketIo> Worker<Io> {
             counters,
             ..
         } = self;
+        // One relaxed load when no capture runs.
+        let capture = queues.shared.capture.current().map(|s| (s, now));
         let mut sink = LoopSink {
             io,
             tx,
             q: queues,
             counters,
             burst: *burst,
+            capture,
         };
         let mut work = 0;
         while let Ok(c) = sink.q.commands.try_recv() {
@@ -201,6 +212,11 @@ impl<Io: PacketIo> Worker<Io> {
         }
         let n = sink.io.rx_burst(rx, *burst);
         work += n;
+        if let Some((s, now)) = &sink.capture {
+            for p in rx.iter() {
+                s.offer(me, Direction::In, *now, p.data());
+            }
+        }
         engine.handle_burst(now, rx, &mut sink);
         engine.poll_recovery(now, &mut sink);
         if engine.poll_timeout().is_some_and(|t| t <= now) {

@@ -7,6 +7,7 @@
 //! | GET | `/backends` | backends with health, load and pools (JSON) |
 //! | GET | `/status` | the live status page (HTML, see [`status`]) |
 //! | GET | `/status.json` | what the page shows: workers, backends, rules, latency (JSON) |
+//! | POST | `/capture` | a bounded packet capture of the data port, as pcapng (see [`capture`]) |
 //! | POST | `/reload` | re-read the profile; 200 with the new generation, 400 with the errors |
 //! | POST | `/backends/NAME/drain` | stop sending new requests to NAME |
 //! | POST | `/backends/NAME/undrain` | resume |
@@ -20,6 +21,7 @@
 //! need the token of `admin.token_file` and no foreign `Origin` (see
 //! [`token`]). Every refusal is counted in `baton_admin_refused_total`.
 
+pub mod capture;
 pub mod status;
 pub mod token;
 
@@ -93,6 +95,8 @@ pub struct AdminContext {
     pub profile_name: String,
     /// Set during a graceful stop: `/healthz` answers 503.
     pub stopping: Arc<AtomicBool>,
+    /// The workers' shared state, for `POST /capture`.
+    pub capture: Option<capture::CaptureSource>,
 }
 
 /// The running endpoint; stops when dropped.
@@ -281,6 +285,10 @@ fn handle(ctx: &AdminContext, token: Option<&str>, req: &Request) -> Response {
                 None => json_response(503, json!({"error": "control plane did not answer"})),
             }
         }
+        (&Method::POST, ["capture"]) => match &ctx.capture {
+            Some(src) => capture::capture(src, &req.body),
+            None => json_response(503, json!({"error": "no data port to capture"})),
+        },
         (&Method::POST, [action @ ("drain" | "undrain")]) => {
             let (tx, rx) = crossbeam_channel::bounded(1);
             let drain = *action == "drain";
@@ -297,14 +305,14 @@ fn handle(ctx: &AdminContext, token: Option<&str>, req: &Request) -> Response {
         (
             _,
             ["metrics" | "healthz" | "backends" | "status" | "status.json" | "reload" | "drain"
-            | "undrain"],
+            | "undrain" | "capture"],
         )
         | (_, ["backends", _, "drain" | "undrain"]) => {
             json_response(405, json!({"error": "method not allowed"}))
         }
         _ => json_response(
             404,
-            json!({"error": "not found", "endpoints": ["/metrics", "/healthz", "/backends", "/status", "/status.json", "POST /reload", "POST /backends/NAME/drain", "POST /backends/NAME/undrain", "POST /drain", "POST /undrain"]}),
+            json!({"error": "not found", "endpoints": ["/metrics", "/healthz", "/backends", "/status", "/status.json", "POST /reload", "POST /capture", "POST /backends/NAME/drain", "POST /backends/NAME/undrain", "POST /drain", "POST /undrain"]}),
         ),
     }
 }
