@@ -427,7 +427,10 @@ impl Metrics {
         for m in self
             .catalog()
             .into_iter()
-            .filter(|m| !help_for(&m.name).starts_with("Dataplane counter `"))
+            .filter(|m| {
+                !(m.name.starts_with("baton_worker_")
+                    && help_for(&m.name).starts_with("Dataplane counter `"))
+            })
         {
             let labels = if m.labels.is_empty() {
                 "—".to_string()
