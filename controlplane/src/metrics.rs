@@ -424,14 +424,10 @@ impl Metrics {
         // Dataplane counters without a description here are exported under
         // their own names; they are listed by pattern, not in this table, so a
         // new dataplane counter does not make the documentation stale.
-        for m in self
-            .catalog()
-            .into_iter()
-            .filter(|m| {
-                !(m.name.starts_with("baton_worker_")
-                    && help_for(&m.name).starts_with("Dataplane counter `"))
-            })
-        {
+        for m in self.catalog().into_iter().filter(|m| {
+            !(m.name.starts_with("baton_worker_")
+                && help_for(&m.name).starts_with("Dataplane counter `"))
+        }) {
             let labels = if m.labels.is_empty() {
                 "—".to_string()
             } else {

@@ -19,7 +19,6 @@
 pub mod filter;
 pub mod pcapng;
 
-use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -57,7 +56,7 @@ pub struct Record {
 pub struct Bounds {
     pub packets: u64,
     pub bytes: u64,
-    /// Deadline on the workers' clock ([`crate::shared::Shared::now_ns`]).
+    /// Deadline on the workers' clock (ns since the shared epoch).
     pub until_ns: u64,
     pub snaplen: u32,
 }
@@ -198,16 +197,6 @@ impl Tap {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .clone()
-    }
-}
-
-/// A backend's MAC address as the switch knows it, for `backend` terms
-/// (segments relayed to a backend carry the client's and the VIP's
-/// addresses, only the MAC names the backend).
-pub fn backend_mac(shared: &crate::shared::Shared, ip: IpAddr) -> Option<[u8; 6]> {
-    match shared.arp.lookup(ip, 0, u64::MAX, u64::MAX) {
-        crate::arp::Lookup::Fresh(m) | crate::arp::Lookup::Stale(m) => Some(m),
-        crate::arp::Lookup::Missing => None,
     }
 }
 

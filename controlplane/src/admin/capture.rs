@@ -17,7 +17,8 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use dataplane::capture::{backend_mac, pcapng, Bounds, Filter, Session};
+use dataplane::arp::Lookup;
+use dataplane::capture::{pcapng, Bounds, Filter, Session};
 use dataplane::shared::Shared;
 use mgmt_http::Response;
 use serde::Deserialize;
@@ -107,7 +108,12 @@ pub fn capture(src: &CaptureSource, body: &[u8]) -> Response {
         Err(e) => return bad(e.to_string()),
     };
     let shared = &src.shared;
-    filter.resolve_backends(|ip| backend_mac(shared, ip));
+    // Segments relayed to a backend carry the client's and the VIP's
+    // addresses: only its MAC names it.
+    filter.resolve_backends(|ip| match shared.arp.lookup(ip, 0, u64::MAX, u64::MAX) {
+        Lookup::Fresh(m) | Lookup::Stale(m) => Some(m),
+        Lookup::Missing => None,
+    });
     let wait = Duration::from_secs_f64(p.seconds);
     let now = shared.now_ns();
     let session = Arc::new(Session::new(
