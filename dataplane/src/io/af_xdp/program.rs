@@ -542,7 +542,7 @@ fn aya_error(iface: &str, what: &str, e: &(dyn std::error::Error + 'static)) -> 
     if errno(e) == Some(libc::EPERM) {
         return IoError::Permission {
             what: format!(
-                "{what} on {iface} needs CAP_BPF and CAP_NET_ADMIN: {}",
+                "{what} on {iface} needs CAP_BPF, CAP_PERFMON and CAP_NET_ADMIN: {}",
                 render(e)
             ),
         };
@@ -556,7 +556,7 @@ fn load_error(iface: &str, e: &(dyn std::error::Error + 'static)) -> IoError {
     match errno(e) {
         Some(libc::EPERM) => IoError::Permission {
             what: format!(
-                "loading the XDP program for {iface} needs CAP_BPF and CAP_NET_ADMIN (run as root): {msg}"
+                "loading the XDP program for {iface} needs CAP_BPF, CAP_PERFMON and CAP_NET_ADMIN (run as root): {msg}"
             ),
         },
         Some(libc::ENOSYS) => IoError::Config(format!(

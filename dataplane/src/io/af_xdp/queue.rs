@@ -208,7 +208,7 @@ fn errno(call: &'static str, iface: &str, e: xdpilone::Errno) -> IoError {
     match e.get_raw() {
         libc::EPERM | libc::EACCES => IoError::Permission {
             what: format!(
-                "{call} on {iface} (AF_XDP needs CAP_NET_ADMIN, CAP_NET_RAW and CAP_BPF)"
+                "{call} on {iface} (AF_XDP needs CAP_NET_ADMIN, CAP_NET_RAW, CAP_BPF and CAP_PERFMON)"
             ),
         },
         libc::EAFNOSUPPORT => IoError::Config(format!(
