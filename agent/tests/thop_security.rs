@@ -105,44 +105,34 @@ fn replay_refused(
     );
 }
 
-#[test]
-fn create_replayed_after_an_agent_restart_is_refused() {
+/// One handoff, the agent restarted (killed), `pause`, then the captured
+/// CREATE replayed: refused and counted under `reason`.
+fn replay_after_restart(pause: Duration, reason: &str) {
     let bed = Bed::new();
     let up = Upstream::start(&bed);
     let agent = AgentProc::start(&bed, &config(""));
     let mut thop = SwitchThop::new(&bed);
     let frames = one_handoff(&bed, &up, &agent, &mut thop);
-    // The agent restarts; an attacker who captured the CREATE sends it again
-    // once the start slack has passed: refused by its timestamp.
     drop(agent);
-    std::thread::sleep(Duration::from_millis(1500));
+    std::thread::sleep(pause);
     let agent = AgentProc::start(&bed, &config(""));
-    replay_refused(
-        &bed,
-        &up,
-        &agent,
-        &mut thop,
-        &frames,
-        "before_receiver_start",
-    );
+    replay_refused(&bed, &up, &agent, &mut thop, &frames, reason);
+    // The switch's next frames are still taken.
+    assert!(!one_handoff(&bed, &up, &agent, &mut thop).is_empty());
+}
+
+#[test]
+fn create_replayed_after_an_agent_restart_is_refused() {
+    // Replayed once the start slack has passed: refused by its timestamp.
+    replay_after_restart(Duration::from_millis(1500), "before_receiver_start");
 }
 
 #[test]
 fn create_replayed_at_once_to_a_killed_and_restarted_agent_is_refused() {
-    // The same capture replayed the moment the agent is back, within the
-    // slack its timestamp check allows for clock differences: the window
-    // the killed process kept in its replay state refuses it.
-    let bed = Bed::new();
-    let up = Upstream::start(&bed);
-    let agent = AgentProc::start(&bed, &config(""));
-    let mut thop = SwitchThop::new(&bed);
-    let frames = one_handoff(&bed, &up, &agent, &mut thop);
-    drop(agent);
-    let agent = AgentProc::start(&bed, &config(""));
-    replay_refused(&bed, &up, &agent, &mut thop, &frames, "duplicate_seq");
-    // The switch's next frames are still taken.
-    let next = one_handoff(&bed, &up, &agent, &mut thop);
-    assert!(!next.is_empty());
+    // Replayed the moment the agent is back, within the slack its timestamp
+    // check allows for clock differences: the window the killed process
+    // kept in its replay state refuses it.
+    replay_after_restart(Duration::ZERO, "duplicate_seq");
 }
 
 /// An ABORT for `conn_id`, claiming to come from `sender`, signed with `key`.

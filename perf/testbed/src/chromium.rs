@@ -7,25 +7,26 @@ use std::path::Path;
 use crate::error::Result;
 use crate::netns;
 
+/// Flags of every headless run: no sandbox (root in a namespace), no GPU,
+/// nothing fetched or shown that the test did not ask for.
+const HEADLESS: &[&str] = &[
+    "--headless=new",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-dev-shm-usage",
+    "--no-first-run",
+    "--disable-extensions",
+    "--disable-background-networking",
+];
+
 /// Loads `url` from namespace `ns` with the user profile in `profile`
 /// (a directory of the bed), `extra` flags added; the DOM as
 /// `--dump-dom` prints it. Bounded to 60 s.
 pub fn dump_dom(ns: &str, profile: &Path, url: &str, extra: &[&str]) -> Result<String> {
     let user = format!("--user-data-dir={}", profile.display());
-    let mut args = vec![
-        "60",
-        "chromium",
-        "--headless=new",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-dev-shm-usage",
-        "--no-first-run",
-        "--disable-extensions",
-        "--disable-background-networking",
-        &user,
-        "--virtual-time-budget=10000",
-        "--dump-dom",
-    ];
+    let mut args = vec!["60", "chromium"];
+    args.extend_from_slice(HEADLESS);
+    args.extend_from_slice(&[&user, "--virtual-time-budget=10000", "--dump-dom"]);
     args.extend_from_slice(extra);
     args.push(url);
     netns::run_stdout(Some(ns), "timeout", &args)
@@ -58,20 +59,17 @@ impl Browser {
             ns,
             "chromium",
             &[
-                "--headless=new",
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-dev-shm-usage",
-                "--no-first-run",
-                "--disable-extensions",
-                "--disable-background-networking",
-                "--hide-scrollbars",
-                "--window-size=1280,900",
-                "--remote-debugging-address=127.0.0.1",
-                &port,
-                &user,
-                "about:blank",
-            ],
+                HEADLESS,
+                &[
+                    "--hide-scrollbars",
+                    "--window-size=1280,900",
+                    "--remote-debugging-address=127.0.0.1",
+                    &port,
+                    &user,
+                    "about:blank",
+                ],
+            ]
+            .concat(),
             log,
         )?;
         let deadline = Instant::now() + Duration::from_secs(30);
