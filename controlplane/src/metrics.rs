@@ -100,6 +100,9 @@ fn help_for(metric: &str) -> String {
         "baton_worker_offload_errors_total" => {
             "Fast-path flow-table updates the kernel refused for another reason, per worker.".into()
         }
+        "baton_worker_offload_taken_over_total" => {
+            "Flows left in the fast path when their entry ended because a newer connection on the same 4-tuple, answered by another worker, owns the key, per worker.".into()
+        }
         "baton_xdp_packets_total" => {
             "Frames the XDP program handled, by action: `forwarded` (relayed in the kernel), `to_worker` (handed to a worker's AF_XDP socket), `passed` (left to the kernel stack), `dropped` (unparseable, or a failed transmit or redirect).".into()
         }
@@ -107,6 +110,9 @@ fn help_for(metric: &str) -> String {
             "Bytes of the frames the XDP program relayed in the kernel.".into()
         }
         "baton_xdp_flows" => "Connections in the XDP fast path's flow table.".into(),
+        "baton_xdp_flows_retired_total" => {
+            "Flows the XDP program stopped relaying because a SYN reused their 4-tuple (the worker that answers the SYN takes the new connection).".into()
+        }
         "baton_xdp_attached" => {
             "1 while the XDP program is attached, labelled with its mode (`native` or `generic`).".into()
         }
@@ -201,6 +207,7 @@ pub struct Metrics {
     xdp_packets: IntCounterVec,
     xdp_forwarded_bytes: IntCounterVec,
     xdp_flows: IntGaugeVec,
+    xdp_flows_retired: IntCounterVec,
     xdp_attached: IntGaugeVec,
     port: Mutex<Option<PortSource>>,
     catalog: Vec<MetricDoc>,
@@ -400,6 +407,11 @@ impl Metrics {
                 &[],
             ),
             xdp_flows: r.gauge("baton_xdp_flows", &help_for("baton_xdp_flows"), &[]),
+            xdp_flows_retired: r.counter(
+                "baton_xdp_flows_retired_total",
+                &help_for("baton_xdp_flows_retired_total"),
+                &[],
+            ),
             xdp_attached: r.gauge(
                 "baton_xdp_attached",
                 &help_for("baton_xdp_attached"),
@@ -517,6 +529,9 @@ impl Metrics {
         self.xdp_flows
             .with_label_values(&[] as &[&str])
             .set(i64::try_from(f.flows).unwrap_or(i64::MAX));
+        self.xdp_flows_retired
+            .with_label_values(&[] as &[&str])
+            .inc_by(f.retired.saturating_sub(last.retired));
         if f.mode != last.mode {
             self.xdp_attached.reset();
         }
@@ -650,6 +665,7 @@ mod tests {
             to_worker: 7,
             passed: 1,
             dropped: 2,
+            retired: 4,
             flows: 3,
             mode: "native",
         });
@@ -661,6 +677,7 @@ mod tests {
             ("baton_xdp_packets_total{action=\"dropped\"}", 2.0),
             ("baton_xdp_forwarded_bytes_total", 1500.0),
             ("baton_xdp_flows", 3.0),
+            ("baton_xdp_flows_retired_total", 4.0),
             ("baton_xdp_attached{mode=\"native\"}", 1.0),
         ] {
             assert_eq!(value(&text, series), Some(want), "{series} in\n{text}");
@@ -673,6 +690,7 @@ mod tests {
             to_worker: 7,
             passed: 1,
             dropped: 2,
+            retired: 4,
             flows: 0,
             mode: "native",
         });

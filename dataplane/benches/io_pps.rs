@@ -651,6 +651,7 @@ mod xdp {
                     backend_mac: peer_mac,
                     rcv_nxt: ISN,
                     wshift: 14,
+                    owner: 0,
                 },
             )
             .expect("insert the flow");
@@ -734,7 +735,7 @@ mod xdp {
         }
         rtts.sort_by(|a, b| a.total_cmp(b));
         print_rtts(&rtts);
-        flows.remove(&key);
+        flows.remove(&key, 0);
         out
     }
 

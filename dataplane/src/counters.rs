@@ -271,6 +271,10 @@ pub struct Counters {
     pub offload_full: AtomicU64,
     /// Fast-path table updates the kernel refused for another reason.
     pub offload_errors: AtomicU64,
+    /// Flows left in the fast path when their entry ended because a newer
+    /// connection on the same 4-tuple, answered by another worker, owns
+    /// the key now.
+    pub offload_taken_over: AtomicU64,
     /// Times the worker blocked in adaptive polling.
     pub idle_sleeps: AtomicU64,
     /// Of those, the sleeps another thread ended through the worker's
@@ -424,6 +428,7 @@ impl Counters {
             ("offload_removed", l(&self.offload_removed)),
             ("offload_full", l(&self.offload_full)),
             ("offload_errors", l(&self.offload_errors)),
+            ("offload_taken_over", l(&self.offload_taken_over)),
             ("idle_sleeps", l(&self.idle_sleeps)),
             ("doorbell_wakeups", l(&self.doorbell_wakeups)),
             ("recovery_hellos_sent", l(&self.recovery_hellos_sent)),

@@ -12,6 +12,13 @@
 //! numbers went — the engine reads back ([`FlowOffload::read`]) before it
 //! decides on idleness or on a FIN/RST's window.
 //!
+//! A SYN on an offloaded flow's 4-tuple retires the flow in the fast path:
+//! its segments reach a worker again, so a client reusing the 4-tuple for a
+//! new connection is answered by whichever worker its receive queue feeds,
+//! without the old flow's entry relaying the new connection to the old
+//! backend. Every flow carries its connection's owner tag; the old
+//! connection's worker removes only what it still owns.
+//!
 //! A fast path that refuses a flow (map full, kernel error) costs nothing but
 //! speed: the flow's packets keep reaching the worker, which forwards them as
 //! before. The engine counts each refusal.
@@ -43,6 +50,30 @@ pub struct OffloadFlow {
     pub rcv_nxt: u32,
     /// The backend's window scale (bounds how far `rcv_nxt` may move).
     pub wshift: u8,
+    /// Which connection the flow belongs to ([`owner_tag`]): a later
+    /// connection on the same 4-tuple, answered by another worker, may
+    /// take the key over, and the old one must then neither remove nor
+    /// read it.
+    pub owner: u32,
+}
+
+/// The owner tag of worker `worker`'s connection with serial `serial` (the
+/// table entry's 24-bit generation): unique among the live connections of
+/// up to 256 workers.
+pub fn owner_tag(worker: u16, serial: u32) -> u32 {
+    (u32::from(worker as u8) << 24) | (serial & 0x00ff_ffff)
+}
+
+/// What [`FlowOffload::remove`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Removal {
+    /// The flow was the caller's and is gone from the fast path.
+    Removed,
+    /// Another connection on the same 4-tuple owns the key now (a worker
+    /// answered its SYN and offloaded it); left in place.
+    TakenOver,
+    /// The key was not there, or the kernel refused the call.
+    Failed,
 }
 
 /// What the fast path saw of a flow since it was inserted.
@@ -55,6 +86,9 @@ pub struct OffloadSeen {
     pub rcv_nxt: u32,
     /// Packets the fast path relayed for the flow.
     pub packets: u64,
+    /// A SYN on the flow's 4-tuple made the fast path stop relaying it: its
+    /// segments reach a worker again.
+    pub retired: bool,
 }
 
 /// Why a flow was not offloaded.
@@ -69,13 +103,16 @@ pub enum OffloadError {
 }
 
 /// One worker's handle on an in-kernel fast path. Calls are system calls
-/// (one per insert, remove or read), made once or twice per connection, never
-/// per packet.
+/// (one or two each), made a few times per connection, never per packet.
 pub trait FlowOffload: Send {
-    /// Relays `key`'s ordinary segments in the kernel from now on.
+    /// Relays `key`'s ordinary segments in the kernel from now on. An
+    /// existing entry for the key (a retired flow of an earlier connection)
+    /// is replaced.
     fn insert(&mut self, key: &OffloadKey, flow: &OffloadFlow) -> Result<(), OffloadError>;
-    /// Stops relaying `key` in the kernel; false when it was not there.
-    fn remove(&mut self, key: &OffloadKey) -> bool;
-    /// What the fast path saw of `key`; `None` when it is not offloaded.
-    fn read(&mut self, key: &OffloadKey) -> Option<OffloadSeen>;
+    /// Stops relaying `key` in the kernel if connection `owner` still owns
+    /// it.
+    fn remove(&mut self, key: &OffloadKey, owner: u32) -> Removal;
+    /// What the fast path saw of `key` for connection `owner`; `None` when
+    /// the key is not offloaded or belongs to another connection.
+    fn read(&mut self, key: &OffloadKey, owner: u32) -> Option<OffloadSeen>;
 }

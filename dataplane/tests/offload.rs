@@ -13,7 +13,9 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use dataplane::offload::{FlowOffload, OffloadError, OffloadFlow, OffloadKey, OffloadSeen};
+use dataplane::offload::{
+    FlowOffload, OffloadError, OffloadFlow, OffloadKey, OffloadSeen, Removal,
+};
 use dataplane::state::State;
 use support::*;
 
@@ -39,17 +41,29 @@ impl FlowOffload for FakeOffload {
             idle: Duration::ZERO,
             rcv_nxt: flow.rcv_nxt,
             packets: 0,
+            retired: false,
         };
         k.flows.insert(*key, (*flow, seen));
         Ok(())
     }
-    fn remove(&mut self, key: &OffloadKey) -> bool {
+    fn remove(&mut self, key: &OffloadKey, owner: u32) -> Removal {
         let mut k = self.0.lock().unwrap();
         k.removes += 1;
-        k.flows.remove(key).is_some()
+        match k.flows.get(key) {
+            None => Removal::Failed,
+            Some((f, _)) if f.owner != owner => Removal::TakenOver,
+            Some(_) => {
+                k.flows.remove(key);
+                Removal::Removed
+            }
+        }
     }
-    fn read(&mut self, key: &OffloadKey) -> Option<OffloadSeen> {
-        self.0.lock().unwrap().flows.get(key).map(|f| f.1)
+    fn read(&mut self, key: &OffloadKey, owner: u32) -> Option<OffloadSeen> {
+        let k = self.0.lock().unwrap();
+        k.flows
+            .get(key)
+            .filter(|(f, _)| f.owner == owner)
+            .map(|f| f.1)
     }
 }
 
@@ -148,6 +162,33 @@ fn a_client_reset_takes_the_flow_back() {
     );
     assert_eq!(k.len(), 0);
     assert_eq!(counter(&bed, "offload_removed"), 1);
+}
+
+/// The client reused the 4-tuple and another worker answered the SYN: the
+/// kernel's entry belongs to the new connection now. When the old
+/// connection's entry ends, its worker leaves that flow in place, and what
+/// the new connection's flow saw does not count as the old one's.
+#[test]
+fn a_flow_taken_over_by_a_newer_connection_is_left_alone() {
+    let k = FakeOffload::with_capacity(16);
+    let mut bed = forwarding(&k);
+    let (key, mut flow, _) = k.only();
+    flow.owner ^= 0x0100_0000; // another worker's connection
+    k.0.lock().unwrap().flows.get_mut(&key).unwrap().0 = flow;
+    // Far ahead and recent: were it read as the old flow's, the RST below
+    // would be out of its window.
+    k.saw(5_000_000, std::time::Duration::ZERO);
+    bed.run_script(
+        "
+0.030 < R. 28:28(0) ack 1 win 0
+0.030 > fwd 1 R. 28:28(0) ack 1
+0.030 state CLOSED
+",
+    );
+    assert_eq!(k.len(), 1, "the newer connection's flow stays");
+    assert_eq!(counter(&bed, "offload_taken_over"), 1);
+    assert_eq!(counter(&bed, "offload_removed"), 0);
+    assert_eq!(counter(&bed, "offload_errors"), 0);
 }
 
 #[test]

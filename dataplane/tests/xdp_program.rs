@@ -18,7 +18,7 @@ use dataplane::io::af_xdp::flows::FlowTable;
 use dataplane::io::af_xdp::program::{action, DropBaseline, XdpProgram};
 use dataplane::io::af_xdp::{AfXdpConfig, FastPath, XdpAttach};
 use dataplane::io::port::IoError;
-use dataplane::offload::{FlowOffload, OffloadError, OffloadFlow, OffloadKey};
+use dataplane::offload::{FlowOffload, OffloadError, OffloadFlow, OffloadKey, Removal};
 use testkit::netns::Netns;
 use testkit::raw_socket::RawSock;
 use testkit::require_root;
@@ -31,6 +31,8 @@ const VIP: [u8; 4] = [198, 19, 0, 1];
 const CLIENT_PORT: u16 = 40000;
 const PORT: u16 = 80;
 const ISN: u32 = 0x1000_0000;
+/// The owner tag of the tests' flows (worker 0's connection with serial 7).
+const OWNER: u32 = 7;
 
 const TCP_FIN: u8 = 0x01;
 const TCP_SYN: u8 = 0x02;
@@ -128,6 +130,7 @@ fn flow(wshift: u8) -> OffloadFlow {
         backend_mac: BACKEND_MAC,
         rcv_nxt: ISN,
         wshift,
+        owner: OWNER,
     }
 }
 
@@ -250,7 +253,7 @@ fn relays_an_offloaded_flow_and_moves_its_state() {
     assert_eq!(prog.mode(), "native");
     let mut flows = table(&prog);
     flows.insert(&key(), &flow(0)).expect("insert");
-    let before = flows.read(&key()).expect("inserted");
+    let before = flows.read(&key(), OWNER).expect("inserted");
     assert_eq!((before.rcv_nxt, before.packets), (ISN, 0));
 
     // New data: relayed, rcv_nxt to its end.
@@ -258,7 +261,7 @@ fn relays_an_offloaded_flow_and_moves_its_state() {
     let (act, out) = prog.test_run(&f).expect("test run");
     assert_eq!(act, action::TX);
     assert_eq!(out, relayed(&f), "only the MACs change");
-    let v = flows.read(&key()).unwrap();
+    let v = flows.read(&key(), OWNER).unwrap();
     assert_eq!(v.rcv_nxt, ISN + 100);
     assert_eq!(v.packets, 1);
     assert!(
@@ -270,7 +273,7 @@ fn relays_an_offloaded_flow_and_moves_its_state() {
     // A retransmission: relayed, rcv_nxt stays.
     let (act, out) = prog.test_run(&f).unwrap();
     assert_eq!((act, out), (action::TX, relayed(&f)));
-    let v = flows.read(&key()).unwrap();
+    let v = flows.read(&key(), OWNER).unwrap();
     assert_eq!((v.rcv_nxt, v.packets), (ISN + 100, 2));
 
     // An old segment and one far beyond the window (65535 << 0): relayed
@@ -279,19 +282,22 @@ fn relays_an_offloaded_flow_and_moves_its_state() {
         let (act, _) = prog.test_run(&Seg::data(seq, 10).frame()).unwrap();
         assert_eq!(act, action::TX);
         assert_eq!(
-            flows.read(&key()).unwrap().rcv_nxt,
+            flows.read(&key(), OWNER).unwrap().rcv_nxt,
             ISN + 100,
             "seq {seq:#x}"
         );
     }
     // A pure ACK moves nothing; data at the edge of the window moves it.
     prog.test_run(&Seg::data(ISN + 100, 0).frame()).unwrap();
-    assert_eq!(flows.read(&key()).unwrap().rcv_nxt, ISN + 100);
+    assert_eq!(flows.read(&key(), OWNER).unwrap().rcv_nxt, ISN + 100);
     prog.test_run(&Seg::data(ISN + 100 + 65535 - 10, 10).frame())
         .unwrap();
-    assert_eq!(flows.read(&key()).unwrap().rcv_nxt, ISN + 100 + 65535);
+    assert_eq!(
+        flows.read(&key(), OWNER).unwrap().rcv_nxt,
+        ISN + 100 + 65535
+    );
 
-    let v = flows.read(&key()).unwrap();
+    let v = flows.read(&key(), OWNER).unwrap();
     assert_eq!(v.packets, 6);
     let s = prog.stats();
     assert_eq!(s.forwarded_packets, 6);
@@ -312,12 +318,12 @@ fn window_scale_bounds_how_far_rcv_nxt_moves() {
     flows.insert(&key(), &flow(7)).unwrap();
     let far = (65535u32 << 7) - 100;
     prog.test_run(&Seg::data(ISN + far, 100).frame()).unwrap();
-    assert_eq!(flows.read(&key()).unwrap().rcv_nxt, ISN + far + 100);
+    assert_eq!(flows.read(&key(), OWNER).unwrap().rcv_nxt, ISN + far + 100);
     let next = ISN + far + 100;
     prog.test_run(&Seg::data(next + (65535u32 << 7), 1).frame())
         .unwrap();
     assert_eq!(
-        flows.read(&key()).unwrap().rcv_nxt,
+        flows.read(&key(), OWNER).unwrap().rcv_nxt,
         next,
         "beyond the window"
     );
@@ -325,10 +331,10 @@ fn window_scale_bounds_how_far_rcv_nxt_moves() {
     flows.insert(&key(), &flow(200)).unwrap();
     let cap = (65535u32 << 14) - 1;
     prog.test_run(&Seg::data(ISN + cap, 1).frame()).unwrap();
-    assert_eq!(flows.read(&key()).unwrap().rcv_nxt, ISN + cap + 1);
+    assert_eq!(flows.read(&key(), OWNER).unwrap().rcv_nxt, ISN + cap + 1);
     prog.test_run(&Seg::data(ISN + cap + 1 + (65535u32 << 14), 1).frame())
         .unwrap();
-    assert_eq!(flows.read(&key()).unwrap().rcv_nxt, ISN + cap + 1);
+    assert_eq!(flows.read(&key(), OWNER).unwrap().rcv_nxt, ISN + cap + 1);
 }
 
 /// Frames the program must leave to the worker (or the kernel), untouched.
@@ -346,8 +352,13 @@ fn not_relayed() -> Vec<(&'static str, Vec<u8>)> {
     let mut bad_doff = data.frame();
     bad_doff[46] = 4 << 4; // 16-byte TCP header
     vec![
-        ("SYN", with(&|s| s.flags = TCP_SYN)),
-        ("SYN-ACK", with(&|s| s.flags = TCP_SYN | TCP_ACK)),
+        (
+            "SYN of another flow",
+            with(&|s| {
+                s.flags = TCP_SYN;
+                s.sport = CLIENT_PORT + 2;
+            }),
+        ),
         ("FIN", with(&|s| s.flags = TCP_FIN | TCP_ACK)),
         ("RST", with(&|s| s.flags = TCP_RST)),
         ("RST-ACK", with(&|s| s.flags = TCP_RST | TCP_ACK)),
@@ -386,8 +397,8 @@ fn leaves_everything_else_to_the_worker_untouched() {
     let n = frames.len() as u64;
     let s = prog.stats();
     assert_eq!((s.passed, s.to_worker, s.forwarded_packets), (n, 0, 0));
-    assert_eq!(flows.read(&key()).unwrap().packets, 0);
-    assert_eq!(flows.read(&key()).unwrap().rcv_nxt, ISN);
+    assert_eq!(flows.read(&key(), OWNER).unwrap().packets, 0);
+    assert_eq!(flows.read(&key(), OWNER).unwrap().rcv_nxt, ISN);
 
     // With a socket on queue 0, they go to it.
     let xsk = bed.ns.run(xsk_socket);
@@ -411,6 +422,66 @@ fn leaves_everything_else_to_the_worker_untouched() {
         "queue beyond the map"
     );
     assert_eq!(prog.stats().dropped, 0);
+}
+
+/// A client reusing its 4-tuple: the SYN retires the old flow (its segments
+/// reach a worker again), the worker that answers the SYN offloads the new
+/// connection under its own owner tag, and the old connection's worker can
+/// then neither read nor remove what is no longer its own.
+#[test]
+fn a_syn_retires_the_flow_and_a_new_connection_takes_the_key_over() {
+    let bed = Bed::new();
+    let prog = bed.attach(FastPath::Xdp, 64);
+    let mut old = table(&prog);
+    let mut new = table(&prog);
+    old.insert(&key(), &flow(0)).unwrap();
+    let (act, _) = prog.test_run(&Seg::data(ISN, 10).frame()).unwrap();
+    assert_eq!(act, action::TX);
+
+    for flags in [TCP_SYN, TCP_SYN | TCP_ACK, TCP_SYN] {
+        let mut syn = Seg::data(ISN + 70_000, 0);
+        syn.flags = flags;
+        let f = syn.frame();
+        let (act, out) = prog.test_run(&f).unwrap();
+        assert_eq!(
+            (act, out),
+            (action::PASS, f),
+            "flags {flags:#x}: to the worker"
+        );
+    }
+    assert_eq!(prog.stats().retired, 1, "retired once");
+    let seen = old.read(&key(), OWNER).expect("still there");
+    assert!(seen.retired);
+    assert_eq!((seen.rcv_nxt, seen.packets), (ISN + 10, 1));
+    // Retired: the old flow's segments go to the worker, untouched.
+    let f = Seg::data(ISN + 10, 10).frame();
+    let (act, out) = prog.test_run(&f).unwrap();
+    assert_eq!((act, out), (action::PASS, f));
+    assert_eq!(prog.stats().forwarded_packets, 1);
+
+    // The new connection, on another worker, takes the key over.
+    let taker = dataplane::offload::owner_tag(1, 9);
+    assert_ne!(taker, OWNER);
+    let mut f2 = flow(0);
+    f2.owner = taker;
+    f2.rcv_nxt = ISN + 70_001;
+    new.insert(&key(), &f2).expect("replaces the retired flow");
+    assert_eq!(prog.stats().flows, 1);
+    let (act, _) = prog.test_run(&Seg::data(ISN + 70_001, 5).frame()).unwrap();
+    assert_eq!(act, action::TX, "relayed for the new connection");
+    assert!(old.read(&key(), OWNER).is_none(), "not the old one's");
+    let seen = new.read(&key(), taker).unwrap();
+    assert!(!seen.retired);
+    assert_eq!((seen.rcv_nxt, seen.packets), (ISN + 70_006, 1));
+
+    // The old connection's entry ends: the new flow stays.
+    assert_eq!(old.remove(&key(), OWNER), Removal::TakenOver);
+    assert_eq!(prog.stats().flows, 1);
+    let (act, _) = prog.test_run(&Seg::data(ISN + 70_006, 5).frame()).unwrap();
+    assert_eq!(act, action::TX);
+    assert_eq!(new.remove(&key(), taker), Removal::Removed);
+    assert_eq!(prog.stats().flows, 0);
+    assert_eq!(new.remove(&key(), taker), Removal::Failed);
 }
 
 #[test]
@@ -449,21 +520,21 @@ fn flow_table_counts_and_refuses_when_full() {
     moved.rcv_nxt = ISN + 7;
     b.insert(&k(1001), &moved).expect("update");
     assert_eq!((prog.stats().flows, a.len()), (4, 4));
-    let seen = a.read(&k(1001)).unwrap();
+    let seen = a.read(&k(1001), OWNER).unwrap();
     assert_eq!((seen.rcv_nxt, seen.packets), (ISN + 7, 0));
     assert!(seen.idle < Duration::from_secs(1));
 
-    assert!(b.remove(&k(1002)));
-    assert!(!a.remove(&k(1002)), "already gone");
-    assert!(a.read(&k(1002)).is_none());
+    assert_eq!(b.remove(&k(1002), OWNER), Removal::Removed);
+    assert_eq!(a.remove(&k(1002), OWNER), Removal::Failed, "already gone");
+    assert!(a.read(&k(1002), OWNER).is_none());
     assert_eq!(prog.stats().flows, 3);
     a.insert(&k(2000), &flow(0)).expect("room again");
     assert_eq!(prog.stats().flows, 4);
 
     // Handles work from other threads (one per worker).
     let mut c = table(&prog);
-    let h = std::thread::spawn(move || c.remove(&k(2000)));
-    assert!(h.join().unwrap());
+    let h = std::thread::spawn(move || c.remove(&k(2000), OWNER));
+    assert_eq!(h.join().unwrap(), Removal::Removed);
     assert_eq!(prog.stats().flows, 3);
 
     // Ports are stored as on the wire: a relayed frame finds the flow.
@@ -477,7 +548,7 @@ fn flow_table_counts_and_refuses_when_full() {
         )
         .unwrap();
     assert_eq!(act, action::TX);
-    assert_eq!(a.read(&k(1001)).unwrap().packets, 1);
+    assert_eq!(a.read(&k(1001), OWNER).unwrap().packets, 1);
 }
 
 #[test]
@@ -773,8 +844,8 @@ fn relays_live_frames_on_the_veth() {
     assert_eq!(&back[6..12], &SWITCH_MAC);
     assert_eq!(&back[12..sent.len()], &sent[12..], "IP and TCP untouched");
     assert!(prog.stats().forwarded_packets >= 1);
-    assert!(flows.read(&key()).unwrap().packets >= 1);
-    assert_eq!(flows.read(&key()).unwrap().rcv_nxt, ISN + 200);
+    assert!(flows.read(&key(), OWNER).unwrap().packets >= 1);
+    assert_eq!(flows.read(&key(), OWNER).unwrap().rcv_nxt, ISN + 200);
 }
 
 #[test]

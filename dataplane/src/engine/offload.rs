@@ -6,14 +6,16 @@
 //! entry is freed (client RST, THOP_CLOSE, idle or FIN timeout, eviction,
 //! reuse of the 4-tuple), and before it judges what the fast path may have
 //! changed — how long the client has been silent, how far its sequence
-//! numbers went — it reads them back. Only IPv4 flows are offered (the fast
+//! numbers went — it reads them back. Both calls name the connection (its
+//! owner tag): a newer connection on the same 4-tuple, answered by another
+//! worker, may have taken the key over, and is left alone. Only IPv4 flows are offered (the fast
 //! path parses IPv4 only); a refusal leaves the flow with the worker.
 
 use crate::counters::bump;
 use crate::engine::Engine;
 use crate::engine::Forwarder;
 use crate::io::PacketBuf;
-use crate::offload::{FlowOffload, OffloadError, OffloadFlow, OffloadKey};
+use crate::offload::{owner_tag, FlowOffload, OffloadError, OffloadFlow, OffloadKey, Removal};
 use crate::table::Slot;
 
 impl<B: PacketBuf, F: Forwarder> Engine<B, F> {
@@ -63,6 +65,7 @@ impl<B: PacketBuf, F: Forwarder> Engine<B, F> {
             backend_mac: mac,
             rcv_nxt,
             wshift,
+            owner: self.owner_of(i),
         };
         let Some(o) = self.offload.as_mut() else {
             return;
@@ -88,13 +91,19 @@ impl<B: PacketBuf, F: Forwarder> Engine<B, F> {
         let Some(key) = self.offloaded_key(i) else {
             return;
         };
+        let owner = self.owner_of(i);
         if let Some(o) = self.offload.as_mut() {
-            if o.remove(&key) {
-                bump(&self.counters.offload_removed, 1);
-            } else {
-                bump(&self.counters.offload_errors, 1);
+            match o.remove(&key, owner) {
+                Removal::Removed => bump(&self.counters.offload_removed, 1),
+                Removal::TakenOver => bump(&self.counters.offload_taken_over, 1),
+                Removal::Failed => bump(&self.counters.offload_errors, 1),
             }
         }
+    }
+
+    /// The fast path's owner tag of entry `i`'s connection.
+    fn owner_of(&self, i: u32) -> u32 {
+        owner_tag(self.index, self.table.get(i).generation())
     }
 
     /// The fast path's key of entry `i` when its flow was offered to it.
@@ -113,7 +122,8 @@ impl<B: PacketBuf, F: Forwarder> Engine<B, F> {
         let Some(key) = self.offloaded_key(i) else {
             return;
         };
-        let Some(seen) = self.offload.as_mut().and_then(|o| o.read(&key)) else {
+        let owner = self.owner_of(i);
+        let Some(seen) = self.offload.as_mut().and_then(|o| o.read(&key, owner)) else {
             return;
         };
         let idle = seen.idle.as_millis().min(u128::from(i32::MAX as u32 / 2)) as u32;

@@ -105,6 +105,9 @@ pub struct FastPathStats {
     /// cannot parse go to the worker, which counts them; failed transmits
     /// are counted by the driver, e.g. `ethtool -S`'s `xdp_tx_errors`).
     pub dropped: u64,
+    /// Flows the program stopped relaying because a SYN reused their
+    /// 4-tuple (their segments reach a worker again).
+    pub retired: u64,
     /// Flows in the fast path's table now.
     pub flows: u64,
     /// The attach mode in use (`"native"` or `"generic"`).

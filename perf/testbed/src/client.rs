@@ -472,14 +472,7 @@ pub fn socket_with(
     }
     let rc = match addr {
         SocketAddr::V4(v4) => {
-            let sin = libc::sockaddr_in {
-                sin_family: libc::AF_INET as libc::sa_family_t,
-                sin_port: v4.port().to_be(),
-                sin_addr: libc::in_addr {
-                    s_addr: u32::from_ne_bytes(v4.ip().octets()),
-                },
-                sin_zero: [0; 8],
-            };
+            let sin = sockaddr_in(v4);
             // SAFETY: connect(2) with a sockaddr_in of its own size.
             unsafe {
                 libc::connect(
@@ -513,6 +506,18 @@ pub fn socket_with(
         return Err(io::Error::last_os_error());
     }
     Ok(TcpStream::from(owned))
+}
+
+/// `addr` as the C library's `sockaddr_in`.
+pub fn sockaddr_in(addr: std::net::SocketAddrV4) -> libc::sockaddr_in {
+    libc::sockaddr_in {
+        sin_family: libc::AF_INET as libc::sa_family_t,
+        sin_port: addr.port().to_be(),
+        sin_addr: libc::in_addr {
+            s_addr: u32::from_ne_bytes(addr.ip().octets()),
+        },
+        sin_zero: [0; 8],
+    }
 }
 
 /// GETs `path` back to back (with `pause` between) on one keep-alive

@@ -5,7 +5,8 @@
 //! duplicate of the map's file descriptor, so handles are independent and
 //! usable from any thread. A handle may outlive the program: the map then
 //! lives on, unused, until the last handle closes. Calls are plain `bpf(2)`
-//! map operations, once or twice per connection, never per packet.
+//! map operations, a few per connection (insert, read back, look up and
+//! delete), never per packet.
 //!
 //! The engine owns every flow's lifetime: the map is a plain hash, not an LRU,
 //! so nothing disappears behind the engine's back, and a full map is refused
@@ -23,7 +24,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::offload::{FlowOffload, OffloadError, OffloadFlow, OffloadKey, OffloadSeen};
+use crate::offload::{FlowOffload, OffloadError, OffloadFlow, OffloadKey, OffloadSeen, Removal};
 
 /// `struct flow_key` of the program: every field in network byte order.
 #[repr(C)]
@@ -41,10 +42,12 @@ pub(crate) struct FlowKey {
 pub(crate) struct FlowVal {
     pub mac: [u8; 6],
     pub wshift: u8,
-    pub pad: u8,
+    /// Set by the program when a SYN reused the 4-tuple.
+    pub retired: u8,
     /// Host order.
     pub rcv_nxt: u32,
-    pub pad2: u32,
+    /// The owning connection's tag ([`crate::offload::owner_tag`]).
+    pub owner: u32,
     /// `CLOCK_MONOTONIC` nanoseconds (the program's `bpf_ktime_get_ns`).
     pub last_seen_ns: u64,
     pub packets: u64,
@@ -116,6 +119,7 @@ impl FlowOffload for FlowTable {
             mac: flow.backend_mac,
             wshift: flow.wshift,
             rcv_nxt: flow.rcv_nxt,
+            owner: flow.owner,
             last_seen_ns: monotonic_ns(),
             ..FlowVal::default()
         };
@@ -141,7 +145,17 @@ impl FlowOffload for FlowTable {
         )))
     }
 
-    fn remove(&mut self, key: &OffloadKey) -> bool {
+    fn remove(&mut self, key: &OffloadKey, owner: u32) -> Removal {
+        // Look, then delete: another worker replaces a key only after a SYN
+        // retired it, and its owner removes it only when its own entry goes,
+        // so the two calls racing a replacement needs a new connection on
+        // the 4-tuple to reach FORWARDING in the microseconds between them.
+        // Should it happen, the new flow loses only the fast path.
+        match self.lookup(key) {
+            Ok(Some(v)) if v.owner != owner => return Removal::TakenOver,
+            Ok(Some(_)) => {}
+            Ok(None) | Err(_) => return Removal::Failed,
+        }
         let k = FlowKey::of(key);
         if sys::map_delete(&self.fd, &k).is_ok() {
             // Never below zero, even if a count was lost to a kernel error.
@@ -150,18 +164,22 @@ impl FlowOffload for FlowTable {
                 .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
                     Some(n.saturating_sub(1))
                 });
-            true
+            Removal::Removed
         } else {
-            false
+            Removal::Failed
         }
     }
 
-    fn read(&mut self, key: &OffloadKey) -> Option<OffloadSeen> {
+    fn read(&mut self, key: &OffloadKey, owner: u32) -> Option<OffloadSeen> {
         let v = self.lookup(key).ok()??;
+        if v.owner != owner {
+            return None;
+        }
         Some(OffloadSeen {
             idle: Duration::from_nanos(monotonic_ns().saturating_sub(v.last_seen_ns)),
             rcv_nxt: v.rcv_nxt,
             packets: v.packets,
+            retired: v.retired != 0,
         })
     }
 }

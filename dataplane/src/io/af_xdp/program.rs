@@ -78,6 +78,7 @@ const FORWARDED_BYTES: u32 = 1;
 const TO_WORKER: u32 = 2;
 const PASSED: u32 = 3;
 const DROPPED: u32 = 4;
+const RETIRED: u32 = 5;
 
 /// `struct config` of the program.
 #[repr(C)]
@@ -277,6 +278,7 @@ impl XdpProgram {
             to_worker: sum(TO_WORKER),
             passed: sum(PASSED),
             dropped: sum(DROPPED),
+            retired: sum(RETIRED),
             flows: self.flow_count.load(Ordering::Relaxed),
             mode: self.mode,
         }

@@ -7,7 +7,7 @@
  * way the worker's own fast path does (engine/forward.rs: `forward_fast`):
  * an IPv4 TCP segment without IP options, not a fragment, without SYN, FIN
  * or RST, with a correct IPv4 header checksum, whose (client, VIP, client
- * port, port) is in `flows`, gets its Ethernet destination set to the
+ * port, port) is in `flows` and not retired, gets its Ethernet destination set to the
  * backend's MAC and its source to the switch's, and goes back out of the
  * interface it came in on (XDP_TX). IP and TCP are untouched. The flow's
  * `last_seen_ns`, `rcv_nxt` and counters move as the worker's entry would.
@@ -21,6 +21,16 @@
  * The user-space side owns the flows: it inserts them when a connection
  * enters FORWARDING and removes them when the entry goes (flows.rs); the map
  * is a plain hash, never evicting on its own.
+ *
+ * A SYN whose 4-tuple is in `flows` retires the flow: the program stops
+ * relaying it and leaves the entry for its worker to remove. A client that
+ * reuses its 4-tuple for a new connection sends that SYN, and the new
+ * connection may be answered by another worker than the old one (which
+ * worker gets a frame follows the receive queue, and a queue is picked per
+ * socket, not per 4-tuple, by some senders, veth among them); the old
+ * flow's entry must not carry the new connection's segments to the old
+ * backend. Each entry names its owner (worker and connection serial), so a
+ * worker removing its old flow never removes the new connection's.
  */
 #include <linux/bpf.h>
 #include <linux/if_ether.h>
@@ -44,9 +54,9 @@ struct flow_key {
 struct flow_val {
 	__u8 mac[6];       /* the backend's MAC: new destination */
 	__u8 wshift;       /* the backend's window scale */
-	__u8 pad;
+	__u8 retired;      /* a SYN reused the 4-tuple: relay no more */
 	__u32 rcv_nxt;     /* the client's next sequence number, host order */
-	__u32 pad2;        /* explicit: the layout has no hidden holes */
+	__u32 owner;       /* worker (top 8 bits) and connection serial */
 	__u64 last_seen_ns; /* CLOCK_MONOTONIC of the last relayed segment */
 	__u64 packets;     /* segments relayed */
 	__u64 bytes;       /* their frame bytes */
@@ -65,7 +75,8 @@ enum {
 	TO_WORKER = 2,
 	PASSED = 3,
 	DROPPED = 4,
-	N_STATS = 5,
+	RETIRED = 5,
+	N_STATS = 6,
 };
 
 /* max_entries of `flows` and `xsks` are set by the loader. */
@@ -176,7 +187,7 @@ static __always_inline int relay(struct xdp_md *ctx)
 		return 0;
 	if (tcp_hl < sizeof(*tcp) || tcp_hl + sizeof(*ip) > total)
 		return 0;
-	if (tcp->syn || tcp->fin || tcp->rst)
+	if (tcp->fin || tcp->rst)
 		return 0;
 	if (!ipv4_csum_ok(ip))
 		return 0;
@@ -190,6 +201,18 @@ static __always_inline int relay(struct xdp_md *ctx)
 	struct flow_val *f = bpf_map_lookup_elem(&flows, &key);
 
 	if (!f)
+		return 0;
+	if (tcp->syn) {
+		/* A new connection on this 4-tuple, or a stray SYN: either way the
+		 * worker judges it, and the old flow is relayed no more (a stray SYN
+		 * costs the flow only the fast path; its worker still forwards it). */
+		if (!f->retired) {
+			f->retired = 1;
+			count(RETIRED, 1);
+		}
+		return 0;
+	}
+	if (f->retired)
 		return 0;
 
 	__builtin_memcpy(eth->h_dest, f->mac, ETH_ALEN);
