@@ -1,5 +1,5 @@
 //! The switch's neighbour cache for backend data addresses, shared by all
-//! workers: ARP fills it for IPv4, neighbour discovery ([`crate::nd`]) for
+//! workers: ARP fills it for IPv4, neighbour discovery ([`crate::wire::nd`]) for
 //! IPv6 (an IPv4 address is kept IPv4-mapped, so one slot layout serves both).
 //!
 //! ARP replies reach whichever worker the NIC picks, while the MAC is needed

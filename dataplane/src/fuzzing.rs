@@ -388,17 +388,17 @@ pub fn run(data: &[u8]) -> crate::counters::Snapshot {
                 let peer = [2, 0, 0, 0, 0, 13 + t % 2];
                 let msg = if t & 1 == 0 {
                     let target = [ip6(10), ip6(2), ip6(99)][(t as usize >> 1) % 3];
-                    crate::nd::Out::Solicit { target }
+                    crate::wire::nd::Out::Solicit { target }
                 } else {
                     let to = (t & 2 != 0).then_some((ip6(2), SWITCH_MAC));
-                    crate::nd::Out::Advert {
+                    crate::wire::nd::Out::Advert {
                         target: ip6(13),
                         to,
                     }
                 };
                 if let Some(mut b) = sink.io.alloc() {
-                    if b.set_len(crate::nd::FRAME_LEN)
-                        && crate::nd::emit(b.data_mut(), peer, ip6(13 + t % 2), msg).is_some()
+                    if b.set_len(crate::wire::nd::FRAME_LEN)
+                        && crate::wire::nd::emit(b.data_mut(), peer, ip6(13 + t % 2), msg).is_some()
                     {
                         if t & 0x40 != 0 {
                             // A hop limit other than 255.

@@ -7,12 +7,21 @@
 //! the incremental form (RFC 1624) used when one field of a received packet
 //! changes (ICMP echo → reply).
 //!
-//! Addresses travel as [`IpAddr`]. IPv6 frames are read by [`crate::ipv6`]
-//! into the same summary; the connection key keeps 16-byte addresses.
+//! Addresses travel as [`IpAddr`]. IPv6 frames are read by [`ipv6`] into
+//! the same summary; the connection key keeps 16-byte addresses. The IPv6
+//! side lives in submodules layered so none needs another's caller:
+//! [`ip6`] (the header and pseudo-header) under [`nd`] (neighbour
+//! discovery) under [`mld`] (listener reports) under [`ipv6`] (the frame
+//! parser, which hands ICMPv6 to the first two).
+
+pub mod ip6;
+pub mod ipv6;
+pub mod mld;
+pub mod nd;
 
 use std::net::{IpAddr, Ipv4Addr};
 
-use crate::ipv6::IPV6_LEN;
+use self::ip6::IPV6_LEN;
 
 use smoltcp::wire::{
     ArpOperation, ArpPacket, EthernetFrame, EthernetProtocol, IpProtocol, Ipv4Packet, TcpOption,
@@ -202,7 +211,7 @@ pub enum Frame {
         dst: IpAddr,
     },
     /// An IPv6 neighbour solicitation or advertisement.
-    Nd(crate::nd::Nd),
+    Nd(nd::Nd),
     /// An MLD query from a router on the link.
     MldQuery,
     /// ICMPv6 Packet Too Big about a TCP segment from `ours` to `peer`:
@@ -297,7 +306,7 @@ pub fn parse(frame: &[u8], verify: Verify) -> Result<Frame, DropReason> {
     match eth.ethertype() {
         EthernetProtocol::Ipv4 => {}
         EthernetProtocol::Arp => return parse_arp(eth.payload()),
-        EthernetProtocol::Ipv6 => return crate::ipv6::parse(frame, src_mac, verify),
+        EthernetProtocol::Ipv6 => return ipv6::parse(frame, src_mac, verify),
         _ => return Err(DropReason::Unsupported),
     }
     let ip = Ipv4Packet::new_checked(eth.payload()).map_err(|_| DropReason::Malformed)?;
@@ -410,7 +419,7 @@ pub fn tcp_seg_checksum_ok(frame: &[u8], seg: &TcpSeg) -> bool {
     let end = seg.payload.0 + seg.payload.1;
     match (seg.src, seg.dst, frame.get(start..end)) {
         (IpAddr::V4(s), IpAddr::V4(d), Some(l4)) => tcp_checksum_ok(s, d, l4),
-        (IpAddr::V6(s), IpAddr::V6(d), Some(l4)) => crate::ipv6::l4_checksum_ok(s, d, 6, l4),
+        (IpAddr::V6(s), IpAddr::V6(d), Some(l4)) => ipv6::l4_checksum_ok(s, d, 6, l4),
         _ => false,
     }
 }
@@ -428,7 +437,7 @@ pub fn udp_dgram_checksum_ok(frame: &[u8], d: &UdpDgram) -> bool {
             checksum::combine(&[ph, checksum::data(l4)]) == 0xffff
         }
         // Mandatory over IPv6: a zero checksum is wrong.
-        (IpAddr::V6(s), IpAddr::V6(t), Some(l4)) => crate::ipv6::l4_checksum_ok(s, t, 17, l4),
+        (IpAddr::V6(s), IpAddr::V6(t), Some(l4)) => ipv6::l4_checksum_ok(s, t, 17, l4),
         _ => false,
     }
 }
@@ -555,8 +564,8 @@ fn emit_l3(
         }
         (IpAddr::V6(s), IpAddr::V6(d)) => {
             emit_eth(buf, src_mac, dst_mac, 0x86dd);
-            crate::ipv6::emit_header(&mut buf[ETH_LEN..], s, d, proto, payload_len, 64);
-            Some(crate::ipv6::pseudo_header(s, d, proto, payload_len as u32))
+            ipv6::emit_header(&mut buf[ETH_LEN..], s, d, proto, payload_len, 64);
+            Some(ipv6::pseudo_header(s, d, proto, payload_len as u32))
         }
         _ => None,
     }
@@ -729,7 +738,7 @@ pub fn emit_arp(
 /// one.
 pub fn echo_reply_in_place(frame: &mut [u8], our_mac: Mac) -> bool {
     if frame.len() > 13 && frame[12..14] == [0x86, 0xdd] {
-        return crate::ipv6::echo_reply_in_place(frame, our_mac);
+        return ipv6::echo_reply_in_place(frame, our_mac);
     }
     if frame.len() < ETH_LEN + IPV4_LEN + 8 {
         return false;

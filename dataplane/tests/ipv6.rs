@@ -10,8 +10,8 @@ use std::net::{IpAddr, Ipv6Addr};
 use dataplane::config::SynCookieMode;
 use dataplane::io::memory::MemBuf;
 use dataplane::io::PacketBuf;
-use dataplane::ipv6::IPV6_LEN;
-use dataplane::nd;
+use dataplane::wire::ipv6::IPV6_LEN;
+use dataplane::wire::nd;
 use dataplane::wire::{self, flags, Frame, TcpOpts, Verify, ETH_LEN};
 use handoff_proto::{Body, Key, Keyring};
 use support::*;
@@ -65,12 +65,12 @@ fn icmp6(src: Ipv6Addr, dst: Ipv6Addr, hop_limit: u8, src_mac: [u8; 6], msg: &[u
     f[0..6].copy_from_slice(&SWITCH_MAC);
     f[6..12].copy_from_slice(&src_mac);
     f[12..14].copy_from_slice(&[0x86, 0xdd]);
-    dataplane::ipv6::emit_header(&mut f[ETH_LEN..], src, dst, 58, msg.len(), hop_limit);
+    dataplane::wire::ipv6::emit_header(&mut f[ETH_LEN..], src, dst, 58, msg.len(), hop_limit);
     let m = &mut f[ETH_LEN + IPV6_LEN..];
     m.copy_from_slice(msg);
     m[2] = 0;
     m[3] = 0;
-    let ph = dataplane::ipv6::pseudo_header(src, dst, 58, msg.len() as u32);
+    let ph = dataplane::wire::ipv6::pseudo_header(src, dst, 58, msg.len() as u32);
     let c = !wire::checksum::combine(&[ph, wire::checksum::data(m)]);
     m[2..4].copy_from_slice(&c.to_be_bytes());
     f
@@ -276,7 +276,7 @@ fn icmpv6_echo_to_the_vip_is_answered_and_to_others_not() {
     let d = out.data();
     assert_eq!(d[ETH_LEN + IPV6_LEN], 129);
     assert_eq!(&d[0..6], &CLIENT_MAC);
-    assert!(dataplane::ipv6::l4_checksum_ok(
+    assert!(dataplane::wire::ipv6::l4_checksum_ok(
         v6(vip()),
         client,
         58,
@@ -296,7 +296,7 @@ fn icmpv6_echo_to_the_vip_is_answered_and_to_others_not() {
 /// A Packet Too Big about a segment from the VIP to the client.
 fn too_big(bed: &Bed, mtu: u32) -> Vec<u8> {
     let mut inner = vec![0u8; IPV6_LEN + 20];
-    dataplane::ipv6::emit_header(&mut inner, v6(vip()), v6(client_ip()), 6, 20, 64);
+    dataplane::wire::ipv6::emit_header(&mut inner, v6(vip()), v6(client_ip()), 6, 20, 64);
     inner[IPV6_LEN..IPV6_LEN + 2].copy_from_slice(&80u16.to_be_bytes());
     inner[IPV6_LEN + 2..IPV6_LEN + 4].copy_from_slice(&bed.client_port.to_be_bytes());
     let mut m = vec![2, 0, 0, 0];

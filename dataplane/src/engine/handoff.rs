@@ -260,7 +260,7 @@ impl<B: PacketBuf, F: Forwarder> Engine<B, F> {
             (IpAddr::V4(a), IpAddr::V4(src)) => self.send_arp(out, true, [0; 6], src, a),
             (IpAddr::V6(a), _) => {
                 let src = self.cfg.data_ip6().unwrap_or(self.link_local);
-                self.send_nd(out, src, crate::nd::Out::Solicit { target: a });
+                self.send_nd(out, src, crate::wire::nd::Out::Solicit { target: a });
             }
             (IpAddr::V4(_), IpAddr::V6(_)) => {}
         }

@@ -38,6 +38,7 @@ pub mod prometheus;
 pub mod promtext;
 pub mod report;
 pub mod scenario;
+pub mod text;
 pub mod timefmt;
 pub mod tls;
 pub mod topology;

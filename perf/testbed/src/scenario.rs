@@ -282,13 +282,7 @@ pub fn wait_served_by(
     Err(format!("seen {seen:?}; last error: {last}"))
 }
 
-pub fn tail(s: &str, n: usize) -> &str {
-    let mut i = s.len().saturating_sub(n);
-    while !s.is_char_boundary(i) {
-        i += 1;
-    }
-    &s[i..]
-}
+pub use crate::text::tail;
 
 /// Declares a system test once per packet I/O backend: `mod afpacket` always,
 /// `mod dpdk` when the `dpdk` feature is on, `mod afxdp` (fast path on) and

@@ -20,7 +20,6 @@
 use crate::addr;
 use crate::error::{BedError, Result};
 use crate::netns;
-use crate::topology::Bed;
 use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -36,23 +35,23 @@ pub const APP: &str = "app.baton.test";
 pub const NAMES: [&str; 4] = [WWW, STATIC, APP, "*.baton.test"];
 
 /// The bed's CA certificate (what clients trust).
-pub fn ca_file(bed: &Bed) -> PathBuf {
-    bed.path(CA)
+pub fn ca_file(bed: &impl AsRef<Path>) -> PathBuf {
+    bed.as_ref().join(CA)
 }
 
 /// The servers' certificate.
-pub fn cert_file(bed: &Bed) -> PathBuf {
-    bed.path(CERT)
+pub fn cert_file(bed: &impl AsRef<Path>) -> PathBuf {
+    bed.as_ref().join(CERT)
 }
 
 /// The servers' private key (mode 0600).
-pub fn key_file(bed: &Bed) -> PathBuf {
-    bed.path(KEY)
+pub fn key_file(bed: &impl AsRef<Path>) -> PathBuf {
+    bed.as_ref().join(KEY)
 }
 
 /// The session-ticket key every backend's nginx uses (80 bytes, mode 0600).
-pub fn ticket_key_file(bed: &Bed) -> PathBuf {
-    bed.path(TICKET_KEY)
+pub fn ticket_key_file(bed: &impl AsRef<Path>) -> PathBuf {
+    bed.as_ref().join(TICKET_KEY)
 }
 
 const CA: &str = "ca.pem";
@@ -73,7 +72,7 @@ pub struct ServerFiles {
 
 impl ServerFiles {
     /// The files of `bed`.
-    pub fn of(bed: &Bed) -> ServerFiles {
+    pub fn of(bed: &impl AsRef<Path>) -> ServerFiles {
         ServerFiles {
             cert: cert_file(bed),
             key: key_file(bed),
@@ -401,7 +400,7 @@ pub fn parse_curl_stderr(stderr: &str) -> HttpsResponse {
 }
 
 /// One HTTPS GET with curl from namespace `ns`, trusting the bed's CA.
-pub fn curl(bed: &Bed, ns: &str, req: &HttpsGet) -> Result<HttpsResponse> {
+pub fn curl(bed: &impl AsRef<Path>, ns: &str, req: &HttpsGet) -> Result<HttpsResponse> {
     let args = req.curl_args(&ca_file(bed));
     let argv: Vec<&str> = args.iter().map(String::as_str).collect();
     let out = netns::command(Some(ns), "curl", &argv)
@@ -418,7 +417,7 @@ pub fn curl(bed: &Bed, ns: &str, req: &HttpsGet) -> Result<HttpsResponse> {
         r.error = Some(format!(
             "curl {}: {}",
             out.status,
-            crate::scenario::tail(&stderr, 1500)
+            crate::text::tail(&stderr, 1500)
         ));
     }
     Ok(r)
@@ -548,7 +547,7 @@ for target in cfg["targets"]:
 
 /// Runs the Python `ssl` client ([`PY_TLS`]) in namespace `ns`, trusting
 /// the bed's CA: one [`PyConn`] per target.
-pub fn python(bed: &Bed, ns: &str, req: &PyTls) -> Result<Vec<PyConn>> {
+pub fn python(bed: &impl AsRef<Path>, ns: &str, req: &PyTls) -> Result<Vec<PyConn>> {
     let cfg = serde_json::to_string(req).map_err(|e| BedError::Parse {
         what: "Python TLS client request",
         detail: e.to_string(),
@@ -744,7 +743,7 @@ print(lines[0].split()[1], backend, obj.version(), obj.selected_alpn_protocol() 
 /// One HTTPS GET to the VIP from namespace `ns` whose ClientHello arrives
 /// cut as `cut` says; the certificate is checked against the bed's CA.
 pub fn cut_hello_get(
-    bed: &Bed,
+    bed: &impl AsRef<Path>,
     ns: &str,
     sni: &str,
     cut: HelloCut,

@@ -191,6 +191,14 @@ pub struct Bed {
     pub backends: Vec<Host>,
 }
 
+/// A bed is its directory where files are concerned (the TLS files, for
+/// example, are named relative to it).
+impl AsRef<Path> for Bed {
+    fn as_ref(&self) -> &Path {
+        &self.dir
+    }
+}
+
 impl Bed {
     /// Builds the bed. Needs root (CAP_SYS_ADMIN and CAP_NET_ADMIN).
     pub fn up(spec: &BedSpec) -> Result<Bed> {

@@ -13,8 +13,8 @@
 
 use std::net::Ipv6Addr;
 
-use crate::ipv6::{emit_header, pseudo_header, IPV6_LEN};
-use crate::nd::multicast_mac;
+use crate::wire::ip6::{emit_header, pseudo_header, IPV6_LEN};
+use crate::wire::nd::multicast_mac;
 use crate::wire::{checksum, Mac, ETH_LEN};
 
 /// ICMPv6 types of MLD.
@@ -87,7 +87,7 @@ pub fn emit_report(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::nd::{link_local, solicited_node};
+    use crate::wire::nd::{link_local, solicited_node};
 
     #[test]
     fn a_report_is_well_formed() {
@@ -107,7 +107,7 @@ mod tests {
         assert_eq!(icmp[0], types::REPORT_V2);
         assert_eq!(u16::from_be_bytes([icmp[6], icmp[7]]), 2);
         assert_eq!(&icmp[8 + 4..8 + 20], &groups[0].octets());
-        assert!(crate::ipv6::l4_checksum_ok(
+        assert!(crate::wire::ip6::l4_checksum_ok(
             src,
             ALL_MLDV2_ROUTERS,
             58,

@@ -1,5 +1,5 @@
-//! IPv6 on the data port: the header, the extension-header walk, and the
-//! upper-layer checksums with the IPv6 pseudo-header.
+//! IPv6 frames on the data port: the extension-header walk and the
+//! upper-layer checksum checks (the header itself is [`super::ip6`]).
 //!
 //! [`parse`] reduces an IPv6 frame to the same [`Frame`] summary as IPv4, so
 //! the engine sees one kind of TCP segment, UDP datagram and echo request
@@ -23,11 +23,10 @@
 
 use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 
+pub use super::ip6::{emit_header, l4_checksum_ok, pseudo_header, IPV6_LEN};
 use crate::counters::DropReason;
-use crate::wire::{checksum, Frame, Mac, TcpSeg, UdpDgram, Verify, ETH_LEN, TCP_LEN, UDP_LEN};
+use crate::wire::{Frame, Mac, TcpSeg, UdpDgram, Verify, ETH_LEN, TCP_LEN, UDP_LEN};
 
-/// IPv6 fixed header length.
-pub const IPV6_LEN: usize = 40;
 /// Most extension headers walked before the upper-layer header.
 pub const MAX_EXT_HEADERS: usize = 8;
 /// Most bytes of extension headers walked before the upper-layer header.
@@ -80,22 +79,6 @@ fn walk(ip: &[u8]) -> Result<(u8, usize), DropReason> {
             _ => return Err(DropReason::Unsupported),
         }
     }
-}
-
-/// The IPv6 pseudo-header's partial sum (RFC 8200 §8.1).
-pub fn pseudo_header(src: Ipv6Addr, dst: Ipv6Addr, next_header: u8, len: u32) -> u16 {
-    let mut words = [0u8; 40];
-    words[..16].copy_from_slice(&src.octets());
-    words[16..32].copy_from_slice(&dst.octets());
-    words[32..36].copy_from_slice(&len.to_be_bytes());
-    words[39] = next_header;
-    checksum::data(&words)
-}
-
-/// True when the upper-layer checksum of `l4` (header and payload) is right.
-pub fn l4_checksum_ok(src: Ipv6Addr, dst: Ipv6Addr, next_header: u8, l4: &[u8]) -> bool {
-    let ph = pseudo_header(src, dst, next_header, l4.len() as u32);
-    checksum::combine(&[ph, checksum::data(l4)]) == 0xffff
 }
 
 fn addr(b: &[u8]) -> Ipv6Addr {
@@ -193,12 +176,12 @@ pub fn parse(frame: &[u8], src_mac: Mac, verify: Verify) -> Result<Frame, DropRe
                 // An MLD query from a router on the link (RFC 3810 §6.2:
                 // link-local source, hop limit 1): the switch reports its
                 // groups. Anything else about MLD is for routers.
-                (crate::mld::types::QUERY, 0)
+                (crate::wire::mld::types::QUERY, 0)
                     if ip[7] == 1 && src.segments()[0] & 0xffc0 == 0xfe80 =>
                 {
                     Ok(Frame::MldQuery)
                 }
-                (133..=137, _) => match crate::nd::parse(src_mac, src, dst, ip[7], l4)? {
+                (133..=137, _) => match crate::wire::nd::parse(src_mac, src, dst, ip[7], l4)? {
                     Some(nd) => Ok(Frame::Nd(nd)),
                     None => Err(DropReason::Ignored),
                 },
@@ -233,25 +216,6 @@ fn too_big(icmp: &[u8]) -> Result<Frame, DropReason> {
     })
 }
 
-/// Writes a fixed IPv6 header (no extension headers) for `payload_len`
-/// bytes of `next_header`.
-pub fn emit_header(
-    buf: &mut [u8],
-    src: Ipv6Addr,
-    dst: Ipv6Addr,
-    next_header: u8,
-    payload_len: usize,
-    hop_limit: u8,
-) {
-    let b = &mut buf[..IPV6_LEN];
-    b[0..4].copy_from_slice(&[0x60, 0, 0, 0]);
-    b[4..6].copy_from_slice(&(payload_len as u16).to_be_bytes());
-    b[6] = next_header;
-    b[7] = hop_limit;
-    b[8..24].copy_from_slice(&src.octets());
-    b[24..40].copy_from_slice(&dst.octets());
-}
-
 /// Turns an ICMPv6 echo request (already summarised by [`parse`], without
 /// extension headers) into its reply in place: MACs and addresses swapped
 /// (the pseudo-header sum does not change), hop limit 64, type 129 with the
@@ -284,6 +248,7 @@ pub fn echo_reply_in_place(frame: &mut [u8], our_mac: Mac) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::wire::checksum;
 
     const SRC: Ipv6Addr = Ipv6Addr::new(0x2001, 2, 0, 0, 0, 0, 0, 0x101);
     const DST: Ipv6Addr = Ipv6Addr::new(0x2001, 2, 0, 0, 0, 0, 0, 0x10);

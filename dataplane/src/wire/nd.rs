@@ -20,7 +20,7 @@
 use std::net::Ipv6Addr;
 
 use crate::counters::DropReason;
-use crate::ipv6::{emit_header, pseudo_header, IPV6_LEN};
+use crate::wire::ip6::{emit_header, pseudo_header, IPV6_LEN};
 use crate::wire::{checksum, Mac, ETH_LEN};
 
 /// ICMPv6 types of neighbour discovery.
