@@ -201,6 +201,7 @@ pub struct Metrics {
     worker_aborts: IntCounterVec,
     worker_closes: IntCounterVec,
     worker_states: IntGaugeVec,
+    worker_capacity: IntGaugeVec,
     workers: Mutex<WorkerSources>,
     port_up: IntGaugeVec,
     port_counters: IntCounterVec,
@@ -387,6 +388,10 @@ impl Metrics {
             ),
             worker_closes: r.counter("baton_worker_closed_connections_total", "FORWARDING connections ended, by reason, per worker.", &["worker", "reason"]),
             worker_states: r.gauge("baton_worker_connections", "Connections by state, per worker.", &["worker", "state"]),
+            worker_capacity: r.gauge("baton_worker_capacity",
+                "The worker's fixed sizes: `table`, connection-table entries (`tuning.table_capacity`; a connection in any state takes one), and `pending`, connections holding a request buffer at once (`limits.pending_per_worker`).",
+                &["worker", "resource"],
+            ),
             worker_scalars,
             workers: Mutex::new(WorkerSources::default()),
             port_up: r.gauge("baton_port_up", "1 when the data port's link is up.", &["port"]),
@@ -437,8 +442,7 @@ impl Metrics {
         // their own names; they are listed by pattern, not in this table, so a
         // new dataplane counter does not make the documentation stale.
         for m in self.catalog().into_iter().filter(|m| {
-            !(m.name.starts_with("baton_worker_")
-                && help_for(&m.name).starts_with("Dataplane counter `"))
+            !(m.name.starts_with("baton_worker_") && m.help.starts_with("Dataplane counter `"))
         }) {
             let labels = if m.labels.is_empty() {
                 "—".to_string()
@@ -573,6 +577,11 @@ impl Metrics {
                 self.worker_states
                     .with_label_values(&[worker.as_str(), state])
                     .set(*v as i64);
+            }
+            for (resource, v) in &s.capacity {
+                self.worker_capacity
+                    .with_label_values(&[worker.as_str(), resource])
+                    .set(i64::try_from(*v).unwrap_or(i64::MAX));
             }
         }
     }

@@ -275,6 +275,11 @@ pub struct Counters {
     /// connection on the same 4-tuple, answered by another worker, owns
     /// the key now.
     pub offload_taken_over: AtomicU64,
+    /// Gauge, set once at start: entries the connection table holds.
+    pub table_capacity: AtomicU64,
+    /// Gauge, set once at start: connections that may hold a request
+    /// buffer at once (the session pool).
+    pub pending_capacity: AtomicU64,
     /// Times the worker blocked in adaptive polling.
     pub idle_sleeps: AtomicU64,
     /// Of those, the sleeps another thread ended through the worker's
@@ -467,6 +472,10 @@ impl Counters {
                 .iter()
                 .map(|s| (s.as_str(), self.in_state(*s)))
                 .collect(),
+            capacity: vec![
+                ("table", l(&self.table_capacity)),
+                ("pending", l(&self.pending_capacity)),
+            ],
         }
     }
 }
@@ -484,6 +493,9 @@ pub struct Snapshot {
     pub closes: Vec<(&'static str, u64)>,
     /// Gauge: connections by [`StateGauge::as_str`].
     pub states: Vec<(&'static str, u64)>,
+    /// Gauge: the worker's fixed sizes, `table` (connection-table entries)
+    /// and `pending` (connections waiting for a request or a handoff).
+    pub capacity: Vec<(&'static str, u64)>,
 }
 
 impl Snapshot {
@@ -506,6 +518,7 @@ impl Snapshot {
             (&mut self.aborts, &other.aborts),
             (&mut self.closes, &other.closes),
             (&mut self.states, &other.states),
+            (&mut self.capacity, &other.capacity),
         ] {
             for (x, y) in a.iter_mut().zip(b.iter()) {
                 x.1 += y.1;

@@ -235,6 +235,13 @@ impl<B: PacketBuf, F: Forwarder> Engine<B, F> {
         }
         let ids = crate::connid::IdLayout::new(cfg.boot as u8);
         let mut table = ConnTable::new(cfg.table_capacity, secrets.table_seed(), 0);
+        let relaxed = std::sync::atomic::Ordering::Relaxed;
+        counters
+            .table_capacity
+            .store(table.capacity() as u64, relaxed);
+        counters
+            .pending_capacity
+            .store(cfg.pending_capacity as u64, relaxed);
         // A random first serial: ids of this instance also differ from those
         // of an earlier one that drew the same boot part.
         let start = u32::from_le_bytes(
