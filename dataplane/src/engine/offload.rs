@@ -8,8 +8,9 @@
 //! changed — how long the client has been silent, how far its sequence
 //! numbers went — it reads them back. Both calls name the connection (its
 //! owner tag): a newer connection on the same 4-tuple, answered by another
-//! worker, may have taken the key over, and is left alone. Only IPv4 flows are offered (the fast
-//! path parses IPv4 only); a refusal leaves the flow with the worker.
+//! worker, may have taken the key over, and is left alone. Only IPv4 flows
+//! are offered (the fast path parses IPv4 only); a refusal leaves the flow
+//! with the worker.
 
 use crate::counters::bump;
 use crate::engine::Engine;

@@ -7,10 +7,11 @@
  * way the worker's own fast path does (engine/forward.rs: `forward_fast`):
  * an IPv4 TCP segment without IP options, not a fragment, without SYN, FIN
  * or RST, with a correct IPv4 header checksum, whose (client, VIP, client
- * port, port) is in `flows` and not retired, gets its Ethernet destination set to the
- * backend's MAC and its source to the switch's, and goes back out of the
- * interface it came in on (XDP_TX). IP and TCP are untouched. The flow's
- * `last_seen_ns`, `rcv_nxt` and counters move as the worker's entry would.
+ * port, port) is in `flows` and not retired, gets its Ethernet destination
+ * set to the backend's MAC and its source to the switch's, and goes back out
+ * of the interface it came in on (XDP_TX). IP and TCP are untouched. The
+ * flow's `last_seen_ns`, `rcv_nxt` and counters move as the worker's entry
+ * would.
  *
  * Every other frame goes to the AF_XDP socket of its receive queue (the
  * worker decides), or to the kernel stack when that queue has no socket.
