@@ -494,7 +494,7 @@ pub struct Snapshot {
     /// Gauge: connections by [`StateGauge::as_str`].
     pub states: Vec<(&'static str, u64)>,
     /// Gauge: the worker's fixed sizes, `table` (connection-table entries)
-    /// and `pending` (connections waiting for a request or a handoff).
+    /// and `pending` (connections that may hold a request buffer at once).
     pub capacity: Vec<(&'static str, u64)>,
 }
 

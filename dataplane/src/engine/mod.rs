@@ -44,7 +44,7 @@ use crate::shared::Shared;
 use crate::state::{transition, Event, State};
 use crate::syncookie::Secrets;
 use crate::table::{ConnTable, FlowKey, Ms, Slot};
-use crate::wire::{self, Frame, Mac, TcpOpts, TcpOut, TcpSeg, Verify};
+use crate::wire::{self, mld, nd, Frame, Mac, TcpOpts, TcpOut, TcpSeg, Verify};
 
 pub use forward::{DirectRouting, Forwarder};
 use session::{Phase, Session};
@@ -147,7 +147,7 @@ pub struct Engine<B: PacketBuf, F: Forwarder = DirectRouting> {
 /// address, its IPv6 data address and the IPv6 VIPs, without repeats; none
 /// when it has neither an IPv6 data address nor an IPv6 VIP.
 fn own_ipv6(cfg: &WorkerConfig) -> Vec<Ipv6Addr> {
-    let mut own = vec![crate::wire::nd::link_local(cfg.mac)];
+    let mut own = vec![nd::link_local(cfg.mac)];
     let vips = cfg.services.iter().map(|s| s.vip);
     for ip in cfg.data_ip6().map(IpAddr::V6).into_iter().chain(vips) {
         if let IpAddr::V6(a) = ip {
@@ -271,13 +271,10 @@ impl<B: PacketBuf, F: Forwarder> Engine<B, F> {
             free_sessions: Vec::with_capacity(cfg.pending_capacity),
             node: handoff_proto::node_id(cfg.ip),
             node6: cfg.ip6.map(|a| handoff_proto::node_id(IpAddr::V6(a))),
-            link_local: crate::wire::nd::link_local(cfg.mac),
+            link_local: nd::link_local(cfg.mac),
             own6: own6.clone(),
             groups6: {
-                let mut g: Vec<Ipv6Addr> = own6
-                    .iter()
-                    .map(|a| crate::wire::nd::solicited_node(*a))
-                    .collect();
+                let mut g: Vec<Ipv6Addr> = own6.iter().map(|a| nd::solicited_node(*a)).collect();
                 g.sort();
                 g.dedup();
                 g
@@ -811,14 +808,14 @@ impl<B: PacketBuf, F: Forwarder> Engine<B, F> {
         // A switch with IPv6 addresses announces them, and joins their
         // solicited-node groups (twice: a report may be lost).
         for &a in &self.own6 {
-            let advert = crate::wire::nd::Out::Advert {
+            let advert = nd::Out::Advert {
                 target: a,
                 to: None,
             };
             self.send_nd(out, a, advert);
         }
         for _ in 0..2 {
-            self.send_mld_report(out, crate::wire::mld::CHANGE_TO_EXCLUDE);
+            self.send_mld_report(out, mld::CHANGE_TO_EXCLUDE);
         }
     }
 
@@ -833,13 +830,13 @@ impl<B: PacketBuf, F: Forwarder> Engine<B, F> {
             self.counters.count_drop(DropReason::NoBuffer);
             return;
         };
-        let len = crate::wire::mld::report_len(groups.len());
+        let len = mld::report_len(groups.len());
         if !b.set_len(len) {
             self.counters.count_drop(DropReason::NoBuffer);
             return;
         }
         let (mac, src) = (self.cfg.mac, self.link_local);
-        if crate::wire::mld::emit_report(b.data_mut(), mac, src, groups, record).is_some() {
+        if mld::emit_report(b.data_mut(), mac, src, groups, record).is_some() {
             bump(&self.counters.mld_reports_sent, 1);
             self.transmit(out, b);
         }
@@ -856,28 +853,23 @@ impl<B: PacketBuf, F: Forwarder> Engine<B, F> {
             return self.counters.count_drop(DropReason::Ignored);
         }
         self.last_mld_report = Some(now);
-        self.send_mld_report(out, crate::wire::mld::MODE_IS_EXCLUDE);
+        self.send_mld_report(out, mld::MODE_IS_EXCLUDE);
     }
 
     /// Sends a neighbour solicitation or advertisement from `src`.
-    pub(crate) fn send_nd<S: Sink<B>>(
-        &self,
-        out: &mut S,
-        src: Ipv6Addr,
-        msg: crate::wire::nd::Out,
-    ) {
+    pub(crate) fn send_nd<S: Sink<B>>(&self, out: &mut S, src: Ipv6Addr, msg: nd::Out) {
         let Some(mut b) = out.alloc() else {
             self.counters.count_drop(DropReason::NoBuffer);
             return;
         };
-        if !b.set_len(crate::wire::nd::FRAME_LEN) {
+        if !b.set_len(nd::FRAME_LEN) {
             self.counters.count_drop(DropReason::NoBuffer);
             return;
         }
-        if crate::wire::nd::emit(b.data_mut(), self.cfg.mac, src, msg).is_some() {
+        if nd::emit(b.data_mut(), self.cfg.mac, src, msg).is_some() {
             match msg {
-                crate::wire::nd::Out::Solicit { .. } => bump(&self.counters.nd_solicits_sent, 1),
-                crate::wire::nd::Out::Advert { .. } => bump(&self.counters.nd_adverts_sent, 1),
+                nd::Out::Solicit { .. } => bump(&self.counters.nd_solicits_sent, 1),
+                nd::Out::Advert { .. } => bump(&self.counters.nd_adverts_sent, 1),
             }
             self.transmit(out, b);
         }
@@ -1003,7 +995,7 @@ impl<B: PacketBuf, F: Forwarder> Engine<B, F> {
     /// own IPv6 addresses, learn the backends it asked about (the same rule
     /// as ARP: only a solicited advertisement to the switch may set or
     /// change a MAC; a solicitation naming the known MAC confirms it).
-    fn on_nd<S: Sink<B>>(&mut self, n: crate::wire::nd::Nd, out: &mut S) {
+    fn on_nd<S: Sink<B>>(&mut self, n: nd::Nd, out: &mut S) {
         use crate::arp::Learned;
         let now = self.now_ns / 1_000_000;
         let (ip, mac, reply_to_us) = if n.solicit {
@@ -1022,7 +1014,7 @@ impl<B: PacketBuf, F: Forwarder> Engine<B, F> {
         };
         if n.solicit && self.is_ours(IpAddr::V6(n.target)) {
             let to = (n.src, n.lladdr.unwrap_or(n.src_mac));
-            let advert = crate::wire::nd::Out::Advert {
+            let advert = nd::Out::Advert {
                 target: n.target,
                 to: Some(to),
             };
